@@ -1,0 +1,757 @@
+"""Tiny, randomly initialised diffusers video pipelines, built offline.
+
+``build_tiny_pipeline(class_name, path)`` creates a pipeline of exactly the
+named diffusers class, with the same component classes as the real hub model
+(text encoder, tokenizer, transformer/unet, VAE, scheduler, image encoder),
+but with a few channels and one or two layers, and saves it in diffusers
+layout with safetensors.  The weights are random, so the videos are noise:
+the point is that the real loading path (model_index.json ->
+``DiffusionPipeline.from_pretrained``) and the real ``__call__`` run end to
+end on a CPU in a second or two.
+
+Nothing is downloaded: every tokenizer is built here from a small fixed
+vocabulary (transformers 5 tokenizers accept a vocabulary directly).
+
+Some presets share a pipeline class but differ in structure (Wan 2.2 TI2V-5B
+has a 48-channel VAE and ``expand_timesteps``; Wan 2.2 A14B has two expert
+transformers and ``boundary_ratio``; CogVideoX-2b has no RoPE and uses DDIM;
+CogVideoX 1.5 patches time).  Those are selected with ``variant=``; see
+``VARIANTS`` and ``variant_for_preset``.
+"""
+
+from __future__ import annotations
+
+import string
+import tempfile
+from pathlib import Path
+
+import torch
+
+__all__ = ["build_tiny_pipeline", "PIPELINE_CLASSES", "VARIANTS", "variant_for_preset"]
+
+
+# --------------------------------------------------------------------------------------
+# tokenizers (offline)
+# --------------------------------------------------------------------------------------
+
+_WORDS = (
+    "a an the of in on at and with to from is are cat dog fox bird fish man woman child car boat "
+    "city street forest river sea sky sun moon rain snow red blue green yellow white black small "
+    "big walking running flying swimming dancing slowly fast camera video shot light night day"
+).split()
+_CHARS = string.ascii_letters + string.digits + string.punctuation
+
+
+def _t5_tokenizer():
+    """SentencePiece-style unigram tokenizer (T5Tokenizer == T5TokenizerFast in transformers 5)."""
+    from transformers import T5Tokenizer
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    pieces += [("\u2581" + w, -1.0) for w in _WORDS]
+    pieces += [("\u2581", -2.0)] + [(c, -5.0) for c in _CHARS]
+    return T5Tokenizer(vocab=pieces, extra_ids=0)
+
+
+def _llama_tokenizer():
+    """Character-level Llama tokenizer with byte fallback (LlamaTokenizerFast in transformers 5)."""
+    from transformers import LlamaTokenizer
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, "<pad>": 3}
+    for ch in "\u2581" + _CHARS:
+        vocab.setdefault(ch, len(vocab))
+    for i in range(256):
+        vocab[f"<0x{i:02X}>"] = len(vocab)
+    return LlamaTokenizer(vocab=vocab, merges=[], pad_token="<pad>")
+
+
+def _byte_level_alphabet():
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    return sorted(ByteLevel.alphabet())
+
+
+def _clip_tokenizer():
+    """Byte-level BPE CLIP tokenizer with no merges (every character is a token)."""
+    from transformers import CLIPTokenizer
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    alphabet = _byte_level_alphabet()
+    for ch in alphabet:
+        vocab[ch] = len(vocab)
+    for ch in alphabet:
+        vocab[ch + "</w>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[])
+
+
+_QWEN_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def _qwen2_tokenizer():
+    """Byte-level Qwen2 tokenizer with a ChatML template (HunyuanVideo 1.5 calls apply_chat_template)."""
+    from transformers import Qwen2Tokenizer
+
+    vocab = {ch: i for i, ch in enumerate(_byte_level_alphabet())}
+    tok = Qwen2Tokenizer(vocab=vocab, merges=[])
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tok.chat_template = _QWEN_CHAT_TEMPLATE
+    return tok
+
+
+# --------------------------------------------------------------------------------------
+# text and image encoders
+# --------------------------------------------------------------------------------------
+
+_TEXT_DIM = 32  # d_model of every tiny T5/UMT5 text encoder
+
+
+def _t5_config(vocab_size: int):
+    from transformers import T5Config
+
+    return T5Config(
+        vocab_size=vocab_size,
+        d_model=_TEXT_DIM,
+        d_kv=8,
+        d_ff=32,
+        num_layers=1,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        relative_attention_max_distance=32,
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        eos_token_id=1,
+    )
+
+
+def _t5_encoder(tokenizer):
+    from transformers import T5EncoderModel
+
+    torch.manual_seed(0)
+    return T5EncoderModel(_t5_config(len(tokenizer))).eval()
+
+
+def _umt5_encoder(tokenizer):
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    cfg = _t5_config(len(tokenizer)).to_dict()
+    cfg.pop("model_type", None)
+    cfg.pop("architectures", None)
+    torch.manual_seed(0)
+    return UMT5EncoderModel(UMT5Config(**cfg)).eval()
+
+
+def _clip_vision(with_projection: bool, hidden: int = 16, image_size: int = 32, patch_size: int = 8):
+    from transformers import CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
+
+    cfg = CLIPVisionConfig(
+        hidden_size=hidden,
+        projection_dim=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        image_size=image_size,
+        patch_size=patch_size,
+    )
+    torch.manual_seed(0)
+    cls = CLIPVisionModelWithProjection if with_projection else CLIPVisionModel
+    return cls(cfg).eval()
+
+
+def _clip_image_processor(size: int = 32):
+    from transformers import CLIPImageProcessor
+
+    return CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+
+
+# --------------------------------------------------------------------------------------
+# Wan family (Wan 2.1, Wan 2.2, SkyReels-V2)
+# --------------------------------------------------------------------------------------
+
+
+def _wan_vae(wan22_5b: bool = False):
+    from diffusers import AutoencoderKLWan
+
+    torch.manual_seed(0)
+    if wan22_5b:  # Wan 2.2 VAE: 48 latent channels, 16x spatial (patchified), residual blocks
+        return AutoencoderKLWan(
+            base_dim=3,
+            z_dim=48,
+            in_channels=12,
+            out_channels=12,
+            is_residual=True,
+            patch_size=2,
+            latents_mean=[0.0] * 48,
+            latents_std=[1.0] * 48,
+            dim_mult=[1, 1, 1, 1],
+            num_res_blocks=1,
+            scale_factor_spatial=16,
+            scale_factor_temporal=4,
+            temperal_downsample=[False, True, True],
+        ).eval()
+    return AutoencoderKLWan(
+        base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
+    ).eval()
+
+
+def _wan_transformer(in_channels: int, out_channels: int, cls_name: str = "WanTransformer3DModel", **extra):
+    import diffusers
+
+    torch.manual_seed(0)
+    cls = getattr(diffusers, cls_name)
+    return cls(
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=12,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        text_dim=_TEXT_DIM,
+        freq_dim=32,
+        ffn_dim=32,
+        num_layers=1,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=32,
+        **extra,
+    ).eval()
+
+
+def _unipc_flow(shift: float):
+    from diffusers import UniPCMultistepScheduler
+
+    return UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=shift)
+
+
+def _wan(variant: str | None):
+    from diffusers import WanPipeline
+
+    tok = _t5_tokenizer()
+    te = _umt5_encoder(tok)
+    if variant == "wan2.2-ti2v-5b":
+        return WanPipeline(
+            tokenizer=tok,
+            text_encoder=te,
+            vae=_wan_vae(wan22_5b=True),
+            scheduler=_unipc_flow(5.0),
+            transformer=_wan_transformer(48, 48),
+            transformer_2=None,
+            boundary_ratio=None,
+            expand_timesteps=True,
+        )
+    if variant == "wan2.2-t2v-a14b":
+        high = _wan_transformer(16, 16)
+        torch.manual_seed(1)
+        low = _wan_transformer(16, 16)
+        return WanPipeline(
+            tokenizer=tok,
+            text_encoder=te,
+            vae=_wan_vae(),
+            scheduler=_unipc_flow(12.0),
+            transformer=high,
+            transformer_2=low,
+            boundary_ratio=0.875,
+        )
+    return WanPipeline(
+        tokenizer=tok, text_encoder=te, vae=_wan_vae(), scheduler=_unipc_flow(3.0), transformer=_wan_transformer(16, 16)
+    )
+
+
+def _wan_i2v(variant: str | None):
+    from diffusers import WanImageToVideoPipeline
+
+    tok = _t5_tokenizer()
+    image_encoder = _clip_vision(with_projection=False, hidden=16)
+    # 36 = 16 noise latents + 4 mask channels + 16 image-condition latents; image_dim = CLIP hidden size
+    transformer = _wan_transformer(36, 16, image_dim=16)
+    return WanImageToVideoPipeline(
+        tokenizer=tok,
+        text_encoder=_umt5_encoder(tok),
+        vae=_wan_vae(),
+        scheduler=_unipc_flow(3.0),
+        image_processor=_clip_image_processor(32),
+        image_encoder=image_encoder,
+        transformer=transformer,
+    )
+
+
+def _skyreels_v2(variant: str | None):
+    from diffusers import SkyReelsV2Pipeline
+
+    tok = _t5_tokenizer()
+    return SkyReelsV2Pipeline(
+        tokenizer=tok,
+        text_encoder=_umt5_encoder(tok),
+        transformer=_wan_transformer(16, 16, cls_name="SkyReelsV2Transformer3DModel"),
+        vae=_wan_vae(),
+        scheduler=_unipc_flow(8.0),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# LTX-Video
+# --------------------------------------------------------------------------------------
+
+
+def _ltx_components():
+    from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXVideoTransformer3DModel
+
+    torch.manual_seed(0)
+    transformer = LTXVideoTransformer3DModel(
+        in_channels=8,
+        out_channels=8,
+        patch_size=1,
+        patch_size_t=1,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        cross_attention_dim=16,
+        num_layers=1,
+        caption_channels=_TEXT_DIM,
+    ).eval()
+    torch.manual_seed(0)
+    # 0.9.1+ VAEs are timestep-conditioned (decode_timestep / decode_noise_scale are used)
+    vae = AutoencoderKLLTXVideo(
+        latent_channels=8,
+        block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        spatio_temporal_scaling=(True, True, False, False),
+        decoder_spatio_temporal_scaling=(True, True, False, False),
+        decoder_inject_noise=(False, False, False, False, False),
+        layers_per_block=(1, 1, 1, 1, 1),
+        decoder_layers_per_block=(1, 1, 1, 1, 1),
+        patch_size=1,
+        patch_size_t=1,
+        encoder_causal=True,
+        decoder_causal=False,
+        timestep_conditioning=True,
+    ).eval()
+    vae.use_framewise_encoding = False
+    vae.use_framewise_decoding = False
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        use_dynamic_shifting=True,
+        base_shift=0.95,
+        max_shift=2.05,
+        base_image_seq_len=1024,
+        max_image_seq_len=4096,
+        shift_terminal=0.1,
+    )
+    tok = _t5_tokenizer()
+    return dict(scheduler=scheduler, vae=vae, text_encoder=_t5_encoder(tok), tokenizer=tok, transformer=transformer)
+
+
+def _ltx(variant: str | None):
+    from diffusers import LTXPipeline
+
+    return LTXPipeline(**_ltx_components())
+
+
+def _ltx_i2v(variant: str | None):
+    from diffusers import LTXImageToVideoPipeline
+
+    return LTXImageToVideoPipeline(**_ltx_components())
+
+
+# --------------------------------------------------------------------------------------
+# CogVideoX
+# --------------------------------------------------------------------------------------
+
+
+def _cogvideox_vae():
+    from diffusers import AutoencoderKLCogVideoX
+
+    torch.manual_seed(0)
+    return AutoencoderKLCogVideoX(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("CogVideoXDownBlock3D",) * 4,
+        up_block_types=("CogVideoXUpBlock3D",) * 4,
+        block_out_channels=(8, 8, 8, 8),
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=2,
+        temporal_compression_ratio=4,
+    ).eval()
+
+
+def _cogvideox_transformer(i2v: bool, variant: str | None):
+    from diffusers import CogVideoXTransformer3DModel
+
+    kwargs = dict(
+        num_attention_heads=2,
+        attention_head_dim=16,  # RoPE needs a head dim divisible by 16
+        in_channels=8 if i2v else 4,  # I2V concatenates the image latents
+        out_channels=4,
+        time_embed_dim=2,
+        text_embed_dim=_TEXT_DIM,
+        num_layers=1,
+        sample_width=2,  # latent 2x2 -> 16x16 pixels (I2V learned positions are fixed to this size)
+        sample_height=2,
+        sample_frames=9,
+        patch_size=2,
+        temporal_compression_ratio=4,
+        max_text_seq_length=226,  # the pipelines' default max_sequence_length
+    )
+    if variant == "cogvideox-2b":  # 2b: sin-cos positions, no RoPE
+        kwargs.update(use_rotary_positional_embeddings=False)
+    elif variant == "cogvideox1.5-5b":  # 1.5: RoPE and temporal patches of 2 latent frames
+        kwargs.update(use_rotary_positional_embeddings=True, patch_size_t=2, patch_bias=False)
+    else:  # 5b and 5b-I2V
+        kwargs.update(use_rotary_positional_embeddings=True, use_learned_positional_embeddings=i2v)
+    torch.manual_seed(0)
+    return CogVideoXTransformer3DModel(**kwargs).eval()
+
+
+def _cogvideox_scheduler(variant: str | None):
+    from diffusers import CogVideoXDDIMScheduler, CogVideoXDPMScheduler
+
+    common = dict(
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        prediction_type="v_prediction",
+        rescale_betas_zero_snr=True,
+        timestep_spacing="trailing",
+        set_alpha_to_one=True,
+        clip_sample=False,
+    )
+    if variant == "cogvideox-2b":
+        return CogVideoXDDIMScheduler(snr_shift_scale=3.0, **common)
+    return CogVideoXDPMScheduler(snr_shift_scale=1.0, **common)
+
+
+def _cogvideox(variant: str | None):
+    from diffusers import CogVideoXPipeline
+
+    tok = _t5_tokenizer()
+    return CogVideoXPipeline(
+        tokenizer=tok,
+        text_encoder=_t5_encoder(tok),
+        vae=_cogvideox_vae(),
+        transformer=_cogvideox_transformer(False, variant),
+        scheduler=_cogvideox_scheduler(variant),
+    )
+
+
+def _cogvideox_i2v(variant: str | None):
+    from diffusers import CogVideoXImageToVideoPipeline
+
+    tok = _t5_tokenizer()
+    return CogVideoXImageToVideoPipeline(
+        tokenizer=tok,
+        text_encoder=_t5_encoder(tok),
+        vae=_cogvideox_vae(),
+        transformer=_cogvideox_transformer(True, variant),
+        scheduler=_cogvideox_scheduler(variant),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# HunyuanVideo and HunyuanVideo 1.5
+# --------------------------------------------------------------------------------------
+
+
+def _hunyuanvideo(variant: str | None):
+    from diffusers import (
+        AutoencoderKLHunyuanVideo,
+        FlowMatchEulerDiscreteScheduler,
+        HunyuanVideoPipeline,
+        HunyuanVideoTransformer3DModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, LlamaConfig, LlamaModel
+
+    torch.manual_seed(0)
+    transformer = HunyuanVideoTransformer3DModel(
+        in_channels=4,
+        out_channels=4,
+        num_attention_heads=2,
+        attention_head_dim=10,
+        num_layers=1,
+        num_single_layers=1,
+        num_refiner_layers=1,
+        patch_size=1,
+        patch_size_t=1,
+        guidance_embeds=True,  # HunyuanVideo uses embedded (distilled) guidance
+        text_embed_dim=16,
+        pooled_projection_dim=8,
+        rope_axes_dim=(2, 4, 4),
+    ).eval()
+    torch.manual_seed(0)
+    vae = AutoencoderKLHunyuanVideo(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        down_block_types=("HunyuanVideoDownBlock3D",) * 4,
+        up_block_types=("HunyuanVideoUpBlock3D",) * 4,
+        block_out_channels=(8, 8, 8, 8),
+        layers_per_block=1,
+        act_fn="silu",
+        norm_num_groups=4,
+        scaling_factor=0.476986,
+        spatial_compression_ratio=8,
+        temporal_compression_ratio=4,
+        mid_block_add_attention=True,
+    ).eval()
+    tok = _llama_tokenizer()
+    tok2 = _clip_tokenizer()
+    torch.manual_seed(0)
+    text_encoder = LlamaModel(
+        LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=16,
+            intermediate_size=32,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            num_hidden_layers=2,
+            bos_token_id=1,
+            eos_token_id=2,
+            pad_token_id=3,
+        )
+    ).eval()
+    torch.manual_seed(0)
+    text_encoder_2 = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tok2),
+            hidden_size=8,
+            intermediate_size=16,
+            num_attention_heads=2,
+            num_hidden_layers=1,
+            projection_dim=8,
+            max_position_embeddings=77,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )
+    ).eval()
+    return HunyuanVideoPipeline(
+        text_encoder=text_encoder,
+        tokenizer=tok,
+        transformer=transformer,
+        vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=tok2,
+    )
+
+
+def _hunyuanvideo15(variant: str | None):
+    from diffusers import (
+        AutoencoderKLHunyuanVideo15,
+        FlowMatchEulerDiscreteScheduler,
+        HunyuanVideo15Pipeline,
+        HunyuanVideo15Transformer3DModel,
+    )
+    from diffusers.guiders import ClassifierFreeGuidance
+    from transformers import ByT5Tokenizer, Qwen2_5_VLTextConfig, Qwen2_5_VLTextModel
+
+    torch.manual_seed(0)
+    transformer = HunyuanVideo15Transformer3DModel(
+        in_channels=9,  # latents + image-condition latents + mask (zeros for text-to-video)
+        out_channels=4,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        num_layers=1,
+        num_refiner_layers=1,
+        mlp_ratio=2.0,
+        patch_size=1,
+        patch_size_t=1,
+        text_embed_dim=16,
+        text_embed_2_dim=_TEXT_DIM,
+        image_embed_dim=12,
+        rope_axes_dim=(2, 2, 4),
+        target_size=16,
+        task_type="t2v",
+    ).eval()
+    torch.manual_seed(0)
+    vae = AutoencoderKLHunyuanVideo15(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(16, 16),
+        layers_per_block=1,
+        spatial_compression_ratio=4,
+        temporal_compression_ratio=2,
+        downsample_match_channel=False,
+        upsample_match_channel=False,
+    ).eval()
+    tok = _qwen2_tokenizer()
+    torch.manual_seed(0)
+    text_encoder = Qwen2_5_VLTextModel(
+        Qwen2_5_VLTextConfig(
+            vocab_size=len(tok),
+            hidden_size=16,
+            intermediate_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            rope_scaling={"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"},
+            rope_theta=1000000.0,
+        )
+    ).eval()
+    tok2 = ByT5Tokenizer()
+    torch.manual_seed(0)
+    from transformers import T5EncoderModel
+
+    text_encoder_2 = T5EncoderModel(_t5_config(len(tok2))).eval()
+    return HunyuanVideo15Pipeline(
+        text_encoder=text_encoder,
+        tokenizer=tok,
+        transformer=transformer,
+        vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0),
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=tok2,
+        guider=ClassifierFreeGuidance(guidance_scale=6.0),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Mochi
+# --------------------------------------------------------------------------------------
+
+
+def _mochi(variant: str | None):
+    from diffusers import AutoencoderKLMochi, FlowMatchEulerDiscreteScheduler, MochiPipeline, MochiTransformer3DModel
+
+    torch.manual_seed(0)
+    transformer = MochiTransformer3DModel(
+        patch_size=2,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        num_layers=1,
+        pooled_projection_dim=16,
+        in_channels=12,
+        out_channels=None,
+        qk_norm="rms_norm",
+        text_embed_dim=_TEXT_DIM,
+        time_embed_dim=4,
+        activation_fn="swiglu",
+        max_sequence_length=256,  # the pipeline's default max_sequence_length
+    ).eval()
+    torch.manual_seed(0)
+    vae = AutoencoderKLMochi(
+        latent_channels=12,
+        out_channels=3,
+        encoder_block_out_channels=(32, 32, 32, 32),  # GroupNorm uses 32 groups
+        decoder_block_out_channels=(32, 32, 32, 32),
+        layers_per_block=(1, 1, 1, 1, 1),
+    ).eval()
+    tok = _t5_tokenizer()
+    return MochiPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=vae,
+        text_encoder=_t5_encoder(tok),
+        tokenizer=tok,
+        transformer=transformer,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Stable Video Diffusion
+# --------------------------------------------------------------------------------------
+
+
+def _svd(variant: str | None):
+    from diffusers import (
+        AutoencoderKLTemporalDecoder,
+        EulerDiscreteScheduler,
+        StableVideoDiffusionPipeline,
+        UNetSpatioTemporalConditionModel,
+    )
+
+    torch.manual_seed(0)
+    unet = UNetSpatioTemporalConditionModel(
+        block_out_channels=(32, 64),  # GroupNorm uses 32 groups
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=8,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
+        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
+        cross_attention_dim=16,
+        num_attention_heads=2,
+        projection_class_embeddings_input_dim=3 * 8,
+        addition_time_embed_dim=8,
+    ).eval()
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        interpolation_type="linear",
+        num_train_timesteps=1000,
+        prediction_type="v_prediction",
+        sigma_max=700.0,
+        sigma_min=0.002,
+        steps_offset=1,
+        timestep_spacing="leading",
+        timestep_type="continuous",
+        use_karras_sigmas=True,
+    )
+    torch.manual_seed(0)
+    vae = AutoencoderKLTemporalDecoder(
+        block_out_channels=(32, 32),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        latent_channels=4,
+    ).eval()
+    # SVD resizes the conditioning image to 224x224 itself; projection_dim == unet cross_attention_dim
+    image_encoder = _clip_vision(with_projection=True, hidden=16, image_size=224, patch_size=32)
+    return StableVideoDiffusionPipeline(
+        vae=vae,
+        image_encoder=image_encoder,
+        unet=unet,
+        scheduler=scheduler,
+        feature_extractor=_clip_image_processor(224),
+    )
+
+
+# --------------------------------------------------------------------------------------
+
+PIPELINE_CLASSES = {
+    "WanPipeline": _wan,
+    "WanImageToVideoPipeline": _wan_i2v,
+    "SkyReelsV2Pipeline": _skyreels_v2,
+    "LTXPipeline": _ltx,
+    "LTXImageToVideoPipeline": _ltx_i2v,
+    "CogVideoXPipeline": _cogvideox,
+    "CogVideoXImageToVideoPipeline": _cogvideox_i2v,
+    "HunyuanVideoPipeline": _hunyuanvideo,
+    "HunyuanVideo15Pipeline": _hunyuanvideo15,
+    "MochiPipeline": _mochi,
+    "StableVideoDiffusionPipeline": _svd,
+}
+
+# structural variants of a class, keyed by preset name
+VARIANTS = {
+    "wan2.2-ti2v-5b": "WanPipeline",
+    "wan2.2-t2v-a14b": "WanPipeline",
+    "cogvideox-2b": "CogVideoXPipeline",
+    "cogvideox1.5-5b": "CogVideoXPipeline",
+}
+
+
+def variant_for_preset(preset_name: str) -> str | None:
+    return preset_name if preset_name in VARIANTS else None
+
+
+def build_tiny_pipeline(pipeline_class_name: str, path: Path, variant: str | None = None) -> Path:
+    """Build a tiny random pipeline of ``pipeline_class_name`` and save it to ``path`` (diffusers layout)."""
+    if pipeline_class_name not in PIPELINE_CLASSES:
+        raise KeyError(f"no tiny builder for {pipeline_class_name}; known: {sorted(PIPELINE_CLASSES)}")
+    if variant is not None and VARIANTS.get(variant) != pipeline_class_name:
+        raise KeyError(f"variant {variant!r} does not belong to {pipeline_class_name}")
+    pipe = PIPELINE_CLASSES[pipeline_class_name](variant)
+    if type(pipe).__name__ != pipeline_class_name:
+        raise AssertionError(f"built {type(pipe).__name__}, wanted {pipeline_class_name}")
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    pipe.save_pretrained(path, safe_serialization=True)
+    return path
+
+
+if __name__ == "__main__":  # quick manual check: python tests/tiny_pipelines.py [ClassName ...]
+    import sys
+
+    for name in sys.argv[1:] or PIPELINE_CLASSES:
+        out = build_tiny_pipeline(name, Path(tempfile.mkdtemp()) / name)
+        print(name, out, sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) // 1024, "KiB")
