@@ -1,0 +1,74 @@
+"""Shared fixtures: an isolated vidgen home, offline Hub, a tiny real WanPipeline, the CLI.
+
+huggingface_hub reads HF_HUB_OFFLINE when it is imported, so it is set here at import
+time (before any test imports it), as well as per test.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+from tests.helpers import save_tiny_wan_pipeline  # noqa: E402
+
+# Small enough to run in well under a second on a CPU; valid for Wan (4k+1, /16).
+TINY_ARGS = ["--steps", "2", "--size", "32x32", "--frames", "9"]
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """VIDGEN_HOME in a temp dir, offline Hub, and a fresh working folder per test."""
+    home = tmp_path / "vidgen-home"
+    monkeypatch.setenv("VIDGEN_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    for name in ("VIDGEN_PRESET", "VIDGEN_DEBUG"):
+        monkeypatch.delenv(name, raising=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_wan_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny random WanPipeline in diffusers layout, shared by the whole session."""
+    return save_tiny_wan_pipeline(tmp_path_factory.mktemp("models") / "tiny-wan")
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+    stdout_bytes: bytes
+    exception: BaseException | None
+
+
+@pytest.fixture
+def run_cli():
+    """Run `vidgen ARGS` in-process; stdout and stderr are kept apart."""
+    from vidgen.cli import app
+
+    def invoke(*args: str, input: str | bytes | None = None) -> CliResult:
+        result = CliRunner().invoke(app, [str(arg) for arg in args], input=input, prog_name="vidgen")
+        return CliResult(result.exit_code, result.stdout, result.stderr, result.stdout_bytes, result.exception)
+
+    return invoke
+
+
+@pytest.fixture
+def generate_tiny(run_cli, tiny_wan_dir):
+    """`vidgen PROMPT --model TINY --steps 2 --size 32x32 --frames 9 ARGS...`."""
+
+    def invoke(prompt: str, *args: str, input: str | bytes | None = None) -> CliResult:
+        return run_cli(prompt, "--model", tiny_wan_dir, *TINY_ARGS, *args, input=input)
+
+    return invoke

@@ -1,0 +1,192 @@
+"""The single-video path end to end: prompt -> tiny real WanPipeline -> file on disk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from vidgen.video import probe_video, read_frames, read_recipe
+
+
+def test_prompt_becomes_mp4_with_recipe(generate_tiny):
+    result = generate_tiny("a red ball", "--seed", "7", "--fps", "8", "-o", "clip.mp4")
+
+    assert result.exit_code == 0, result.stderr
+    path = Path("clip.mp4").resolve()
+    assert result.stdout == f"{path}\n"
+    info = probe_video(path)
+    assert (info.frames, info.width, info.height, info.fps) == (9, 32, 32, 8.0)
+    recipe = read_recipe(path)
+    assert recipe["prompt"] == "a red ball"
+    assert recipe["seed"] == 7
+    assert recipe["steps"] == 2
+    assert (recipe["width"], recipe["height"], recipe["frames"], recipe["fps"]) == (32, 32, 9, 8)
+    assert recipe["vidgen_version"]
+    assert "seed 7" in result.stderr
+
+
+def test_mp4_is_h264_yuv420p_with_faststart(generate_tiny):
+    import subprocess
+
+    import imageio_ffmpeg
+
+    assert generate_tiny("a cat", "--seed", "1", "-o", "clip.mp4").exit_code == 0
+    probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", "clip.mp4"], capture_output=True, text=True)
+    assert "h264" in probe.stderr and "yuv420p" in probe.stderr
+    data = Path("clip.mp4").read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat")  # +faststart: index before the media
+
+
+def test_same_seed_same_frames_other_seed_other_frames(generate_tiny):
+    for name, seed in (("a.mp4", "5"), ("b.mp4", "5"), ("c.mp4", "6")):
+        assert generate_tiny("a blue square", "--seed", seed, "-o", name).exit_code == 0
+    a, b, c = (read_frames(Path(name)).astype(int) for name in ("a.mp4", "b.mp4", "c.mp4"))
+    assert np.abs(a - b).max() <= 1
+    assert np.abs(a - c).max() > 1
+
+
+def test_json_output_one_object_per_video(generate_tiny):
+    result = generate_tiny("a dog", "--seed", "10", "--num-videos", "2", "--json", "-o", "dog.mp4")
+
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    objects = [json.loads(line) for line in lines]
+    assert [o["seed"] for o in objects] == [10, 11]
+    assert [Path(o["path"]).name for o in objects] == ["dog-1.mp4", "dog-2.mp4"]
+    for o in objects:
+        assert set(o) >= {"path", "prompt", "seed", "frames", "fps", "width", "height", "model", "preset", "seconds"}
+        assert (o["frames"], o["width"], o["height"], o["fps"]) == (9, 32, 32, 16)
+        assert Path(o["path"]).is_file()
+        assert o["prompt"] == "a dog"
+
+
+def test_default_name_from_prompt_and_seed_and_no_overwrite(generate_tiny):
+    first = generate_tiny("A Red Ball, bouncing!", "--seed", "3")
+    assert first.exit_code == 0, first.stderr
+    assert Path("a-red-ball-bouncing-3.mp4").is_file()
+
+    again = generate_tiny("A Red Ball, bouncing!", "--seed", "3")
+    assert again.exit_code == 2
+    assert again.stderr.strip().endswith("already exists (pass --overwrite to replace it)")
+    assert again.stdout == ""
+
+    replaced = generate_tiny("A Red Ball, bouncing!", "--seed", "3", "--overwrite")
+    assert replaced.exit_code == 0, replaced.stderr
+
+
+def test_random_seed_is_drawn_printed_and_recorded(generate_tiny):
+    result = generate_tiny("a ball", "--json", "-o", "x.mp4")
+
+    assert result.exit_code == 0, result.stderr
+    seed = json.loads(result.stdout)["seed"]
+    assert f"seed {seed}" in result.stderr
+    assert read_recipe(Path("x.mp4"))["seed"] == seed
+
+
+def test_stdout_output_is_mp4_bytes(generate_tiny, tmp_path):
+    result = generate_tiny("a ball", "--seed", "1", "-o", "-")
+
+    assert result.exit_code == 0, result.stderr
+    data = result.stdout_bytes
+    assert data[4:8] == b"ftyp"
+    copy = tmp_path / "from-stdout.mp4"
+    copy.write_bytes(data)
+    assert probe_video(copy).frames == 9
+    assert read_recipe(copy)["seed"] == 1
+    assert list(Path.cwd().iterdir()) == []  # nothing written beside
+
+
+def test_prompt_from_stdin(generate_tiny):
+    result = generate_tiny("-", "--seed", "2", "-o", "s.mp4", input="a green triangle\n")
+
+    assert result.exit_code == 0, result.stderr
+    assert read_recipe(Path("s.mp4"))["prompt"] == "a green triangle"
+
+
+def test_no_temporary_files_left(generate_tiny):
+    assert generate_tiny("a ball", "--seed", "1", "-o", "clip.mp4").exit_code == 0
+    assert sorted(p.name for p in Path.cwd().iterdir()) == ["clip.mp4"]
+
+
+def test_webm_gif_and_png_folder(generate_tiny):
+    for output in ("clip.webm", "clip.gif", "frames/"):
+        result = generate_tiny("a ball", "--seed", "4", "--fps", "8", "-o", output)
+        assert result.exit_code == 0, result.stderr
+        path = Path(output)
+        info = probe_video(path)
+        assert (info.frames, info.width, info.height) == (9, 32, 32), output
+        assert read_recipe(path)["seed"] == 4, output
+    assert sorted(p.name for p in Path("frames").iterdir())[-1] == "recipe.json"
+    assert round(probe_video(Path("clip.webm")).fps) == 8
+
+
+def test_snapping_says_what_changed(generate_tiny, tiny_wan_dir, tmp_path):
+    preset = tmp_path / "wanlike.toml"
+    preset.write_text(
+        f'model = "{tiny_wan_dir}"\npipeline = "WanPipeline"\n'
+        "[constraints]\nframes_step = 4\nframes_offset = 1\nsize_multiple = 16\n"
+    )
+    result = generate_tiny("a ball", "--preset", preset, "--frames", "10", "--size", "40x30", "--seed", "1", "--json", "-o", "s.mp4")
+
+    assert result.exit_code == 0, result.stderr
+    assert "frames 10 -> 9: this model takes 4k+1 frames" in result.stderr
+    assert "size 40x30 -> 48x32: this model takes sides divisible by 16" in result.stderr
+    record = json.loads(result.stdout)
+    assert (record["frames"], record["width"], record["height"]) == (9, 48, 32)
+
+    strict = generate_tiny("a ball", "--preset", preset, "--frames", "10", "--strict", "-o", "t.mp4")
+    assert strict.exit_code == 2
+    assert strict.stderr.count("\n") == 1 and "frames 10 is not valid" in strict.stderr
+    assert not Path("t.mp4").exists()
+
+
+def test_seconds_convert_with_fps_then_snap(generate_tiny, tiny_wan_dir, tmp_path):
+    preset = tmp_path / "wanlike.toml"
+    preset.write_text(f'model = "{tiny_wan_dir}"\n[constraints]\nframes_step = 4\nframes_offset = 1\n')
+    result = generate_tiny("a ball", "--preset", preset, "--seconds", "1", "--fps", "8", "--json", "-o", "s.mp4")
+    # --frames 9 from TINY_ARGS conflicts with --seconds
+    assert result.exit_code == 2 and "not both" in result.stderr
+
+    from vidgen.presets import read_preset
+    from vidgen.settings import build_settings, snap_to_constraints
+
+    chosen = read_preset(preset)
+    settings = build_settings(chosen, [{"prompt": "x", "seconds": 1, "fps": 8}])
+    assert settings.frames == 8
+    assert snap_to_constraints(settings, chosen.constraints, strict=False) == ["frames 8 -> 9: this model takes 4k+1 frames"]
+
+
+def test_explicit_generate_subcommand_and_prompt_named_like_a_command(generate_tiny, run_cli, tiny_wan_dir):
+    from tests.conftest import TINY_ARGS
+
+    result = run_cli("generate", "presets", "--model", tiny_wan_dir, *TINY_ARGS, "--seed", "1", "-o", "p.mp4")
+    assert result.exit_code == 0, result.stderr
+    assert read_recipe(Path("p.mp4"))["prompt"] == "presets"
+
+
+def test_options_before_prompt_route_to_generate(run_cli, tiny_wan_dir):
+    from tests.conftest import TINY_ARGS
+
+    result = run_cli("--model", tiny_wan_dir, *TINY_ARGS, "--seed", "1", "-o", "q.mp4", "a ball")
+    assert result.exit_code == 0, result.stderr
+    assert Path("q.mp4").is_file()
+
+
+def test_quiet_hides_notes(generate_tiny):
+    result = generate_tiny("a ball", "--seed", "1", "--quiet", "-o", "q.mp4")
+    assert result.exit_code == 0
+    assert result.stderr == ""
+
+
+def test_scheduler_and_flow_shift_from_preset(generate_tiny, tiny_wan_dir, tmp_path):
+    preset = tmp_path / "unipc.toml"
+    preset.write_text(
+        f'model = "{tiny_wan_dir}"\npipeline = "WanPipeline"\n'
+        '[defaults]\nscheduler = "UniPCMultistepScheduler"\nflow_shift = 3.0\n'
+    )
+    result = generate_tiny("a ball", "--preset", preset, "--seed", "1", "-o", "u.mp4")
+    assert result.exit_code == 0, result.stderr
+    assert read_recipe(Path("u.mp4"))["flow_shift"] == 3.0

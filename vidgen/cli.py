@@ -1,0 +1,251 @@
+"""The `vidgen` command: parse options, call the library, map errors to exit codes.
+
+Heavy imports (torch, diffusers) happen inside the commands, so `vidgen --help` is fast.
+`vidgen "a prompt"` is `vidgen generate "a prompt"`: a first argument that is not a
+subcommand is routed to `generate`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from vidgen import __version__, ui
+from vidgen.errors import ExitCode, VidgenError
+
+_GROUP_OPTIONS = {"--help", "-h", "--version"}
+
+
+class _DefaultToGenerate(TyperGroup):
+    """Routes `vidgen PROMPT ...` to `vidgen generate PROMPT ...`, and turns every error
+    (Click's usage errors included) into one `Error: ...` line and an exit code."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in _GROUP_OPTIONS:
+            args = ["generate", *args]
+        return super().parse_args(ctx, args)
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            result = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Abort:  # Ctrl-C outside our own handling
+            ui.error("interrupted")
+            code = ExitCode.INTERRUPTED
+        except click.ClickException as error:
+            ui.error(error.format_message())
+            code = error.exit_code
+        else:
+            code = result if isinstance(result, int) else ExitCode.SUCCESS
+        if not standalone_mode:
+            return code
+        sys.exit(int(code))
+
+
+app = typer.Typer(
+    cls=_DefaultToGenerate,
+    name="vidgen",
+    help="Text-to-video from the command line: vidgen \"a prompt\" -o clip.mp4",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+presets_app = typer.Typer(help="List and show model presets.", no_args_is_help=False, pretty_exceptions_enable=False)
+app.add_typer(presets_app, name="presets")
+
+DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks (also VIDGEN_DEBUG=1).")]
+
+
+def _guarded(debug: bool, action: Callable[[], Any]) -> Any:
+    """Run a command body: a VidgenError becomes one line and its exit code."""
+    debug = debug or os.environ.get("VIDGEN_DEBUG", "") not in ("", "0")
+    try:
+        return action()
+    except VidgenError as error:
+        if debug:
+            ui.print_traceback()
+        ui.error(error.message)
+        raise typer.Exit(int(error.exit_code)) from None
+    except KeyboardInterrupt:
+        ui.error("interrupted")
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except Exception as error:  # a bug: say so in one line, the traceback with --debug
+        if debug:
+            ui.print_traceback()
+        hint = "" if debug else " (run with --debug for the traceback)"
+        ui.error(f"unexpected {type(error).__name__}: {error}{hint}")
+        raise typer.Exit(int(ExitCode.FAILURE)) from None
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        ui.emit_result(f"vidgen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version.")] = False,
+) -> None:
+    """Text-to-video with diffusers pipelines. `vidgen "a prompt" -o clip.mp4`."""
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="What the video shows; - reads it from standard input.")],
+    output: Annotated[Optional[str], typer.Option("-o", "--output", help="FILE.mp4|.webm|.gif, a folder for PNG frames, or - for MP4 on stdout. Default: named after the prompt and seed.")] = None,
+    preset: Annotated[Optional[str], typer.Option("--preset", "-p", help="Preset name or FILE.toml (default: VIDGEN_PRESET, else shapes).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id or local diffusers folder; overrides the preset's model.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed (drawn and printed when absent).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Denoising steps.")] = None,
+    guidance: Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale.")] = None,
+    negative_prompt: Annotated[Optional[str], typer.Option("--negative-prompt", help="What the video should not show.")] = None,
+    frames: Annotated[Optional[int], typer.Option(help="Number of frames (snapped to the model's rule).")] = None,
+    seconds: Annotated[Optional[float], typer.Option(help="Length in seconds (frames = seconds x fps, snapped).")] = None,
+    fps: Annotated[Optional[float], typer.Option(help="Frames per second of the file.")] = None,
+    size: Annotated[Optional[str], typer.Option(help="WIDTHxHEIGHT, e.g. 832x480 (snapped to the model's rule).")] = None,
+    width: Annotated[Optional[int], typer.Option(help="Width in pixels.")] = None,
+    height: Annotated[Optional[int], typer.Option(help="Height in pixels.")] = None,
+    num_videos: Annotated[Optional[int], typer.Option("--num-videos", "-n", help="Videos to make; seeds seed, seed+1, ...")] = None,
+    image: Annotated[Optional[str], typer.Option(help="Start image for image-to-video presets.")] = None,
+    lora: Annotated[Optional[list[str]], typer.Option(help="LoRA PATH_OR_ID[:SCALE]; repeatable.")] = None,
+    dtype: Annotated[Optional[str], typer.Option(help="auto, float32, float16 or bfloat16.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N, mps or xpu.")] = None,
+    offload: Annotated[Optional[str], typer.Option(help="none, model, group, sequential or auto (by free GPU memory).")] = None,
+    vae_tiling: Annotated[Optional[bool], typer.Option("--vae-tiling", help="Decode in tiles to save memory.")] = None,
+    crf: Annotated[Optional[int], typer.Option(help="Quality, 0 (lossless) to 51; default 18.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per video on stdout.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse sizes and frame counts the model cannot take instead of snapping.")] = False,
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Allow a model's own Python code to run.")] = False,
+    debug: DebugOption = False,
+) -> None:
+    """Generate a video from a prompt (the default command)."""
+    ui.configure(quiet=quiet)
+
+    def action() -> None:
+        from vidgen.generate import OutputOptions, run
+
+        text = sys.stdin.read().strip() if prompt == "-" else prompt
+        overrides = {
+            "seed": seed, "steps": steps, "guidance": guidance, "negative_prompt": negative_prompt,
+            "frames": frames, "seconds": seconds, "fps": fps, "size": size, "width": width, "height": height,
+            "num_videos": num_videos, "image": image, "loras": lora or None, "dtype": dtype, "device": device,
+            "offload": offload, "vae_tiling": vae_tiling, "crf": crf,
+            "trust_remote_code": trust_remote_code or None,
+        }  # fmt: skip
+        run(text, preset=preset, model=model, overrides=overrides, strict=strict,
+            options=OutputOptions(output=output, overwrite=overwrite, as_json=as_json))  # fmt: skip
+
+    _guarded(debug, action)
+
+
+@presets_app.callback(invoke_without_command=True)
+def presets_list(ctx: typer.Context, debug: DebugOption = False) -> None:
+    """List presets (a table on a terminal, tab-separated lines in a pipe)."""
+    if ctx.invoked_subcommand is not None:
+        return
+
+    def action() -> None:
+        from vidgen.presets import list_presets
+
+        presets, problems = list_presets()
+        for problem in problems:
+            ui.warn(f"skipped a preset: {problem}")
+        rows = []
+        for preset in presets:
+            d = preset.defaults
+            size = f"{d['width']}x{d['height']}" if "width" in d and "height" in d else "-"
+            rows.append([preset.name, preset.task, preset.model, size, str(d.get("frames", "-")), str(d.get("fps", "-")), preset.vram or "-"])
+        ui.emit_table("vidgen presets", ["name", "task", "model", "size", "frames", "fps", "vram"], rows)
+
+    _guarded(debug, action)
+
+
+@presets_app.command("show")
+def presets_show(
+    name: Annotated[str, typer.Argument(help="Preset name or FILE.toml.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the resolved preset as JSON.")] = False,
+    debug: DebugOption = False,
+) -> None:
+    """Show one preset as resolved (model location, defaults, constraints)."""
+
+    def action() -> None:
+        from vidgen.presets import load_preset
+        from vidgen.settings import BUILTIN_DEFAULTS
+
+        resolved = load_preset(name).as_dict()
+        resolved["defaults"] = {**{k: v for k, v in BUILTIN_DEFAULTS.items() if v is not None}, **resolved["defaults"]}
+        if as_json:
+            ui.emit_result(json.dumps(resolved, indent=2, ensure_ascii=False))
+            return
+        for key, value in resolved.items():
+            if isinstance(value, dict):
+                ui.emit_result(f"{key}:")
+                for sub_key, sub_value in value.items():
+                    ui.emit_result(f"  {sub_key}: {sub_value}")
+            else:
+                ui.emit_result(f"{key}: {value}")
+
+    _guarded(debug, action)
+
+
+@app.command("inspect")
+def inspect_file(
+    file: Annotated[Path, typer.Argument(help="A video, GIF or PNG folder written by vidgen.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    debug: DebugOption = False,
+) -> None:
+    """Show a video's recipe (prompt, seed, model, settings) and its frames, size and fps."""
+
+    def action() -> None:
+        from vidgen.video import describe
+
+        description = describe(file)
+        if as_json:
+            ui.emit_json(description)
+            return
+        recipe = description.pop("recipe") or {}
+        for key, value in description.items():
+            ui.emit_result(f"{key}: {value}")
+        if not recipe:
+            ui.warn(f"{file} carries no vidgen recipe")
+        for key, value in recipe.items():
+            ui.emit_result(f"recipe.{key}: {json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value}")
+
+    _guarded(debug, action)
+
+
+@app.command()
+def pull(
+    preset: Annotated[str, typer.Argument(help="Preset name (or a hub id) whose model to download.")],
+    debug: DebugOption = False,
+) -> None:
+    """Download a preset's model (safetensors only) into the Hugging Face cache."""
+
+    def action() -> None:
+        from vidgen.errors import UsageError
+        from vidgen.pipeline import download_model
+        from vidgen.presets import load_preset, resolve_model_location
+
+        try:
+            location = load_preset(preset).model_location()
+        except UsageError:
+            if "/" not in preset:
+                raise
+            location = resolve_model_location(preset)  # a hub id
+        ui.info(f"downloading {location.location}" if not location.is_local else f"{location.location} is local")
+        ui.emit_result(download_model(location))
+
+    _guarded(debug, action)
+
+
+def main() -> None:
+    app(prog_name="vidgen")

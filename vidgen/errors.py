@@ -1,0 +1,57 @@
+"""Error classes and the process exit codes they map to.
+
+Every error a user can cause or meet is a `VidgenError`; the command line prints its
+message as one `Error: ...` line and exits with its code. Anything else is a bug and
+exits FAILURE (with the traceback under --debug).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    SUCCESS = 0
+    FAILURE = 1  # something went wrong while loading a model or generating
+    USAGE = 2  # bad command line or bad input; nothing was attempted
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
+
+
+class VidgenError(Exception):
+    """An error with a message meant for the user and the exit code to use."""
+
+    exit_code: ExitCode = ExitCode.FAILURE
+
+    def __init__(self, message: str, exit_code: ExitCode | None = None):
+        super().__init__(message)
+        self.message = message
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(VidgenError):
+    """Bad options or bad input files: exit 2, before any weights are loaded."""
+
+    exit_code = ExitCode.USAGE
+
+
+class GenerationError(VidgenError):
+    """A failure while loading a model, generating or writing: exit 1."""
+
+    exit_code = ExitCode.FAILURE
+
+
+class ModelNotAvailableError(GenerationError):
+    """The model is neither on disk nor downloadable (offline, no access)."""
+
+
+class Interrupted(VidgenError):
+    """The user pressed Ctrl-C; the run stopped cleanly."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+    def __init__(self, message: str = "interrupted"):
+        super().__init__(message)

@@ -1,0 +1,321 @@
+"""Settings + a loaded pipeline -> frames -> files, and the single-video command's flow.
+
+Two layers, so `batch.py` can reuse the middle one:
+- `prepare_settings()` merges preset and flags, validates, snaps, draws the seed;
+- `VideoGenerator(loaded).generate(settings, seed)` runs one pipeline call and returns
+  uint8 frames; the pipeline is loaded once (pipeline.load_pipeline) and reused;
+- `run()` is `vidgen generate`: plan outputs, load, generate each video, write, report.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import threading
+import time
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vidgen import __version__, ui
+from vidgen.errors import GenerationError, Interrupted, UsageError
+from vidgen.presets import Preset, choose_preset, resolve_model_location
+from vidgen.settings import GenerationSettings, build_settings, draw_seed, snap_to_constraints, validate
+
+
+@dataclass
+class OutputOptions:
+    output: str | None = None  # a path, "-" for standard output, None: named after the prompt
+    overwrite: bool = False
+    as_json: bool = False
+
+
+def prepare_settings(prompt: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], strict: bool = False) -> tuple[GenerationSettings, Preset]:
+    """Merge, validate and snap; every bad input fails here, before any weights load."""
+    chosen = choose_preset(preset, model)
+    settings = build_settings(chosen, [{"prompt": prompt, **overrides}], model=model)
+    validate(settings)
+    for change in snap_to_constraints(settings, chosen.constraints, strict=strict):
+        ui.warn(change)
+    if settings.seed is None:
+        settings.seed = draw_seed()
+    return settings, chosen
+
+
+# ---- output names ----
+
+
+def prompt_slug(prompt: str, max_length: int = 48) -> str:
+    """`A red ball, bouncing!` -> `a-red-ball-bouncing`."""
+    ascii_text = unicodedata.normalize("NFKD", prompt).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    return slug[:max_length].rstrip("-") or "video"
+
+
+def plan_output_paths(settings: GenerationSettings, options: OutputOptions) -> list[Path | None]:
+    """One path per video (None: standard output), all checked before generating."""
+    from vidgen.video import check_output_path, output_format
+
+    seeds = [settings.seed + index for index in range(settings.num_videos)]
+    if options.output == "-":
+        if options.as_json:
+            raise UsageError("--json and -o - both need standard output; give an output path with --json")
+        if settings.num_videos > 1:
+            raise UsageError("-o - writes one video; use --num-videos 1 or an output path")
+        return [None]
+    if options.output is None:
+        paths = [Path.cwd() / f"{prompt_slug(settings.prompt)}-{seed}.mp4" for seed in seeds]
+    else:
+        base = Path(options.output).expanduser()
+        output_format(options.output)  # an unsupported suffix fails now
+        if settings.num_videos == 1:
+            paths = [base]
+        else:
+            paths = [base.with_name(f"{base.stem}-{index + 1}{base.suffix}") for index in range(settings.num_videos)]
+    for path in paths:
+        check_output_path(path, overwrite=options.overwrite)
+    return paths
+
+
+def load_conditioning_image(path: str):
+    """The --image of an image-to-video preset, as a PIL image; unreadable -> exit 2."""
+    from diffusers.utils import load_image
+
+    if not path.startswith(("http://", "https://")) and not Path(path).expanduser().is_file():
+        raise UsageError(f"image not found: {path}")
+    try:
+        return load_image(str(Path(path).expanduser()) if "://" not in path else path)
+    except Exception as error:  # PIL raises several kinds for a bad file
+        raise UsageError(f"cannot read image {path}: {error}") from error
+
+
+# ---- one pipeline call ----
+
+
+class _CancelOnCtrlC:
+    """During denoising, a first Ctrl-C asks to stop after the current step (the step
+    callback raises Interrupted); a second one stops at once. Elsewhere Ctrl-C is a
+    plain KeyboardInterrupt."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> "_CancelOnCtrlC":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        ui.info("stopping after this step (Ctrl-C again to stop now)")
+
+    def __exit__(self, *exc_info) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _frames_to_uint8(output: Any) -> np.ndarray:
+    """The first video of a pipeline output as uint8 (T, H, W, 3); non-finite -> error."""
+    frames = output.frames[0] if hasattr(output, "frames") else output[0][0]
+    if isinstance(frames, list):  # some pipelines return PIL images whatever output_type says
+        frames = np.stack([np.asarray(image.convert("RGB")) for image in frames])
+    if hasattr(frames, "detach"):  # a torch tensor
+        frames = frames.detach().float().cpu().numpy()
+    frames = np.asarray(frames)
+    if frames.ndim == 4 and frames.shape[-1] != 3 and frames.shape[1] == 3:  # (T, C, H, W)
+        frames = frames.transpose(0, 2, 3, 1)
+    if frames.dtype == np.uint8:
+        return frames
+    if not np.isfinite(frames).all():
+        raise GenerationError(
+            "the model produced non-finite values (NaN or inf) in the decoded frames; nothing was written "
+            "(try --dtype float32 or bfloat16, or fewer --steps)"
+        )
+    return (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+class VideoGenerator:
+    """Calls a loaded pipeline for one video at a time; reuse it for many videos."""
+
+    def __init__(self, loaded) -> None:
+        self.loaded = loaded
+        self._warned: set[str] = set()
+
+    def fill_pipeline_defaults(self, settings: GenerationSettings) -> None:
+        """An ad-hoc --model has no preset defaults: take the pipeline's own."""
+        defaults = self.loaded.call_defaults()
+        pairs = {"steps": "num_inference_steps", "guidance": "guidance_scale", "frames": "num_frames", "width": "width", "height": "height"}
+        for setting, parameter in pairs.items():
+            if getattr(settings, setting) is None and isinstance(defaults.get(parameter), (int, float)):
+                setattr(settings, setting, defaults[parameter])
+
+    def _call_arguments(self, settings: GenerationSettings, seed: int, image: Any) -> dict[str, Any]:
+        import torch
+
+        parameters = self.loaded.call_parameters
+        # A CPU generator draws the same starting noise on every device, so a seed
+        # means the same video on a laptop and a GPU server (up to kernel differences).
+        generator = torch.Generator("cpu").manual_seed(seed)
+        wanted = {
+            "prompt": settings.prompt,
+            "negative_prompt": settings.negative_prompt,
+            "image": image,
+            "height": settings.height,
+            "width": settings.width,
+            "num_frames": settings.frames,
+            "num_inference_steps": settings.steps,
+            "guidance_scale": settings.guidance,
+            "generator": generator,
+            "output_type": "np",
+        }
+        if "guidance_scale" not in parameters and "max_guidance_scale" in parameters:
+            wanted["max_guidance_scale"] = settings.guidance  # Stable Video Diffusion
+        if "fps" in parameters:
+            wanted["fps"] = round(settings.fps)  # SVD conditions on the frame rate
+        for name in ("prompt", "negative_prompt", "guidance_scale"):
+            if wanted.get(name) and name not in parameters and name not in self._warned:
+                self._warned.add(name)
+                ui.warn(f"{self.loaded.class_name} takes no {name.replace('_scale', '')}; ignored")
+        arguments = {name: value for name, value in wanted.items() if value is not None and name in parameters}
+        arguments.update(settings.call_kwargs)  # the preset's [call] table, as is
+        return arguments
+
+    def generate(self, settings: GenerationSettings, seed: int, *, image: Any = None, progress: ui.Progress | None = None) -> np.ndarray:
+        """One video as uint8 frames (T, H, W, 3)."""
+        import torch
+
+        progress = progress or ui.Progress("", 0, visible=False)
+        pipe = self.loaded.pipe
+        arguments = self._call_arguments(settings, seed, image)
+        total_steps = settings.steps or 0
+
+        with _CancelOnCtrlC() as cancel:
+
+            def on_step_end(pipeline, step: int, timestep, callback_kwargs: dict) -> dict:
+                progress.step(step + 1)
+                if step + 1 >= total_steps:
+                    progress.phase("decode")
+                if cancel.requested:
+                    raise Interrupted("interrupted during denoising; nothing was written")
+                return callback_kwargs
+
+            if "callback_on_step_end" in self.loaded.call_parameters:
+                arguments["callback_on_step_end"] = on_step_end
+            denoiser = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
+            hook = None
+            if isinstance(denoiser, torch.nn.Module):
+                # The first denoiser call marks the end of text encoding.
+                hook = denoiser.register_forward_pre_hook(lambda module, args: progress.phase("denoise"))
+            progress.phase("encode")
+            try:
+                with torch.inference_mode():
+                    output = pipe(**arguments)
+            except torch.OutOfMemoryError as error:
+                raise GenerationError(
+                    f"out of memory on {self.loaded.device}: try --offload model (or group, sequential), "
+                    "--vae-tiling, a smaller --size or fewer --frames"
+                ) from error
+            except ValueError as error:
+                # diffusers checks its inputs with ValueError (sizes, frame counts): bad input.
+                raise UsageError(f"{self.loaded.class_name} refused the input: {_first_line(error)}") from error
+            except (RuntimeError, TypeError) as error:
+                raise GenerationError(f"generation failed: {_first_line(error)}") from error
+            finally:
+                if hook is not None:
+                    hook.remove()
+        return _frames_to_uint8(output)
+
+
+def build_recipe(settings: GenerationSettings, seed: int, frames: np.ndarray) -> dict[str, Any]:
+    """What went into a video, stored inside it; sizes are read from the real frames."""
+    count, height, width = frames.shape[:3]
+    return {
+        "vidgen_version": __version__,
+        "prompt": settings.prompt,
+        "negative_prompt": settings.negative_prompt,
+        "seed": seed,
+        "model": resolve_model_location(settings.model).location,
+        "preset": settings.preset,
+        "pipeline": settings.pipeline_class,
+        "steps": settings.steps,
+        "guidance": settings.guidance,
+        "width": width,
+        "height": height,
+        "frames": count,
+        "fps": settings.fps,
+        "scheduler": settings.scheduler,
+        "flow_shift": settings.flow_shift,
+        "dtype": settings.dtype,
+        "image": settings.image,
+        "loras": [{"source": lora.source, "scale": lora.scale} for lora in settings.loras],
+        "call": settings.call_kwargs,
+    }
+
+
+# ---- `vidgen generate` ----
+
+
+def run(prompt: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], options: OutputOptions, strict: bool = False) -> list[dict[str, Any]]:
+    """Generate `--num-videos` videos and report each on stdout as it is written."""
+    from vidgen import pipeline as pipeline_loader
+    from vidgen.video import encode_mp4_bytes, write_video
+
+    settings, chosen = prepare_settings(prompt, preset=preset, model=model, overrides=overrides, strict=strict)
+    paths = plan_output_paths(settings, options)
+    image = load_conditioning_image(settings.image) if settings.image else None
+    location = resolve_model_location(settings.model)
+
+    started = time.monotonic()
+    with ui.status(f"loading {location.location}"):
+        loaded = pipeline_loader.load_pipeline(settings, pull_hint=f"vidgen pull {chosen.name if chosen.source else location.location}")
+    ui.info(f"loaded {loaded.class_name} from {location.location} on {loaded.device} ({loaded.dtype}) in {time.monotonic() - started:.1f}s")
+    generator = VideoGenerator(loaded)
+    generator.fill_pipeline_defaults(settings)
+    settings.dtype = loaded.dtype  # record what ran, not "auto"
+    settings.pipeline_class = settings.pipeline_class or loaded.class_name
+
+    results = []
+    for index, path in enumerate(paths):
+        seed = settings.seed + index
+        ui.info(f"seed {seed}")
+        started = time.monotonic()
+        label = f"video {index + 1}/{len(paths)}" if len(paths) > 1 else "video"
+        with ui.progress(label, settings.steps or 0) as bar:
+            frames = generator.generate(settings, seed, image=image, progress=bar)
+            bar.phase("write")
+            recipe = build_recipe(settings, seed, frames)
+            if path is None:
+                data = encode_mp4_bytes(frames, fps=settings.fps, crf=settings.crf, recipe=recipe)
+            else:
+                write_video(frames, path, fps=settings.fps, crf=settings.crf, recipe=recipe, overwrite=options.overwrite)
+        result = {
+            "path": "-" if path is None else str(path.resolve()),
+            "prompt": settings.prompt,
+            "seed": seed,
+            "frames": recipe["frames"],
+            "fps": settings.fps,
+            "width": recipe["width"],
+            "height": recipe["height"],
+            "model": recipe["model"],
+            "preset": settings.preset,
+            "seconds": round(time.monotonic() - started, 3),
+        }
+        if path is None:
+            ui.emit_bytes(data)
+        elif options.as_json:
+            ui.emit_json(result)
+        else:
+            ui.emit_result(result["path"])
+        results.append(result)
+    return results

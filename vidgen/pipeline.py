@@ -1,0 +1,344 @@
+"""The one place that loads diffusers pipelines.
+
+`load_pipeline(settings)` turns a model location into a ready pipeline: weights
+found (hub cache, local folder or built-in), class checked against the preset, dtype,
+scheduler and flow shift, LoRA adapters, device placement or offloading, VAE tiling.
+Loading is separate from generating so a batch loads once and generates many times.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vidgen import ui
+from vidgen.errors import GenerationError, ModelNotAvailableError, UsageError
+from vidgen.presets import ModelLocation, resolve_model_location
+from vidgen.settings import GenerationSettings
+
+# Only safetensors are loaded; these other weight formats are never downloaded.
+NON_SAFETENSORS_WEIGHTS = ["*.bin", "*.pt", "*.pth", "*.ckpt", "*.msgpack", "*.h5", "*.onnx", "*.onnx_data", "*.gguf"]
+
+
+@dataclass
+class LoadedPipeline:
+    """A pipeline ready to call, and what generate.py needs to know about it."""
+
+    pipe: Any  # a diffusers DiffusionPipeline
+    class_name: str
+    device: str  # where the computation runs (the offload target with offloading)
+    dtype: str
+    offload: str
+    call_parameters: set[str] = field(default_factory=set)
+
+    def call_defaults(self) -> dict[str, Any]:
+        """The pipeline's own defaults for the values an ad-hoc --model leaves open."""
+        signature = inspect.signature(type(self.pipe).__call__)
+        return {
+            name: parameter.default
+            for name, parameter in signature.parameters.items()
+            if parameter.default is not inspect.Parameter.empty
+        }
+
+
+def _quiet_library_logging() -> None:
+    """diffusers/transformers draw their own tqdm bars and warnings; ui.py draws ours."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def resolve_device(name: str) -> str:
+    """`auto` is CUDA, else Apple MPS, else XPU, else CPU; an absent backend is bad input."""
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        if hasattr(torch, "xpu") and torch.xpu.is_available():
+            return "xpu"
+        return "cpu"
+    backend = name.split(":")[0]
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
+        "xpu": hasattr(torch, "xpu") and torch.xpu.is_available(),
+    }
+    if not available.get(backend, False):
+        raise UsageError(f"device {name!r} is not available on this machine (torch {torch.__version__})")
+    return name
+
+
+def resolve_dtype(name: str, device: str):
+    """`auto`: float32 on CPU (fast and exact there), bfloat16 on GPUs that have it, else float16."""
+    import torch
+
+    if name == "auto":
+        if device.startswith("cpu"):
+            return torch.float32
+        if device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+            return torch.float16
+        return torch.bfloat16
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
+
+
+def _dtype_keyword() -> str:
+    """diffusers renamed `torch_dtype` to `dtype` (and warns on the old name) after 0.35."""
+    try:
+        from diffusers.utils.deprecation_utils import _TORCH_DTYPE_DEPRECATION_MESSAGE  # noqa: F401
+    except ImportError:
+        return "torch_dtype"
+    return "dtype"
+
+
+def _is_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def read_model_index(location: ModelLocation, pull_hint: str) -> dict[str, Any]:
+    """model_index.json of the model: from its folder, or the hub (cache first).
+
+    Reading this small file first finds a missing model or a wrong pipeline class
+    before gigabytes of weights are read.
+    """
+    if location.is_local:
+        folder = Path(location.location)
+        if not folder.is_dir():
+            if location.kind == "builtin":
+                raise ModelNotAvailableError(
+                    f"the built-in model has no weights at {folder}; this install is incomplete "
+                    "(reinstall vidgen, or choose another --preset or --model)"
+                )
+            raise UsageError(f"model folder not found: {folder}")
+        index_file = folder / "model_index.json"
+        if not index_file.is_file():
+            raise UsageError(f"{folder} is not a diffusers pipeline folder (no model_index.json)")
+    else:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import (
+            EntryNotFoundError,
+            GatedRepoError,
+            LocalEntryNotFoundError,
+            RepositoryNotFoundError,
+        )
+
+        try:
+            index_file = Path(hf_hub_download(location.location, "model_index.json"))
+        except GatedRepoError as error:
+            raise ModelNotAvailableError(
+                f"model {location.location} is gated: accept its licence on huggingface.co and set HF_TOKEN"
+            ) from error
+        except RepositoryNotFoundError as error:
+            raise UsageError(
+                f"model {location.location} not found on the Hugging Face Hub (private? set HF_TOKEN)"
+            ) from error
+        except EntryNotFoundError as error:
+            raise UsageError(f"model {location.location} is not in diffusers layout (no model_index.json)") from error
+        except LocalEntryNotFoundError as error:
+            if _is_offline():
+                raise ModelNotAvailableError(
+                    f"model {location.location} is not downloaded and HF_HUB_OFFLINE is set; "
+                    f"download it with network access: {pull_hint}"
+                ) from error
+            raise ModelNotAvailableError(
+                f"cannot reach the Hugging Face Hub to download {location.location}; {pull_hint} once online"
+            ) from error
+    try:
+        return json.loads(index_file.read_text())
+    except (OSError, ValueError) as error:
+        raise GenerationError(f"cannot read {index_file}: {error}") from error
+
+
+def check_pipeline_class(actual: str, expected: str | None, model: str, preset: str) -> None:
+    """The model's class must be the preset's, a subclass, or of the same family
+    (same diffusers pipelines package, for example Wan's)."""
+    if expected is None or actual == expected:
+        return
+    import diffusers
+
+    actual_class = getattr(diffusers, actual, None)
+    expected_class = getattr(diffusers, expected, None)
+    if actual_class is not None and expected_class is not None:
+        if issubclass(actual_class, expected_class):
+            return
+        if actual_class.__module__.rsplit(".", 1)[0] == expected_class.__module__.rsplit(".", 1)[0]:
+            return
+    raise UsageError(
+        f"model {model} is a {actual}, but preset {preset} expects a {expected}; "
+        "choose the preset that matches the model (vidgen presets)"
+    )
+
+
+def _apply_scheduler(pipe: Any, settings: GenerationSettings) -> None:
+    """Swap the scheduler class and/or set the flow shift, keeping the model's config."""
+    if settings.scheduler is None and settings.flow_shift is None:
+        return
+    import diffusers
+
+    scheduler_class = type(pipe.scheduler)
+    if settings.scheduler is not None:
+        scheduler_class = getattr(diffusers, settings.scheduler, None)
+        if scheduler_class is None or not hasattr(scheduler_class, "from_config"):
+            raise UsageError(f"unknown scheduler {settings.scheduler!r} (a diffusers scheduler class name)")
+    overrides = {}
+    if settings.flow_shift is not None:
+        # UniPC and DPM++ call it flow_shift; FlowMatchEuler calls it shift.
+        config_keys = set(inspect.signature(scheduler_class.__init__).parameters)
+        shift_key = "flow_shift" if "flow_shift" in config_keys or "shift" not in config_keys else "shift"
+        overrides[shift_key] = settings.flow_shift
+        if shift_key == "flow_shift" and "use_flow_sigmas" in config_keys:
+            overrides["use_flow_sigmas"] = True
+            overrides.setdefault("prediction_type", "flow_prediction")
+    pipe.scheduler = scheduler_class.from_config(pipe.scheduler.config, **overrides)
+
+
+def _apply_loras(pipe: Any, settings: GenerationSettings) -> None:
+    if not settings.loras:
+        return
+    if not hasattr(pipe, "load_lora_weights"):
+        raise UsageError(f"{type(pipe).__name__} does not support LoRA adapters")
+    import importlib.util
+
+    if importlib.util.find_spec("peft") is None:
+        raise UsageError("--lora needs the peft package: pip install peft")
+    names = []
+    for index, lora in enumerate(settings.loras):
+        name = f"lora{index}"
+        try:
+            pipe.load_lora_weights(lora.source, adapter_name=name)
+        except Exception as error:  # diffusers raises many kinds; the message is what helps
+            raise UsageError(f"cannot load LoRA {lora.source}: {error}") from error
+        names.append(name)
+    pipe.set_adapters(names, adapter_weights=[lora.scale for lora in settings.loras])
+
+
+def _choose_auto_offload(pipe: Any, device: str) -> str:
+    """Fit the whole pipeline if there is room, else one model at a time, else groups."""
+    import torch
+
+    if not device.startswith("cuda"):
+        return "none"
+    free_bytes, _ = torch.cuda.mem_get_info(torch.device(device))
+    sizes = [
+        sum(p.numel() * p.element_size() for p in component.parameters())
+        for component in pipe.components.values()
+        if isinstance(component, torch.nn.Module)
+    ]
+    headroom = 1.3  # activations and the VAE decode need room beyond the weights
+    if sum(sizes) * headroom < free_bytes:
+        return "none"
+    if max(sizes, default=0) * headroom < free_bytes:
+        return "model"
+    return "group"
+
+
+def _place(pipe: Any, device: str, offload: str) -> str:
+    if offload == "auto":
+        offload = _choose_auto_offload(pipe, device)
+    if offload != "none" and device == "cpu":
+        ui.warn(f"--offload {offload} has no effect on the CPU; ignored")
+        offload = "none"
+    if offload == "none":
+        pipe.to(device)
+    elif offload == "model":
+        pipe.enable_model_cpu_offload(device=device)
+    elif offload == "sequential":
+        pipe.enable_sequential_cpu_offload(device=device)
+    elif offload == "group":
+        import torch
+
+        pipe.enable_group_offload(
+            onload_device=torch.device(device),
+            offload_device=torch.device("cpu"),
+            offload_type="leaf_level",
+            use_stream=device.startswith("cuda"),
+        )
+    return offload
+
+
+def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None) -> LoadedPipeline:
+    """Load, check and place the pipeline that `settings` names."""
+    location = resolve_model_location(settings.model)
+    pull_hint = pull_hint or f"vidgen pull {settings.preset if settings.preset != 'custom' else location.location}"
+    model_index = read_model_index(location, pull_hint)
+    class_name = model_index.get("_class_name")
+    if isinstance(class_name, list):  # custom pipelines name [module, class]
+        class_name = class_name[-1]
+    check_pipeline_class(str(class_name), settings.pipeline_class, location.location, settings.preset)
+
+    device = resolve_device(settings.device)
+    dtype = resolve_dtype(settings.dtype, device)
+    _quiet_library_logging()
+    from diffusers import DiffusionPipeline
+
+    try:
+        pipe = DiffusionPipeline.from_pretrained(
+            location.location,
+            **{_dtype_keyword(): dtype},
+            use_safetensors=True,
+            trust_remote_code=settings.trust_remote_code,
+            local_files_only=_is_offline(),
+        )
+    except (OSError, ValueError, EnvironmentError) as error:
+        text = str(error).strip()
+        first_line = text.splitlines()[0] if text else type(error).__name__
+        if "safetensors" in str(error).lower():
+            raise GenerationError(
+                f"cannot load {location.location}: no safetensors weights (vidgen loads only safetensors)"
+            ) from error
+        if "trust_remote_code" in str(error):
+            raise UsageError(f"{location.location} needs its own code to run: pass --trust-remote-code if you trust it") from error
+        raise GenerationError(f"cannot load {location.location}: {first_line}") from error
+    pipe.set_progress_bar_config(disable=True)
+
+    _apply_scheduler(pipe, settings)
+    _apply_loras(pipe, settings)
+    offload = _place(pipe, device, settings.offload)
+    if settings.vae_tiling:
+        vae = getattr(pipe, "vae", None)
+        if vae is not None and hasattr(vae, "enable_tiling"):
+            vae.enable_tiling()
+        else:
+            ui.warn(f"{type(pipe).__name__} has no tiled VAE; --vae-tiling ignored")
+
+    return LoadedPipeline(
+        pipe=pipe,
+        class_name=type(pipe).__name__,
+        device=device,
+        dtype=str(dtype).removeprefix("torch."),
+        offload=offload,
+        call_parameters=set(inspect.signature(type(pipe).__call__).parameters),
+    )
+
+
+def download_model(location: ModelLocation) -> str:
+    """`vidgen pull`: fetch a hub model's safetensors and configs into the HF cache;
+    return the folder it is in (a local model is already there)."""
+    if location.is_local:
+        return location.location
+    model = location.location
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    if _is_offline():
+        raise ModelNotAvailableError(f"cannot download {model}: HF_HUB_OFFLINE is set")
+    try:
+        return snapshot_download(model, ignore_patterns=NON_SAFETENSORS_WEIGHTS)
+    except GatedRepoError as error:
+        raise ModelNotAvailableError(f"model {model} is gated: accept its licence on huggingface.co and set HF_TOKEN") from error
+    except RepositoryNotFoundError as error:
+        raise UsageError(f"model {model} not found on the Hugging Face Hub (private? set HF_TOKEN)") from error
+    except OSError as error:
+        raise ModelNotAvailableError(f"cannot download {model}: {error}") from error

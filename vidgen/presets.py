@@ -1,0 +1,309 @@
+"""Find and read presets: TOML files that describe one model each.
+
+Where presets come from, in the order a name is looked up:
+1. a path to a `.toml` file,
+2. `$VIDGEN_HOME/presets/NAME.toml` (the user's own; it may shadow a shipped one),
+3. the presets shipped with vidgen (`vidgen/presets` in a wheel, `<repo>/presets` in a
+   source checkout).
+
+Unknown keys and wrong types are rejected with the file and key named, so a typo in a
+preset never silently falls back to a default. The schema is in docs/DESIGN.md.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vidgen.errors import UsageError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+BUILTIN_WEIGHTS_DIR = PACKAGE_DIR / "embedded" / "weights"
+FALLBACK_PRESET = "shapes"  # the embedded model: works offline out of the box
+TASKS = ("text-to-video", "image-to-video")
+
+# Allowed keys and their types. `defaults` uses the command-line option names.
+TOP_LEVEL_KEYS = {
+    "name": str,
+    "description": str,
+    "model": str,
+    "pipeline": str,
+    "task": str,
+    "vram": str,
+    "defaults": dict,
+    "constraints": dict,
+    "call": dict,
+}
+DEFAULT_KEYS = {
+    "width": int,
+    "height": int,
+    "frames": int,
+    "fps": float,
+    "steps": int,
+    "guidance": float,
+    "negative_prompt": str,
+    "dtype": str,
+    "scheduler": str,
+    "flow_shift": float,
+    "offload": str,
+    "vae_tiling": bool,
+    "crf": int,
+}
+CONSTRAINT_KEYS = {
+    "frames_step": int,
+    "frames_offset": int,
+    "size_multiple": int,
+    "min_frames": int,
+    "max_frames": int,
+    "min_width": int,
+    "min_height": int,
+    "max_width": int,
+    "max_height": int,
+}
+
+
+def vidgen_home() -> Path:
+    """The user's state and config folder; VIDGEN_HOME moves it (tests use a temp dir)."""
+    if os.environ.get("VIDGEN_HOME"):
+        return Path(os.environ["VIDGEN_HOME"]).expanduser()
+    config_root = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(config_root) / "vidgen"
+
+
+def user_presets_dir() -> Path:
+    return vidgen_home() / "presets"
+
+
+def shipped_presets_dir() -> Path:
+    """`vidgen/presets` inside an installed wheel, else the checkout's `presets/`."""
+    in_package = PACKAGE_DIR / "presets"
+    if in_package.is_dir():
+        return in_package
+    return PACKAGE_DIR.parent / "presets"
+
+
+def default_preset_name() -> str:
+    """VIDGEN_PRESET, else `preset = "..."` in $VIDGEN_HOME/config.toml, else shapes."""
+    if os.environ.get("VIDGEN_PRESET"):
+        return os.environ["VIDGEN_PRESET"]
+    config_file = vidgen_home() / "config.toml"
+    if config_file.is_file():
+        config = _read_toml(config_file)
+        unknown = set(config) - {"preset"}
+        if unknown:
+            raise UsageError(f"{config_file}: unknown key(s) {', '.join(sorted(unknown))}")
+        if "preset" in config:
+            return str(config["preset"])
+    return FALLBACK_PRESET
+
+
+# ---- model locations ----
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+@dataclass(frozen=True)
+class ModelLocation:
+    """Where a model's weights are: a hub repository, a local folder or a built-in model."""
+
+    kind: str  # "hub", "local" or "builtin"
+    location: str  # hub id, or an absolute folder path
+    spec: str  # as written by the user or the preset
+
+    @property
+    def is_local(self) -> bool:
+        return self.kind != "hub"
+
+
+def resolve_model_location(spec: str, base_dir: Path | None = None) -> ModelLocation:
+    """`builtin:NAME`, a path (absolute, ~, ./ or an existing folder) or a hub id.
+
+    Relative paths are taken from `base_dir` (the preset file's folder) when given,
+    else from the current folder. `org/name` is a hub id unless such a folder exists.
+    """
+    if spec.startswith("builtin:"):
+        name = spec.removeprefix("builtin:")
+        return ModelLocation("builtin", str(BUILTIN_WEIGHTS_DIR / name), spec)
+    expanded = Path(spec).expanduser()
+    candidate = expanded if expanded.is_absolute() else (base_dir or Path.cwd()) / expanded
+    # A hub id has at most one slash ("org/name"); more, or a leading / ~ ., is a path.
+    looks_like_path = spec.startswith(("/", "~", ".")) or spec.count("/") > 1 or "\\" in spec
+    if candidate.exists() or looks_like_path or not _HUB_ID.match(spec):
+        return ModelLocation("local", str(candidate.resolve()), spec)
+    return ModelLocation("hub", spec, spec)
+
+
+# ---- presets ----
+
+
+@dataclass
+class Constraints:
+    """What sizes and frame counts a model takes; absent values mean "anything"."""
+
+    frames_step: int = 1
+    frames_offset: int = 0
+    size_multiple: int = 1
+    min_frames: int = 1
+    max_frames: int | None = None
+    min_width: int | None = None
+    min_height: int | None = None
+    max_width: int | None = None
+    max_height: int | None = None
+
+    def as_dict(self) -> dict[str, int]:
+        return {key: value for key, value in vars(self).items() if value is not None}
+
+
+@dataclass
+class Preset:
+    name: str
+    model: str  # as written in the file: hub id, path or builtin:NAME
+    pipeline: str | None = None  # expected diffusers pipeline class; None: any
+    task: str = "text-to-video"
+    description: str = ""
+    vram: str = ""
+    defaults: dict[str, Any] = field(default_factory=dict)
+    constraints: Constraints = field(default_factory=Constraints)
+    call: dict[str, Any] = field(default_factory=dict)
+    source: Path | None = None  # the TOML file; None for the ad-hoc preset of --model
+
+    def model_location(self) -> ModelLocation:
+        base_dir = self.source.parent if self.source else None
+        return resolve_model_location(self.model, base_dir)
+
+    @classmethod
+    def for_model(cls, model: str) -> "Preset":
+        """The preset used for `--model X` when no preset names X: the pipeline's own defaults."""
+        return cls(name="custom", model=model, description=f"ad-hoc preset for {model}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The preset as resolved: model location absolute for local/builtin models."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "model": self.model_location().location,
+            "pipeline": self.pipeline,
+            "task": self.task,
+            "vram": self.vram,
+            "defaults": dict(self.defaults),
+            "constraints": self.constraints.as_dict(),
+            "call": dict(self.call),
+            "source": str(self.source) if self.source else None,
+        }
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except tomllib.TOMLDecodeError as error:
+        raise UsageError(f"{path}: not valid TOML ({error})") from error
+    except OSError as error:
+        raise UsageError(f"cannot read {path}: {error.strerror}") from error
+
+
+def _check_table(path: Path, table_name: str, table: dict[str, Any], schema: dict[str, type]) -> dict[str, Any]:
+    """Reject unknown keys and wrong types; ints are accepted where floats are due."""
+    where = f"{path}: [{table_name}]" if table_name else f"{path}:"
+    unknown = sorted(set(table) - set(schema))
+    if unknown:
+        raise UsageError(f"{where} unknown key(s) {', '.join(unknown)} (allowed: {', '.join(schema)})")
+    checked = {}
+    for key, value in table.items():
+        expected = schema[key]
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if expected is int and isinstance(value, bool) or not isinstance(value, expected):
+            raise UsageError(f"{where} {key} must be {expected.__name__}, got {value!r}")
+        checked[key] = value
+    return checked
+
+
+def read_preset(path: Path) -> Preset:
+    path = path.resolve()
+    data = _check_table(path, "", _read_toml(path), TOP_LEVEL_KEYS)
+    if "model" not in data:
+        raise UsageError(f"{path}: missing key model")
+    task = data.get("task", "text-to-video")
+    if task not in TASKS:
+        raise UsageError(f"{path}: task must be one of {', '.join(TASKS)}, got {task!r}")
+    defaults = _check_table(path, "defaults", data.get("defaults", {}), DEFAULT_KEYS)
+    constraints = _check_table(path, "constraints", data.get("constraints", {}), CONSTRAINT_KEYS)
+    for key, value in constraints.items():
+        if value < (0 if key == "frames_offset" else 1):
+            raise UsageError(f"{path}: [constraints] {key} must be positive, got {value}")
+    return Preset(
+        name=data.get("name", path.stem),
+        model=data["model"],
+        pipeline=data.get("pipeline"),
+        task=task,
+        description=data.get("description", ""),
+        vram=data.get("vram", ""),
+        defaults=defaults,
+        constraints=Constraints(**constraints),
+        call=dict(data.get("call", {})),
+        source=path,
+    )
+
+
+def _preset_files() -> dict[str, Path]:
+    """Name -> file; the user's folder shadows the shipped presets."""
+    files: dict[str, Path] = {}
+    for folder in (shipped_presets_dir(), user_presets_dir()):
+        if folder.is_dir():
+            for path in sorted(folder.glob("*.toml")):
+                files[path.stem] = path
+    return files
+
+
+def preset_names() -> list[str]:
+    return sorted(_preset_files())
+
+
+def load_preset(name_or_path: str) -> Preset:
+    """A preset by name, or from a `.toml` path."""
+    if name_or_path.endswith(".toml") or os.sep in name_or_path:
+        path = Path(name_or_path).expanduser()
+        if not path.is_file():
+            raise UsageError(f"preset file not found: {path}")
+        return read_preset(path)
+    files = _preset_files()
+    if name_or_path not in files:
+        known = ", ".join(sorted(files)) or "none"
+        raise UsageError(f"unknown preset {name_or_path!r} (known: {known})")
+    return read_preset(files[name_or_path])
+
+
+def list_presets() -> tuple[list[Preset], list[str]]:
+    """Every readable preset, and one problem line for each unreadable file."""
+    presets, problems = [], []
+    for path in _preset_files().values():
+        try:
+            presets.append(read_preset(path))
+        except UsageError as error:
+            problems.append(str(error))
+    return sorted(presets, key=lambda preset: preset.name), problems
+
+
+def find_preset_for_model(model: str) -> Preset | None:
+    """The preset whose model is `model` (same hub id or same folder), if any."""
+    wanted = resolve_model_location(model)
+    presets, _ = list_presets()
+    for preset in presets:
+        if preset.model_location().location == wanted.location:
+            return preset
+    return None
+
+
+def choose_preset(preset: str | None, model: str | None) -> Preset:
+    """--preset wins; --model alone uses the preset made for that model, else an ad-hoc
+    one; neither uses the default preset (VIDGEN_PRESET, config file, shapes)."""
+    if preset:
+        return load_preset(preset)
+    if model:
+        return find_preset_for_model(model) or Preset.for_model(model)
+    return load_preset(default_preset_name())

@@ -1,0 +1,261 @@
+"""Generation settings: merged from layers, validated, snapped to the model's rules.
+
+Merge order (later wins): built-in defaults < preset [defaults] < batch line <
+command-line flags. Values a layer leaves as None do not override. Everything is
+checked here, before any weights load, so a typo costs no minutes of loading.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from vidgen.errors import UsageError
+from vidgen.presets import Constraints, Preset
+
+# Used when neither the preset nor the command line sets them. Size, frames, steps and
+# guidance have no built-in value: an ad-hoc --model takes the pipeline's own defaults.
+BUILTIN_DEFAULTS: dict[str, Any] = {
+    "negative_prompt": None,
+    "fps": 16,
+    "num_videos": 1,
+    "dtype": "auto",
+    "device": "auto",
+    "offload": "none",
+    "vae_tiling": False,
+    "crf": 18,
+}
+
+DTYPE_ALIASES = {
+    "auto": "auto",
+    "float32": "float32",
+    "fp32": "float32",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+}
+OFFLOAD_MODES = ("none", "model", "group", "sequential", "auto")
+_DEVICE = re.compile(r"^(auto|cpu|mps|(cuda|xpu|npu)(:\d+)?)$")
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit value
+MAX_CRF = 51  # libx264's range; libvpx-vp9 takes up to 63 but 51 is plenty
+
+# Keys a layer (flags, batch line) may set, besides the GenerationSettings fields.
+_LAYER_ONLY_KEYS = {"size", "seconds"}
+
+
+@dataclass
+class LoraSpec:
+    """`--lora PATH_OR_ID[:SCALE]`."""
+
+    source: str
+    scale: float = 1.0
+
+    @classmethod
+    def parse(cls, text: str) -> "LoraSpec":
+        source, sep, scale_text = text.rpartition(":")
+        if sep and source and re.fullmatch(r"-?\d+(\.\d*)?", scale_text):
+            return cls(source, float(scale_text))
+        if not text.strip():
+            raise UsageError("--lora needs a path or hub id")
+        return cls(text, 1.0)
+
+
+@dataclass
+class GenerationSettings:
+    """Everything that decides what one video looks like (outputs live elsewhere)."""
+
+    prompt: str
+    model: str  # as given: hub id, folder or builtin:NAME
+    preset: str
+    pipeline_class: str | None = None
+    task: str = "text-to-video"
+    negative_prompt: str | None = None
+    seed: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    frames: int | None = None
+    fps: float = 16
+    width: int | None = None
+    height: int | None = None
+    num_videos: int = 1
+    image: str | None = None
+    loras: list[LoraSpec] = field(default_factory=list)
+    dtype: str = "auto"
+    device: str = "auto"
+    offload: str = "none"
+    vae_tiling: bool = False
+    crf: int = 18
+    scheduler: str | None = None
+    flow_shift: float | None = None
+    trust_remote_code: bool = False
+    call_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """`832x480` -> (832, 480)."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
+    if not match:
+        raise UsageError(f"--size must look like WIDTHxHEIGHT (for example 832x480), got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def build_settings(preset: Preset, layers: list[dict[str, Any]], *, model: str | None = None) -> GenerationSettings:
+    """Merge built-in defaults, the preset and each layer (batch line, flags) in order."""
+    known = {f.name for f in fields(GenerationSettings)} | _LAYER_ONLY_KEYS
+    merged: dict[str, Any] = dict(BUILTIN_DEFAULTS)
+    merged.update(preset.defaults)
+    seconds: float | None = None
+    for layer in layers:
+        values = {key: value for key, value in layer.items() if value is not None}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UsageError(f"unknown setting(s): {', '.join(unknown)}")
+        if "frames" in values and "seconds" in values:
+            raise UsageError("give --frames or --seconds, not both")
+        if "size" in values:
+            width, height = parse_size(values.pop("size"))
+            values.setdefault("width", width)
+            values.setdefault("height", height)
+        if "seconds" in values:
+            seconds = values.pop("seconds")
+            merged.pop("frames", None)
+        elif "frames" in values:
+            seconds = None
+        merged.update(values)
+
+    if seconds is not None:
+        if not seconds > 0:
+            raise UsageError(f"--seconds must be positive, got {seconds}")
+        fps = merged.get("fps") or 0
+        if fps > 0:
+            merged["frames"] = max(1, round(seconds * fps))
+
+    if "dtype" in merged:
+        dtype = str(merged["dtype"]).lower()
+        if dtype not in DTYPE_ALIASES:
+            raise UsageError(f"unknown dtype {merged['dtype']!r} (use one of: auto, float32, float16, bfloat16)")
+        merged["dtype"] = DTYPE_ALIASES[dtype]
+    if isinstance(merged.get("fps"), float) and merged["fps"].is_integer():
+        merged["fps"] = int(merged["fps"])  # 16, not 16.0, in names and JSON
+    merged["loras"] = [lora if isinstance(lora, LoraSpec) else LoraSpec.parse(lora) for lora in merged.get("loras") or []]
+
+    return GenerationSettings(
+        model=model or preset.model,
+        preset=preset.name,
+        pipeline_class=preset.pipeline,
+        task=preset.task,
+        call_kwargs=dict(preset.call),
+        **{key: value for key, value in merged.items() if key in known - _LAYER_ONLY_KEYS},
+    )
+
+
+def validate(settings: GenerationSettings) -> None:
+    """Collect every problem and raise them together as one UsageError line."""
+    problems: list[str] = []
+    if not settings.prompt or not settings.prompt.strip():
+        problems.append("the prompt is empty")
+    elif "\x00" in settings.prompt:
+        problems.append("the prompt contains a NUL character")
+
+    def at_least(name: str, value: Any, minimum: float) -> None:
+        if value is not None and value < minimum:
+            problems.append(f"{name} must be at least {minimum:g}, got {value:g}")
+
+    at_least("--steps", settings.steps, 1)
+    at_least("--frames", settings.frames, 1)
+    at_least("--width", settings.width, 1)
+    at_least("--height", settings.height, 1)
+    at_least("--num-videos", settings.num_videos, 1)
+    at_least("--guidance", settings.guidance, 0)
+    at_least("--crf", settings.crf, 0)
+    at_least("--seed", settings.seed, 0)
+    if settings.fps is None or not settings.fps > 0 or not math.isfinite(settings.fps):
+        problems.append(f"--fps must be positive, got {settings.fps}")
+    if settings.crf is not None and settings.crf > MAX_CRF:
+        problems.append(f"--crf must be at most {MAX_CRF}, got {settings.crf}")
+    if settings.seed is not None and settings.seed > MAX_SEED:
+        problems.append(f"--seed must be at most {MAX_SEED}")
+    if not _DEVICE.match(settings.device or ""):
+        problems.append(f"unknown device {settings.device!r} (use auto, cpu, cuda, cuda:N, mps or xpu)")
+    if settings.offload not in OFFLOAD_MODES:
+        problems.append(f"--offload must be one of {', '.join(OFFLOAD_MODES)}, got {settings.offload!r}")
+    if settings.task == "image-to-video" and not settings.image:
+        problems.append(f"preset {settings.preset} is image-to-video: pass --image PATH")
+    if settings.task == "text-to-video" and settings.image and settings.pipeline_class:
+        problems.append(f"preset {settings.preset} is text-to-video and takes no --image")
+    if problems:
+        raise UsageError("; ".join(problems))
+
+
+def draw_seed() -> int:
+    """A random seed small enough to type back in."""
+    return secrets.randbelow(2**31)
+
+
+# ---- snapping to the model's constraints ----
+
+
+def _nearest_valid_frames(frames: int, rule: Constraints) -> int:
+    step, offset = rule.frames_step, rule.frames_offset
+    k = math.floor((frames - offset) / step + 0.5)  # round half up
+    k = max(k, math.ceil((max(rule.min_frames, 1) - offset) / step))
+    if rule.max_frames is not None:
+        k = min(k, math.floor((rule.max_frames - offset) / step))
+    return step * k + offset
+
+
+def _nearest_valid_side(side: int, multiple: int, minimum: int | None, maximum: int | None) -> int:
+    snapped = max(multiple, math.floor(side / multiple + 0.5) * multiple)
+    if minimum is not None:
+        snapped = max(snapped, math.ceil(minimum / multiple) * multiple)
+    if maximum is not None:
+        snapped = min(snapped, math.floor(maximum / multiple) * multiple)
+    return snapped
+
+
+def _frames_rule(rule: Constraints) -> str:
+    if rule.frames_step == 1:
+        limits = [f">= {rule.min_frames}"] if rule.min_frames > 1 else []
+    else:
+        offset = f"+{rule.frames_offset}" if rule.frames_offset else ""
+        limits = [f"{rule.frames_step}k{offset}"]
+    if rule.max_frames is not None:
+        limits.append(f"at most {rule.max_frames}")
+    return ", ".join(limits)
+
+
+def snap_to_constraints(settings: GenerationSettings, rule: Constraints, *, strict: bool) -> list[str]:
+    """Move frames and size to the nearest values the model takes.
+
+    Returns one message per change for the caller to show; with `strict`, raises a
+    UsageError naming every value that would have changed instead.
+    """
+    changes: list[str] = []
+    refusals: list[str] = []
+    if settings.frames is not None and settings.frames >= 1:
+        valid = _nearest_valid_frames(settings.frames, rule)
+        if valid != settings.frames:
+            changes.append(f"frames {settings.frames} -> {valid}: this model takes {_frames_rule(rule)} frames")
+            refusals.append(f"frames {settings.frames} is not valid ({_frames_rule(rule)}; nearest {valid})")
+            settings.frames = valid
+    if settings.width is not None and settings.height is not None and settings.width >= 1 and settings.height >= 1:
+        width = _nearest_valid_side(settings.width, rule.size_multiple, rule.min_width, rule.max_width)
+        height = _nearest_valid_side(settings.height, rule.size_multiple, rule.min_height, rule.max_height)
+        if (width, height) != (settings.width, settings.height):
+            why = f"sides divisible by {rule.size_multiple}"
+            if rule.max_width or rule.max_height:
+                why += f", at most {rule.max_width or '-'}x{rule.max_height or '-'}"
+            changes.append(f"size {settings.width}x{settings.height} -> {width}x{height}: this model takes {why}")
+            refusals.append(f"size {settings.width}x{settings.height} is not valid ({why}; nearest {width}x{height})")
+            settings.width, settings.height = width, height
+    if strict and refusals:
+        raise UsageError("; ".join(refusals) + " (--strict)")
+    return changes

@@ -1,0 +1,155 @@
+"""The only module that prints.
+
+Results (paths, JSON objects, tables the user asked for) go to standard output;
+everything else (notes, warnings, errors, progress) goes to standard error through
+a rich Console, so `vidgen ... > list.txt` and `vidgen ... -o - | ffmpeg ...` stay clean.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
+from rich.console import Console
+
+# Console(stderr=True) looks up sys.stderr on every write, so test runners that swap
+# the streams capture it too.
+_stderr = Console(stderr=True, highlight=False)
+_quiet = False
+
+
+def configure(*, quiet: bool = False) -> None:
+    """Apply the --quiet flag: notes and progress are hidden, errors are not."""
+    global _quiet
+    _quiet = quiet
+
+
+def _say(message: str, style: str | None = None) -> None:
+    # soft_wrap keeps each message on one line, whatever the terminal width.
+    _stderr.print(message, style=style, markup=False, soft_wrap=True)
+
+
+def info(message: str) -> None:
+    if not _quiet:
+        _say(message)
+
+
+def warn(message: str) -> None:
+    """Something the user asked for was changed or ignored: shown even with --quiet."""
+    _say(message, style="yellow")
+
+
+def error(message: str) -> None:
+    _say(f"Error: {message}", style="bold red")
+
+
+def print_traceback() -> None:
+    _stderr.print(traceback.format_exc(), markup=False, highlight=False, soft_wrap=True)
+
+
+# ---- results on standard output ----
+
+
+def emit_result(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def emit_json(obj: Any) -> None:
+    """One JSON object per line (JSON Lines), so scripts can stream results."""
+    emit_result(json.dumps(obj, ensure_ascii=False))
+
+
+def emit_bytes(data: bytes) -> None:
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def emit_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """A rich table on a terminal, tab-separated lines (no header) in a pipe."""
+    if stdout_is_terminal():
+        from rich.table import Table
+
+        table = Table(title=title)
+        for column in columns:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*row)
+        Console(highlight=False).print(table)
+    else:
+        for row in rows:
+            emit_result("\t".join(row))
+
+
+# ---- progress ----
+
+
+class Progress:
+    """Progress of one video through its phases: load, encode, denoise, decode, write.
+
+    It draws a rich bar over the denoising steps only when standard error is a terminal
+    and --quiet is off; otherwise every method is a no-op, so callers never check.
+    """
+
+    def __init__(self, label: str, total_steps: int, *, visible: bool):
+        self.label = label
+        self.total_steps = total_steps
+        self._bar = None
+        self._task = None
+        if visible:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+            from rich.progress import Progress as RichProgress
+
+            self._bar = RichProgress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=_stderr,
+                transient=True,
+            )
+
+    def __enter__(self) -> "Progress":
+        if self._bar is not None:
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=self.total_steps)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def phase(self, name: str) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, description=f"{self.label} {name}")
+
+    def step(self, completed: int) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=completed)
+
+
+def progress(label: str, total_steps: int) -> Progress:
+    return Progress(label, total_steps, visible=(not _quiet) and _stderr.is_terminal)
+
+
+@contextmanager
+def status(message: str) -> Iterator[None]:
+    """A spinner for a phase without steps (loading a model), on a terminal only."""
+    if _quiet or not _stderr.is_terminal:
+        yield
+        return
+    with _stderr.status(message):
+        yield
