@@ -9,6 +9,9 @@ from __future__ import annotations
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Tiny models gain nothing from threads, and on a small shared CPU torch's default
+# thread pool oversubscribes the cores (the suite ran 4x slower). Subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -27,7 +26,7 @@ class _DefaultToGenerate(TyperGroup):
     """Routes `vidgen PROMPT ...` to `vidgen generate PROMPT ...`, and turns every error
     (Click's usage errors included) into one `Error: ...` line and an exit code."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in _GROUP_OPTIONS:
             args = ["generate", *args]
         return super().parse_args(ctx, args)
@@ -35,10 +34,10 @@ class _DefaultToGenerate(TyperGroup):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
             result = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
-        except click.exceptions.Abort:  # Ctrl-C outside our own handling
-            ui.error("interrupted")
+        except typer.Abort:  # end of input at a prompt
+            ui.error("aborted")
             code = ExitCode.INTERRUPTED
-        except click.ClickException as error:
+        except typer.TyperException as error:  # Typer's (vendored Click's) usage errors
             ui.error(error.format_message())
             code = error.exit_code
         else:

@@ -144,8 +144,6 @@ def read_model_index(location: ModelLocation, pull_hint: str) -> dict[str, Any]:
             raise UsageError(
                 f"model {location.location} not found on the Hugging Face Hub (private? set HF_TOKEN)"
             ) from error
-        except EntryNotFoundError as error:
-            raise UsageError(f"model {location.location} is not in diffusers layout (no model_index.json)") from error
         except LocalEntryNotFoundError as error:
             if _is_offline():
                 raise ModelNotAvailableError(
@@ -155,6 +153,8 @@ def read_model_index(location: ModelLocation, pull_hint: str) -> dict[str, Any]:
             raise ModelNotAvailableError(
                 f"cannot reach the Hugging Face Hub to download {location.location}; {pull_hint} once online"
             ) from error
+        except EntryNotFoundError as error:  # after LocalEntryNotFoundError, its subclass
+            raise UsageError(f"model {location.location} is not in diffusers layout (no model_index.json)") from error
     try:
         return json.loads(index_file.read_text())
     except (OSError, ValueError) as error:

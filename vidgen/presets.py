@@ -42,7 +42,7 @@ DEFAULT_KEYS = {
     "width": int,
     "height": int,
     "frames": int,
-    "fps": float,
+    "fps": (int, float),  # 16 stays 16; 7.5 is fine too
     "steps": int,
     "guidance": float,
     "negative_prompt": str,
@@ -206,7 +206,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise UsageError(f"cannot read {path}: {error.strerror}") from error
 
 
-def _check_table(path: Path, table_name: str, table: dict[str, Any], schema: dict[str, type]) -> dict[str, Any]:
+def _check_table(path: Path, table_name: str, table: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
     """Reject unknown keys and wrong types; ints are accepted where floats are due."""
     where = f"{path}: [{table_name}]" if table_name else f"{path}:"
     unknown = sorted(set(table) - set(schema))
@@ -217,8 +217,9 @@ def _check_table(path: Path, table_name: str, table: dict[str, Any], schema: dic
         expected = schema[key]
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        if expected is int and isinstance(value, bool) or not isinstance(value, expected):
-            raise UsageError(f"{where} {key} must be {expected.__name__}, got {value!r}")
+        if isinstance(value, bool) and expected is not bool or not isinstance(value, expected):
+            type_name = "number" if isinstance(expected, tuple) else expected.__name__
+            raise UsageError(f"{where} {key} must be {type_name}, got {value!r}")
         checked[key] = value
     return checked
 
