@@ -279,7 +279,7 @@ def read_frames(path: Path) -> np.ndarray:
     reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
     try:
         meta = next(reader)
-    except (RuntimeError, StopIteration) as error:
+    except (OSError, RuntimeError, StopIteration) as error:  # imageio-ffmpeg's "could not load meta"
         raise UsageError(f"cannot read {path}: not a video") from error
     width, height = meta["size"]
     frames = [np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3) for raw in reader]
@@ -305,7 +305,7 @@ def probe_video(path: Path) -> VideoInfo:
     reader = imageio_ffmpeg.read_frames(str(path))
     try:
         meta = next(reader)
-    except (RuntimeError, StopIteration) as error:
+    except (OSError, RuntimeError, StopIteration) as error:  # imageio-ffmpeg's "could not load meta"
         raise UsageError(f"cannot read {path}: not a video") from error
     finally:
         reader.close()

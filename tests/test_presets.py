@@ -1,0 +1,134 @@
+"""Preset files: lookup, validation, listing, `presets show --json`, default choice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vidgen.errors import UsageError
+from vidgen.presets import BUILTIN_WEIGHTS_DIR, choose_preset, load_preset, read_preset, shipped_presets_dir
+
+
+def write_preset(folder: Path, name: str, body: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.toml"
+    path.write_text(body)
+    return path
+
+
+def test_every_shipped_preset_reads():
+    for path in sorted(shipped_presets_dir().glob("*.toml")):
+        preset = read_preset(path)
+        assert preset.name == path.stem
+        assert preset.pipeline, path
+
+
+def test_shapes_is_the_default_and_resolves_to_the_package(isolated_environment):
+    preset = choose_preset(None, None)
+    assert preset.name == "shapes"
+    assert preset.model_location().location == str(BUILTIN_WEIGHTS_DIR / "shapes")
+
+
+def test_vidgen_preset_env_and_config_change_the_default(isolated_environment, monkeypatch):
+    (isolated_environment).mkdir(parents=True, exist_ok=True)
+    (isolated_environment / "config.toml").write_text('preset = "wan2.1-t2v-1.3b"\n')
+    assert choose_preset(None, None).name == "wan2.1-t2v-1.3b"
+    monkeypatch.setenv("VIDGEN_PRESET", "cogvideox-2b")
+    assert choose_preset(None, None).name == "cogvideox-2b"
+    assert choose_preset("mochi", None).name == "mochi"  # --preset wins
+
+
+def test_model_alone_picks_the_matching_preset_or_an_adhoc_one():
+    assert choose_preset(None, "Wan-AI/Wan2.1-T2V-1.3B-Diffusers").name == "wan2.1-t2v-1.3b"
+    adhoc = choose_preset(None, "someone/some-model")
+    assert (adhoc.name, adhoc.pipeline, adhoc.defaults) == ("custom", None, {})
+
+
+def test_user_presets_folder_adds_and_shadows(isolated_environment):
+    folder = isolated_environment / "presets"
+    write_preset(folder, "mine", 'model = "me/my-model"\npipeline = "WanPipeline"\n')
+    write_preset(folder, "shapes", 'model = "me/other"\n')
+    assert load_preset("mine").model == "me/my-model"
+    assert load_preset("shapes").model == "me/other"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('model = "a/b"\ncolour = "red"\n', "unknown key(s) colour"),
+        ('model = "a/b"\n[defaults]\nframe = 9\n', "[defaults] unknown key(s) frame"),
+        ('model = "a/b"\n[defaults]\nsteps = "many"\n', "[defaults] steps must be int"),
+        ('model = "a/b"\n[defaults]\nsteps = true\n', "[defaults] steps must be int"),
+        ('model = "a/b"\n[constraints]\nframes_step = 0\n', "frames_step must be positive"),
+        ('model = "a/b"\ntask = "text-to-audio"\n', "task must be one of"),
+        ('pipeline = "WanPipeline"\n', "missing key model"),
+        ("model = \n", "not valid TOML"),
+    ],
+)
+def test_bad_preset_files_are_rejected_with_file_and_key(tmp_path, body, message):
+    path = write_preset(tmp_path, "bad", body)
+    with pytest.raises(UsageError) as error:
+        read_preset(path)
+    assert message in str(error.value) and str(path) in str(error.value)
+
+
+def test_relative_local_model_resolves_from_the_preset_file(tmp_path):
+    path = write_preset(tmp_path / "p", "local", 'model = "./weights/tiny"\n')
+    assert read_preset(path).model_location().location == str((tmp_path / "p" / "weights" / "tiny").resolve())
+
+
+def test_presets_list_is_plain_lines_in_a_pipe(run_cli):
+    result = run_cli("presets")
+    assert result.exit_code == 0, result.stderr
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    names = [row[0] for row in rows]
+    assert "shapes" in names and "wan2.1-t2v-1.3b" in names
+    shapes = rows[names.index("shapes")]
+    assert shapes[:6] == ["shapes", "text-to-video", "builtin:shapes", "64x64", "17", "8"]
+
+
+def test_presets_list_warns_about_a_broken_user_preset(run_cli, isolated_environment):
+    write_preset(isolated_environment / "presets", "broken", "model = \n")
+    result = run_cli("presets")
+    assert result.exit_code == 0
+    assert "skipped a preset" in result.stderr and "broken.toml" in result.stderr
+
+
+def test_presets_show_json_is_resolved(run_cli, tiny_wan_dir, isolated_environment):
+    result = run_cli("presets", "show", "shapes", "--json")
+    assert result.exit_code == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["model"] == str(BUILTIN_WEIGHTS_DIR / "shapes")
+    assert Path(shown["model"]).is_absolute()
+    assert shown["pipeline"] == "WanPipeline"
+    assert {"width", "height", "frames", "fps", "steps", "guidance", "dtype", "crf"} <= set(shown["defaults"])
+    assert shown["constraints"]["frames_step"] == 4
+
+    hub = json.loads(run_cli("presets", "show", "wan2.1-t2v-1.3b", "--json").stdout)
+    assert hub["model"] == "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
+
+    write_preset(isolated_environment / "presets", "tiny", f'model = "{tiny_wan_dir}"\n')
+    local = json.loads(run_cli("presets", "show", "tiny", "--json").stdout)
+    assert local["model"] == str(tiny_wan_dir.resolve())
+
+
+def test_presets_show_text_and_unknown(run_cli):
+    result = run_cli("presets", "show", "shapes")
+    assert result.exit_code == 0
+    assert "name: shapes" in result.stdout and "  frames: 17" in result.stdout
+    unknown = run_cli("presets", "show", "nope")
+    assert unknown.exit_code == 2 and unknown.stderr.startswith("Error: unknown preset 'nope'")
+
+
+def test_pull_of_a_local_model_prints_its_folder(run_cli, tiny_wan_dir, isolated_environment):
+    write_preset(isolated_environment / "presets", "tiny", f'model = "{tiny_wan_dir}"\n')
+    result = run_cli("pull", "tiny")
+    assert result.exit_code == 0 and result.stdout.strip() == str(tiny_wan_dir.resolve())
+
+
+def test_pull_offline_is_a_clear_error(run_cli):
+    result = run_cli("pull", "wan2.1-t2v-1.3b")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == "Error: cannot download Wan-AI/Wan2.1-T2V-1.3B-Diffusers: HF_HUB_OFFLINE is set"

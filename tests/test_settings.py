@@ -1,0 +1,97 @@
+"""Merging, validation and snapping, without loading any model."""
+
+from __future__ import annotations
+
+import pytest
+
+from vidgen.errors import UsageError
+from vidgen.presets import Constraints, Preset
+from vidgen.settings import LoraSpec, build_settings, parse_size, snap_to_constraints, validate
+
+WAN_RULES = Constraints(frames_step=4, frames_offset=1, size_multiple=16, min_frames=5, max_frames=81, max_width=1280, max_height=1280)
+
+
+def wan_preset() -> Preset:
+    return Preset(
+        name="wan",
+        model="a/b",
+        pipeline="WanPipeline",
+        defaults={"width": 832, "height": 480, "frames": 81, "fps": 16, "steps": 50, "guidance": 5.0, "dtype": "bfloat16"},
+        constraints=WAN_RULES,
+        call={"max_sequence_length": 512},
+    )
+
+
+def test_merge_order_builtin_preset_then_layers():
+    settings = build_settings(wan_preset(), [{"prompt": "x", "steps": 30, "crf": None}, {"steps": 10, "size": "64x48"}])
+    assert (settings.steps, settings.width, settings.height) == (10, 64, 48)
+    assert settings.crf == 18  # built-in default survives a None
+    assert settings.guidance == 5.0 and settings.dtype == "bfloat16"  # from the preset
+    assert settings.call_kwargs == {"max_sequence_length": 512}
+
+
+def test_later_frames_cancel_earlier_seconds():
+    settings = build_settings(wan_preset(), [{"prompt": "x", "seconds": 2}, {"frames": 9}])
+    assert settings.frames == 9
+
+
+def test_unknown_setting_in_a_layer_is_refused():
+    with pytest.raises(UsageError, match="unknown setting"):
+        build_settings(wan_preset(), [{"prompt": "x", "stepz": 3}])
+
+
+@pytest.mark.parametrize(("frames", "expected"), [(20, 21), (19, 21), (18, 17), (1, 5), (200, 81), (81, 81)])
+def test_frames_snap_to_4k_plus_1_within_limits(frames, expected):
+    settings = build_settings(wan_preset(), [{"prompt": "x", "frames": frames}])
+    changes = snap_to_constraints(settings, WAN_RULES, strict=False)
+    assert settings.frames == expected
+    assert len(changes) == (0 if frames == expected else 1)
+
+
+def test_snap_message_and_strict_refusal():
+    settings = build_settings(wan_preset(), [{"prompt": "x", "frames": 18, "size": "500x300"}])
+    assert snap_to_constraints(settings, WAN_RULES, strict=False) == [
+        "frames 18 -> 17: this model takes 4k+1, at most 81 frames",
+        "size 500x300 -> 496x304: this model takes sides divisible by 16, at most 1280x1280",
+    ]
+    settings = build_settings(wan_preset(), [{"prompt": "x", "frames": 18}])
+    with pytest.raises(UsageError, match=r"frames 18 is not valid .*nearest 17.*--strict"):
+        snap_to_constraints(settings, WAN_RULES, strict=True)
+
+
+def test_size_snaps_up_to_at_least_one_multiple_and_down_to_the_limit():
+    settings = build_settings(wan_preset(), [{"prompt": "x", "size": "4x5000"}])
+    snap_to_constraints(settings, WAN_RULES, strict=False)
+    assert (settings.width, settings.height) == (16, 1280)
+
+
+@pytest.mark.parametrize("text", ["832x480", "832X480", " 832 x 480 "])
+def test_parse_size(text):
+    assert parse_size(text) == (832, 480)
+
+
+@pytest.mark.parametrize("text", ["832", "x480", "832x", "-1x4", "a x b", "832x480x2"])
+def test_parse_size_refuses(text):
+    with pytest.raises(UsageError):
+        parse_size(text)
+
+
+def test_lora_spec():
+    assert LoraSpec.parse("org/style-lora:0.8") == LoraSpec("org/style-lora", 0.8)
+    assert LoraSpec.parse("/loras/a.safetensors") == LoraSpec("/loras/a.safetensors", 1.0)
+    assert LoraSpec.parse("org/x:abc") == LoraSpec("org/x:abc", 1.0)
+
+
+def test_validate_collects_everything():
+    settings = build_settings(wan_preset(), [{"prompt": "", "steps": 0, "num_videos": -1, "device": "tpu"}])
+    with pytest.raises(UsageError) as error:
+        validate(settings)
+    message = str(error.value)
+    for fragment in ("the prompt is empty", "--steps must be at least 1", "--num-videos must be at least 1", "unknown device 'tpu'"):
+        assert fragment in message
+
+
+def test_dtype_aliases():
+    assert build_settings(wan_preset(), [{"prompt": "x", "dtype": "BF16"}]).dtype == "bfloat16"
+    with pytest.raises(UsageError, match="unknown dtype"):
+        build_settings(wan_preset(), [{"prompt": "x", "dtype": "int8"}])
