@@ -190,3 +190,27 @@ def test_scheduler_and_flow_shift_from_preset(generate_tiny, tiny_wan_dir, tmp_p
     result = generate_tiny("a ball", "--preset", preset, "--seed", "1", "-o", "u.mp4")
     assert result.exit_code == 0, result.stderr
     assert read_recipe(Path("u.mp4"))["flow_shift"] == 3.0
+
+
+def test_cpu_options_offload_tiling_dtype_in_one_run(generate_tiny):
+    result = generate_tiny(
+        "a ball", "--seed", "2", "--offload", "model", "--vae-tiling",
+        "--dtype", "float32", "--device", "cpu", "--guidance", "1.0", "--negative-prompt", "blurry", "--json", "-o", "o.mp4",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "--offload model has no effect on the CPU; ignored" in result.stderr
+    record = json.loads(result.stdout)
+    recipe = read_recipe(Path(record["path"]))
+    assert (recipe["guidance"], recipe["negative_prompt"], recipe["dtype"]) == (1.0, "blurry", "float32")
+
+
+def test_lora_without_peft_or_support_is_a_clear_error(generate_tiny):
+    import importlib.util
+
+    result = generate_tiny("a ball", "--lora", "org/some-lora:0.5", "-o", "l.mp4")
+    assert result.exit_code == 2
+    if importlib.util.find_spec("peft") is None:
+        assert result.stderr.strip().splitlines()[-1] == "Error: --lora needs the peft package: pip install peft"
+    else:
+        assert "cannot load LoRA org/some-lora" in result.stderr
+    assert not Path("l.mp4").exists()

@@ -1,0 +1,36 @@
+"""The installed command in a real process: entry point, pipes, options on CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import TINY_ARGS
+from vidgen.video import probe_video, read_recipe
+
+
+def vidgen(*args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vidgen", *map(str, args)], input=input, capture_output=True, env=os.environ.copy())
+
+
+def test_help_and_version_are_fast_paths():
+    result = vidgen("--version")
+    assert result.returncode == 0 and result.stdout.decode().startswith("vidgen ")
+    assert b"generate" in vidgen("--help").stdout
+    # cli.py must not import torch at module top (keeps --help fast)
+    probe = subprocess.run([sys.executable, "-c", "import sys, vidgen.cli; print('torch' in sys.modules)"], capture_output=True, text=True)
+    assert probe.stdout.strip() == "False"
+
+
+def test_pipe_mp4_bytes_and_prompt_through_real_streams(tiny_wan_dir, tmp_path):
+    result = vidgen("-", "--model", tiny_wan_dir, *TINY_ARGS, "--seed", "9", "-o", "-", input=b"a white circle\n")
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout[4:8] == b"ftyp"
+    assert b"seed 9" in result.stderr
+    copy = tmp_path / "piped.mp4"
+    copy.write_bytes(result.stdout)
+    assert probe_video(copy).frames == 9
+    assert read_recipe(copy)["prompt"] == "a white circle"
