@@ -187,3 +187,14 @@ def test_preset_generates_video_with_tiny_model(name, tiny_model_dir, tmp_path):
     assert tuple(meta["size"]) == (width, height)
     assert float(meta["fps"]) == pytest.approx(8.0)
     assert not list(tmp_path.glob(f".{name}*")), "temporary file left behind"
+
+    # The recipe in the file shows the preset's own settings were used, not just its model class.
+    from vidgen.video import read_recipe
+
+    recipe = read_recipe(out)
+    assert recipe["preset"] == name and recipe["pipeline"] == preset["pipeline"]
+    assert recipe["steps"] == 2 and recipe["seed"] == 1
+    assert recipe["call"] == preset.get("call", {})
+    for key in ("guidance", "flow_shift", "negative_prompt", "scheduler"):
+        if key in preset["defaults"]:
+            assert recipe[key] == preset["defaults"][key], key
