@@ -162,8 +162,9 @@ def presets_list(ctx: typer.Context, debug: DebugOption = False) -> None:
         for preset in presets:
             d = preset.defaults
             size = f"{d['width']}x{d['height']}" if "width" in d and "height" in d else "-"
-            rows.append([preset.name, preset.task, preset.model, size, str(d.get("frames", "-")), str(d.get("fps", "-")), preset.vram or "-"])
-        ui.emit_table("vidgen presets", ["name", "task", "model", "size", "frames", "fps", "vram"], rows)
+            rows.append([preset.name, preset.task, preset.model, size, str(d.get("frames", "-")), str(d.get("fps", "-"))])
+        # VRAM notes are long; `vidgen presets show NAME` has them.
+        ui.emit_table("vidgen presets", ["name", "task", "model", "size", "frames", "fps"], rows, wrap=["task", "model"])
 
     _guarded(debug, action)
 
@@ -181,7 +182,9 @@ def presets_show(
         from vidgen.settings import BUILTIN_DEFAULTS
 
         resolved = load_preset(name).as_dict()
-        resolved["defaults"] = {**{k: v for k, v in BUILTIN_DEFAULTS.items() if v is not None}, **resolved["defaults"]}
+        # The preset's own defaults first, then the built-in ones it leaves unset.
+        builtin = {key: value for key, value in BUILTIN_DEFAULTS.items() if value is not None and key not in resolved["defaults"]}
+        resolved["defaults"] = {**resolved["defaults"], **builtin}
         if as_json:
             ui.emit_result(json.dumps(resolved, indent=2, ensure_ascii=False))
             return

@@ -73,14 +73,17 @@ def stdout_is_terminal() -> bool:
     return sys.stdout.isatty()
 
 
-def emit_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """A rich table on a terminal, tab-separated lines (no header) in a pipe."""
+def emit_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], wrap: Sequence[str] = ()) -> None:
+    """A rich table on a terminal, tab-separated lines (no header) in a pipe.
+
+    Only the columns named in `wrap` may wrap on a narrow terminal.
+    """
     if stdout_is_terminal():
         from rich.table import Table
 
         table = Table(title=title)
         for column in columns:
-            table.add_column(column)
+            table.add_column(column, no_wrap=column not in wrap, overflow="fold")
         for row in rows:
             table.add_row(*row)
         Console(highlight=False).print(table)
