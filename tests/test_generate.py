@@ -214,3 +214,43 @@ def test_lora_without_peft_or_support_is_a_clear_error(generate_tiny):
     else:
         assert "cannot load LoRA org/some-lora" in result.stderr
     assert not Path("l.mp4").exists()
+
+
+def test_flow_shift_goes_to_the_right_scheduler_key():
+    from types import SimpleNamespace
+
+    from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+
+    from vidgen.pipeline import _apply_scheduler
+    from vidgen.presets import Preset
+    from vidgen.settings import build_settings
+
+    pipe = SimpleNamespace(scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0))
+    _apply_scheduler(pipe, build_settings(Preset("p", "a/b", defaults={"flow_shift": 3.0}), [{"prompt": "x"}]))
+    assert isinstance(pipe.scheduler, FlowMatchEulerDiscreteScheduler) and pipe.scheduler.config.shift == 3.0
+
+    settings = build_settings(Preset("p", "a/b", defaults={"scheduler": "UniPCMultistepScheduler", "flow_shift": 5.0}), [{"prompt": "x"}])
+    _apply_scheduler(pipe, settings)
+    assert isinstance(pipe.scheduler, UniPCMultistepScheduler)
+    assert pipe.scheduler.config.flow_shift == 5.0 and pipe.scheduler.config.use_flow_sigmas
+
+
+def test_progress_bar_on_a_terminal(generate_tiny, monkeypatch):
+    """With a terminal on stderr the rich bar runs through every phase without harm."""
+    import io
+
+    from rich.console import Console
+
+    from vidgen import ui
+
+    screen = io.StringIO()
+    monkeypatch.setattr(ui, "_stderr", Console(file=screen, force_terminal=True, width=100, highlight=False))
+    phases = []
+    original_phase = ui.Progress.phase
+    monkeypatch.setattr(ui.Progress, "phase", lambda self, name: (phases.append(name), original_phase(self, name)))
+    result = generate_tiny("a ball", "--seed", "1", "-o", "bar.mp4")
+
+    assert result.exit_code == 0, screen.getvalue()[-3000:]
+    assert phases[0] == "encode" and "denoise" in phases and phases[-2:] == ["decode", "write"]
+    assert "loaded WanPipeline" in screen.getvalue()
+    assert result.stdout.strip().endswith("bar.mp4")

@@ -215,8 +215,13 @@ class VideoGenerator:
             denoiser = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
             hook = None
             if isinstance(denoiser, torch.nn.Module):
-                # The first denoiser call marks the end of text encoding.
-                hook = denoiser.register_forward_pre_hook(lambda module, args: progress.phase("denoise"))
+
+                def mark_denoising(module, args) -> None:
+                    # The first denoiser call marks the end of text encoding. Returning
+                    # None matters: a forward pre-hook's return value replaces the inputs.
+                    progress.phase("denoise")
+
+                hook = denoiser.register_forward_pre_hook(mark_denoising)
             progress.phase("encode")
             try:
                 with torch.inference_mode():
