@@ -259,12 +259,20 @@ def _place(pipe: Any, device: str, offload: str) -> str:
     elif offload == "group":
         import torch
 
-        pipe.enable_group_offload(
+        options = dict(
             onload_device=torch.device(device),
             offload_device=torch.device("cpu"),
             offload_type="leaf_level",
-            use_stream=device.startswith("cuda"),
+            use_stream=device.startswith("cuda"),  # overlap transfers with compute
         )
+        if hasattr(pipe, "enable_group_offload"):
+            pipe.enable_group_offload(**options)
+        else:  # older diffusers: the same hook, one component at a time
+            from diffusers.hooks import apply_group_offloading
+
+            for component in pipe.components.values():
+                if isinstance(component, torch.nn.Module):
+                    apply_group_offloading(component, **options)
     return offload
 
 
