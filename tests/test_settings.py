@@ -95,3 +95,14 @@ def test_dtype_aliases():
     assert build_settings(wan_preset(), [{"prompt": "x", "dtype": "BF16"}]).dtype == "bfloat16"
     with pytest.raises(UsageError, match="unknown dtype"):
         build_settings(wan_preset(), [{"prompt": "x", "dtype": "int8"}])
+
+
+def test_dtype_explicit_only_when_a_user_layer_sets_it():
+    from vidgen.presets import load_preset
+    from vidgen.settings import build_settings
+
+    preset = load_preset("wan2.1-t2v-1.3b")
+    from_preset = build_settings(preset, [{"prompt": "a cat", "dtype": None}])
+    assert (from_preset.dtype, from_preset.dtype_explicit) == ("bfloat16", False)
+    from_flag = build_settings(preset, [{"prompt": "a cat", "dtype": "bf16"}])
+    assert (from_flag.dtype, from_flag.dtype_explicit) == ("bfloat16", True)

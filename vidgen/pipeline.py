@@ -286,8 +286,14 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
         class_name = class_name[-1]
     check_pipeline_class(str(class_name), settings.pipeline_class, location.location, settings.preset)
 
+    import torch
+
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device)
+    if device.startswith("cpu") and dtype != torch.float32 and not settings.dtype_explicit:
+        # A GPU preset's bf16/fp16 is slow on a CPU (no fast kernels) and fp16 can fail there.
+        ui.info(f"using float32 on the CPU instead of the preset's {settings.dtype} (--dtype {settings.dtype} keeps it)")
+        dtype = torch.float32
     _quiet_library_logging()
     from diffusers import DiffusionPipeline
 

@@ -86,6 +86,9 @@ class GenerationSettings:
     image: str | None = None
     loras: list[LoraSpec] = field(default_factory=list)
     dtype: str = "auto"
+    # True when a layer the user wrote (flags, batch line) set dtype, not just the preset:
+    # on a CPU a preset's bf16/fp16 gives way to float32, an explicit choice does not.
+    dtype_explicit: bool = False
     device: str = "auto"
     offload: str = "none"
     vae_tiling: bool = False
@@ -113,8 +116,10 @@ def build_settings(preset: Preset, layers: list[dict[str, Any]], *, model: str |
     merged: dict[str, Any] = dict(BUILTIN_DEFAULTS)
     merged.update(preset.defaults)
     seconds: float | None = None
+    dtype_explicit = False
     for layer in layers:
         values = {key: value for key, value in layer.items() if value is not None}
+        dtype_explicit = dtype_explicit or "dtype" in values
         unknown = sorted(set(values) - known)
         if unknown:
             raise UsageError(f"unknown setting(s): {', '.join(unknown)}")
@@ -153,6 +158,7 @@ def build_settings(preset: Preset, layers: list[dict[str, Any]], *, model: str |
         pipeline_class=preset.pipeline,
         task=preset.task,
         call_kwargs=dict(preset.call),
+        dtype_explicit=dtype_explicit,
         **{key: value for key, value in merged.items() if key in known - _LAYER_ONLY_KEYS},
     )
 
