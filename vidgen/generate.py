@@ -33,12 +33,19 @@ class OutputOptions:
     as_json: bool = False
 
 
+def merge_settings(chosen: Preset, layers: list[dict[str, Any]], *, model: str | None, strict: bool = False) -> tuple[GenerationSettings, list[str]]:
+    """Merge `layers` (later wins) over the preset, validate and snap. Returns the
+    snapping notes for the caller to show (batch prefixes them with the line)."""
+    settings = build_settings(chosen, layers, model=model)
+    validate(settings)
+    return settings, snap_to_constraints(settings, chosen.constraints, strict=strict)
+
+
 def prepare_settings(prompt: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], strict: bool = False) -> tuple[GenerationSettings, Preset]:
     """Merge, validate and snap; every bad input fails here, before any weights load."""
     chosen = choose_preset(preset, model)
-    settings = build_settings(chosen, [{"prompt": prompt, **overrides}], model=model)
-    validate(settings)
-    for change in snap_to_constraints(settings, chosen.constraints, strict=strict):
+    settings, changes = merge_settings(chosen, [{"prompt": prompt, **overrides}], model=model, strict=strict)
+    for change in changes:
         ui.warn(change)
     if settings.seed is None:
         settings.seed = draw_seed()
