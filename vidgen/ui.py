@@ -92,6 +92,19 @@ def emit_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]
             emit_result("\t".join(row))
 
 
+def report_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """A table for the user on standard error (a batch's summary), not a result:
+    standard output stays clean for paths and JSON. Shown even with --quiet."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    _stderr.print(table)
+
+
 # ---- progress ----
 
 
@@ -102,12 +115,13 @@ class Progress:
     and --quiet is off; otherwise every method is a no-op, so callers never check.
     """
 
-    def __init__(self, label: str, total_steps: int, *, visible: bool):
+    def __init__(self, label: str, total_steps: int, *, visible: bool, shared_bar=None):
         self.label = label
         self.total_steps = total_steps
-        self._bar = None
+        self._bar = shared_bar  # a batch's bar: this video is one more row under it
+        self._owns_bar = shared_bar is None
         self._task = None
-        if visible:
+        if visible and shared_bar is None:
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -127,13 +141,17 @@ class Progress:
 
     def __enter__(self) -> "Progress":
         if self._bar is not None:
-            self._bar.start()
+            if self._owns_bar:
+                self._bar.start()
             self._task = self._bar.add_task(self.label, total=self.total_steps)
         return self
 
     def __exit__(self, *exc_info) -> None:
         if self._bar is not None:
-            self._bar.stop()
+            if self._owns_bar:
+                self._bar.stop()
+            else:
+                self._bar.remove_task(self._task)
 
     def phase(self, name: str) -> None:
         if self._bar is not None:
@@ -146,6 +164,48 @@ class Progress:
 
 def progress(label: str, total_steps: int) -> Progress:
     return Progress(label, total_steps, visible=(not _quiet) and _stderr.is_terminal)
+
+
+class BatchProgress:
+    """A batch's overall bar (videos done / total, ETA) with each video's step bar
+    below it. rich allows one live display at a time, so both are rows of one bar.
+    Off a terminal, or with --quiet, every method is a no-op."""
+
+    def __init__(self, total_videos: int):
+        self.total_videos = total_videos
+        self._bar = None
+        self._task = None
+        if (not _quiet) and _stderr.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import Progress as RichProgress
+
+            self._bar = RichProgress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=_stderr,
+                transient=True,
+            )
+
+    def __enter__(self) -> "BatchProgress":
+        if self._bar is not None:
+            self._bar.start()
+            self._task = self._bar.add_task("videos", total=self.total_videos)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def video(self, label: str, total_steps: int) -> Progress:
+        """The step bar of one video, shown under the overall bar while it runs."""
+        return Progress(label, total_steps, visible=self._bar is not None, shared_bar=self._bar)
+
+    def video_finished(self) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task)
 
 
 @contextmanager
