@@ -198,3 +198,47 @@ def test_preset_generates_video_with_tiny_model(name, tiny_model_dir, tmp_path):
     for key in ("guidance", "flow_shift", "negative_prompt", "scheduler"):
         if key in preset["defaults"]:
             assert recipe[key] == preset["defaults"][key], key
+
+
+def _loaded(pipe):
+    import inspect
+
+    from vidgen.pipeline import LoadedPipeline
+
+    pipe.set_progress_bar_config(disable=True)
+    return LoadedPipeline(pipe=pipe, class_name=type(pipe).__name__, device="cpu", dtype="float32", offload="none",
+                          call_parameters=set(inspect.signature(type(pipe).__call__).parameters))  # fmt: skip
+
+
+def _settings(name: str, **values):
+    from vidgen.generate import prepare_settings
+
+    width, height, frames = _tiny_shape(name)
+    overrides = {"steps": 2, "width": width, "height": height, "frames": frames, "seed": 1, **values}
+    return prepare_settings(PROMPT, preset=name, model=None, overrides=overrides)[0]
+
+
+def test_ltx_gets_the_frame_rate():
+    """LTX's positional encoding of time depends on frame_rate: it must be the video's fps."""
+    from tests.tiny_pipelines import PIPELINE_CLASSES
+    from vidgen.generate import VideoGenerator
+
+    generator = VideoGenerator(_loaded(PIPELINE_CLASSES["LTXPipeline"](None)))
+    arguments = generator._call_arguments(_settings("ltx-video", fps=12), seed=1, image=None)
+    assert arguments["frame_rate"] == 12
+
+
+def test_hunyuanvideo15_guidance_goes_to_its_guider(capsys):
+    """HunyuanVideo 1.5 has no guidance_scale argument; --guidance sets the guider's scale."""
+    from tests.tiny_pipelines import PIPELINE_CLASSES
+    from vidgen.generate import VideoGenerator
+
+    pipe = PIPELINE_CLASSES["HunyuanVideo15Pipeline"](None)
+    generator = VideoGenerator(_loaded(pipe))
+    settings = _settings("hunyuanvideo1.5-480p", guidance=3.0)
+    arguments = generator._call_arguments(settings, seed=1, image=None)
+    assert "guidance_scale" not in arguments
+    assert pipe.guider.config["guidance_scale"] == 3.0
+    frames = generator.generate(settings, seed=1)  # the replaced guider runs
+    assert frames.shape[0] == settings.frames
+    assert "ignored" not in capsys.readouterr().err

@@ -166,6 +166,20 @@ class VideoGenerator:
         for setting, parameter in pairs.items():
             if getattr(settings, setting) is None and isinstance(defaults.get(parameter), (int, float)):
                 setattr(settings, setting, defaults[parameter])
+        guider = getattr(self.loaded.pipe, "guider", None)
+        if settings.guidance is None and "guidance_scale" in getattr(guider, "config", {}):
+            settings.guidance = guider.config["guidance_scale"]  # recorded in the recipe
+
+    def _set_guider_scale(self, guidance: float | None) -> bool:
+        """Pipelines built on diffusers' guiders (HunyuanVideo 1.5) take no guidance_scale
+        argument: the scale lives in `pipe.guider`, replaced here by a copy with the new
+        scale. True when the guidance was applied that way."""
+        guider = getattr(self.loaded.pipe, "guider", None)
+        if guidance is None or guider is None or "guidance_scale" not in getattr(guider, "config", {}):
+            return False
+        if guider.config["guidance_scale"] != guidance:
+            self.loaded.pipe.guider = guider.new(guidance_scale=guidance)
+        return True
 
     def _call_arguments(self, settings: GenerationSettings, seed: int, image: Any) -> dict[str, Any]:
         import torch
@@ -190,6 +204,10 @@ class VideoGenerator:
             wanted["max_guidance_scale"] = settings.guidance  # Stable Video Diffusion
         if "fps" in parameters:
             wanted["fps"] = round(settings.fps)  # SVD conditions on the frame rate
+        if "frame_rate" in parameters:
+            wanted["frame_rate"] = settings.fps  # LTX: enters the positional encoding of time
+        if "guidance_scale" not in parameters and self._set_guider_scale(settings.guidance):
+            wanted.pop("guidance_scale")
         for name in ("prompt", "negative_prompt", "guidance_scale"):
             if wanted.get(name) and name not in parameters and name not in self._warned:
                 self._warned.add(name)
