@@ -146,6 +146,59 @@ def generate(
     _guarded(debug, action)
 
 
+@app.command()
+def batch(
+    prompts_file: Annotated[str, typer.Argument(metavar="PROMPTS_FILE", help=".txt (a prompt a line), .jsonl or .csv; - reads standard input.")],
+    out_dir: Annotated[str, typer.Option("-O", "--out-dir", help="Folder for the videos and manifest.jsonl (created if missing).")],
+    preset: Annotated[Optional[str], typer.Option("--preset", "-p", help="Preset name or FILE.toml (default: VIDGEN_PRESET, else shapes).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id or local diffusers folder; overrides the preset's model.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Base seed: a line without a seed gets one derived from it and its line number (default 0).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Denoising steps.")] = None,
+    guidance: Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale.")] = None,
+    negative_prompt: Annotated[Optional[str], typer.Option("--negative-prompt", help="What the videos should not show.")] = None,
+    frames: Annotated[Optional[int], typer.Option(help="Number of frames (snapped to the model's rule).")] = None,
+    seconds: Annotated[Optional[float], typer.Option(help="Length in seconds (frames = seconds x fps, snapped).")] = None,
+    fps: Annotated[Optional[float], typer.Option(help="Frames per second of the files.")] = None,
+    size: Annotated[Optional[str], typer.Option(help="WIDTHxHEIGHT, e.g. 832x480 (snapped to the model's rule).")] = None,
+    width: Annotated[Optional[int], typer.Option(help="Width in pixels.")] = None,
+    height: Annotated[Optional[int], typer.Option(help="Height in pixels.")] = None,
+    num_videos: Annotated[Optional[int], typer.Option("--num-videos", "-n", help="Videos per line, with consecutive seeds.")] = None,
+    image: Annotated[Optional[str], typer.Option(help="Start image for image-to-video presets (a line's image wins).")] = None,
+    lora: Annotated[Optional[list[str]], typer.Option(help="LoRA PATH_OR_ID[:SCALE]; repeatable.")] = None,
+    dtype: Annotated[Optional[str], typer.Option(help="auto, float32, float16 or bfloat16.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N, mps or xpu (under accelerate: each process's own).")] = None,
+    offload: Annotated[Optional[str], typer.Option(help="none, model, group, sequential or auto (by free GPU memory).")] = None,
+    vae_tiling: Annotated[Optional[bool], typer.Option("--vae-tiling", help="Decode in tiles to save memory.")] = None,
+    crf: Annotated[Optional[int], typer.Option(help="Quality, 0 (lossless) to 51; default 18.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Skip videos the manifest says are done and whose files are intact.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON record per finished video on stdout, as it finishes.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Make again videos whose files already exist.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse sizes and frame counts the model cannot take instead of snapping.")] = False,
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Allow a model's own Python code to run.")] = False,
+    debug: DebugOption = False,
+) -> None:
+    """Generate a video for every line of a prompts file into a folder (see README, Batch)."""
+    ui.configure(quiet=quiet)
+
+    def action() -> int:
+        from vidgen.batch import run_batch
+
+        overrides = {
+            "seed": seed, "steps": steps, "guidance": guidance, "negative_prompt": negative_prompt,
+            "frames": frames, "seconds": seconds, "fps": fps, "size": size, "width": width, "height": height,
+            "num_videos": num_videos, "image": image, "loras": lora or None, "dtype": dtype, "device": device,
+            "offload": offload, "vae_tiling": vae_tiling, "crf": crf,
+            "trust_remote_code": trust_remote_code or None,
+        }  # fmt: skip
+        return run_batch(prompts_file, out_dir, preset=preset, model=model, overrides=overrides, strict=strict,
+                         resume=resume, overwrite=overwrite, as_json=as_json, debug=debug)  # fmt: skip
+
+    code = _guarded(debug, action)
+    if code:
+        raise typer.Exit(int(code))
+
+
 @presets_app.callback(invoke_without_command=True)
 def presets_list(ctx: typer.Context, debug: DebugOption = False) -> None:
     """List presets (a table on a terminal, tab-separated lines in a pipe)."""
