@@ -95,6 +95,19 @@ def _main_options(
     """Text-to-video with diffusers pipelines. `vidgen "a prompt" -o clip.mp4`."""
 
 
+def _cache_choice(cache: str | None, fast: bool) -> str | None:
+    """--fast is --cache with the default method; both together must agree."""
+    if not fast:
+        return cache
+    from vidgen.acceleration import FAST_CACHE
+
+    if cache not in (None, FAST_CACHE):
+        from vidgen.errors import UsageError
+
+        raise UsageError(f"--fast means --cache {FAST_CACHE}; give --fast or --cache {cache}, not both")
+    return FAST_CACHE
+
+
 @app.command()
 def generate(
     prompt: Annotated[str, typer.Argument(help="What the video shows; - reads it from standard input.")],
@@ -119,6 +132,10 @@ def generate(
     offload: Annotated[Optional[str], typer.Option(help="none, model, group, sequential or auto (by free GPU memory).")] = None,
     vae_tiling: Annotated[Optional[bool], typer.Option("--vae-tiling", help="Decode in tiles to save memory.")] = None,
     crf: Annotated[Optional[int], typer.Option(help="Quality, 0 (lossless) to 51; default 18.")] = None,
+    cache: Annotated[Optional[str], typer.Option(help="Step cache: none, first-block, taylorseer or pab (faster, slightly different output).")] = None,
+    fast: Annotated[bool, typer.Option("--fast", help="Fast mode: the default step cache (first-block).")] = False,
+    compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="Compile the denoiser's blocks (default: on for CUDA runs of 10+ steps).", show_default=False)] = None,
+    attention_backend: Annotated[Optional[str], typer.Option("--attention-backend", help="diffusers attention backend (default: PyTorch SDPA).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per video on stdout.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
@@ -138,6 +155,7 @@ def generate(
             "frames": frames, "seconds": seconds, "fps": fps, "size": size, "width": width, "height": height,
             "num_videos": num_videos, "image": image, "loras": lora or None, "dtype": dtype, "device": device,
             "offload": offload, "vae_tiling": vae_tiling, "crf": crf,
+            "cache": _cache_choice(cache, fast), "compile": compile, "attention_backend": attention_backend,
             "trust_remote_code": trust_remote_code or None,
         }  # fmt: skip
         run(text, preset=preset, model=model, overrides=overrides, strict=strict,

@@ -287,6 +287,7 @@ def build_recipe(settings: GenerationSettings, seed: int, frames: np.ndarray) ->
         "scheduler": settings.scheduler,
         "flow_shift": settings.flow_shift,
         "dtype": settings.dtype,
+        "cache": settings.cache,  # a step cache changes the output (compilation does not)
         "image": settings.image,
         "loras": [{"source": lora.source, "scale": lora.scale} for lora in settings.loras],
         "call": settings.call_kwargs,

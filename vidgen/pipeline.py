@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vidgen import ui
+from vidgen import acceleration, ui
 from vidgen.errors import GenerationError, ModelNotAvailableError, UsageError
-from vidgen.presets import ModelLocation, resolve_model_location
+from vidgen.presets import ModelLocation, resolve_model_location, vidgen_home
 from vidgen.settings import GenerationSettings
 
 # Only safetensors are loaded; these other weight formats are never downloaded.
@@ -33,6 +33,8 @@ class LoadedPipeline:
     dtype: str
     offload: str
     call_parameters: set[str] = field(default_factory=set)
+    cache: str = "none"  # step cache installed on the denoiser
+    compiled: bool = False  # repeated blocks compiled (regional compilation)
 
     def call_defaults(self) -> dict[str, Any]:
         """The pipeline's own defaults for the values an ad-hoc --model leaves open."""
@@ -225,23 +227,14 @@ def _apply_loras(pipe: Any, settings: GenerationSettings) -> None:
 
 
 def _choose_auto_offload(pipe: Any, device: str) -> str:
-    """Fit the whole pipeline if there is room, else one model at a time, else groups."""
+    """By free memory on the card (the rule itself is acceleration.choose_offload)."""
     import torch
 
     if not device.startswith("cuda"):
         return "none"
     free_bytes, _ = torch.cuda.mem_get_info(torch.device(device))
-    sizes = [
-        sum(p.numel() * p.element_size() for p in component.parameters())
-        for component in pipe.components.values()
-        if isinstance(component, torch.nn.Module)
-    ]
-    headroom = 1.3  # activations and the VAE decode need room beyond the weights
-    if sum(sizes) * headroom < free_bytes:
-        return "none"
-    if max(sizes, default=0) * headroom < free_bytes:
-        return "model"
-    return "group"
+    sizes = acceleration.weight_bytes(pipe)
+    return acceleration.choose_offload(sum(sizes), max(sizes, default=0), free_bytes, on_cuda=True)
 
 
 def _place(pipe: Any, device: str, offload: str) -> str:
@@ -297,6 +290,10 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
     _quiet_library_logging()
     from diffusers import DiffusionPipeline
 
+    # Without offloading, weights go from safetensors straight onto the card instead of
+    # through CPU memory and a .to() copy. Only plain "cuda": diffusers' pipeline-level
+    # device_map takes no index, and a device-mapped pipeline refuses later offloading.
+    straight_to_device = device == "cuda" and settings.offload == "none"
     try:
         pipe = DiffusionPipeline.from_pretrained(
             location.location,
@@ -304,6 +301,7 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
             use_safetensors=True,
             trust_remote_code=settings.trust_remote_code,
             local_files_only=_is_offline(),
+            **({"device_map": device} if straight_to_device else {}),
         )
     except (OSError, ValueError, EnvironmentError) as error:
         text = str(error).strip()
@@ -315,17 +313,35 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
         if "trust_remote_code" in str(error):
             raise UsageError(f"{location.location} needs its own code to run: pass --trust-remote-code if you trust it") from error
         raise GenerationError(f"cannot load {location.location}: {first_line}") from error
+    return prepare_pipeline(pipe, settings, device=device, dtype=dtype, placed=straight_to_device)
+
+
+def prepare_pipeline(pipe: Any, settings: GenerationSettings, *, device: str, dtype: Any, placed: bool = False) -> LoadedPipeline:
+    """Everything after the weights are read: scheduler, LoRA, placement, VAE tiling,
+    attention backend, step cache, compilation. benchmarks/bench.py calls it on pipelines
+    built from configs, so what it times is exactly vidgen's path."""
     pipe.set_progress_bar_config(disable=True)
 
     _apply_scheduler(pipe, settings)
     _apply_loras(pipe, settings)
-    offload = _place(pipe, device, settings.offload)
+    offload = "none" if placed else _place(pipe, device, settings.offload)
     if settings.vae_tiling:
         vae = getattr(pipe, "vae", None)
         if vae is not None and hasattr(vae, "enable_tiling"):
             vae.enable_tiling()
         else:
             ui.warn(f"{type(pipe).__name__} has no tiled VAE; --vae-tiling ignored")
+    if settings.attention_backend:
+        acceleration.set_attention_backend(pipe, settings.attention_backend)
+    acceleration.apply_cache(pipe, settings.cache)
+    compiled = False
+    if acceleration.should_compile(settings.compile, device=device, steps=settings.steps, cache=settings.cache, offload=offload):
+        acceleration.use_persistent_compile_cache(vidgen_home() / "compile-cache")
+        # Step-cache hooks run outside the graph (torch.compiler.disable), so with a cache
+        # the blocks are compiled with graph breaks allowed.
+        compiled = acceleration.compile_denoiser(pipe, fullgraph=settings.cache == "none")
+        if compiled:
+            ui.info("compiling the denoiser's repeated blocks on first use (cached for later runs; --no-compile skips)")
 
     return LoadedPipeline(
         pipe=pipe,
@@ -334,6 +350,8 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
         dtype=str(dtype).removeprefix("torch."),
         offload=offload,
         call_parameters=set(inspect.signature(type(pipe).__call__).parameters),
+        cache=settings.cache,
+        compiled=compiled,
     )
 
 

@@ -27,6 +27,7 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "offload": "none",
     "vae_tiling": False,
     "crf": 18,
+    "cache": "none",
 }
 
 DTYPE_ALIASES = {
@@ -93,6 +94,9 @@ class GenerationSettings:
     offload: str = "none"
     vae_tiling: bool = False
     crf: int = 18
+    cache: str = "none"  # step cache (vidgen.acceleration.CACHE_METHODS): trades quality for speed
+    compile: bool | None = None  # None: vidgen.acceleration.should_compile decides
+    attention_backend: str | None = None  # None: diffusers' default (PyTorch SDPA)
     scheduler: str | None = None
     flow_shift: float | None = None
     trust_remote_code: bool = False
@@ -193,6 +197,10 @@ def validate(settings: GenerationSettings) -> None:
         problems.append(f"unknown device {settings.device!r} (use auto, cpu, cuda, cuda:N, mps or xpu)")
     if settings.offload not in OFFLOAD_MODES:
         problems.append(f"--offload must be one of {', '.join(OFFLOAD_MODES)}, got {settings.offload!r}")
+    from vidgen.acceleration import CACHE_METHODS
+
+    if settings.cache not in CACHE_METHODS:
+        problems.append(f"--cache must be one of {', '.join(CACHE_METHODS)}, got {settings.cache!r}")
     if settings.task == "image-to-video" and not settings.image:
         problems.append(f"preset {settings.preset} is image-to-video: pass --image PATH")
     if settings.task == "text-to-video" and settings.image and settings.pipeline_class:

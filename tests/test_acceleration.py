@@ -1,0 +1,107 @@
+"""Speed and memory options: step caches on the tiny Wan, and the choices made from numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from vidgen import acceleration
+from vidgen.errors import UsageError
+from vidgen.video import probe_video, read_recipe
+
+GIB = 2**30
+
+
+def test_cache_first_block_writes_valid_mp4_and_records_cache(generate_tiny):
+    result = generate_tiny("a red ball", "--cache", "first-block", "--seed", "3", "-o", "fast.mp4")
+    assert result.exit_code == 0, result.stderr
+    info = probe_video(Path("fast.mp4"))
+    assert (info.frames, info.width, info.height) == (9, 32, 32)
+    assert read_recipe(Path("fast.mp4"))["cache"] == "first-block"
+
+
+def test_fast_is_the_default_cache_and_lossless_records_none(generate_tiny):
+    assert generate_tiny("a ball", "--fast", "--seed", "1", "-o", "f.mp4").exit_code == 0
+    assert read_recipe(Path("f.mp4"))["cache"] == acceleration.FAST_CACHE
+    assert generate_tiny("a ball", "--seed", "1", "-o", "n.mp4").exit_code == 0
+    assert read_recipe(Path("n.mp4"))["cache"] == "none"
+
+
+def test_fast_with_another_cache_or_unknown_cache_is_usage_error(generate_tiny):
+    result = generate_tiny("a ball", "--fast", "--cache", "pab", "-o", "x.mp4")
+    assert result.exit_code == 2 and "--fast means --cache first-block" in result.stderr
+    result = generate_tiny("a ball", "--cache", "turbo", "-o", "x.mp4")
+    assert result.exit_code == 2 and "--cache must be one of" in result.stderr
+    assert not Path("x.mp4").exists()
+
+
+@pytest.mark.parametrize("name", [name for name in acceleration.CACHE_METHODS if name != "none"])
+def test_every_cache_method_installs_on_wan(name):
+    from tests.helpers import build_tiny_wan_pipeline
+
+    pipe = build_tiny_wan_pipeline()
+    acceleration.apply_cache(pipe, name)
+    assert pipe.transformer.is_cache_enabled
+
+
+def test_denoiser_without_cache_support_is_a_clear_error():
+    import torch
+
+    pipe = SimpleNamespace(transformer=torch.nn.Linear(2, 2))
+    with pytest.raises(UsageError, match="has no step-cache support"):
+        acceleration.apply_cache(pipe, "first-block")
+
+
+@pytest.mark.parametrize(
+    "total, largest, free, on_cuda, expected",
+    [
+        (10 * GIB, 6 * GIB, 80 * GIB, True, "none"),  # fits with room to spare
+        (10 * GIB, 6 * GIB, 15 * GIB, True, "none"),  # exactly 1.5x
+        (10 * GIB, 6 * GIB, 14 * GIB, True, "model"),  # not all, but the largest fits
+        (10 * GIB, 6 * GIB, 9 * GIB, True, "model"),
+        (10 * GIB, 6 * GIB, 8 * GIB, True, "group"),  # not even the largest: stream groups in
+        (10 * GIB, 6 * GIB, 8 * GIB, False, "sequential"),
+    ],
+)
+def test_auto_offload_choice_from_numbers(total, largest, free, on_cuda, expected):
+    assert acceleration.choose_offload(total, largest, free, on_cuda=on_cuda) == expected
+
+
+@pytest.mark.parametrize(
+    "requested, device, steps, cache, offload, expected",
+    [
+        (None, "cuda", 50, "none", "none", True),
+        (None, "cuda:1", 50, "none", "model", True),
+        (None, "cuda", 4, "none", "none", False),  # too few steps to pay back the warm-up
+        (None, "cpu", 50, "none", "none", False),
+        (None, "cuda", 50, "first-block", "none", False),
+        (None, "cuda", 50, "none", "group", False),
+        (True, "cpu", 2, "none", "none", True),  # explicit wins
+        (False, "cuda", 50, "none", "none", False),
+    ],
+)
+def test_compile_by_default_only_where_it_pays(requested, device, steps, cache, offload, expected):
+    assert acceleration.should_compile(requested, device=device, steps=steps, cache=cache, offload=offload) is expected
+
+
+def test_persistent_compile_cache_goes_under_the_given_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    acceleration.use_persistent_compile_cache(tmp_path / "compile-cache")
+    import os
+
+    import torch._inductor.config as inductor_config
+
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "compile-cache")
+    assert inductor_config.fx_graph_cache is True
+
+
+def test_unknown_attention_backend_is_usage_error(generate_tiny):
+    result = generate_tiny("a ball", "--attention-backend", "warp-drive", "-o", "a.mp4")
+    assert result.exit_code == 2 and "unknown attention backend 'warp-drive'" in result.stderr
+
+
+def test_native_attention_backend_runs_on_cpu(generate_tiny):
+    result = generate_tiny("a ball", "--attention-backend", "native", "--seed", "1", "-o", "a.mp4")
+    assert result.exit_code == 0, result.stderr

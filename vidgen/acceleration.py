@@ -1,0 +1,180 @@
+"""Speed and memory options applied to a loaded pipeline (pipeline.py calls these).
+
+Each option is measured against plain diffusers by `benchmarks/bench.py`; what is on by
+default is only what PERF.md measured to help without changing the output:
+- regional compilation of the denoiser's repeated blocks on CUDA, with Inductor's caches
+  kept under VIDGEN_HOME so a second invocation does not compile again;
+- the attention backend stays PyTorch SDPA (cuDNN on H100, measured faster than the
+  flash backends); `--attention-backend` overrides it;
+- step caching (`--cache`, `--fast`) trades a small quality loss for speed and is opt-in;
+- `--offload auto` picks the lightest offloading that fits in free GPU memory.
+
+This module loads no model and prints nothing; torch and diffusers are imported lazily.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from vidgen.errors import UsageError
+
+# Step caches on diffusers' `transformer.enable_cache(...)` hooks. Left out: MagCache needs
+# magnitude ratios calibrated per checkpoint and scheduler (diffusers 0.42 ships them only
+# for Flux; a calibration run costs a whole uncached video); FasterCache's reuse of the
+# unconditional branch expects both guidance passes in one batch, and on WanPipeline
+# (two separate passes) diffusers 0.42.1 fails with an IndexError.
+CACHE_METHODS = ("none", "first-block", "taylorseer", "pab")
+FAST_CACHE = "first-block"  # what --fast means: adaptive, no per-model tuning
+FIRST_BLOCK_THRESHOLD = 0.05  # diffusers' default; higher skips more steps
+
+# Below this many steps compilation (about 25 s for Wan 1.3B on an H100) cannot pay back.
+MIN_STEPS_TO_COMPILE = 10
+# Weights times this must fit in free memory for no offloading: activations, the VAE
+# decode (12 GiB for 81 frames at 480p, PERF.md) and the allocator need room too.
+OFFLOAD_HEADROOM = 1.5
+
+
+# ---- step caching ----
+
+
+def cache_config(name: str, pipe: Any) -> Any:
+    """The diffusers config object for cache method `name` (not "none")."""
+    import diffusers
+
+    def current_timestep() -> Any:
+        return pipe.current_timestep
+
+    if name == "first-block":
+        return diffusers.FirstBlockCacheConfig(threshold=FIRST_BLOCK_THRESHOLD)
+    if name == "taylorseer":
+        import torch
+
+        # Lite mode predicts the final projection and skips every block on cached steps; its
+        # module patterns are generic, while the default ones miss Wan's attn1/attn2.
+        # Factors in float32: bfloat16 would round the Taylor terms of a float32 model.
+        return diffusers.TaylorSeerCacheConfig(
+            cache_interval=5, disable_cache_before_step=3, max_order=1, taylor_factors_dtype=torch.float32, use_lite_mode=True
+        )
+    if name == "pab":
+        return diffusers.PyramidAttentionBroadcastConfig(
+            spatial_attention_block_skip_range=2,
+            spatial_attention_timestep_skip_range=(100, 800),
+            current_timestep_callback=current_timestep,
+        )
+    raise UsageError(f"unknown cache {name!r} (use one of: {', '.join(CACHE_METHODS)})")
+
+
+def denoiser_of(pipe: Any) -> Any:
+    return getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
+
+
+def apply_cache(pipe: Any, name: str) -> None:
+    """Install step-caching hooks on the pipeline's denoiser; a clear error if it has none."""
+    if name == "none":
+        return
+    if name not in CACHE_METHODS:
+        raise UsageError(f"unknown cache {name!r} (use one of: {', '.join(CACHE_METHODS)})")
+    denoiser = denoiser_of(pipe)
+    if denoiser is None or not hasattr(denoiser, "enable_cache"):
+        raise UsageError(f"--cache {name}: the denoiser of {type(pipe).__name__} has no step-cache support in diffusers")
+    if name == "pab" and not hasattr(type(pipe), "current_timestep"):
+        raise UsageError(f"--cache {name} needs a pipeline that reports its current timestep; {type(pipe).__name__} does not")
+    try:
+        denoiser.enable_cache(cache_config(name, pipe))
+    except (ValueError, TypeError, AttributeError) as error:
+        # For example First-Block Cache needs a block type diffusers knows (Wan, Flux, ...).
+        raise UsageError(f"--cache {name} does not work with {type(denoiser).__name__}: {error}") from error
+
+
+# ---- compilation ----
+
+
+def should_compile(requested: bool | None, *, device: str, steps: int | None, cache: str, offload: str) -> bool:
+    """--compile/--no-compile win; by default compile on CUDA when the run is long enough
+    to pay back the warm-up, without step caches or group/sequential offloading (whose
+    hooks would break a full graph)."""
+    if requested is not None:
+        return requested
+    return (
+        device.startswith("cuda")
+        and (steps or 0) >= MIN_STEPS_TO_COMPILE
+        and cache == "none"
+        and offload in ("none", "model")
+    )
+
+
+def use_persistent_compile_cache(folder: Path) -> None:
+    """Keep Inductor's FX graph, AOTAutograd and Triton caches in `folder`, so the second
+    invocation loads compiled kernels instead of compiling again. An explicit
+    TORCHINDUCTOR_CACHE_DIR is respected."""
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(folder))
+    import torch._functorch.config as functorch_config
+    import torch._inductor.config as inductor_config
+
+    inductor_config.fx_graph_cache = True
+    if hasattr(functorch_config, "enable_autograd_cache"):
+        functorch_config.enable_autograd_cache = True
+
+
+def compile_denoiser(pipe: Any, *, fullgraph: bool = True) -> bool:
+    """Regional compilation: each repeated transformer block is compiled once and reused
+    (seconds instead of minutes for the whole model). False if the model has no
+    repeated blocks declared."""
+    denoiser = denoiser_of(pipe)
+    if denoiser is None or not getattr(denoiser, "_repeated_blocks", None):
+        return False
+    denoiser.compile_repeated_blocks(fullgraph=fullgraph)
+    return True
+
+
+# ---- attention ----
+
+
+def attention_backends() -> list[str]:
+    from diffusers.models.attention_dispatch import AttentionBackendName
+
+    return [backend.value for backend in AttentionBackendName]
+
+
+def set_attention_backend(pipe: Any, name: str) -> None:
+    known = attention_backends()
+    if name not in known:
+        raise UsageError(f"unknown attention backend {name!r} (diffusers knows: {', '.join(known)})")
+    denoiser = denoiser_of(pipe)
+    if denoiser is None or not hasattr(denoiser, "set_attention_backend"):
+        raise UsageError(f"{type(pipe).__name__} cannot switch attention backends")
+    try:
+        denoiser.set_attention_backend(name)
+    except (ImportError, RuntimeError, ValueError) as error:
+        raise UsageError(f"attention backend {name} is not usable here: {error}") from error
+
+
+# ---- offloading ----
+
+
+def choose_offload(total_weight_bytes: int, largest_component_bytes: int, free_bytes: int, *, on_cuda: bool) -> str:
+    """The lightest offloading that fits, from numbers alone (tested without a GPU):
+    everything on the card if the weights with headroom fit; else one model at a time if
+    the largest one fits; else groups of layers streamed in (CUDA streams overlap the
+    copies with compute); else layer by layer."""
+    if total_weight_bytes * OFFLOAD_HEADROOM <= free_bytes:
+        return "none"
+    if largest_component_bytes * OFFLOAD_HEADROOM <= free_bytes:
+        return "model"
+    if on_cuda:
+        return "group"
+    return "sequential"
+
+
+def weight_bytes(pipe: Any) -> list[int]:
+    """Bytes of parameters and buffers of each torch module in the pipeline."""
+    import torch
+
+    sizes = []
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            tensors = list(component.parameters()) + list(component.buffers())
+            sizes.append(sum(t.numel() * t.element_size() for t in tensors))
+    return sizes
