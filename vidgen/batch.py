@@ -80,6 +80,10 @@ class PromptLine:
 class _LineProblem(Exception):
     """One line cannot be used; the batch records it and goes on."""
 
+    def __init__(self, message: str, prompt: str = ""):
+        super().__init__(message)
+        self.prompt = prompt  # for the record and the summary, when the line had one
+
 
 def read_prompts_text(source: str) -> tuple[str, str]:
     """The text of the prompts file and a name for messages; `-` is standard input."""
@@ -134,14 +138,18 @@ def _coerce(key: str, value: Any, *, from_text: bool) -> Any:
 
 
 def _check_values(raw: dict[str, Any], *, from_text: bool) -> dict[str, Any]:
+    prompt = raw.get("prompt") if isinstance(raw.get("prompt"), str) else ""
     unknown = sorted(set(raw) - set(LINE_KEYS))
     if unknown:
-        raise _LineProblem(f"unknown key(s) {', '.join(map(str, unknown))} (known: {', '.join(LINE_KEYS)})")
+        raise _LineProblem(f"unknown key(s) {', '.join(map(str, unknown))} (known: {', '.join(LINE_KEYS)})", prompt)
     values = {}
     for key, value in raw.items():
         if value is None or (from_text and not value.strip()):
             continue  # absent: the command line's value (or the preset's) applies
-        values[key] = _coerce(key, value, from_text=from_text)
+        try:
+            values[key] = _coerce(key, value, from_text=from_text)
+        except _LineProblem as problem:
+            raise _LineProblem(str(problem), prompt) from None
     if not str(values.get("prompt", "")).strip():
         raise _LineProblem("missing prompt")
     values["prompt"] = values["prompt"].strip()
@@ -152,7 +160,7 @@ def _line(number: int, parse) -> PromptLine:
     try:
         return PromptLine(number, parse())
     except _LineProblem as problem:
-        return PromptLine(number, {}, str(problem))
+        return PromptLine(number, {"prompt": problem.prompt}, str(problem))
 
 
 def parse_prompts(text: str, fmt: str) -> list[PromptLine]:
@@ -622,7 +630,7 @@ def report(jobs: list[Job], skipped: set[tuple[int, int]], outcomes: dict[tuple[
         error = record.get("error") if record else "no record: its process stopped before finishing it"
         prompt = job.prompt if len(job.prompt) <= 40 else job.prompt[:39] + "…"
         rows.append([str(job.line), str(job.video) if job.output else "-", prompt, str(error)])
-    counts = f"{len(jobs)} videos: {done} done, {len(skipped)} already done (--resume), {failed} failed"
+    counts = f"batch: {done} videos done, {len(skipped)} already done (--resume), {failed} failed"
     if rows:
         ui.report_table("failed", ["line", "video", "prompt", "error"], rows)
         ui.warn(counts)
