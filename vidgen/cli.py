@@ -188,6 +188,10 @@ def batch(
     offload: Annotated[Optional[str], typer.Option(help="none, model, group, sequential or auto (by free GPU memory).")] = None,
     vae_tiling: Annotated[Optional[bool], typer.Option("--vae-tiling", help="Decode in tiles to save memory.")] = None,
     crf: Annotated[Optional[int], typer.Option(help="Quality, 0 (lossless) to 51; default 18.")] = None,
+    cache: Annotated[Optional[str], typer.Option(help="Step cache: none, first-block, taylorseer or pab (faster, slightly different output).")] = None,
+    fast: Annotated[bool, typer.Option("--fast", help="Fast mode: the default step cache (first-block).")] = False,
+    compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="Compile the denoiser's blocks (default: on for CUDA runs of 10+ steps).", show_default=False)] = None,
+    attention_backend: Annotated[Optional[str], typer.Option("--attention-backend", help="diffusers attention backend (default: PyTorch SDPA).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip videos the manifest says are done and whose files are intact.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON record per finished video on stdout, as it finishes.")] = False,
@@ -207,6 +211,7 @@ def batch(
             "frames": frames, "seconds": seconds, "fps": fps, "size": size, "width": width, "height": height,
             "num_videos": num_videos, "image": image, "loras": lora or None, "dtype": dtype, "device": device,
             "offload": offload, "vae_tiling": vae_tiling, "crf": crf,
+            "cache": _cache_choice(cache, fast), "compile": compile, "attention_backend": attention_backend,
             "trust_remote_code": trust_remote_code or None,
         }  # fmt: skip
         return run_batch(prompts_file, out_dir, preset=preset, model=model, overrides=overrides, strict=strict,
