@@ -1,7 +1,8 @@
 """Generation settings: merged from layers, validated, snapped to the model's rules.
 
-Merge order (later wins): built-in defaults < preset [defaults] < batch line <
-command-line flags. Values a layer leaves as None do not override. Everything is
+Merge order (later wins): built-in defaults < preset [defaults] < command-line
+flags < batch line (a line's own values are the most specific, so they win). Values
+a layer leaves as None do not override. Everything is
 checked here, before any weights load, so a typo costs no minutes of loading.
 """
 
@@ -115,7 +116,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def build_settings(preset: Preset, layers: list[dict[str, Any]], *, model: str | None = None) -> GenerationSettings:
-    """Merge built-in defaults, the preset and each layer (batch line, flags) in order."""
+    """Merge built-in defaults, the preset and each layer (flags, then a batch line) in order."""
     known = {f.name for f in fields(GenerationSettings)} | _LAYER_ONLY_KEYS
     merged: dict[str, Any] = dict(BUILTIN_DEFAULTS)
     merged.update(preset.defaults)
