@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY_ARGS
-from vidgen.batch import MANIFEST_NAME, derive_seed, file_sha256
+from vidgen.batch import MANIFEST_NAME, derive_seed, file_sha256, short_slug
 from vidgen.video import probe_video, read_recipe
 
 
@@ -76,6 +76,35 @@ def test_seeds_are_stable_per_line_and_follow_the_base_seed():
     assert len({derive_seed(0, line) for line in range(1, 200)}) == 199
     assert derive_seed(1, 7) != derive_seed(0, 7)
     assert all(0 <= derive_seed(base, 3) < 2**31 for base in (0, 5, 2**40))
+
+
+def test_names_are_short_safe_slugs():
+    assert short_slug("A red circle moves left on a blue background, slowly") == "a-red-circle-moves-left-on-a-blue"
+    assert short_slug("../../etc/passwd") == "etc-passwd"
+    assert short_slug("日本語") == "video"
+    assert len(short_slug("x" * 100)) == 40
+
+
+def test_overall_bar_above_the_video_bar_on_a_terminal(batch, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from vidgen import ui
+
+    screen = io.StringIO()
+    monkeypatch.setattr(ui, "_stderr", Console(file=screen, force_terminal=True, width=100, highlight=False))
+    finished = []
+    original = ui.BatchProgress.video_finished
+    monkeypatch.setattr(ui.BatchProgress, "video_finished", lambda self: (finished.append(self.total_videos), original(self)))
+    Path("p.txt").write_text("a red ball\na blue cat\n")
+
+    result = batch("p.txt")
+
+    assert result.exit_code == 0, screen.getvalue()[-3000:]
+    assert finished == [2, 2]
+    assert "videos" in screen.getvalue() and "line 2 video 1" in screen.getvalue()
+    assert len(result.stdout.splitlines()) == 2  # the bars stay on stderr
 
 
 def test_jsonl_line_wins_over_flags_which_win_over_preset(batch):

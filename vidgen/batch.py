@@ -229,6 +229,19 @@ def derive_seed(base_seed: int, line_number: int) -> int:
     return int.from_bytes(digest[:8], "big") % 2**31
 
 
+def short_slug(prompt: str) -> str:
+    """The prompt's slug (only a-z, 0-9 and '-': it cannot name a path), cut at a word
+    boundary so names stay short: `a-red-circle-moves-left-on-a-blue`."""
+    from vidgen.generate import prompt_slug
+
+    slug = prompt_slug(prompt, max_length=1000)
+    if len(slug) <= SLUG_LENGTH:
+        return slug
+    # One more character than the limit: a '-' there means the word before it is whole.
+    head, dash, _ = slug[: SLUG_LENGTH + 1].rpartition("-")
+    return head if dash and len(head) >= SLUG_LENGTH // 2 else slug[:SLUG_LENGTH].rstrip("-")
+
+
 def inside(out_dir: Path, relative: str) -> Path:
     """DIR/relative, refused if it resolves outside DIR (a symbolic link on the way)."""
     target = out_dir / relative
@@ -256,7 +269,7 @@ def safe_output(text: str, out_dir: Path) -> str:
 
 def plan_jobs(lines: list[PromptLine], *, chosen, model: str | None, flags: dict[str, Any], base_seed: int, out_dir: Path, strict: bool, shown_notes: set[str]) -> list[Job]:
     """Every video of every line, in file order; a line that cannot run is one failed job."""
-    from vidgen.generate import merge_settings, prompt_slug
+    from vidgen.generate import merge_settings
 
     jobs: list[Job] = []
     claimed: dict[str, int] = {}  # output -> the line that names it
@@ -275,7 +288,7 @@ def plan_jobs(lines: list[PromptLine], *, chosen, model: str | None, flags: dict
                     ui.warn(f"line {line.number}: {note}")
             seeds = [settings.seed + index for index in range(settings.num_videos)]
             if output is None:
-                slug = prompt_slug(settings.prompt, SLUG_LENGTH)
+                slug = short_slug(settings.prompt)
                 names = [f"{line.number:04d}-{slug}-s{seed}.mp4" for seed in seeds]
             else:
                 base = PurePosixPath(safe_output(output, out_dir))

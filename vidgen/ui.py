@@ -187,6 +187,9 @@ class BatchProgress:
                 TimeRemainingColumn(),
                 console=_stderr,
                 transient=True,
+                # Results are written while the bar runs: into a pipe they must go to
+                # stdout as they are; on a terminal rich prints them above the bar.
+                redirect_stdout=stdout_is_terminal(),
             )
 
     def __enter__(self) -> "BatchProgress":
