@@ -3,6 +3,7 @@
     python benchmarks/probe_shapes.py --count 100                 # random prompts from the grammar
     python benchmarks/probe_shapes.py --count 40 --held-out       # only combinations kept out of training
     python benchmarks/probe_shapes.py --model runs/export --json probe.json
+    python benchmarks/probe_shapes.py --count 100 --cache first-block   # fast mode's accuracy
 
 Prompts and seeds are drawn at random (reproducibly from --seed). Each video goes through vidgen's own
 loading and generation path, then vidgen.embedded.probe reads it back from the pixels: background,
@@ -45,7 +46,7 @@ def evaluate(*, count: int, seed: int, held_out: bool, model: str | None, overri
         "held_out": held_out,
         "seed": seed,
         "settings": {"steps": settings.steps, "guidance": settings.guidance, "frames": settings.frames,
-                     "width": settings.width, "height": settings.height},
+                     "width": settings.width, "height": settings.height, "cache": settings.cache},
         "accuracy": report,
         "seconds_per_video": round((time.monotonic() - started) / count, 3),
         "most_common_errors": confusions.most_common(10),
@@ -60,9 +61,10 @@ def main() -> None:
     parser.add_argument("--model", help="a model folder other than the built-in weights (e.g. a training export)")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--guidance", type=float)
+    parser.add_argument("--cache", help="a step cache (vidgen --cache): scores fast mode")
     parser.add_argument("--json", dest="json_path", help="also write the report here")
     args = parser.parse_args()
-    overrides = {k: v for k, v in {"steps": args.steps, "guidance": args.guidance}.items() if v is not None}
+    overrides = {k: v for k, v in {"steps": args.steps, "guidance": args.guidance, "cache": args.cache}.items() if v is not None}
     report = evaluate(count=args.count, seed=args.seed, held_out=args.held_out, model=args.model, overrides=overrides)
     text = json.dumps(report, indent=1)
     print(text)
