@@ -108,57 +108,95 @@ def _cache_choice(cache: str | None, fast: bool) -> str | None:
     return FAST_CACHE
 
 
+# Generation options: one declaration each, shared by `generate` and `batch`.
+PresetOption = Annotated[Optional[str], typer.Option("--preset", "-p", help="Preset name or FILE.toml (default: VIDGEN_PRESET, else shapes).")]
+ModelOption = Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id or local diffusers folder; overrides the preset's model.")]
+StepsOption = Annotated[Optional[int], typer.Option(help="Denoising steps.")]
+GuidanceOption = Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale.")]
+NegativePromptOption = Annotated[Optional[str], typer.Option("--negative-prompt", help="What the video should not show.")]
+FramesOption = Annotated[Optional[int], typer.Option(help="Number of frames (snapped to the model's rule).")]
+SecondsOption = Annotated[Optional[float], typer.Option(help="Length in seconds (frames = seconds x fps, snapped).")]
+FpsOption = Annotated[Optional[float], typer.Option(help="Frames per second of the file.")]
+SizeOption = Annotated[Optional[str], typer.Option(help="WIDTHxHEIGHT, e.g. 832x480 (snapped to the model's rule).")]
+WidthOption = Annotated[Optional[int], typer.Option(help="Width in pixels.")]
+HeightOption = Annotated[Optional[int], typer.Option(help="Height in pixels.")]
+LoraOption = Annotated[Optional[list[str]], typer.Option("--lora", help="LoRA PATH_OR_ID[:SCALE]; repeatable.")]
+DtypeOption = Annotated[Optional[str], typer.Option(help="auto, float32, float16 or bfloat16.")]
+OffloadOption = Annotated[Optional[str], typer.Option(help="none, model, group, sequential or auto (by free GPU memory).")]
+VaeTilingOption = Annotated[Optional[bool], typer.Option("--vae-tiling", help="Decode in tiles to save memory.")]
+CrfOption = Annotated[Optional[int], typer.Option(help="Quality, 0 (lossless) to 51; default 18.")]
+CacheOption = Annotated[Optional[str], typer.Option(help="Step cache: none, first-block, taylorseer or pab (faster, slightly different output).")]
+FastOption = Annotated[bool, typer.Option("--fast", help="Fast mode: the default step cache (first-block).")]
+CompileOption = Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="Compile the denoiser's blocks (default: on for CUDA runs of 10+ steps).", show_default=False)]
+AttentionBackendOption = Annotated[Optional[str], typer.Option("--attention-backend", help="diffusers attention backend (default: PyTorch SDPA).")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr.")]
+StrictOption = Annotated[bool, typer.Option("--strict", help="Refuse sizes and frame counts the model cannot take instead of snapping.")]
+TrustRemoteCodeOption = Annotated[bool, typer.Option("--trust-remote-code", help="Allow a model's own Python code to run.")]
+
+# The parameters of `generate` and `batch` that become settings overrides (same names),
+# in the settings' order.
+_SETTING_PARAMS = (
+    "seed", "steps", "guidance", "negative_prompt", "frames", "seconds", "fps", "size", "width", "height",
+    "num_videos", "image", "loras", "dtype", "device", "offload", "vae_tiling", "crf",
+    "cache", "compile", "attention_backend", "trust_remote_code",
+)  # fmt: skip
+
+
+def _overrides(params: dict[str, Any]) -> dict[str, Any]:
+    """A command's parameters as settings overrides; None means "not given"."""
+    overrides = {name: params[name] for name in _SETTING_PARAMS}
+    overrides.update(
+        loras=params["loras"] or None,
+        cache=_cache_choice(params["cache"], params["fast"]),
+        trust_remote_code=params["trust_remote_code"] or None,
+    )
+    return overrides
+
+
 @app.command()
 def generate(
     prompt: Annotated[str, typer.Argument(help="What the video shows; - reads it from standard input.")],
     output: Annotated[Optional[str], typer.Option("-o", "--output", help="FILE.mp4|.webm|.gif, a folder for PNG frames, or - for MP4 on stdout. Default: named after the prompt and seed.")] = None,
-    preset: Annotated[Optional[str], typer.Option("--preset", "-p", help="Preset name or FILE.toml (default: VIDGEN_PRESET, else shapes).")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id or local diffusers folder; overrides the preset's model.")] = None,
+    preset: PresetOption = None,
+    model: ModelOption = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed (drawn and printed when absent).")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Denoising steps.")] = None,
-    guidance: Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale.")] = None,
-    negative_prompt: Annotated[Optional[str], typer.Option("--negative-prompt", help="What the video should not show.")] = None,
-    frames: Annotated[Optional[int], typer.Option(help="Number of frames (snapped to the model's rule).")] = None,
-    seconds: Annotated[Optional[float], typer.Option(help="Length in seconds (frames = seconds x fps, snapped).")] = None,
-    fps: Annotated[Optional[float], typer.Option(help="Frames per second of the file.")] = None,
-    size: Annotated[Optional[str], typer.Option(help="WIDTHxHEIGHT, e.g. 832x480 (snapped to the model's rule).")] = None,
-    width: Annotated[Optional[int], typer.Option(help="Width in pixels.")] = None,
-    height: Annotated[Optional[int], typer.Option(help="Height in pixels.")] = None,
+    steps: StepsOption = None,
+    guidance: GuidanceOption = None,
+    negative_prompt: NegativePromptOption = None,
+    frames: FramesOption = None,
+    seconds: SecondsOption = None,
+    fps: FpsOption = None,
+    size: SizeOption = None,
+    width: WidthOption = None,
+    height: HeightOption = None,
     num_videos: Annotated[Optional[int], typer.Option("--num-videos", "-n", help="Videos to make; seeds seed, seed+1, ...")] = None,
     image: Annotated[Optional[str], typer.Option(help="Start image for image-to-video presets.")] = None,
-    lora: Annotated[Optional[list[str]], typer.Option(help="LoRA PATH_OR_ID[:SCALE]; repeatable.")] = None,
-    dtype: Annotated[Optional[str], typer.Option(help="auto, float32, float16 or bfloat16.")] = None,
+    loras: LoraOption = None,
+    dtype: DtypeOption = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N, mps or xpu.")] = None,
-    offload: Annotated[Optional[str], typer.Option(help="none, model, group, sequential or auto (by free GPU memory).")] = None,
-    vae_tiling: Annotated[Optional[bool], typer.Option("--vae-tiling", help="Decode in tiles to save memory.")] = None,
-    crf: Annotated[Optional[int], typer.Option(help="Quality, 0 (lossless) to 51; default 18.")] = None,
-    cache: Annotated[Optional[str], typer.Option(help="Step cache: none, first-block, taylorseer or pab (faster, slightly different output).")] = None,
-    fast: Annotated[bool, typer.Option("--fast", help="Fast mode: the default step cache (first-block).")] = False,
-    compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="Compile the denoiser's blocks (default: on for CUDA runs of 10+ steps).", show_default=False)] = None,
-    attention_backend: Annotated[Optional[str], typer.Option("--attention-backend", help="diffusers attention backend (default: PyTorch SDPA).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr.")] = False,
+    offload: OffloadOption = None,
+    vae_tiling: VaeTilingOption = None,
+    crf: CrfOption = None,
+    cache: CacheOption = None,
+    fast: FastOption = False,
+    compile: CompileOption = None,
+    attention_backend: AttentionBackendOption = None,
+    quiet: QuietOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per video on stdout.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
-    strict: Annotated[bool, typer.Option("--strict", help="Refuse sizes and frame counts the model cannot take instead of snapping.")] = False,
-    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Allow a model's own Python code to run.")] = False,
+    strict: StrictOption = False,
+    trust_remote_code: TrustRemoteCodeOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Generate a video from a prompt (the default command)."""
+    params = locals()
     ui.configure(quiet=quiet)
 
     def action() -> None:
         from vidgen.generate import OutputOptions, run
 
         text = sys.stdin.read().strip() if prompt == "-" else prompt
-        overrides = {
-            "seed": seed, "steps": steps, "guidance": guidance, "negative_prompt": negative_prompt,
-            "frames": frames, "seconds": seconds, "fps": fps, "size": size, "width": width, "height": height,
-            "num_videos": num_videos, "image": image, "loras": lora or None, "dtype": dtype, "device": device,
-            "offload": offload, "vae_tiling": vae_tiling, "crf": crf,
-            "cache": _cache_choice(cache, fast), "compile": compile, "attention_backend": attention_backend,
-            "trust_remote_code": trust_remote_code or None,
-        }  # fmt: skip
-        run(text, preset=preset, model=model, overrides=overrides, strict=strict,
+        run(text, preset=preset, model=model, overrides=_overrides(params), strict=strict,
             options=OutputOptions(output=output, overwrite=overwrite, as_json=as_json))  # fmt: skip
 
     _guarded(debug, action)
@@ -168,53 +206,46 @@ def generate(
 def batch(
     prompts_file: Annotated[str, typer.Argument(metavar="PROMPTS_FILE", help=".txt (a prompt a line), .jsonl or .csv; - reads standard input.")],
     out_dir: Annotated[str, typer.Option("-O", "--out-dir", help="Folder for the videos and manifest.jsonl (created if missing).")],
-    preset: Annotated[Optional[str], typer.Option("--preset", "-p", help="Preset name or FILE.toml (default: VIDGEN_PRESET, else shapes).")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id or local diffusers folder; overrides the preset's model.")] = None,
+    preset: PresetOption = None,
+    model: ModelOption = None,
     seed: Annotated[Optional[int], typer.Option(help="Base seed: a line without a seed gets one derived from it and its line number (default 0).")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Denoising steps.")] = None,
-    guidance: Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale.")] = None,
-    negative_prompt: Annotated[Optional[str], typer.Option("--negative-prompt", help="What the videos should not show.")] = None,
-    frames: Annotated[Optional[int], typer.Option(help="Number of frames (snapped to the model's rule).")] = None,
-    seconds: Annotated[Optional[float], typer.Option(help="Length in seconds (frames = seconds x fps, snapped).")] = None,
-    fps: Annotated[Optional[float], typer.Option(help="Frames per second of the files.")] = None,
-    size: Annotated[Optional[str], typer.Option(help="WIDTHxHEIGHT, e.g. 832x480 (snapped to the model's rule).")] = None,
-    width: Annotated[Optional[int], typer.Option(help="Width in pixels.")] = None,
-    height: Annotated[Optional[int], typer.Option(help="Height in pixels.")] = None,
+    steps: StepsOption = None,
+    guidance: GuidanceOption = None,
+    negative_prompt: NegativePromptOption = None,
+    frames: FramesOption = None,
+    seconds: SecondsOption = None,
+    fps: FpsOption = None,
+    size: SizeOption = None,
+    width: WidthOption = None,
+    height: HeightOption = None,
     num_videos: Annotated[Optional[int], typer.Option("--num-videos", "-n", help="Videos per line, with consecutive seeds.")] = None,
     image: Annotated[Optional[str], typer.Option(help="Start image for image-to-video presets (a line's image wins).")] = None,
-    lora: Annotated[Optional[list[str]], typer.Option(help="LoRA PATH_OR_ID[:SCALE]; repeatable.")] = None,
-    dtype: Annotated[Optional[str], typer.Option(help="auto, float32, float16 or bfloat16.")] = None,
+    loras: LoraOption = None,
+    dtype: DtypeOption = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N, mps or xpu (under accelerate: each process's own).")] = None,
-    offload: Annotated[Optional[str], typer.Option(help="none, model, group, sequential or auto (by free GPU memory).")] = None,
-    vae_tiling: Annotated[Optional[bool], typer.Option("--vae-tiling", help="Decode in tiles to save memory.")] = None,
-    crf: Annotated[Optional[int], typer.Option(help="Quality, 0 (lossless) to 51; default 18.")] = None,
-    cache: Annotated[Optional[str], typer.Option(help="Step cache: none, first-block, taylorseer or pab (faster, slightly different output).")] = None,
-    fast: Annotated[bool, typer.Option("--fast", help="Fast mode: the default step cache (first-block).")] = False,
-    compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="Compile the denoiser's blocks (default: on for CUDA runs of 10+ steps).", show_default=False)] = None,
-    attention_backend: Annotated[Optional[str], typer.Option("--attention-backend", help="diffusers attention backend (default: PyTorch SDPA).")] = None,
+    offload: OffloadOption = None,
+    vae_tiling: VaeTilingOption = None,
+    crf: CrfOption = None,
+    cache: CacheOption = None,
+    fast: FastOption = False,
+    compile: CompileOption = None,
+    attention_backend: AttentionBackendOption = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip videos the manifest says are done and whose files are intact.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr.")] = False,
+    quiet: QuietOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON record per finished video on stdout, as it finishes.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Make again videos whose files already exist.")] = False,
-    strict: Annotated[bool, typer.Option("--strict", help="Refuse sizes and frame counts the model cannot take instead of snapping.")] = False,
-    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Allow a model's own Python code to run.")] = False,
+    strict: StrictOption = False,
+    trust_remote_code: TrustRemoteCodeOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Generate a video for every line of a prompts file into a folder (see README, Batch)."""
+    params = locals()
     ui.configure(quiet=quiet)
 
     def action() -> int:
         from vidgen.batch import run_batch
 
-        overrides = {
-            "seed": seed, "steps": steps, "guidance": guidance, "negative_prompt": negative_prompt,
-            "frames": frames, "seconds": seconds, "fps": fps, "size": size, "width": width, "height": height,
-            "num_videos": num_videos, "image": image, "loras": lora or None, "dtype": dtype, "device": device,
-            "offload": offload, "vae_tiling": vae_tiling, "crf": crf,
-            "cache": _cache_choice(cache, fast), "compile": compile, "attention_backend": attention_backend,
-            "trust_remote_code": trust_remote_code or None,
-        }  # fmt: skip
-        return run_batch(prompts_file, out_dir, preset=preset, model=model, overrides=overrides, strict=strict,
+        return run_batch(prompts_file, out_dir, preset=preset, model=model, overrides=_overrides(params), strict=strict,
                          resume=resume, overwrite=overwrite, as_json=as_json, debug=debug)  # fmt: skip
 
     code = _guarded(debug, action)
