@@ -47,6 +47,24 @@ class _DefaultToGenerate(TyperGroup):
         sys.exit(int(code))
 
 
+# Examples at the end of each --help. Typer's rich help keeps single line breaks in an
+# epilog (it splits and rejoins on blank lines only).
+_MAIN_EXAMPLES = """Examples:
+  vidgen "a red circle moving right on a black background" -o clip.mp4
+  vidgen presets show wan2.1-t2v-1.3b
+  vidgen batch prompts.txt -O clips
+  vidgen inspect clip.mp4 --json"""
+_GENERATE_EXAMPLES = """Examples:
+  vidgen "a red circle moving right on a black background" --seed 1 -o clip.mp4
+  vidgen "a blue square growing on a white background" -n 3 --json -o squares.mp4
+  echo "a yellow triangle moving up on a gray background" | vidgen - -o - | ffmpeg -i - clip.gif
+  vidgen "a fox running through snow" --preset wan2.1-t2v-1.3b --offload model -o fox.mp4"""
+_BATCH_EXAMPLES = """Examples:
+  vidgen batch prompts.txt -O clips --seed 7
+  vidgen batch prompts.jsonl -O clips --json | jq -r .path
+  cat prompts.txt | vidgen batch - -O clips --resume
+  accelerate launch --num_processes 2 -m vidgen batch prompts.txt -O clips"""
+
 app = typer.Typer(
     cls=_DefaultToGenerate,
     name="vidgen",
@@ -54,6 +72,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    epilog=_MAIN_EXAMPLES,
 )
 presets_app = typer.Typer(help="List and show model presets.", no_args_is_help=False, pretty_exceptions_enable=False)
 app.add_typer(presets_app, name="presets")
@@ -153,7 +172,7 @@ def _overrides(params: dict[str, Any]) -> dict[str, Any]:
     return overrides
 
 
-@app.command()
+@app.command(epilog=_GENERATE_EXAMPLES)
 def generate(
     prompt: Annotated[str, typer.Argument(help="What the video shows; - reads it from standard input.")],
     output: Annotated[Optional[str], typer.Option("-o", "--output", help="FILE.mp4|.webm|.gif, a folder for PNG frames, or - for MP4 on stdout. Default: named after the prompt and seed.")] = None,
@@ -189,7 +208,7 @@ def generate(
     debug: DebugOption = False,
 ) -> None:
     """Generate a video from a prompt (the default command)."""
-    params = locals()
+    params = locals()  # the parameters, before anything else is defined
     ui.configure(quiet=quiet)
 
     def action() -> None:
@@ -202,7 +221,7 @@ def generate(
     _guarded(debug, action)
 
 
-@app.command()
+@app.command(epilog=_BATCH_EXAMPLES)
 def batch(
     prompts_file: Annotated[str, typer.Argument(metavar="PROMPTS_FILE", help=".txt (a prompt a line), .jsonl or .csv; - reads standard input.")],
     out_dir: Annotated[str, typer.Option("-O", "--out-dir", help="Folder for the videos and manifest.jsonl (created if missing).")],
@@ -239,7 +258,7 @@ def batch(
     debug: DebugOption = False,
 ) -> None:
     """Generate a video for every line of a prompts file into a folder (see README, Batch)."""
-    params = locals()
+    params = locals()  # the parameters, before anything else is defined
     ui.configure(quiet=quiet)
 
     def action() -> int:
