@@ -18,7 +18,7 @@ test:
 
 # One clip from the built-in model (needs its weights in vidgen/embedded/weights/shapes).
 demo:
-	$(VENV)/bin/vidgen "a red circle moves left on a blue background" --seed 1 -o demo.mp4 --overwrite
+	$(VENV)/bin/vidgen "a red circle moving left on a black background" --seed 1 -o demo.mp4 --overwrite
 
 clean:
 	rm -rf build dist .pytest_cache demo.mp4
