@@ -261,10 +261,6 @@ def _preset_files() -> dict[str, Path]:
     return files
 
 
-def preset_names() -> list[str]:
-    return sorted(_preset_files())
-
-
 def load_preset(name_or_path: str) -> Preset:
     """A preset by name, or from a `.toml` path."""
     if name_or_path.endswith(".toml") or os.sep in name_or_path:

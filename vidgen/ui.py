@@ -108,6 +108,15 @@ def report_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str
 # ---- progress ----
 
 
+def _rich_bar(*extra_columns, **options):
+    """A transient rich bar on stderr: description, bar, done/total, time elapsed, extras."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as RichProgress
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), *extra_columns)
+    return RichProgress(*columns, console=_stderr, transient=True, **options)
+
+
 class Progress:
     """Progress of one video through its phases: load, encode, denoise, decode, write.
 
@@ -122,22 +131,7 @@ class Progress:
         self._owns_bar = shared_bar is None
         self._task = None
         if visible and shared_bar is None:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-            from rich.progress import Progress as RichProgress
-
-            self._bar = RichProgress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=_stderr,
-                transient=True,
-            )
+            self._bar = _rich_bar()
 
     def __enter__(self) -> "Progress":
         if self._bar is not None:
@@ -176,21 +170,11 @@ class BatchProgress:
         self._bar = None
         self._task = None
         if (not _quiet) and _stderr.is_terminal:
-            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-            from rich.progress import Progress as RichProgress
+            from rich.progress import TimeRemainingColumn
 
-            self._bar = RichProgress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=_stderr,
-                transient=True,
-                # Results are written while the bar runs: into a pipe they must go to
-                # stdout as they are; on a terminal rich prints them above the bar.
-                redirect_stdout=stdout_is_terminal(),
-            )
+            # Results are written while the bar runs: into a pipe they must go to
+            # stdout as they are; on a terminal rich prints them above the bar.
+            self._bar = _rich_bar(TimeRemainingColumn(), redirect_stdout=stdout_is_terminal())
 
     def __enter__(self) -> "BatchProgress":
         if self._bar is not None:

@@ -262,6 +262,18 @@ def read_recipe(path: Path) -> dict[str, Any] | None:
     return recipe if isinstance(recipe, dict) else None
 
 
+def _open_video(path: Path):
+    """imageio-ffmpeg's frame reader (RGB) and the video's metadata; not a video: UsageError."""
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+    try:
+        return reader, next(reader)
+    except (OSError, RuntimeError, StopIteration) as error:  # imageio-ffmpeg's "could not load meta"
+        reader.close()
+        raise UsageError(f"cannot read {path}: not a video") from error
+
+
 def read_frames(path: Path) -> np.ndarray:
     """All frames as uint8 (T, H, W, 3)."""
     path = Path(path)
@@ -274,13 +286,7 @@ def read_frames(path: Path) -> np.ndarray:
 
         with Image.open(path) as image:
             return np.stack([np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(image)])
-    import imageio_ffmpeg
-
-    reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
-    try:
-        meta = next(reader)
-    except (OSError, RuntimeError, StopIteration) as error:  # imageio-ffmpeg's "could not load meta"
-        raise UsageError(f"cannot read {path}: not a video") from error
+    reader, meta = _open_video(path)
     width, height = meta["size"]
     frames = [np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3) for raw in reader]
     return np.stack(frames)
@@ -302,13 +308,8 @@ def probe_video(path: Path) -> VideoInfo:
         return VideoInfo(count, width, height, round(fps, 3), round(count / fps, 3) if fps else 0.0)
     import imageio_ffmpeg
 
-    reader = imageio_ffmpeg.read_frames(str(path))
-    try:
-        meta = next(reader)
-    except (OSError, RuntimeError, StopIteration) as error:  # imageio-ffmpeg's "could not load meta"
-        raise UsageError(f"cannot read {path}: not a video") from error
-    finally:
-        reader.close()
+    reader, meta = _open_video(path)
+    reader.close()
     count, seconds = imageio_ffmpeg.count_frames_and_secs(str(path))
     width, height = meta["size"]
     return VideoInfo(count, width, height, float(meta["fps"]), round(seconds, 3))
