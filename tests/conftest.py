@@ -19,7 +19,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-from tests.helpers import save_tiny_wan_pipeline  # noqa: E402
+from tests.tiny_pipelines import build_tiny_pipeline  # noqa: E402
 
 # Small enough to run in well under a second on a CPU; valid for Wan (4k+1, /16).
 TINY_ARGS = ["--steps", "2", "--size", "32x32", "--frames", "9"]
@@ -43,7 +43,7 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
 @pytest.fixture(scope="session")
 def tiny_wan_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One tiny random WanPipeline in diffusers layout, shared by the whole session."""
-    return save_tiny_wan_pipeline(tmp_path_factory.mktemp("models") / "tiny-wan")
+    return build_tiny_pipeline("WanPipeline", tmp_path_factory.mktemp("models") / "tiny-wan")
 
 
 @dataclass

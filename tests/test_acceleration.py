@@ -39,9 +39,9 @@ def test_fast_with_another_cache_or_unknown_cache_is_usage_error(generate_tiny):
 
 @pytest.mark.parametrize("name", [name for name in acceleration.CACHE_METHODS if name != "none"])
 def test_every_cache_method_installs_on_wan(name):
-    from tests.helpers import build_tiny_wan_pipeline
+    from tests.tiny_pipelines import make_tiny_pipeline
 
-    pipe = build_tiny_wan_pipeline()
+    pipe = make_tiny_pipeline("WanPipeline")
     acceleration.apply_cache(pipe, name)
     assert pipe.transformer.is_cache_enabled
 

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import string
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import torch
 
-__all__ = ["build_tiny_pipeline", "PIPELINE_CLASSES", "VARIANTS", "variant_for_preset"]
+__all__ = ["build_tiny_pipeline", "make_tiny_pipeline", "PIPELINE_CLASSES", "VARIANTS", "variant_for_preset"]
 
 
 # --------------------------------------------------------------------------------------
@@ -209,7 +210,7 @@ def _wan_transformer(in_channels: int, out_channels: int, cls_name: str = "WanTr
         text_dim=_TEXT_DIM,
         freq_dim=32,
         ffn_dim=32,
-        num_layers=1,
+        num_layers=2,  # the first-block step cache (--fast) needs a block after the first
         cross_attn_norm=True,
         qk_norm="rms_norm_across_heads",
         rope_max_seq_len=32,
@@ -419,28 +420,16 @@ def _cogvideox_scheduler(variant: str | None):
     return CogVideoXDPMScheduler(snr_shift_scale=1.0, **common)
 
 
-def _cogvideox(variant: str | None):
-    from diffusers import CogVideoXPipeline
+def _cogvideox(variant: str | None, i2v: bool = False):
+    from diffusers import CogVideoXImageToVideoPipeline, CogVideoXPipeline
 
     tok = _t5_tokenizer()
-    return CogVideoXPipeline(
+    cls = CogVideoXImageToVideoPipeline if i2v else CogVideoXPipeline
+    return cls(
         tokenizer=tok,
         text_encoder=_t5_encoder(tok),
         vae=_cogvideox_vae(),
-        transformer=_cogvideox_transformer(False, variant),
-        scheduler=_cogvideox_scheduler(variant),
-    )
-
-
-def _cogvideox_i2v(variant: str | None):
-    from diffusers import CogVideoXImageToVideoPipeline
-
-    tok = _t5_tokenizer()
-    return CogVideoXImageToVideoPipeline(
-        tokenizer=tok,
-        text_encoder=_t5_encoder(tok),
-        vae=_cogvideox_vae(),
-        transformer=_cogvideox_transformer(True, variant),
+        transformer=_cogvideox_transformer(i2v, variant),
         scheduler=_cogvideox_scheduler(variant),
     )
 
@@ -714,7 +703,7 @@ PIPELINE_CLASSES = {
     "LTXPipeline": _ltx,
     "LTXImageToVideoPipeline": _ltx_i2v,
     "CogVideoXPipeline": _cogvideox,
-    "CogVideoXImageToVideoPipeline": _cogvideox_i2v,
+    "CogVideoXImageToVideoPipeline": partial(_cogvideox, i2v=True),
     "HunyuanVideoPipeline": _hunyuanvideo,
     "HunyuanVideo15Pipeline": _hunyuanvideo15,
     "MochiPipeline": _mochi,
@@ -734,8 +723,8 @@ def variant_for_preset(preset_name: str) -> str | None:
     return preset_name if preset_name in VARIANTS else None
 
 
-def build_tiny_pipeline(pipeline_class_name: str, path: Path, variant: str | None = None) -> Path:
-    """Build a tiny random pipeline of ``pipeline_class_name`` and save it to ``path`` (diffusers layout)."""
+def make_tiny_pipeline(pipeline_class_name: str, variant: str | None = None):
+    """A tiny random pipeline of ``pipeline_class_name``, in memory."""
     if pipeline_class_name not in PIPELINE_CLASSES:
         raise KeyError(f"no tiny builder for {pipeline_class_name}; known: {sorted(PIPELINE_CLASSES)}")
     if variant is not None and VARIANTS.get(variant) != pipeline_class_name:
@@ -743,6 +732,12 @@ def build_tiny_pipeline(pipeline_class_name: str, path: Path, variant: str | Non
     pipe = PIPELINE_CLASSES[pipeline_class_name](variant)
     if type(pipe).__name__ != pipeline_class_name:
         raise AssertionError(f"built {type(pipe).__name__}, wanted {pipeline_class_name}")
+    return pipe
+
+
+def build_tiny_pipeline(pipeline_class_name: str, path: Path, variant: str | None = None) -> Path:
+    """Build a tiny random pipeline of ``pipeline_class_name`` and save it to ``path`` (diffusers layout)."""
+    pipe = make_tiny_pipeline(pipeline_class_name, variant)
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     pipe.save_pretrained(path, safe_serialization=True)
