@@ -43,8 +43,11 @@ VAE_BATCH = 8
 # on 9 frames decoded chunks 3-5 of a 17-frame clip badly (L1 0.09 on frames 0-8, 0.22-0.47 after).
 VAE_CLIP_FRAMES = FRAMES
 VAE_CROP = 32                     # it is convolutional, so 32x32 crops teach it 64x64 at a quarter of the cost
-VAE_LR = 3e-4                     # with warm-up, clipping, EMA and best-checkpoint keeping against spikes
+VAE_LR = 6e-4                     # with warm-up, clipping, EMA and best-checkpoint keeping against spikes
 VAE_KL_WEIGHT = 1e-6
+# The object covers a few percent of the frame: an unweighted loss is satisfied by a clean background and
+# the first run's VAE dropped the objects altogether. Object pixels (and their anti-aliased edge) weigh more.
+OBJECT_WEIGHT = 10.0
 TEXT_CONFIG = dict(d_model=128, d_kv=32, d_ff=256, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
                    dropout_rate=0.0, feed_forward_proj="gated-gelu", tie_word_embeddings=False)
 TRANSFORMER_CONFIG = dict(
@@ -70,13 +73,19 @@ def to_pixels(clips: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(clips).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
 
 
-def random_clips(rng: random.Random, count: int, frames: int, crop: int = SIZE) -> torch.Tensor:
-    clips = []
+def random_clips(rng: random.Random, count: int, frames: int, crop: int = SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clips in [-1, 1] and a per-pixel loss weight that is OBJECT_WEIGHT on the object, 1 on the background."""
+    clips, masks = [], []
     for _ in range(count):
-        clip = shapes.render_clip(shapes.sample_spec(rng))
+        spec = shapes.sample_spec(rng)
+        clip = shapes.render_clip(spec)
         start, top, left = rng.randrange(FRAMES - frames + 1), rng.randrange(SIZE - crop + 1), rng.randrange(SIZE - crop + 1)
-        clips.append(clip[start:start + frames, top:top + crop, left:left + crop])
-    return to_pixels(np.stack(clips))
+        clip = clip[start:start + frames, top:top + crop, left:left + crop]
+        background = np.array(shapes.BACKGROUND_COLORS[spec.background], dtype=np.int16)
+        masks.append(np.abs(clip.astype(np.int16) - background).sum(-1) > 0)
+        clips.append(clip)
+    weights = 1 + (OBJECT_WEIGHT - 1) * torch.from_numpy(np.stack(masks)).float().unsqueeze(1)
+    return to_pixels(np.stack(clips)), weights
 
 
 def build_tokenizer():
@@ -114,22 +123,46 @@ def warmup_cosine(step: int, progress: float, warmup: int = 100) -> float:
 
 
 # --- phase 1: the autoencoder --------------------------------------------------------------
-def train_vae(work: Path, minutes: float, device: str, resume: bool) -> None:
+def reconstruction_loss(reconstruction: torch.Tensor, clips: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    # L1 alone picks the majority colour where unsure (the background); MSE pulls towards the object's colour.
+    error = reconstruction - clips
+    return ((error.abs() + error.pow(2)) * weights).sum() / (weights.sum() * clips.shape[1])
+
+
+def train_vae(work: Path, minutes: float, device: str, resume: bool, decoder_only: bool = False) -> None:
+    """Train the whole autoencoder, or (decoder_only) only its decoder under the frozen encoder whose
+    latents the denoiser is learning, so both can train at the same time."""
     from diffusers import AutoencoderKLWan
-    vae = (AutoencoderKLWan.from_pretrained(work / "vae") if resume and (work / "vae").exists() else new_vae()).to(device)
+    source = work / ("vae-decoder" if decoder_only and (work / "vae-decoder").exists() and resume else "vae")
+    vae = (AutoencoderKLWan.from_pretrained(source) if (resume or decoder_only) and source.exists() else new_vae()).to(device)
+    target = work / ("vae-decoder" if decoder_only else "vae")
+    if decoder_only:
+        encoder = copy.deepcopy(vae).eval().requires_grad_(False)
+        frozen_encoder = lambda clips: encoder.encode(clips).latent_dist.mode()  # noqa: E731
+        for module in (vae.encoder, vae.quant_conv):
+            module.requires_grad_(False)
     ema = copy.deepcopy(vae)
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=VAE_LR, weight_decay=0.0)
-    rng = random.Random(1)
-    validation = random_clips(random.Random(12345), 8, FRAMES).to(device)
+    base_lr = VAE_LR / 2 if decoder_only else VAE_LR  # fine-tuning a decoder that already works
+    optimizer = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=base_lr, weight_decay=0.0)
+    rng = random.Random(4 if decoder_only else 1)
+    validation, validation_weights = (t.to(device) for t in random_clips(random.Random(12345), 8, FRAMES))
     best = float("inf")
     started, step = time.time(), 0
     while time.time() - started < minutes * 60:
         for group in optimizer.param_groups:
-            group["lr"] = VAE_LR * warmup_cosine(step, (time.time() - started) / (minutes * 60))
-        clips = random_clips(rng, VAE_BATCH, VAE_CLIP_FRAMES, VAE_CROP).to(device)
-        posterior = vae.encode(clips).latent_dist
-        reconstruction = vae.decode(posterior.sample()).sample
-        loss = F.l1_loss(reconstruction, clips) + VAE_KL_WEIGHT * posterior.kl().mean()
+            group["lr"] = base_lr * warmup_cosine(step, (time.time() - started) / (minutes * 60))
+        clips, weights = random_clips(rng, VAE_BATCH, VAE_CLIP_FRAMES, VAE_CROP)
+        clips, weights = clips.to(device), weights.to(device)
+        if decoder_only:
+            with torch.no_grad():
+                latents = frozen_encoder(clips)
+            reconstruction = vae.decode(latents).sample
+            kl = torch.zeros((), device=device)
+        else:
+            posterior = vae.encode(clips).latent_dist
+            reconstruction = vae.decode(posterior.sample()).sample
+            kl = posterior.kl().mean()
+        loss = reconstruction_loss(reconstruction, clips, weights) + VAE_KL_WEIGHT * kl
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
@@ -138,11 +171,12 @@ def train_vae(work: Path, minutes: float, device: str, resume: bool) -> None:
         step += 1
         if step % 50 == 0:
             with torch.no_grad():
-                val = F.l1_loss(ema.decode(ema.encode(validation).latent_dist.mode()).sample, validation).item()
+                val = reconstruction_loss(ema.decode(ema.encode(validation).latent_dist.mode()).sample, validation,
+                                          validation_weights).item()
             log(f"vae step {step} loss {loss.item():.4f} val(ema, 17 frames) {val:.4f}")
             if val < best:  # keep the best checkpoint: a late spike must not be what ships
                 best = val
-                ema.save_pretrained(work / "vae", safe_serialization=True)
+                ema.save_pretrained(target, safe_serialization=True)
     log(f"vae done: {step} steps, best validation L1 {best:.4f}")
 
 
@@ -249,7 +283,8 @@ def export(work: Path, out: Path) -> None:
     from transformers import UMT5EncoderModel
 
     stats = torch.load(work / "latents.pt")
-    trained_vae = AutoencoderKLWan.from_pretrained(work / "vae")
+    # The decoder may have trained on after the encoder froze (phase "decoder"); the encoder is the same.
+    trained_vae = AutoencoderKLWan.from_pretrained(work / ("vae-decoder" if (work / "vae-decoder").exists() else "vae"))
     # The pipeline un-normalises latents with the VAE's own statistics, so they go into its config.
     vae = new_vae(latents_mean=stats["mean"].tolist(), latents_std=stats["std"].tolist())
     vae.load_state_dict(trained_vae.state_dict())
@@ -267,7 +302,7 @@ def export(work: Path, out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("phase", choices=["vae", "latents", "denoiser", "export", "all"])
+    parser.add_argument("phase", choices=["vae", "latents", "denoiser", "decoder", "export", "all"])
     parser.add_argument("--work", type=Path, default=Path("runs/shapes"), help="checkpoints and cached latents")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "weights" / "shapes")
     parser.add_argument("--vae-minutes", type=float, default=30)
@@ -287,6 +322,8 @@ def main() -> None:
         encode_latents(args.work, args.device)
     if args.phase in ("denoiser", "all"):
         train_denoiser(args.work, args.denoiser_minutes, args.device, args.resume)
+    if args.phase == "decoder":
+        train_vae(args.work, args.vae_minutes, args.device, args.resume, decoder_only=True)
     if args.phase in ("export", "all"):
         export(args.work, args.out)
 
