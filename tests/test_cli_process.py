@@ -34,3 +34,13 @@ def test_pipe_mp4_bytes_and_prompt_through_real_streams(tiny_wan_dir, tmp_path):
     copy.write_bytes(result.stdout)
     assert probe_video(copy).frames == 9
     assert read_recipe(copy)["prompt"] == "a white circle"
+
+
+def test_reader_closing_the_pipe_early_stops_quietly():
+    # `vidgen presets | head -0`: the reader is gone before vidgen writes its first line.
+    process = subprocess.Popen([sys.executable, "-m", "vidgen", "presets", "show", "wan2.1-t2v-1.3b"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait() == 1
+    assert "Traceback" not in stderr and "Error" not in stderr and "Exception" not in stderr

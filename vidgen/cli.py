@@ -93,6 +93,11 @@ def _guarded(debug: bool, action: Callable[[], Any]) -> Any:
     except KeyboardInterrupt:
         ui.error("interrupted")
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except BrokenPipeError:
+        # The reader stopped early (`vidgen presets | head -3`): stop quietly, as cat or ls do,
+        # but not with success, since not every result was delivered.
+        ui.detach_stdout()
+        raise typer.Exit(int(ExitCode.FAILURE)) from None
     except Exception as error:  # a bug: say so in one line, the traceback with --debug
         if debug:
             ui.print_traceback()

@@ -8,6 +8,7 @@ a rich Console, so `vidgen ... > list.txt` and `vidgen ... -o - | ffmpeg ...` st
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from contextlib import contextmanager
@@ -67,6 +68,13 @@ def emit_bytes(data: bytes) -> None:
     sys.stdout.flush()
     sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()
+
+
+def detach_stdout() -> None:
+    """Point stdout at /dev/null after its reader went away, so the interpreter's final flush
+    does not raise a second BrokenPipeError on the way out."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def stdout_is_terminal() -> bool:
