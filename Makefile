@@ -5,7 +5,7 @@ VENV ?= .venv
 # (pip then resolves the project's torch range to a CUDA build).
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install test demo clean
+.PHONY: install test demo train-embedded probe-embedded clean
 
 install:
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,20 @@ test:
 # One clip from the built-in model (needs its weights in vidgen/embedded/weights/shapes).
 demo:
 	$(VENV)/bin/vidgen "a red circle moving left on a black background" --seed 1 -o demo.mp4 --overwrite
+
+# Retrain the built-in Shapes model from scratch and write its weights (README: "The built-in model").
+# Minutes per phase are budgets; on a GPU the same command finishes far sooner per step.
+train-embedded:
+	$(VENV)/bin/python -m vidgen.embedded.train vae --threads 2 --vae-minutes 50
+	$(VENV)/bin/python -m vidgen.embedded.train latents --threads 2
+	$(VENV)/bin/python -m vidgen.embedded.train denoiser --threads 1 --denoiser-minutes 60 & \
+	$(VENV)/bin/python -m vidgen.embedded.train decoder --threads 1 --vae-minutes 60; wait
+	$(VENV)/bin/python -m vidgen.embedded.train export
+
+# Score the built-in model with the probe: 100 random prompts, then the held-out combinations.
+probe-embedded:
+	$(VENV)/bin/python benchmarks/probe_shapes.py --count 100 --json docs/probe-shapes.json
+	$(VENV)/bin/python benchmarks/probe_shapes.py --count 40 --held-out --json docs/probe-shapes-held-out.json
 
 clean:
 	rm -rf build dist .pytest_cache demo.mp4
