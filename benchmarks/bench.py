@@ -42,7 +42,7 @@ if str(REPO) not in sys.path:
 CONFIGS = REPO / "benchmarks" / "configs"
 DEFAULT_CONFIG = CONFIGS / "wan2.1-t2v-1.3b"
 BUILTIN_WEIGHTS = REPO / "vidgen" / "embedded" / "weights" / "shapes"
-PROMPT = "a red circle moves left on a blue background"
+PROMPT = "a red circle moves left on a black background"
 
 
 def _sync(device: str) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 BUILTIN_WEIGHTS = REPO / "vidgen" / "embedded" / "weights" / "shapes"
-PROMPT = "a red circle moves left on a blue background"
+PROMPT = "a red circle moves left on a black background"
 
 
 def commands(args, out_dir: Path) -> dict[str, list[str]]:
