@@ -54,8 +54,11 @@ class ClipSpec:
     end_center: tuple[float, float]
 
     def is_held_out(self) -> bool:
-        attributes = {"shape": self.shape, "color": self.color, "background": self.background, "motion": self.motion}
-        return any(all(attributes[k] == v for k, v in combo.items()) for combo in HELD_OUT)
+        return _in_held_out({"shape": self.shape, "color": self.color, "background": self.background, "motion": self.motion})
+
+
+def _in_held_out(attributes: dict[str, str]) -> bool:
+    return any(all(attributes[k] == v for k, v in combo.items()) for combo in HELD_OUT)
 
 
 def sample_attributes(rng: random.Random, *, held_out: bool | None = False) -> dict[str, str]:
@@ -68,8 +71,7 @@ def sample_attributes(rng: random.Random, *, held_out: bool | None = False) -> d
             "background": background,
             "motion": rng.choice(MOTIONS),
         }
-        in_held_out = any(all(attributes[k] == v for k, v in combo.items()) for combo in HELD_OUT)
-        if held_out is None or in_held_out == held_out:
+        if held_out is None or _in_held_out(attributes) == held_out:
             return attributes
 
 
