@@ -46,6 +46,22 @@ def tiny_wan_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_pipeline("WanPipeline", tmp_path_factory.mktemp("models") / "tiny-wan")
 
 
+@pytest.fixture(scope="session")
+def tiny_pipeline_dir(tmp_path_factory: pytest.TempPathFactory):
+    """`get(class_name, variant=None)`: a tiny random pipeline folder, built once per session
+    whichever test module asks first (read-only: copy it before changing anything)."""
+    built: dict[tuple[str, str | None], Path] = {}
+    root = tmp_path_factory.mktemp("tiny-pipelines")
+
+    def get(class_name: str, variant: str | None = None) -> Path:
+        if (class_name, variant) not in built:
+            folder = root / (class_name + (f"-{variant}" if variant else ""))
+            built[class_name, variant] = build_tiny_pipeline(class_name, folder, variant=variant)
+        return built[class_name, variant]
+
+    return get
+
+
 @dataclass
 class CliResult:
     exit_code: int

@@ -5,8 +5,11 @@ For each `presets/*.toml` (except the embedded `shapes`, tested on its own weigh
 1. `tests/tiny_pipelines.py` builds a randomly initialised pipeline of the preset's
    `pipeline` class, with the real model's component classes, and saves it in diffusers
    layout (safetensors). One build per class/variant per session.
-2. `test_tiny_pipelines_load_and_run` loads it back with `DiffusionPipeline.from_pretrained`
-   (class from model_index.json) and calls it with the preset's `[call]` arguments.
+   Where the real repository's model_index.json names another class (`Lightricks/LTX-Video`
+   names LTXPipeline for `ltx-video-i2v`), the tiny folder is saved as that class
+   (`tiny_pipelines.REPOSITORY_LAYOUT`).
+2. `test_tiny_pipelines_load_and_run` loads it back as the preset's class and calls it
+   with the preset's `[call]` arguments.
 3. `test_preset_generates_video_with_tiny_model` runs the real command,
    `python -m vidgen generate PROMPT --preset NAME --model TINY_DIR ...`, in a subprocess
    and reads the MP4 back to check frame count, width, height and fps.
@@ -27,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.tiny_pipelines import PIPELINE_CLASSES, build_tiny_pipeline, variant_for_preset
+from tests.tiny_pipelines import PIPELINE_CLASSES, repository_layout
 
 REPO = Path(__file__).resolve().parent.parent
 PRESET_DIR = REPO / "presets"
@@ -69,17 +72,11 @@ def _start_image(path: Path, width: int, height: int) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory):
-    """Build each tiny pipeline once per session: preset name -> folder."""
-    built: dict[tuple[str, str | None], Path] = {}
-    root = tmp_path_factory.mktemp("tiny-pipelines")
+def tiny_model_dir(tiny_pipeline_dir):
+    """preset name -> its tiny folder, laid out like the preset's real repository (built once)."""
 
     def get(preset_name: str) -> Path:
-        key = (_preset(preset_name)["pipeline"], variant_for_preset(preset_name))
-        if key not in built:
-            folder = root / (key[0] + (f"-{key[1]}" if key[1] else ""))
-            built[key] = build_tiny_pipeline(key[0], folder, variant=key[1])
-        return built[key]
+        return tiny_pipeline_dir(*repository_layout(preset_name, _preset(preset_name)["pipeline"]))
 
     return get
 
@@ -105,21 +102,22 @@ def test_preset_pipeline_class_exists_in_diffusers(name):
 
 @pytest.mark.parametrize("name", PRESETS)
 def test_tiny_pipelines_load_and_run(name, tiny_model_dir, tmp_path):
-    """The tiny model loads through model_index.json and runs with the preset's [call] arguments."""
+    """The tiny model, saved as its real repository is, loads as the preset's class and runs
+    with the preset's [call] arguments."""
     import inspect
 
+    import diffusers
     import torch
-    from diffusers import DiffusionPipeline
     from PIL import Image
 
     preset = _preset(name)
     folder = tiny_model_dir(name)
     index = json.loads((folder / "model_index.json").read_text())
-    assert index["_class_name"] == preset["pipeline"]
+    assert index["_class_name"] == repository_layout(name, preset["pipeline"])[0]
     assert list(folder.rglob("*.safetensors")), "weights must be safetensors"
     assert not list(folder.rglob("*.bin"))
 
-    pipe = DiffusionPipeline.from_pretrained(folder, use_safetensors=True)
+    pipe = getattr(diffusers, preset["pipeline"]).from_pretrained(folder, use_safetensors=True)
     assert type(pipe).__name__ == preset["pipeline"]
     for component, (library, class_name) in ((k, v) for k, v in index.items() if isinstance(v, list) and v[1]):
         assert type(getattr(pipe, component)).__name__ == class_name, component

@@ -28,7 +28,15 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["build_tiny_pipeline", "make_tiny_pipeline", "PIPELINE_CLASSES", "VARIANTS", "variant_for_preset"]
+__all__ = [
+    "build_tiny_pipeline",
+    "make_tiny_pipeline",
+    "PIPELINE_CLASSES",
+    "REPOSITORY_LAYOUT",
+    "VARIANTS",
+    "repository_layout",
+    "variant_for_preset",
+]
 
 
 # --------------------------------------------------------------------------------------
@@ -721,6 +729,21 @@ VARIANTS = {
 
 def variant_for_preset(preset_name: str) -> str | None:
     return preset_name if preset_name in VARIANTS else None
+
+
+# Presets whose real repository names another class in its model_index.json than the one
+# the preset runs (one repository serves text- and image-to-video): preset -> the (class,
+# variant) that repository is. Their tiny folders are saved that way, so the tests meet
+# what users meet: vidgen loading the preset's class from the other class's folder.
+REPOSITORY_LAYOUT = {
+    "ltx-video-i2v": ("LTXPipeline", None),  # Lightricks/LTX-Video
+    "wan2.2-ti2v-5b-i2v": ("WanPipeline", "wan2.2-ti2v-5b"),  # Wan-AI/Wan2.2-TI2V-5B-Diffusers
+}
+
+
+def repository_layout(preset_name: str, pipeline_class_name: str) -> tuple[str, str | None]:
+    """(class, variant) to save a tiny folder for ``preset_name`` as, like its real repository."""
+    return REPOSITORY_LAYOUT.get(preset_name, (pipeline_class_name, variant_for_preset(preset_name)))
 
 
 def make_tiny_pipeline(pipeline_class_name: str, variant: str | None = None):

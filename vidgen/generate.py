@@ -201,7 +201,9 @@ class VideoGenerator:
             "output_type": "np",
         }
         if "guidance_scale" not in parameters and "max_guidance_scale" in parameters:
-            wanted["max_guidance_scale"] = settings.guidance  # Stable Video Diffusion
+            # Stable Video Diffusion: the guidance goes in as its ramp's top value, so it is
+            # not one the pipeline "takes no" of (the warning below).
+            wanted["max_guidance_scale"] = wanted.pop("guidance_scale")
         if "fps" in parameters:
             wanted["fps"] = round(settings.fps)  # SVD conditions on the frame rate
         if "frame_rate" in parameters:

@@ -1,7 +1,8 @@
 """The one place that loads diffusers pipelines.
 
 `load_pipeline(settings)` turns a model location into a ready pipeline: weights
-found (hub cache, local folder or built-in), class checked against the preset, dtype,
+found (hub cache, local folder or built-in), the preset's class loaded (its folder's
+components checked first to serve it), dtype,
 scheduler and flow shift, LoRA adapters, device placement or offloading, VAE tiling.
 Loading is separate from generating so a batch loads once and generates many times.
 """
@@ -183,6 +184,101 @@ def check_pipeline_class(actual: str, expected: str | None, model: str, preset: 
     )
 
 
+def class_to_load(actual: str, expected: str | None) -> str | None:
+    """The pipeline class to instantiate, or None for the one model_index.json names.
+
+    A repository often serves several tasks with one model_index.json: Lightricks/LTX-Video
+    names LTXPipeline, Wan2.2-TI2V-5B names WanPipeline, yet both also run image-to-video.
+    Loading the named class would silently drop --image, so a preset's own class wins
+    (diffusers builds any compatible class from another pipeline's folder). The folder's
+    class stays when it is the preset's or a subclass of it (a specialised pipeline).
+    """
+    if expected is None or actual == expected:
+        return None
+    import diffusers
+
+    actual_class = getattr(diffusers, actual, None)
+    expected_class = getattr(diffusers, expected, None)
+    if actual_class is not None and expected_class is not None and issubclass(actual_class, expected_class):
+        return None
+    return expected
+
+
+def _takes_image(pipeline_class: Any) -> bool:
+    return "image" in inspect.signature(pipeline_class.__call__).parameters
+
+
+# Input channels the denoiser of a class needs, from the VAE's latent channels and the
+# pipeline's config: image-to-video classes of these families concatenate the image's
+# latents (and Wan a 4-channel mask) to the noise, so a text-to-video transformer cannot
+# serve them, nor the reverse. Wan 2.2 TI2V (expand_timesteps) replaces the first latent
+# frame instead, so one transformer serves both tasks. Families not listed (LTX, whose
+# image-to-video class conditions the same transformer) are not checked.
+_DENOISER_INPUTS = {
+    "WanPipeline": ("z_dim", lambda latent, config: {latent}),
+    "WanImageToVideoPipeline": ("z_dim", lambda latent, config: {latent} if config.get("expand_timesteps") else {2 * latent + 4}),
+    "WanVideoToVideoPipeline": ("z_dim", lambda latent, config: {latent}),
+    "CogVideoXPipeline": ("latent_channels", lambda latent, config: {latent}),
+    "CogVideoXImageToVideoPipeline": ("latent_channels", lambda latent, config: {2 * latent}),
+}
+
+
+def _component_config(location: ModelLocation, component: str) -> dict[str, Any] | None:
+    """A component's config.json (a few hundred bytes), or None when it cannot be read:
+    the check that wanted it is then skipped and loading reports the real problem."""
+    try:
+        if location.is_local:
+            path = Path(location.location) / component / "config.json"
+        else:
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(location.location, f"{component}/config.json"))
+        return json.loads(path.read_text())
+    except Exception:  # absent, offline, unreadable: not this check's business
+        return None
+
+
+def check_components_serve(model_index: dict[str, Any], location: ModelLocation, expected: str | None, preset: str) -> None:
+    """Refuse, before any weights are read, a folder whose components cannot run the
+    preset's class: a required component missing, an image-to-video folder under a
+    text-to-video preset, or a denoiser with the wrong number of input channels."""
+    actual = model_index.get("_class_name")
+    if expected is None or not isinstance(actual, str) or class_to_load(actual, expected) is None:
+        return
+    import diffusers
+
+    expected_class = getattr(diffusers, expected, None)
+    actual_class = getattr(diffusers, actual, None)
+    if expected_class is None or actual_class is None:
+        return
+    model = location.location
+    hint = "choose the preset that matches the model (vidgen presets)"
+    if _takes_image(actual_class) and not _takes_image(expected_class):
+        raise UsageError(f"model {model} is an image-to-video {actual}, but preset {preset} runs {expected}, which takes no image; {hint}")
+    signature = inspect.signature(expected_class.__init__).parameters
+    required = [
+        name
+        for name, parameter in signature.items()
+        if name != "self" and parameter.default is inspect.Parameter.empty and name not in expected_class._optional_components
+    ]
+    missing = [name for name in required if not (isinstance(model_index.get(name), list) and model_index[name][-1])]
+    if missing:
+        raise UsageError(f"model {model} ({actual}) has no {', '.join(missing)}, which preset {preset}'s {expected} needs; {hint}")
+    rule = _DENOISER_INPUTS.get(expected)
+    if rule is None:
+        return
+    latent_key, needed_for = rule
+    vae, transformer = _component_config(location, "vae"), _component_config(location, "transformer")
+    if not vae or not transformer or latent_key not in vae or "in_channels" not in transformer:
+        return
+    needed = needed_for(vae[latent_key], model_index)
+    if transformer["in_channels"] not in needed:
+        raise UsageError(
+            f"model {model} ({actual}) has a transformer with {transformer['in_channels']} input channels; "
+            f"preset {preset}'s {expected} needs {' or '.join(map(str, sorted(needed)))}; {hint}"
+        )
+
+
 def _apply_scheduler(pipe: Any, settings: GenerationSettings) -> None:
     """Swap the scheduler class and/or set the flow shift, keeping the model's config."""
     if settings.scheduler is None and settings.flow_shift is None:
@@ -277,7 +373,12 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
     class_name = model_index.get("_class_name")
     if isinstance(class_name, list):  # custom pipelines name [module, class]
         class_name = class_name[-1]
+    # Before any class lookup: importing some diffusers pipelines makes transformers warn
+    # (CLIPImageProcessor without torchvision), which would come before an Error line.
+    _quiet_library_logging()
     check_pipeline_class(str(class_name), settings.pipeline_class, location.location, settings.preset)
+    check_components_serve(model_index, location, settings.pipeline_class, settings.preset)
+    load_name = class_to_load(str(class_name), settings.pipeline_class)
 
     import torch
 
@@ -287,15 +388,15 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
         # A GPU preset's bf16/fp16 is slow on a CPU (no fast kernels) and fp16 can fail there.
         ui.info(f"using float32 on the CPU instead of the preset's {settings.dtype} (--dtype {settings.dtype} keeps it)")
         dtype = torch.float32
-    _quiet_library_logging()
-    from diffusers import DiffusionPipeline
+    import diffusers
 
+    pipeline_type = getattr(diffusers, load_name) if load_name else diffusers.DiffusionPipeline
     # Without offloading, weights go from safetensors straight onto the card instead of
     # through CPU memory and a .to() copy. Only plain "cuda": diffusers' pipeline-level
     # device_map takes no index, and a device-mapped pipeline refuses later offloading.
     straight_to_device = device == "cuda" and settings.offload == "none"
     try:
-        pipe = DiffusionPipeline.from_pretrained(
+        pipe = pipeline_type.from_pretrained(
             location.location,
             **{_dtype_keyword(): dtype},
             use_safetensors=True,
