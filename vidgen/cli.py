@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
@@ -381,4 +382,11 @@ def pull(
 
 
 def main() -> None:
-    app(prog_name="vidgen")
+    try:
+        app(prog_name="vidgen")
+    except SystemExit as done:
+        if done.code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
+            # Stopping already: a late second Ctrl-C (a terminal signals the whole process
+            # group) must not print a traceback from the interpreter's shutdown.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise

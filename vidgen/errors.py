@@ -15,6 +15,7 @@ class ExitCode(IntEnum):
     FAILURE = 1  # something went wrong while loading a model or generating
     USAGE = 2  # bad command line or bad input; nothing was attempted
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
+    TERMINATED = 143  # SIGTERM (128 + 15): a batch stopped by `kill` or a scheduler
 
 
 class VidgenError(Exception):
@@ -53,5 +54,5 @@ class Interrupted(VidgenError):
 
     exit_code = ExitCode.INTERRUPTED
 
-    def __init__(self, message: str = "interrupted"):
-        super().__init__(message)
+    def __init__(self, message: str = "interrupted", exit_code: ExitCode | None = None):
+        super().__init__(message, exit_code)

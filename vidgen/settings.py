@@ -45,6 +45,14 @@ OFFLOAD_MODES = ("none", "model", "group", "sequential", "auto")
 _DEVICE = re.compile(r"^(auto|cpu|mps|(cuda|xpu|npu)(:\d+)?)$")
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit value
 MAX_CRF = 51  # libx264's range; libvpx-vp9 takes up to 63 but 51 is plenty
+# Upper limits far above any model's, so a typo (or 1e999) is refused before the
+# arithmetic of snapping overflows or a run is planned that could never finish.
+MAX_STEPS = 10_000
+MAX_FRAMES = 100_000
+MAX_SIDE = 16_384  # libx264's and libvpx's largest frame side
+MAX_NUM_VIDEOS = 100_000
+MAX_FPS = 1_000
+MAX_GUIDANCE = 100  # classifier-free guidance beyond this only saturates the frames
 
 # Keys a layer (flags, batch line) may set, besides the GenerationSettings fields.
 _LAYER_ONLY_KEYS = {"size", "seconds"}
@@ -61,7 +69,7 @@ class LoraSpec:
     def parse(cls, text: str) -> "LoraSpec":
         source, sep, scale_text = text.rpartition(":")
         if sep and source and re.fullmatch(r"-?\d+(\.\d*)?", scale_text):
-            return cls(source, float(scale_text))
+            return cls(source, float(scale_text))  # validate() refuses a scale too long to be finite
         if not text.strip():
             raise UsageError("--lora needs a path or hub id")
         return cls(text, 1.0)
@@ -142,11 +150,14 @@ def build_settings(preset: Preset, layers: list[dict[str, Any]], *, model: str |
         merged.update(values)
 
     if seconds is not None:
-        if not seconds > 0:
-            raise UsageError(f"--seconds must be positive, got {seconds}")
+        if not math.isfinite(seconds) or not seconds > 0:
+            raise UsageError(f"--seconds must be a positive finite number, got {seconds}")
         fps = merged.get("fps") or 0
-        if fps > 0:
-            merged["frames"] = max(1, round(seconds * fps))
+        if isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0:  # else validate() names the fps
+            frames = seconds * fps
+            if frames > MAX_FRAMES:
+                raise UsageError(f"--seconds {seconds:g} at {fps:g} fps is more than {MAX_FRAMES} frames")
+            merged["frames"] = max(1, round(frames))
 
     if "dtype" in merged:
         dtype = str(merged["dtype"]).lower()
@@ -176,24 +187,33 @@ def validate(settings: GenerationSettings) -> None:
     elif "\x00" in settings.prompt:
         problems.append("the prompt contains a NUL character")
 
-    def at_least(name: str, value: Any, minimum: float) -> None:
-        if value is not None and value < minimum:
-            problems.append(f"{name} must be at least {minimum:g}, got {value:g}")
+    def in_range(name: str, value: Any, minimum: float, maximum: float) -> None:
+        """NaN fails every comparison, so finiteness is checked first, by name."""
+        if value is None:
+            return
+        if isinstance(value, float) and not math.isfinite(value):
+            problems.append(f"{name} must be a finite number, got {value}")
+        elif value < minimum:
+            problems.append(f"{name} must be at least {minimum:g}, got {_number(value)}")
+        elif value > maximum:
+            problems.append(f"{name} must be at most {maximum:g}, got {_number(value)}")
 
-    at_least("--steps", settings.steps, 1)
-    at_least("--frames", settings.frames, 1)
-    at_least("--width", settings.width, 1)
-    at_least("--height", settings.height, 1)
-    at_least("--num-videos", settings.num_videos, 1)
-    at_least("--guidance", settings.guidance, 0)
-    at_least("--crf", settings.crf, 0)
-    at_least("--seed", settings.seed, 0)
-    if settings.fps is None or not settings.fps > 0 or not math.isfinite(settings.fps):
+    in_range("--steps", settings.steps, 1, MAX_STEPS)
+    in_range("--frames", settings.frames, 1, MAX_FRAMES)
+    in_range("--width", settings.width, 1, MAX_SIDE)
+    in_range("--height", settings.height, 1, MAX_SIDE)
+    in_range("--num-videos", settings.num_videos, 1, MAX_NUM_VIDEOS)
+    in_range("--guidance", settings.guidance, 0, MAX_GUIDANCE)
+    in_range("--crf", settings.crf, 0, MAX_CRF)
+    in_range("--seed", settings.seed, 0, MAX_SEED)
+    in_range("flow_shift", settings.flow_shift, 0, MAX_GUIDANCE)
+    if settings.fps is None or not math.isfinite(settings.fps) or not settings.fps > 0:
         problems.append(f"--fps must be positive, got {settings.fps}")
-    if settings.crf is not None and settings.crf > MAX_CRF:
-        problems.append(f"--crf must be at most {MAX_CRF}, got {settings.crf}")
-    if settings.seed is not None and settings.seed > MAX_SEED:
-        problems.append(f"--seed must be at most {MAX_SEED}")
+    elif settings.fps > MAX_FPS:
+        problems.append(f"--fps must be at most {MAX_FPS}, got {_number(settings.fps)}")
+    for lora in settings.loras:
+        if not math.isfinite(lora.scale):
+            problems.append(f"--lora {lora.source}: the scale must be a finite number, got {lora.scale}")
     if not _DEVICE.match(settings.device or ""):
         problems.append(f"unknown device {settings.device!r} (use auto, cpu, cuda, cuda:N, mps or xpu)")
     if settings.offload not in OFFLOAD_MODES:
@@ -208,6 +228,11 @@ def validate(settings: GenerationSettings) -> None:
         problems.append(f"preset {settings.preset} is text-to-video and takes no --image")
     if problems:
         raise UsageError("; ".join(problems))
+
+
+def _number(value: Any) -> str:
+    """A value for a message: whole numbers as they are (`:g` would overflow a huge int)."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def draw_seed() -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import uuid
@@ -27,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from vidgen.errors import GenerationError, UsageError
+from vidgen.errors import GenerationError, Interrupted, UsageError, VidgenError
 
 VIDEO_SUFFIXES = {".mp4": "mp4", ".webm": "webm", ".gif": "gif"}
 RECIPE_FILE = "recipe.json"  # beside the frames in a PNG folder
@@ -82,31 +83,140 @@ def _ffmpeg_codec(fmt: str, crf: int) -> tuple[str, list[str]]:
     return "libvpx-vp9", ["-crf", str(crf), "-b:v", "0", "-row-mt", "1"]
 
 
-def _write_with_ffmpeg(frames: np.ndarray, path: Path, fps: float, fmt: str, crf: int, comment: str) -> None:
+def ffmpeg_exe() -> str:
+    """The ffmpeg to encode with: IMAGEIO_FFMPEG_EXE, else the one imageio-ffmpeg bundles.
+    Missing or not runnable: GenerationError saying how to fix it."""
     import imageio_ffmpeg
 
+    chosen = os.environ.get("IMAGEIO_FFMPEG_EXE")
+    try:
+        exe = imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError:
+        raise GenerationError(
+            "no ffmpeg found to encode the video: reinstall imageio-ffmpeg "
+            "(pip install --force-reinstall imageio-ffmpeg), install ffmpeg, or set IMAGEIO_FFMPEG_EXE to an ffmpeg binary"
+        ) from None
+    found = shutil.which(exe)
+    if found is None:
+        where = f"{exe} (from IMAGEIO_FFMPEG_EXE)" if chosen else exe
+        raise GenerationError(
+            f"ffmpeg not found or not executable: {where}; point IMAGEIO_FFMPEG_EXE at an ffmpeg binary, "
+            "or unset it to use the one imageio-ffmpeg bundles"
+        )
+    return found
+
+
+def check_encoder(fmt: str) -> None:
+    """Before any generation: the encoder a format needs is there (GIF and PNG need none)."""
+    if fmt in ("mp4", "webm"):
+        ffmpeg_exe()
+
+
+def _ffmpeg_failure(path: Path, exe: str, returncode: int, stderr: bytes) -> VidgenError:
+    """One line for an ffmpeg that failed: killed by a file-size limit, or its own error."""
+    if returncode in (255, -signal.SIGINT):
+        # ffmpeg's exit after its own SIGINT (a Ctrl-C that reached it as well as us).
+        return Interrupted("interrupted while writing the video; nothing was written")
+    if returncode == -signal.SIGXFSZ:
+        return GenerationError(f"cannot write {path}: file size limit exceeded (ulimit -f); nothing was written")
+    if returncode < 0:
+        return GenerationError(f"cannot write {path}: ffmpeg was stopped by signal {signal.Signals(-returncode).name}; nothing was written")
+    lines = [line.strip() for line in stderr.decode("utf-8", errors="replace").splitlines() if line.strip()]
+    reason = lines[-1] if lines else "no message"
+    return GenerationError(
+        f"cannot write {path}: ffmpeg ({exe}) failed with exit {returncode}: {reason}; nothing was written "
+        "(a full disk? if IMAGEIO_FFMPEG_EXE is set, check that ffmpeg has libx264 and libvpx-vp9, or unset it)"
+    )
+
+
+def _run_ffmpeg(command: list[str], frames: np.ndarray | None, path: Path, exe: str) -> bytes:
+    """Run ffmpeg, feeding `frames` as raw RGB on its standard input; return its stdout.
+
+    ffmpeg runs in its own session, so a Ctrl-C at the terminal reaches only vidgen,
+    which stops ffmpeg and goes on as interrupted (exit 130) instead of seeing a broken
+    pipe. Every failure, the exit status included, raises GenerationError."""
+    with tempfile.TemporaryFile() as stderr:  # a file, not a pipe: a chatty ffmpeg cannot block
+        try:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE if frames is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                start_new_session=True,
+            )
+        except OSError as error:
+            raise GenerationError(
+                f"cannot run ffmpeg ({exe}): {error.strerror or error}; point IMAGEIO_FFMPEG_EXE at an ffmpeg "
+                "binary, or unset it to use the one imageio-ffmpeg bundles"
+            ) from error
+        try:
+            if frames is not None:
+                try:
+                    for frame in frames:
+                        process.stdin.write(frame.tobytes())
+                    process.stdin.close()
+                except BrokenPipeError:
+                    pass  # ffmpeg stopped early; its exit status says why
+            stdout = process.stdout.read()
+            returncode = process.wait()
+        except BaseException:
+            process.kill()  # Ctrl-C, SIGTERM: stop the encoder, the caller removes its file
+            process.wait()
+            raise
+        finally:
+            for stream in (process.stdin, process.stdout):
+                if stream is not None and not stream.closed:
+                    try:
+                        stream.close()
+                    except BrokenPipeError:
+                        pass
+        if returncode != 0:
+            stderr.seek(0)
+            raise _ffmpeg_failure(path, exe, returncode, stderr.read())
+        stderr.seek(0)
+        errors = stderr.read().decode("utf-8", errors="replace").strip()
+    if errors and frames is None:  # a decoding pass that complains found a damaged file
+        raise GenerationError(f"cannot write {path}: the encoded file does not decode ({errors.splitlines()[-1]}); nothing was written")
+    return stdout
+
+
+def _write_with_ffmpeg(frames: np.ndarray, path: Path, fps: float, fmt: str, crf: int, comment: str, shown: Path | None = None) -> None:
+    """Encode to `path` (the temporary file); messages name `shown`, the final name."""
+    from fractions import Fraction
+
+    exe = ffmpeg_exe()
     height, width = frames.shape[1:3]
     codec, output_params = _ffmpeg_codec(fmt, crf)
     output_params += ["-metadata", f"comment={comment}"]
     if width % 2 or height % 2:  # yuv420p needs even sides: pad by one pixel
         output_params += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]
-    writer = imageio_ffmpeg.write_frames(
-        str(path),
-        (width, height),
-        fps=fps,
-        codec=codec,
-        pix_fmt_out="yuv420p",
-        quality=None,  # the CRF is in output_params
-        macro_block_size=1,  # never rescale; sizes are checked before generating
-        ffmpeg_log_level="error",
-        output_params=output_params,
-    )
-    try:
-        writer.send(None)  # start ffmpeg
-        for frame in frames:
-            writer.send(frame)
-    finally:
-        writer.close()  # waits for ffmpeg, or stops it if we are failing
+    output_params += encoder_thread_options()
+    rate = str(Fraction(fps).limit_denominator())  # a rational, so 23.976 is not rounded
+    command = [
+        exe, "-nostdin", "-y", "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{width}x{height}",
+        "-pix_fmt", "rgb24", "-r", rate, "-i", "-", "-an", "-vcodec", codec, "-pix_fmt", "yuv420p",
+        "-v", "error", *output_params, "-f", fmt, str(path),
+    ]  # fmt: skip
+    _run_ffmpeg(command, frames, shown or path, exe)
+    _verify_video(path, len(frames), exe, shown or path)
+
+
+def _verify_video(path: Path, expected_frames: int, exe: str, shown: Path) -> None:
+    """Decode the finished file before it gets its name: a file cut short by a full disk
+    or a file-size limit that ffmpeg did not notice must not be reported as a video."""
+    command = [exe, "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0", "-f", "null", "-progress", "pipe:1", "-"]
+    stdout = _run_ffmpeg(command, None, shown, exe).decode("utf-8", errors="replace")
+    counts = [line.partition("=")[2] for line in stdout.splitlines() if line.startswith("frame=")]
+    decoded = int(counts[-1]) if counts and counts[-1].strip().isdigit() else -1
+    if decoded != expected_frames:
+        raise GenerationError(f"cannot write {shown}: the encoded file holds {max(decoded, 0)} of {expected_frames} frames; nothing was written")
+
+
+def encoder_thread_options() -> list[str]:
+    """ffmpeg's own thread count follows --threads / VIDGEN_THREADS when set: libx264
+    otherwise starts 1.5 threads per core, which oversubscribes a shared CPU too."""
+    threads = os.environ.get("VIDGEN_THREADS", "").strip()
+    return ["-threads", threads] if threads.isdigit() and int(threads) > 0 else []
 
 
 def _write_gif(frames: np.ndarray, path: Path, fps: float, comment: str) -> None:
@@ -137,18 +247,25 @@ def _write_png_folder(frames: np.ndarray, folder: Path, recipe_json: str) -> Non
 
 
 def write_video(frames: np.ndarray, path: Path, *, fps: float, crf: int = 18, recipe: dict[str, Any], overwrite: bool = False) -> Path:
-    """Write `frames` (uint8, T H W 3) to `path` atomically; return the final path."""
+    """Write `frames` (uint8, T H W 3) to `path` atomically; return the final path.
+
+    The file gets its name only once it is whole: the encoder exited 0, the file
+    decodes to every frame, and its bytes are on disk (fsync). Anything else (a full
+    disk, a file-size limit, a failing ffmpeg, Ctrl-C) removes the temporary file and
+    raises, so a damaged file is never reported as a video."""
     frames = _to_uint8_frames(frames)
     fmt = output_format(path)
     recipe_json = json.dumps(recipe, ensure_ascii=False, sort_keys=True)
     temporary = _temporary_sibling(path)
     try:
         if fmt in ("mp4", "webm"):
-            _write_with_ffmpeg(frames, temporary, fps, fmt, crf, recipe_json)
+            _write_with_ffmpeg(frames, temporary, fps, fmt, crf, recipe_json, path)
         elif fmt == "gif":
             _write_gif(frames, temporary, fps, recipe_json)
+            _verify_gif(temporary, path)
         else:
             _write_png_folder(frames, temporary, recipe_json)
+        _sync(temporary)
         if path.exists() and not overwrite:
             raise UsageError(f"{path} appeared while generating (pass --overwrite to replace it)")
         if path.is_dir():
@@ -156,10 +273,48 @@ def write_video(frames: np.ndarray, path: Path, *, fps: float, crf: int = 18, re
         os.replace(temporary, path)
     except BaseException as error:
         _remove(temporary)
-        if isinstance(error, (OSError, RuntimeError)):
+        if isinstance(error, OSError):
+            raise GenerationError(f"cannot write {path}: {describe_os_error(error)}; nothing was written") from error
+        if isinstance(error, RuntimeError):
             raise GenerationError(f"cannot write {path}: {error}") from error
         raise
     return path
+
+
+def describe_os_error(error: OSError) -> str:
+    """A file system error in words: the system's own, with the usual cause named."""
+    import errno
+
+    text = error.strerror or str(error)
+    if error.errno == errno.EFBIG:
+        return f"{text} (a file-size limit: ulimit -f)"
+    if error.errno == errno.ENOSPC:
+        return f"{text} (free some space or choose another folder)"
+    return text
+
+
+def _sync(path: Path) -> None:
+    """Flush a finished file (or a folder's files) to disk: a full disk can surface only
+    here, when the file system allocates the blocks it promised."""
+    files = sorted(path.iterdir()) if path.is_dir() else [path]
+    for file in files:
+        fd = os.open(file, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _verify_gif(path: Path, shown: Path) -> None:
+    """Read every frame back: a GIF cut short fails here instead of after the rename."""
+    from PIL import Image, ImageSequence
+
+    try:
+        with Image.open(path) as image:
+            for frame in ImageSequence.Iterator(image):
+                frame.load()
+    except (OSError, EOFError, SyntaxError) as error:
+        raise GenerationError(f"cannot write {shown}: the written GIF does not read back ({error}); nothing was written") from error
 
 
 def encode_mp4_bytes(frames: np.ndarray, *, fps: float, crf: int = 18, recipe: dict[str, Any]) -> bytes:
