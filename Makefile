@@ -20,14 +20,17 @@ test:
 demo:
 	$(VENV)/bin/vidgen "a red circle moving left on a black background" --seed 1 -o demo.mp4 --overwrite
 
-# Retrain the built-in Shapes model from scratch and write its weights (README: "The built-in model").
-# Minutes per phase are budgets; on a GPU the same command finishes far sooner per step.
+# Retrain the built-in Shapes model from scratch and write its weights (docs/embedded-model.md).
+# One torch thread a process; the decoder sharpening runs beside the denoiser on the second core.
+# Every stage checkpoints under runs/shapes and resumes when run again: stop it at any point, run
+# `make train-embedded` again later, and it goes on where it stopped. Minutes are each stage's budget.
+TRAIN = $(VENV)/bin/python -m vidgen.embedded.train
 train-embedded:
-	$(VENV)/bin/python -m vidgen.embedded.train vae --threads 2 --vae-minutes 50
-	$(VENV)/bin/python -m vidgen.embedded.train latents --threads 2
-	$(VENV)/bin/python -m vidgen.embedded.train denoiser --threads 1 --denoiser-minutes 60 & \
-	$(VENV)/bin/python -m vidgen.embedded.train decoder --threads 1 --vae-minutes 60; wait
-	$(VENV)/bin/python -m vidgen.embedded.train export
+	$(TRAIN) vae --minutes 40
+	$(TRAIN) latents
+	$(TRAIN) decoder --minutes 90 > runs/shapes/decoder.log 2>&1 & \
+	$(TRAIN) denoiser --minutes 120; status=$$?; wait $$! && test $$status -eq 0
+	$(TRAIN) export
 
 # Score the built-in model with the probe: 100 random prompts, then the held-out combinations.
 probe-embedded:

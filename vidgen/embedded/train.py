@@ -1,16 +1,21 @@
 """Train vidgen's built-in Shapes model from scratch and export it as a diffusers WanPipeline.
 
-    python -m vidgen.embedded.train all --out vidgen/embedded/weights/shapes   # or: make train-embedded
-    python -m vidgen.embedded.train vae --minutes 30                           # one phase at a time
+    make train-embedded                                   # every stage, in order, on this machine
+    python -m vidgen.embedded.train vae --minutes 40      # one stage; run it again to go on
 
-Phases, each resumable from the work folder (runs/shapes by default):
-  vae       train the video autoencoder (AutoencoderKLWan) on rendered clips
+Stages, each resumable from its folder under the work folder (runs/shapes by default):
+  vae       the video autoencoder (AutoencoderKLWan, Wan 2.2-style residual layout) on rendered clips
   latents   encode a fixed pool of clips once (posterior means) and measure per-channel statistics
-  denoiser  train the text encoder (UMT5) and the denoiser (WanTransformer3DModel) jointly with
-            flow matching on the cached latents
-  export    write the three parts, the tokenizer and the scheduler as a WanPipeline (safetensors)
+  decoder   sharpen the decoder under the frozen encoder (the denoiser's latents do not change)
+  denoiser  the text encoder (UMT5) and the denoiser (WanTransformer3DModel) together, flow matching
+            on the normalised latent pool
+  export    write the parts, the tokenizer and the scheduler as a WanPipeline (safetensors)
 
-Runs on a CPU (hours) or a GPU (minutes); see README "The built-in model" for measured times.
+A stage checkpoints every few minutes (model, EMA, optimizer, step, time spent, random state) and
+picks up where it stopped when run again; `--minutes` is the stage's whole budget, so a stage that
+was stopped after 20 of 60 minutes trains 40 more. Every stage logs its loss and, now and then, the
+probe's score (vidgen.embedded.probe): on reconstructions for the autoencoder, on generated videos
+for the denoiser. Measured times and scores: docs/embedded-model.md.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import argparse
 import copy
 import json
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -27,67 +33,286 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vidgen.embedded import shapes
+from vidgen.embedded import probe, shapes
 
-# --- settings ------------------------------------------------------------------------------
-FRAMES = shapes.NUM_FRAMES        # 17 frames of 64x64: 5 latent frames of 16x16
+FRAMES = shapes.NUM_FRAMES        # 17 frames of 64x64 -> 5 latent frames of 16x16
 SIZE = shapes.FRAME_SIZE
-MAX_TEXT_TOKENS = 16              # captions are at most 13 words; the pipeline pads to this
+MAX_TEXT_TOKENS = 16              # captions are at most 13 words plus </s>; the pipeline pads to this
+SPECIAL_TOKENS = ["<pad>", "</s>", "<unk>"]
+CHECKPOINT_SECONDS = 180
+
+# Autoencoder: the Wan 2.2-style residual layout learned about twice as fast per minute on this CPU as
+# the plain one (shared TRAINING-NOTES). z_dim is a choice with a cost on each side: more channels
+# reconstruct more finely, fewer leave the denoiser fewer numbers to get right (see DENOISER below).
 VAE_CONFIG = dict(
-    base_dim=12, z_dim=8, dim_mult=[1, 2, 4], num_res_blocks=1, attn_scales=[],
-    temperal_downsample=[True, True],  # 4x in time, as the large Wan models
-    scale_factor_temporal=4, scale_factor_spatial=4,
+    base_dim=16, z_dim=8, dim_mult=[1, 2, 2], num_res_blocks=1, attn_scales=[],
+    temperal_downsample=[True, True], is_residual=True, scale_factor_spatial=4, scale_factor_temporal=4,
 )
 VAE_BATCH = 8
-# Whole 17-frame clips: the VAE encodes time in causal chunks (1, 4, 4, ...) with a cache, and one trained
-# on 9 frames decoded chunks 3-5 of a 17-frame clip badly (L1 0.09 on frames 0-8, 0.22-0.47 after).
-VAE_CLIP_FRAMES = FRAMES
-VAE_CROP = 32                     # it is convolutional, so 32x32 crops teach it 64x64 at a quarter of the cost
-VAE_LR = 6e-4                     # with warm-up, clipping, EMA and best-checkpoint keeping against spikes
+VAE_CROP = 32                     # convolutional: a 32x32 crop of all 17 frames teaches 64x64 at a third of the cost
+VAE_LR = 1e-3
 VAE_KL_WEIGHT = 1e-6
-# The object covers a few percent of the frame: an unweighted loss is satisfied by a clean background and
-# the first run's VAE dropped the objects altogether. Object pixels (and their anti-aliased edge) weigh more.
+# Objects cover a few percent of the frame; without extra weight the autoencoder drops them.
 OBJECT_WEIGHT = 10.0
+# The decoder stage adds weight on a band around the outline: corners and tips decide the probe's shape.
+EDGE_WEIGHT = 10.0
+
 TEXT_CONFIG = dict(d_model=128, d_kv=32, d_ff=256, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
                    dropout_rate=0.0, feed_forward_proj="gated-gelu", tie_word_embeddings=False)
-TRANSFORMER_CONFIG = dict(
-    patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=32, in_channels=8, out_channels=8,
-    text_dim=128, freq_dim=64, ffn_dim=512, num_layers=6, cross_attn_norm=True,
-    qk_norm="rms_norm_across_heads", rope_max_seq_len=64,
-)
-LATENT_POOL = 4000                # clips encoded once for the denoiser
+LATENT_POOL = 4000
 DENOISER_BATCH = 32
-DENOISER_LR = 4e-4
+DENOISER_LR = 8e-4
 EMPTY_CAPTION_SHARE = 0.1         # trains the unconditional branch that classifier-free guidance needs
-FLOW_SHIFT = 3.0                  # the scheduler's shift; training times are shifted the same way
-EMA_DECAY = 0.999
-SPECIAL_TOKENS = ["<pad>", "</s>", "<unk>"]
+FLOW_SHIFT = 3.0                  # the scheduler's shift; training times are drawn shifted the same way
 
 
 def log(message: str) -> None:
     print(time.strftime("%H:%M:%S"), message, flush=True)
 
 
+def transformer_config(z_dim: int, patch: int, width: int, layers: int) -> dict:
+    """The denoiser's layout. Each token carries patch*patch*z_dim numbers in and out; the residual width
+    must be well above that, or the part of the noise the model cannot represent is never removed (the
+    first 4x4-patch, 16-channel model had 256 numbers a token through a width of 192, and its samples
+    kept coloured specks at every setting of the sampler)."""
+    heads = width // 32
+    return dict(
+        patch_size=(1, patch, patch), num_attention_heads=heads, attention_head_dim=32, in_channels=z_dim,
+        out_channels=z_dim, text_dim=TEXT_CONFIG["d_model"], freq_dim=64, ffn_dim=4 * width, num_layers=layers,
+        cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=64,
+    )
+
+
+# --- data ----------------------------------------------------------------------------------
 def to_pixels(clips: np.ndarray) -> torch.Tensor:
     """uint8 (B, T, H, W, 3) -> float (B, 3, T, H, W) in [-1, 1]."""
     return torch.from_numpy(clips).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
 
 
-def random_clips(rng: random.Random, count: int, frames: int, crop: int = SIZE) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clips in [-1, 1] and a per-pixel loss weight that is OBJECT_WEIGHT on the object, 1 on the background."""
+def to_uint8(pixels: torch.Tensor) -> np.ndarray:
+    """float (B, 3, T, H, W) in [-1, 1] -> uint8 (B, T, H, W, 3), as the pipeline's output becomes."""
+    frames = ((pixels.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 4, 1).numpy()
+    return (frames * 255).round().astype(np.uint8)
+
+
+def _dilate(mask: torch.Tensor, pixels: int) -> torch.Tensor:
+    return F.max_pool3d(mask, (1, 2 * pixels + 1, 2 * pixels + 1), stride=1, padding=(0, pixels, pixels))
+
+
+def random_clips(rng: random.Random, count: int, crop: int = SIZE, edge_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clips in [-1, 1] (one random crop each) and a per-pixel loss weight: OBJECT_WEIGHT on the object and
+    one pixel around it, 1 on the background, plus edge_weight on a two-pixel band around the outline."""
     clips, masks = [], []
     for _ in range(count):
         spec = shapes.sample_spec(rng)
         clip = shapes.render_clip(spec)
-        start, top, left = rng.randrange(FRAMES - frames + 1), rng.randrange(SIZE - crop + 1), rng.randrange(SIZE - crop + 1)
-        clip = clip[start:start + frames, top:top + crop, left:left + crop]
+        top, left = rng.randrange(SIZE - crop + 1), rng.randrange(SIZE - crop + 1)
+        clip = clip[:, top:top + crop, left:left + crop]
         background = np.array(shapes.BACKGROUND_COLORS[spec.background], dtype=np.int16)
         masks.append(np.abs(clip.astype(np.int16) - background).sum(-1) > 0)
         clips.append(clip)
-    weights = 1 + (OBJECT_WEIGHT - 1) * torch.from_numpy(np.stack(masks)).float().unsqueeze(1)
+    mask = torch.from_numpy(np.stack(masks)).float().unsqueeze(1)
+    weights = 1 + (OBJECT_WEIGHT - 1) * _dilate(mask, 1)
+    if edge_weight:
+        band = _dilate(mask, 2) - (1 - _dilate(1 - mask, 2))
+        weights = weights + edge_weight * band
     return to_pixels(np.stack(clips)), weights
 
 
+def probe_specs(count: int, seed: int = 12345) -> list[shapes.ClipSpec]:
+    rng = random.Random(seed)
+    return [shapes.sample_spec(rng) for _ in range(count)]
+
+
+# --- checkpoints ---------------------------------------------------------------------------
+class Stage:
+    """A stage's folder: a resumable state file (written atomically) and a log of its probe scores."""
+
+    def __init__(self, work: Path, name: str) -> None:
+        self.folder = work / name
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.state_path = self.folder / "state.pt"
+
+    def load(self) -> dict | None:
+        if not self.state_path.exists():
+            return None
+        return torch.load(self.state_path, weights_only=False)
+
+    def save(self, state: dict) -> None:
+        temporary = self.state_path.with_suffix(".tmp")
+        torch.save(state, temporary)
+        os.replace(temporary, self.state_path)
+
+    def record(self, entry: dict) -> None:
+        with open(self.folder / "scores.jsonl", "a") as handle:
+            handle.write(json.dumps(entry) + "\n")
+
+
+def random_state(rng: random.Random, generator: torch.Generator) -> dict:
+    return {"python": rng.getstate(), "torch": generator.get_state()}
+
+
+def restore_random_state(state: dict, rng: random.Random, generator: torch.Generator) -> None:
+    rng.setstate(state["python"])
+    generator.set_state(state["torch"])
+
+
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), model.parameters()):
+            e.lerp_(p, 1 - decay)
+
+
+def learning_rate_factor(step: int, progress: float, warmup: int) -> float:
+    """Linear warm-up over steps, then cosine to 10% over the share of the stage's time budget spent
+    (stages are budgeted in minutes, so the schedule cannot assume a step count)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+# --- the autoencoder -----------------------------------------------------------------------
+def new_vae(**overrides):
+    from diffusers import AutoencoderKLWan
+    config = dict(VAE_CONFIG)
+    config.update(overrides)
+    config.setdefault("latents_mean", [0.0] * config["z_dim"])
+    config.setdefault("latents_std", [1.0] * config["z_dim"])
+    return AutoencoderKLWan(**config)
+
+
+def reconstruction_loss(reconstruction: torch.Tensor, clips: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    # L1 alone picks the majority colour where unsure (the background); the squared term pulls towards the object.
+    error = reconstruction.float() - clips
+    return ((error.abs() + error.pow(2)) * weights).sum() / (weights.sum() * clips.shape[1])
+
+
+@torch.no_grad()
+def reconstruction_scores(vae, specs: list[shapes.ClipSpec]) -> dict:
+    """The probe on autoencoder round trips of rendered clips: the ceiling for any denoiser on top."""
+    results = []
+    for start in range(0, len(specs), 8):
+        batch = specs[start:start + 8]
+        clips = to_pixels(np.stack([shapes.render_clip(s) for s in batch]))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            decoded = vae.decode(vae.encode(clips).latent_dist.mode()).sample
+        results += [(spec, probe.judge(frames)) for spec, frames in zip(batch, to_uint8(decoded))]
+    return probe.score(results)
+
+
+def train_autoencoder(work: Path, minutes: float, *, decoder_only: bool, z_dim: int, decoder_base_dim: int | None) -> None:
+    """The whole autoencoder, or (decoder_only) its decoder under the frozen encoder of stage `vae`,
+    on the encoder's posterior means: the latents the denoiser learns stay exactly the same."""
+    from diffusers import AutoencoderKLWan
+
+    stage = Stage(work, "decoder" if decoder_only else "vae")
+    state = stage.load()
+    if decoder_only:
+        vae = AutoencoderKLWan.from_pretrained(work / "vae" / "best")
+        encoder = copy.deepcopy(vae).eval().requires_grad_(False)
+        for module in (vae.encoder, vae.quant_conv):
+            module.requires_grad_(False)
+    else:
+        overrides = {"z_dim": z_dim}
+        if decoder_base_dim:
+            overrides["decoder_base_dim"] = decoder_base_dim
+        vae = new_vae(**overrides) if state is None else AutoencoderKLWan.from_config(state["config"])
+    ema = copy.deepcopy(vae).eval()
+    base_lr = VAE_LR / 2 if decoder_only else VAE_LR
+    trainable = [p for p in vae.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=base_lr, betas=(0.9, 0.99), weight_decay=0.0)
+    rng, generator = random.Random(4 if decoder_only else 1), torch.Generator().manual_seed(1)
+    step, spent, best = 0, 0.0, float("inf")
+    if state is not None:
+        vae.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        restore_random_state(state["random"], rng, generator)
+        step, spent, best = state["step"], state["seconds"], state["best"]
+        log(f"{stage.folder.name}: resuming at step {step}, {spent / 60:.1f} of {minutes} minutes spent")
+    validation, validation_weights = random_clips(random.Random(12345), 8)
+    specs = probe_specs(24)
+
+    def checkpoint() -> None:
+        stage.save({"config": dict(vae.config), "model": vae.state_dict(), "ema": ema.state_dict(),
+                    "optimizer": optimizer.state_dict(), "random": random_state(rng, generator),
+                    "step": step, "seconds": spent, "best": best})
+
+    resumed_at, last_checkpoint, running = time.time() - spent, time.time(), None
+    while spent < minutes * 60:
+        for group in optimizer.param_groups:
+            group["lr"] = base_lr * learning_rate_factor(step, spent / (minutes * 60), warmup=100)
+        clips, weights = random_clips(rng, VAE_BATCH, VAE_CROP, edge_weight=EDGE_WEIGHT if decoder_only else 0.0)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # AMX: the convolutions run 1.4-2x faster
+            if decoder_only:
+                with torch.no_grad():
+                    latents = encoder.encode(clips).latent_dist.mode()
+                reconstruction, kl = vae.decode(latents).sample, torch.zeros(())
+            else:
+                posterior = vae.encode(clips).latent_dist
+                reconstruction, kl = vae.decode(posterior.sample(generator)).sample, posterior.kl().float().mean()
+        loss = reconstruction_loss(reconstruction, clips, weights) + VAE_KL_WEIGHT * kl
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        ema_update(ema, vae, 0.9 if step < 200 else 0.99)
+        step += 1
+        spent = time.time() - resumed_at
+        running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+        if step % 100 == 0:
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+                val = reconstruction_loss(ema.decode(ema.encode(validation).latent_dist.mode()).sample, validation,
+                                          validation_weights).item()
+            scores = reconstruction_scores(ema, specs)
+            log(f"{stage.folder.name} step {step} loss {running:.4f} val {val:.4f} probe {_format(scores)}")
+            stage.record({"step": step, "minutes": round(spent / 60, 2), "loss": running, "val": val, "probe": scores})
+            if val < best:  # keep the best EMA: a late spike must not be what ships
+                best = val
+                ema.save_pretrained(stage.folder / "best", safe_serialization=True)
+        if time.time() - last_checkpoint > CHECKPOINT_SECONDS:
+            checkpoint()
+            last_checkpoint = time.time()
+    checkpoint()
+    if not (stage.folder / "best").exists():
+        ema.save_pretrained(stage.folder / "best", safe_serialization=True)
+    log(f"{stage.folder.name} done: {step} steps in {spent / 60:.1f} minutes, best validation {best:.4f}")
+
+
+def _format(scores: dict) -> str:
+    return " ".join(f"{k} {v:.0%}" for k, v in scores.items())
+
+
+# --- the latent pool -----------------------------------------------------------------------
+@torch.no_grad()
+def encode_latents(work: Path, count: int = LATENT_POOL) -> None:
+    """Posterior means, not samples: with a KL weight this small a sample is mostly noise."""
+    from diffusers import AutoencoderKLWan
+
+    target = work / "latents.pt"
+    if target.exists():
+        log(f"latent pool already in {target}")
+        return
+    vae = AutoencoderKLWan.from_pretrained(work / "vae" / "best").eval()
+    rng = random.Random(2)
+    specs, latents = [], []
+    for start in range(0, count, 32):
+        batch_specs = [shapes.sample_spec(rng) for _ in range(min(32, count - start))]
+        clips = to_pixels(np.stack([shapes.render_clip(s) for s in batch_specs]))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            latents.append(vae.encode(clips).latent_dist.mode().float())
+        specs += batch_specs
+        if start % 640 == 0:
+            log(f"encoded {start + len(batch_specs)}/{count}")
+    latents = torch.cat(latents)
+    mean, std = latents.mean(dim=(0, 2, 3, 4)), latents.std(dim=(0, 2, 3, 4))
+    temporary = target.with_suffix(".tmp")
+    torch.save({"latents": latents, "specs": [s.__dict__ for s in specs], "mean": mean, "std": std}, temporary)
+    os.replace(temporary, target)
+    log(f"latents {tuple(latents.shape)} mean {[round(v, 3) for v in mean.tolist()]} std {[round(v, 3) for v in std.tolist()]}")
+
+
+# --- text encoder + denoiser ---------------------------------------------------------------
 def build_tokenizer():
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
@@ -101,231 +326,191 @@ def build_tokenizer():
                                    model_max_length=MAX_TEXT_TOKENS)
 
 
-def new_vae(**overrides):
-    from diffusers import AutoencoderKLWan
-    config = dict(VAE_CONFIG, latents_mean=[0.0] * VAE_CONFIG["z_dim"], latents_std=[1.0] * VAE_CONFIG["z_dim"])
-    config.update(overrides)
-    return AutoencoderKLWan(**config)
+def encode_text(text_encoder, tokenizer, captions: list[str]) -> torch.Tensor:
+    # As WanPipeline._get_t5_prompt_embeds: padded positions are zeroed after the encoder.
+    tokens = tokenizer(captions, padding="max_length", max_length=MAX_TEXT_TOKENS, truncation=True,
+                       return_attention_mask=True, return_tensors="pt")
+    hidden = text_encoder(tokens.input_ids, tokens.attention_mask).last_hidden_state
+    return hidden * tokens.attention_mask[..., None]
 
 
-def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    with torch.no_grad():
-        for e, p in zip(ema.parameters(), model.parameters()):
-            e.lerp_(p, 1 - decay)
-
-
-def warmup_cosine(step: int, progress: float, warmup: int = 100) -> float:
-    """Learning-rate factor: linear warm-up over steps, then cosine over the share of the time budget spent
-    (runs are budgeted in minutes, so the schedule must not assume a step count)."""
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-# --- phase 1: the autoencoder --------------------------------------------------------------
-def reconstruction_loss(reconstruction: torch.Tensor, clips: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    # L1 alone picks the majority colour where unsure (the background); MSE pulls towards the object's colour.
-    error = reconstruction - clips
-    return ((error.abs() + error.pow(2)) * weights).sum() / (weights.sum() * clips.shape[1])
-
-
-def train_vae(work: Path, minutes: float, device: str, resume: bool, decoder_only: bool = False) -> None:
-    """Train the whole autoencoder, or (decoder_only) only its decoder under the frozen encoder whose
-    latents the denoiser is learning, so both can train at the same time."""
-    from diffusers import AutoencoderKLWan
-    source = work / ("vae-decoder" if decoder_only and (work / "vae-decoder").exists() and resume else "vae")
-    vae = (AutoencoderKLWan.from_pretrained(source) if (resume or decoder_only) and source.exists() else new_vae()).to(device)
-    target = work / ("vae-decoder" if decoder_only else "vae")
-    if decoder_only:
-        encoder = copy.deepcopy(vae).eval().requires_grad_(False)
-        frozen_encoder = lambda clips: encoder.encode(clips).latent_dist.mode()  # noqa: E731
-        for module in (vae.encoder, vae.quant_conv):
-            module.requires_grad_(False)
-    ema = copy.deepcopy(vae)
-    base_lr = VAE_LR / 2 if decoder_only else VAE_LR  # fine-tuning a decoder that already works
-    optimizer = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=base_lr, weight_decay=0.0)
-    rng = random.Random(4 if decoder_only else 1)
-    validation, validation_weights = (t.to(device) for t in random_clips(random.Random(12345), 8, FRAMES))
-    best = float("inf")
-    started, step = time.time(), 0
-    while time.time() - started < minutes * 60:
-        for group in optimizer.param_groups:
-            group["lr"] = base_lr * warmup_cosine(step, (time.time() - started) / (minutes * 60))
-        clips, weights = random_clips(rng, VAE_BATCH, VAE_CLIP_FRAMES, VAE_CROP)
-        clips, weights = clips.to(device), weights.to(device)
-        if decoder_only:
-            with torch.no_grad():
-                latents = frozen_encoder(clips)
-            reconstruction = vae.decode(latents).sample
-            kl = torch.zeros((), device=device)
-        else:
-            posterior = vae.encode(clips).latent_dist
-            reconstruction = vae.decode(posterior.sample()).sample
-            kl = posterior.kl().mean()
-        loss = reconstruction_loss(reconstruction, clips, weights) + VAE_KL_WEIGHT * kl
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        optimizer.step()
-        ema_update(ema, vae, 0.99)
-        step += 1
-        if step % 50 == 0:
-            with torch.no_grad():
-                val = reconstruction_loss(ema.decode(ema.encode(validation).latent_dist.mode()).sample, validation,
-                                          validation_weights).item()
-            log(f"vae step {step} loss {loss.item():.4f} val(ema, 17 frames) {val:.4f}")
-            if val < best:  # keep the best checkpoint: a late spike must not be what ships
-                best = val
-                ema.save_pretrained(target, safe_serialization=True)
-    log(f"vae done: {step} steps, best validation L1 {best:.4f}")
-
-
-# --- phase 2: cached latents ---------------------------------------------------------------
-@torch.no_grad()
-def encode_latents(work: Path, device: str, count: int = LATENT_POOL) -> None:
-    from diffusers import AutoencoderKLWan
-    vae = AutoencoderKLWan.from_pretrained(work / "vae").to(device).eval()
-    rng = random.Random(2)
-    specs, latents = [], []
-    for start in range(0, count, 32):
-        batch_specs = [shapes.sample_spec(rng) for _ in range(min(32, count - start))]
-        clips = to_pixels(np.stack([shapes.render_clip(s) for s in batch_specs])).to(device)
-        latents.append(vae.encode(clips).latent_dist.mode().cpu())
-        specs += batch_specs
-        if start % 640 == 0:
-            log(f"encoded {start + len(batch_specs)}/{count}")
-    latents = torch.cat(latents)
-    mean = latents.mean(dim=(0, 2, 3, 4))
-    std = latents.std(dim=(0, 2, 3, 4))
-    torch.save({"latents": latents, "specs": [s.__dict__ for s in specs], "mean": mean, "std": std},
-               work / "latents.pt")
-    log(f"latents {tuple(latents.shape)} mean {mean.tolist()} std {std.tolist()}")
-
-
-# --- phase 3: text encoder + denoiser ------------------------------------------------------
 def shifted_sigmas(batch: int, generator: torch.Generator) -> torch.Tensor:
-    """Logit-normal times, shifted like the inference schedule so training spends its effort where sampling does."""
+    """Logit-normal noise levels, shifted as the sampler's schedule is, so training spends its effort where
+    sampling does (shifts of 1 and 0.5 were measured worse than 3; TRAINING-NOTES)."""
     s = torch.sigmoid(torch.randn(batch, generator=generator))
     return FLOW_SHIFT * s / (1 + (FLOW_SHIFT - 1) * s)
 
 
-def encode_text(text_encoder, tokenizer, captions: list[str], device: str) -> torch.Tensor:
-    # Same as WanPipeline._get_t5_prompt_embeds: padded positions are zeroed after the encoder.
-    tokens = tokenizer(captions, padding="max_length", max_length=MAX_TEXT_TOKENS, truncation=True,
-                       return_attention_mask=True, return_tensors="pt")
-    ids, mask = tokens.input_ids.to(device), tokens.attention_mask.to(device)
-    hidden = text_encoder(ids, mask).last_hidden_state
-    return hidden * mask[..., None]
+def assemble_pipeline(vae, text_encoder, transformer, latent_stats: dict):
+    """The shipped object: a plain WanPipeline whose VAE config carries the latent pool's statistics,
+    which the pipeline uses to un-normalise the denoiser's output before decoding."""
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline
+
+    config = dict(vae.config)
+    config.update(latents_mean=latent_stats["mean"].tolist(), latents_std=latent_stats["std"].tolist())
+    shipped_vae = AutoencoderKLWan.from_config(config)
+    shipped_vae.load_state_dict(vae.state_dict())
+    return WanPipeline(tokenizer=build_tokenizer(), text_encoder=text_encoder, transformer=transformer,
+                       vae=shipped_vae.eval(), scheduler=FlowMatchEulerDiscreteScheduler(shift=FLOW_SHIFT))
 
 
-def train_denoiser(work: Path, minutes: float, device: str, resume: bool) -> None:
-    from diffusers import WanTransformer3DModel
+@torch.no_grad()
+def sample_scores(pipe, count: int, seed: int = 0, held_out: bool = False) -> dict:
+    """The probe on generated videos, with the preset's sampler settings (20 steps, guidance 4)."""
+    rng = random.Random(seed)
+    results = []
+    for _ in range(count):
+        spec = shapes.sample_spec(rng, held_out=held_out)
+        output = pipe(prompt=shapes.caption(spec, rng), negative_prompt="", height=SIZE, width=SIZE,
+                      num_frames=FRAMES, num_inference_steps=20, guidance_scale=4.0, max_sequence_length=MAX_TEXT_TOKENS,
+                      generator=torch.Generator().manual_seed(rng.randrange(2**31)), output_type="np")
+        frames = (np.clip(output.frames[0], 0, 1) * 255).round().astype(np.uint8)
+        results.append((spec, probe.judge(frames)))
+    return probe.score(results)
+
+
+def train_denoiser(work: Path, minutes: float, *, patch: int, width: int, layers: int, probe_minutes: float) -> None:
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
+    stage = Stage(work, "denoiser")
+    state = stage.load()
     data = torch.load(work / "latents.pt")
-    latents = ((data["latents"] - data["mean"].view(1, -1, 1, 1, 1)) / data["std"].view(1, -1, 1, 1, 1)).to(device)
+    stats = {"mean": data["mean"], "std": data["std"]}
+    latents = (data["latents"] - data["mean"].view(1, -1, 1, 1, 1)) / data["std"].view(1, -1, 1, 1, 1)
     specs = [shapes.ClipSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()}) for s in data["specs"]]
     tokenizer = build_tokenizer()
     torch.manual_seed(0)
-    if resume and (work / "denoiser" / "transformer").exists():
-        transformer = WanTransformer3DModel.from_pretrained(work / "denoiser" / "transformer")
-        text_encoder = UMT5EncoderModel.from_pretrained(work / "denoiser" / "text_encoder")
-    else:
-        transformer = WanTransformer3DModel(**TRANSFORMER_CONFIG)
+    if state is None:
+        transformer = WanTransformer3DModel(**transformer_config(latents.shape[1], patch, width, layers))
         text_encoder = UMT5EncoderModel(UMT5Config(vocab_size=len(tokenizer), pad_token_id=0, eos_token_id=1,
                                                    decoder_start_token_id=0, **TEXT_CONFIG))
-    transformer.to(device).train()
-    text_encoder.to(device).train()
+    else:
+        transformer = WanTransformer3DModel.from_config(state["transformer_config"])
+        text_encoder = UMT5EncoderModel(UMT5Config.from_dict(state["text_config"]))
     ema_transformer, ema_text = copy.deepcopy(transformer).eval(), copy.deepcopy(text_encoder).eval()
     parameters = list(transformer.parameters()) + list(text_encoder.parameters())
-    optimizer = torch.optim.AdamW(parameters, lr=DENOISER_LR, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(parameters, lr=DENOISER_LR, betas=(0.9, 0.99), weight_decay=0.01)
     rng, generator = random.Random(3), torch.Generator().manual_seed(3)
-    started, step, last_save, running = time.time(), 0, time.time(), None
-    while time.time() - started < minutes * 60:
+    step, spent = 0, 0.0
+    if state is not None:
+        transformer.load_state_dict(state["transformer"])
+        text_encoder.load_state_dict(state["text_encoder"])
+        ema_transformer.load_state_dict(state["ema_transformer"])
+        ema_text.load_state_dict(state["ema_text_encoder"])
+        optimizer.load_state_dict(state["optimizer"])
+        restore_random_state(state["random"], rng, generator)
+        step, spent = state["step"], state["seconds"]
+        log(f"denoiser: resuming at step {step}, {spent / 60:.1f} of {minutes} minutes spent")
+    transformer.train()
+    text_encoder.train()
+    count = sum(p.numel() for p in transformer.parameters())
+    log(f"denoiser: {count / 1e6:.2f} M parameters, latents {tuple(latents.shape)}")
+    vae = AutoencoderKLWan.from_pretrained(work / "vae" / "best").eval()
+
+    def checkpoint() -> None:
+        stage.save({"transformer_config": dict(transformer.config), "text_config": text_encoder.config.to_dict(),
+                    "transformer": transformer.state_dict(), "text_encoder": text_encoder.state_dict(),
+                    "ema_transformer": ema_transformer.state_dict(), "ema_text_encoder": ema_text.state_dict(),
+                    "optimizer": optimizer.state_dict(), "random": random_state(rng, generator),
+                    "step": step, "seconds": spent})
+
+    resumed_at, last_checkpoint, last_probe, running = time.time() - spent, time.time(), time.time(), None
+    while spent < minutes * 60:
         for group in optimizer.param_groups:
-            group["lr"] = DENOISER_LR * warmup_cosine(step, (time.time() - started) / (minutes * 60), warmup=200)
+            group["lr"] = DENOISER_LR * learning_rate_factor(step, spent / (minutes * 60), warmup=150)
         index = torch.randint(len(specs), (DENOISER_BATCH,), generator=generator)
         x0 = latents[index]
         captions = ["" if rng.random() < EMPTY_CAPTION_SHARE else shapes.caption(specs[i], rng) for i in index.tolist()]
-        noise = torch.randn(x0.shape, generator=generator).to(device)
-        sigma = shifted_sigmas(len(index), generator).to(device)
-        x_t = (1 - sigma.view(-1, 1, 1, 1, 1)) * x0 + sigma.view(-1, 1, 1, 1, 1) * noise
-        prediction = transformer(hidden_states=x_t, timestep=sigma * 1000,
-                                 encoder_hidden_states=encode_text(text_encoder, tokenizer, captions, device),
-                                 return_dict=False)[0]
-        loss = F.mse_loss(prediction, noise - x0)  # flow matching: the velocity from data to noise
+        noise = torch.randn(x0.shape, generator=generator)
+        sigma = shifted_sigmas(len(index), generator).view(-1, 1, 1, 1, 1)
+        x_t = (1 - sigma) * x0 + sigma * noise
+        prediction = transformer(hidden_states=x_t, timestep=sigma.flatten() * 1000,
+                                 encoder_hidden_states=encode_text(text_encoder, tokenizer, captions), return_dict=False)[0]
+        loss = F.mse_loss(prediction, noise - x0)  # flow matching: the velocity from data towards noise
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
         optimizer.step()
-        ema_update(ema_transformer, transformer, EMA_DECAY if step > 500 else 0.99)
-        ema_update(ema_text, text_encoder, EMA_DECAY if step > 500 else 0.99)
+        decay = 0.9 if step < 200 else 0.99 if step < 1000 else 0.998
+        ema_update(ema_transformer, transformer, decay)
+        ema_update(ema_text, text_encoder, decay)
         step += 1
+        spent = time.time() - resumed_at
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         if step % 100 == 0:
             log(f"denoiser step {step} loss {running:.4f} lr {optimizer.param_groups[0]['lr']:.2e}")
-        if time.time() - last_save > 300:
-            save_denoiser(work, ema_transformer, ema_text)
-            last_save = time.time()
-    save_denoiser(work, ema_transformer, ema_text)
-    log(f"denoiser done: {step} steps")
+        if time.time() - last_checkpoint > CHECKPOINT_SECONDS:
+            checkpoint()
+            last_checkpoint = time.time()
+        if probe_minutes and time.time() - last_probe > probe_minutes * 60:
+            scores = sample_scores(assemble_pipeline(vae, ema_text, ema_transformer, stats), 16)
+            log(f"denoiser step {step} probe (16 prompts) {_format(scores)}")
+            stage.record({"step": step, "minutes": round(spent / 60, 2), "loss": running, "probe": scores})
+            last_probe = time.time()
+    checkpoint()
+    log(f"denoiser done: {step} steps in {spent / 60:.1f} minutes")
 
 
-def save_denoiser(work: Path, transformer, text_encoder) -> None:
-    transformer.save_pretrained(work / "denoiser" / "transformer", safe_serialization=True)
-    text_encoder.save_pretrained(work / "denoiser" / "text_encoder", safe_serialization=True)
-    log("saved denoiser checkpoint")
+# --- export --------------------------------------------------------------------------------
+def export(work: Path, out: Path, dtype: str) -> None:
+    """The EMA weights as a WanPipeline; the decoder from the sharpening stage when it ran."""
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
 
-
-# --- phase 4: export -----------------------------------------------------------------------
-def export(work: Path, out: Path) -> None:
-    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
-    from transformers import UMT5EncoderModel
-
-    stats = torch.load(work / "latents.pt")
-    # The decoder may have trained on after the encoder froze (phase "decoder"); the encoder is the same.
-    trained_vae = AutoencoderKLWan.from_pretrained(work / ("vae-decoder" if (work / "vae-decoder").exists() else "vae"))
-    # The pipeline un-normalises latents with the VAE's own statistics, so they go into its config.
-    vae = new_vae(latents_mean=stats["mean"].tolist(), latents_std=stats["std"].tolist())
-    vae.load_state_dict(trained_vae.state_dict())
-    pipe = WanPipeline(
-        tokenizer=build_tokenizer(),
-        text_encoder=UMT5EncoderModel.from_pretrained(work / "denoiser" / "text_encoder"),
-        transformer=WanTransformer3DModel.from_pretrained(work / "denoiser" / "transformer"),
-        vae=vae,
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=FLOW_SHIFT),
-    )
-    pipe.save_pretrained(out, safe_serialization=True)
+    state = Stage(work, "denoiser").load()
+    transformer = WanTransformer3DModel.from_config(state["transformer_config"])
+    transformer.load_state_dict(state["ema_transformer"])
+    text_encoder = UMT5EncoderModel(UMT5Config.from_dict(state["text_config"]))
+    text_encoder.load_state_dict(state["ema_text_encoder"])
+    vae_folder = work / "decoder" / "best" if (work / "decoder" / "best").exists() else work / "vae" / "best"
+    vae = AutoencoderKLWan.from_pretrained(vae_folder)
+    data = torch.load(work / "latents.pt")
+    pipe = assemble_pipeline(vae, text_encoder, transformer, {"mean": data["mean"], "std": data["std"]})
+    # The VAE stays float32: its statistics and small decoder are cheap, and it decides the pixels.
+    if dtype == "float16":
+        pipe.transformer.to(torch.float16)
+        pipe.text_encoder.to(torch.float16)
+    staging = out.with_name(out.name + ".partial")
+    pipe.save_pretrained(staging, safe_serialization=True)
+    if out.exists():
+        import shutil
+        shutil.rmtree(out)
+    os.replace(staging, out)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    log(f"exported to {out} ({size / 1e6:.1f} MB)")
+    log(f"exported step {state['step']} ({vae_folder.parent.name} decoder) to {out}: {size / 1e6:.1f} MB")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("phase", choices=["vae", "latents", "denoiser", "decoder", "export", "all"])
-    parser.add_argument("--work", type=Path, default=Path("runs/shapes"), help="checkpoints and cached latents")
+    parser.add_argument("stage", choices=["vae", "latents", "decoder", "denoiser", "export"])
+    parser.add_argument("--work", type=Path, default=Path("runs/shapes"), help="checkpoints and the latent pool")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "weights" / "shapes")
-    parser.add_argument("--vae-minutes", type=float, default=30)
-    parser.add_argument("--denoiser-minutes", type=float, default=60)
-    parser.add_argument("--resume", action="store_true", help="continue each phase from its last checkpoint")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="CPU threads for torch (0: torch's default). On a busy 2-core machine 1 was 3x faster than 2")
+    parser.add_argument("--minutes", type=float, default=40, help="the stage's whole time budget, across resumes")
+    parser.add_argument("--z-dim", type=int, default=VAE_CONFIG["z_dim"], help="latent channels (new vae only)")
+    parser.add_argument("--decoder-base-dim", type=int, help="a wider decoder than encoder (new vae only)")
+    parser.add_argument("--patch", type=int, default=4, help="denoiser patch size (new denoiser only)")
+    parser.add_argument("--width", type=int, default=256, help="denoiser width, 32 per head (new denoiser only)")
+    parser.add_argument("--layers", type=int, default=6, help="denoiser blocks (new denoiser only)")
+    parser.add_argument("--pool", type=int, default=LATENT_POOL, help="clips in the latent pool")
+    parser.add_argument("--probe-minutes", type=float, default=10, help="score 16 generated videos this often (0: never)")
+    parser.add_argument("--dtype", choices=["float32", "float16"], default="float16",
+                        help="export storage for the transformer and text encoder")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads; on a shared 2-core machine one was 3x faster than two")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
-    (args.work / "settings.json").write_text(json.dumps(vars(args), default=str, indent=1))
-    if args.phase in ("vae", "all"):
-        train_vae(args.work, args.vae_minutes, args.device, args.resume)
-    if args.phase in ("latents", "all"):
-        encode_latents(args.work, args.device)
-    if args.phase in ("denoiser", "all"):
-        train_denoiser(args.work, args.denoiser_minutes, args.device, args.resume)
-    if args.phase == "decoder":
-        train_vae(args.work, args.vae_minutes, args.device, args.resume, decoder_only=True)
-    if args.phase in ("export", "all"):
-        export(args.work, args.out)
+    if args.stage in ("vae", "decoder"):
+        train_autoencoder(args.work, args.minutes, decoder_only=args.stage == "decoder", z_dim=args.z_dim,
+                          decoder_base_dim=args.decoder_base_dim)
+    elif args.stage == "latents":
+        encode_latents(args.work, args.pool)
+    elif args.stage == "denoiser":
+        train_denoiser(args.work, args.minutes, patch=args.patch, width=args.width, layers=args.layers,
+                       probe_minutes=args.probe_minutes)
+    else:
+        export(args.work, args.out, args.dtype)
 
 
 if __name__ == "__main__":
