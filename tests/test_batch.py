@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY_ARGS
-from vidgen.batch import MANIFEST_NAME, derive_seed, file_sha256, short_slug
+from vidgen.batch import LOCK_NAME, MANIFEST_NAME, derive_seed, file_sha256, short_slug
 from vidgen.video import probe_video, read_recipe
 
 
@@ -33,8 +33,8 @@ def manifest(out: Path) -> list[dict]:
 
 
 def videos_in(out: Path) -> list[str]:
-    """Every file in the folder but the manifest, hidden (temporary) ones included."""
-    return sorted(str(path.relative_to(out)) for path in out.rglob("*") if path.is_file() and path.name != MANIFEST_NAME)
+    """Every file in the folder but the manifest and the lock, hidden (temporary) ones included."""
+    return sorted(str(path.relative_to(out)) for path in out.rglob("*") if path.is_file() and path.name not in (MANIFEST_NAME, LOCK_NAME))
 
 
 def test_txt_lines_become_named_videos_with_manifest_and_checksums(batch):

@@ -3,60 +3,48 @@
 Every process (one, or each of N under `accelerate launch`) runs the same steps and
 splits the work only at step 4, so they all agree on the plan without talking:
 
-1. read the prompts file (.txt, .jsonl, .csv, or `-` for standard input) into lines;
-   a bad line keeps its error and becomes a failed record instead of stopping the batch;
-2. plan jobs: one per video. Settings merge preset < command line < line; a line
+1. read the prompts file (.txt, .jsonl, .csv, or `-` for standard input) as a stream
+   (vidgen.prompts); a bad line keeps its error and becomes a failed record instead of
+   stopping the batch, a file that cannot be a prompts file stops it before anything
+   is created;
+2. plan jobs: one small record per video. Settings merge preset < command line < line; a line
    without a seed gets one derived from the base seed (`--seed`, default 0) and its
    line number; outputs are named `LINE-SLUG-sSEED.mp4` or the line's `output`, always
    inside DIR;
-3. prepare DIR: repair a torn manifest end and remove vidgen's stale temp files (main
+3. prepare DIR: take its lock (one batch per folder; the kernel drops it when a process
+   dies), repair a torn manifest end and remove vidgen's stale temp files (main
    process only, before anyone writes), and with --resume skip every video whose
-   latest record says done and whose file still has the recorded SHA-256;
+   latest record says done and whose file still has the recorded SHA-256; every
+   process learns whether all others got this far, so none waits for one that failed;
 4. each process takes jobs i % N, loads the model once and appends one manifest record
    per finished or failed video (a single O_APPEND write, so processes never interleave);
+   a first SIGTERM stops it after the current video, a second at once;
 5. the main process waits for the others, reads this run's records and reports.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
-import math
 import os
 import re
-import sys
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 from vidgen import ui
-from vidgen.errors import ExitCode, GenerationError, UsageError, VidgenError
-from vidgen.settings import GenerationSettings
+from vidgen.errors import ExitCode, GenerationError, Interrupted, UsageError, VidgenError
+from vidgen.prompts import LINE_KEYS, PromptLine, detect_format, open_prompts, read_prompt_lines  # noqa: F401 (LINE_KEYS: the batch's line keys, for callers)
 
 MANIFEST_NAME = "manifest.jsonl"
+LOCK_NAME = ".vidgen-batch.lock"  # hidden, and not a temp-file name: never removed as stale
 DEFAULT_BASE_SEED = 0  # without --seed, reruns of the same file repeat the same videos
 BATCH_SUFFIXES = (".mp4", ".webm", ".gif")  # files, so each has one SHA-256
 SLUG_LENGTH = 40
-
-# What a .jsonl object or a .csv header may name, and the type each value must have.
-LINE_KEYS: dict[str, type] = {
-    "prompt": str,
-    "negative_prompt": str,
-    "seed": int,
-    "frames": int,
-    "fps": float,
-    "steps": int,
-    "guidance": float,
-    "width": int,
-    "height": int,
-    "image": str,
-    "output": str,
-    "num_videos": int,
-}
 
 # video.write_video's temporary names (`.STEM.8HEX.part.SUFFIX`) and
 # check_output_path's probes: what a killed run can leave behind, and nothing else.
@@ -67,154 +55,21 @@ _TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{8}\.part(\.[A-Za-z0-9]+)?$|^\.vidgen-p
 _BARRIER_TIMEOUT = timedelta(days=7)
 
 
-# ---- 1. reading the prompts file ----
-
-
-@dataclass
-class PromptLine:
-    number: int  # 1-based line in the file: stable, so seeds and names are too
-    values: dict[str, Any]  # checked per-line values, prompt included
-    error: str | None = None
-
-
-class _LineProblem(Exception):
-    """One line cannot be used; the batch records it and goes on."""
-
-    def __init__(self, message: str, prompt: str = ""):
-        super().__init__(message)
-        self.prompt = prompt  # for the record and the summary, when the line had one
-
-
-def read_prompts_text(source: str) -> tuple[str, str]:
-    """The text of the prompts file and a name for messages; `-` is standard input."""
-    if source == "-":
-        return sys.stdin.read(), "standard input"
-    path = Path(source).expanduser()
-    try:
-        return path.read_text(encoding="utf-8-sig"), str(path)
-    except UnicodeDecodeError as error:
-        raise UsageError(f"cannot read prompts file {path}: not UTF-8 text ({error.reason} at byte {error.start})") from error
-    except OSError as error:
-        raise UsageError(f"cannot read prompts file {path}: {error.strerror or error}") from error
-
-
-def detect_format(name: str, text: str) -> str:
-    """txt, jsonl or csv: by the file's suffix, else (standard input, other suffixes)
-    by the first line that is not blank or a comment."""
-    suffix = Path(name).suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        return "jsonl"
-    if suffix in (".csv", ".txt"):
-        return suffix[1:]
-    first = next((line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")), "")
-    if first.startswith("{"):
-        return "jsonl"
-    header = [cell.strip() for cell in next(csv.reader([first]), [])]
-    if len(header) > 1 and "prompt" in header:
-        return "csv"
-    return "txt"
-
-
-def _coerce(key: str, value: Any, *, from_text: bool) -> Any:
-    """A value of LINE_KEYS[key]'s type; CSV cells arrive as text and are parsed."""
-    kind = LINE_KEYS[key]
-    if kind is str:
-        if not isinstance(value, str):
-            raise _LineProblem(f"{key} must be text, got {json.dumps(value)}")
-        return value
-    if from_text:
-        try:
-            value = kind(value.strip())
-        except ValueError:
-            wanted = "a whole number" if kind is int else "a number"
-            raise _LineProblem(f"{key} must be {wanted}, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _LineProblem(f"{key} must be a number, got {json.dumps(value)}")
-    if kind is int and not isinstance(value, int):
-        raise _LineProblem(f"{key} must be a whole number, got {value}")
-    if not math.isfinite(value):
-        raise _LineProblem(f"{key} must be finite, got {value}")
-    return value
-
-
-def _check_values(raw: dict[str, Any], *, from_text: bool) -> dict[str, Any]:
-    prompt = raw.get("prompt") if isinstance(raw.get("prompt"), str) else ""
-    unknown = sorted(set(raw) - set(LINE_KEYS))
-    if unknown:
-        raise _LineProblem(f"unknown key(s) {', '.join(map(str, unknown))} (known: {', '.join(LINE_KEYS)})", prompt)
-    values = {}
-    for key, value in raw.items():
-        if value is None or (from_text and not value.strip()):
-            continue  # absent: the command line's value (or the preset's) applies
-        try:
-            values[key] = _coerce(key, value, from_text=from_text)
-        except _LineProblem as problem:
-            raise _LineProblem(str(problem), prompt) from None
-    if not str(values.get("prompt", "")).strip():
-        raise _LineProblem("missing prompt")
-    values["prompt"] = values["prompt"].strip()
-    return values
-
-
-def _line(number: int, parse) -> PromptLine:
-    try:
-        return PromptLine(number, parse())
-    except _LineProblem as problem:
-        return PromptLine(number, {"prompt": problem.prompt}, str(problem))
-
-
-def parse_prompts(text: str, fmt: str) -> list[PromptLine]:
-    lines: list[PromptLine] = []
-    if fmt == "csv":
-        reader = csv.reader(io.StringIO(text))
-        header: list[str] | None = None
-        for row in reader:
-            if not any(cell.strip() for cell in row):
-                continue
-            if header is None:
-                header = [cell.strip() for cell in row]
-                continue
-            number = reader.line_num
-            if len(row) > len(header):
-                lines.append(PromptLine(number, {}, f"{len(row)} cells but the header names {len(header)}"))
-                continue
-            lines.append(_line(number, lambda row=row: _check_values(dict(zip(header, row)), from_text=True)))
-        return lines
-
-    for number, raw in enumerate(text.split("\n"), start=1):
-        stripped = raw.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        if fmt == "txt":
-            lines.append(PromptLine(number, {"prompt": stripped}))
-            continue
-
-        def parse_json(stripped=stripped) -> dict[str, Any]:
-            try:
-                obj = json.loads(stripped)
-            except ValueError as error:
-                raise _LineProblem(f"invalid JSON: {error}") from None
-            if not isinstance(obj, dict):
-                raise _LineProblem("not a JSON object")
-            return _check_values(obj, from_text=False)
-
-        lines.append(_line(number, parse_json))
-    return lines
-
-
 # ---- 2. planning jobs ----
 
 
-@dataclass
+@dataclass(slots=True)
 class Job:
-    """One video to make (or a line that cannot run, recorded as failed)."""
+    """One video to make (or a line that cannot run, recorded as failed). Small on
+    purpose: a 100,000-line file makes 100,000 of them; the settings are merged again
+    from `values` when the video is made."""
 
     line: int
     video: int  # 1-based among its line's --num-videos
     prompt: str
     seed: int | None = None
     output: str | None = None  # relative to DIR, POSIX separators
-    settings: GenerationSettings | None = None
+    values: dict[str, Any] | None = None  # the line's own values (shared by its videos)
     error: str | None = None
 
     @property
@@ -267,8 +122,9 @@ def safe_output(text: str, out_dir: Path) -> str:
     return path.as_posix()
 
 
-def plan_jobs(lines: list[PromptLine], *, chosen, model: str | None, flags: dict[str, Any], base_seed: int, out_dir: Path, strict: bool, shown_notes: set[str]) -> list[Job]:
-    """Every video of every line, in file order; a line that cannot run is one failed job."""
+def plan_jobs(lines: Iterable[PromptLine], *, chosen, model: str | None, flags: dict[str, Any], base_seed: int, out_dir: Path, strict: bool, shown_notes: set[str]) -> list[Job]:
+    """Every video of every line, in file order; a line that cannot run is one failed job.
+    Reads `lines` to the end, so a file refused as a whole is refused before any work."""
     from vidgen.generate import merge_settings
 
     jobs: list[Job] = []
@@ -301,7 +157,7 @@ def plan_jobs(lines: list[PromptLine], *, chosen, model: str | None, flags: dict
         except VidgenError as error:
             jobs.append(Job(line.number, 1, prompt, error=error.message))
             continue
-        jobs.extend(Job(line.number, index + 1, settings.prompt, seed, name, settings) for index, (seed, name) in enumerate(zip(seeds, names)))
+        jobs.extend(Job(line.number, index + 1, settings.prompt, seed, name, values) for index, (seed, name) in enumerate(zip(seeds, names)))
     return jobs
 
 
@@ -335,38 +191,58 @@ class Manifest:
 
     def create(self) -> None:
         """Make sure it exists and can be appended to, before any work."""
-        self._write(b"")
+        self._write(b"")  # the only write that may create the file
 
     def append(self, record: dict[str, Any]) -> None:
         self._write((json.dumps(record, ensure_ascii=False, default=str) + "\n").encode("utf-8"))
 
     def _write(self, data: bytes) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        """One write of the whole record. Only DIR's own manifest is written: if DIR was
+        removed, the append fails instead of making a new, partial manifest."""
+        flags = os.O_WRONLY | os.O_APPEND | (os.O_CREAT if not data else 0)
         try:
-            written = os.write(fd, data)
-            if written != len(data):
-                raise GenerationError(f"cannot append to {self.path}: short write ({written} of {len(data)} bytes)")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            fd = os.open(self.path, flags, 0o644)
+            try:
+                written = os.write(fd, data)
+                if written != len(data):
+                    raise GenerationError(f"cannot append to {self.path}: short write ({written} of {len(data)} bytes)")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as error:
+            from vidgen.video import describe_os_error
+
+            raise GenerationError(f"cannot append to {self.path}: {describe_os_error(error)}") from error
+
+    def records(self, start: int = 0) -> Iterator[dict[str, Any]]:
+        """The records from byte `start` on, oldest first, read line by line (the file
+        is never held whole); unreadable lines are skipped."""
+        try:
+            file = open(self.path, "rb")
+        except FileNotFoundError:
+            return
+        with file:
+            file.seek(start)
+            for raw in file:
+                try:
+                    record = json.loads(raw)
+                except (ValueError, RecursionError):
+                    continue  # blank, or torn by a crash
+                if isinstance(record, dict):
+                    yield record
 
     def read(self, start: int = 0) -> list[dict[str, Any]]:
-        """The records from byte `start` on, oldest first; unreadable lines are skipped."""
-        try:
-            with open(self.path, "rb") as file:
-                file.seek(start)
-                data = file.read()
-        except FileNotFoundError:
-            return []
-        records = []
-        for raw in data.split(b"\n"):
-            try:
-                record = json.loads(raw)
-            except ValueError:
-                continue  # blank, or torn by a crash
-            if isinstance(record, dict):
-                records.append(record)
-        return records
+        return list(self.records(start))
+
+    def latest_done(self) -> dict[str, tuple[Any, Any, Any]]:
+        """output -> (prompt, seed, sha256) of its latest record if that says done: what
+        --resume needs, and nothing more of each record."""
+        latest: dict[str, tuple[Any, Any, Any] | None] = {}
+        for record in self.records():
+            output = record.get("output")
+            if isinstance(output, str):
+                latest[output] = (record.get("prompt"), record.get("seed"), record.get("sha256")) if record.get("status") == "done" else None
+        return {output: done for output, done in latest.items() if done is not None}
 
 
 def file_sha256(path: Path) -> str:
@@ -389,16 +265,17 @@ def remove_stale_temp_files(out_dir: Path) -> int:
     return removed
 
 
-def is_finished(job: Job, latest: dict[str, dict[str, Any]], out_dir: Path) -> bool:
+def is_finished(job: Job, latest: dict[str, tuple[Any, Any, Any]], out_dir: Path) -> bool:
     """--resume: the latest record for this output says done, for the same prompt and
     seed, and the file is still there with the recorded checksum."""
-    record = latest.get(job.output or "")
-    if not record or record.get("status") != "done":
+    done = latest.get(job.output or "")
+    if done is None:
         return False
-    if record.get("prompt") != job.prompt or record.get("seed") != job.seed:
+    prompt, seed, sha256 = done
+    if prompt != job.prompt or seed != job.seed:
         return False
     path = out_dir / job.output
-    return path.is_file() and file_sha256(path) == record.get("sha256")
+    return path.is_file() and file_sha256(path) == sha256
 
 
 def prepare_out_dir(text: str) -> Path:
@@ -407,9 +284,55 @@ def prepare_out_dir(text: str) -> Path:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UsageError(f"cannot create output folder {out_dir}: {error.strerror or error}") from error
+    if not out_dir.is_dir():
+        raise UsageError(f"cannot use {out_dir} as the output folder: it is not a folder")
     if not os.access(out_dir, os.W_OK | os.X_OK):
         raise UsageError(f"cannot write to output folder {out_dir}")
     return out_dir.resolve()
+
+
+class FolderLock:
+    """One batch at a time per DIR: an exclusive flock on DIR/.vidgen-batch.lock, held for
+    the whole run. The kernel releases it when the process ends, however it ends (kill
+    -9 included), so a dead batch never leaves the folder locked; the file itself stays."""
+
+    def __init__(self, out_dir: Path):
+        self.path = out_dir / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise UsageError(f"cannot write to output folder {self.path.parent}: {error.strerror or error}") from error
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode("ascii", errors="replace").strip()
+            os.close(fd)
+            who = f" (process {holder})" if holder.isdigit() else ""
+            raise UsageError(
+                f"another vidgen batch is writing to {self.path.parent}{who}; wait for it to finish "
+                "(then --resume), or choose another --out-dir"
+            ) from None
+        except OSError as error:  # a file system without locks
+            os.close(fd)
+            raise UsageError(f"cannot lock {self.path}: {error.strerror or error}") from error
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)  # only for the message above
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+
+def folder_identity(out_dir: Path) -> tuple[int, int]:
+    status = out_dir.stat()
+    return (status.st_dev, status.st_ino)
 
 
 # ---- 4. processes ----
@@ -423,6 +346,7 @@ class Processes:
     count: int = 1
     device: str | None = None  # the device accelerate gives this process
     state: Any = None  # accelerate.PartialState, for the barriers
+    local_count: int = 1  # processes on this machine (for their share of the CPU cores)
 
     @property
     def is_main(self) -> bool:
@@ -431,6 +355,22 @@ class Processes:
     def wait_for_everyone(self) -> None:
         if self.state is not None and self.count > 1:
             self.state.wait_for_everyone()
+
+    def agree(self, error: VidgenError | None) -> None:
+        """A barrier at which every process learns whether any failed to get ready; then
+        all raise the first error, so none waits forever for one that has stopped."""
+        if self.state is None or self.count <= 1:
+            if error is not None:
+                raise error
+            return
+        from accelerate.utils import gather_object
+
+        found = [item for item in gather_object([None if error is None else (error.message, int(error.exit_code))]) if item]
+        if error is not None:
+            raise error
+        if found:
+            message, code = found[0]
+            raise VidgenError(message, ExitCode(code))
 
 
 def launched_by_accelerate() -> bool:
@@ -449,7 +389,8 @@ def current_processes() -> Processes:
     use_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") or not has_accelerator
     state = PartialState(cpu=use_cpu, timeout=_BARRIER_TIMEOUT)
     device = "cpu" if state.device.type == "cpu" else str(state.device)
-    return Processes(state.process_index, state.num_processes, device, state)
+    local_count = int(os.environ.get("LOCAL_WORLD_SIZE") or state.num_processes)
+    return Processes(state.process_index, state.num_processes, device, state, max(1, local_count))
 
 
 # ---- 5. running ----
@@ -457,6 +398,31 @@ def current_processes() -> Processes:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class _StopOnSigterm:
+    """While the batch runs, a first SIGTERM asks it to stop after the current video
+    (`requested`); a second stops it at once (Interrupted, exit 143). The video being
+    written is then removed by write_video, so no partial file is left."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> "_StopOnSigterm":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise Interrupted("terminated (second SIGTERM); the video in progress was not written", ExitCode.TERMINATED)
+        self.requested = True
+        ui.info("SIGTERM: stopping after the current video (send it again to stop now)")
+
+    def __exit__(self, *exc_info) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
 
 
 @dataclass
@@ -468,6 +434,11 @@ class _Runner:
     processes: Processes
     as_json: bool
     debug: bool
+    chosen: Any  # the preset, for merging each line's settings again
+    model: str | None
+    flags: dict[str, Any]
+    strict: bool
+    identity: tuple[int, int]  # DIR's (device, inode) when the batch started
     generator: Any = None
     images: dict[str, Any] = field(default_factory=dict)
 
@@ -486,6 +457,8 @@ class _Runner:
             "process": self.processes.index,
             "finished_at": _now(),
         }
+        # A record that cannot be written (disk full, DIR removed) stops the batch: going
+        # on would make videos that no manifest knows of.
         self.manifest.append(record)
         if status == "done":
             path = str(self.out_dir / job.output)
@@ -499,7 +472,17 @@ class _Runner:
             ui.warn(f"line {job.line}" + (f" video {job.video}" if job.output else "") + f" failed: {error}")
         return record
 
-    def _load(self, settings: GenerationSettings) -> None:
+    def check_folder(self) -> None:
+        """DIR must still be the folder the batch started in: writing on into a new one
+        (removed, or replaced) would scatter the batch over two manifests."""
+        try:
+            same = folder_identity(self.out_dir) == self.identity
+        except OSError:
+            same = False
+        if not same:
+            raise GenerationError(f"output folder {self.out_dir} was removed or replaced during the batch; stopped (make it again and run with --resume)")
+
+    def _load(self, settings) -> None:
         from vidgen import pipeline as pipeline_loader
         from vidgen.generate import VideoGenerator
         from vidgen.presets import resolve_model_location
@@ -512,10 +495,10 @@ class _Runner:
         self.generator = VideoGenerator(loaded)
 
     def run(self, job: Job, progress: ui.BatchProgress) -> None:
-        from vidgen.generate import build_recipe, load_conditioning_image
+        from vidgen.generate import build_recipe, load_conditioning_image, merge_settings
         from vidgen.video import write_video
 
-        settings = job.settings
+        settings, _ = merge_settings(self.chosen, [self.flags, job.values], model=self.model, strict=self.strict)  # checked when planned
         if self.processes.device and settings.device == "auto":
             settings.device = self.processes.device  # accelerate's device for this process
         if self.generator is None:
@@ -525,6 +508,7 @@ class _Runner:
         settings.dtype = loaded.dtype  # record what ran, not "auto"
         settings.pipeline_class = settings.pipeline_class or loaded.class_name
 
+        self.check_folder()
         started = time.monotonic()
         try:
             target = inside(self.out_dir, job.output)  # again: the folder may have changed
@@ -540,9 +524,14 @@ class _Runner:
                 # temp-then-rename in write_video keeps a killed run from truncating.
                 write_video(frames, target, fps=settings.fps, crf=settings.crf, recipe=recipe, overwrite=True)
         except VidgenError as error:
-            if error.exit_code == ExitCode.INTERRUPTED:
-                raise  # Ctrl-C stops the batch; --resume makes this video later
+            if error.exit_code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
+                raise  # Ctrl-C or a second SIGTERM stops the batch; --resume makes this video later
+            self.check_folder()  # a write that failed because DIR is gone stops the batch
             self.record(job, "failed", settings=settings.as_dict(), seconds=time.monotonic() - started, error=error.message)
+            return
+        except OSError as error:  # making a subfolder for the line's output
+            self.check_folder()
+            self.record(job, "failed", settings=settings.as_dict(), seconds=time.monotonic() - started, error=f"cannot write {job.output}: {error.strerror or error}")
             return
         except Exception as error:  # a pipeline's own failure: this video fails, the batch goes on
             if self.debug:
@@ -552,24 +541,23 @@ class _Runner:
         self.record(job, "done", settings=recipe, sha256=file_sha256(target), seconds=time.monotonic() - started)
 
 
-def run_batch(prompts_file: str, out_dir_text: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], strict: bool = False, resume: bool = False, overwrite: bool = False, as_json: bool = False, debug: bool = False) -> ExitCode:
-    """`vidgen batch`: returns SUCCESS only when every line's every video is done."""
+@dataclass
+class _Prepared:
+    """What every process knows once the folder is ready."""
+
+    out_dir: Path
+    jobs: list[Job]
+    skipped: set[tuple[int, int]]
+    manifest: Manifest
+    run_start: int
+    identity: tuple[int, int]
+
+
+def _prepare(prompts_file: str, out_dir_text: str, processes: Processes, lock: FolderLock, *, chosen, model, flags, base_seed, strict, resume, overwrite) -> _Prepared:
+    """Steps 1-3: read and plan (nothing created yet), then the folder."""
     from vidgen.generate import merge_settings
-    from vidgen.presets import choose_preset
+    from vidgen.video import check_encoder
 
-    processes = current_processes()
-    if not processes.is_main:
-        ui.configure(quiet=True)  # one progress display and one summary: the main process's
-
-    # 1-2. the plan, identical in every process
-    text, name = read_prompts_text(prompts_file)
-    lines = parse_prompts(text, detect_format(name, text))
-    if not lines:
-        raise UsageError(f"no prompts in {name}")
-    flags = {key: value for key, value in overrides.items() if key != "seed"}
-    base_seed = overrides.get("seed")
-    base_seed = DEFAULT_BASE_SEED if base_seed is None else base_seed
-    chosen = choose_preset(preset, model)
     # Bad flags fail the whole command now (exit 2), not every line one by one. The
     # prompt and image are placeholders: lines bring their own.
     probe = {"prompt": "batch", **flags, "seed": base_seed}
@@ -579,14 +567,26 @@ def run_batch(prompts_file: str, out_dir_text: str, *, preset: str | None, model
     if processes.is_main:
         for note in flag_notes:
             ui.warn(note)
+    check_encoder("mp4")  # batch videos are MP4 unless a line names .webm or .gif
+
+    # 1-2. the plan, identical in every process; the whole file is read before DIR is made
+    out_dir = Path(out_dir_text).expanduser()
+    file, name = open_prompts(prompts_file)
+    with file:
+        lines = read_prompt_lines(file, name, detect_format(file, name))
+        jobs = plan_jobs(lines, chosen=chosen, model=model, flags=flags, base_seed=base_seed, out_dir=out_dir, strict=strict, shown_notes=set(flag_notes))
+    if not jobs:
+        raise UsageError(f"no prompts in {name}")
     out_dir = prepare_out_dir(out_dir_text)
-    jobs = plan_jobs(lines, chosen=chosen, model=model, flags=flags, base_seed=base_seed, out_dir=out_dir, strict=strict, shown_notes=set(flag_notes))
 
     # 3. the folder
     manifest = Manifest(out_dir)
+    if processes.is_main:
+        lock.acquire()  # before reading the manifest: another batch may be writing it
     if resume:
-        latest = {record["output"]: record for record in manifest.read() if record.get("output")}
+        latest = manifest.latest_done()
         skipped = {job.key for job in jobs if job.output and is_finished(job, latest, out_dir)}
+        del latest
     else:
         skipped = set()
         existing = [job.output for job in jobs if job.output and (out_dir / job.output).exists()]
@@ -603,50 +603,101 @@ def run_batch(prompts_file: str, out_dir_text: str, *, preset: str | None, model
             raise UsageError(f"cannot write {manifest.path}: {error}") from error
         if remove_stale_temp_files(out_dir):
             ui.info(f"removed temporary files of an interrupted run in {out_dir}")
-    run_start = manifest.size()  # this run's records follow (others wait below)
-    processes.wait_for_everyone()
+    return _Prepared(out_dir, jobs, skipped, manifest, manifest.size(), folder_identity(out_dir))
 
-    # 4. this process's share
+
+def run_batch(prompts_file: str, out_dir_text: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], strict: bool = False, resume: bool = False, overwrite: bool = False, as_json: bool = False, debug: bool = False, threads: int | None = None) -> ExitCode:
+    """`vidgen batch`: returns SUCCESS only when every line's every video is done."""
+    from vidgen.acceleration import apply_threads
+    from vidgen.presets import choose_preset
+
+    processes = current_processes()
+    if not processes.is_main:
+        ui.configure(quiet=True)  # one progress display and one summary: the main process's
+    apply_threads(threads, local_processes=processes.local_count if processes.state is not None else None)
+
+    flags = {key: value for key, value in overrides.items() if key != "seed"}
+    base_seed = overrides.get("seed")
+    base_seed = DEFAULT_BASE_SEED if base_seed is None else base_seed
+    lock = FolderLock(Path(out_dir_text).expanduser())
+    chosen = None
+    try:
+        prepared: _Prepared | None = None
+        error: VidgenError | None = None
+        try:
+            chosen = choose_preset(preset, model)
+            prepared = _prepare(prompts_file, out_dir_text, processes, lock, chosen=chosen, model=model, flags=flags,
+                                base_seed=base_seed, strict=strict, resume=resume, overwrite=overwrite)  # fmt: skip
+        except VidgenError as failure:
+            error = failure
+        processes.agree(error)  # also the barrier: this run's records follow run_start
+        return _run(prepared, processes, chosen=chosen, model=model, flags=flags, strict=strict, as_json=as_json, debug=debug)
+    finally:
+        lock.release()
+
+
+def _run(prepared: _Prepared, processes: Processes, *, chosen, model, flags, strict, as_json, debug) -> ExitCode:
+    """Steps 4-5: this process's share, then (main process) the report."""
+    jobs, skipped, manifest = prepared.jobs, prepared.skipped, prepared.manifest
     pending = [job for job in jobs if job.key not in skipped]
     mine = pending[processes.index :: processes.count]
-    runner = _Runner(out_dir, manifest, processes, as_json, debug)
+    runner = _Runner(prepared.out_dir, manifest, processes, as_json, debug, chosen, model, flags, strict, prepared.identity)
     if skipped and processes.is_main:
         ui.info(f"resuming: {len(skipped)} of {len(jobs)} videos already done")
-    with ui.BatchProgress(sum(1 for job in mine if job.error is None)) as progress:
+    with _StopOnSigterm() as stop, ui.BatchProgress(sum(1 for job in mine if job.error is None)) as progress:
         for job in mine:
+            if stop.requested:
+                break
             if job.error is not None:
                 runner.record(job, "failed", error=job.error)
                 continue
             runner.run(job, progress)
             progress.video_finished()
+    if stop.requested:
+        # Stopped on purpose: no waiting for the other processes (they got the signal
+        # too from the launcher, or will finish their share on their own).
+        report(jobs, skipped, _outcomes(manifest, prepared.run_start), stopped=True)
+        return ExitCode.TERMINATED
 
     # 5. everyone's outcome
     processes.wait_for_everyone()
     if not processes.is_main:
         return ExitCode.SUCCESS  # the main process reports for all, with the exit code
-    outcomes = {(record.get("line"), record.get("video")): record for record in manifest.read(run_start)}
-    return report(jobs, skipped, outcomes)
+    return report(jobs, skipped, _outcomes(manifest, prepared.run_start))
 
 
-def report(jobs: list[Job], skipped: set[tuple[int, int]], outcomes: dict[tuple[int, int], dict[str, Any]]) -> ExitCode:
+def _outcomes(manifest: Manifest, start: int) -> dict[tuple[Any, Any], tuple[Any, Any]]:
+    """(line, video) -> (status, error) of this run's records."""
+    return {(record.get("line"), record.get("video")): (record.get("status"), record.get("error")) for record in manifest.records(start)}
+
+
+def report(jobs: list[Job], skipped: set[tuple[int, int]], outcomes: dict[tuple[Any, Any], tuple[Any, Any]], *, stopped: bool = False) -> ExitCode:
     """The summary on stderr: totals, and a table of what failed."""
-    done = failed = 0
+    done = failed = not_run = 0
     rows: list[list[str]] = []
     for job in jobs:
         if job.key in skipped:
             continue
-        record = outcomes.get(job.key)
-        if record is not None and record.get("status") == "done":
+        status, error = outcomes.get(job.key, (None, None))
+        if status == "done":
             done += 1
             continue
+        if status is None and stopped:
+            not_run += 1  # made by the next --resume
+            continue
         failed += 1
-        error = record.get("error") if record else "no record: its process stopped before finishing it"
+        error = error if status is not None else "no record: its process stopped before finishing it"
         prompt = job.prompt if len(job.prompt) <= 40 else job.prompt[:39] + "…"
         rows.append([str(job.line), str(job.video) if job.output else "-", prompt, str(error)])
     counts = f"batch: {done} videos done, {len(skipped)} already done (--resume), {failed} failed"
+    if stopped:
+        counts += f", {not_run} not started (stopped by SIGTERM; run again with --resume)"
     if rows:
-        ui.report_table("failed", ["line", "video", "prompt", "error"], rows)
+        ui.report_table("failed", ["line", "video", "prompt", "error"], rows[:1000])
+        if len(rows) > 1000:
+            ui.warn(f"... and {len(rows) - 1000} more failed lines (all of them are in the manifest)")
+    if rows or stopped:
         ui.warn(counts)
-        return ExitCode.FAILURE
+        return ExitCode.TERMINATED if stopped else ExitCode.FAILURE
     ui.info(counts)
     return ExitCode.SUCCESS

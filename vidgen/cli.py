@@ -157,6 +157,7 @@ AttentionBackendOption = Annotated[Optional[str], typer.Option("--attention-back
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr.")]
 StrictOption = Annotated[bool, typer.Option("--strict", help="Refuse sizes and frame counts the model cannot take instead of snapping.")]
 TrustRemoteCodeOption = Annotated[bool, typer.Option("--trust-remote-code", help="Allow a model's own Python code to run.")]
+ThreadsOption = Annotated[Optional[int], typer.Option("--threads", help="CPU threads for torch and ffmpeg (also VIDGEN_THREADS); default: one per core, or the cores shared among processes under accelerate.", show_default=False)]
 
 # The parameters of `generate` and `batch` that become settings overrides (same names),
 # in the settings' order.
@@ -211,6 +212,7 @@ def generate(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     strict: StrictOption = False,
     trust_remote_code: TrustRemoteCodeOption = False,
+    threads: ThreadsOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Generate a video from a prompt (the default command)."""
@@ -218,8 +220,10 @@ def generate(
     ui.configure(quiet=quiet)
 
     def action() -> None:
+        from vidgen.acceleration import apply_threads
         from vidgen.generate import OutputOptions, run
 
+        apply_threads(threads)
         text = sys.stdin.read().strip() if prompt == "-" else prompt
         run(text, preset=preset, model=model, overrides=_overrides(params), strict=strict,
             options=OutputOptions(output=output, overwrite=overwrite, as_json=as_json))  # fmt: skip
@@ -261,6 +265,7 @@ def batch(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Make again videos whose files already exist.")] = False,
     strict: StrictOption = False,
     trust_remote_code: TrustRemoteCodeOption = False,
+    threads: ThreadsOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Generate a video for every line of a prompts file into a folder (see README, Batch)."""
@@ -271,7 +276,7 @@ def batch(
         from vidgen.batch import run_batch
 
         return run_batch(prompts_file, out_dir, preset=preset, model=model, overrides=_overrides(params), strict=strict,
-                         resume=resume, overwrite=overwrite, as_json=as_json, debug=debug)  # fmt: skip
+                         resume=resume, overwrite=overwrite, as_json=as_json, debug=debug, threads=threads)  # fmt: skip
 
     code = _guarded(debug, action)
     if code:

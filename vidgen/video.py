@@ -215,8 +215,10 @@ def _verify_video(path: Path, expected_frames: int, exe: str, shown: Path) -> No
 def encoder_thread_options() -> list[str]:
     """ffmpeg's own thread count follows --threads / VIDGEN_THREADS when set: libx264
     otherwise starts 1.5 threads per core, which oversubscribes a shared CPU too."""
-    threads = os.environ.get("VIDGEN_THREADS", "").strip()
-    return ["-threads", threads] if threads.isdigit() and int(threads) > 0 else []
+    from vidgen.acceleration import configured_threads
+
+    threads = configured_threads()
+    return ["-threads", str(threads)] if threads else []
 
 
 def _write_gif(frames: np.ndarray, path: Path, fps: float, comment: str) -> None:
