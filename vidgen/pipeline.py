@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -302,22 +303,75 @@ def _apply_scheduler(pipe: Any, settings: GenerationSettings) -> None:
     pipe.scheduler = scheduler_class.from_config(pipe.scheduler.config, **overrides)
 
 
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+def _lora_location(source: str) -> str:
+    """A file or folder on disk, or a hub id; offline, a hub id becomes its cached folder
+    (diffusers cannot guess the weight file's name offline)."""
+    path = Path(source).expanduser()
+    if path.exists():
+        return str(path)
+    if not _HUB_ID.match(source) or source.endswith(".safetensors"):
+        raise UsageError(f"LoRA not found: {source} (not a file, a folder or a Hugging Face Hub id)")
+    if not _is_offline():
+        return source
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return snapshot_download(source, allow_patterns=["*.safetensors", "*.json"], local_files_only=True)
+    except LocalEntryNotFoundError as error:
+        raise UsageError(f"cannot load LoRA {source}: not downloaded and HF_HUB_OFFLINE is set") from error
+
+
+def _lora_misfit(error: BaseException) -> str | None:
+    """Why a LoRA's layers do not fit the model, from peft's or torch's message: the usual
+    sign of a LoRA made for another model family or size."""
+    text = str(error)
+    if "not found in the base model" in text:  # peft: none of its target layers exist here
+        return "none of its layers are in the model"
+    if "size mismatch" in text:  # torch: same layer names, other widths
+        return "its layers have other sizes than the model's"
+    return None
+
+
 def _apply_loras(pipe: Any, settings: GenerationSettings) -> None:
     if not settings.loras:
         return
+    class_name = type(pipe).__name__
     if not hasattr(pipe, "load_lora_weights"):
-        raise UsageError(f"{type(pipe).__name__} does not support LoRA adapters")
+        raise UsageError(f"{class_name} does not support LoRA adapters")
     import importlib.util
+    import warnings
 
     if importlib.util.find_spec("peft") is None:
         raise UsageError("--lora needs the peft package: pip install peft")
+    import diffusers
+
     names = []
     for index, lora in enumerate(settings.loras):
         name = f"lora{index}"
+        location = _lora_location(lora.source)
+        # diffusers logs a failed load as an error before raising it, and peft warns that a
+        # second adapter joins the first (intended here): the user gets one line, below.
+        verbosity = diffusers.utils.logging.get_verbosity()
+        diffusers.utils.logging.set_verbosity(diffusers.utils.logging.CRITICAL)
         try:
-            pipe.load_lora_weights(lora.source, adapter_name=name)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                pipe.load_lora_weights(location, adapter_name=name)
         except Exception as error:  # diffusers raises many kinds; the message is what helps
-            raise UsageError(f"cannot load LoRA {lora.source}: {error}") from error
+            misfit = _lora_misfit(error)
+            if misfit:
+                raise UsageError(f"LoRA {lora.source} does not fit {class_name}: {misfit} (a LoRA for another model family or size?)") from error
+            text = str(error).strip()
+            raise UsageError(f"cannot load LoRA {lora.source}: {text.splitlines()[0] if text else type(error).__name__}") from error
+        finally:
+            diffusers.utils.logging.set_verbosity(verbosity)
+        # A file whose keys name no component of this pipeline loads as nothing, silently.
+        if not any(name in adapters for adapters in pipe.get_list_adapters().values()):
+            raise UsageError(f"LoRA {lora.source} does not fit {class_name}: it has no layers for its components (a LoRA for another model family?)")
         names.append(name)
     pipe.set_adapters(names, adapter_weights=[lora.scale for lora in settings.loras])
 
@@ -376,6 +430,10 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
     # Before any class lookup: importing some diffusers pipelines makes transformers warn
     # (CLIPImageProcessor without torchvision), which would come before an Error line.
     _quiet_library_logging()
+    if location.is_local:  # a damaged folder: one line naming the file or component
+        from vidgen.model_check import check_model_folder
+
+        check_model_folder(Path(location.location), model_index)
     check_pipeline_class(str(class_name), settings.pipeline_class, location.location, settings.preset)
     check_components_serve(model_index, location, settings.pipeline_class, settings.preset)
     load_name = class_to_load(str(class_name), settings.pipeline_class)
