@@ -71,6 +71,22 @@ def _start_image(path: Path, width: int, height: int) -> Path:
     return path
 
 
+def _input_video(path: Path, width: int, height: int, frames: int) -> Path:
+    """An MP4 for video-to-video presets: a bright square sliding right, written with
+    imageio-ffmpeg (not vidgen), twice the output size so resizing is exercised too."""
+    import imageio_ffmpeg
+
+    writer = imageio_ffmpeg.write_frames(str(path), (2 * width, 2 * height), fps=8, macro_block_size=1)
+    writer.send(None)
+    for index in range(frames):
+        pixels = np.full((2 * height, 2 * width, 3), 40, dtype=np.uint8)
+        left = index * (2 * width - 8) // max(frames - 1, 1)
+        pixels[height - 4 : height + 4, left : left + 8] = 230
+        writer.send(pixels.tobytes())
+    writer.close()
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tiny_pipeline_dir):
     """preset name -> its tiny folder, laid out like the preset's real repository (built once)."""
@@ -98,6 +114,7 @@ def test_preset_pipeline_class_exists_in_diffusers(name):
     unknown = set(preset.get("call", {})) - call
     assert not unknown, f"{name}: [call] keys {sorted(unknown)} are not arguments of {cls.__name__}.__call__"
     assert ("image" in call) == (preset["task"] == "image-to-video")
+    assert ("video" in call) == (preset["task"] == "video-to-video")
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -126,12 +143,16 @@ def test_tiny_pipelines_load_and_run(name, tiny_model_dir, tmp_path):
     width, height, frames = _tiny_shape(name)
     parameters = inspect.signature(type(pipe).__call__).parameters
     kwargs = dict(preset.get("call", {}))
-    kwargs.update(height=height, width=width, num_frames=frames, num_inference_steps=2, output_type="np")
+    kwargs.update(height=height, width=width, num_inference_steps=2, output_type="np")
+    if "num_frames" in parameters:  # video-to-video takes its frame count from the input video
+        kwargs["num_frames"] = frames
     kwargs["generator"] = torch.Generator("cpu").manual_seed(0)
     if "prompt" in parameters:
         kwargs["prompt"] = PROMPT
     if "image" in parameters:
         kwargs["image"] = Image.open(_start_image(tmp_path / "start.png", width, height))
+    if "video" in parameters:
+        kwargs["video"] = [Image.open(_start_image(tmp_path / "start.png", width, height))] * frames
     with torch.no_grad():
         video = np.asarray(pipe(**kwargs).frames)
     assert video.shape == (1, frames, height, width, 3)
@@ -165,6 +186,8 @@ def test_preset_generates_video_with_tiny_model(name, tiny_model_dir, tmp_path):
     ]  # fmt: skip
     if preset["task"] == "image-to-video":
         command += ["--image", str(_start_image(tmp_path / "start.png", width, height))]
+    if preset["task"] == "video-to-video":
+        command += ["--video", str(_input_video(tmp_path / "input.mp4", width, height, frames))]
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env)
     assert result.returncode == 0, f"exit {result.returncode}\nstderr:\n{result.stderr}"
@@ -193,7 +216,7 @@ def test_preset_generates_video_with_tiny_model(name, tiny_model_dir, tmp_path):
     assert recipe["preset"] == name and recipe["pipeline"] == preset["pipeline"]
     assert recipe["steps"] == 2 and recipe["seed"] == 1
     assert recipe["call"] == preset.get("call", {})
-    for key in ("guidance", "flow_shift", "negative_prompt", "scheduler"):
+    for key in ("guidance", "flow_shift", "negative_prompt", "scheduler", "strength"):
         if key in preset["defaults"]:
             assert recipe[key] == preset["defaults"][key], key
 

@@ -284,6 +284,16 @@ def _wan_i2v(variant: str | None):
     )
 
 
+def _wan_v2v(variant: str | None):
+    """Wan video-to-video runs the text-to-video components (the real repository is a WanPipeline)."""
+    from diffusers import WanVideoToVideoPipeline
+
+    tok = _t5_tokenizer()
+    return WanVideoToVideoPipeline(
+        tokenizer=tok, text_encoder=_umt5_encoder(tok), vae=_wan_vae(), scheduler=_unipc_flow(3.0), transformer=_wan_transformer(16, 16)
+    )
+
+
 def _skyreels_v2(variant: str | None):
     from diffusers import SkyReelsV2Pipeline
 
@@ -707,6 +717,7 @@ def _svd(variant: str | None):
 PIPELINE_CLASSES = {
     "WanPipeline": _wan,
     "WanImageToVideoPipeline": _wan_i2v,
+    "WanVideoToVideoPipeline": _wan_v2v,
     "SkyReelsV2Pipeline": _skyreels_v2,
     "LTXPipeline": _ltx,
     "LTXImageToVideoPipeline": _ltx_i2v,
@@ -738,6 +749,7 @@ def variant_for_preset(preset_name: str) -> str | None:
 REPOSITORY_LAYOUT = {
     "ltx-video-i2v": ("LTXPipeline", None),  # Lightricks/LTX-Video
     "wan2.2-ti2v-5b-i2v": ("WanPipeline", "wan2.2-ti2v-5b"),  # Wan-AI/Wan2.2-TI2V-5B-Diffusers
+    "wan2.1-v2v-1.3b": ("WanPipeline", None),  # Wan-AI/Wan2.1-T2V-1.3B-Diffusers
 }
 
 

@@ -171,6 +171,8 @@ _SETTING_PARAMS = (
 def _overrides(params: dict[str, Any]) -> dict[str, Any]:
     """A command's parameters as settings overrides; None means "not given"."""
     overrides = {name: params[name] for name in _SETTING_PARAMS}
+    # Video-to-video options exist on `generate` only (batch lines do not carry a video yet).
+    overrides.update({name: params[name] for name in ("video", "strength") if name in params})
     overrides.update(
         loras=params["loras"] or None,
         cache=_cache_choice(params["cache"], params["fast"]),
@@ -197,6 +199,8 @@ def generate(
     height: HeightOption = None,
     num_videos: Annotated[Optional[int], typer.Option("--num-videos", "-n", help="Videos to make; seeds seed, seed+1, ...")] = None,
     image: Annotated[Optional[str], typer.Option(help="Start image for image-to-video presets.")] = None,
+    video: Annotated[Optional[str], typer.Option(help="Input video for video-to-video presets (its frame count, snapped, unless --frames is fewer).")] = None,
+    strength: Annotated[Optional[float], typer.Option(help="Video-to-video: how far to move from the input video, above 0 to 1.")] = None,
     loras: LoraOption = None,
     dtype: DtypeOption = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N, mps or xpu.")] = None,

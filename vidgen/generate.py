@@ -23,7 +23,7 @@ import numpy as np
 from vidgen import __version__, ui
 from vidgen.errors import GenerationError, Interrupted, UsageError
 from vidgen.presets import Preset, choose_preset, resolve_model_location
-from vidgen.settings import GenerationSettings, build_settings, draw_seed, snap_to_constraints, validate
+from vidgen.settings import GenerationSettings, build_settings, draw_seed, fit_frames_to_video, snap_to_constraints, validate
 
 
 @dataclass
@@ -99,6 +99,23 @@ def load_conditioning_image(path: str):
         raise UsageError(f"cannot read image {path}: {error}") from error
 
 
+def load_input_video(path: str) -> np.ndarray:
+    """The --video of a video-to-video preset as uint8 frames (T, H, W, 3): any file
+    imageio's ffmpeg reads, a GIF, or a folder of PNG frames; unreadable or empty -> exit 2."""
+    from vidgen.video import read_frames
+
+    source = Path(path).expanduser()
+    if not source.exists():
+        raise UsageError(f"video not found: {path}")
+    try:
+        frames = read_frames(source)
+    except Exception as error:  # ffmpeg, PIL and numpy raise several kinds for a bad file
+        raise UsageError(f"cannot read video {path}: {_first_line(error)}") from error
+    if frames.ndim != 4 or len(frames) == 0:
+        raise UsageError(f"video {path} has no frames")
+    return frames
+
+
 # ---- one pipeline call ----
 
 
@@ -152,6 +169,12 @@ def _frames_to_uint8(output: Any) -> np.ndarray:
     return (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 
+def _as_pil_frames(frames: np.ndarray) -> list:
+    from PIL import Image
+
+    return [Image.fromarray(frame) for frame in frames]
+
+
 class VideoGenerator:
     """Calls a loaded pipeline for one video at a time; reuse it for many videos."""
 
@@ -192,6 +215,7 @@ class VideoGenerator:
             "prompt": settings.prompt,
             "negative_prompt": settings.negative_prompt,
             "image": image,
+            "strength": settings.strength,
             "height": settings.height,
             "width": settings.width,
             "num_frames": settings.frames,
@@ -218,14 +242,22 @@ class VideoGenerator:
         arguments.update(settings.call_kwargs)  # the preset's [call] table, as is
         return arguments
 
-    def generate(self, settings: GenerationSettings, seed: int, *, image: Any = None, progress: ui.Progress | None = None) -> np.ndarray:
+    def generate(self, settings: GenerationSettings, seed: int, *, image: Any = None, video: np.ndarray | None = None, progress: ui.Progress | None = None) -> np.ndarray:
         """One video as uint8 frames (T, H, W, 3)."""
         import torch
 
         progress = progress or ui.Progress("", 0, visible=False)
         pipe = self.loaded.pipe
         arguments = self._call_arguments(settings, seed, image)
+        if video is not None:
+            if "video" not in self.loaded.call_parameters:
+                raise UsageError(f"{self.loaded.class_name} takes no input video; --video needs a video-to-video preset or model")
+            # The first `frames` frames as PIL images (the pipeline resizes them to height x
+            # width itself); the pipeline takes its frame count from the video's length.
+            arguments["video"] = _as_pil_frames(video[: settings.frames])
         total_steps = settings.steps or 0
+        if "strength" in arguments and total_steps:  # img2img-style: only the last steps run
+            total_steps = min(int(total_steps * arguments["strength"]), total_steps)
 
         with _CancelOnCtrlC() as cancel:
 
@@ -291,6 +323,8 @@ def build_recipe(settings: GenerationSettings, seed: int, frames: np.ndarray) ->
         "dtype": settings.dtype,
         "cache": settings.cache,  # a step cache changes the output (compilation does not)
         "image": settings.image,
+        "video": settings.video,
+        "strength": settings.strength,
         "loras": [{"source": lora.source, "scale": lora.scale} for lora in settings.loras],
         "call": settings.call_kwargs,
     }
@@ -307,6 +341,10 @@ def run(prompt: str, *, preset: str | None, model: str | None, overrides: dict[s
     settings, chosen = prepare_settings(prompt, preset=preset, model=model, overrides=overrides, strict=strict)
     paths = plan_output_paths(settings, options)
     image = load_conditioning_image(settings.image) if settings.image else None
+    video = load_input_video(settings.video) if settings.video else None
+    if video is not None:
+        for change in fit_frames_to_video(settings, chosen.constraints, len(video), strict=strict):
+            ui.warn(change)
     location = resolve_model_location(settings.model)
 
     started = time.monotonic()
@@ -325,7 +363,7 @@ def run(prompt: str, *, preset: str | None, model: str | None, overrides: dict[s
         started = time.monotonic()
         label = f"video {index + 1}/{len(paths)}" if len(paths) > 1 else "video"
         with ui.progress(label, settings.steps or 0) as bar:
-            frames = generator.generate(settings, seed, image=image, progress=bar)
+            frames = generator.generate(settings, seed, image=image, video=video, progress=bar)
             bar.phase("write")
             recipe = build_recipe(settings, seed, frames)
             if path is None:

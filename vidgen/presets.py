@@ -24,7 +24,7 @@ from vidgen.errors import UsageError
 PACKAGE_DIR = Path(__file__).resolve().parent
 BUILTIN_WEIGHTS_DIR = PACKAGE_DIR / "embedded" / "weights"
 FALLBACK_PRESET = "shapes"  # the embedded model: works offline out of the box
-TASKS = ("text-to-video", "image-to-video")
+TASKS = ("text-to-video", "image-to-video", "video-to-video")
 
 # Allowed keys and their types. `defaults` uses the command-line option names.
 TOP_LEVEL_KEYS = {
@@ -49,6 +49,7 @@ DEFAULT_KEYS = {
     "dtype": str,
     "scheduler": str,
     "flow_shift": float,
+    "strength": float,  # video-to-video: how far from the input video (0..1)
     "offload": str,
     "vae_tiling": bool,
     "crf": int,

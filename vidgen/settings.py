@@ -94,6 +94,8 @@ class GenerationSettings:
     height: int | None = None
     num_videos: int = 1
     image: str | None = None
+    video: str | None = None  # input video of a video-to-video preset
+    strength: float | None = None  # video-to-video: 0 keeps the input, 1 ignores it
     loras: list[LoraSpec] = field(default_factory=list)
     dtype: str = "auto"
     # True when a layer the user wrote (flags, batch line) set dtype, not just the preset:
@@ -224,8 +226,14 @@ def validate(settings: GenerationSettings) -> None:
         problems.append(f"--cache must be one of {', '.join(CACHE_METHODS)}, got {settings.cache!r}")
     if settings.task == "image-to-video" and not settings.image:
         problems.append(f"preset {settings.preset} is image-to-video: pass --image PATH")
-    if settings.task == "text-to-video" and settings.image and settings.pipeline_class:
-        problems.append(f"preset {settings.preset} is text-to-video and takes no --image")
+    if settings.task != "image-to-video" and settings.image and settings.pipeline_class:
+        problems.append(f"preset {settings.preset} is {settings.task} and takes no --image")
+    if settings.task == "video-to-video" and not settings.video:
+        problems.append(f"preset {settings.preset} is video-to-video: pass --video PATH")
+    if settings.task != "video-to-video" and settings.video and settings.pipeline_class:
+        problems.append(f"preset {settings.preset} is {settings.task} and takes no --video")
+    if settings.strength is not None and not 0 < settings.strength <= 1:
+        problems.append(f"--strength must be above 0 and at most 1, got {settings.strength:g}")
     if problems:
         raise UsageError("; ".join(problems))
 
@@ -272,6 +280,27 @@ def _frames_rule(rule: Constraints) -> str:
     return ", ".join(limits)
 
 
+def fit_frames_to_video(settings: GenerationSettings, rule: Constraints, available: int, *, strict: bool) -> list[str]:
+    """Video-to-video: the frame count is the input video's, or --frames if fewer, snapped
+    down to the model's rule so that every frame exists. Returns the note for a change;
+    a video too short for the model is bad input."""
+    wanted = settings.frames if settings.frames is not None else available
+    limit = min(wanted, available, rule.max_frames or available)
+    step, offset = rule.frames_step, rule.frames_offset
+    valid = offset + step * math.floor((limit - offset) / step)
+    least = offset + step * max(0, math.ceil((max(rule.min_frames, 1) - offset) / step))
+    if valid < least:
+        raise UsageError(f"the input video has {available} frames; this model needs at least {least} ({_frames_rule(rule)})")
+    changes = []
+    if valid != wanted:
+        why = f"this model takes {_frames_rule(rule)} frames" + (f" and the input video has {available}" if wanted > available else "")
+        if strict:
+            raise UsageError(f"frames {wanted} is not valid ({why}; nearest {valid}) (--strict)")
+        changes.append(f"frames {wanted} -> {valid}: {why}")
+    settings.frames = valid
+    return changes
+
+
 def snap_to_constraints(settings: GenerationSettings, rule: Constraints, *, strict: bool) -> list[str]:
     """Move frames and size to the nearest values the model takes.
 
@@ -280,7 +309,8 @@ def snap_to_constraints(settings: GenerationSettings, rule: Constraints, *, stri
     """
     changes: list[str] = []
     refusals: list[str] = []
-    if settings.frames is not None and settings.frames >= 1:
+    # With an input video the count is fitted to the video once it is read (fit_frames_to_video).
+    if settings.frames is not None and settings.frames >= 1 and not settings.video:
         valid = _nearest_valid_frames(settings.frames, rule)
         if valid != settings.frames:
             changes.append(f"frames {settings.frames} -> {valid}: this model takes {_frames_rule(rule)} frames")
