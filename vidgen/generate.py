@@ -64,7 +64,7 @@ def prompt_slug(prompt: str, max_length: int = 48) -> str:
 
 def plan_output_paths(settings: GenerationSettings, options: OutputOptions) -> list[Path | None]:
     """One path per video (None: standard output), all checked before generating."""
-    from vidgen.video import check_output_path, output_format
+    from vidgen.video import check_encoder, check_output_path, output_format
 
     seeds = [settings.seed + index for index in range(settings.num_videos)]
     if options.output == "-":
@@ -72,6 +72,7 @@ def plan_output_paths(settings: GenerationSettings, options: OutputOptions) -> l
             raise UsageError("--json and -o - both need standard output; give an output path with --json")
         if settings.num_videos > 1:
             raise UsageError("-o - writes one video; use --num-videos 1 or an output path")
+        check_encoder("mp4")
         return [None]
     if options.output is None:
         paths = [Path.cwd() / f"{prompt_slug(settings.prompt)}-{seed}.mp4" for seed in seeds]

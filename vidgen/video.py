@@ -49,6 +49,7 @@ def output_format(path: Path | str) -> str:
 
 def check_output_path(path: Path, *, overwrite: bool) -> None:
     """Fail before any generation if `path` cannot be written or would be overwritten."""
+    check_encoder(output_format(path))
     folder = path.parent
     if not folder.is_dir():
         raise UsageError(f"output folder does not exist: {folder}")
