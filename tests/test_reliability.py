@@ -191,6 +191,29 @@ def test_failing_ffmpeg_is_one_line_with_its_reason(tiny_wan_dir, run_cli, monke
     assert files_in(Path.cwd()) == []
 
 
+def test_a_file_cut_short_behind_ffmpegs_back_is_caught_before_the_rename(tiny_wan_dir, run_cli, monkeypatch, tmp_path):
+    """ffmpeg exits 0 but the file is not whole (a file system that lost the end): the
+    decoding check before the rename refuses it."""
+    import imageio_ffmpeg
+
+    real = imageio_ffmpeg.get_ffmpeg_exe()
+    cutting = tmp_path / "ffmpeg"
+    cutting.write_text(textwrap.dedent(f"""\
+        #!/bin/sh
+        case "$*" in *-progress*) exec {real} "$@";; esac
+        {real} "$@" || exit $?
+        for last; do :; done
+        truncate -s 1500 "$last"
+        """))
+    cutting.chmod(0o755)
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(cutting))
+    result = run_cli("a red ball", "--model", tiny_wan_dir, *BIG_ARGS, "-o", "x.mp4")
+    assert result.exit_code == 1
+    line = one_error_line(result.stderr)
+    assert line.startswith("Error: cannot write x.mp4: the encoded file does not decode") and "nothing was written" in line
+    assert files_in(Path.cwd()) == []
+
+
 @pytest.mark.parametrize("ffmpeg_first", [False, True], ids=["vidgen-only", "ffmpeg-too"])
 def test_ctrl_c_while_ffmpeg_writes_exits_130_and_leaves_nothing(tiny_wan_dir, stand_in_ffmpeg, ffmpeg_first):
     """A terminal's Ctrl-C signals vidgen's process group; ffmpeg may get one too."""

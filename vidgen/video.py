@@ -122,12 +122,16 @@ def _ffmpeg_failure(path: Path, exe: str, returncode: int, stderr: bytes) -> Vid
         return GenerationError(f"cannot write {path}: file size limit exceeded (ulimit -f); nothing was written")
     if returncode < 0:
         return GenerationError(f"cannot write {path}: ffmpeg was stopped by signal {signal.Signals(-returncode).name}; nothing was written")
-    lines = [line.strip() for line in stderr.decode("utf-8", errors="replace").splitlines() if line.strip()]
-    reason = lines[-1] if lines else "no message"
+    reason = _last_line(stderr)
     return GenerationError(
         f"cannot write {path}: ffmpeg ({exe}) failed with exit {returncode}: {reason}; nothing was written "
         "(a full disk? if IMAGEIO_FFMPEG_EXE is set, check that ffmpeg has libx264 and libvpx-vp9, or unset it)"
     )
+
+
+def _last_line(stderr: bytes) -> str:
+    lines = [line.strip() for line in stderr.decode("utf-8", errors="replace").splitlines() if line.strip()]
+    return lines[-1] if lines else "no message"
 
 
 def _run_ffmpeg(command: list[str], frames: np.ndarray | None, path: Path, exe: str) -> bytes:
@@ -173,7 +177,11 @@ def _run_ffmpeg(command: list[str], frames: np.ndarray | None, path: Path, exe: 
                         pass
         if returncode != 0:
             stderr.seek(0)
-            raise _ffmpeg_failure(path, exe, returncode, stderr.read())
+            output = stderr.read()
+            if frames is None and returncode > 0 and returncode != 255:
+                # The decoding pass: ffmpeg itself works (it just encoded); the file does not.
+                raise GenerationError(f"cannot write {path}: the encoded file does not decode ({_last_line(output)}); nothing was written")
+            raise _ffmpeg_failure(path, exe, returncode, output)
         stderr.seek(0)
         errors = stderr.read().decode("utf-8", errors="replace").strip()
     if errors and frames is None:  # a decoding pass that complains found a damaged file
