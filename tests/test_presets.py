@@ -132,3 +132,27 @@ def test_pull_offline_is_a_clear_error(run_cli):
     result = run_cli("pull", "wan2.1-t2v-1.3b")
     assert result.exit_code == 1
     assert result.stderr.splitlines()[-1] == "Error: cannot download Wan-AI/Wan2.1-T2V-1.3B-Diffusers: HF_HUB_OFFLINE is set"
+
+
+def test_presets_task_filter(run_cli, isolated_environment):
+    """--task lists only that task's presets; `audio` lists the presets whose model makes sound."""
+    write_preset(isolated_environment / "presets", "talkie", 'model = "me/talkie"\npipeline = "LTX2Pipeline"\naudio = true\n')
+    by_task = {}
+    for task in ("text-to-video", "image-to-video", "video-to-video", "audio"):
+        result = run_cli("presets", "--task", task)
+        assert result.exit_code == 0, result.stderr
+        by_task[task] = {line.split("\t")[0]: line.split("\t")[1] for line in result.stdout.splitlines()}
+    assert "shapes" in by_task["text-to-video"] and "svd-xt" not in by_task["text-to-video"]
+    assert set(by_task["image-to-video"].values()) == {"image-to-video"} and "svd-xt" in by_task["image-to-video"]
+    assert "wan2.1-v2v-1.3b" in by_task["video-to-video"] and "shapes" not in by_task["video-to-video"]
+    assert "talkie" in by_task["audio"] and "shapes" not in by_task["audio"]
+    assert by_task["text-to-video"]["talkie"] == "text-to-video+audio"
+    every = {line.split("\t")[0] for line in run_cli("presets").stdout.splitlines()}
+    assert every == set().union(*(by_task[task] for task in ("text-to-video", "image-to-video", "video-to-video")))
+
+
+def test_presets_unknown_task_is_one_line(run_cli):
+    result = run_cli("presets", "--task", "text-to-speech")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == ["Error: unknown task 'text-to-speech' (known: text-to-video, image-to-video, video-to-video, audio)"]

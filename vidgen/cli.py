@@ -288,22 +288,31 @@ def batch(
 
 
 @presets_app.callback(invoke_without_command=True)
-def presets_list(ctx: typer.Context, debug: DebugOption = False) -> None:
+def presets_list(
+    ctx: typer.Context,
+    task: Annotated[Optional[str], typer.Option("--task", help="Only presets for this task: text-to-video, image-to-video, video-to-video, or audio (models with sound).")] = None,
+    debug: DebugOption = False,
+) -> None:
     """List presets (a table on a terminal, tab-separated lines in a pipe)."""
     if ctx.invoked_subcommand is not None:
         return
 
     def action() -> None:
-        from vidgen.presets import list_presets
+        from vidgen.errors import UsageError
+        from vidgen.presets import TASK_FILTERS, list_presets
 
+        if task is not None and task not in TASK_FILTERS:
+            raise UsageError(f"unknown task {task!r} (known: {', '.join(TASK_FILTERS)})")
         presets, problems = list_presets()
         for problem in problems:
             ui.warn(f"skipped a preset: {problem}")
         rows = []
         for preset in presets:
+            if task is not None and not preset.has_task(task):
+                continue
             d = preset.defaults
             size = f"{d['width']}x{d['height']}" if "width" in d and "height" in d else "-"
-            rows.append([preset.name, preset.task, preset.model, size, str(d.get("frames", "-")), str(d.get("fps", "-"))])
+            rows.append([preset.name, preset.task_label, preset.model, size, str(d.get("frames", "-")), str(d.get("fps", "-"))])
         # VRAM notes are long; `vidgen presets show NAME` has them.
         ui.emit_table("vidgen presets", ["name", "task", "model", "size", "frames", "fps"], rows, wrap=["task", "model"])
 

@@ -25,6 +25,9 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 BUILTIN_WEIGHTS_DIR = PACKAGE_DIR / "embedded" / "weights"
 FALLBACK_PRESET = "shapes"  # the embedded model: works offline out of the box
 TASKS = ("text-to-video", "image-to-video", "video-to-video")
+# `vidgen presets --task NAME` takes a task, or "audio" for the presets whose model also
+# makes a soundtrack (LTX-2): sound comes with a task rather than being one of its own.
+TASK_FILTERS = (*TASKS, "audio")
 
 # Allowed keys and their types. `defaults` uses the command-line option names.
 TOP_LEVEL_KEYS = {
@@ -33,6 +36,7 @@ TOP_LEVEL_KEYS = {
     "model": str,
     "pipeline": str,
     "task": str,
+    "audio": bool,  # the pipeline returns a soundtrack with the frames
     "vram": str,
     "defaults": dict,
     "constraints": dict,
@@ -165,12 +169,22 @@ class Preset:
     model: str  # as written in the file: hub id, path or builtin:NAME
     pipeline: str | None = None  # expected diffusers pipeline class; None: any
     task: str = "text-to-video"
+    audio: bool = False
     description: str = ""
     vram: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)
     constraints: Constraints = field(default_factory=Constraints)
     call: dict[str, Any] = field(default_factory=dict)
     source: Path | None = None  # the TOML file; None for the ad-hoc preset of --model
+
+    @property
+    def task_label(self) -> str:
+        """The task as listed: `text-to-video`, or `text-to-video+audio` for a model with sound."""
+        return f"{self.task}+audio" if self.audio else self.task
+
+    def has_task(self, name: str) -> bool:
+        """Whether `vidgen presets --task NAME` lists this preset (NAME from TASK_FILTERS)."""
+        return self.audio if name == "audio" else self.task == name
 
     def model_location(self) -> ModelLocation:
         base_dir = self.source.parent if self.source else None
@@ -189,6 +203,7 @@ class Preset:
             "model": self.model_location().location,
             "pipeline": self.pipeline,
             "task": self.task,
+            "audio": self.audio,
             "vram": self.vram,
             "defaults": dict(self.defaults),
             "constraints": self.constraints.as_dict(),
@@ -243,6 +258,7 @@ def read_preset(path: Path) -> Preset:
         model=data["model"],
         pipeline=data.get("pipeline"),
         task=task,
+        audio=data.get("audio", False),
         description=data.get("description", ""),
         vram=data.get("vram", ""),
         defaults=defaults,
