@@ -38,7 +38,7 @@ from typing import Any, Iterable, Iterator
 
 from vidgen import ui
 from vidgen.errors import ExitCode, GenerationError, Interrupted, UsageError, VidgenError
-from vidgen.prompts import LINE_KEYS, PromptLine, detect_format, open_prompts, read_prompt_lines  # noqa: F401 (LINE_KEYS: the batch's line keys, for callers)
+from vidgen.prompts import PromptLine, detect_format, open_prompts, read_prompt_lines
 
 MANIFEST_NAME = "manifest.jsonl"
 LOCK_NAME = ".vidgen-batch.lock"  # hidden, and not a temp-file name: never removed as stale
