@@ -157,6 +157,7 @@ AttentionBackendOption = Annotated[Optional[str], typer.Option("--attention-back
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr.")]
 StrictOption = Annotated[bool, typer.Option("--strict", help="Refuse sizes and frame counts the model cannot take instead of snapping.")]
 TrustRemoteCodeOption = Annotated[bool, typer.Option("--trust-remote-code", help="Allow a model's own Python code to run.")]
+NoServerOption = Annotated[bool, typer.Option("--no-server", help="Run in this process even when `vidgen serve` is running (also VIDGEN_NO_SERVER=1).")]
 ThreadsOption = Annotated[Optional[int], typer.Option("--threads", help="CPU threads for torch and ffmpeg (also VIDGEN_THREADS); default: one per core, or the cores shared among processes under accelerate.", show_default=False)]
 
 # The parameters of `generate` and `batch` that become settings overrides (same names),
@@ -217,22 +218,38 @@ def generate(
     strict: StrictOption = False,
     trust_remote_code: TrustRemoteCodeOption = False,
     threads: ThreadsOption = None,
+    no_server: NoServerOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Generate a video from a prompt (the default command)."""
     params = locals()  # the parameters, before anything else is defined
     ui.configure(quiet=quiet)
 
-    def action() -> None:
+    def action() -> int:
+        text = sys.stdin.read().strip() if prompt == "-" else prompt
+        overrides = _overrides(params)
+        if not no_server and not _server_disabled():
+            from vidgen.client import run_generate
+
+            code = run_generate(text, preset=preset, model=model, overrides=overrides, strict=strict, output=output,
+                                overwrite=overwrite, as_json=as_json, threads=threads, debug=debug)  # fmt: skip
+            if code is not None:  # a server ran it; None: no server, so run it here
+                return code
         from vidgen.acceleration import apply_threads
         from vidgen.generate import OutputOptions, run
 
         apply_threads(threads)
-        text = sys.stdin.read().strip() if prompt == "-" else prompt
-        run(text, preset=preset, model=model, overrides=_overrides(params), strict=strict,
+        run(text, preset=preset, model=model, overrides=overrides, strict=strict,
             options=OutputOptions(output=output, overwrite=overwrite, as_json=as_json))  # fmt: skip
+        return ExitCode.SUCCESS
 
-    _guarded(debug, action)
+    code = _guarded(debug, action)
+    if code:
+        raise typer.Exit(int(code))
+
+
+def _server_disabled() -> bool:
+    return os.environ.get("VIDGEN_NO_SERVER", "").strip() not in ("", "0")
 
 
 @app.command(epilog=_BATCH_EXAMPLES)
@@ -270,6 +287,7 @@ def batch(
     strict: StrictOption = False,
     trust_remote_code: TrustRemoteCodeOption = False,
     threads: ThreadsOption = None,
+    no_server: NoServerOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Generate a video for every line of a prompts file into a folder (see README, Batch)."""
@@ -277,6 +295,14 @@ def batch(
     ui.configure(quiet=quiet)
 
     def action() -> int:
+        launched = any(key == "WORLD_SIZE" or key.startswith("ACCELERATE_") for key in os.environ)
+        if not no_server and not _server_disabled() and not launched:  # accelerate's processes share out the work themselves
+            from vidgen.client import run_batch as run_on_server
+
+            code = run_on_server(prompts_file, out_dir, preset=preset, model=model, overrides=_overrides(params), strict=strict,
+                                 resume=resume, overwrite=overwrite, as_json=as_json, threads=threads, debug=debug)  # fmt: skip
+            if code is not None:
+                return code
         from vidgen.batch import run_batch
 
         return run_batch(prompts_file, out_dir, preset=preset, model=model, overrides=_overrides(params), strict=strict,
@@ -373,6 +399,46 @@ def inspect_file(
             ui.emit_result(f"recipe.{key}: {json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value}")
 
     _guarded(debug, action)
+
+
+_SERVE_EXAMPLES = """Examples:
+  vidgen serve                       # in its own terminal; Ctrl-C stops it
+  vidgen "a red circle moving right on a black background" -o clip.mp4   # now handed to the server
+  vidgen serve --status --json
+  vidgen serve --keep-alive 30m
+  vidgen serve --stop"""
+
+
+@app.command(epilog=_SERVE_EXAMPLES)
+def serve(
+    status: Annotated[bool, typer.Option("--status", help="Show the running server's models, memory, queue and uptime.")] = False,
+    stop: Annotated[bool, typer.Option("--stop", help="Stop the running server (after the job in hand).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With --status: one JSON object.")] = False,
+    keep_alive: Annotated[str, typer.Option("--keep-alive", envvar="VIDGEN_KEEP_ALIVE", help="Unload a model idle this long: 5m, 30s, 1h, 0 (after each job), -1 (never).")] = "5m",
+    quiet: QuietOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Keep models loaded between calls: while it runs, `vidgen "prompt"`, `generate` and `batch` hand their jobs to it."""
+    ui.configure(quiet=quiet)
+
+    def action() -> int:
+        from vidgen import server
+
+        if status and stop:
+            from vidgen.errors import UsageError
+
+            raise UsageError("give --status or --stop, not both")
+        if status:
+            return server.print_status(as_json)
+        if stop:
+            return server.stop_server()
+        from vidgen.runner import parse_keep_alive
+
+        return server.serve(parse_keep_alive(keep_alive))
+
+    code = _guarded(debug, action)
+    if code:
+        raise typer.Exit(int(code))
 
 
 @app.command()

@@ -4,7 +4,8 @@ Two layers, so `batch.py` can reuse the middle one:
 - `prepare_settings()` merges preset and flags, validates, snaps, draws the seed;
 - `VideoGenerator(loaded).generate(settings, seed)` runs one pipeline call and returns
   uint8 frames; the pipeline is loaded once (pipeline.load_pipeline) and reused;
-- `run()` is `vidgen generate`: plan outputs, load, generate each video, write, report.
+- `run()` is `vidgen generate`: plan outputs, load, generate each video, write, report
+  (loading and writing go through vidgen.runner, shared with batch and the server).
 """
 
 from __future__ import annotations
@@ -266,7 +267,7 @@ class VideoGenerator:
                 progress.step(step + 1)
                 if step + 1 >= total_steps:
                     progress.phase("decode")
-                if cancel.requested:
+                if cancel.requested or ui.remote_cancelled():  # Ctrl-C, or a server's client gone
                     raise Interrupted("interrupted during denoising; nothing was written")
                 return callback_kwargs
 
@@ -336,8 +337,7 @@ def build_recipe(settings: GenerationSettings, seed: int, frames: np.ndarray) ->
 
 def run(prompt: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], options: OutputOptions, strict: bool = False) -> list[dict[str, Any]]:
     """Generate `--num-videos` videos and report each on stdout as it is written."""
-    from vidgen import pipeline as pipeline_loader
-    from vidgen.video import encode_mp4_bytes, write_video
+    from vidgen.runner import obtain_pipeline, render
 
     settings, chosen = prepare_settings(prompt, preset=preset, model=model, overrides=overrides, strict=strict)
     paths = plan_output_paths(settings, options)
@@ -348,10 +348,7 @@ def run(prompt: str, *, preset: str | None, model: str | None, overrides: dict[s
             ui.warn(change)
     location = resolve_model_location(settings.model)
 
-    started = time.monotonic()
-    with ui.status(f"loading {location.location}"):
-        loaded = pipeline_loader.load_pipeline(settings, pull_hint=f"vidgen pull {chosen.name if chosen.source else location.location}")
-    ui.info(f"loaded {loaded.class_name} from {location.location} on {loaded.device} ({loaded.dtype}) in {time.monotonic() - started:.1f}s")
+    loaded = obtain_pipeline(settings, pull_hint=f"vidgen pull {chosen.name if chosen.source else location.location}")
     generator = VideoGenerator(loaded)
     generator.fill_pipeline_defaults(settings)
     settings.dtype = loaded.dtype  # record what ran, not "auto"
@@ -364,13 +361,7 @@ def run(prompt: str, *, preset: str | None, model: str | None, overrides: dict[s
         started = time.monotonic()
         label = f"video {index + 1}/{len(paths)}" if len(paths) > 1 else "video"
         with ui.progress(label, settings.steps or 0) as bar:
-            frames = generator.generate(settings, seed, image=image, video=video, progress=bar)
-            bar.phase("write")
-            recipe = build_recipe(settings, seed, frames)
-            if path is None:
-                data = encode_mp4_bytes(frames, fps=settings.fps, crf=settings.crf, recipe=recipe)
-            else:
-                write_video(frames, path, fps=settings.fps, crf=settings.crf, recipe=recipe, overwrite=options.overwrite)
+            recipe, data = render(generator, settings, seed, path=path, image=image, video=video, progress=bar, overwrite=options.overwrite)
         result = {
             "path": "-" if path is None else str(path.resolve()),
             "prompt": settings.prompt,

@@ -7,9 +7,11 @@ a rich Console, so `vidgen ... > list.txt` and `vidgen ... -o - | ffmpeg ...` st
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
+import threading
 import traceback
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
@@ -21,6 +23,40 @@ from rich.console import Console
 _stderr = Console(stderr=True, highlight=False)
 _quiet = False
 
+# A job run for a `vidgen serve` client: everything the job would print goes to the
+# client as events instead (vidgen.client replays them through this module), on the
+# worker thread that runs the job only. None: print here.
+_remote = threading.local()
+
+
+def _sink():
+    return getattr(_remote, "sink", None)
+
+
+@contextmanager
+def remote_session(sink) -> Iterator[None]:
+    """Send this thread's output to `sink` (an object with `send(event: dict)` and
+    `cancelled() -> bool`) instead of printing it."""
+    _remote.sink = sink
+    try:
+        yield
+    finally:
+        _remote.sink = None
+
+
+def remote_cancelled() -> bool:
+    """True when the client of the job running on this thread has gone (Ctrl-C, closed)."""
+    sink = _sink()
+    return sink is not None and sink.cancelled()
+
+
+def writing(path) -> None:
+    """A file is about to be written under a temporary name beside `path`: a client
+    removes what is left of it if the server dies while writing."""
+    sink = _sink()
+    if sink is not None:
+        sink.send({"event": "writing", "path": str(path)})
+
 
 def configure(*, quiet: bool = False) -> None:
     """Apply the --quiet flag: notes and progress are hidden, errors are not."""
@@ -28,7 +64,11 @@ def configure(*, quiet: bool = False) -> None:
     _quiet = quiet
 
 
-def _say(message: str, style: str | None = None) -> None:
+def _say(message: str, style: str | None = None, kind: str = "info") -> None:
+    sink = _sink()
+    if sink is not None:
+        sink.send({"event": kind, "message": message})
+        return
     # soft_wrap keeps each message on one line, whatever the terminal width.
     _stderr.print(message, style=style, markup=False, soft_wrap=True)
 
@@ -40,21 +80,32 @@ def info(message: str) -> None:
 
 def warn(message: str) -> None:
     """Something the user asked for was changed or ignored: shown even with --quiet."""
-    _say(message, style="yellow")
+    _say(message, style="yellow", kind="warn")
 
 
 def error(message: str) -> None:
+    if _sink() is not None:
+        _say(message, kind="error")
+        return
     _say(f"Error: {message}", style="bold red")
 
 
-def print_traceback() -> None:
-    _stderr.print(traceback.format_exc(), markup=False, highlight=False, soft_wrap=True)
+def print_traceback(text: str | None = None) -> None:
+    """The traceback of the exception being handled (or `text`, one a server sent)."""
+    text = traceback.format_exc() if text is None else text
+    if _sink() is not None:
+        _sink().send({"event": "traceback", "text": text})
+        return
+    _stderr.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 # ---- results on standard output ----
 
 
 def emit_result(text: str) -> None:
+    if _sink() is not None:
+        _sink().send({"event": "result", "text": text})
+        return
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
@@ -65,6 +116,9 @@ def emit_json(obj: Any) -> None:
 
 
 def emit_bytes(data: bytes) -> None:
+    if _sink() is not None:
+        _sink().send({"event": "bytes", "data": base64.b64encode(data).decode("ascii")})
+        return
     sys.stdout.flush()
     sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()
@@ -103,6 +157,9 @@ def emit_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]
 def report_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     """A table for the user on standard error (a batch's summary), not a result:
     standard output stays clean for paths and JSON. Shown even with --quiet."""
+    if _sink() is not None:
+        _sink().send({"event": "table", "title": title, "columns": list(columns), "rows": [list(row) for row in rows]})
+        return
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
@@ -164,7 +221,32 @@ class Progress:
             self._bar.update(self._task, completed=completed)
 
 
+class RemoteProgress:
+    """A Progress whose bar is drawn by the client of a `vidgen serve` job."""
+
+    _ids = iter(range(1, 1 << 62))
+
+    def __init__(self, sink, label: str, total_steps: int, *, in_batch: bool = False):
+        self._sink, self.label, self.total_steps, self._in_batch = sink, label, total_steps, in_batch
+        self._id = next(self._ids)
+
+    def __enter__(self) -> "RemoteProgress":
+        self._sink.send({"event": "bar", "id": self._id, "label": self.label, "total": self.total_steps, "batch": self._in_batch})
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._sink.send({"event": "bar_end", "id": self._id})
+
+    def phase(self, name: str) -> None:
+        self._sink.send({"event": "phase", "id": self._id, "name": name})
+
+    def step(self, completed: int) -> None:
+        self._sink.send({"event": "step", "id": self._id, "completed": completed})
+
+
 def progress(label: str, total_steps: int) -> Progress:
+    if _sink() is not None:
+        return RemoteProgress(_sink(), label, total_steps)
     return Progress(label, total_steps, visible=(not _quiet) and _stderr.is_terminal)
 
 
@@ -177,7 +259,8 @@ class BatchProgress:
         self.total_videos = total_videos
         self._bar = None
         self._task = None
-        if (not _quiet) and _stderr.is_terminal:
+        self._sink = _sink()
+        if self._sink is None and (not _quiet) and _stderr.is_terminal:
             from rich.progress import TimeRemainingColumn
 
             # Results are written while the bar runs: into a pipe they must go to
@@ -185,20 +268,28 @@ class BatchProgress:
             self._bar = _rich_bar(TimeRemainingColumn(), redirect_stdout=stdout_is_terminal())
 
     def __enter__(self) -> "BatchProgress":
+        if self._sink is not None:
+            self._sink.send({"event": "batch_bar", "total": self.total_videos})
         if self._bar is not None:
             self._bar.start()
             self._task = self._bar.add_task("videos", total=self.total_videos)
         return self
 
     def __exit__(self, *exc_info) -> None:
+        if self._sink is not None:
+            self._sink.send({"event": "batch_bar_end"})
         if self._bar is not None:
             self._bar.stop()
 
     def video(self, label: str, total_steps: int) -> Progress:
         """The step bar of one video, shown under the overall bar while it runs."""
+        if self._sink is not None:
+            return RemoteProgress(self._sink, label, total_steps, in_batch=True)
         return Progress(label, total_steps, visible=self._bar is not None, shared_bar=self._bar)
 
     def video_finished(self) -> None:
+        if self._sink is not None:
+            self._sink.send({"event": "batch_advance"})
         if self._bar is not None:
             self._bar.advance(self._task)
 
@@ -206,6 +297,14 @@ class BatchProgress:
 @contextmanager
 def status(message: str) -> Iterator[None]:
     """A spinner for a phase without steps (loading a model), on a terminal only."""
+    sink = _sink()
+    if sink is not None:
+        sink.send({"event": "status", "message": message})
+        try:
+            yield
+        finally:
+            sink.send({"event": "status_end"})
+        return
     if _quiet or not _stderr.is_terminal:
         yield
         return

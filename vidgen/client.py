@@ -1,0 +1,350 @@
+"""The client side of `vidgen serve`: hand a command's job to a running server and replay
+what it sends back, so the command looks exactly as it does in-process.
+
+This module must stay light: a call that goes to a server imports neither torch nor
+diffusers nor transformers (tests/test_server.py checks sys.modules). It uses only the
+standard library's http.client over a Unix socket, and vidgen's light modules.
+
+The socket is `$XDG_RUNTIME_DIR/vidgen/vidgen.sock`, else `$VIDGEN_HOME/run/vidgen.sock`,
+in a directory only this user can enter (0700); a directory that is not is never used.
+The protocol is HTTP/1.0 with JSON bodies, on versioned paths (API below):
+- `POST /v1/jobs` {"command": "generate"|"batch", "cwd": ..., "args": {...}}: the reply
+  is a stream of JSON lines (events: info, warn, error, bar, step, result, bytes, ...,
+  and last `exit` with the exit code), ending when the job ends;
+- `GET /v1/status`: what the server holds; `POST /v1/stop`: stop it.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import socket
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
+from vidgen import ui
+from vidgen.errors import ExitCode, UsageError
+
+API = "v1"
+SOCKET_NAME = "vidgen.sock"
+MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, with its NUL
+
+
+def socket_dir() -> Path:
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "").strip()
+    if runtime:
+        return Path(runtime) / "vidgen"
+    from vidgen.presets import vidgen_home
+
+    return vidgen_home() / "run"
+
+
+def socket_path() -> Path:
+    return socket_dir() / SOCKET_NAME
+
+
+def private_dir_problem(folder: Path) -> str | None:
+    """Why `folder` is not safe for the socket (None: it is): it must be a real directory
+    (not a symbolic link), owned by this user, that no one else may enter or write."""
+    try:
+        status = os.lstat(folder)
+    except FileNotFoundError:
+        return f"{folder} does not exist"
+    if not stat.S_ISDIR(status.st_mode):
+        return f"{folder} is not a directory"
+    if status.st_uid != os.getuid():
+        return f"{folder} belongs to another user (uid {status.st_uid})"
+    if status.st_mode & 0o077:
+        return f"{folder} is open to other users (mode {stat.S_IMODE(status.st_mode):04o}; it must be 0700)"
+    return None
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """http.client's connection, over a Unix socket instead of TCP."""
+
+    def __init__(self, path: Path, timeout: float | None = 10.0):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_file = str(path)
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self.socket_file)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def find_server() -> Path | None:
+    """The socket of a server this user may talk to, or None (then: in-process)."""
+    path = socket_path()
+    if not path.exists() or len(os.fsencode(str(path))) > MAX_SOCKET_PATH:
+        return None
+    problem = private_dir_problem(path.parent)
+    if problem is not None:
+        ui.warn(f"not using the vidgen server: {problem}")
+        return None
+    return path
+
+
+def server_disabled() -> bool:
+    return os.environ.get("VIDGEN_NO_SERVER", "").strip() not in ("", "0")
+
+
+def request(method: str, route: str, body: dict[str, Any] | None = None, *, path: Path | None = None, timeout: float | None = 10.0):
+    """One request; returns (connection, response). OSError when no server answers."""
+    connection = UnixHTTPConnection(path or socket_path(), timeout=timeout)
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json"} if data is not None else {}
+    try:
+        connection.request(method, f"/{API}/{route}", body=data, headers=headers)
+        response = connection.getresponse()
+    except (OSError, http.client.HTTPException) as error:
+        connection.close()
+        raise ConnectionError(str(error)) from error
+    return connection, response
+
+
+def get_json(method: str, route: str, *, path: Path | None = None) -> dict[str, Any] | None:
+    """A small request's JSON reply, or None when no server answers."""
+    try:
+        connection, response = request(method, route, {} if method == "POST" else None, path=path)
+    except ConnectionError:
+        return None
+    try:
+        return json.loads(response.read() or b"{}")
+    except (OSError, ValueError, http.client.HTTPException):
+        return None
+    finally:
+        connection.close()
+
+
+# ---- paths: resolved here, in the client's working folder ----
+
+
+def _local(text: str | None) -> str | None:
+    """An existing local path as an absolute one; anything else (hub id, URL) as is."""
+    if not text or "://" in text or text.startswith("builtin:"):
+        return text
+    path = Path(text).expanduser()
+    return str(path.absolute()) if path.exists() else text
+
+
+def _absolute_output(text: str) -> str:
+    folder_like = text.endswith(("/", os.sep))
+    absolute = str(Path(text).expanduser().absolute())
+    return absolute + ("/" if folder_like and not absolute.endswith("/") else "")
+
+
+def resolve_common(preset: str | None, model: str | None, overrides: dict[str, Any]) -> tuple[str | None, str | None, dict[str, Any]]:
+    """The preset file, model folder, images, videos and LoRA files as absolute paths;
+    a missing --image or --video fails here (exit 2), before anything is sent."""
+    from vidgen.settings import LoraSpec
+
+    overrides = dict(overrides)
+    if preset is None:
+        preset = os.environ.get("VIDGEN_PRESET") or None  # the client's environment decides
+    for name in ("image", "video"):
+        value = overrides.get(name)
+        if value and "://" not in value:
+            if not Path(value).expanduser().exists():
+                raise UsageError(f"{name} not found: {value}")
+            overrides[name] = str(Path(value).expanduser().absolute())
+    if overrides.get("loras"):
+        resolved = []
+        for text in overrides["loras"]:
+            spec = LoraSpec.parse(text)
+            source = _local(spec.source)
+            resolved.append(text if source == spec.source else f"{source}:{spec.scale!r}")
+        overrides["loras"] = resolved
+    return _local(preset), _local(model), overrides
+
+
+# ---- a job ----
+
+
+def _remove_partial(path_text: str) -> None:
+    """What write_video leaves when its process is killed: `.STEM.8HEX.part.SUFFIX`."""
+    import re
+    import shutil
+
+    path = Path(path_text)
+    pattern = re.compile(rf"^\.{re.escape(path.stem)}\.[0-9a-f]{{8}}\.part{re.escape(path.suffix)}$")
+    try:
+        for sibling in path.parent.iterdir():
+            if pattern.match(sibling.name):
+                shutil.rmtree(sibling, ignore_errors=True) if sibling.is_dir() else sibling.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+class _Replay:
+    """Draws what the server's events describe, through ui (so --quiet, terminals and
+    pipes behave as in-process)."""
+
+    def __init__(self) -> None:
+        self.bars: dict[int, Any] = {}
+        self.batch = None
+        self.status = None
+        self.writing: list[str] = []
+        self.code: int | None = None
+
+    def handle(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "info":
+            ui.info(event["message"])
+        elif kind == "warn":
+            ui.warn(event["message"])
+        elif kind == "error":
+            ui.error(event["message"])
+        elif kind == "traceback":
+            ui.print_traceback(event["text"])
+        elif kind == "result":
+            ui.emit_result(event["text"])
+        elif kind == "bytes":
+            ui.emit_bytes(base64.b64decode(event["data"]))
+        elif kind == "table":
+            ui.report_table(event["title"], event["columns"], event["rows"])
+        elif kind == "bar":
+            if event.get("batch") and self.batch is not None:
+                bar = self.batch.video(event["label"], event["total"])
+            else:
+                bar = ui.progress(event["label"], event["total"])
+            self.bars[event["id"]] = bar.__enter__()
+        elif kind in ("phase", "step", "bar_end") and event.get("id") in self.bars:
+            bar = self.bars[event["id"]]
+            if kind == "phase":
+                bar.phase(event["name"])
+            elif kind == "step":
+                bar.step(event["completed"])
+            else:
+                self.bars.pop(event["id"]).__exit__(None, None, None)
+        elif kind == "batch_bar":
+            self.batch = ui.BatchProgress(event["total"]).__enter__()
+        elif kind == "batch_advance" and self.batch is not None:
+            self.batch.video_finished()
+        elif kind == "batch_bar_end" and self.batch is not None:
+            self.batch.__exit__(None, None, None)
+            self.batch = None
+        elif kind == "status":
+            self.status = ui.status(event["message"])
+            self.status.__enter__()
+        elif kind == "status_end" and self.status is not None:
+            self.status.__exit__(None, None, None)
+            self.status = None
+        elif kind == "writing":
+            self.writing.append(event["path"])
+        elif kind == "exit":
+            self.code = int(event["code"])
+
+    def close(self) -> None:
+        for bar in reversed(list(self.bars.values())):
+            bar.__exit__(None, None, None)
+        self.bars.clear()
+        if self.batch is not None:
+            self.batch.__exit__(None, None, None)
+            self.batch = None
+        if self.status is not None:
+            self.status.__exit__(None, None, None)
+            self.status = None
+
+
+def submit(command: str, args: dict[str, Any]) -> int | None:
+    """Run `command` on the server; its exit code, or None when no server took the job
+    (none running, or one stopping): then the caller runs it in-process."""
+    path = find_server()
+    if path is None:
+        return None
+    body = {"command": command, "cwd": os.getcwd(), "args": args}
+    try:
+        connection, response = request("POST", "jobs", body, path=path, timeout=30.0)
+    except ConnectionError:
+        return None  # a stale socket, or a server going away: nothing was sent to run
+    replay = _Replay()
+    try:
+        if response.status != 200:
+            reply = _json_or_empty(response.read())
+            if reply.get("refused"):  # stopping: the job never ran
+                return None
+            ui.error(f"the vidgen server refused the job: {reply.get('error') or response.reason}")
+            return int(ExitCode.FAILURE)
+        if connection.sock is not None:
+            connection.sock.settimeout(None)  # a job may wait in the queue for a long time
+        for line in response:
+            event = _json_or_empty(line)
+            if event.get("event") == "refused":
+                return None
+            replay.handle(event)
+    except (OSError, http.client.HTTPException):
+        pass  # the server went away: below
+    finally:
+        replay.close()
+        connection.close()
+    if replay.code is None:
+        for written in replay.writing:
+            _remove_partial(written)
+        ui.error("the vidgen server stopped before finishing this job; nothing was written (run it again: without a server it runs in-process)")
+        return int(ExitCode.FAILURE)
+    return replay.code
+
+
+def _json_or_empty(data: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+# ---- the commands ----
+
+
+def run_generate(prompt: str, *, preset, model, overrides: dict[str, Any], strict: bool, output: str | None, overwrite: bool, as_json: bool,
+                 threads: int | None, debug: bool) -> int | None:  # fmt: skip
+    """`vidgen generate` through a server, or None (no server: run it in-process)."""
+    if find_server() is None:
+        return None
+    from vidgen.acceleration import cpu_thread_count
+    from vidgen.video import check_output_path, output_format
+
+    threads = cpu_thread_count(threads)  # --threads or the client's VIDGEN_THREADS
+    preset, model, overrides = resolve_common(preset, model, overrides)
+    if output not in (None, "-"):
+        output_format(output)  # an unsupported suffix fails here
+        output = _absolute_output(output)
+        if (overrides.get("num_videos") or 1) == 1:
+            check_output_path(Path(output), overwrite=overwrite)
+    args = {"prompt": prompt, "preset": preset, "model": model, "overrides": overrides, "strict": strict, "output": output,
+            "overwrite": overwrite, "as_json": as_json, "threads": threads, "debug": debug}  # fmt: skip
+    return submit("generate", args)
+
+
+def run_batch(prompts_file: str, out_dir: str, *, preset, model, overrides: dict[str, Any], strict: bool, resume: bool, overwrite: bool,
+              as_json: bool, threads: int | None, debug: bool) -> int | None:  # fmt: skip
+    """`vidgen batch` through a server, or None (no server: run it in-process)."""
+    if find_server() is None:
+        return None
+    from vidgen.acceleration import cpu_thread_count
+
+    threads = cpu_thread_count(threads)
+    preset, model, overrides = resolve_common(preset, model, overrides)
+    stdin = None
+    if prompts_file == "-":
+        stdin = base64.b64encode(sys.stdin.buffer.read()).decode("ascii")
+    else:
+        prompts_file = str(Path(prompts_file).expanduser().absolute())
+    args = {"prompts_file": prompts_file, "stdin": stdin, "out_dir": str(Path(out_dir).expanduser().absolute()), "preset": preset,
+            "model": model, "overrides": overrides, "strict": strict, "resume": resume, "overwrite": overwrite, "as_json": as_json,
+            "threads": threads, "debug": debug}  # fmt: skip
+    code = submit("batch", args)
+    if code is None and stdin is not None:  # in-process after all: standard input was read here
+        import io
+
+        sys.stdin = io.TextIOWrapper(io.BytesIO(base64.b64decode(stdin)))
+    return code

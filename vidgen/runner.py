@@ -1,0 +1,259 @@
+"""The job runner shared by `vidgen generate`, `vidgen batch` and `vidgen serve`:
+settings -> a loaded pipeline (kept in a cache by the server) -> frames -> a written file.
+
+- `obtain_pipeline(settings)` loads the pipeline that `settings` names, or, inside a
+  server, takes it from the `PipelineCache` installed with `use_cache()`;
+- `render(generator, settings, seed, path=...)` makes one video and writes it atomically
+  (or returns the MP4 bytes for `-o -`).
+
+A pipeline is cached under `loading_key(settings)`: everything that changes what loading
+does. Generation-only settings (prompt, seed, size, frames, guidance...) are not in it.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vidgen import ui
+from vidgen.presets import resolve_model_location
+from vidgen.settings import GenerationSettings
+
+# ---- keep-alive ----
+
+KEEP_FOREVER = -1.0
+
+
+def parse_keep_alive(text: str) -> float:
+    """`5m`, `30s`, `1h`, `90` (seconds), `0` (unload after each job), `-1` (never):
+    seconds, or KEEP_FOREVER. Anything else is a usage error."""
+    from vidgen.errors import UsageError
+
+    value = str(text).strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, scale = (value[:-1], units[value[-1]]) if value and value[-1] in units else (value, 1)
+    try:
+        seconds = float(number) * scale
+    except ValueError:
+        raise UsageError(f"--keep-alive {text!r}: give a duration such as 5m, 30s, 1h, 0 (unload after each job) or -1 (never)") from None
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        raise UsageError(f"--keep-alive {text!r} is not a finite duration")
+    return KEEP_FOREVER if seconds < 0 else seconds
+
+
+# ---- the pipeline cache ----
+
+
+def loading_key(settings: GenerationSettings) -> tuple:
+    """What decides how a pipeline is loaded: two jobs with the same key share it."""
+    from vidgen.acceleration import should_compile
+    from vidgen.pipeline import resolve_device
+
+    device = resolve_device(settings.device)
+    compile_on = should_compile(settings.compile, device=device, steps=settings.steps, cache=settings.cache, offload=settings.offload)
+    return (
+        resolve_model_location(settings.model).location,
+        settings.pipeline_class,
+        settings.dtype,
+        settings.dtype_explicit,
+        device,
+        settings.offload,
+        settings.vae_tiling,
+        settings.cache,
+        compile_on,
+        settings.attention_backend,
+        tuple((lora.source, lora.scale) for lora in settings.loras),
+        settings.scheduler,
+        settings.flow_shift,
+        settings.trust_remote_code,
+    )
+
+
+@dataclass
+class CachedPipeline:
+    key: tuple
+    loaded: Any  # pipeline.LoadedPipeline
+    model: str
+    loaded_at: float = field(default_factory=time.time)
+    last_used: float = field(default_factory=time.monotonic)
+    jobs: int = 0
+
+
+def _model_bytes(location: str) -> int:
+    """The safetensors bytes of a model on disk (local folder or hub cache), 0 if unknown."""
+    folder = Path(location)
+    if not folder.is_dir():
+        try:
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(location, local_files_only=True))
+        except Exception:  # not cached, or not a hub id: no estimate
+            return 0
+    return sum(path.stat().st_size for path in folder.rglob("*.safetensors") if path.is_file())
+
+
+class PipelineCache:
+    """Loaded pipelines by loading key, each unloaded after `keep_alive` idle seconds
+    (0: after each job; KEEP_FOREVER: never). On a GPU, the least recently used ones
+    are unloaded first when a new model would not fit in free memory."""
+
+    def __init__(self, keep_alive: float):
+        self.keep_alive = keep_alive
+        self._entries: dict[tuple, CachedPipeline] = {}
+        self._lock = threading.Lock()  # --status reads while the worker changes
+
+    def get(self, settings: GenerationSettings, pull_hint: str | None) -> tuple[Any, bool]:
+        """(loaded pipeline, True if it was already loaded)."""
+        from vidgen import pipeline as pipeline_loader
+
+        key = loading_key(settings)
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is None:
+            self._make_room(key)
+            loaded = pipeline_loader.load_pipeline(settings, pull_hint=pull_hint)
+            entry = CachedPipeline(key, loaded, key[0])
+            with self._lock:
+                self._entries[key] = entry
+            hit = False
+        else:
+            hit = True
+        entry.last_used = time.monotonic()
+        entry.jobs += 1
+        return entry.loaded, hit
+
+    def touch_all(self) -> None:
+        """After a job: its idle time starts now."""
+        now = time.monotonic()
+        with self._lock:
+            for entry in self._entries.values():
+                entry.last_used = now
+
+    def _make_room(self, key: tuple) -> None:
+        device = key[4]
+        if not device.startswith("cuda") or not self._entries:
+            return
+        import torch
+
+        needed = _model_bytes(key[0]) * 1.2
+        with self._lock:
+            order = sorted(self._entries.values(), key=lambda entry: entry.last_used)
+        for entry in order:
+            free, _ = torch.cuda.mem_get_info(torch.device(device))
+            if free >= needed:
+                return
+            ui.info(f"unloading {entry.model} to make room on {device}")
+            self._unload(entry.key)
+
+    def _unload(self, key: tuple) -> None:
+        with self._lock:
+            entry = self._entries.pop(key, None)
+        if entry is None:
+            return
+        device = entry.loaded.device
+        del entry
+        gc.collect()
+        if str(device).startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+
+    def expire(self) -> list[str]:
+        """Unload what has been idle longer than the keep-alive; the models unloaded."""
+        if self.keep_alive == KEEP_FOREVER:
+            return []
+        now = time.monotonic()
+        with self._lock:
+            stale = [entry for entry in self._entries.values() if now - entry.last_used >= self.keep_alive]
+        for entry in stale:
+            self._unload(entry.key)
+        return [entry.model for entry in stale]
+
+    def clear(self) -> None:
+        with self._lock:
+            keys = list(self._entries)
+        for key in keys:
+            self._unload(key)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """What is loaded, for `vidgen serve --status`."""
+        now = time.monotonic()
+        rows = []
+        with self._lock:
+            entries = list(self._entries.values())
+        for entry in entries:
+            loaded = entry.loaded
+            idle = now - entry.last_used
+            rows.append({
+                "model": entry.model,
+                "pipeline": loaded.class_name,
+                "device": loaded.device,
+                "dtype": loaded.dtype,
+                "offload": loaded.offload,
+                "cache": loaded.cache,
+                "compiled": loaded.compiled,
+                "loras": [f"{source}:{scale:g}" for source, scale in entry.key[10]],
+                "jobs": entry.jobs,
+                "idle_seconds": round(idle, 1),
+                "unloads_in_seconds": None if self.keep_alive == KEEP_FOREVER else round(max(0.0, self.keep_alive - idle), 1),
+            })  # fmt: skip
+        return rows
+
+
+_cache: PipelineCache | None = None
+
+
+def use_cache(cache: PipelineCache | None) -> None:
+    """Install (or remove, with None) the cache that obtain_pipeline() uses: the server's."""
+    global _cache
+    _cache = cache
+
+
+def obtain_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None):
+    """The pipeline for `settings`: from the server's cache, else loaded now."""
+    from vidgen import pipeline as pipeline_loader
+
+    location = resolve_model_location(settings.model)
+    started = time.monotonic()
+    if _cache is None:
+        with ui.status(f"loading {location.location}"):
+            loaded = pipeline_loader.load_pipeline(settings, pull_hint=pull_hint)
+        hit = False
+    else:
+        with ui.status(f"loading {location.location}"):
+            loaded, hit = _cache.get(settings, pull_hint)
+    if hit:
+        ui.info(f"using {loaded.class_name} from {location.location} on {loaded.device} ({loaded.dtype}), kept loaded by vidgen serve")
+    else:
+        ui.info(f"loaded {loaded.class_name} from {location.location} on {loaded.device} ({loaded.dtype}) in {time.monotonic() - started:.1f}s")
+    return loaded
+
+
+# ---- one video ----
+
+
+def render(generator, settings: GenerationSettings, seed: int, *, path: Path | None, image: Any = None, video: np.ndarray | None = None,
+           progress: ui.Progress | None = None, overwrite: bool = False) -> tuple[dict[str, Any], bytes | None]:  # fmt: skip
+    """Generate one video and write it to `path` atomically (None: return the MP4 bytes).
+    Returns (recipe, bytes or None)."""
+    from vidgen.errors import Interrupted
+    from vidgen.generate import build_recipe
+    from vidgen.video import encode_mp4_bytes, write_video
+
+    progress = progress or ui.Progress("", 0, visible=False)
+    frames = generator.generate(settings, seed, image=image, video=video, progress=progress)
+    if ui.remote_cancelled():  # the server's client went away during the last step
+        raise Interrupted("interrupted; nothing was written")
+    progress.phase("write")
+    recipe = build_recipe(settings, seed, frames)
+    if path is None:
+        return recipe, encode_mp4_bytes(frames, fps=settings.fps, crf=settings.crf, recipe=recipe)
+    ui.writing(path)
+    write_video(frames, path, fps=settings.fps, crf=settings.crf, recipe=recipe, overwrite=overwrite)
+    return recipe, None
