@@ -494,8 +494,8 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=6, help="denoiser blocks (new denoiser only)")
     parser.add_argument("--pool", type=int, default=LATENT_POOL, help="clips in the latent pool")
     parser.add_argument("--probe-minutes", type=float, default=10, help="score 16 generated videos this often (0: never)")
-    parser.add_argument("--dtype", choices=["float32", "float16"], default="float16",
-                        help="export storage for the transformer and text encoder")
+    parser.add_argument("--dtype", choices=["float32", "float16"], default="float32",
+                        help="export storage for the transformer and text encoder (float16 halves their size)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads; on a shared 2-core machine one was 3x faster than two")
     args = parser.parse_args()
