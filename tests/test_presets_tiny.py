@@ -209,6 +209,15 @@ def test_preset_generates_video_with_tiny_model(name, tiny_model_dir, tmp_path):
     assert float(meta["fps"]) == pytest.approx(8.0)
     assert not list(tmp_path.glob(f".{name}*")), "temporary file left behind"
 
+    # A model with sound (LTX-2): its soundtrack is in the file, as long as the video.
+    assert record["audio"] is bool(preset.get("audio"))
+    if preset.get("audio"):
+        from tests.test_audio import read_streams
+
+        audio = read_streams(out)["audio"]
+        assert audio is not None and audio["codec"] == "aac"
+        assert abs(audio["seconds"] - frames / 8) <= 1 / 8
+
     # The recipe in the file shows the preset's own settings were used, not just its model class.
     from vidgen.video import read_recipe
 

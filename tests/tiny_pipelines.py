@@ -109,6 +109,18 @@ def _qwen2_tokenizer():
     return tok
 
 
+def _gemma_tokenizer():
+    """Character-level Gemma tokenizer with byte fallback (LTX-2 pads on the left with it)."""
+    from transformers import GemmaTokenizer
+
+    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<mask>": 4}
+    for ch in "\u2581" + _CHARS:
+        vocab.setdefault(ch, len(vocab))
+    for i in range(256):
+        vocab[f"<0x{i:02X}>"] = len(vocab)
+    return GemmaTokenizer(vocab=vocab, merges=[])
+
+
 # --------------------------------------------------------------------------------------
 # text and image encoders
 # --------------------------------------------------------------------------------------
@@ -368,6 +380,96 @@ def _ltx_i2v(variant: str | None):
     from diffusers import LTXImageToVideoPipeline
 
     return LTXImageToVideoPipeline(**_ltx_components())
+
+
+# --------------------------------------------------------------------------------------
+# LTX-2 (video with its soundtrack)
+# --------------------------------------------------------------------------------------
+
+_GEMMA_DIM = 32  # LTX2TextConnectors' attention width (heads x head_dim) must equal it
+
+
+def _gemma3_encoder(tokenizer):
+    """A tiny Gemma 3 (text and vision towers), the class LTX-2 ships; only its text
+    tower's hidden states are used."""
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration
+
+    config = Gemma3Config(
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=_GEMMA_DIM, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=1, head_dim=8, max_position_embeddings=256, sliding_window=64),
+        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8),
+        mm_tokens_per_image=4,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return Gemma3ForConditionalGeneration(config).eval()
+
+
+def _ltx2_components():
+    """After diffusers' own LTX-2 tests (tests/pipelines/ltx2/testing_utils.py), except the
+    vocoder: its upsampling (8 x 5 x 4 = 160) equals the audio VAE's mel hop, as the real
+    one's does (x 1.5 for 16 -> 24 kHz), so the waveform lasts as long as the video."""
+    from diffusers import AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, FlowMatchEulerDiscreteScheduler, LTX2VideoTransformer3DModel
+    from diffusers.pipelines.ltx2 import LTX2TextConnectors
+    from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
+
+    tokenizer = _gemma_tokenizer()
+    text_encoder = _gemma3_encoder(tokenizer)
+    layers = text_encoder.config.text_config.num_hidden_layers
+    torch.manual_seed(0)
+    transformer = LTX2VideoTransformer3DModel(
+        in_channels=4, out_channels=4, patch_size=1, patch_size_t=1, num_attention_heads=2, attention_head_dim=8,
+        cross_attention_dim=16, audio_in_channels=4, audio_out_channels=4, audio_num_attention_heads=2,
+        audio_attention_head_dim=4, audio_cross_attention_dim=8, num_layers=2, qk_norm="rms_norm_across_heads",
+        caption_channels=_GEMMA_DIM, rope_double_precision=False, rope_type="split",
+    ).eval()  # fmt: skip
+    torch.manual_seed(0)
+    connectors = LTX2TextConnectors(
+        caption_channels=_GEMMA_DIM, text_proj_in_factor=layers + 1,
+        video_connector_num_attention_heads=4, video_connector_attention_head_dim=8, video_connector_num_layers=1,
+        video_connector_num_learnable_registers=None, audio_connector_num_attention_heads=4,
+        audio_connector_attention_head_dim=8, audio_connector_num_layers=1, audio_connector_num_learnable_registers=None,
+        connector_rope_base_seq_len=32, rope_theta=10000.0, rope_double_precision=False,
+        causal_temporal_positioning=False, rope_type="split",
+    ).eval()  # fmt: skip
+    torch.manual_seed(0)
+    vae = AutoencoderKLLTX2Video(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8,), decoder_block_out_channels=(8,),
+        layers_per_block=(1,), decoder_layers_per_block=(1, 1), spatio_temporal_scaling=(True,),
+        decoder_spatio_temporal_scaling=(True,), decoder_inject_noise=(False, False), downsample_type=("spatial",),
+        upsample_residual=(False,), upsample_factor=(1,), timestep_conditioning=False, patch_size=1, patch_size_t=1,
+        encoder_causal=True, decoder_causal=False,
+    ).eval()  # fmt: skip
+    vae.use_framewise_encoding = False
+    vae.use_framewise_decoding = False
+    torch.manual_seed(0)
+    audio_vae = AutoencoderKLLTX2Audio(
+        base_channels=4, output_channels=2, ch_mult=(1,), num_res_blocks=1, attn_resolutions=None, in_channels=2,
+        resolution=32, latent_channels=2, norm_type="pixel", causality_axis="height", dropout=0.0,
+        mid_block_add_attention=False, sample_rate=16000, mel_hop_length=160, is_causal=True, mel_bins=8,
+    ).eval()  # fmt: skip
+    torch.manual_seed(0)
+    vocoder = LTX2Vocoder(
+        in_channels=2 * 8, hidden_channels=32, out_channels=2, upsample_kernel_sizes=[16, 10, 8],
+        upsample_factors=[8, 5, 4], resnet_kernel_sizes=[3], resnet_dilations=[[1, 3, 5]],
+        leaky_relu_negative_slope=0.1, output_sampling_rate=16000,
+    ).eval()  # fmt: skip
+    return dict(
+        scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, audio_vae=audio_vae, text_encoder=text_encoder,
+        tokenizer=tokenizer, connectors=connectors, transformer=transformer, vocoder=vocoder,
+        processor=None, prompt_enhancer=None, duration_head=None,
+    )  # fmt: skip
+
+
+def _ltx2(variant: str | None):
+    from diffusers import LTX2Pipeline
+
+    return LTX2Pipeline(**_ltx2_components())
+
+
+def _ltx2_i2v(variant: str | None):
+    from diffusers import LTX2ImageToVideoPipeline
+
+    return LTX2ImageToVideoPipeline(**_ltx2_components())
 
 
 # --------------------------------------------------------------------------------------
@@ -721,6 +823,8 @@ PIPELINE_CLASSES = {
     "SkyReelsV2Pipeline": _skyreels_v2,
     "LTXPipeline": _ltx,
     "LTXImageToVideoPipeline": _ltx_i2v,
+    "LTX2Pipeline": _ltx2,
+    "LTX2ImageToVideoPipeline": _ltx2_i2v,
     "CogVideoXPipeline": _cogvideox,
     "CogVideoXImageToVideoPipeline": partial(_cogvideox, i2v=True),
     "HunyuanVideoPipeline": _hunyuanvideo,
@@ -750,6 +854,10 @@ REPOSITORY_LAYOUT = {
     "ltx-video-i2v": ("LTXPipeline", None),  # Lightricks/LTX-Video
     "wan2.2-ti2v-5b-i2v": ("WanPipeline", "wan2.2-ti2v-5b"),  # Wan-AI/Wan2.2-TI2V-5B-Diffusers
     "wan2.1-v2v-1.3b": ("WanPipeline", None),  # Wan-AI/Wan2.1-T2V-1.3B-Diffusers
+    # Lightricks/LTX-2 serves both tasks (diffusers' docstrings load each class from it); its
+    # model_index.json could not be read offline: saved as the text-to-video class, the case
+    # where loading the preset's class from another's folder matters.
+    "ltx2-i2v": ("LTX2Pipeline", None),
 }
 
 

@@ -158,6 +158,7 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or
 StrictOption = Annotated[bool, typer.Option("--strict", help="Refuse sizes and frame counts the model cannot take instead of snapping.")]
 TrustRemoteCodeOption = Annotated[bool, typer.Option("--trust-remote-code", help="Allow a model's own Python code to run.")]
 NoServerOption = Annotated[bool, typer.Option("--no-server", help="Run in this process even when `vidgen serve` is running (also VIDGEN_NO_SERVER=1).")]
+NoAudioOption = Annotated[bool, typer.Option("--no-audio", help="Leave out the soundtrack of a model that makes one (LTX-2).")]
 ThreadsOption = Annotated[Optional[int], typer.Option("--threads", help="CPU threads for torch and ffmpeg (also VIDGEN_THREADS); default: one per core, or the cores shared among processes under accelerate.", show_default=False)]
 
 # The parameters of `generate` and `batch` that become settings overrides (same names),
@@ -178,6 +179,7 @@ def _overrides(params: dict[str, Any]) -> dict[str, Any]:
         loras=params["loras"] or None,
         cache=_cache_choice(params["cache"], params["fast"]),
         trust_remote_code=params["trust_remote_code"] or None,
+        audio=False if params["no_audio"] else None,
     )
     return overrides
 
@@ -202,6 +204,7 @@ def generate(
     image: Annotated[Optional[str], typer.Option(help="Start image for image-to-video presets.")] = None,
     video: Annotated[Optional[str], typer.Option(help="Input video for video-to-video presets (its frame count, snapped, unless --frames is fewer).")] = None,
     strength: Annotated[Optional[float], typer.Option(help="Video-to-video: how far to move from the input video, above 0 to 1.")] = None,
+    no_audio: NoAudioOption = False,
     loras: LoraOption = None,
     dtype: DtypeOption = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N, mps or xpu.")] = None,
@@ -270,6 +273,7 @@ def batch(
     height: HeightOption = None,
     num_videos: Annotated[Optional[int], typer.Option("--num-videos", "-n", help="Videos per line, with consecutive seeds.")] = None,
     image: Annotated[Optional[str], typer.Option(help="Start image for image-to-video presets (a line's image wins).")] = None,
+    no_audio: NoAudioOption = False,
     loras: LoraOption = None,
     dtype: DtypeOption = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N, mps or xpu (under accelerate: each process's own).")] = None,
@@ -381,7 +385,7 @@ def inspect_file(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
     debug: DebugOption = False,
 ) -> None:
-    """Show a video's recipe (prompt, seed, model, settings) and its frames, size and fps."""
+    """Show a video's recipe (prompt, seed, model, settings), its frames, size and fps, and its audio stream."""
 
     def action() -> None:
         from vidgen.video import describe
@@ -391,8 +395,14 @@ def inspect_file(
             ui.emit_json(description)
             return
         recipe = description.pop("recipe") or {}
+        audio = description.pop("audio")
         for key, value in description.items():
             ui.emit_result(f"{key}: {value}")
+        if audio:
+            beside = f" (in {audio['file']})" if "file" in audio else ""
+            ui.emit_result(f"audio: {audio['codec']}, {audio['sample_rate']} Hz, {audio['channels']} channel(s), {audio['seconds']} s{beside}")
+        else:
+            ui.emit_result("audio: none")
         if not recipe:
             ui.warn(f"{file} carries no vidgen recipe")
         for key, value in recipe.items():

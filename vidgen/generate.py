@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from vidgen import __version__, ui
+from vidgen.audio import Audio, audio_from_output, fit_to_video
 from vidgen.errors import GenerationError, Interrupted, UsageError
 from vidgen.presets import Preset, choose_preset, resolve_model_location
 from vidgen.settings import GenerationSettings, build_settings, draw_seed, fit_frames_to_video, snap_to_constraints, validate
@@ -87,6 +88,17 @@ def plan_output_paths(settings: GenerationSettings, options: OutputOptions) -> l
     for path in paths:
         check_output_path(path, overwrite=options.overwrite)
     return paths
+
+
+def _check_wavs_beside(paths: list[Path | None], *, overwrite: bool) -> None:
+    """A model with sound writes a WAV beside a GIF or PNG folder: refuse an existing one
+    now, before generating (write_video checks again, for a --model without a preset)."""
+    from vidgen.audio import wav_beside
+    from vidgen.video import output_format
+
+    for path in paths:
+        if path is not None and output_format(path) in ("gif", "png") and wav_beside(path).exists() and not overwrite:
+            raise UsageError(f"{wav_beside(path)} already exists (pass --overwrite to replace it)")
 
 
 def load_conditioning_image(path: str):
@@ -246,6 +258,11 @@ class VideoGenerator:
 
     def generate(self, settings: GenerationSettings, seed: int, *, image: Any = None, video: np.ndarray | None = None, progress: ui.Progress | None = None) -> np.ndarray:
         """One video as uint8 frames (T, H, W, 3)."""
+        return self.generate_with_audio(settings, seed, image=image, video=video, progress=progress)[0]
+
+    def generate_with_audio(self, settings: GenerationSettings, seed: int, *, image: Any = None, video: np.ndarray | None = None, progress: ui.Progress | None = None) -> tuple[np.ndarray, Audio | None]:
+        """One video as uint8 frames (T, H, W, 3), and the soundtrack the pipeline made
+        with it (LTX-2), fitted to the frames' length; None for a silent model."""
         import torch
 
         progress = progress or ui.Progress("", 0, visible=False)
@@ -300,7 +317,12 @@ class VideoGenerator:
             finally:
                 if hook is not None:
                     hook.remove()
-        return _frames_to_uint8(output)
+        frames = _frames_to_uint8(output)
+        try:
+            audio = audio_from_output(output, pipe)
+        except ValueError as error:
+            raise GenerationError(f"{error}; nothing was written") from error
+        return frames, None if audio is None else fit_to_video(audio, len(frames), settings.fps)
 
 
 def build_recipe(settings: GenerationSettings, seed: int, frames: np.ndarray) -> dict[str, Any]:
@@ -332,15 +354,28 @@ def build_recipe(settings: GenerationSettings, seed: int, frames: np.ndarray) ->
     }
 
 
+def audio_record(audio: Audio | None, fmt: str) -> dict[str, Any] | bool:
+    """The recipe's `audio`: the soundtrack written (codec, rate, channels), or false."""
+    if audio is None:
+        return False
+    from vidgen.audio import CODECS
+
+    codec = {"aac": "aac", "libopus": "opus"}.get(CODECS.get(fmt, ""), "pcm_s16le, WAV beside")
+    return {"codec": codec, "sample_rate": audio.rate, "channels": audio.channels}
+
+
 # ---- `vidgen generate` ----
 
 
 def run(prompt: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], options: OutputOptions, strict: bool = False) -> list[dict[str, Any]]:
     """Generate `--num-videos` videos and report each on stdout as it is written."""
     from vidgen.runner import obtain_pipeline, render
+    from vidgen.video import output_format
 
     settings, chosen = prepare_settings(prompt, preset=preset, model=model, overrides=overrides, strict=strict)
     paths = plan_output_paths(settings, options)
+    if chosen.audio and settings.audio:
+        _check_wavs_beside(paths, overwrite=options.overwrite)
     image = load_conditioning_image(settings.image) if settings.image else None
     video = load_input_video(settings.video) if settings.video else None
     if video is not None:
@@ -362,6 +397,11 @@ def run(prompt: str, *, preset: str | None, model: str | None, overrides: dict[s
         label = f"video {index + 1}/{len(paths)}" if len(paths) > 1 else "video"
         with ui.progress(label, settings.steps or 0) as bar:
             recipe, data = render(generator, settings, seed, path=path, image=image, video=video, progress=bar, overwrite=options.overwrite)
+        if recipe["audio"] and path is not None and output_format(path) in ("gif", "png"):
+            from vidgen.audio import wav_beside
+
+            kind = "a GIF carries" if output_format(path) == "gif" else "PNG frames carry"
+            ui.warn(f"{kind} no sound: the audio is in {wav_beside(path)}")
         result = {
             "path": "-" if path is None else str(path.resolve()),
             "prompt": settings.prompt,
@@ -372,6 +412,7 @@ def run(prompt: str, *, preset: str | None, model: str | None, overrides: dict[s
             "height": recipe["height"],
             "model": recipe["model"],
             "preset": settings.preset,
+            "audio": bool(recipe["audio"]),
             "seconds": round(time.monotonic() - started, 3),
         }
         if path is None:

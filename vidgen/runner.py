@@ -243,17 +243,19 @@ def render(generator, settings: GenerationSettings, seed: int, *, path: Path | N
     """Generate one video and write it to `path` atomically (None: return the MP4 bytes).
     Returns (recipe, bytes or None)."""
     from vidgen.errors import Interrupted
-    from vidgen.generate import build_recipe
-    from vidgen.video import encode_mp4_bytes, write_video
+    from vidgen.generate import audio_record, build_recipe
+    from vidgen.video import encode_mp4_bytes, output_format, write_video
 
     progress = progress or ui.Progress("", 0, visible=False)
-    frames = generator.generate(settings, seed, image=image, video=video, progress=progress)
+    frames, audio = generator.generate_with_audio(settings, seed, image=image, video=video, progress=progress)
+    audio = audio if settings.audio else None  # --no-audio
     if ui.remote_cancelled():  # the server's client went away during the last step
         raise Interrupted("interrupted; nothing was written")
     progress.phase("write")
     recipe = build_recipe(settings, seed, frames)
+    recipe["audio"] = audio_record(audio, "mp4" if path is None else output_format(path))
     if path is None:
-        return recipe, encode_mp4_bytes(frames, fps=settings.fps, crf=settings.crf, recipe=recipe)
+        return recipe, encode_mp4_bytes(frames, fps=settings.fps, crf=settings.crf, recipe=recipe, audio=audio)
     ui.writing(path)
-    write_video(frames, path, fps=settings.fps, crf=settings.crf, recipe=recipe, overwrite=overwrite)
+    write_video(frames, path, fps=settings.fps, crf=settings.crf, recipe=recipe, overwrite=overwrite, audio=audio)
     return recipe, None

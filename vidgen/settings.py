@@ -96,6 +96,7 @@ class GenerationSettings:
     image: str | None = None
     video: str | None = None  # input video of a video-to-video preset
     strength: float | None = None  # video-to-video: 0 keeps the input, 1 ignores it
+    audio: bool = True  # False (--no-audio): leave out the soundtrack a model makes (LTX-2)
     loras: list[LoraSpec] = field(default_factory=list)
     dtype: str = "auto"
     # True when a layer the user wrote (flags, batch line) set dtype, not just the preset:

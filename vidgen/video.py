@@ -24,9 +24,12 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from vidgen.audio import Audio
 
 from vidgen.errors import GenerationError, Interrupted, UsageError, VidgenError
 
@@ -189,13 +192,22 @@ def _run_ffmpeg(command: list[str], frames: np.ndarray | None, path: Path, exe: 
     return stdout
 
 
-def _write_with_ffmpeg(frames: np.ndarray, path: Path, fps: float, fmt: str, crf: int, comment: str, shown: Path | None = None) -> None:
-    """Encode to `path` (the temporary file); messages name `shown`, the final name."""
+def _write_with_ffmpeg(frames: np.ndarray, path: Path, fps: float, fmt: str, crf: int, comment: str, shown: Path | None = None, audio: Audio | None = None) -> None:
+    """Encode to `path` (the temporary file); messages name `shown`, the final name.
+    A soundtrack is muxed from a temporary WAV beside it (vidgen.audio)."""
     from fractions import Fraction
 
     exe = ffmpeg_exe()
     height, width = frames.shape[1:3]
     codec, output_params = _ffmpeg_codec(fmt, crf)
+    audio_input, audio_params, wav = [], ["-an"], None
+    if audio is not None:
+        from vidgen.audio import mux_arguments, write_wav
+
+        # A temporary name of the usual pattern, so a killed run's leftover is known as one.
+        wav = _temporary_sibling((shown or path).with_suffix(".wav"))
+        write_wav(audio, wav)
+        audio_input, audio_params = mux_arguments(fmt, audio, wav)
     output_params += ["-metadata", f"comment={comment}"]
     if width % 2 or height % 2:  # yuv420p needs even sides: pad by one pixel
         output_params += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]
@@ -203,11 +215,30 @@ def _write_with_ffmpeg(frames: np.ndarray, path: Path, fps: float, fmt: str, crf
     rate = str(Fraction(fps).limit_denominator())  # a rational, so 23.976 is not rounded
     command = [
         exe, "-nostdin", "-y", "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{width}x{height}",
-        "-pix_fmt", "rgb24", "-r", rate, "-i", "-", "-an", "-vcodec", codec, "-pix_fmt", "yuv420p",
+        "-pix_fmt", "rgb24", "-r", rate, "-i", "-", *audio_input, *audio_params, "-vcodec", codec, "-pix_fmt", "yuv420p",
         "-v", "error", *output_params, "-f", fmt, str(path),
     ]  # fmt: skip
-    _run_ffmpeg(command, frames, shown or path, exe)
+    try:
+        _run_ffmpeg(command, frames, shown or path, exe)
+    finally:
+        if wav is not None:
+            wav.unlink(missing_ok=True)
     _verify_video(path, len(frames), exe, shown or path)
+    if audio is not None:
+        _verify_audio(path, len(frames) / fps, fps, exe, shown or path)
+
+
+def _verify_audio(path: Path, seconds: float, fps: float, exe: str, shown: Path) -> None:
+    """The soundtrack decodes and lasts as long as the video, within one frame."""
+    from vidgen.audio import probe_audio
+
+    try:
+        stream = probe_audio(path, exe)
+    except ValueError as error:
+        raise GenerationError(f"cannot write {shown}: {error}; nothing was written") from error
+    if stream is None or abs(stream["seconds"] - seconds) > 1 / fps:
+        found = "no audio" if stream is None else f"{stream['seconds']} s of audio"
+        raise GenerationError(f"cannot write {shown}: the encoded file holds {found} for {seconds:.3f} s of video; nothing was written")
 
 
 def _verify_video(path: Path, expected_frames: int, exe: str, shown: Path) -> None:
@@ -257,8 +288,11 @@ def _write_png_folder(frames: np.ndarray, folder: Path, recipe_json: str) -> Non
     (folder / RECIPE_FILE).write_text(recipe_json + "\n")
 
 
-def write_video(frames: np.ndarray, path: Path, *, fps: float, crf: int = 18, recipe: dict[str, Any], overwrite: bool = False) -> Path:
+def write_video(frames: np.ndarray, path: Path, *, fps: float, crf: int = 18, recipe: dict[str, Any], overwrite: bool = False, audio: Audio | None = None) -> Path:
     """Write `frames` (uint8, T H W 3) to `path` atomically; return the final path.
+
+    `audio` (fitted to the video's length) goes into an MP4 or WebM; a GIF or PNG folder
+    gets it as a WAV beside it (`vidgen.audio.wav_beside`), written and renamed with it.
 
     The file gets its name only once it is whole: the encoder exited 0, the file
     decodes to every frame, and its bytes are on disk (fsync). Anything else (a full
@@ -268,9 +302,22 @@ def write_video(frames: np.ndarray, path: Path, *, fps: float, crf: int = 18, re
     fmt = output_format(path)
     recipe_json = json.dumps(recipe, ensure_ascii=False, sort_keys=True)
     temporary = _temporary_sibling(path)
+    wav = wav_temporary = None
+    if audio is not None and fmt in ("gif", "png"):
+        from vidgen.audio import wav_beside
+
+        wav = wav_beside(path)
+        if wav.exists() and not overwrite:
+            raise UsageError(f"{wav} already exists (pass --overwrite to replace it)")
+        wav_temporary = _temporary_sibling(wav)
     try:
+        if wav_temporary is not None:
+            from vidgen.audio import write_wav
+
+            write_wav(audio, wav_temporary)
+            _sync(wav_temporary)
         if fmt in ("mp4", "webm"):
-            _write_with_ffmpeg(frames, temporary, fps, fmt, crf, recipe_json, path)
+            _write_with_ffmpeg(frames, temporary, fps, fmt, crf, recipe_json, path, audio=audio)
         elif fmt == "gif":
             _write_gif(frames, temporary, fps, recipe_json)
             _verify_gif(temporary, path)
@@ -282,8 +329,12 @@ def write_video(frames: np.ndarray, path: Path, *, fps: float, crf: int = 18, re
         if path.is_dir():
             shutil.rmtree(path)  # os.replace cannot replace a non-empty folder
         os.replace(temporary, path)
+        if wav_temporary is not None:
+            os.replace(wav_temporary, wav)
     except BaseException as error:
         _remove(temporary)
+        if wav_temporary is not None:
+            _remove(wav_temporary)
         if isinstance(error, OSError):
             raise GenerationError(f"cannot write {path}: {describe_os_error(error)}; nothing was written") from error
         if isinstance(error, RuntimeError):
@@ -328,10 +379,10 @@ def _verify_gif(path: Path, shown: Path) -> None:
         raise GenerationError(f"cannot write {shown}: the written GIF does not read back ({error}); nothing was written") from error
 
 
-def encode_mp4_bytes(frames: np.ndarray, *, fps: float, crf: int = 18, recipe: dict[str, Any]) -> bytes:
+def encode_mp4_bytes(frames: np.ndarray, *, fps: float, crf: int = 18, recipe: dict[str, Any], audio: Audio | None = None) -> bytes:
     """The MP4 file as bytes (for `-o -`). A real file in between keeps +faststart."""
     with tempfile.TemporaryDirectory(prefix="vidgen-") as folder:
-        path = write_video(frames, Path(folder) / "video.mp4", fps=fps, crf=crf, recipe=recipe)
+        path = write_video(frames, Path(folder) / "video.mp4", fps=fps, crf=crf, recipe=recipe, audio=audio)
         return path.read_bytes()
 
 
@@ -494,5 +545,24 @@ def describe(path: Path) -> dict[str, Any]:
         "height": info.height,
         "fps": info.fps,
         "seconds": info.seconds,
+        "audio": describe_audio(path),
         "recipe": read_recipe(path),
     }
+
+
+def describe_audio(path: Path) -> dict[str, Any] | None:
+    """The soundtrack of a video, or of the WAV beside a GIF or PNG folder; None if none."""
+    from vidgen.audio import probe_audio, wav_beside
+
+    source = path
+    if path.is_dir() or path.suffix.lower() == ".gif":
+        source = wav_beside(path)
+        if not source.is_file():
+            return None
+    try:
+        stream = probe_audio(source, ffmpeg_exe())
+    except ValueError as error:
+        raise UsageError(f"cannot read {source}: {error}") from error
+    if stream is not None and source != path:
+        stream["file"] = str(source.resolve())
+    return stream

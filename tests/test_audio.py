@@ -1,0 +1,153 @@
+"""Sound: the `ltx2` preset's real command on a tiny random LTX2Pipeline (Gemma 3 text
+encoder, audio VAE and vocoder built offline, once per session), each output read back.
+
+The files are read with PyAV, not with vidgen's own reader, so a stream vidgen only thinks
+it wrote fails here. The tiny vocoder makes 16 kHz stereo, like the real one's layout.
+"""
+
+from __future__ import annotations
+
+import json
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vidgen.audio import Audio, fit_to_video
+
+PROMPT = "a red fox barking in the snow"
+FPS = 8
+FRAMES = 9  # 8k+1; 1.125 s at 8 fps
+TINY_LTX2 = ["--preset", "ltx2", "--steps", "2", "--size", "32x32", "--frames", str(FRAMES), "--fps", str(FPS),
+             "--device", "cpu", "--dtype", "float32", "--seed", "3"]  # fmt: skip
+
+
+@pytest.fixture
+def generate_ltx2(run_cli, tiny_pipeline_dir):
+    folder = tiny_pipeline_dir("LTX2Pipeline")
+
+    def invoke(*args: str):
+        return run_cli(PROMPT, "--model", folder, *TINY_LTX2, *args)
+
+    return invoke
+
+
+def read_streams(path: Path) -> dict:
+    """The file's video frame count and its audio stream (codec, rate, channels, seconds), by PyAV."""
+    import av
+
+    with av.open(str(path)) as container:
+        video_frames = sum(1 for _ in container.decode(video=0))
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            return {"frames": video_frames, "audio": None}
+        stream = container.streams.audio[0]
+        codec, channels = stream.codec_context.name, stream.codec_context.channels
+        frames = list(container.decode(audio=0))
+        rate = frames[0].sample_rate
+        samples = sum(frame.samples for frame in frames)
+    return {"frames": video_frames, "audio": {"codec": codec, "rate": rate, "channels": channels, "seconds": samples / rate}}
+
+
+def assert_same_length(seconds: float) -> None:
+    """Audio and video end together, within one frame."""
+    assert abs(seconds - FRAMES / FPS) <= 1 / FPS, seconds
+
+
+def test_mp4_carries_aac_at_the_models_rate(generate_ltx2, run_cli):
+    result = generate_ltx2("-o", "clip.mp4", "--json")
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["audio"] is True
+
+    streams = read_streams(Path("clip.mp4"))
+    assert streams["frames"] == FRAMES
+    audio = streams["audio"]
+    assert (audio["codec"], audio["rate"], audio["channels"]) == ("aac", 16000, 2)
+    assert_same_length(audio["seconds"])
+
+    described = json.loads(run_cli("inspect", "clip.mp4", "--json").stdout)
+    assert described["audio"]["codec"] == "aac" and described["audio"]["sample_rate"] == 16000
+    assert described["audio"]["channels"] == 2
+    assert_same_length(described["audio"]["seconds"])
+    assert described["recipe"]["audio"] == {"codec": "aac", "sample_rate": 16000, "channels": 2}
+    text = run_cli("inspect", "clip.mp4").stdout
+    assert "audio: aac, 16000 Hz, 2 channel(s)" in text
+
+
+def test_webm_carries_opus(generate_ltx2):
+    result = generate_ltx2("-o", "clip.webm", "-q")
+    assert result.exit_code == 0, result.stderr
+    audio = read_streams(Path("clip.webm"))["audio"]
+    # Opus always decodes at 48 kHz; it was encoded from the model's 16 kHz (the recipe says so).
+    assert (audio["codec"], audio["channels"]) == ("opus", 2)
+    assert_same_length(audio["seconds"])
+
+
+def test_gif_gets_a_wav_beside_it_and_says_so(generate_ltx2, run_cli):
+    result = generate_ltx2("-o", "clip.gif")
+    assert result.exit_code == 0, result.stderr
+    assert "a GIF carries no sound: the audio is in clip.wav" in result.stderr
+    with wave.open("clip.wav") as file:
+        assert (file.getframerate(), file.getnchannels(), file.getsampwidth()) == (16000, 2, 2)
+        assert file.getnframes() == round(FRAMES / FPS * 16000)  # fitted exactly to the video
+        samples = np.frombuffer(file.readframes(file.getnframes()), dtype="<i2")
+    assert samples.std() > 0, "a silent WAV means the vocoder's output was lost"
+    assert not [p.name for p in Path.cwd().iterdir() if p.name.startswith(".")], "temporary file left behind"
+    described = json.loads(run_cli("inspect", "clip.gif", "--json").stdout)
+    assert described["audio"]["file"] == str(Path("clip.wav").resolve())
+
+    again = generate_ltx2("-o", "clip.gif", "--overwrite", "-q")
+    assert again.exit_code == 0, again.stderr
+    Path("clip.gif").unlink()  # the GIF may go, the WAV stays: it is refused too
+    refused = generate_ltx2("-o", "clip.gif", "-q")
+    assert refused.exit_code == 2
+    assert refused.stderr.strip().splitlines() == ["Error: clip.wav already exists (pass --overwrite to replace it)"]
+    assert not Path("clip.gif").exists()
+
+
+def test_png_folder_gets_a_wav_beside_it(generate_ltx2):
+    result = generate_ltx2("-o", "frames/", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert "PNG frames carry no sound: the audio is in frames.wav" in result.stderr
+    assert len(list(Path("frames").glob("frame_*.png"))) == FRAMES
+    with wave.open("frames.wav") as file:
+        assert file.getnframes() == round(FRAMES / FPS * 16000)
+
+
+def test_no_audio_leaves_the_sound_out(generate_ltx2):
+    result = generate_ltx2("-o", "quiet.mp4", "--no-audio", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["audio"] is False
+    streams = read_streams(Path("quiet.mp4"))
+    assert streams == {"frames": FRAMES, "audio": None}
+    from vidgen.video import read_recipe
+
+    assert read_recipe(Path("quiet.mp4"))["audio"] is False
+
+
+def test_standard_output_carries_the_audio(generate_ltx2, tmp_path):
+    result = generate_ltx2("-o", "-", "-q")
+    assert result.exit_code == 0, result.stderr
+    piped = tmp_path / "piped.mp4"
+    piped.write_bytes(result.stdout_bytes)
+    audio = read_streams(piped)["audio"]
+    assert audio["codec"] == "aac"
+    assert_same_length(audio["seconds"])
+
+
+def test_a_silent_model_writes_no_audio_stream(generate_tiny):
+    result = generate_tiny("a red circle", "-o", "silent.mp4", "--json", "--seed", "1")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["audio"] is False
+    assert read_streams(Path("silent.mp4"))["audio"] is None
+
+
+def test_fit_to_video_pads_with_silence_or_trims():
+    tone = np.ones((2, 100), dtype=np.float32)
+    padded = fit_to_video(Audio(tone, 100), frames=12, fps=8)  # 1.5 s
+    assert padded.samples.shape == (2, 150)
+    assert padded.samples[:, :100].min() == 1 and not padded.samples[:, 100:].any()
+    trimmed = fit_to_video(Audio(tone, 100), frames=4, fps=8)  # 0.5 s
+    assert trimmed.samples.shape == (2, 50)
