@@ -137,6 +137,26 @@ def test_standard_output_carries_the_audio(generate_ltx2, tmp_path):
     assert_same_length(audio["seconds"])
 
 
+def test_batch_carries_the_audio(run_cli, tiny_pipeline_dir, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a fox barking\na dog howling\n")
+    folder = tiny_pipeline_dir("LTX2Pipeline")
+    result = run_cli("batch", prompts, "-O", "out", "--model", folder, *TINY_LTX2[:-2], "--json", "-q")
+    assert result.exit_code == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 2
+    for record in records:
+        assert record["settings"]["audio"] == {"codec": "aac", "sample_rate": 16000, "channels": 2}
+        audio = read_streams(Path(record["path"]))["audio"]
+        assert audio["codec"] == "aac"
+        assert_same_length(audio["seconds"])
+    silent = run_cli("batch", prompts, "-O", "quiet", "--model", folder, *TINY_LTX2[:-2], "--json", "-q", "--no-audio")
+    assert silent.exit_code == 0, silent.stderr
+    for line in silent.stdout.splitlines():
+        assert json.loads(line)["settings"]["audio"] is False
+        assert read_streams(Path(json.loads(line)["path"]))["audio"] is None
+
+
 def test_a_silent_model_writes_no_audio_stream(generate_tiny):
     result = generate_tiny("a red circle", "-o", "silent.mp4", "--json", "--seed", "1")
     assert result.exit_code == 0, result.stderr

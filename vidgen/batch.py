@@ -495,8 +495,8 @@ class _Runner:
         self.generator = VideoGenerator(loaded)
 
     def run(self, job: Job, progress: ui.BatchProgress) -> None:
-        from vidgen.generate import build_recipe, load_conditioning_image, merge_settings
-        from vidgen.video import write_video
+        from vidgen.generate import audio_record, build_recipe, load_conditioning_image, merge_settings
+        from vidgen.video import output_format, write_video
 
         settings, _ = merge_settings(self.chosen, [self.flags, job.values], model=self.model, strict=self.strict)  # checked when planned
         if self.processes.device and settings.device == "auto":
@@ -517,12 +517,14 @@ class _Runner:
                 self.images[settings.image] = load_conditioning_image(settings.image)
             image = self.images.get(settings.image) if settings.image else None
             with progress.video(f"line {job.line} video {job.video}", settings.steps or 0) as bar:
-                frames = self.generator.generate(settings, job.seed, image=image, progress=bar)
+                frames, audio = self.generator.generate_with_audio(settings, job.seed, image=image, progress=bar)
+                audio = audio if settings.audio else None  # --no-audio
                 bar.phase("write")
                 recipe = build_recipe(settings, job.seed, frames)
+                recipe["audio"] = audio_record(audio, output_format(target))
                 # Overwriting is decided before the run (--resume, --overwrite); the
                 # temp-then-rename in write_video keeps a killed run from truncating.
-                write_video(frames, target, fps=settings.fps, crf=settings.crf, recipe=recipe, overwrite=True)
+                write_video(frames, target, fps=settings.fps, crf=settings.crf, recipe=recipe, overwrite=True, audio=audio)
         except VidgenError as error:
             if error.exit_code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
                 raise  # Ctrl-C or a second SIGTERM stops the batch; --resume makes this video later
