@@ -441,6 +441,7 @@ class _Runner:
     identity: tuple[int, int]  # DIR's (device, inode) when the batch started
     generator: Any = None
     images: dict[str, Any] = field(default_factory=dict)
+    input_video: tuple[str, Any] | None = None  # the last input video read: (path, frames); lines often share one
 
     def record(self, job: Job, status: str, *, settings: dict[str, Any] | None = None, sha256: str | None = None, seconds: float = 0.0, error: str | None = None) -> dict[str, Any]:
         record = {
@@ -495,7 +496,8 @@ class _Runner:
         self.generator = VideoGenerator(loaded)
 
     def run(self, job: Job, progress: ui.BatchProgress) -> None:
-        from vidgen.generate import audio_record, build_recipe, load_conditioning_image, merge_settings
+        from vidgen.generate import audio_record, build_recipe, load_conditioning_image, load_input_video, merge_settings
+        from vidgen.settings import fit_frames_to_video
         from vidgen.video import output_format, write_video
 
         settings, _ = merge_settings(self.chosen, [self.flags, job.values], model=self.model, strict=self.strict)  # checked when planned
@@ -516,8 +518,15 @@ class _Runner:
             if settings.image and settings.image not in self.images:
                 self.images[settings.image] = load_conditioning_image(settings.image)
             image = self.images.get(settings.image) if settings.image else None
+            video = None
+            if settings.video:
+                if self.input_video is None or self.input_video[0] != settings.video:
+                    self.input_video = (settings.video, load_input_video(settings.video))
+                video = self.input_video[1]
+                for note in fit_frames_to_video(settings, self.chosen.constraints, len(video), strict=self.strict):
+                    ui.warn(f"line {job.line}: {note}")
             with progress.video(f"line {job.line} video {job.video}", settings.steps or 0) as bar:
-                frames, audio = self.generator.generate_with_audio(settings, job.seed, image=image, progress=bar)
+                frames, audio = self.generator.generate_with_audio(settings, job.seed, image=image, video=video, progress=bar)
                 audio = audio if settings.audio else None  # --no-audio
                 bar.phase("write")
                 recipe = build_recipe(settings, job.seed, frames)
@@ -565,6 +574,8 @@ def _prepare(prompts_file: str, out_dir_text: str, processes: Processes, lock: F
     probe = {"prompt": "batch", **flags, "seed": base_seed}
     if chosen.task == "image-to-video" and not probe.get("image"):
         probe["image"] = "from each line"
+    if chosen.task == "video-to-video" and not probe.get("video"):
+        probe["video"] = "from each line"
     _, flag_notes = merge_settings(chosen, [probe], model=model, strict=strict)
     if processes.is_main:
         for note in flag_notes:

@@ -173,7 +173,7 @@ _SETTING_PARAMS = (
 def _overrides(params: dict[str, Any]) -> dict[str, Any]:
     """A command's parameters as settings overrides; None means "not given"."""
     overrides = {name: params[name] for name in _SETTING_PARAMS}
-    # Video-to-video options exist on `generate` only (batch lines do not carry a video yet).
+    # Video-to-video options exist on `generate` only (a batch takes them from each line).
     overrides.update({name: params[name] for name in ("video", "strength") if name in params})
     overrides.update(
         loras=params["loras"] or None,

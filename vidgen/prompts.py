@@ -42,6 +42,8 @@ LINE_KEYS: dict[str, type] = {
     "width": int,
     "height": int,
     "image": str,
+    "video": str,  # a video-to-video preset's input video
+    "strength": float,
     "output": str,
     "num_videos": int,
 }
