@@ -171,3 +171,33 @@ def test_fit_to_video_pads_with_silence_or_trims():
     assert padded.samples[:, :100].min() == 1 and not padded.samples[:, 100:].any()
     trimmed = fit_to_video(Audio(tone, 100), frames=4, fps=8)  # 0.5 s
     assert trimmed.samples.shape == (2, 50)
+
+
+def _tone(seconds: float, rate: int) -> Audio:
+    t = np.arange(round(seconds * rate)) / rate
+    wave_ = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    return Audio(np.stack([wave_, wave_]), rate)
+
+
+def test_a_soundtrack_longer_than_the_video_is_refused_and_nothing_is_left(tmp_path):
+    """write_video checks the encoded file: audio that outlasts the video by more than a
+    frame (a caller that skipped fit_to_video) is an error, not a file."""
+    from vidgen.errors import GenerationError
+    from vidgen.video import write_video
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    frames = np.zeros((FRAMES, 32, 32, 3), dtype=np.uint8)
+    with pytest.raises(GenerationError, match="holds 3.125 s of audio for 1.125 s of video"):
+        write_video(frames, folder / "long.mp4", fps=FPS, recipe={}, audio=_tone(FRAMES / FPS + 2, 16000))
+    assert list(folder.iterdir()) == []  # neither the video nor the temporary WAV
+
+
+def test_opus_takes_a_rate_it_cannot_encode_at_48k(tmp_path):
+    from vidgen.video import write_video
+
+    frames = np.zeros((FRAMES, 32, 32, 3), dtype=np.uint8)
+    path = write_video(frames, tmp_path / "clip.webm", fps=FPS, recipe={}, audio=fit_to_video(_tone(1.0, 22050), FRAMES, FPS))
+    audio = read_streams(path)["audio"]
+    assert (audio["codec"], audio["rate"]) == ("opus", 48000)
+    assert_same_length(audio["seconds"])
