@@ -32,7 +32,8 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
     monkeypatch.setenv("VIDGEN_HOME", str(home))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    for name in ("VIDGEN_PRESET", "VIDGEN_DEBUG"):
+    # No `vidgen serve` of the user's: the socket would be looked for under the temp home.
+    for name in ("VIDGEN_PRESET", "VIDGEN_DEBUG", "XDG_RUNTIME_DIR", "VIDGEN_NO_SERVER", "VIDGEN_KEEP_ALIVE"):
         monkeypatch.delenv(name, raising=False)
     work = tmp_path / "work"
     work.mkdir()

@@ -281,6 +281,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"  # one request per connection; a job's stream ends with it
     server_version = "vidgen-serve"
     server: _UnixHTTPServer
+    # The standard library's own replies (a malformed request line...) as JSON too.
+    error_message_format = '{"error": "%(code)d %(message)s"}'
+    error_content_type = "application/json"
 
     def log_message(self, format: str, *args) -> None:
         pass  # jobs are logged by the worker
@@ -552,15 +555,21 @@ def stop_server() -> int:
         ui.warn(f"no vidgen server is running (socket {path})")
         return ExitCode.FAILURE
     pid = reply.get("pid")
-    # It finishes the job in hand first; wait for it to be gone (its socket goes first).
-    deadline = time.monotonic() + 600
-    while isinstance(pid, int) and time.monotonic() < deadline:
+    # It finishes the job in hand first. It is gone when its lock is free (the kernel
+    # drops a dead process's locks, zombie or not).
+    lock_file = path.parent / LOCK_NAME
+    deadline = time.monotonic() + 3600
+    while time.monotonic() < deadline:
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            fd = os.open(lock_file, os.O_RDONLY)
+        except FileNotFoundError:
             break
-        except PermissionError:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             break
-        time.sleep(0.1)
+        except BlockingIOError:
+            time.sleep(0.1)
+        finally:
+            os.close(fd)
     ui.info(f"stopped the vidgen server (pid {pid})")
     return ExitCode.SUCCESS

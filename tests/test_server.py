@@ -1,0 +1,310 @@
+"""`vidgen serve`: jobs handed to a running server look exactly like in-process runs.
+
+Every server runs as a real subprocess with its own XDG_RUNTIME_DIR (short, under /tmp,
+since a Unix socket's path is limited to 107 bytes) and VIDGEN_HOME, and is stopped in
+the fixture's teardown (SIGKILL if SIGTERM does not end it). Clients are real `vidgen`
+processes. Timeouts only guard against hangs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import TINY_ARGS
+from vidgen.video import read_frames, read_recipe
+
+HANG = 300  # seconds: only to stop a hung test, never a measure
+
+
+def _env(runtime: Path, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), **extra}
+    env.pop("VIDGEN_NO_SERVER", None)
+    return env
+
+
+def _vidgen(*args: str) -> list[str]:
+    return [sys.executable, "-m", "vidgen", *map(str, args)]
+
+
+class Served:
+    """A `vidgen serve` subprocess and helpers to talk to it."""
+
+    def __init__(self, runtime: Path, *args: str):
+        self.runtime = runtime
+        self.env = _env(runtime)
+        self.log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(_vidgen("serve", *args), env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.socket = runtime / "vidgen" / "vidgen.sock"
+        deadline = time.monotonic() + HANG
+        while not self.socket.exists():
+            assert self.process.poll() is None, self.output()
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.1)
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def run(self, *args: str, **options) -> subprocess.CompletedProcess:
+        return subprocess.run(_vidgen(*args), env=self.env, capture_output=True, timeout=HANG, **options)
+
+    def client(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen(_vidgen(*args), env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def status(self) -> dict:
+        done = self.run("serve", "--status", "--json")
+        return json.loads(done.stdout)
+
+    def wait_running(self) -> dict:
+        deadline = time.monotonic() + HANG
+        while time.monotonic() < deadline:
+            status = self.status()
+            if status.get("running"):
+                return status
+            time.sleep(0.2)
+        raise AssertionError("no job started")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def runtime_dir():
+    folder = Path(tempfile.mkdtemp(prefix="vg-", dir="/tmp"))
+    os.chmod(folder, 0o700)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def serve(runtime_dir):
+    """`serve(*args)` starts a server (at most one per test is expected); all are stopped."""
+    started: list[Served] = []
+
+    def start(*args: str) -> Served:
+        served = Served(runtime_dir, *args)
+        started.append(served)
+        return served
+
+    yield start
+    for served in started:
+        served.stop()
+
+
+def _tiny(model: Path, prompt: str, *args: str) -> list[str]:
+    return [prompt, "--model", str(model), *TINY_ARGS, *args]
+
+
+def _no_partial_files(folder: Path) -> None:
+    leftovers = [path.name for path in folder.iterdir() if ".part" in path.name]
+    assert leftovers == []
+
+
+def test_generate_through_server_matches_in_process(serve, tiny_wan_dir: Path, tmp_path: Path):
+    served = serve()
+    first = served.run(*_tiny(tiny_wan_dir, "a red ball", "--seed", "5", "-o", "served.mp4"))
+    assert first.returncode == 0, first.stderr.decode()
+    assert first.stdout.decode().strip() == str(Path.cwd() / "served.mp4")
+    assert "seed 5" in first.stderr.decode()
+    again = served.run(*_tiny(tiny_wan_dir, "a red ball", "--seed", "5", "-o", "again.mp4", "--json"))
+    assert again.returncode == 0, again.stderr.decode()
+    assert json.loads(again.stdout)["seed"] == 5
+    assert "kept loaded by vidgen serve" in again.stderr.decode()
+    streamed = served.run(*_tiny(tiny_wan_dir, "a red ball", "--seed", "5", "-o", "-"))
+    assert streamed.returncode == 0, streamed.stderr.decode()
+    (tmp_path / "streamed.mp4").write_bytes(streamed.stdout)
+    status = served.status()
+    assert status["jobs_done"] == 3 and len(status["models"]) == 1 and status["models"][0]["jobs"] == 3
+
+    local = served.run(*_tiny(tiny_wan_dir, "a red ball", "--seed", "5", "-o", "local.mp4", "--no-server"))
+    assert local.returncode == 0, local.stderr.decode()
+    assert served.status()["jobs_done"] == 3  # --no-server ran in-process
+    reference = read_frames(Path("local.mp4"))
+    for name in ("served.mp4", "again.mp4", tmp_path / "streamed.mp4"):
+        assert np.array_equal(read_frames(Path(name)), reference), name
+    assert read_recipe(Path("served.mp4"))["seed"] == 5
+
+
+def test_client_imports_no_torch(serve, tiny_wan_dir: Path):
+    served = serve()
+    script = (
+        "import atexit, sys\n"
+        "heavy = ('torch', 'diffusers', 'transformers')\n"
+        "atexit.register(lambda: sys.stderr.write('HEAVY=' + ','.join(m for m in heavy if m in sys.modules) + '\\n'))\n"
+        "from vidgen.cli import main\n"
+        f"sys.argv = ['vidgen', *{_tiny(tiny_wan_dir, 'a ball', '--seed', '1', '-o', 'light.mp4')!r}]\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], env=served.env, capture_output=True, timeout=HANG)
+    assert done.returncode == 0, done.stderr.decode()
+    assert "HEAVY=\n" in done.stderr.decode()
+    assert Path("light.mp4").is_file() and served.status()["jobs_done"] == 1
+    # and without a server, the same script does import them (the check can fail)
+    served.stop()
+    done = subprocess.run([sys.executable, "-c", script.replace("light.mp4", "heavy.mp4")], env=served.env, capture_output=True, timeout=HANG)
+    assert done.returncode == 0 and "HEAVY=torch" in done.stderr.decode()
+
+
+def test_three_clients_at_once(serve, tiny_wan_dir: Path):
+    served = serve()
+    clients = [served.client(*_tiny(tiny_wan_dir, f"ball {i}", "--seed", str(i), "-o", f"c{i}.mp4")) for i in range(3)]
+    for i, client in enumerate(clients):
+        out, err = client.communicate(timeout=HANG)
+        assert client.returncode == 0, err.decode()
+        assert out.decode().strip() == str(Path.cwd() / f"c{i}.mp4")
+        recipe = read_recipe(Path(f"c{i}.mp4"))
+        assert (recipe["seed"], recipe["prompt"]) == (i, f"ball {i}")
+    assert served.status()["jobs_done"] == 3
+
+
+def test_cancel_one_leaves_the_others_and_status_during_a_job(serve, tiny_wan_dir: Path):
+    served = serve()
+    # Long enough to be caught running: many steps of the tiny model.
+    slow = served.client(*_tiny(tiny_wan_dir, "slow", "--seed", "1", "-o", "slow.mp4"), "--steps", "2000")
+    status = served.wait_running()
+    assert status["running"]["what"] == "slow" and status["running"]["client_pid"] == slow.pid
+    text = served.run("serve", "--status")
+    assert text.returncode == 0 and 'running: job 1 generate "slow"' in text.stdout.decode()
+    others = [served.client(*_tiny(tiny_wan_dir, f"fast {i}", "--seed", str(i), "-o", f"fast{i}.mp4")) for i in range(2)]
+    deadline = time.monotonic() + HANG
+    while len(served.status()["queued"]) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    slow.send_signal(signal.SIGINT)
+    _, err = slow.communicate(timeout=HANG)
+    assert slow.returncode == 130, err.decode()
+    assert err.decode().strip().splitlines()[-1] == "Error: interrupted"
+    for i, other in enumerate(others):
+        _, err = other.communicate(timeout=HANG)
+        assert other.returncode == 0, err.decode()
+        assert read_recipe(Path(f"fast{i}.mp4"))["seed"] == i
+    assert not Path("slow.mp4").exists()
+    _no_partial_files(Path.cwd())
+    assert "job 1 (generate): cancelled" in served.output()
+
+
+def test_server_killed_mid_job(serve, tiny_wan_dir: Path):
+    served = serve()
+    client = served.client(*_tiny(tiny_wan_dir, "doomed", "--seed", "1", "-o", "doomed.mp4"), "--steps", "2000")
+    served.wait_running()
+    served.process.kill()
+    served.process.wait()
+    _, err = client.communicate(timeout=HANG)
+    assert client.returncode == 1
+    lines = err.decode().strip().splitlines()
+    assert lines[-1].startswith("Error: the vidgen server stopped before finishing this job; nothing was written")
+    assert not Path("doomed.mp4").exists()
+    _no_partial_files(Path.cwd())
+    # The socket it left is stale: the next call runs in-process ...
+    assert served.socket.exists()
+    done = served.run(*_tiny(tiny_wan_dir, "after", "--seed", "2", "-o", "after.mp4"))
+    assert done.returncode == 0, done.stderr.decode()
+    assert "kept loaded" not in done.stderr.decode()
+    # ... and a new server replaces it.
+    again = serve()
+    assert "replaced a stale socket" in _wait_for(again, "listening on")
+    assert served.run(*_tiny(tiny_wan_dir, "new", "--seed", "3", "-o", "new.mp4")).returncode == 0
+    assert again.status()["jobs_done"] == 1
+
+
+def _wait_for(served: Served, text: str) -> str:
+    deadline = time.monotonic() + HANG
+    while text not in served.output():
+        assert time.monotonic() < deadline and served.process.poll() is None, served.output()
+        time.sleep(0.1)
+    return served.output()
+
+
+def test_permissions_and_one_server_per_socket(serve, runtime_dir: Path):
+    served = serve()
+    folder = runtime_dir / "vidgen"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE(served.socket.stat().st_mode) == 0o600
+    second = served.run("serve")
+    assert second.returncode == 1
+    assert "a vidgen server is already running" in second.stderr.decode()
+    stopped = served.run("serve", "--stop")
+    assert stopped.returncode == 0 and "stopped the vidgen server" in stopped.stderr.decode()
+    assert served.process.wait(HANG) == 0
+    assert not served.socket.exists()  # a clean stop removes it
+
+    os.chmod(folder, 0o755)
+    refused = subprocess.run(_vidgen("serve"), env=served.env, capture_output=True, timeout=HANG)
+    assert refused.returncode == 2
+    assert "refusing to serve" in refused.stderr.decode() and "0755" in refused.stderr.decode()
+    os.chmod(folder, 0o700)
+
+
+def test_bad_requests_get_error_replies(serve):
+    served = serve()
+
+    def exchange(raw: bytes) -> bytes:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(60)
+            sock.connect(str(served.socket))
+            sock.sendall(raw)
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+    def post(path: str, body: bytes, length: int | None = None) -> bytes:
+        length = len(body) if length is None else length
+        return exchange(f"POST {path} HTTP/1.0\r\nContent-Length: {length}\r\n\r\n".encode() + body)
+
+    assert b" 404 " in post("/v2/jobs", b"{}").split(b"\r\n")[0] and b"unknown API version" in post("/v2/jobs", b"{}")
+    assert b" 400 " in post("/v1/jobs", b"{not json").split(b"\r\n")[0]
+    assert b" 400 " in post("/v1/jobs", b'{"command": "rm"}').split(b"\r\n")[0]
+    assert b" 413 " in post("/v1/jobs", b"{}", length=1 << 40).split(b"\r\n")[0]
+    assert b'{"error": "400 ' in exchange(b"\x00\xffgarbage\r\n\r\n")
+    assert b" 431 " in exchange(b"GET /v1/status HTTP/1.0\r\n" + b"X: " + b"y" * 70000 + b"\r\n\r\n").split(b"\r\n")[0]
+    assert served.process.poll() is None
+    assert served.status()["jobs_done"] == 0
+
+
+def test_keep_alive_zero_unloads_after_each_job(serve, tiny_wan_dir: Path):
+    served = serve("--keep-alive", "0")
+    done = served.run(*_tiny(tiny_wan_dir, "a ball", "--seed", "1", "-o", "k.mp4"))
+    assert done.returncode == 0, done.stderr.decode()
+    status = served.status()
+    assert status["jobs_done"] == 1 and status["models"] == [] and status["keep_alive_seconds"] == 0
+
+
+def test_status_and_stop_without_a_server(runtime_dir: Path):
+    env = _env(runtime_dir)
+    status = subprocess.run(_vidgen("serve", "--status", "--json"), env=env, capture_output=True, timeout=HANG)
+    assert status.returncode == 1 and json.loads(status.stdout)["running"] is False
+    stop = subprocess.run(_vidgen("serve", "--stop"), env=env, capture_output=True, timeout=HANG)
+    assert stop.returncode == 1 and "no vidgen server is running" in stop.stderr.decode()
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("5m", 300), ("30s", 30), ("1h", 3600), ("90", 90), ("0", 0), ("-1", -1)])
+def test_keep_alive_durations(text: str, seconds: float):
+    from vidgen.runner import parse_keep_alive
+
+    assert parse_keep_alive(text) == seconds
+
+
+def test_bad_keep_alive_is_a_usage_error(run_cli):
+    result = run_cli("serve", "--keep-alive", "soon")
+    assert result.exit_code == 2 and "--keep-alive 'soon'" in result.stderr
