@@ -308,3 +308,27 @@ def test_keep_alive_durations(text: str, seconds: float):
 def test_bad_keep_alive_is_a_usage_error(run_cli):
     result = run_cli("serve", "--keep-alive", "soon")
     assert result.exit_code == 2 and "--keep-alive 'soon'" in result.stderr
+
+
+def test_batch_through_server_matches_in_process(serve, tiny_wan_dir: Path):
+    served = serve()
+    Path("prompts.txt").write_text("a red ball\na blue square\n")
+    args = ["--model", str(tiny_wan_dir), *TINY_ARGS, "--seed", "4"]
+    done = served.run("batch", "prompts.txt", "-O", "served", *args)
+    assert done.returncode == 0, done.stderr.decode()
+    paths = done.stdout.decode().split()
+    assert len(paths) == 2 and all(Path(path).parent == Path.cwd() / "served" for path in paths)
+    piped = served.run("batch", "-", "-O", "piped", *args, input=b"a red ball\na blue square\n")
+    assert piped.returncode == 0, piped.stderr.decode()
+    assert served.status()["jobs_done"] == 2
+    local = served.run("batch", "prompts.txt", "-O", "local", *args, "--no-server")
+    assert local.returncode == 0, local.stderr.decode()
+    assert served.status()["jobs_done"] == 2
+    for path in map(Path, paths):
+        reference = read_frames(Path("local") / path.name)
+        assert np.array_equal(read_frames(path), reference)
+        assert np.array_equal(read_frames(Path("piped") / path.name), reference)
+    # A failing line fails the same way: exit 1, the error in the summary.
+    Path("bad.jsonl").write_text('{"prompt": "ok"}\n{"prompt": "x", "steps": -3}\n')
+    bad = served.run("batch", "bad.jsonl", "-O", "bad", *args)
+    assert bad.returncode == 1 and "1 failed" in bad.stderr.decode()

@@ -484,21 +484,15 @@ class _Runner:
             raise GenerationError(f"output folder {self.out_dir} was removed or replaced during the batch; stopped (make it again and run with --resume)")
 
     def _load(self, settings) -> None:
-        from vidgen import pipeline as pipeline_loader
         from vidgen.generate import VideoGenerator
-        from vidgen.presets import resolve_model_location
+        from vidgen.runner import obtain_pipeline
 
-        location = resolve_model_location(settings.model)
-        started = time.monotonic()
-        with ui.status(f"loading {location.location}"):
-            loaded = pipeline_loader.load_pipeline(settings)
-        ui.info(f"loaded {loaded.class_name} from {location.location} on {loaded.device} ({loaded.dtype}) in {time.monotonic() - started:.1f}s")
-        self.generator = VideoGenerator(loaded)
+        self.generator = VideoGenerator(obtain_pipeline(settings))  # under `vidgen serve`, its cached one
 
     def run(self, job: Job, progress: ui.BatchProgress) -> None:
-        from vidgen.generate import audio_record, build_recipe, load_conditioning_image, load_input_video, merge_settings
+        from vidgen.generate import load_conditioning_image, load_input_video, merge_settings
+        from vidgen.runner import render
         from vidgen.settings import fit_frames_to_video
-        from vidgen.video import output_format, write_video
 
         settings, _ = merge_settings(self.chosen, [self.flags, job.values], model=self.model, strict=self.strict)  # checked when planned
         if self.processes.device and settings.device == "auto":
@@ -526,14 +520,9 @@ class _Runner:
                 for note in fit_frames_to_video(settings, self.chosen.constraints, len(video), strict=self.strict):
                     ui.warn(f"line {job.line}: {note}")
             with progress.video(f"line {job.line} video {job.video}", settings.steps or 0) as bar:
-                frames, audio = self.generator.generate_with_audio(settings, job.seed, image=image, video=video, progress=bar)
-                audio = audio if settings.audio else None  # --no-audio
-                bar.phase("write")
-                recipe = build_recipe(settings, job.seed, frames)
-                recipe["audio"] = audio_record(audio, output_format(target))
                 # Overwriting is decided before the run (--resume, --overwrite); the
                 # temp-then-rename in write_video keeps a killed run from truncating.
-                write_video(frames, target, fps=settings.fps, crf=settings.crf, recipe=recipe, overwrite=True, audio=audio)
+                recipe, _ = render(self.generator, settings, job.seed, path=target, image=image, video=video, progress=bar, overwrite=True)
         except VidgenError as error:
             if error.exit_code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
                 raise  # Ctrl-C or a second SIGTERM stops the batch; --resume makes this video later
