@@ -167,7 +167,7 @@ def test_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
     from vidgen import video
     from vidgen.errors import GenerationError
 
-    def broken_ffmpeg(frames, path, *args):
+    def broken_ffmpeg(frames, path, *args, **kwargs):  # kwargs: audio=
         path.write_bytes(b"partial")
         raise RuntimeError("ffmpeg died")
 

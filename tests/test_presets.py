@@ -143,7 +143,8 @@ def test_presets_task_filter(run_cli, isolated_environment):
         assert result.exit_code == 0, result.stderr
         by_task[task] = {line.split("\t")[0]: line.split("\t")[1] for line in result.stdout.splitlines()}
     assert "shapes" in by_task["text-to-video"] and "svd-xt" not in by_task["text-to-video"]
-    assert set(by_task["image-to-video"].values()) == {"image-to-video"} and "svd-xt" in by_task["image-to-video"]
+    assert all(task.startswith("image-to-video") for task in by_task["image-to-video"].values()) and "svd-xt" in by_task["image-to-video"]
+    assert by_task["image-to-video"]["ltx2-i2v"] == "image-to-video+audio" and {"ltx2", "ltx2-i2v", "talkie"} <= set(by_task["audio"])
     assert "wan2.1-v2v-1.3b" in by_task["video-to-video"] and "shapes" not in by_task["video-to-video"]
     assert "talkie" in by_task["audio"] and "shapes" not in by_task["audio"]
     assert by_task["text-to-video"]["talkie"] == "text-to-video+audio"
