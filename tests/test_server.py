@@ -332,3 +332,22 @@ def test_batch_through_server_matches_in_process(serve, tiny_wan_dir: Path):
     Path("bad.jsonl").write_text('{"prompt": "ok"}\n{"prompt": "x", "steps": -3}\n')
     bad = served.run("batch", "bad.jsonl", "-O", "bad", *args)
     assert bad.returncode == 1 and "1 failed" in bad.stderr.decode()
+
+
+def test_sigterm_finishes_the_job_in_hand_and_queued_jobs_run_in_their_clients(serve, tiny_wan_dir: Path):
+    served = serve()
+    running = served.client(*_tiny(tiny_wan_dir, "in hand", "--seed", "1", "-o", "hand.mp4"), "--steps", "60")
+    served.wait_running()
+    queued = served.client(*_tiny(tiny_wan_dir, "queued", "--seed", "2", "-o", "queued.mp4"))
+    deadline = time.monotonic() + HANG
+    while not served.status()["queued"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    served.process.send_signal(signal.SIGTERM)
+    for client, name in ((running, "hand.mp4"), (queued, "queued.mp4")):
+        _, err = client.communicate(timeout=HANG)
+        assert client.returncode == 0, err.decode()
+        assert read_recipe(Path(name))["prompt"] in ("in hand", "queued")
+    assert served.process.wait(HANG) == 0
+    assert "job 1 (generate): exit 0" in served.output() and "vidgen serve: stopped" in served.output()
+    assert not served.socket.exists()
