@@ -350,8 +350,10 @@ def assemble_pipeline(vae, text_encoder, transformer, latent_stats: dict):
     config.update(latents_mean=latent_stats["mean"].tolist(), latents_std=latent_stats["std"].tolist())
     shipped_vae = AutoencoderKLWan.from_config(config)
     shipped_vae.load_state_dict(vae.state_dict())
-    return WanPipeline(tokenizer=build_tokenizer(), text_encoder=text_encoder, transformer=transformer,
+    pipe = WanPipeline(tokenizer=build_tokenizer(), text_encoder=text_encoder, transformer=transformer,
                        vae=shipped_vae.eval(), scheduler=FlowMatchEulerDiscreteScheduler(shift=FLOW_SHIFT))
+    pipe.set_progress_bar_config(disable=True)  # the training log keeps one line a check
+    return pipe
 
 
 @torch.no_grad()
