@@ -83,3 +83,28 @@ def test_probe_fails_a_video_that_does_not_match():
     blank = np.full_like(reversed_clip, 128)
     empty = probe.judge(blank)
     assert empty.visible_share == 0 and empty.shape is None and empty.motion is None
+
+
+@pytest.mark.parametrize("motion", shapes.MOTIONS)
+def test_canonical_layout_stays_in_the_frame_and_the_probe_reads_it(motion):
+    rng = random.Random(motion)
+    results = []
+    for _ in range(20):
+        spec = shapes.sample_spec(rng, canonical=True, motion=motion)
+        size = shapes.FRAME_SIZE
+        for side, (x, y) in ((spec.start_size, spec.start_center), (spec.end_size, spec.end_center)):
+            assert side / 2 <= x <= size - side / 2 and side / 2 <= y <= size - side / 2, "object leaves the frame"
+            # one layout: the centre of the frame across the motion, a few pixels of jitter
+            if motion in ("left", "right"):
+                assert abs(y - size / 2) <= shapes.JITTER
+            elif motion in ("up", "down"):
+                assert abs(x - size / 2) <= shapes.JITTER
+            else:
+                assert abs(x - size / 2) <= shapes.JITTER and abs(y - size / 2) <= shapes.JITTER
+        results.append((spec, probe.judge(shapes.render_clip(spec))))
+    assert probe.score(results) == {"color": 1.0, "background": 1.0, "shape": 1.0, "motion": 1.0, "visible": 1.0}
+
+
+def test_canonical_layout_keeps_the_held_out_combinations_out():
+    rng = random.Random(9)
+    assert not any(shapes.sample_spec(rng, canonical=True).is_held_out() for _ in range(2000))

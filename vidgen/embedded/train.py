@@ -60,6 +60,7 @@ EDGE_WEIGHT = 10.0
 TEXT_CONFIG = dict(d_model=128, d_kv=32, d_ff=256, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
                    dropout_rate=0.0, feed_forward_proj="gated-gelu", tie_word_embeddings=False)
 LATENT_POOL = 4000
+CANONICAL_LAYOUT = True           # the pool's clips in shapes.py's canonical layout (why: shapes.CANONICAL_NOTE)
 DENOISER_BATCH = 32
 DENOISER_LR = 8e-4
 EMPTY_CAPTION_SHARE = 0.1         # trains the unconditional branch that classifier-free guidance needs
@@ -285,7 +286,7 @@ def _format(scores: dict) -> str:
 
 # --- the latent pool -----------------------------------------------------------------------
 @torch.no_grad()
-def encode_latents(work: Path, count: int = LATENT_POOL) -> None:
+def encode_latents(work: Path, count: int = LATENT_POOL, canonical: bool = CANONICAL_LAYOUT) -> None:
     """Posterior means, not samples: with a KL weight this small a sample is mostly noise."""
     from diffusers import AutoencoderKLWan
 
@@ -297,7 +298,7 @@ def encode_latents(work: Path, count: int = LATENT_POOL) -> None:
     rng = random.Random(2)
     specs, latents = [], []
     for start in range(0, count, 32):
-        batch_specs = [shapes.sample_spec(rng) for _ in range(min(32, count - start))]
+        batch_specs = [shapes.sample_spec(rng, canonical=canonical) for _ in range(min(32, count - start))]
         clips = to_pixels(np.stack([shapes.render_clip(s) for s in batch_specs]))
         with torch.autocast("cpu", dtype=torch.bfloat16):
             latents.append(vae.encode(clips).latent_dist.mode().float())
