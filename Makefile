@@ -32,10 +32,13 @@ train-embedded:
 	$(TRAIN) denoiser --minutes 120; status=$$?; wait $$! && test $$status -eq 0
 	$(TRAIN) export
 
-# Score the built-in model with the probe: 100 random prompts, then the held-out combinations.
+# Score the built-in model with the probe: 100 random prompts, the held-out combinations, and the
+# ceiling (the same probe on its autoencoder's round trips of rendered clips, in both layouts).
 probe-embedded:
 	$(VENV)/bin/python benchmarks/probe_shapes.py --count 100 --json docs/probe-shapes.json
 	$(VENV)/bin/python benchmarks/probe_shapes.py --count 40 --held-out --json docs/probe-shapes-held-out.json
+	$(VENV)/bin/python benchmarks/probe_shapes.py --count 100 --ceiling --json docs/probe-shapes-ceiling.json
+	$(VENV)/bin/python benchmarks/probe_shapes.py --count 100 --ceiling --canonical --json docs/probe-shapes-ceiling-canonical.json
 
 clean:
 	rm -rf build dist .pytest_cache demo.mp4

@@ -54,7 +54,7 @@ def evaluate(*, count: int, seed: int, held_out: bool, model: str | None, overri
     }
 
 
-def evaluate_ceiling(*, count: int, seed: int, held_out: bool, model: str | None) -> dict:
+def evaluate_ceiling(*, count: int, seed: int, held_out: bool, model: str | None, canonical: bool) -> dict:
     """The same prompts' clips rendered, encoded and decoded by the model's own autoencoder: what a perfect
     denoiser could score at best through this decoder."""
     import numpy as np
@@ -65,7 +65,7 @@ def evaluate_ceiling(*, count: int, seed: int, held_out: bool, model: str | None
     rng = random.Random(seed)
     results, started = [], time.monotonic()
     for _ in range(count):
-        spec = shapes.sample_spec(rng, held_out=held_out)
+        spec = shapes.sample_spec(rng, held_out=held_out, canonical=canonical)
         shapes.caption(spec, rng)  # drawn as evaluate() draws them, so the clips are the same ones
         rng.randrange(2**31)
         clip = torch.from_numpy(shapes.render_clip(spec)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
@@ -73,7 +73,8 @@ def evaluate_ceiling(*, count: int, seed: int, held_out: bool, model: str | None
             decoded = vae.decode(vae.encode(clip).latent_dist.mode()).sample
         frames = ((decoded[0].clamp(-1, 1) + 1) * 127.5).round().permute(1, 2, 3, 0).numpy().astype(np.uint8)
         results.append((spec, probe.judge(frames)))
-    return {"prompts": count, "held_out": held_out, "seed": seed, "ceiling": "autoencoder round trips of rendered clips",
+    layout = shapes.CANONICAL_NOTE if canonical else "anywhere in the frame"
+    return {"prompts": count, "held_out": held_out, "seed": seed, "ceiling": f"autoencoder round trips of rendered clips ({layout})",
             "accuracy": probe.score(results), "seconds_per_video": round((time.monotonic() - started) / count, 3)}
 
 
@@ -87,11 +88,13 @@ def main() -> None:
     parser.add_argument("--guidance", type=float)
     parser.add_argument("--cache", help="a step cache (vidgen --cache): scores fast mode")
     parser.add_argument("--ceiling", action="store_true", help="score autoencoder round trips instead of generations")
+    parser.add_argument("--canonical", action="store_true", help="with --ceiling: clips in the canonical layout")
     parser.add_argument("--json", dest="json_path", help="also write the report here")
     args = parser.parse_args()
     overrides = {k: v for k, v in {"steps": args.steps, "guidance": args.guidance, "cache": args.cache}.items() if v is not None}
     if args.ceiling:
-        report = evaluate_ceiling(count=args.count, seed=args.seed, held_out=args.held_out, model=args.model)
+        report = evaluate_ceiling(count=args.count, seed=args.seed, held_out=args.held_out, model=args.model,
+                                  canonical=args.canonical)
     else:
         report = evaluate(count=args.count, seed=args.seed, held_out=args.held_out, model=args.model, overrides=overrides)
     text = json.dumps(report, indent=1)
