@@ -30,6 +30,9 @@ BIG_ARGS = ["--steps", "2", "--size", "64x64", "--frames", "9"]
 
 def vidgen_process(*args, limit_file_size: int | None = None, env: dict | None = None, **popen) -> subprocess.Popen:
     def limit() -> None:
+        # A shell starts background jobs with Ctrl-C ignored, and children inherit that: a suite
+        # run with `&` would see vidgen ignore the SIGINT these tests send, as it should.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         if limit_file_size is not None:
             # What a full quota or `ulimit -f` does to every writer in the process tree.
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_size, limit_file_size))

@@ -35,6 +35,12 @@ def _env(runtime: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def _ctrl_c_default() -> None:
+    """A shell starts background jobs with Ctrl-C ignored, and children inherit that: in a suite run
+    with `&` the clients would ignore the SIGINT these tests send, as a CLI should."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _vidgen(*args: str) -> list[str]:
     return [sys.executable, "-m", "vidgen", *map(str, args)]
 
@@ -46,7 +52,8 @@ class Served:
         self.runtime = runtime
         self.env = _env(runtime)
         self.log = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(_vidgen("serve", *args), env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(_vidgen("serve", *args), env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+                                        preexec_fn=_ctrl_c_default)
         self.socket = runtime / "vidgen" / "vidgen.sock"
         deadline = time.monotonic() + HANG
         while not self.socket.exists():
@@ -62,7 +69,8 @@ class Served:
         return subprocess.run(_vidgen(*args), env=self.env, capture_output=True, timeout=HANG, **options)
 
     def client(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen(_vidgen(*args), env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return subprocess.Popen(_vidgen(*args), env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                preexec_fn=_ctrl_c_default)
 
     def status(self) -> dict:
         done = self.run("serve", "--status", "--json")
