@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from vidgen.batch import LOCK_NAME, MANIFEST_NAME
@@ -80,6 +80,8 @@ def test_options_give_valid_settings_or_one_usage_error_with_the_default_preset(
 
 @QUICK
 @given(values=options, strict=st.booleans())
+@example(values={"seconds": 10**400}, strict=False)  # found by Hypothesis: too large for a float
+@example(values={"fps": 10**400}, strict=False)
 def test_options_give_valid_settings_or_one_usage_error_for_an_ad_hoc_model(values, strict, tmp_path_factory):
     _check_merged(None, "./some-model-folder", "a red ball", values, strict)
 

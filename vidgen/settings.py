@@ -118,6 +118,14 @@ class GenerationSettings:
         return asdict(self)
 
 
+
+def _finite(value) -> bool:
+    """math.isfinite, but an int too large for a float (a value like 10**400) is not finite either."""
+    try:
+        return math.isfinite(value)
+    except (OverflowError, TypeError):
+        return False
+
 def parse_size(text: str) -> tuple[int, int]:
     """`832x480` -> (832, 480)."""
     match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
@@ -153,10 +161,10 @@ def build_settings(preset: Preset, layers: list[dict[str, Any]], *, model: str |
         merged.update(values)
 
     if seconds is not None:
-        if not math.isfinite(seconds) or not seconds > 0:
+        if not _finite(seconds) or not seconds > 0:
             raise UsageError(f"--seconds must be a positive finite number, got {seconds}")
         fps = merged.get("fps") or 0
-        if isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0:  # else validate() names the fps
+        if isinstance(fps, (int, float)) and _finite(fps) and fps > 0:  # else validate() names the fps
             frames = seconds * fps
             if frames > MAX_FRAMES:
                 raise UsageError(f"--seconds {seconds:g} at {fps:g} fps is more than {MAX_FRAMES} frames")
@@ -194,7 +202,7 @@ def validate(settings: GenerationSettings) -> None:
         """NaN fails every comparison, so finiteness is checked first, by name."""
         if value is None:
             return
-        if isinstance(value, float) and not math.isfinite(value):
+        if isinstance(value, float) and not _finite(value):
             problems.append(f"{name} must be a finite number, got {value}")
         elif value < minimum:
             problems.append(f"{name} must be at least {minimum:g}, got {_number(value)}")
@@ -210,12 +218,12 @@ def validate(settings: GenerationSettings) -> None:
     in_range("--crf", settings.crf, 0, MAX_CRF)
     in_range("--seed", settings.seed, 0, MAX_SEED)
     in_range("flow_shift", settings.flow_shift, 0, MAX_GUIDANCE)
-    if settings.fps is None or not math.isfinite(settings.fps) or not settings.fps > 0:
+    if settings.fps is None or not _finite(settings.fps) or not settings.fps > 0:
         problems.append(f"--fps must be positive, got {settings.fps}")
     elif settings.fps > MAX_FPS:
         problems.append(f"--fps must be at most {MAX_FPS}, got {_number(settings.fps)}")
     for lora in settings.loras:
-        if not math.isfinite(lora.scale):
+        if not _finite(lora.scale):
             problems.append(f"--lora {lora.source}: the scale must be a finite number, got {lora.scale}")
     if not _DEVICE.match(settings.device or ""):
         problems.append(f"unknown device {settings.device!r} (use auto, cpu, cuda, cuda:N, mps or xpu)")
