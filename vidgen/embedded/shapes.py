@@ -92,13 +92,7 @@ def sample_spec(rng: random.Random, *, size: int = FRAME_SIZE, held_out: bool | 
         travel = rng.uniform(third + 2, size - side - 2)
         along_start = rng.uniform(side / 2 + 1, size - side / 2 - 1 - travel)
         across = rng.uniform(side / 2 + 1, size - side / 2 - 1)
-        along_end = along_start + travel
-        if motion in ("left", "up"):
-            along_start, along_end = along_end, along_start
-        if motion in ("left", "right"):
-            start, end = (along_start, across), (along_end, across)
-        else:
-            start, end = (across, along_start), (across, along_end)
+        start, end = _travel_ends(motion, along_start, along_start + travel, across)
         start_size = end_size = side
     elif motion in ("growing", "shrinking"):
         small = rng.uniform(0.16, 0.24) * size
@@ -112,6 +106,14 @@ def sample_spec(rng: random.Random, *, size: int = FRAME_SIZE, held_out: bool | 
         start, end, start_size, end_size = centre, centre, side, side
     return ClipSpec(attributes["shape"], attributes["color"], attributes["background"], motion,
                     start_size, end_size, start, end)
+
+
+def _travel_ends(motion: str, low: float, high: float, across: float) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Start and end centres of a straight move between `low` < `high` along its axis, at `across`."""
+    along_start, along_end = (high, low) if motion in ("left", "up") else (low, high)
+    if motion in ("left", "right"):
+        return (along_start, across), (along_end, across)
+    return (across, along_start), (across, along_end)
 
 
 # Why a canonical layout: a denoiser this small, trained for an hour on two CPU cores, learned colour and
@@ -132,12 +134,7 @@ def _canonical_spec(rng: random.Random, attributes: dict[str, str], size: int) -
     if motion in ("left", "right", "up", "down"):
         side = rng.uniform(0.28, 0.33) * size
         near, far = side / 2 + 2 + abs(jitter()), size - side / 2 - 2 - abs(jitter())
-        across = middle + jitter()
-        along_start, along_end = (far, near) if motion in ("left", "up") else (near, far)
-        if motion in ("left", "right"):
-            start, end = (along_start, across), (along_end, across)
-        else:
-            start, end = (across, along_start), (across, along_end)
+        start, end = _travel_ends(motion, near, far, middle + jitter())
         start_size = end_size = side
     elif motion in ("growing", "shrinking"):
         small = rng.uniform(0.22, 0.26) * size
