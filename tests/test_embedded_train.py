@@ -62,3 +62,27 @@ def test_every_stage_resumes_and_the_export_generates(tmp_path, run_cli):
     info = probe_video(Path("clip.mp4"))
     assert (info.frames, info.width, info.height) == (17, 64, 64)
     assert read_frames(Path("clip.mp4")).shape == (17, 64, 64, 3)
+
+
+def test_latent_object_masks_cover_the_rendered_object_and_little_else():
+    """The denoiser's object-weighted loss needs the object's latent cells in every latent frame (frame 0,
+    then frames 4k-3..4k): every cell the rendered object touches is in the mask, the background mostly not."""
+    import random
+
+    import numpy as np
+    import torch.nn.functional as F
+
+    from vidgen.embedded import shapes, train as recipe
+
+    rng = random.Random(7)
+    specs = [shapes.sample_spec(rng) for _ in range(12)] + [shapes.sample_spec(rng, canonical=True) for _ in range(4)]
+    masks = recipe.latent_object_masks(specs)
+    assert masks.shape == (16, 1, 5, 16, 16) and masks.dtype == torch.bool
+    for spec, mask in zip(specs, masks):
+        clip = shapes.render_clip(spec)
+        background = np.array(shapes.BACKGROUND_COLORS[spec.background], dtype=np.int16)
+        touched = torch.from_numpy(np.abs(clip.astype(np.int16) - background).sum(-1) > 0).float()[None, None]
+        touched = torch.cat([touched[:, :, :1], F.max_pool3d(touched[:, :, 1:], (4, 1, 1))], dim=2)
+        touched = F.max_pool3d(touched, (1, 4, 4)).bool()[0]
+        assert bool((mask | ~touched).all()), spec  # no object cell left out
+        assert mask.float().mean() < 0.6  # and the background is not all in it

@@ -65,6 +65,7 @@ DENOISER_BATCH = 32
 DENOISER_LR = 8e-4
 EMPTY_CAPTION_SHARE = 0.1         # trains the unconditional branch that classifier-free guidance needs
 FLOW_SHIFT = 3.0                  # the scheduler's shift; training times are drawn shifted the same way
+DENOISER_OBJECT_WEIGHT = 1.0      # loss weight on latent cells the object touches (1 on the background)
 
 
 def log(message: str) -> None:
@@ -335,6 +336,23 @@ def encode_text(text_encoder, tokenizer, captions: list[str]) -> torch.Tensor:
     return hidden * tokens.attention_mask[..., None]
 
 
+def latent_object_masks(specs: list[shapes.ClipSpec], cell: int = 4) -> torch.Tensor:
+    """The latent cells each clip's object touches, from its bounding box in every frame (as render_clip
+    moves and scales it), with one cell of margin: bool (N, 1, latent frames, H/cell, W/cell). Latent frame
+    0 holds pixel frame 0 and latent frame k frames 4k-3..4k (the VAE's causal 4x in time)."""
+    a = torch.linspace(0, 1, FRAMES)[None, :]
+    column = lambda name: torch.tensor([getattr(s, name) for s in specs], dtype=torch.float32)[:, None]
+    side = ((1 - a) * column("start_size") ** 2 + a * column("end_size") ** 2).sqrt()
+    centre = [(1 - a) * torch.tensor([s.start_center[i] for s in specs])[:, None]
+              + a * torch.tensor([s.end_center[i] for s in specs])[:, None] for i in (0, 1)]
+    edges = torch.arange(SIZE // cell, dtype=torch.float32) * cell  # each cell's first pixel
+    x, y = [((edges < (c + side / 2)[..., None]) & (edges + cell > (c - side / 2)[..., None])).float()
+            for c in centre]  # (N, frames, cells)
+    mask = (y[..., :, None] * x[..., None, :])[:, None]  # (N, 1, frames, rows, columns)
+    mask = torch.cat([mask[:, :, :1], F.max_pool3d(mask[:, :, 1:], (4, 1, 1))], dim=2)
+    return _dilate(mask, 1).bool()
+
+
 def shifted_sigmas(batch: int, generator: torch.Generator) -> torch.Tensor:
     """Noise levels drawn as the sampler visits them: uniform in the scheduler's unshifted time, then
     shifted by FLOW_SHIFT (8.5% of samples above sigma 0.97). The logit-normal draw used before gave
@@ -375,7 +393,8 @@ def sample_scores(pipe, count: int, seed: int = 0, held_out: bool = False) -> di
     return probe.score(results)
 
 
-def train_denoiser(work: Path, minutes: float, *, patch: int, width: int, layers: int, probe_minutes: float) -> None:
+def train_denoiser(work: Path, minutes: float, *, patch: int, width: int, layers: int, probe_minutes: float,
+                   object_weight: float = DENOISER_OBJECT_WEIGHT) -> None:
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
@@ -385,6 +404,9 @@ def train_denoiser(work: Path, minutes: float, *, patch: int, width: int, layers
     stats = {"mean": data["mean"], "std": data["std"]}
     latents = (data["latents"] - data["mean"].view(1, -1, 1, 1, 1)) / data["std"].view(1, -1, 1, 1, 1)
     specs = [shapes.ClipSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()}) for s in data["specs"]]
+    # Why weight the object: it covers about a seventh of the latent cells, so a plain mean lets the flat
+    # background dominate the loss; shape (corners, tips) and place over time live in the object's cells.
+    object_masks = latent_object_masks(specs) if object_weight != 1 else None
     tokenizer = build_tokenizer()
     torch.manual_seed(0)
     if state is None:
@@ -433,7 +455,12 @@ def train_denoiser(work: Path, minutes: float, *, patch: int, width: int, layers
         x_t = (1 - sigma) * x0 + sigma * noise
         prediction = transformer(hidden_states=x_t, timestep=sigma.flatten() * 1000,
                                  encoder_hidden_states=encode_text(text_encoder, tokenizer, captions), return_dict=False)[0]
-        loss = F.mse_loss(prediction, noise - x0)  # flow matching: the velocity from data towards noise
+        error = (prediction - (noise - x0)) ** 2  # flow matching: the velocity from data towards noise
+        if object_masks is None:
+            loss = error.mean()
+        else:
+            weights = 1 + (object_weight - 1) * object_masks[index].float()
+            loss = (error * weights).mean() / weights.mean()  # the same scale as the plain mean
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
@@ -498,6 +525,8 @@ def main() -> None:
     parser.add_argument("--patch", type=int, default=4, help="denoiser patch size (new denoiser only)")
     parser.add_argument("--width", type=int, default=256, help="denoiser width, 32 per head (new denoiser only)")
     parser.add_argument("--layers", type=int, default=6, help="denoiser blocks (new denoiser only)")
+    parser.add_argument("--object-weight", type=float, default=DENOISER_OBJECT_WEIGHT,
+                        help="denoiser loss weight on the object's latent cells (1: a plain mean)")
     parser.add_argument("--pool", type=int, default=LATENT_POOL, help="clips in the latent pool")
     parser.add_argument("--probe-minutes", type=float, default=10, help="score 16 generated videos this often (0: never)")
     parser.add_argument("--dtype", choices=["float32", "float16"], default="float32",
@@ -514,7 +543,7 @@ def main() -> None:
         encode_latents(args.work, args.pool)
     elif args.stage == "denoiser":
         train_denoiser(args.work, args.minutes, patch=args.patch, width=args.width, layers=args.layers,
-                       probe_minutes=args.probe_minutes)
+                       probe_minutes=args.probe_minutes, object_weight=args.object_weight)
     else:
         export(args.work, args.out, args.dtype)
 
