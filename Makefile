@@ -29,7 +29,7 @@ train-embedded:
 	$(TRAIN) vae --minutes 40
 	$(TRAIN) latents
 	$(TRAIN) decoder --minutes 90 > runs/shapes/decoder.log 2>&1 & \
-	$(TRAIN) denoiser --minutes 120; status=$$?; wait $$! && test $$status -eq 0
+	$(TRAIN) denoiser --minutes 150; status=$$?; wait $$! && test $$status -eq 0
 	$(TRAIN) export
 
 # Score the built-in model with the probe: 100 random prompts, the held-out combinations, and the
