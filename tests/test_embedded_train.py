@@ -86,3 +86,20 @@ def test_latent_object_masks_cover_the_rendered_object_and_little_else():
         touched = F.max_pool3d(touched, (1, 4, 4)).bool()[0]
         assert bool((mask | ~touched).all()), spec  # no object cell left out
         assert mask.float().mean() < 0.6  # and the background is not all in it
+
+
+def test_corner_masks_hold_the_four_box_corners_inside_the_object_mask():
+    import random
+
+    from vidgen.embedded import shapes, train as recipe
+
+    rng = random.Random(3)
+    specs = [shapes.sample_spec(rng, canonical=True) for _ in range(8)]
+    corners, objects = recipe.latent_object_masks(specs, corners=True), recipe.latent_object_masks(specs)
+    assert not bool((corners & ~objects).any())
+    first = corners[:, 0, 0]  # latent frame 0 is pixel frame 0 alone: exactly the box's four corner cells
+    for spec, cells in zip(specs, first):
+        half = spec.start_size / 2
+        expected = {(int((spec.start_center[1] + dy) // 4), int((spec.start_center[0] + dx) // 4))
+                    for dx in (-half, half) for dy in (-half, half)}
+        assert {tuple(map(int, rc)) for rc in cells.nonzero().tolist()} == expected, spec

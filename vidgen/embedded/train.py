@@ -66,6 +66,7 @@ DENOISER_LR = 8e-4
 EMPTY_CAPTION_SHARE = 0.1         # trains the unconditional branch that classifier-free guidance needs
 FLOW_SHIFT = 3.0                  # the scheduler's shift; training times are drawn shifted the same way
 DENOISER_OBJECT_WEIGHT = 1.0      # loss weight on latent cells the object touches (1 on the background)
+DENOISER_CORNER_WEIGHT = 0.0      # extra weight on the cells holding the object's bounding-box corners
 
 
 def log(message: str) -> None:
@@ -336,21 +337,26 @@ def encode_text(text_encoder, tokenizer, captions: list[str]) -> torch.Tensor:
     return hidden * tokens.attention_mask[..., None]
 
 
-def latent_object_masks(specs: list[shapes.ClipSpec], cell: int = 4) -> torch.Tensor:
+def latent_object_masks(specs: list[shapes.ClipSpec], cell: int = 4, corners: bool = False) -> torch.Tensor:
     """The latent cells each clip's object touches, from its bounding box in every frame (as render_clip
     moves and scales it), with one cell of margin: bool (N, 1, latent frames, H/cell, W/cell). Latent frame
-    0 holds pixel frame 0 and latent frame k frames 4k-3..4k (the VAE's causal 4x in time)."""
+    0 holds pixel frame 0 and latent frame k frames 4k-3..4k (the VAE's causal 4x in time).
+    corners: only the cells that hold the bounding box's corners, where square, circle and triangle differ."""
     a = torch.linspace(0, 1, FRAMES)[None, :]
     column = lambda name: torch.tensor([getattr(s, name) for s in specs], dtype=torch.float32)[:, None]
     side = ((1 - a) * column("start_size") ** 2 + a * column("end_size") ** 2).sqrt()
     centre = [(1 - a) * torch.tensor([s.start_center[i] for s in specs])[:, None]
               + a * torch.tensor([s.end_center[i] for s in specs])[:, None] for i in (0, 1)]
     edges = torch.arange(SIZE // cell, dtype=torch.float32) * cell  # each cell's first pixel
-    x, y = [((edges < (c + side / 2)[..., None]) & (edges + cell > (c - side / 2)[..., None])).float()
-            for c in centre]  # (N, frames, cells)
+    if corners:
+        holds = lambda v: (edges <= v[..., None]) & (v[..., None] < edges + cell)
+        x, y = [(holds(c - side / 2) | holds(c + side / 2)).float() for c in centre]
+    else:
+        x, y = [((edges < (c + side / 2)[..., None]) & (edges + cell > (c - side / 2)[..., None])).float()
+                for c in centre]  # (N, frames, cells)
     mask = (y[..., :, None] * x[..., None, :])[:, None]  # (N, 1, frames, rows, columns)
     mask = torch.cat([mask[:, :, :1], F.max_pool3d(mask[:, :, 1:], (4, 1, 1))], dim=2)
-    return _dilate(mask, 1).bool()
+    return mask.bool() if corners else _dilate(mask, 1).bool()
 
 
 def shifted_sigmas(batch: int, generator: torch.Generator) -> torch.Tensor:
@@ -394,7 +400,7 @@ def sample_scores(pipe, count: int, seed: int = 0, held_out: bool = False) -> di
 
 
 def train_denoiser(work: Path, minutes: float, *, patch: int, width: int, layers: int, probe_minutes: float,
-                   object_weight: float = DENOISER_OBJECT_WEIGHT) -> None:
+                   object_weight: float = DENOISER_OBJECT_WEIGHT, corner_weight: float = DENOISER_CORNER_WEIGHT) -> None:
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
@@ -407,6 +413,7 @@ def train_denoiser(work: Path, minutes: float, *, patch: int, width: int, layers
     # Why weight the object: it covers about a seventh of the latent cells, so a plain mean lets the flat
     # background dominate the loss; shape (corners, tips) and place over time live in the object's cells.
     object_masks = latent_object_masks(specs) if object_weight != 1 else None
+    corner_masks = latent_object_masks(specs, corners=True) if corner_weight else None
     tokenizer = build_tokenizer()
     torch.manual_seed(0)
     if state is None:
@@ -456,10 +463,14 @@ def train_denoiser(work: Path, minutes: float, *, patch: int, width: int, layers
         prediction = transformer(hidden_states=x_t, timestep=sigma.flatten() * 1000,
                                  encoder_hidden_states=encode_text(text_encoder, tokenizer, captions), return_dict=False)[0]
         error = (prediction - (noise - x0)) ** 2  # flow matching: the velocity from data towards noise
-        if object_masks is None:
+        if object_masks is None and corner_masks is None:
             loss = error.mean()
         else:
-            weights = 1 + (object_weight - 1) * object_masks[index].float()
+            weights = torch.ones_like(error[:, :1])
+            if object_masks is not None:
+                weights = weights + (object_weight - 1) * object_masks[index].float()
+            if corner_masks is not None:
+                weights = weights + corner_weight * corner_masks[index].float()
             loss = (error * weights).mean() / weights.mean()  # the same scale as the plain mean
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -527,6 +538,8 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=6, help="denoiser blocks (new denoiser only)")
     parser.add_argument("--object-weight", type=float, default=DENOISER_OBJECT_WEIGHT,
                         help="denoiser loss weight on the object's latent cells (1: a plain mean)")
+    parser.add_argument("--corner-weight", type=float, default=DENOISER_CORNER_WEIGHT,
+                        help="extra denoiser loss weight on the cells holding the object's corners")
     parser.add_argument("--pool", type=int, default=LATENT_POOL, help="clips in the latent pool")
     parser.add_argument("--probe-minutes", type=float, default=10, help="score 16 generated videos this often (0: never)")
     parser.add_argument("--dtype", choices=["float32", "float16"], default="float32",
@@ -543,7 +556,8 @@ def main() -> None:
         encode_latents(args.work, args.pool)
     elif args.stage == "denoiser":
         train_denoiser(args.work, args.minutes, patch=args.patch, width=args.width, layers=args.layers,
-                       probe_minutes=args.probe_minutes, object_weight=args.object_weight)
+                       probe_minutes=args.probe_minutes, object_weight=args.object_weight,
+                       corner_weight=args.corner_weight)
     else:
         export(args.work, args.out, args.dtype)
 
