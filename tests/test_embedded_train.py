@@ -103,3 +103,21 @@ def test_corner_masks_hold_the_four_box_corners_inside_the_object_mask():
         expected = {(int((spec.start_center[1] + dy) // 4), int((spec.start_center[0] + dx) // 4))
                     for dx in (-half, half) for dy in (-half, half)}
         assert {tuple(map(int, rc)) for rc in cells.nonzero().tolist()} == expected, spec
+
+
+def test_decoder_corner_pixels_sit_on_a_rendered_square_s_corners():
+    import random
+
+    import numpy as np
+
+    from vidgen.embedded import shapes, train as recipe
+
+    spec = shapes.ClipSpec(**{**shapes.sample_spec(random.Random(5)).__dict__, "shape": "square"})
+    near, clip = recipe.box_corner_pixels(spec), shapes.render_clip(spec)
+    background = np.array(shapes.BACKGROUND_COLORS[spec.background], dtype=np.int16)
+    for frame, corners in zip(np.abs(clip.astype(np.int16) - background).sum(-1) > 0, near):
+        rows, columns = np.nonzero(frame)
+        for row in (rows.min(), rows.max()):
+            for column in (columns.min(), columns.max()):
+                assert corners[row, column]  # each corner of the drawn square is weighted
+        assert corners.sum() <= 4 * 7 * 7  # and only the corners

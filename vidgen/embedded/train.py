@@ -56,6 +56,7 @@ VAE_KL_WEIGHT = 1e-6
 OBJECT_WEIGHT = 10.0
 # The decoder stage adds weight on a band around the outline: corners and tips decide the probe's shape.
 EDGE_WEIGHT = 10.0
+DECODER_CORNER_WEIGHT = 0.0       # extra weight within 3 pixels of the object's bounding-box corners
 
 TEXT_CONFIG = dict(d_model=128, d_kv=32, d_ff=256, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
                    dropout_rate=0.0, feed_forward_proj="gated-gelu", tie_word_embeddings=False)
@@ -102,10 +103,28 @@ def _dilate(mask: torch.Tensor, pixels: int) -> torch.Tensor:
     return F.max_pool3d(mask, (1, 2 * pixels + 1, 2 * pixels + 1), stride=1, padding=(0, pixels, pixels))
 
 
-def random_clips(rng: random.Random, count: int, crop: int = SIZE, edge_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+def box_corner_pixels(spec: shapes.ClipSpec, reach: float = 3.0) -> np.ndarray:
+    """bool (frames, H, W): pixels within `reach` of a corner of the object's bounding box in each frame, as
+    render_clip moves and scales it. Square, circle and triangle differ most there."""
+    a = np.linspace(0, 1, FRAMES)[:, None, None]
+    side = np.sqrt((1 - a) * spec.start_size ** 2 + a * spec.end_size ** 2)
+    cx = (1 - a) * spec.start_center[0] + a * spec.end_center[0]
+    cy = (1 - a) * spec.start_center[1] + a * spec.end_center[1]
+    grid = np.arange(SIZE) + 0.5
+    near = np.zeros((FRAMES, SIZE, SIZE), dtype=bool)
+    for dx in (-0.5, 0.5):
+        for dy in (-0.5, 0.5):
+            near |= ((np.abs(grid[None, None, :] - (cx + dx * side)) <= reach)
+                     & (np.abs(grid[None, :, None] - (cy + dy * side)) <= reach))
+    return near
+
+
+def random_clips(rng: random.Random, count: int, crop: int = SIZE, edge_weight: float = 0.0,
+                 corner_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Clips in [-1, 1] (one random crop each) and a per-pixel loss weight: OBJECT_WEIGHT on the object and
-    one pixel around it, 1 on the background, plus edge_weight on a two-pixel band around the outline."""
-    clips, masks = [], []
+    one pixel around it, 1 on the background, plus edge_weight on a two-pixel band around the outline and
+    corner_weight near the corners of its bounding box."""
+    clips, masks, corners = [], [], []
     for _ in range(count):
         spec = shapes.sample_spec(rng)
         clip = shapes.render_clip(spec)
@@ -114,11 +133,15 @@ def random_clips(rng: random.Random, count: int, crop: int = SIZE, edge_weight: 
         background = np.array(shapes.BACKGROUND_COLORS[spec.background], dtype=np.int16)
         masks.append(np.abs(clip.astype(np.int16) - background).sum(-1) > 0)
         clips.append(clip)
+        if corner_weight:
+            corners.append(box_corner_pixels(spec)[:, top:top + crop, left:left + crop])
     mask = torch.from_numpy(np.stack(masks)).float().unsqueeze(1)
     weights = 1 + (OBJECT_WEIGHT - 1) * _dilate(mask, 1)
     if edge_weight:
         band = _dilate(mask, 2) - (1 - _dilate(1 - mask, 2))
         weights = weights + edge_weight * band
+    if corner_weight:
+        weights = weights + corner_weight * torch.from_numpy(np.stack(corners)).float().unsqueeze(1)
     return to_pixels(np.stack(clips)), weights
 
 
@@ -203,7 +226,8 @@ def reconstruction_scores(vae, specs: list[shapes.ClipSpec]) -> dict:
     return probe.score(results)
 
 
-def train_autoencoder(work: Path, minutes: float, *, decoder_only: bool, z_dim: int, decoder_base_dim: int | None) -> None:
+def train_autoencoder(work: Path, minutes: float, *, decoder_only: bool, z_dim: int, decoder_base_dim: int | None,
+                      corner_weight: float = DECODER_CORNER_WEIGHT) -> None:
     """The whole autoencoder, or (decoder_only) its decoder under the frozen encoder of stage `vae`,
     on the encoder's posterior means: the latents the denoiser learns stay exactly the same."""
     from diffusers import AutoencoderKLWan
@@ -245,7 +269,8 @@ def train_autoencoder(work: Path, minutes: float, *, decoder_only: bool, z_dim: 
     while spent < minutes * 60:
         for group in optimizer.param_groups:
             group["lr"] = base_lr * learning_rate_factor(step, spent / (minutes * 60), warmup=100)
-        clips, weights = random_clips(rng, VAE_BATCH, VAE_CROP, edge_weight=EDGE_WEIGHT if decoder_only else 0.0)
+        clips, weights = random_clips(rng, VAE_BATCH, VAE_CROP, edge_weight=EDGE_WEIGHT if decoder_only else 0.0,
+                                      corner_weight=corner_weight if decoder_only else 0.0)
         with torch.autocast("cpu", dtype=torch.bfloat16):  # AMX: the convolutions run 1.4-2x faster
             if decoder_only:
                 with torch.no_grad():
@@ -538,8 +563,9 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=6, help="denoiser blocks (new denoiser only)")
     parser.add_argument("--object-weight", type=float, default=DENOISER_OBJECT_WEIGHT,
                         help="denoiser loss weight on the object's latent cells (1: a plain mean)")
-    parser.add_argument("--corner-weight", type=float, default=DENOISER_CORNER_WEIGHT,
-                        help="extra denoiser loss weight on the cells holding the object's corners")
+    parser.add_argument("--corner-weight", type=float,
+                        help="extra loss weight at the object's bounding-box corners: the denoiser's latent cells "
+                             "holding them, or (decoder stage) the pixels within 3 of them")
     parser.add_argument("--pool", type=int, default=LATENT_POOL, help="clips in the latent pool")
     parser.add_argument("--probe-minutes", type=float, default=10, help="score 16 generated videos this often (0: never)")
     parser.add_argument("--dtype", choices=["float32", "float16"], default="float32",
@@ -551,13 +577,14 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     if args.stage in ("vae", "decoder"):
         train_autoencoder(args.work, args.minutes, decoder_only=args.stage == "decoder", z_dim=args.z_dim,
-                          decoder_base_dim=args.decoder_base_dim)
+                          decoder_base_dim=args.decoder_base_dim,
+                          corner_weight=DECODER_CORNER_WEIGHT if args.corner_weight is None else args.corner_weight)
     elif args.stage == "latents":
         encode_latents(args.work, args.pool)
     elif args.stage == "denoiser":
         train_denoiser(args.work, args.minutes, patch=args.patch, width=args.width, layers=args.layers,
                        probe_minutes=args.probe_minutes, object_weight=args.object_weight,
-                       corner_weight=args.corner_weight)
+                       corner_weight=DENOISER_CORNER_WEIGHT if args.corner_weight is None else args.corner_weight)
     else:
         export(args.work, args.out, args.dtype)
 
