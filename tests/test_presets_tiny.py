@@ -143,9 +143,13 @@ def test_tiny_pipelines_load_and_run(name, tiny_model_dir, tmp_path):
     width, height, frames = _tiny_shape(name)
     parameters = inspect.signature(type(pipe).__call__).parameters
     kwargs = dict(preset.get("call", {}))
-    kwargs.update(height=height, width=width, num_inference_steps=2, output_type="np")
-    if "num_frames" in parameters:  # video-to-video takes its frame count from the input video
-        kwargs["num_frames"] = frames
+    kwargs.update(num_inference_steps=2, output_type="np")
+    if "height" in parameters:  # HunyuanVideo 1.5 image-to-video sizes the video from its image
+        kwargs.update(height=height, width=width)
+    # SANA-Video calls it `frames`; video-to-video takes its frame count from the input video.
+    frames_argument = next((name for name in ("num_frames", "frames") if name in parameters), None)
+    if frames_argument:
+        kwargs[frames_argument] = frames
     kwargs["generator"] = torch.Generator("cpu").manual_seed(0)
     if "prompt" in parameters:
         kwargs["prompt"] = PROMPT
