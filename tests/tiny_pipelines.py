@@ -965,6 +965,61 @@ def _wan22_i2v_a14b():
     )  # fmt: skip
 
 
+def _helios(variant: str | None):
+    """After diffusers' tests/pipelines/helios, smaller: a Wan-style transformer that denoises
+    chunks of 9 latent frames (33 video frames) with a memory of the earlier ones."""
+    from diffusers import HeliosPipeline, HeliosScheduler, HeliosTransformer3DModel
+
+    tok = _t5_tokenizer()
+    torch.manual_seed(0)
+    transformer = HeliosTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16,
+        text_dim=_TEXT_DIM, freq_dim=32, ffn_dim=32, num_layers=1, cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads", rope_dim=(4, 4, 4), has_multi_term_memory_patch=True,
+        guidance_cross_attn=True, zero_history_timestep=True, is_amplify_history=False,
+    ).eval()  # fmt: skip
+    return HeliosPipeline(
+        tokenizer=tok, text_encoder=_umt5_encoder(tok), vae=_wan_vae(), transformer=transformer,
+        scheduler=HeliosScheduler(stage_range=[0, 1], stages=1, use_dynamic_shifting=True),
+    )  # fmt: skip
+
+
+def _motif_video(variant: str | None, i2v: bool = False):
+    """After diffusers' tests/pipelines/motif_video, smaller. One repository serves both tasks
+    (both docstrings load Motif-Technologies/Motif-Video-2B), so both classes get the same
+    components: a T5Gemma 2 encoder with its vision tower (image-to-video encodes the image
+    with it), a SigLIP image processor, and a transformer taking noise + image latents + mask
+    (33 channels) and image features."""
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, MotifVideoImage2VideoPipeline, MotifVideoPipeline, MotifVideoTransformer3DModel
+    from diffusers.guiders import AdaptiveProjectedGuidance
+    from transformers import SiglipImageProcessor, T5Gemma2Encoder, T5Gemma2EncoderConfig
+
+    tokenizer = _gemma_tokenizer()
+    config = T5Gemma2EncoderConfig(
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=1024, head_dim=8, num_key_value_heads=2,
+                         dropout_rate=0.0),
+        vision_config=dict(hidden_size=4, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
+                           image_size=16, patch_size=4, num_channels=3),
+    )  # fmt: skip
+    torch.manual_seed(0)
+    text_encoder = T5Gemma2Encoder(config).eval()
+    torch.manual_seed(0)
+    transformer = MotifVideoTransformer3DModel(
+        in_channels=33, out_channels=16, num_attention_heads=2, attention_head_dim=12, num_layers=1,
+        num_single_layers=1, mlp_ratio=2.0, patch_size=1, patch_size_t=1, qk_norm="rms_norm", text_embed_dim=16,
+        image_embed_dim=4, rope_axes_dim=(4, 4, 4),
+    ).eval()  # fmt: skip
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]).eval()
+    cls = MotifVideoImage2VideoPipeline if i2v else MotifVideoPipeline
+    return cls(
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0), vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+        transformer=transformer, guider=AdaptiveProjectedGuidance(),
+        feature_extractor=SiglipImageProcessor(image_mean=[0.5] * 3, image_std=[0.5] * 3, size={"height": 16, "width": 16}),
+    )  # fmt: skip
+
+
 # --------------------------------------------------------------------------------------
 
 PIPELINE_CLASSES = {
@@ -987,6 +1042,9 @@ PIPELINE_CLASSES = {
     "SanaVideoPipeline": _sana_video,
     "SanaImageToVideoPipeline": partial(_sana_video, i2v=True),
     "HunyuanVideo15ImageToVideoPipeline": _hunyuanvideo15_i2v,
+    "HeliosPipeline": _helios,
+    "MotifVideoPipeline": _motif_video,
+    "MotifVideoImage2VideoPipeline": partial(_motif_video, i2v=True),
 }
 
 # structural variants of a class, keyed by preset name
@@ -1019,6 +1077,8 @@ REPOSITORY_LAYOUT = {
     # it too; saved as the text-to-video class (SANA-Video's first class; the repository's model_index.json
     # could not be read offline), the case where loading the preset's class from another's folder matters.
     "sana-video-480p-i2v": ("SanaVideoPipeline", None),
+    # Motif-Technologies/Motif-Video-2B: both diffusers docstrings load it; saved as the text-to-video class.
+    "motif-video-2b-i2v": ("MotifVideoPipeline", None),
 }
 
 
