@@ -822,18 +822,19 @@ def _svd(variant: str | None):
 # --------------------------------------------------------------------------------------
 
 
-def _qwen2_5_vl_processor():
-    """Kandinsky 5's `tokenizer`: the real repositories hold a Qwen2VLProcessor (a tokenizer
-    and an image processor). transformers 5 cannot build that processor without torchvision
-    (its video processor needs it, and the processor class check fails on the missing one),
-    so where torchvision is absent the tokenizer it wraps stands in: the pipeline calls it
-    with text only (`images=None, videos=None`), which both classes take."""
+def _qwen2_5_vl_processor(processor_class: str = "Qwen2VLProcessor"):
+    """Kandinsky 5's `tokenizer`: the real repositories hold a Qwen2VLProcessor (Kandinsky 6's
+    class names a Qwen2_5_VLProcessor), a tokenizer with an image processor. transformers 5
+    cannot build either without torchvision (its video processor needs it, and the processor
+    class check fails on the missing one), so where torchvision is absent the tokenizer it
+    wraps stands in: the pipelines call it with text only (`images=None, videos=None`), which
+    both take."""
     tok = _qwen2_tokenizer()
     tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]})
     try:
-        from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor
+        import transformers
 
-        return Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(), tokenizer=tok)
+        return getattr(transformers, processor_class)(image_processor=transformers.Qwen2VLImageProcessor(), tokenizer=tok)
     except Exception:  # no torchvision: see above
         return tok
 
@@ -1020,6 +1021,33 @@ def _motif_video(variant: str | None, i2v: bool = False):
     )  # fmt: skip
 
 
+def _kandinsky6(variant: str | None):
+    """After diffusers' tests/pipelines/kandinsky6, with Kandinsky 5's tiny text stack and VAE, and
+    an MMAudio VAE and vocoder at 16 kHz (not the tests' 64 Hz, which no AAC encoder takes):
+    the vocoder's upsampling (8 x 8 x 4) equals the audio VAE's hop, as the real pair's does."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, Kandinsky6TI2VAPipeline, Kandinsky6Transformer3DModel, MMAudioVAE, MMAudioVocoder
+
+    tokenizer = _qwen2_5_vl_processor("Qwen2_5_VLProcessor")
+    tokenizer_2 = _clip_tokenizer()
+    torch.manual_seed(0)
+    transformer = Kandinsky6Transformer3DModel(
+        in_visual_dim=4, out_visual_dim=4, in_text_dim=16, in_text_dim2=8, time_dim=16, patch_size=(1, 2, 2),
+        model_dim=12, ff_dim=24, num_text_blocks=1, num_visual_blocks=2, axes_dims=(2, 1, 1), visual_cond=True,
+        in_audio_dim=4, out_audio_dim=4, visual_token_type_num_embeddings=2,
+    ).eval()  # fmt: skip
+    torch.manual_seed(0)
+    audio_vae = MMAudioVAE(mel_bins=8, latent_channels=4, hidden_channels=8, channel_multipliers=(1, 2), layers_per_block=1,
+                           sample_rate=16000, n_fft=512, hop_length=256).eval()  # fmt: skip
+    torch.manual_seed(0)
+    vocoder = MMAudioVocoder(num_mels=8, upsample_initial_channel=8, upsample_rates=(8, 8, 4), upsample_kernel_sizes=(16, 16, 8),
+                             resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 3),)).eval()  # fmt: skip
+    return Kandinsky6TI2VAPipeline(
+        transformer=transformer, vae=_hunyuan_video_vae_small(), text_encoder=_qwen2_5_vl_encoder(tokenizer),
+        tokenizer=tokenizer, text_encoder_2=_clip_text_encoder(tokenizer_2), tokenizer_2=tokenizer_2,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0), audio_vae=audio_vae, vocoder=vocoder,
+    )  # fmt: skip
+
+
 # --------------------------------------------------------------------------------------
 
 PIPELINE_CLASSES = {
@@ -1045,6 +1073,7 @@ PIPELINE_CLASSES = {
     "HeliosPipeline": _helios,
     "MotifVideoPipeline": _motif_video,
     "MotifVideoImage2VideoPipeline": partial(_motif_video, i2v=True),
+    "Kandinsky6TI2VAPipeline": _kandinsky6,
 }
 
 # structural variants of a class, keyed by preset name
