@@ -281,6 +281,9 @@ def _wan(variant: str | None):
 def _wan_i2v(variant: str | None):
     from diffusers import WanImageToVideoPipeline
 
+    if variant == "wan2.2-i2v-a14b":
+        return _wan22_i2v_a14b()
+
     tok = _t5_tokenizer()
     image_encoder = _clip_vision(with_projection=False, hidden=16)
     # 36 = 16 noise latents + 4 mask channels + 16 image-condition latents; image_dim = CLIP hidden size
@@ -815,6 +818,237 @@ def _svd(variant: str | None):
 
 
 # --------------------------------------------------------------------------------------
+# Newer families: Kandinsky 5, SANA-Video, HunyuanVideo 1.5 image-to-video, Wan 2.2 I2V A14B
+# --------------------------------------------------------------------------------------
+
+
+def _qwen2_5_vl_processor(processor_class: str = "Qwen2VLProcessor"):
+    """Kandinsky 5's `tokenizer`: the real repositories hold a Qwen2VLProcessor (Kandinsky 6's
+    class names a Qwen2_5_VLProcessor), a tokenizer with an image processor. transformers 5
+    cannot build either without torchvision (its video processor needs it, and the processor
+    class check fails on the missing one), so where torchvision is absent the tokenizer it
+    wraps stands in: the pipelines call it with text only (`images=None, videos=None`), which
+    both take."""
+    tok = _qwen2_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]})
+    try:
+        import transformers
+
+        return getattr(transformers, processor_class)(image_processor=transformers.Qwen2VLImageProcessor(), tokenizer=tok)
+    except Exception:  # no torchvision: see above
+        return tok
+
+
+def _qwen2_5_vl_encoder(tokenizer, hidden: int = 16):
+    """A tiny Qwen2.5-VL (text and vision towers), the class Kandinsky 5 ships; only the text
+    tower's hidden states are used."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    tok = getattr(tokenizer, "tokenizer", tokenizer)
+    ids = {name: tok.convert_tokens_to_ids(token) for name, token in (
+        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"),
+        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"))}  # fmt: skip
+    config = Qwen2_5_VLConfig(
+        text_config=dict(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024, rope_theta=1000000.0,
+                         rope_scaling={"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"}),
+        vision_config=dict(depth=1, hidden_size=16, intermediate_size=16, num_heads=2, out_hidden_size=hidden),
+        **ids,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return Qwen2_5_VLForConditionalGeneration(config).eval()
+
+
+def _clip_text_encoder(tokenizer, hidden: int = 8):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(0)
+    return CLIPTextModel(
+        CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=16, num_attention_heads=2,
+                       num_hidden_layers=1, projection_dim=hidden, max_position_embeddings=77, bos_token_id=0,
+                       eos_token_id=1, pad_token_id=1)
+    ).eval()  # fmt: skip
+
+
+def _hunyuan_video_vae_small():
+    """HunyuanVideo's VAE class (Kandinsky 5 uses it) at 8x space, 4x time, 4 latent channels."""
+    from diffusers import AutoencoderKLHunyuanVideo
+
+    torch.manual_seed(0)
+    return AutoencoderKLHunyuanVideo(
+        in_channels=3, out_channels=3, latent_channels=4, down_block_types=("HunyuanVideoDownBlock3D",) * 4,
+        up_block_types=("HunyuanVideoUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8), layers_per_block=1,
+        act_fn="silu", norm_num_groups=4, scaling_factor=0.476986, spatial_compression_ratio=8,
+        temporal_compression_ratio=4, mid_block_add_attention=False,
+    ).eval()  # fmt: skip
+
+
+def _kandinsky5(variant: str | None, i2v: bool = False):
+    """After diffusers' tests/pipelines/kandinsky5, smaller. visual_cond: the transformer takes
+    the noise, the (zero or image) condition latents and a mask, in both classes."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, Kandinsky5I2VPipeline, Kandinsky5T2VPipeline, Kandinsky5Transformer3DModel
+
+    tokenizer = _qwen2_5_vl_processor()
+    tokenizer_2 = _clip_tokenizer()
+    torch.manual_seed(0)
+    transformer = Kandinsky5Transformer3DModel(
+        in_visual_dim=4, out_visual_dim=4, in_text_dim=16, in_text_dim2=8, time_dim=16, patch_size=(1, 2, 2),
+        model_dim=16, ff_dim=32, num_text_blocks=1, num_visual_blocks=2, axes_dims=(2, 2, 4), visual_cond=True,
+        attention_type="regular",
+    ).eval()  # fmt: skip
+    cls = Kandinsky5I2VPipeline if i2v else Kandinsky5T2VPipeline
+    return cls(
+        transformer=transformer, vae=_hunyuan_video_vae_small(), text_encoder=_qwen2_5_vl_encoder(tokenizer),
+        tokenizer=tokenizer, text_encoder_2=_clip_text_encoder(tokenizer_2), tokenizer_2=tokenizer_2,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0),
+    )  # fmt: skip
+
+
+def _gemma2_encoder(tokenizer, hidden: int = 8):
+    from transformers import Gemma2Config, Gemma2Model
+
+    torch.manual_seed(0)
+    return Gemma2Model(
+        Gemma2Config(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=16, num_hidden_layers=1,
+                     num_attention_heads=2, num_key_value_heads=2, head_dim=8, max_position_embeddings=2048,
+                     pad_token_id=0, eos_token_id=1, bos_token_id=2)
+    ).eval()  # fmt: skip
+
+
+def _sana_video(variant: str | None, i2v: bool = False):
+    """After diffusers' tests/pipelines/sana_video. sample_size 30 is the real 480p model's: the
+    pipelines pick their resolution bins by it (the size asked for is generated at the nearest
+    trained bin and resized back), and refuse any other value."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, SanaImageToVideoPipeline, SanaVideoPipeline, SanaVideoTransformer3DModel
+
+    tokenizer = _gemma_tokenizer()
+    torch.manual_seed(0)
+    transformer = SanaVideoTransformer3DModel(
+        in_channels=16, out_channels=16, num_attention_heads=2, attention_head_dim=8, num_layers=1,
+        num_cross_attention_heads=2, cross_attention_head_dim=8, cross_attention_dim=16, caption_channels=8,
+        mlp_ratio=2.0, sample_size=30, patch_size=(1, 2, 2), qk_norm="rms_norm_across_heads", rope_max_seq_len=64,
+    ).eval()  # fmt: skip
+    cls = SanaImageToVideoPipeline if i2v else SanaVideoPipeline
+    return cls(
+        tokenizer=tokenizer, text_encoder=_gemma2_encoder(tokenizer), vae=_wan_vae(), transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=8.0),
+    )  # fmt: skip
+
+
+def _hunyuanvideo15_i2v(variant: str | None):
+    """The text-to-video components plus a SigLIP image encoder, as the 480p_i2v repository has."""
+    from diffusers import HunyuanVideo15ImageToVideoPipeline
+    from transformers import SiglipImageProcessor, SiglipVisionConfig, SiglipVisionModel
+
+    components = _hunyuanvideo15(None).components
+    image_dim = components["transformer"].config.image_embed_dim
+    torch.manual_seed(0)
+    image_encoder = SiglipVisionModel(
+        SiglipVisionConfig(hidden_size=image_dim, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=32, patch_size=8)
+    ).eval()  # fmt: skip
+    feature_extractor = SiglipImageProcessor(size={"height": 32, "width": 32})
+    return HunyuanVideo15ImageToVideoPipeline(**components, image_encoder=image_encoder, feature_extractor=feature_extractor)
+
+
+def _wan22_i2v_a14b():
+    """Wan 2.2 I2V A14B: two experts that take noise + mask + image latents (36 channels) and
+    no CLIP image encoder (the repository has none; the first frame enters as latents only)."""
+    from diffusers import WanImageToVideoPipeline
+
+    tok = _t5_tokenizer()
+    high = _wan_transformer(36, 16)
+    torch.manual_seed(1)
+    low = _wan_transformer(36, 16)
+    return WanImageToVideoPipeline(
+        tokenizer=tok, text_encoder=_umt5_encoder(tok), vae=_wan_vae(), scheduler=_unipc_flow(5.0),
+        image_processor=None, image_encoder=None, transformer=high, transformer_2=low, boundary_ratio=0.9,
+    )  # fmt: skip
+
+
+def _helios(variant: str | None):
+    """After diffusers' tests/pipelines/helios, smaller: a Wan-style transformer that denoises
+    chunks of 9 latent frames (33 video frames) with a memory of the earlier ones."""
+    from diffusers import HeliosPipeline, HeliosScheduler, HeliosTransformer3DModel
+
+    tok = _t5_tokenizer()
+    torch.manual_seed(0)
+    transformer = HeliosTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16,
+        text_dim=_TEXT_DIM, freq_dim=32, ffn_dim=32, num_layers=1, cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads", rope_dim=(4, 4, 4), has_multi_term_memory_patch=True,
+        guidance_cross_attn=True, zero_history_timestep=True, is_amplify_history=False,
+    ).eval()  # fmt: skip
+    return HeliosPipeline(
+        tokenizer=tok, text_encoder=_umt5_encoder(tok), vae=_wan_vae(), transformer=transformer,
+        scheduler=HeliosScheduler(stage_range=[0, 1], stages=1, use_dynamic_shifting=True),
+    )  # fmt: skip
+
+
+def _motif_video(variant: str | None, i2v: bool = False):
+    """After diffusers' tests/pipelines/motif_video, smaller. One repository serves both tasks
+    (both docstrings load Motif-Technologies/Motif-Video-2B), so both classes get the same
+    components: a T5Gemma 2 encoder with its vision tower (image-to-video encodes the image
+    with it), a SigLIP image processor, and a transformer taking noise + image latents + mask
+    (33 channels) and image features."""
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, MotifVideoImage2VideoPipeline, MotifVideoPipeline, MotifVideoTransformer3DModel
+    from diffusers.guiders import AdaptiveProjectedGuidance
+    from transformers import SiglipImageProcessor, T5Gemma2Encoder, T5Gemma2EncoderConfig
+
+    tokenizer = _gemma_tokenizer()
+    config = T5Gemma2EncoderConfig(
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=1024, head_dim=8, num_key_value_heads=2,
+                         dropout_rate=0.0),
+        vision_config=dict(hidden_size=4, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
+                           image_size=16, patch_size=4, num_channels=3),
+    )  # fmt: skip
+    torch.manual_seed(0)
+    text_encoder = T5Gemma2Encoder(config).eval()
+    torch.manual_seed(0)
+    transformer = MotifVideoTransformer3DModel(
+        in_channels=33, out_channels=16, num_attention_heads=2, attention_head_dim=12, num_layers=1,
+        num_single_layers=1, mlp_ratio=2.0, patch_size=1, patch_size_t=1, qk_norm="rms_norm", text_embed_dim=16,
+        image_embed_dim=4, rope_axes_dim=(4, 4, 4),
+    ).eval()  # fmt: skip
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]).eval()
+    cls = MotifVideoImage2VideoPipeline if i2v else MotifVideoPipeline
+    return cls(
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0), vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+        transformer=transformer, guider=AdaptiveProjectedGuidance(),
+        feature_extractor=SiglipImageProcessor(image_mean=[0.5] * 3, image_std=[0.5] * 3, size={"height": 16, "width": 16}),
+    )  # fmt: skip
+
+
+def _kandinsky6(variant: str | None):
+    """After diffusers' tests/pipelines/kandinsky6, with Kandinsky 5's tiny text stack and VAE, and
+    an MMAudio VAE and vocoder at 16 kHz (not the tests' 64 Hz, which no AAC encoder takes):
+    the vocoder's upsampling (8 x 8 x 4) equals the audio VAE's hop, as the real pair's does."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, Kandinsky6TI2VAPipeline, Kandinsky6Transformer3DModel, MMAudioVAE, MMAudioVocoder
+
+    tokenizer = _qwen2_5_vl_processor("Qwen2_5_VLProcessor")
+    tokenizer_2 = _clip_tokenizer()
+    torch.manual_seed(0)
+    transformer = Kandinsky6Transformer3DModel(
+        in_visual_dim=4, out_visual_dim=4, in_text_dim=16, in_text_dim2=8, time_dim=16, patch_size=(1, 2, 2),
+        model_dim=12, ff_dim=24, num_text_blocks=1, num_visual_blocks=2, axes_dims=(2, 1, 1), visual_cond=True,
+        in_audio_dim=4, out_audio_dim=4, visual_token_type_num_embeddings=2,
+    ).eval()  # fmt: skip
+    torch.manual_seed(0)
+    audio_vae = MMAudioVAE(mel_bins=8, latent_channels=4, hidden_channels=8, channel_multipliers=(1, 2), layers_per_block=1,
+                           sample_rate=16000, n_fft=512, hop_length=256).eval()  # fmt: skip
+    torch.manual_seed(0)
+    vocoder = MMAudioVocoder(num_mels=8, upsample_initial_channel=8, upsample_rates=(8, 8, 4), upsample_kernel_sizes=(16, 16, 8),
+                             resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 3),)).eval()  # fmt: skip
+    return Kandinsky6TI2VAPipeline(
+        transformer=transformer, vae=_hunyuan_video_vae_small(), text_encoder=_qwen2_5_vl_encoder(tokenizer),
+        tokenizer=tokenizer, text_encoder_2=_clip_text_encoder(tokenizer_2), tokenizer_2=tokenizer_2,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0), audio_vae=audio_vae, vocoder=vocoder,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
 
 PIPELINE_CLASSES = {
     "WanPipeline": _wan,
@@ -831,6 +1065,15 @@ PIPELINE_CLASSES = {
     "HunyuanVideo15Pipeline": _hunyuanvideo15,
     "MochiPipeline": _mochi,
     "StableVideoDiffusionPipeline": _svd,
+    "Kandinsky5T2VPipeline": _kandinsky5,
+    "Kandinsky5I2VPipeline": partial(_kandinsky5, i2v=True),
+    "SanaVideoPipeline": _sana_video,
+    "SanaImageToVideoPipeline": partial(_sana_video, i2v=True),
+    "HunyuanVideo15ImageToVideoPipeline": _hunyuanvideo15_i2v,
+    "HeliosPipeline": _helios,
+    "MotifVideoPipeline": _motif_video,
+    "MotifVideoImage2VideoPipeline": partial(_motif_video, i2v=True),
+    "Kandinsky6TI2VAPipeline": _kandinsky6,
 }
 
 # structural variants of a class, keyed by preset name
@@ -839,6 +1082,7 @@ VARIANTS = {
     "wan2.2-t2v-a14b": "WanPipeline",
     "cogvideox-2b": "CogVideoXPipeline",
     "cogvideox1.5-5b": "CogVideoXPipeline",
+    "wan2.2-i2v-a14b": "WanImageToVideoPipeline",
 }
 
 
@@ -858,6 +1102,12 @@ REPOSITORY_LAYOUT = {
     # model_index.json could not be read offline: saved as the text-to-video class, the case
     # where loading the preset's class from another's folder matters.
     "ltx2-i2v": ("LTX2Pipeline", None),
+    # Efficient-Large-Model/SANA-Video_2B_480p_diffusers: diffusers' SanaImageToVideoPipeline docstring loads
+    # it too; saved as the text-to-video class (SANA-Video's first class; the repository's model_index.json
+    # could not be read offline), the case where loading the preset's class from another's folder matters.
+    "sana-video-480p-i2v": ("SanaVideoPipeline", None),
+    # Motif-Technologies/Motif-Video-2B: both diffusers docstrings load it; saved as the text-to-video class.
+    "motif-video-2b-i2v": ("MotifVideoPipeline", None),
 }
 
 

@@ -189,6 +189,22 @@ def _as_pil_frames(frames: np.ndarray) -> list:
     return [Image.fromarray(frame) for frame in frames]
 
 
+# Other names some pipelines give a standard argument, and why: where a pipeline lacks the
+# standard name and has the other, the value goes in under the other.
+ARGUMENT_ALIASES = {
+    "num_frames": "frames",  # SANA-Video (SanaVideoPipeline, SanaImageToVideoPipeline)
+    # Stable Video Diffusion: the guidance goes in as its ramp's top value, so it is not one
+    # the pipeline "takes no" of (the warning in _call_arguments).
+    "guidance_scale": "max_guidance_scale",
+}
+
+
+def _argument_name(name: str, parameters: set[str]) -> str:
+    """`name`, or its alias where the pipeline's __call__ takes only the alias."""
+    alias = ARGUMENT_ALIASES.get(name)
+    return alias if name not in parameters and alias in parameters else name
+
+
 class VideoGenerator:
     """Calls a loaded pipeline for one video at a time; reuse it for many videos."""
 
@@ -201,6 +217,7 @@ class VideoGenerator:
         defaults = self.loaded.call_defaults()
         pairs = {"steps": "num_inference_steps", "guidance": "guidance_scale", "frames": "num_frames", "width": "width", "height": "height"}
         for setting, parameter in pairs.items():
+            parameter = _argument_name(parameter, self.loaded.call_parameters)
             if getattr(settings, setting) is None and isinstance(defaults.get(parameter), (int, float)):
                 setattr(settings, setting, defaults[parameter])
         guider = getattr(self.loaded.pipe, "guider", None)
@@ -238,10 +255,8 @@ class VideoGenerator:
             "generator": generator,
             "output_type": "np",
         }
-        if "guidance_scale" not in parameters and "max_guidance_scale" in parameters:
-            # Stable Video Diffusion: the guidance goes in as its ramp's top value, so it is
-            # not one the pipeline "takes no" of (the warning below).
-            wanted["max_guidance_scale"] = wanted.pop("guidance_scale")
+        for name in ARGUMENT_ALIASES:
+            wanted[_argument_name(name, parameters)] = wanted.pop(name)
         if "fps" in parameters:
             wanted["fps"] = round(settings.fps)  # SVD conditions on the frame rate
         if "frame_rate" in parameters:
@@ -252,6 +267,10 @@ class VideoGenerator:
             if wanted.get(name) and name not in parameters and name not in self._warned:
                 self._warned.add(name)
                 ui.warn(f"{self.loaded.class_name} takes no {name.replace('_scale', '')}; ignored")
+        if wanted.get("height") and "height" not in parameters and "image" in parameters and "size" not in self._warned:
+            # HunyuanVideo 1.5 image-to-video sizes the video from the start image itself.
+            self._warned.add("size")
+            ui.warn(f"{self.loaded.class_name} takes no size: the video's size follows the image; --size ignored")
         arguments = {name: value for name, value in wanted.items() if value is not None and name in parameters}
         arguments.update(settings.call_kwargs)  # the preset's [call] table, as is
         return arguments

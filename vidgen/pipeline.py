@@ -419,6 +419,17 @@ def _place(pipe: Any, device: str, offload: str) -> str:
     return offload
 
 
+def _missing_library(error: ImportError) -> str:
+    """One line from an ImportError raised while loading: transformers says "X requires the
+    Y library but it was not found in your environment" over several lines."""
+    text = " ".join(str(error).split())
+    found = re.search(r"(\w+) requires the (\w+) library", text)
+    if found:
+        library = found.group(2).lower()
+        return f"{found.group(1)} needs {library}, which is not installed (pip install {library})"
+    return f"a library it needs is missing ({text.split('. ')[0] if text else type(error).__name__})"
+
+
 def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None) -> LoadedPipeline:
     """Load, check and place the pipeline that `settings` names."""
     location = resolve_model_location(settings.model)
@@ -462,6 +473,11 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
             local_files_only=_is_offline(),
             **({"device_map": device} if straight_to_device else {}),
         )
+    except ImportError as error:
+        # A component class needs a library vidgen does not depend on: Kandinsky 5's
+        # Qwen2VLProcessor needs torchvision in transformers 5. transformers' own message
+        # spans several lines; the class and the library are what the user needs.
+        raise GenerationError(f"cannot load {location.location}: {_missing_library(error)}") from error
     except (OSError, ValueError, EnvironmentError) as error:
         text = str(error).strip()
         first_line = text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,118 @@
+"""What the newer families do differently from the rest, on their tiny pipelines.
+
+Every preset already runs end to end in tests/test_presets_tiny.py. These tests cover what
+that cannot see: SANA-Video's and Motif-Video's image-to-video presets following their image
+when loaded from the repository's text-to-video folder, SANA-Video's `frames` argument for an ad-hoc --model,
+HunyuanVideo 1.5 image-to-video sizing the video from its image, Kandinsky 5 image-to-video's
+smallest frame count, and Kandinsky 5's tokenizer when torchvision is missing.
+Outputs are PNG folders where frames are compared, so the comparison is exact.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.tiny_pipelines import REPOSITORY_LAYOUT, make_tiny_pipeline
+from vidgen.video import read_frames, read_recipe
+
+PROMPT = "a red fox running in the snow"
+CPU = ["--steps", "2", "--seed", "1", "--device", "cpu", "--dtype", "float32"]
+
+
+def _image(path: Path, colour: str, size: tuple[int, int] = (32, 32)) -> Path:
+    Image.new("RGB", size, colour).save(path)
+    return path
+
+
+@pytest.mark.parametrize(("preset", "pipeline", "size"), [("sana-video-480p-i2v", "SanaImageToVideoPipeline", 32), ("motif-video-2b-i2v", "MotifVideoImage2VideoPipeline", 16)])
+def test_image_preset_on_its_text_to_video_repository_follows_the_image(preset, pipeline, size, run_cli, tiny_pipeline_dir, tmp_path):
+    repository_class, variant = REPOSITORY_LAYOUT[preset]
+    folder = tiny_pipeline_dir(repository_class, variant)
+    assert json.loads((folder / "model_index.json").read_text())["_class_name"] == repository_class
+    videos = {}
+    for colour in ("white", "black"):
+        out = tmp_path / colour
+        image = _image(tmp_path / f"{colour}.png", colour)
+        result = run_cli("generate", PROMPT, "--preset", preset, "--model", folder, "--image", image,
+                         "--size", f"{size}x{size}", "--frames", "5", *CPU, "-o", out)  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        assert f"loaded {pipeline} from" in result.stderr
+        assert read_recipe(out)["pipeline"] == pipeline
+        videos[colour] = read_frames(out).astype(int)
+    assert videos["white"].shape == (5, size, size, 3)  # SANA-Video: --frames reached it as `frames`
+    # Same seed, prompt and settings on a deterministic CPU: only the image differs, so any
+    # difference is its doing, and the text-to-video class (which ignores it) gives identical
+    # videos. The tiny random models show it faintly (mean difference about 0.5 of 255 for
+    # SANA-Video, which puts the image in the first latent frame; 0.002 for Motif-Video, whose
+    # random transformer barely weighs its condition channels), so the test asks for a difference.
+    assert np.abs(videos["white"] - videos["black"]).max() > 0
+
+
+def test_sana_frames_default_is_read_under_its_own_name():
+    """An ad-hoc --model takes the pipeline's own defaults; SANA-Video's frame count is `frames`."""
+    import inspect
+
+    from vidgen.generate import VideoGenerator
+    from vidgen.pipeline import LoadedPipeline
+    from vidgen.settings import GenerationSettings
+
+    pipe = make_tiny_pipeline("SanaVideoPipeline")
+    loaded = LoadedPipeline(pipe=pipe, class_name="SanaVideoPipeline", device="cpu", dtype="float32", offload="none",
+                            call_parameters=set(inspect.signature(type(pipe).__call__).parameters))  # fmt: skip
+    settings = GenerationSettings(prompt=PROMPT, model="unused", preset="custom")
+    VideoGenerator(loaded).fill_pipeline_defaults(settings)
+    assert (settings.frames, settings.width, settings.height, settings.guidance) == (81, 832, 480, 6.0)
+
+
+def test_hunyuanvideo15_image_to_video_sizes_the_video_from_the_image(run_cli, tiny_pipeline_dir, tmp_path):
+    folder = tiny_pipeline_dir("HunyuanVideo15ImageToVideoPipeline")
+    image = _image(tmp_path / "wide.png", "white", size=(64, 16))
+    out = tmp_path / "wide"
+    result = run_cli("generate", PROMPT, "--preset", "hunyuanvideo1.5-480p-i2v", "--model", folder, "--image", image,
+                     "--size", "16x16", "--frames", "5", *CPU, "-o", out)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "HunyuanVideo15ImageToVideoPipeline takes no size: the video's size follows the image; --size ignored" in result.stderr
+    frames, recipe = read_frames(out), read_recipe(out)
+    height, width = frames.shape[1:3]
+    assert width > height, (width, height)  # the wide image's shape, not the 16x16 asked for
+    assert (recipe["width"], recipe["height"]) == (width, height)  # the recipe records what was made
+
+
+def test_kandinsky5_image_to_video_takes_at_least_17_frames(run_cli, tiny_pipeline_dir, tmp_path):
+    """Its pipeline rescales the first 4 latent frames to the next ones' statistics: with fewer
+    than 5 latent frames there are none, and the video is NaN. 9 frames snap up to 17, visibly."""
+    folder = tiny_pipeline_dir("Kandinsky5I2VPipeline")
+    out = tmp_path / "short"
+    result = run_cli("generate", PROMPT, "--preset", "kandinsky5-i2v-pro", "--model", folder, "--image", _image(tmp_path / "start.png", "white"),
+                     "--size", "16x16", "--frames", "9", *CPU, "-o", out)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "frames 9 -> 17" in result.stderr
+    assert read_frames(out).shape == (17, 16, 16, 3)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchvision") is not None, reason="torchvision is installed: the processor loads")
+def test_kandinsky5_processor_without_torchvision_is_one_line(run_cli, tiny_pipeline_dir, tmp_path):
+    """The real repositories' `tokenizer` is a Qwen2VLProcessor, which transformers 5 cannot load
+    without torchvision. The tiny folder (a plain Qwen2 tokenizer where torchvision is missing,
+    tests/tiny_pipelines.py) is relabelled as the processor, as the real one is stored."""
+    folder = tmp_path / "kandinsky5"
+    shutil.copytree(tiny_pipeline_dir("Kandinsky5T2VPipeline"), folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    index["tokenizer"] = ["transformers", "Qwen2VLProcessor"]
+    (folder / "model_index.json").write_text(json.dumps(index))
+    processor = {"processor_class": "Qwen2VLProcessor"}
+    (folder / "tokenizer" / "processor_config.json").write_text(json.dumps(processor))
+    (folder / "tokenizer" / "preprocessor_config.json").write_text(json.dumps({**processor, "image_processor_type": "Qwen2VLImageProcessor"}))
+    result = run_cli("generate", PROMPT, "--preset", "kandinsky5-t2v-lite", "--model", folder, "--size", "16x16", "--frames", "5", *CPU, "-o", tmp_path / "x.mp4")
+    assert result.exit_code == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1] == f"Error: cannot load {folder}: Qwen2VLVideoProcessor needs torchvision, which is not installed (pip install torchvision)"
+    assert not any(line.startswith("Error") for line in lines[:-1]) and "Traceback" not in result.stderr
+    assert not (tmp_path / "x.mp4").exists()
