@@ -18,7 +18,6 @@ Protocol and socket location: vidgen/client.py.
 from __future__ import annotations
 
 import base64
-import fcntl
 import io
 import json
 import os
@@ -35,7 +34,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from vidgen import ui
+from vidgen import locking, ui
 from vidgen.client import API, MAX_SOCKET_PATH, private_dir_problem, socket_dir
 from vidgen.errors import ExitCode, GenerationError, UsageError, VidgenError
 from vidgen.runner import KEEP_FOREVER, PipelineCache, use_cache
@@ -419,17 +418,13 @@ def _prepare_dir() -> Path:
 
 
 def _take_lock(folder: Path) -> int:
-    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode("ascii", errors="replace").strip()
-        os.close(fd)
-        who = f" (pid {holder})" if holder.isdigit() else ""
+        return locking.take(folder / LOCK_NAME, mode=0o600)
+    except locking.LockHeld as held:
+        who = f" (pid {held.holder})" if held.holder else ""
         raise GenerationError(f"a vidgen server is already running on {folder / 'vidgen.sock'}{who}; `vidgen serve --stop` stops it") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
+    except locking.CannotLock as error:
+        raise GenerationError(f"cannot lock {folder / LOCK_NAME}: {error.reason}") from None
 
 
 def _bind(path: Path) -> _UnixHTTPServer:
@@ -501,7 +496,7 @@ def serve(keep_alive: float) -> int:
             httpd.server_close()
             if path.exists():
                 path.unlink(missing_ok=True)
-        os.close(lock)
+        locking.release(lock)
 
 
 # ---- --status and --stop (client side: no torch) ----
@@ -557,19 +552,6 @@ def stop_server() -> int:
     pid = reply.get("pid")
     # It finishes the job in hand first. It is gone when its lock is free (the kernel
     # drops a dead process's locks, zombie or not).
-    lock_file = path.parent / LOCK_NAME
-    deadline = time.monotonic() + 3600
-    while time.monotonic() < deadline:
-        try:
-            fd = os.open(lock_file, os.O_RDONLY)
-        except FileNotFoundError:
-            break
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            time.sleep(0.1)
-        finally:
-            os.close(fd)
+    locking.wait_until_free(path.parent / LOCK_NAME)
     ui.info(f"stopped the vidgen server (pid {pid})")
     return ExitCode.SUCCESS
