@@ -18,14 +18,16 @@ import json
 import os
 import platform
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.timing import alternate, medians, print_round  # noqa: E402
+
 BUILTIN_WEIGHTS = REPO / "vidgen" / "embedded" / "weights" / "shapes"
 PROMPT = "a red circle moves left on a black background"
 
@@ -52,15 +54,6 @@ def commands(args, out_dir: Path) -> dict[str, list[str]]:
     return {"vidgen": vidgen, "diffusers-cli": diffusers_cli}
 
 
-def time_once(command: list[str], out_dir: Path) -> float:
-    started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, cwd=out_dir)
-    seconds = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"{Path(command[0]).name} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
-    return seconds
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(BUILTIN_WEIGHTS))
@@ -81,29 +74,26 @@ def main(argv: list[str] | None = None) -> dict:
         args.preset = "shapes"
 
     out_dir = Path(tempfile.mkdtemp(prefix="cli-vs-diffusers-cli-"))
-    times: dict[str, list[float]] = {"vidgen": [], "diffusers-cli": []}
     try:
         runs = commands(args, out_dir)
-        for index in range(args.runs):
-            order = list(runs) if index % 2 == 0 else list(reversed(runs))
-            for name in order:
-                times[name].append(round(time_once(runs[name], out_dir), 3))
-                print(f"[{index + 1}/{args.runs}] {name}: {times[name][-1]:.2f} s", file=sys.stderr)
+        times = alternate({name: (command, None) for name, command in runs.items()}, runs=args.runs, cwd=out_dir, swap=True,
+                          report=print_round("run", sys.stderr))
+        times = {name: [round(value, 3) for value in values] for name, values in times.items()}
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
 
     import diffusers
     import torch
 
-    medians = {name: round(statistics.median(values), 3) for name, values in times.items()}
+    median_seconds = {name: round(value, 3) for name, value in medians(times).items()}
     report = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs visible, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}",
         "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__, "python": platform.python_version()},
         "settings": {"model": args.model, "preset": args.preset, "steps": args.steps, "guidance": args.guidance,
                      "size": args.size, "frames": args.frames, "fps": args.fps, "seed": args.seed, "dtype": "float32"},  # fmt: skip
         "seconds": times,
-        "median_seconds": medians,
-        "vidgen_over_diffusers_cli": round(medians["vidgen"] / medians["diffusers-cli"], 3),
+        "median_seconds": median_seconds,
+        "vidgen_over_diffusers_cli": round(median_seconds["vidgen"] / median_seconds["diffusers-cli"], 3),
         "commands": {name: " ".join(command) for name, command in runs.items()},
     }
     text = json.dumps(report, indent=1)

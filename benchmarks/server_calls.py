@@ -20,7 +20,6 @@ import os
 import platform
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,15 +29,11 @@ from pathlib import Path
 CALLS = 20  # calls of each kind
 PROMPT = "a red circle moving right on a black background"
 VIDGEN = str(Path(sys.executable).with_name("vidgen"))  # the console script, as a shell runs it
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
-
-def timed(command: list[str], env: dict[str, str], cwd: Path) -> float:
-    started = time.perf_counter()
-    done = subprocess.run(command, env=env, cwd=cwd, capture_output=True)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.decode()}")
-    return seconds
+from benchmarks.timing import alternate, medians, print_round, time_command  # noqa: E402
 
 
 def main() -> None:
@@ -62,13 +57,12 @@ def main() -> None:
             if server.poll() is not None:
                 raise SystemExit("vidgen serve did not start")
             time.sleep(0.1)
-        warm_up = timed(command, env, work)  # loads the model into the server
+        warm_up = time_command(command, cwd=work, env=env)  # loads the model into the server
         load = os.getloadavg()
-        served, in_process = [], []
-        for index in range(options.calls):
-            served.append(timed(command, env, work))
-            in_process.append(timed(command, {**env, "VIDGEN_NO_SERVER": "1"}, work))
-            print(f"call {index + 1}: server {served[-1]:.2f}s, no server {in_process[-1]:.2f}s", flush=True)
+        kinds = {"server": (command, env), "no server": (command, {**env, "VIDGEN_NO_SERVER": "1"})}
+        times = alternate(kinds, runs=options.calls, cwd=work, swap=False,
+                          report=print_round("call"))
+        served, in_process = times["server"], times["no server"]
         load_after = os.getloadavg()
     finally:
         server.send_signal(signal.SIGTERM)
@@ -79,7 +73,7 @@ def main() -> None:
         shutil.rmtree(runtime, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
 
-    median_served, median_in_process = statistics.median(served), statistics.median(in_process)
+    median_served, median_in_process = medians(times)["server"], medians(times)["no server"]
     figures = {
         "calls_each": options.calls,
         "threads": options.threads or "torch default",

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import TINY_ARGS
+from vidgen.batch import file_sha256
 from vidgen.video import read_frames, read_recipe
 
 HANG = 300  # seconds: only to stop a hung test, never a measure
@@ -201,7 +202,8 @@ def test_cancel_one_leaves_the_others_and_status_during_a_job(serve, tiny_wan_di
     slow.send_signal(signal.SIGINT)
     _, err = slow.communicate(timeout=HANG)
     assert slow.returncode == 130, err.decode()
-    assert err.decode().strip().splitlines()[-1] == "Error: interrupted"
+    # The client waited for the server to cancel the job: the server's own line comes last.
+    assert err.decode().strip().splitlines()[-1] == "Error: interrupted during denoising; nothing was written"
     for i, other in enumerate(others):
         _, err = other.communicate(timeout=HANG)
         assert other.returncode == 0, err.decode()
@@ -359,3 +361,124 @@ def test_sigterm_finishes_the_job_in_hand_and_queued_jobs_run_in_their_clients(s
     assert served.process.wait(HANG) == 0
     assert "job 1 (generate): exit 0" in served.output() and "vidgen serve: stopped" in served.output()
     assert not served.socket.exists()
+
+
+# ---- signals to a client reach its job in the server as they would in-process (issue 10) ----
+
+
+def _manifest(out: Path) -> list[dict]:
+    path = out / "manifest.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def _videos(out: Path) -> list[str]:
+    """Every file in DIR but the manifest and the lock, hidden (temporary) ones included."""
+    return sorted(path.name for path in out.iterdir() if path.is_file() and path.name not in ("manifest.jsonl", ".vidgen-batch.lock"))
+
+
+def _start_slow_batch(served: Served, model: Path, count: int) -> subprocess.Popen:
+    Path("p.txt").write_text("".join(f"a red ball number {index}\n" for index in range(count)))
+    client = served.client("batch", "p.txt", "-O", "out", "--model", str(model), *TINY_ARGS, "--steps", "300")
+    while not _manifest(Path("out")):  # a first video is done: the batch is under way
+        assert client.poll() is None, client.communicate()[1].decode()
+        time.sleep(0.1)
+    return client
+
+
+def _consistent(out: Path) -> list[dict]:
+    """Every file in DIR has a done record with its checksum, and nothing else is there."""
+    done = [record for record in _manifest(out) if record["status"] == "done"]
+    assert _videos(out) == sorted(record["output"] for record in done)  # no partial or temporary file
+    for record in done:
+        assert record["sha256"] == file_sha256(out / record["output"])
+        assert read_frames(out / record["output"]).shape[0] == 9
+    return done
+
+
+def test_sigterm_to_a_batch_client_stops_after_the_current_video_then_resume_finishes(serve, tiny_wan_dir: Path):
+    served = serve()
+    client = _start_slow_batch(served, tiny_wan_dir, 6)
+
+    client.send_signal(signal.SIGTERM)
+    _, err = client.communicate()
+
+    assert client.returncode == 143, err.decode()
+    stderr = err.decode()
+    assert "SIGTERM: stopping after the current video" in stderr and "not started (stopped by SIGTERM" in stderr
+    assert "Traceback" not in stderr and "Error:" not in stderr
+    done = _consistent(Path("out"))
+    assert 1 <= len(done) < 6
+    assert served.process.poll() is None  # the server goes on
+    resumed = served.run("batch", "p.txt", "-O", "out", "--model", str(tiny_wan_dir), *TINY_ARGS, "--steps", "300", "--resume")
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    assert len(_consistent(Path("out"))) == 6
+    assert served.status()["jobs_done"] == 2
+
+
+def test_second_sigterm_to_a_batch_client_stops_at_once_without_a_partial_file(serve, tiny_wan_dir: Path):
+    served = serve()
+    client = _start_slow_batch(served, tiny_wan_dir, 6)
+
+    client.send_signal(signal.SIGTERM)
+    for line in client.stderr:  # the first has been handled (two signals at once may arrive as one)
+        if b"SIGTERM: stopping after the current video" in line:
+            break
+    client.send_signal(signal.SIGTERM)
+    _, err = client.communicate()
+
+    assert client.returncode == 143, err.decode()
+    assert "Error: terminated (second SIGTERM); the video in progress was not written" in err.decode()
+    _consistent(Path("out"))
+    assert "cancelled" in served.output()
+
+
+def test_ctrl_c_while_the_server_writes_the_file_leaves_nothing_and_exits_130(serve, tiny_wan_dir: Path, tmp_path: Path, monkeypatch):
+    """The server is held inside ffmpeg's encode until the client's Ctrl-C has reached it:
+    the finished file is then not given its name (as in-process), and the client exits
+    only once the server has finished with the job."""
+    import imageio_ffmpeg
+
+    marker, go = tmp_path / "encoding", tmp_path / "go"
+    gate = tmp_path / "ffmpeg"
+    gate.write_text(f'#!/bin/sh\ncase "$*" in *rawvideo*) touch {marker}; while [ ! -e {go} ]; do sleep 0.05; done;; esac\n'
+                    f'exec {imageio_ffmpeg.get_ffmpeg_exe()} "$@"\n')  # fmt: skip
+    gate.chmod(0o755)
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(gate))
+    served = serve()
+    client = served.client(*_tiny(tiny_wan_dir, "a red ball", "--seed", "1", "-o", "x.mp4"))
+    while not marker.exists():
+        assert client.poll() is None, client.communicate()[1].decode()
+        time.sleep(0.05)
+
+    client.send_signal(signal.SIGINT)
+    while not (served.status().get("running") or {}).get("cancelled"):
+        assert client.poll() is None, client.communicate()[1].decode()
+        time.sleep(0.05)
+    go.touch()  # the encode finishes now, after the cancellation
+    _, err = client.communicate()
+
+    assert client.returncode == 130, err.decode()
+    errors = [line for line in err.decode().splitlines() if line.startswith("Error:")]
+    assert errors == ["Error: interrupted while writing the video; nothing was written"]
+    assert not Path("x.mp4").exists()
+    _no_partial_files(Path.cwd())
+    assert "job 1 (generate): cancelled" in served.output()
+    assert served.process.poll() is None
+
+
+def test_a_client_killed_mid_job_cancels_it_and_the_server_goes_on(serve, tiny_wan_dir: Path):
+    """A client that disconnects without a word (SIGKILL): its job is cancelled after the
+    current step, nothing is written, and the next job runs."""
+    served = serve()
+    client = served.client(*_tiny(tiny_wan_dir, "killed", "--seed", "1", "-o", "killed.mp4"), "--steps", "2000")
+    served.wait_running()
+    client.kill()
+    client.wait()
+    while served.status().get("running"):
+        time.sleep(0.1)
+    assert "job 1 (generate): cancelled" in served.output()
+    assert not Path("killed.mp4").exists()
+    _no_partial_files(Path.cwd())
+    after = served.run(*_tiny(tiny_wan_dir, "after", "--seed", "2", "-o", "after.mp4"))
+    assert after.returncode == 0, after.stderr.decode()
+    assert read_frames(Path("after.mp4")).shape[0] == 9

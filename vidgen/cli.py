@@ -30,6 +30,7 @@ class _DefaultToGenerate(TyperGroup):
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in _GROUP_OPTIONS:
             args = ["generate", *args]
+        ctx.meta["vidgen.args"] = list(args)  # `batch --processes` runs the same command line in each process
         return super().parse_args(ctx, args)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
@@ -64,7 +65,7 @@ _BATCH_EXAMPLES = """Examples:
   vidgen batch prompts.txt -O clips --seed 7
   vidgen batch prompts.jsonl -O clips --json | jq -r .path
   cat prompts.txt | vidgen batch - -O clips --resume
-  accelerate launch --num_processes 2 -m vidgen batch prompts.txt -O clips"""
+  vidgen batch prompts.txt -O clips --processes 4"""
 
 app = typer.Typer(
     cls=_DefaultToGenerate,
@@ -257,6 +258,7 @@ def _server_disabled() -> bool:
 
 @app.command(epilog=_BATCH_EXAMPLES)
 def batch(
+    ctx: typer.Context,
     prompts_file: Annotated[str, typer.Argument(metavar="PROMPTS_FILE", help=".txt (a prompt a line), .jsonl or .csv; - reads standard input.")],
     out_dir: Annotated[str, typer.Option("-O", "--out-dir", help="Folder for the videos and manifest.jsonl (created if missing).")],
     preset: PresetOption = None,
@@ -291,6 +293,7 @@ def batch(
     strict: StrictOption = False,
     trust_remote_code: TrustRemoteCodeOption = False,
     threads: ThreadsOption = None,
+    processes: Annotated[Optional[int], typer.Option("--processes", help="Run the batch in N processes on this machine (one per GPU; without GPUs, CPU processes), started through accelerate; exits with the worst of their codes.", show_default=False)] = None,
     no_server: NoServerOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -299,6 +302,11 @@ def batch(
     ui.configure(quiet=quiet)
 
     def action() -> int:
+        if processes is not None and processes != 1:
+            from vidgen.batch.launch import run_in_processes
+
+            return run_in_processes(ctx.meta["vidgen.args"], processes, prompts_file=prompts_file, out_dir=out_dir,
+                                    preset=preset, model=model, overrides=_overrides(params), strict=strict)  # fmt: skip
         launched = any(key == "WORLD_SIZE" or key.startswith("ACCELERATE_") for key in os.environ)
         if not no_server and not _server_disabled() and not launched:  # accelerate's processes share out the work themselves
             from vidgen.client import run_batch as run_on_server

@@ -79,6 +79,9 @@ class UnixHTTPConnection(http.client.HTTPConnection):
             sock.close()
             raise
         self.sock = sock
+        # http.client lets go of `sock` once an HTTP/1.0 reply has begun (the reply reads
+        # on through its own file object); the job stream still needs the socket itself.
+        self.raw_socket = sock
 
 
 def find_server() -> Path | None:
@@ -194,6 +197,7 @@ class _Replay:
         self.status = None
         self.writing: list[str] = []
         self.code: int | None = None
+        self.job: int | None = None  # the server's number for this job
 
     def handle(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
@@ -242,6 +246,8 @@ class _Replay:
             self.writing.append(event["path"])
         elif kind == "exit":
             self.code = int(event["code"])
+        elif kind == "accepted":
+            self.job = event.get("job")
 
     def close(self) -> None:
         for bar in reversed(list(self.bars.values())):
@@ -253,6 +259,64 @@ class _Replay:
         if self.status is not None:
             self.status.__exit__(None, None, None)
             self.status = None
+
+
+class _Signals:
+    """While a job runs in the server, this client's signals reach it as they would reach
+    the job in-process: Ctrl-C cancels it after the current step (the client shuts down
+    its sending side, which the server takes as "gone"), and for a batch a first SIGTERM
+    stops it after the current video, a second at once (`POST /v1/jobs/N/stop`). The
+    client keeps reading until the server says how the job ended, so when it exits
+    nothing of the job is still being written. A second Ctrl-C leaves at once."""
+
+    def __init__(self, path: Path, sock: socket.socket, replay: _Replay, *, batch: bool):
+        from vidgen import signals
+
+        self.path, self.sock, self.replay = path, sock, replay
+        self.pending: bool | None = None  # a stop asked for before the job's number came
+        self.ctrl_c = signals.after_current_step(first=self._shut_down_sending, second=self._leave)
+        self.sigterm = signals.after_current_video(first=lambda: self.stop(now=False), second=lambda: self.stop(now=True)) if batch else None
+
+    def __enter__(self) -> "_Signals":
+        self.ctrl_c.__enter__()
+        if self.sigterm is not None:
+            self.sigterm.__enter__()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.sigterm is not None:
+            self.sigterm.__exit__(*exc_info)
+        self.ctrl_c.__exit__(*exc_info)
+
+    def _shut_down_sending(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # already closed: the server has seen it go
+
+    @staticmethod
+    def _leave() -> None:
+        raise KeyboardInterrupt
+
+    def stop(self, *, now: bool) -> None:
+        if self.replay.job is None:
+            self.pending = now or bool(self.pending)
+            return
+        try:
+            connection, response = request("POST", f"jobs/{self.replay.job}/stop", {"now": now}, path=self.path)
+        except ConnectionError:
+            return  # the server is gone: the stream says so
+        try:
+            response.read()
+        except (OSError, http.client.HTTPException):
+            pass
+        finally:
+            connection.close()
+
+    def job_known(self) -> None:
+        if self.pending is not None:
+            now, self.pending = self.pending, None
+            self.stop(now=now)
 
 
 def submit(command: str, args: dict[str, Any]) -> int | None:
@@ -267,6 +331,7 @@ def submit(command: str, args: dict[str, Any]) -> int | None:
     except ConnectionError:
         return None  # a stale socket, or a server going away: nothing was sent to run
     replay = _Replay()
+    signals = _Signals(path, connection.raw_socket, replay, batch=command == "batch")
     try:
         if response.status != 200:
             reply = _json_or_empty(response.read())
@@ -274,18 +339,25 @@ def submit(command: str, args: dict[str, Any]) -> int | None:
                 return None
             ui.error(f"the vidgen server refused the job: {reply.get('error') or response.reason}")
             return int(ExitCode.FAILURE)
-        if connection.sock is not None:
-            connection.sock.settimeout(None)  # a job may wait in the queue for a long time
-        for line in response:
-            event = _json_or_empty(line)
-            if event.get("event") == "refused":
-                return None
-            replay.handle(event)
+        connection.raw_socket.settimeout(None)  # a job may wait in the queue for a long time
+        with signals:
+            for line in response:
+                event = _json_or_empty(line)
+                if event.get("event") == "refused":
+                    return None
+                replay.handle(event)
+                if event.get("event") == "accepted":
+                    signals.job_known()
     except (OSError, http.client.HTTPException):
         pass  # the server went away: below
     finally:
         replay.close()
         connection.close()
+        connection.raw_socket.close()
+    if signals.ctrl_c.requested and replay.code is not None:
+        if replay.code == ExitCode.SUCCESS:  # it ended before the cancellation reached it
+            ui.error("interrupted after the job had finished; its output is complete")
+        return int(ExitCode.INTERRUPTED)
     if replay.code is None:
         for written in replay.writing:
             _remove_partial(written)

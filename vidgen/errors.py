@@ -49,6 +49,10 @@ class ModelNotAvailableError(GenerationError):
     """The model is neither on disk nor downloadable (offline, no access)."""
 
 
+# A batch sent SIGTERM twice stops at once, in its own process or in a server's.
+SECOND_SIGTERM = "terminated (second SIGTERM); the video in progress was not written"
+
+
 class Interrupted(VidgenError):
     """The user pressed Ctrl-C; the run stopped cleanly."""
 

@@ -11,8 +11,6 @@ Two layers, so `batch.py` can reuse the middle one:
 from __future__ import annotations
 
 import re
-import signal
-import threading
 import time
 import unicodedata
 from dataclasses import dataclass
@@ -21,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from vidgen import __version__, ui
+from vidgen import __version__, signals, ui
 from vidgen.audio import Audio, audio_from_output, fit_to_video
 from vidgen.errors import GenerationError, Interrupted, UsageError
 from vidgen.presets import Preset, choose_preset, resolve_model_location
@@ -133,29 +131,15 @@ def load_input_video(path: str) -> np.ndarray:
 # ---- one pipeline call ----
 
 
-class _CancelOnCtrlC:
+def _stop_now():
+    raise KeyboardInterrupt
+
+
+def _cancel_on_ctrl_c() -> signals.StopRequest:
     """During denoising, a first Ctrl-C asks to stop after the current step (the step
     callback raises Interrupted); a second one stops at once. Elsewhere Ctrl-C is a
     plain KeyboardInterrupt."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
-
-    def __enter__(self) -> "_CancelOnCtrlC":
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        ui.info("stopping after this step (Ctrl-C again to stop now)")
-
-    def __exit__(self, *exc_info) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+    return signals.after_current_step(second=_stop_now)
 
 
 def _first_line(error: BaseException) -> str:
@@ -297,14 +281,15 @@ class VideoGenerator:
         if "strength" in arguments and total_steps:  # img2img-style: only the last steps run
             total_steps = min(int(total_steps * arguments["strength"]), total_steps)
 
-        with _CancelOnCtrlC() as cancel:
+        with _cancel_on_ctrl_c() as cancel:
 
             def on_step_end(pipeline, step: int, timestep, callback_kwargs: dict) -> dict:
                 progress.step(step + 1)
                 if step + 1 >= total_steps:
                     progress.phase("decode")
-                if cancel.requested or ui.remote_cancelled():  # Ctrl-C, or a server's client gone
-                    raise Interrupted("interrupted during denoising; nothing was written")
+                if cancel.requested or ui.remote_cancelled():  # Ctrl-C, or a server's client gone or stopped
+                    message = "interrupted during denoising; nothing was written"
+                    raise ui.remote_interruption(message) or Interrupted(message)
                 return callback_kwargs
 
             if "callback_on_step_end" in self.loaded.call_parameters:

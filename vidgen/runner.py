@@ -242,7 +242,6 @@ def render(generator, settings: GenerationSettings, seed: int, *, path: Path | N
            progress: ui.Progress | None = None, overwrite: bool = False) -> tuple[dict[str, Any], bytes | None]:  # fmt: skip
     """Generate one video and write it to `path` atomically (None: return the MP4 bytes).
     Returns (recipe, bytes or None)."""
-    from vidgen.errors import Interrupted
     from vidgen.generate import audio_record, build_recipe
     from vidgen.video import encode_mp4_bytes, output_format, write_video
 
@@ -250,7 +249,7 @@ def render(generator, settings: GenerationSettings, seed: int, *, path: Path | N
     frames, audio = generator.generate_with_audio(settings, seed, image=image, video=video, progress=progress)
     audio = audio if settings.audio else None  # --no-audio
     if ui.remote_cancelled():  # the server's client went away during the last step
-        raise Interrupted("interrupted; nothing was written")
+        raise ui.remote_interruption("interrupted; nothing was written")
     progress.phase("write")
     recipe = build_recipe(settings, seed, frames)
     recipe["audio"] = audio_record(audio, "mp4" if path is None else output_format(path))

@@ -18,7 +18,6 @@ Protocol and socket location: vidgen/client.py.
 from __future__ import annotations
 
 import base64
-import fcntl
 import io
 import json
 import os
@@ -35,7 +34,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from vidgen import ui
+from vidgen import locking, ui
 from vidgen.client import API, MAX_SOCKET_PATH, private_dir_problem, socket_dir
 from vidgen.errors import ExitCode, GenerationError, UsageError, VidgenError
 from vidgen.runner import KEEP_FOREVER, PipelineCache, use_cache
@@ -74,6 +73,8 @@ class Job:
         self.command, self.args, self.cwd, self.client_pid = command, args, cwd, client_pid
         self.events: queue.Queue = queue.Queue()
         self._cancel = threading.Event()
+        self._stop = threading.Event()  # a batch: stop after the current video
+        self.cancel_code = ExitCode.INTERRUPTED  # TERMINATED when its client was sent SIGTERM twice
         self.queued_at = time.time()
         self.started_at: float | None = None
 
@@ -84,8 +85,16 @@ class Job:
     def cancelled(self) -> bool:
         return self._cancel.is_set()
 
-    def cancel(self) -> None:
+    def cancel(self, code: ExitCode = ExitCode.INTERRUPTED) -> None:
+        if not self._cancel.is_set():
+            self.cancel_code = code
         self._cancel.set()
+
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def request_stop(self) -> None:
+        self._stop.set()
 
     def summary(self) -> dict[str, Any]:
         what = self.args.get("prompt") if self.command == "generate" else self.args.get("prompts_file")
@@ -96,6 +105,8 @@ class Job:
             "client_pid": self.client_pid,
             "waiting_seconds": round((self.started_at or time.time()) - self.queued_at, 1),
             "running_seconds": None if self.started_at is None else round(time.time() - self.started_at, 1),
+            "cancelled": self.cancelled(),
+            "stopping": self.stop_requested(),
         }
 
 
@@ -132,6 +143,13 @@ class Server:
             return False
         self.jobs.put(job)
         return True
+
+    def find(self, number: int) -> Job | None:
+        """The running or queued job with this number."""
+        current = self.current
+        if current is not None and current.number == number:
+            return current
+        return next((job for job in self.queued() if job.number == number), None)
 
     def queued(self) -> list[Job]:
         with self.jobs.mutex:
@@ -171,8 +189,10 @@ class Server:
                 continue
             if job is None:
                 return
-            if job.cancelled():
-                continue  # its client left while it waited
+            if job.cancelled():  # its client left (or was interrupted) while it waited
+                job.send({"event": "error", "message": "interrupted before the job started; nothing was written"})
+                job.send({"event": "exit", "code": int(job.cancel_code)})
+                continue
             if self.stopping.is_set():
                 job.send({"event": "refused", "message": "the vidgen server is stopping"})
                 continue
@@ -353,6 +373,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200, {"stopping": True, "pid": os.getpid()})
         elif route == "jobs":
             self._job(body)
+        elif route.startswith("jobs/") and route.endswith("/stop"):
+            self._stop_job(route.split("/")[1], body)
         else:
             self._reply(404, {"error": f"no such path: {self.path}"})
 
@@ -366,6 +388,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(400, {"error": f"a {command} job needs {', '.join(needed)} (strings)"})
             return
         job = Job(command, args, cwd, self.client_pid)
+        job.send({"event": "accepted", "job": job.number})  # the first line: the number `jobs/N/stop` takes
         if not self.server.vidgen.submit(job):
             self._reply(503, {"error": "the vidgen server is stopping", "refused": True})
             return
@@ -374,6 +397,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.flush()
         self._stream(job)
+
+    def _stop_job(self, number: str, body: dict[str, Any]) -> None:
+        """`POST /v1/jobs/N/stop`: what SIGTERM to a batch's client asks for. {"now": false}:
+        stop after the current video; {"now": true}: cancel after the current step, exit 143."""
+        job = self.server.vidgen.find(int(number)) if number.isdigit() else None
+        if job is None:
+            self._reply(404, {"error": f"no running or queued job {number}"})
+            return
+        if body.get("now"):
+            job.cancel(ExitCode.TERMINATED)
+        else:
+            job.request_stop()
+        self._reply(200, {"job": job.number, "cancelled": job.cancelled(), "stopping": job.stop_requested()})
 
     def _client_gone(self) -> bool:
         """The client sends nothing after its request: readable means it closed."""
@@ -384,13 +420,18 @@ class _Handler(BaseHTTPRequestHandler):
             return True
 
     def _stream(self, job: Job) -> None:
+        """The job's events to its client until its exit. A client that closes its end
+        (Ctrl-C shuts down its sending side; a killed one closes both) cancels the job;
+        the stream goes on so that a client still reading learns how the job ended
+        (and only then exits, with nothing of the job's still being written)."""
+        gone = False
         while True:
             try:
                 event = job.events.get(timeout=0.25)
             except queue.Empty:
-                if self._client_gone():
+                if not gone and self._client_gone():
+                    gone = True
                     job.cancel()  # after the current step, or before it starts
-                    return
                 continue
             try:
                 self.wfile.write(json.dumps(event, ensure_ascii=False).encode() + b"\n")
@@ -419,17 +460,13 @@ def _prepare_dir() -> Path:
 
 
 def _take_lock(folder: Path) -> int:
-    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode("ascii", errors="replace").strip()
-        os.close(fd)
-        who = f" (pid {holder})" if holder.isdigit() else ""
+        return locking.take(folder / LOCK_NAME, mode=0o600)
+    except locking.LockHeld as held:
+        who = f" (pid {held.holder})" if held.holder else ""
         raise GenerationError(f"a vidgen server is already running on {folder / 'vidgen.sock'}{who}; `vidgen serve --stop` stops it") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
+    except locking.CannotLock as error:
+        raise GenerationError(f"cannot lock {folder / LOCK_NAME}: {error.reason}") from None
 
 
 def _bind(path: Path) -> _UnixHTTPServer:
@@ -501,7 +538,7 @@ def serve(keep_alive: float) -> int:
             httpd.server_close()
             if path.exists():
                 path.unlink(missing_ok=True)
-        os.close(lock)
+        locking.release(lock)
 
 
 # ---- --status and --stop (client side: no torch) ----
@@ -557,19 +594,6 @@ def stop_server() -> int:
     pid = reply.get("pid")
     # It finishes the job in hand first. It is gone when its lock is free (the kernel
     # drops a dead process's locks, zombie or not).
-    lock_file = path.parent / LOCK_NAME
-    deadline = time.monotonic() + 3600
-    while time.monotonic() < deadline:
-        try:
-            fd = os.open(lock_file, os.O_RDONLY)
-        except FileNotFoundError:
-            break
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            time.sleep(0.1)
-        finally:
-            os.close(fd)
+    locking.wait_until_free(path.parent / LOCK_NAME)
     ui.info(f"stopped the vidgen server (pid {pid})")
     return ExitCode.SUCCESS

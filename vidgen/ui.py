@@ -35,8 +35,9 @@ def _sink():
 
 @contextmanager
 def remote_session(sink) -> Iterator[None]:
-    """Send this thread's output to `sink` (an object with `send(event: dict)` and
-    `cancelled() -> bool`) instead of printing it."""
+    """Send this thread's output to `sink` (an object with `send(event: dict)`,
+    `cancelled() -> bool`, `stop_requested() -> bool` and `cancel_code`) instead of
+    printing it."""
     _remote.sink = sink
     try:
         yield
@@ -48,6 +49,27 @@ def remote_cancelled() -> bool:
     """True when the client of the job running on this thread has gone (Ctrl-C, closed)."""
     sink = _sink()
     return sink is not None and sink.cancelled()
+
+
+def remote_interruption(message: str):
+    """The Interrupted to raise for this thread's cancelled server job, or None: exit 130
+    with `message` (its client's Ctrl-C, or the client gone), or exit 143 when a
+    batch's client was sent SIGTERM twice (the sink's `cancel_code`), as in-process."""
+    from vidgen.errors import SECOND_SIGTERM, ExitCode, Interrupted
+
+    sink = _sink()
+    if sink is None or not sink.cancelled():
+        return None
+    if getattr(sink, "cancel_code", ExitCode.INTERRUPTED) == ExitCode.TERMINATED:
+        return Interrupted(SECOND_SIGTERM, ExitCode.TERMINATED)
+    return Interrupted(message)
+
+
+def remote_stop_requested() -> bool:
+    """True when the client of this thread's server job was sent SIGTERM: a batch stops
+    after the current video, as it does in-process."""
+    sink = _sink()
+    return sink is not None and sink.stop_requested()
 
 
 def writing(path) -> None:

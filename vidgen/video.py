@@ -31,6 +31,7 @@ import numpy as np
 if TYPE_CHECKING:
     from vidgen.audio import Audio
 
+from vidgen import ui
 from vidgen.errors import GenerationError, Interrupted, UsageError, VidgenError
 
 VIDEO_SUFFIXES = {".mp4": "mp4", ".webm": "webm", ".gif": "gif"}
@@ -324,6 +325,10 @@ def write_video(frames: np.ndarray, path: Path, *, fps: float, crf: int = 18, re
         else:
             _write_png_folder(frames, temporary, recipe_json)
         _sync(temporary)
+        if ui.remote_cancelled():
+            # A server's client interrupted while the file was being written: it is
+            # not given its name, as in-process Ctrl-C during the write leaves nothing.
+            raise ui.remote_interruption("interrupted while writing the video; nothing was written")
         if path.exists() and not overwrite:
             raise UsageError(f"{path} appeared while generating (pass --overwrite to replace it)")
         if path.is_dir():

@@ -1,0 +1,144 @@
+"""`vidgen batch --processes N`: real processes started through accelerate's launcher on the
+CPU, and the exit code that reaches the shell (issue 11: `accelerate launch` turns every
+failure into 1)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import TINY_ARGS
+from vidgen.batch import LOCK_NAME, MANIFEST_NAME, file_sha256
+from vidgen.batch.launch import without_processes_option, worst_exit_code
+from vidgen.video import read_frames
+
+
+def _batch(tiny_wan_dir, *args: str) -> list[str]:
+    return [sys.executable, "-m", "vidgen", "batch", *map(str, args), "--model", str(tiny_wan_dir), *TINY_ARGS]
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, "VIDGEN_NO_SERVER": "1"}
+    for name in [name for name in env if name.startswith("ACCELERATE_") or name in ("WORLD_SIZE", "RANK", "LOCAL_RANK")]:
+        env.pop(name)
+    return env
+
+
+def _manifest(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / MANIFEST_NAME).read_text().splitlines() if line.strip()]
+
+
+def _files(out: Path) -> list[str]:
+    """Every file in DIR, hidden (temporary) ones included, but the manifest and the lock."""
+    return sorted(path.name for path in out.rglob("*") if path.is_file() and path.name not in (MANIFEST_NAME, LOCK_NAME))
+
+
+def test_worst_exit_code_orders_signal_over_usage_over_failure():
+    assert worst_exit_code([0, 0]) == 0
+    assert worst_exit_code([0, 1]) == 1
+    assert worst_exit_code([1, 2]) == 2
+    assert worst_exit_code([2, 143]) == 2  # torchrun's SIGTERM to the others after one failed
+    assert worst_exit_code([2, -15]) == 2
+    assert worst_exit_code([143, 0]) == 143
+    assert worst_exit_code([-2, 0]) == 130  # killed by SIGINT
+    assert worst_exit_code([-9]) == 137
+
+
+def test_without_processes_option_keeps_everything_else():
+    assert without_processes_option(["batch", "p.txt", "--processes", "2", "-O", "out"]) == ["batch", "p.txt", "-O", "out"]
+    assert without_processes_option(["batch", "p.txt", "--processes=4", "--seed", "3"]) == ["batch", "p.txt", "--seed", "3"]
+
+
+def test_a_bad_prompts_file_exits_2_before_any_process_starts(tiny_wan_dir):
+    Path("p.csv").write_text("title,seed\nx,1\n")
+
+    result = subprocess.run(_batch(tiny_wan_dir, "p.csv", "-O", "out", "--processes", "2"), env=_env(), capture_output=True, text=True)
+
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == ["Error: p.csv is not a CSV prompts file: its header (title, seed) has no prompt column"]
+    assert "starting" not in result.stderr and "Traceback" not in result.stderr
+    assert not Path("out").exists()
+
+
+def test_a_usage_error_found_by_the_processes_reaches_the_shell_as_2(tiny_wan_dir):
+    """A folder another batch holds is found only by the launched processes (the lock is
+    theirs to take): their exit 2 comes out as 2, where `accelerate launch` says 1."""
+    import fcntl
+
+    Path("p.txt").write_text("a red ball\na blue cat\n")
+    out = Path("out")
+    out.mkdir()
+    holder = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # as a running batch would
+    try:
+        result = subprocess.run(_batch(tiny_wan_dir, "p.txt", "-O", "out", "--processes", "2"), env=_env(), capture_output=True, text=True)
+    finally:
+        os.close(holder)
+
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Error: another vidgen batch is writing to out" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert _files(out) == []
+
+
+def test_two_processes_make_every_video_once_and_exit_0(tiny_wan_dir):
+    Path("p.txt").write_text("a red ball\na blue cat\na green dog\n")
+
+    result = subprocess.run(_batch(tiny_wan_dir, "p.txt", "-O", "out", "--processes", "2", "--json"), env=_env(), capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = Path("out")
+    records = _manifest(out)
+    assert sorted(record["line"] for record in records) == [1, 2, 3]
+    assert {record["process"] for record in records} == {0, 1}  # both did a share
+    assert _files(out) == sorted(record["output"] for record in records)
+    for record in records:
+        assert record["status"] == "done"
+        assert record["sha256"] == file_sha256(out / record["output"])
+        assert read_frames(out / record["output"]).shape[0] == 9  # a whole video, read back
+    assert sorted(json.loads(line)["line"] for line in result.stdout.splitlines()) == [1, 2, 3]
+
+
+def test_a_failed_line_exits_1(tiny_wan_dir):
+    Path("p.jsonl").write_text('{"prompt": "a red ball"}\n{"prompt": "a blue cat", "steps": 0}\n')
+
+    result = subprocess.run(_batch(tiny_wan_dir, "p.jsonl", "-O", "out", "--processes", "2"), env=_env(), capture_output=True, text=True)
+
+    assert result.returncode == 1, result.stderr[-3000:]
+    statuses = sorted((record["line"], record["status"]) for record in _manifest(Path("out")))
+    assert statuses == [(1, "done"), (2, "failed")]
+
+
+def test_sigterm_to_the_launcher_stops_after_the_current_videos_exits_143_and_resume_finishes(tiny_wan_dir):
+    prompts = [f"a red ball number {index}" for index in range(8)]
+    Path("p.txt").write_text("\n".join(prompts) + "\n")
+    out = Path("out")
+    command = _batch(tiny_wan_dir, "p.txt", "-O", "out", "--processes", "2", "--steps", "20")
+    launcher = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not ((out / MANIFEST_NAME).exists() and _manifest(out)):  # a first video is done
+        assert launcher.poll() is None, launcher.communicate()[1][-3000:]
+        time.sleep(0.2)
+    launcher.send_signal(signal.SIGTERM)
+    _, stderr = launcher.communicate()
+
+    assert launcher.returncode == 143, stderr[-3000:]
+    assert "Traceback" not in stderr
+    records = _manifest(out)
+    done = [record for record in records if record["status"] == "done"]
+    assert 1 <= len(done) < len(prompts)
+    assert _files(out) == sorted(record["output"] for record in done)  # no partial or temporary file
+    for record in done:
+        assert record["sha256"] == file_sha256(out / record["output"])
+
+    resumed = subprocess.run([*command, "--resume"], env=_env(), capture_output=True, text=True)
+
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    finished = {record["line"] for record in _manifest(out) if record["status"] == "done"}
+    assert finished == set(range(1, len(prompts) + 1))
+    assert len(_files(out)) == len(prompts)  # every video once

@@ -1,0 +1,72 @@
+"""Step 4 of a batch, among processes: this process's place among those `accelerate launch`
+started (or the only one), and the barriers at which they agree.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from vidgen.errors import ExitCode, VidgenError
+
+# Under accelerate a process may finish its share long before the slowest one; the
+# end-of-batch barrier must not time out while the others still generate.
+_BARRIER_TIMEOUT = timedelta(days=7)
+
+
+@dataclass
+class Processes:
+    """This process's place among those `accelerate launch` started (or the only one)."""
+
+    index: int = 0
+    count: int = 1
+    device: str | None = None  # the device accelerate gives this process
+    state: Any = None  # accelerate.PartialState, for the barriers
+    local_count: int = 1  # processes on this machine (for their share of the CPU cores)
+
+    @property
+    def is_main(self) -> bool:
+        return self.index == 0
+
+    def wait_for_everyone(self) -> None:
+        if self.state is not None and self.count > 1:
+            self.state.wait_for_everyone()
+
+    def agree(self, error: VidgenError | None) -> None:
+        """A barrier at which every process learns whether any failed to get ready; then
+        all raise the first error, so none waits forever for one that has stopped."""
+        if self.state is None or self.count <= 1:
+            if error is not None:
+                raise error
+            return
+        from accelerate.utils import gather_object
+
+        found = [item for item in gather_object([None if error is None else (error.message, int(error.exit_code))]) if item]
+        if error is not None:
+            raise error
+        if found:
+            message, code = found[0]
+            raise VidgenError(message, ExitCode(code))
+
+
+def launched_by_accelerate() -> bool:
+    return bool(os.environ.get("WORLD_SIZE")) or any(key.startswith("ACCELERATE_") for key in os.environ)
+
+
+def current_processes() -> Processes:
+    """accelerate is imported only when it launched us: a plain run stays light."""
+    if not launched_by_accelerate():
+        return Processes()
+    import torch
+    from accelerate import PartialState
+
+    has_accelerator = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+    # With no GPU (or `--cpu`), accelerate's gloo backend needs cpu=True to form the group.
+    use_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") or not has_accelerator
+    state = PartialState(cpu=use_cpu, timeout=_BARRIER_TIMEOUT)
+    device = "cpu" if state.device.type == "cpu" else str(state.device)
+    local_count = int(os.environ.get("LOCAL_WORLD_SIZE") or state.num_processes)
+    return Processes(state.process_index, state.num_processes, device, state, max(1, local_count))
+

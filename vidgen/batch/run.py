@@ -1,0 +1,336 @@
+"""Steps 1-5 of a batch put together: read and plan, prepare DIR, make this process's share
+of the videos (one manifest record each), then the main process reports.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from vidgen import signals, ui
+from vidgen.batch.folder import FolderLock, Manifest, file_sha256, finished_jobs, folder_identity, prepare_out_dir, remove_stale_temp_files
+from vidgen.batch.plan import DEFAULT_BASE_SEED, Job, inside, plan_jobs
+from vidgen.batch.processes import Processes, current_processes
+from vidgen.errors import SECOND_SIGTERM, ExitCode, GenerationError, Interrupted, UsageError, VidgenError
+from vidgen.prompts import detect_format, open_prompts, read_prompt_lines
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _terminated_now():
+    raise Interrupted(SECOND_SIGTERM, ExitCode.TERMINATED)
+
+
+def _stop_on_sigterm() -> signals.StopRequest:
+    """A first SIGTERM stops the batch after the current video; a second at once
+    (Interrupted, exit 143), and write_video then removes the video being written."""
+    return signals.after_current_video(second=_terminated_now)
+
+
+@dataclass
+class _Runner:
+    """Generates this process's share, one manifest record per video."""
+
+    out_dir: Path
+    manifest: Manifest
+    processes: Processes
+    as_json: bool
+    debug: bool
+    chosen: Any  # the preset, for merging each line's settings again
+    model: str | None
+    flags: dict[str, Any]
+    strict: bool
+    identity: tuple[int, int]  # DIR's (device, inode) when the batch started
+    generator: Any = None
+    images: dict[str, Any] = field(default_factory=dict)
+    input_video: tuple[str, Any] | None = None  # the last input video read: (path, frames); lines often share one
+
+    def record(self, job: Job, status: str, *, settings: dict[str, Any] | None = None, sha256: str | None = None, seconds: float = 0.0, error: str | None = None) -> dict[str, Any]:
+        record = {
+            "line": job.line,
+            "video": job.video,
+            "prompt": job.prompt,
+            "seed": job.seed,
+            "output": job.output,
+            "status": status,
+            "sha256": sha256,
+            "seconds": round(seconds, 3),
+            "error": error,
+            "settings": settings,
+            "process": self.processes.index,
+            "finished_at": _now(),
+        }
+        # A record that cannot be written (disk full, DIR removed) stops the batch: going
+        # on would make videos that no manifest knows of.
+        self.manifest.append(record)
+        if status == "done":
+            path = str(self.out_dir / job.output)
+            if self.as_json:
+                ui.emit_json({"path": path, **record})
+            else:
+                ui.emit_result(path)
+        else:
+            if self.as_json:
+                ui.emit_json({"path": None, **record})
+            ui.warn(f"line {job.line}" + (f" video {job.video}" if job.output else "") + f" failed: {error}")
+        return record
+
+    def check_folder(self) -> None:
+        """DIR must still be the folder the batch started in: writing on into a new one
+        (removed, or replaced) would scatter the batch over two manifests."""
+        try:
+            same = folder_identity(self.out_dir) == self.identity
+        except OSError:
+            same = False
+        if not same:
+            raise GenerationError(f"output folder {self.out_dir} was removed or replaced during the batch; stopped (make it again and run with --resume)")
+
+    def _load(self, settings) -> None:
+        from vidgen.generate import VideoGenerator
+        from vidgen.runner import obtain_pipeline
+
+        self.generator = VideoGenerator(obtain_pipeline(settings))  # under `vidgen serve`, its cached one
+
+    def run(self, job: Job, progress: ui.BatchProgress) -> None:
+        from vidgen.generate import load_conditioning_image, load_input_video, merge_settings
+        from vidgen.runner import render
+        from vidgen.settings import fit_frames_to_video
+
+        settings, _ = merge_settings(self.chosen, [self.flags, job.values], model=self.model, strict=self.strict)  # checked when planned
+        if self.processes.device and settings.device == "auto":
+            settings.device = self.processes.device  # accelerate's device for this process
+        if self.generator is None:
+            self._load(settings)  # once per process: loading settings come from flags only
+        loaded = self.generator.loaded
+        self.generator.fill_pipeline_defaults(settings)
+        settings.dtype = loaded.dtype  # record what ran, not "auto"
+        settings.pipeline_class = settings.pipeline_class or loaded.class_name
+
+        self.check_folder()
+        started = time.monotonic()
+        try:
+            target = inside(self.out_dir, job.output)  # again: the folder may have changed
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if settings.image and settings.image not in self.images:
+                self.images[settings.image] = load_conditioning_image(settings.image)
+            image = self.images.get(settings.image) if settings.image else None
+            video = None
+            if settings.video:
+                if self.input_video is None or self.input_video[0] != settings.video:
+                    self.input_video = (settings.video, load_input_video(settings.video))
+                video = self.input_video[1]
+                for note in fit_frames_to_video(settings, self.chosen.constraints, len(video), strict=self.strict):
+                    ui.warn(f"line {job.line}: {note}")
+            with progress.video(f"line {job.line} video {job.video}", settings.steps or 0) as bar:
+                # Overwriting is decided before the run (--resume, --overwrite); the
+                # temp-then-rename in write_video keeps a killed run from truncating.
+                recipe, _ = render(self.generator, settings, job.seed, path=target, image=image, video=video, progress=bar, overwrite=True)
+        except VidgenError as error:
+            if error.exit_code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
+                raise  # Ctrl-C or a second SIGTERM stops the batch; --resume makes this video later
+            self.check_folder()  # a write that failed because DIR is gone stops the batch
+            self.record(job, "failed", settings=settings.as_dict(), seconds=time.monotonic() - started, error=error.message)
+            return
+        except OSError as error:  # making a subfolder for the line's output
+            self.check_folder()
+            self.record(job, "failed", settings=settings.as_dict(), seconds=time.monotonic() - started, error=f"cannot write {job.output}: {error.strerror or error}")
+            return
+        except Exception as error:  # a pipeline's own failure: this video fails, the batch goes on
+            if self.debug:
+                ui.print_traceback()
+            self.record(job, "failed", settings=settings.as_dict(), seconds=time.monotonic() - started, error=f"unexpected {type(error).__name__}: {error}")
+            return
+        self.record(job, "done", settings=recipe, sha256=file_sha256(target), seconds=time.monotonic() - started)
+
+
+@dataclass
+class _Prepared:
+    """What every process knows once the folder is ready."""
+
+    out_dir: Path
+    jobs: list[Job]
+    skipped: set[tuple[int, int]]
+    manifest: Manifest
+    run_start: int
+    identity: tuple[int, int]
+
+
+def _read_plan(prompts_file: str, out_dir_text: str, *, chosen, model, flags, base_seed, strict, flag_notes: bool, line_notes: bool) -> list[Job]:
+    """Steps 1-2: check the flags, read the whole file and plan; nothing is created.
+    The command line's notes and each line's are shown if asked for."""
+    from vidgen.generate import merge_settings
+    from vidgen.video import check_encoder
+
+    # Bad flags fail the whole command now (exit 2), not every line one by one. The
+    # prompt and image are placeholders: lines bring their own.
+    probe = {"prompt": "batch", **flags, "seed": base_seed}
+    if chosen.task == "image-to-video" and not probe.get("image"):
+        probe["image"] = "from each line"
+    if chosen.task == "video-to-video" and not probe.get("video"):
+        probe["video"] = "from each line"
+    _, notes = merge_settings(chosen, [probe], model=model, strict=strict)
+    for note in notes if flag_notes else ():
+        ui.warn(note)
+    check_encoder("mp4")  # batch videos are MP4 unless a line names .webm or .gif
+
+    # the plan, identical in every process; the whole file is read before DIR is made
+    out_dir = Path(out_dir_text).expanduser()
+    file, name = open_prompts(prompts_file)
+    with file:
+        lines = read_prompt_lines(file, name, detect_format(file, name))
+        jobs = plan_jobs(lines, chosen=chosen, model=model, flags=flags, base_seed=base_seed, out_dir=out_dir, strict=strict,
+                         shown_notes=set(notes), warn=ui.warn if line_notes else None)  # fmt: skip
+    if not jobs:
+        raise UsageError(f"no prompts in {name}")
+    return jobs
+
+
+def check_batch(prompts_file: str, out_dir_text: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], strict: bool = False) -> int:
+    """Everything a batch checks before it creates anything (options, preset, the whole
+    prompts file), without notes: for `--processes`, before any process starts. Returns
+    the number of jobs planned; a bad input raises its VidgenError."""
+    from vidgen.presets import choose_preset
+
+    flags, base_seed = _flags_and_base_seed(overrides)
+    chosen = choose_preset(preset, model)
+    jobs = _read_plan(prompts_file, out_dir_text, chosen=chosen, model=model, flags=flags, base_seed=base_seed, strict=strict,
+                      flag_notes=False, line_notes=False)  # fmt: skip
+    return len(jobs)
+
+
+def _flags_and_base_seed(overrides: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """--seed is the base seed lines derive theirs from, not a setting of every line."""
+    flags = {key: value for key, value in overrides.items() if key != "seed"}
+    base_seed = overrides.get("seed")
+    return flags, DEFAULT_BASE_SEED if base_seed is None else base_seed
+
+
+def _prepare(prompts_file: str, out_dir_text: str, processes: Processes, lock: FolderLock, *, chosen, model, flags, base_seed, strict, resume, overwrite) -> _Prepared:
+    """Steps 1-3: read and plan (nothing created yet), then the folder."""
+    jobs = _read_plan(prompts_file, out_dir_text, chosen=chosen, model=model, flags=flags, base_seed=base_seed, strict=strict,
+                      flag_notes=processes.is_main, line_notes=True)  # fmt: skip
+    out_dir = prepare_out_dir(out_dir_text)
+
+    # 3. the folder
+    manifest = Manifest(out_dir)
+    if processes.is_main:
+        lock.acquire()  # before reading the manifest: another batch may be writing it
+    if resume:
+        skipped = finished_jobs(manifest, jobs, out_dir)
+    else:
+        skipped = set()
+        existing = [job.output for job in jobs if job.output and (out_dir / job.output).exists()]
+        if existing and not overwrite:
+            raise UsageError(
+                f"{out_dir} already holds {len(existing)} of this batch's videos ({existing[0]}, ...): "
+                "pass --resume to keep the finished ones, or --overwrite to make them again"
+            )
+    if processes.is_main:
+        try:
+            manifest.repair_torn_end()
+            manifest.create()  # fails now (exit 2) if it cannot be written
+        except (OSError, GenerationError) as error:
+            raise UsageError(f"cannot write {manifest.path}: {error}") from error
+        if remove_stale_temp_files(out_dir):
+            ui.info(f"removed temporary files of an interrupted run in {out_dir}")
+    return _Prepared(out_dir, jobs, skipped, manifest, manifest.size(), folder_identity(out_dir))
+
+
+def run_batch(prompts_file: str, out_dir_text: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], strict: bool = False, resume: bool = False, overwrite: bool = False, as_json: bool = False, debug: bool = False, threads: int | None = None) -> ExitCode:
+    """`vidgen batch`: returns SUCCESS only when every line's every video is done."""
+    from vidgen.acceleration import apply_threads
+    from vidgen.presets import choose_preset
+
+    processes = current_processes()
+    if not processes.is_main:
+        ui.configure(quiet=True)  # one progress display and one summary: the main process's
+    apply_threads(threads, local_processes=processes.local_count if processes.state is not None else None)
+
+    flags, base_seed = _flags_and_base_seed(overrides)
+    lock = FolderLock(Path(out_dir_text).expanduser())
+    chosen = None
+    try:
+        prepared: _Prepared | None = None
+        error: VidgenError | None = None
+        try:
+            chosen = choose_preset(preset, model)
+            prepared = _prepare(prompts_file, out_dir_text, processes, lock, chosen=chosen, model=model, flags=flags,
+                                base_seed=base_seed, strict=strict, resume=resume, overwrite=overwrite)  # fmt: skip
+        except VidgenError as failure:
+            error = failure
+        processes.agree(error)  # also the barrier: this run's records follow run_start
+        return _run(prepared, processes, chosen=chosen, model=model, flags=flags, strict=strict, as_json=as_json, debug=debug)
+    finally:
+        lock.release()
+
+
+def _run(prepared: _Prepared, processes: Processes, *, chosen, model, flags, strict, as_json, debug) -> ExitCode:
+    """Steps 4-5: this process's share, then (main process) the report."""
+    jobs, skipped, manifest = prepared.jobs, prepared.skipped, prepared.manifest
+    pending = [job for job in jobs if job.key not in skipped]
+    mine = pending[processes.index :: processes.count]
+    runner = _Runner(prepared.out_dir, manifest, processes, as_json, debug, chosen, model, flags, strict, prepared.identity)
+    if skipped and processes.is_main:
+        ui.info(f"resuming: {len(skipped)} of {len(jobs)} videos already done")
+    with _stop_on_sigterm() as stop, ui.BatchProgress(sum(1 for job in mine if job.error is None)) as progress:
+        for job in mine:
+            if stop.requested or ui.remote_stop_requested():  # SIGTERM here, or to a server's client
+                break
+            if job.error is not None:
+                runner.record(job, "failed", error=job.error)
+                continue
+            runner.run(job, progress)
+            progress.video_finished()
+    if stop.requested or ui.remote_stop_requested():
+        # Stopped on purpose: no waiting for the other processes (they got the signal
+        # too from the launcher, or will finish their share on their own).
+        report(jobs, skipped, _outcomes(manifest, prepared.run_start), stopped=True)
+        return ExitCode.TERMINATED
+
+    # 5. everyone's outcome
+    processes.wait_for_everyone()
+    if not processes.is_main:
+        return ExitCode.SUCCESS  # the main process reports for all, with the exit code
+    return report(jobs, skipped, _outcomes(manifest, prepared.run_start))
+
+
+def _outcomes(manifest: Manifest, start: int) -> dict[tuple[Any, Any], tuple[Any, Any]]:
+    """(line, video) -> (status, error) of this run's records."""
+    return {(record.get("line"), record.get("video")): (record.get("status"), record.get("error")) for record in manifest.records(start)}
+
+
+def report(jobs: list[Job], skipped: set[tuple[int, int]], outcomes: dict[tuple[Any, Any], tuple[Any, Any]], *, stopped: bool = False) -> ExitCode:
+    """The summary on stderr: totals, and a table of what failed."""
+    done = failed = not_run = 0
+    rows: list[list[str]] = []
+    for job in jobs:
+        if job.key in skipped:
+            continue
+        status, error = outcomes.get(job.key, (None, None))
+        if status == "done":
+            done += 1
+            continue
+        if status is None and stopped:
+            not_run += 1  # made by the next --resume
+            continue
+        failed += 1
+        error = error if status is not None else "no record: its process stopped before finishing it"
+        prompt = job.prompt if len(job.prompt) <= 40 else job.prompt[:39] + "…"
+        rows.append([str(job.line), str(job.video) if job.output else "-", prompt, str(error)])
+    counts = f"batch: {done} videos done, {len(skipped)} already done (--resume), {failed} failed"
+    if stopped:
+        counts += f", {not_run} not started (stopped by SIGTERM; run again with --resume)"
+    if rows:
+        ui.report_table("failed", ["line", "video", "prompt", "error"], rows[:1000])
+        if len(rows) > 1000:
+            ui.warn(f"... and {len(rows) - 1000} more failed lines (all of them are in the manifest)")
+    if rows or stopped:
+        ui.warn(counts)
+        return ExitCode.TERMINATED if stopped else ExitCode.FAILURE
+    ui.info(counts)
+    return ExitCode.SUCCESS
