@@ -1,7 +1,8 @@
 """Video input beyond Wan video-to-video, and long videos: the real `vidgen generate` on tiny
 random pipelines of each preset's own class, saved as the real repository is, files read back.
 
-- `wan2.1-vace-1.3b` (WanVACEPipeline): --video with --mask (one image, or a video);
+- `wan2.1-vace-1.3b` (WanVACEPipeline): --video with --mask (one image, or a video), and
+  --image as its reference image;
 - `ltx2-condition` (LTX2ConditionPipeline, from an LTX2Pipeline folder): --video conditions
   the start of an output of --frames frames, with its soundtrack;
 - `skyreels-v2-df-1.3b` (SkyReelsV2DiffusionForcingPipeline): a clip longer than one window,
@@ -85,6 +86,20 @@ def test_vace_mask_decides_what_is_regenerated(vace, tmp_path):
     result = vace("--video", video, "--mask", mask_video, "-o", tmp_path / "out.mp4")
     assert result.exit_code == 0, result.stderr
     assert _read_mp4(tmp_path / "out.mp4") == (9, (32, 32), 16.0)
+
+
+def test_vace_takes_image_as_its_reference(vace, tmp_path):
+    """--image is VACE's reference image: it changes the video, and is not a frame of it."""
+    video = _write_video(tmp_path / "in.mp4", 9, brightness=60)
+    frames = {}
+    for name, value in (("dark", 0), ("light", 255)):
+        out = tmp_path / f"ref-{name}"
+        result = vace("--video", video, "--image", _mask_image(tmp_path / f"{name}.png", value), "-o", out)
+        assert result.exit_code == 0, result.stderr
+        frames[name] = read_frames(out).astype(int)
+        assert frames[name].shape == (9, 32, 32, 3)
+        assert read_recipe(out)["image"] == str(tmp_path / f"{name}.png")
+    assert not np.array_equal(frames["dark"], frames["light"]), "the reference image did not reach the pipeline"
 
 
 def test_bad_masks_are_one_line_exit_2(vace, run_cli, tmp_path):

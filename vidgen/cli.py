@@ -205,7 +205,7 @@ def generate(
     width: WidthOption = None,
     height: HeightOption = None,
     num_videos: Annotated[Optional[int], typer.Option("--num-videos", "-n", help="Videos to make; seeds seed, seed+1, ...")] = None,
-    image: Annotated[Optional[str], typer.Option(help="Start image for image-to-video presets.")] = None,
+    image: Annotated[Optional[str], typer.Option(help="Start image for image-to-video presets (a reference image for wan2.1-vace-1.3b).")] = None,
     video: Annotated[Optional[str], typer.Option(help="Input video for video-to-video presets (its frame count, snapped, unless --frames is fewer).")] = None,
     strength: Annotated[Optional[float], typer.Option(help="Video-to-video: how far to move from the input video, above 0 to 1.")] = None,
     mask: Annotated[Optional[str], typer.Option(help="With --video, for Wan VACE presets: a mask video or one image for every frame; white = regenerate, black = keep. Example: --preset wan2.1-vace-1.3b --video in.mp4 --mask mask.png")] = None,

@@ -308,6 +308,8 @@ class VideoGenerator:
                 ui.warn(f"{self.loaded.class_name} takes no {name.replace('_scale', '')}; ignored")
         arguments = {name: value for name, value in wanted.items() if value is not None and name in parameters}
         arguments.update(settings.call_kwargs)  # the preset's [call] table, as is
+        if image is not None and "image" not in parameters and "reference_images" in parameters:
+            arguments["reference_images"] = [image]  # Wan VACE: what the subject looks like
         for name, value in settings.extras.items():  # checked and snapped by vidgen.extras
             if name not in parameters:
                 raise UsageError(f"{self.loaded.class_name} takes no {name}; --extra {name} is for another preset's pipeline")

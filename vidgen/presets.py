@@ -43,6 +43,7 @@ TOP_LEVEL_KEYS = {
     "task": str,
     "audio": bool,  # the pipeline returns a soundtrack with the frames
     "mask": bool,  # the pipeline takes --mask (Wan VACE)
+    "reference_image": bool,  # --image is a reference image for a video-to-video preset (Wan VACE)
     "video_role": str,  # one of VIDEO_ROLES
     "vram": str,
     "defaults": dict,
@@ -179,6 +180,7 @@ class Preset:
     task: str = "text-to-video"
     audio: bool = False
     mask: bool = False
+    reference_image: bool = False
     video_role: str = "edit"
     description: str = ""
     vram: str = ""
@@ -216,6 +218,7 @@ class Preset:
             "task": self.task,
             "audio": self.audio,
             "mask": self.mask,
+            "reference_image": self.reference_image,
             "video_role": self.video_role,
             "vram": self.vram,
             "defaults": dict(self.defaults),
@@ -280,6 +283,7 @@ def read_preset(path: Path) -> Preset:
         task=task,
         audio=data.get("audio", False),
         mask=data.get("mask", False),
+        reference_image=data.get("reference_image", False),
         video_role=video_role,
         description=data.get("description", ""),
         vram=data.get("vram", ""),

@@ -98,6 +98,7 @@ class GenerationSettings:
     mask: str | None = None  # --mask: a mask video or image, white = regenerate (Wan VACE)
     video_role: str = "edit"  # what the input video is to the output (presets.VIDEO_ROLES)
     takes_mask: bool = False  # the preset's pipeline takes --mask
+    takes_reference_image: bool = False  # --image is a reference image (Wan VACE), not a start frame
     input_frames: int | None = None  # how many of the input video's frames go in (set once it is read)
     strength: float | None = None  # video-to-video: 0 keeps the input, 1 ignores it
     audio: bool = True  # False (--no-audio): leave out the soundtrack a model makes (LTX-2)
@@ -193,6 +194,7 @@ def build_settings(preset: Preset, layers: list[dict[str, Any]], *, model: str |
         task=preset.task,
         video_role=preset.video_role,
         takes_mask=preset.mask,
+        takes_reference_image=preset.reference_image,
         call_kwargs=dict(preset.call),
         extras=extras,
         dtype_explicit=dtype_explicit,
@@ -245,7 +247,7 @@ def validate(settings: GenerationSettings) -> None:
         problems.append(f"--cache must be one of {', '.join(CACHE_METHODS)}, got {settings.cache!r}")
     if settings.task == "image-to-video" and not settings.image:
         problems.append(f"preset {settings.preset} is image-to-video: pass --image PATH")
-    if settings.task != "image-to-video" and settings.image and settings.pipeline_class:
+    if settings.task != "image-to-video" and settings.image and settings.pipeline_class and not settings.takes_reference_image:
         problems.append(f"preset {settings.preset} is {settings.task} and takes no --image")
     if settings.task == "video-to-video" and not settings.video:
         problems.append(f"preset {settings.preset} is video-to-video: pass --video PATH")
