@@ -248,3 +248,44 @@ def test_an_extra_the_pipeline_does_not_take_is_one_line(run_cli, tiny_wan_dir, 
     assert errors == ["Error: WanPipeline takes no ar_step; --extra ar_step is for another preset's pipeline"], result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "x.mp4").exists()
+
+
+class _RecordedProgress:
+    """A ui.Progress stand-in that keeps what the generator reports."""
+
+    def __init__(self):
+        self.steps, self.phases = [], []
+
+    def step(self, completed: int) -> None:
+        self.steps.append(completed)
+
+    def phase(self, name: str) -> None:
+        self.phases.append(name)
+
+
+@pytest.mark.parametrize(("overlap", "windows"), [(5, 5), (1, 3)])
+def test_each_window_runs_the_steps_and_the_bar_follows(overlap, windows):
+    """25 frames in 9-frame windows: 1 + ceil(16 / (9 - overlap)) windows, each running every
+    step (the pipeline counts each window's steps from 0); the bar rises once to the end."""
+    import inspect
+
+    from tests.tiny_pipelines import make_tiny_pipeline
+    from vidgen.extras import windows as count_windows
+    from vidgen.generate import VideoGenerator, merge_settings
+    from vidgen.pipeline import LoadedPipeline
+    from vidgen.presets import load_preset
+
+    pipe = make_tiny_pipeline("SkyReelsV2DiffusionForcingPipeline")
+    pipe.set_progress_bar_config(disable=True)
+    loaded = LoadedPipeline(pipe=pipe, class_name=type(pipe).__name__, device="cpu", dtype="float32", offload="none",
+                            call_parameters=set(inspect.signature(type(pipe).__call__).parameters))  # fmt: skip
+    layer = {"prompt": PROMPT, "frames": 25, "fps": 8, "steps": 2, "width": 32, "height": 32,
+             "extras": {"base_num_frames": 9, "overlap_history": overlap}}  # fmt: skip
+    settings, _ = merge_settings(load_preset("skyreels-v2-df-1.3b"), [layer], model=None)
+    assert count_windows(settings) == windows
+    progress = _RecordedProgress()
+    frames = VideoGenerator(loaded).generate(settings, seed=1, progress=progress)
+    assert frames.shape == (25, 32, 32, 3)
+    assert len(progress.steps) == 2 * windows  # one callback per step per window
+    assert progress.steps == sorted(progress.steps) and progress.steps[-1] == 2
+    assert progress.phases[-1] == "decode"
