@@ -173,16 +173,16 @@ def test_long_video_is_longer_than_one_window_and_the_extras_reach_the_pipeline(
     recipe = read_recipe(tmp_path / "long.mp4")
     assert recipe["extras"] == {"base_num_frames": 9, "overlap_history": 5, "ar_step": 0, "addnoise_condition": 20.0}
 
-    # The overlap changes how the windows are made, so the same seed gives another video.
-    videos = {}
-    for overlap in ("5", "1"):
-        out = tmp_path / f"overlap-{overlap}"
-        result = skyreels("skyreels-v2-df-1.3b", "--frames", "25", "--fps", "8", "--extra", "base_num_frames=9",
-                          "--extra", f"overlap_history={overlap}", "-o", out)  # fmt: skip
-        assert result.exit_code == 0, result.stderr
-        videos[overlap] = read_frames(out).astype(int)
-        assert len(videos[overlap]) == 25
-    assert not np.array_equal(videos["5"], videos["1"]), "overlap_history did not reach the pipeline"
+    # Another overlap makes the windows differently, so the same seed gives another video.
+    result = skyreels("skyreels-v2-df-1.3b", "--frames", "25", "--fps", "8", "--extra", "base_num_frames=9",
+                      "--extra", "overlap_history=1", "-o", tmp_path / "overlap-1.mp4")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert read_recipe(tmp_path / "overlap-1.mp4")["extras"]["overlap_history"] == 1
+    long, other = read_frames(tmp_path / "long.mp4").astype(int), read_frames(tmp_path / "overlap-1.mp4").astype(int)
+    assert long.shape == other.shape == (25, 32, 32, 3)
+    # (The tiny random model's frames are all near grey, so the difference is small, but the
+    # runs are exact: the same settings give the same file.)
+    assert not np.array_equal(long, other), "overlap_history did not reach the pipeline"
 
 
 def test_video_extension_puts_the_input_first(skyreels, tmp_path):
