@@ -41,6 +41,9 @@ PROMPT = "a red fox running in the snow"
 # CogVideoX I2V transformer has learned positional embeddings for 16x16 only (the real
 # one for 720x480 only), so its size is fixed like the real model's.
 TINY_SIZE_OVERRIDES = {"cogvideox-5b-i2v": (16, 16)}
+# Diffusion forcing windows scaled to the tiny clips (the real ones are 97 frames with 17
+# shared): video extension continues from the input's last frame.
+TINY_EXTRAS = {"skyreels-v2-df-1.3b-extend": {"base_num_frames": 5, "overlap_history": 1}}
 
 
 def _preset(name: str) -> dict:
@@ -119,10 +122,15 @@ def test_preset_pipeline_class_exists_in_diffusers(name):
     def required(argument: str) -> bool:
         return argument in parameters and parameters[argument].default is inspect.Parameter.empty
 
-    # A preset's task needs its input; other presets' classes take none, or only optionally
-    # (HeliosPipeline runs text-, image- and video-to-video in one class).
-    for argument, task in (("image", "image-to-video"), ("video", "video-to-video")):
-        assert argument in parameters if preset["task"] == task else not required(argument), argument
+    # A preset's task needs its input (LTX-2 takes its input video as `conditions`); other presets'
+    # classes take none, or only optionally (HeliosPipeline runs text-, image- and video-to-video in one class).
+    for arguments, task in ((("image",), "image-to-video"), (("video", "conditions"), "video-to-video")):
+        if preset["task"] == task:
+            assert any(a in parameters for a in arguments), arguments
+        else:
+            assert not any(required(a) for a in arguments), arguments
+    unknown = set(preset.get("extras", {})) - set(parameters)
+    assert not unknown, f"{name}: [extras] keys {sorted(unknown)} are not arguments of {cls.__name__}.__call__"
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -151,6 +159,7 @@ def test_tiny_pipelines_load_and_run(name, tiny_model_dir, tmp_path):
     width, height, frames = _tiny_shape(name)
     parameters = inspect.signature(type(pipe).__call__).parameters
     kwargs = dict(preset.get("call", {}))
+    kwargs.update(TINY_EXTRAS.get(name, preset.get("extras", {})))
     kwargs.update(num_inference_steps=2, output_type="np")
     if "height" in parameters:  # HunyuanVideo 1.5 image-to-video sizes the video from its image
         kwargs.update(height=height, width=width)
@@ -167,7 +176,8 @@ def test_tiny_pipelines_load_and_run(name, tiny_model_dir, tmp_path):
         kwargs["video"] = [Image.open(_start_image(tmp_path / "start.png", width, height))] * frames
     with torch.no_grad():
         video = np.asarray(pipe(**kwargs).frames)
-    assert video.shape == (1, frames, height, width, 3)
+    extended = frames if preset.get("video_role") == "extend" else 0  # the input comes first
+    assert video.shape == (1, extended + frames, height, width, 3)
     assert np.isfinite(video).all()
     assert video.min() >= 0.0 and video.max() <= 1.0
     assert video.std() > 0.0, "a constant video means the decoder produced nothing"
@@ -200,6 +210,9 @@ def test_preset_generates_video_with_tiny_model(name, tiny_model_dir, tmp_path):
         command += ["--image", str(_start_image(tmp_path / "start.png", width, height))]
     if preset["task"] == "video-to-video":
         command += ["--video", str(_input_video(tmp_path / "input.mp4", width, height, frames))]
+    for extra in TINY_EXTRAS.get(name, {}).items():
+        command += ["--extra", "=".join(map(str, extra))]
+    frames_out = frames * (2 if preset.get("video_role") == "extend" else 1)  # the input, then as many new
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env)
     assert result.returncode == 0, f"exit {result.returncode}\nstderr:\n{result.stderr}"
@@ -208,7 +221,7 @@ def test_preset_generates_video_with_tiny_model(name, tiny_model_dir, tmp_path):
     assert len(lines) == 1, result.stdout
     record = json.loads(lines[0])
     assert Path(record["path"]).resolve() == out.resolve()
-    assert (record["frames"], record["width"], record["height"]) == (frames, width, height)
+    assert (record["frames"], record["width"], record["height"]) == (frames_out, width, height)
     assert float(record["fps"]) == 8.0
     assert record["seed"] == 1
 
@@ -216,7 +229,7 @@ def test_preset_generates_video_with_tiny_model(name, tiny_model_dir, tmp_path):
     reader = imageio_ffmpeg.read_frames(str(out))
     meta = next(reader)
     decoded = sum(1 for _ in reader)
-    assert decoded == frames
+    assert decoded == frames_out
     assert tuple(meta["size"]) == (width, height)
     assert float(meta["fps"]) == pytest.approx(8.0)
     assert not list(tmp_path.glob(f".{name}*")), "temporary file left behind"
@@ -228,7 +241,7 @@ def test_preset_generates_video_with_tiny_model(name, tiny_model_dir, tmp_path):
 
         audio = read_streams(out)["audio"]
         assert audio is not None and audio["codec"] == "aac"
-        assert abs(audio["seconds"] - frames / 8) <= 1 / 8
+        assert abs(audio["seconds"] - frames_out / 8) <= 1 / 8
 
     # The recipe in the file shows the preset's own settings were used, not just its model class.
     from vidgen.video import read_recipe
@@ -237,6 +250,7 @@ def test_preset_generates_video_with_tiny_model(name, tiny_model_dir, tmp_path):
     assert recipe["preset"] == name and recipe["pipeline"] == preset["pipeline"]
     assert recipe["steps"] == 2 and recipe["seed"] == 1
     assert recipe["call"] == preset.get("call", {})
+    assert recipe["extras"] == {**preset.get("extras", {}), **TINY_EXTRAS.get(name, {})}
     for key in ("guidance", "flow_shift", "negative_prompt", "scheduler", "strength"):
         if key in preset["defaults"]:
             assert recipe[key] == preset["defaults"][key], key

@@ -322,6 +322,39 @@ def _skyreels_v2(variant: str | None):
     )
 
 
+def _wan_vace(variant: str | None):
+    """Wan VACE: the Wan 2.1 components with a VACE transformer, whose control input is the
+    VAE latents of the masked and unmasked video (2 x 16 channels) and the mask folded into
+    8 x 8 = 64 channels (96, as the real one's)."""
+    from diffusers import WanVACEPipeline
+
+    tok = _t5_tokenizer()
+    return WanVACEPipeline(
+        tokenizer=tok,
+        text_encoder=_umt5_encoder(tok),
+        vae=_wan_vae(),
+        scheduler=_unipc_flow(3.0),
+        transformer=_wan_transformer(16, 16, cls_name="WanVACETransformer3DModel", vace_layers=[0, 1], vace_in_channels=96),
+    )
+
+
+def _skyreels_v2_df(variant: str | None, video: bool = False):
+    """SkyReels-V2 diffusion forcing (text-to-video, or video extension with ``video``):
+    the same components as SkyReelsV2Pipeline; one window of the real model is 97 frames,
+    the tiny tests give base_num_frames themselves."""
+    from diffusers import SkyReelsV2DiffusionForcingPipeline, SkyReelsV2DiffusionForcingVideoToVideoPipeline
+
+    cls = SkyReelsV2DiffusionForcingVideoToVideoPipeline if video else SkyReelsV2DiffusionForcingPipeline
+    tok = _t5_tokenizer()
+    return cls(
+        tokenizer=tok,
+        text_encoder=_umt5_encoder(tok),
+        transformer=_wan_transformer(16, 16, cls_name="SkyReelsV2Transformer3DModel"),
+        vae=_wan_vae(),
+        scheduler=_unipc_flow(8.0),
+    )
+
+
 # --------------------------------------------------------------------------------------
 # LTX-Video
 # --------------------------------------------------------------------------------------
@@ -407,10 +440,15 @@ def _gemma3_encoder(tokenizer):
     return Gemma3ForConditionalGeneration(config).eval()
 
 
-def _ltx2_components():
+def _ltx2_components(encoder_compresses_time: bool = False):
     """After diffusers' own LTX-2 tests (tests/pipelines/ltx2/testing_utils.py), except the
     vocoder: its upsampling (8 x 5 x 4 = 160) equals the audio VAE's mel hop, as the real
-    one's does (x 1.5 for 16 -> 24 kHz), so the waveform lasts as long as the video."""
+    one's does (x 1.5 for 16 -> 24 kHz), so the waveform lasts as long as the video.
+
+    That VAE's encoder downsamples only space while the pipeline counts latent frames with
+    its temporal ratio (2): harmless where only an image is encoded, but a video condition
+    (LTX2ConditionPipeline) then has twice the latent frames the pipeline expects. With
+    ``encoder_compresses_time`` its encoder downsamples time too, as the real one's does."""
     from diffusers import AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, FlowMatchEulerDiscreteScheduler, LTX2VideoTransformer3DModel
     from diffusers.pipelines.ltx2 import LTX2TextConnectors
     from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
@@ -438,7 +476,8 @@ def _ltx2_components():
     vae = AutoencoderKLLTX2Video(
         in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8,), decoder_block_out_channels=(8,),
         layers_per_block=(1,), decoder_layers_per_block=(1, 1), spatio_temporal_scaling=(True,),
-        decoder_spatio_temporal_scaling=(True,), decoder_inject_noise=(False, False), downsample_type=("spatial",),
+        decoder_spatio_temporal_scaling=(True,), decoder_inject_noise=(False, False),
+        downsample_type=("spatiotemporal" if encoder_compresses_time else "spatial",),
         upsample_residual=(False,), upsample_factor=(1,), timestep_conditioning=False, patch_size=1, patch_size_t=1,
         encoder_causal=True, decoder_causal=False,
     ).eval()  # fmt: skip
@@ -466,13 +505,19 @@ def _ltx2_components():
 def _ltx2(variant: str | None):
     from diffusers import LTX2Pipeline
 
-    return LTX2Pipeline(**_ltx2_components())
+    return LTX2Pipeline(**_ltx2_components(encoder_compresses_time=variant == "ltx2-condition"))
 
 
 def _ltx2_i2v(variant: str | None):
     from diffusers import LTX2ImageToVideoPipeline
 
     return LTX2ImageToVideoPipeline(**_ltx2_components())
+
+
+def _ltx2_condition(variant: str | None):
+    from diffusers import LTX2ConditionPipeline
+
+    return LTX2ConditionPipeline(**_ltx2_components(encoder_compresses_time=True))
 
 
 # --------------------------------------------------------------------------------------
@@ -1055,10 +1100,14 @@ PIPELINE_CLASSES = {
     "WanImageToVideoPipeline": _wan_i2v,
     "WanVideoToVideoPipeline": _wan_v2v,
     "SkyReelsV2Pipeline": _skyreels_v2,
+    "WanVACEPipeline": _wan_vace,
+    "SkyReelsV2DiffusionForcingPipeline": _skyreels_v2_df,
+    "SkyReelsV2DiffusionForcingVideoToVideoPipeline": partial(_skyreels_v2_df, video=True),
     "LTXPipeline": _ltx,
     "LTXImageToVideoPipeline": _ltx_i2v,
     "LTX2Pipeline": _ltx2,
     "LTX2ImageToVideoPipeline": _ltx2_i2v,
+    "LTX2ConditionPipeline": _ltx2_condition,
     "CogVideoXPipeline": _cogvideox,
     "CogVideoXImageToVideoPipeline": partial(_cogvideox, i2v=True),
     "HunyuanVideoPipeline": _hunyuanvideo,
@@ -1083,6 +1132,7 @@ VARIANTS = {
     "cogvideox-2b": "CogVideoXPipeline",
     "cogvideox1.5-5b": "CogVideoXPipeline",
     "wan2.2-i2v-a14b": "WanImageToVideoPipeline",
+    "ltx2-condition": "LTX2Pipeline",  # the VAE's encoder compresses time, as a video condition needs
 }
 
 
@@ -1108,6 +1158,10 @@ REPOSITORY_LAYOUT = {
     "sana-video-480p-i2v": ("SanaVideoPipeline", None),
     # Motif-Technologies/Motif-Video-2B: both diffusers docstrings load it; saved as the text-to-video class.
     "motif-video-2b-i2v": ("MotifVideoPipeline", None),
+    "ltx2-condition": ("LTX2Pipeline", "ltx2-condition"),  # the same Lightricks/LTX-2
+    # Skywork/SkyReels-V2-DF-1.3B-540P-Diffusers: diffusers' docstrings load the diffusion forcing
+    # class from it; video extension loads its video-to-video class from the same folder.
+    "skyreels-v2-df-1.3b-extend": ("SkyReelsV2DiffusionForcingPipeline", None),
 }
 
 

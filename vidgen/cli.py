@@ -175,7 +175,11 @@ def _overrides(params: dict[str, Any]) -> dict[str, Any]:
     """A command's parameters as settings overrides; None means "not given"."""
     overrides = {name: params[name] for name in _SETTING_PARAMS}
     # Video-to-video options exist on `generate` only (a batch takes them from each line).
-    overrides.update({name: params[name] for name in ("video", "strength") if name in params})
+    overrides.update({name: params[name] for name in ("video", "strength", "mask") if name in params})
+    if params.get("extras"):
+        from vidgen.extras import parse_extras
+
+        overrides["extras"] = parse_extras(params["extras"])
     overrides.update(
         loras=params["loras"] or None,
         cache=_cache_choice(params["cache"], params["fast"]),
@@ -202,9 +206,11 @@ def generate(
     width: WidthOption = None,
     height: HeightOption = None,
     num_videos: Annotated[Optional[int], typer.Option("--num-videos", "-n", help="Videos to make; seeds seed, seed+1, ...")] = None,
-    image: Annotated[Optional[str], typer.Option(help="Start image for image-to-video presets.")] = None,
+    image: Annotated[Optional[str], typer.Option(help="Start image for image-to-video presets (a reference image for wan2.1-vace-1.3b).")] = None,
     video: Annotated[Optional[str], typer.Option(help="Input video for video-to-video presets (its frame count, snapped, unless --frames is fewer).")] = None,
     strength: Annotated[Optional[float], typer.Option(help="Video-to-video: how far to move from the input video, above 0 to 1.")] = None,
+    mask: Annotated[Optional[str], typer.Option(help="With --video, for Wan VACE presets: a mask video or one image for every frame; white = regenerate, black = keep. Example: --preset wan2.1-vace-1.3b --video in.mp4 --mask mask.png")] = None,
+    extras: Annotated[Optional[list[str]], typer.Option("--extra", help="NAME=VALUE: one of the preset's extras, e.g. --extra overlap_history=37 for skyreels-v2-df-1.3b; repeatable (vidgen presets show NAME lists them).")] = None,
     no_audio: NoAudioOption = False,
     loras: LoraOption = None,
     dtype: DtypeOption = None,

@@ -153,7 +153,7 @@ def resolve_common(preset: str | None, model: str | None, overrides: dict[str, A
     overrides = dict(overrides)
     if preset is None:
         preset = os.environ.get("VIDGEN_PRESET") or None  # the client's environment decides
-    for name in ("image", "video"):
+    for name in ("image", "video", "mask"):
         value = overrides.get(name)
         if value and "://" not in value:
             if not Path(value).expanduser().exists():

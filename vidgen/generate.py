@@ -36,9 +36,12 @@ class OutputOptions:
 def merge_settings(chosen: Preset, layers: list[dict[str, Any]], *, model: str | None, strict: bool = False) -> tuple[GenerationSettings, list[str]]:
     """Merge `layers` (later wins) over the preset, validate and snap. Returns the
     snapping notes for the caller to show (batch prefixes them with the line)."""
+    from vidgen.extras import fit_extras
+
     settings = build_settings(chosen, layers, model=model)
     validate(settings)
-    return settings, snap_to_constraints(settings, chosen.constraints, strict=strict)
+    rule, changes = fit_extras(settings, chosen.constraints, strict=strict)  # extras may change the frame rule
+    return settings, changes + snap_to_constraints(settings, rule, strict=strict)
 
 
 def prepare_settings(prompt: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], strict: bool = False) -> tuple[GenerationSettings, Preset]:
@@ -128,6 +131,45 @@ def load_input_video(path: str) -> np.ndarray:
     return frames
 
 
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")  # a --mask that is one image
+
+
+def load_input_mask(path: str) -> tuple[np.ndarray, bool]:
+    """The --mask of a VACE preset as uint8 frames (T, H, W, 3), white = regenerate, and
+    whether it is one image for every frame (PNG, JPEG, ...) rather than a video (any file
+    imageio's ffmpeg reads, a GIF, or a folder of PNG frames). Unreadable or empty -> exit 2."""
+    from vidgen.video import read_frames
+
+    source = Path(path).expanduser()
+    if not source.exists():
+        raise UsageError(f"mask not found: {path}")
+    single_image = source.is_file() and source.suffix.lower() in _IMAGE_SUFFIXES
+    try:
+        if single_image:
+            from PIL import Image
+
+            with Image.open(source) as image:
+                frames = np.asarray(image.convert("RGB"))[None]
+        else:
+            frames = read_frames(source)
+    except Exception as error:  # ffmpeg, PIL and numpy raise several kinds for a bad file
+        raise UsageError(f"cannot read mask {path}: {_first_line(error)}") from error
+    if frames.ndim != 4 or len(frames) == 0:
+        raise UsageError(f"mask {path} has no frames")
+    return frames, single_image
+
+
+def fit_mask(mask: tuple[np.ndarray, bool], path: str, video_frames: int) -> np.ndarray:
+    """One mask frame per video frame used: an image repeated, a video's first ones; a
+    mask video shorter than that is bad input."""
+    frames, single_image = mask
+    if single_image:
+        return frames.repeat(video_frames, axis=0)
+    if len(frames) < video_frames:
+        raise UsageError(f"mask {path} has {len(frames)} frames; the video uses {video_frames} (give one mask frame per video frame, or a single image)")
+    return frames[:video_frames]
+
+
 # ---- one pipeline call ----
 
 
@@ -187,6 +229,18 @@ def _argument_name(name: str, parameters: set[str]) -> str:
     """`name`, or its alias where the pipeline's __call__ takes only the alias."""
     alias = ARGUMENT_ALIASES.get(name)
     return alias if name not in parameters and alias in parameters else name
+
+
+def _start_condition(pipe: Any, frames: list) -> Any:
+    """LTX-2's conditioning item for a video at the start of the output (latent index 0,
+    full strength, as the example in LTX2ConditionPipeline's docstring places a first frame);
+    its class lives in the pipeline's own module."""
+    import sys
+
+    condition_class = getattr(sys.modules[type(pipe).__module__], "LTX2VideoCondition", None)
+    if condition_class is None:
+        raise UsageError(f"{type(pipe).__name__} takes no input video; --video needs a video-to-video preset or model")
+    return condition_class(frames=frames, index=0, strength=1.0)
 
 
 class VideoGenerator:
@@ -257,35 +311,66 @@ class VideoGenerator:
             ui.warn(f"{self.loaded.class_name} takes no size: the video's size follows the image; --size ignored")
         arguments = {name: value for name, value in wanted.items() if value is not None and name in parameters}
         arguments.update(settings.call_kwargs)  # the preset's [call] table, as is
+        if image is not None and "image" not in parameters and "reference_images" in parameters:
+            arguments["reference_images"] = [image]  # Wan VACE: what the subject looks like
+        for name, value in settings.extras.items():  # checked and snapped by vidgen.extras
+            if name not in parameters:
+                raise UsageError(f"{self.loaded.class_name} takes no {name}; --extra {name} is for another preset's pipeline")
+            arguments[name] = value
         return arguments
 
-    def generate(self, settings: GenerationSettings, seed: int, *, image: Any = None, video: np.ndarray | None = None, progress: ui.Progress | None = None) -> np.ndarray:
-        """One video as uint8 frames (T, H, W, 3)."""
-        return self.generate_with_audio(settings, seed, image=image, video=video, progress=progress)[0]
+    def _add_input_video(self, arguments: dict[str, Any], settings: GenerationSettings, video: np.ndarray, mask: np.ndarray | None) -> None:
+        """The input video (and VACE's mask) as the pipeline takes them: a `video` list of
+        PIL frames, or LTX-2's `conditions` (the video conditioning the start)."""
+        parameters = self.loaded.call_parameters
+        # The frames fit_frames_to_video chose (all of an extended video, which the pipeline
+        # keeps and adds to); the pipeline resizes them itself.
+        frames = _as_pil_frames(video[: settings.input_frames or settings.frames])
+        if "video" in parameters:
+            arguments["video"] = frames
+        elif "conditions" in parameters:
+            arguments["conditions"] = [_start_condition(self.loaded.pipe, frames)]
+        else:
+            raise UsageError(f"{self.loaded.class_name} takes no input video; --video needs a video-to-video preset or model")
+        if mask is not None:
+            if "mask" not in parameters:
+                raise UsageError(f"{self.loaded.class_name} takes no mask; --mask needs a Wan VACE preset such as wan2.1-vace-1.3b")
+            arguments["mask"] = _as_pil_frames(mask[: len(frames)])
 
-    def generate_with_audio(self, settings: GenerationSettings, seed: int, *, image: Any = None, video: np.ndarray | None = None, progress: ui.Progress | None = None) -> tuple[np.ndarray, Audio | None]:
+    def generate(self, settings: GenerationSettings, seed: int, *, image: Any = None, video: np.ndarray | None = None, mask: np.ndarray | None = None,
+                 progress: ui.Progress | None = None) -> np.ndarray:  # fmt: skip
+        """One video as uint8 frames (T, H, W, 3)."""
+        return self.generate_with_audio(settings, seed, image=image, video=video, mask=mask, progress=progress)[0]
+
+    def generate_with_audio(self, settings: GenerationSettings, seed: int, *, image: Any = None, video: np.ndarray | None = None, mask: np.ndarray | None = None,
+                            progress: ui.Progress | None = None) -> tuple[np.ndarray, Audio | None]:  # fmt: skip
         """One video as uint8 frames (T, H, W, 3), and the soundtrack the pipeline made
         with it (LTX-2), fitted to the frames' length; None for a silent model."""
         import torch
+
+        from vidgen.extras import windows
 
         progress = progress or ui.Progress("", 0, visible=False)
         pipe = self.loaded.pipe
         arguments = self._call_arguments(settings, seed, image)
         if video is not None:
-            if "video" not in self.loaded.call_parameters:
-                raise UsageError(f"{self.loaded.class_name} takes no input video; --video needs a video-to-video preset or model")
-            # The first `frames` frames as PIL images (the pipeline resizes them to height x
-            # width itself); the pipeline takes its frame count from the video's length.
-            arguments["video"] = _as_pil_frames(video[: settings.frames])
+            self._add_input_video(arguments, settings, video, mask)
         total_steps = settings.steps or 0
         if "strength" in arguments and total_steps:  # img2img-style: only the last steps run
             total_steps = min(int(total_steps * arguments["strength"]), total_steps)
+        # Diffusion forcing runs the steps once per window, counting each window from 0, so
+        # the bar follows the calls. (Its asynchronous mode makes more calls per window than
+        # steps: the bar then fills early and waits for the last window.)
+        expected_calls = total_steps * windows(settings)
+        calls = 0
 
         with _cancel_on_ctrl_c() as cancel:
 
             def on_step_end(pipeline, step: int, timestep, callback_kwargs: dict) -> dict:
-                progress.step(step + 1)
-                if step + 1 >= total_steps:
+                nonlocal calls
+                calls += 1
+                progress.step(min(total_steps, calls * total_steps // max(expected_calls, 1)))
+                if calls >= expected_calls:
                     progress.phase("decode")
                 if cancel.requested or ui.remote_cancelled():  # Ctrl-C, or a server's client gone or stopped
                     message = "interrupted during denoising; nothing was written"
@@ -352,9 +437,11 @@ def build_recipe(settings: GenerationSettings, seed: int, frames: np.ndarray) ->
         "cache": settings.cache,  # a step cache changes the output (compilation does not)
         "image": settings.image,
         "video": settings.video,
+        "mask": settings.mask,
         "strength": settings.strength,
         "loras": [{"source": lora.source, "scale": lora.scale} for lora in settings.loras],
         "call": settings.call_kwargs,
+        "extras": settings.extras,
     }
 
 
@@ -382,9 +469,12 @@ def run(prompt: str, *, preset: str | None, model: str | None, overrides: dict[s
         _check_wavs_beside(paths, overwrite=options.overwrite)
     image = load_conditioning_image(settings.image) if settings.image else None
     video = load_input_video(settings.video) if settings.video else None
+    mask = load_input_mask(settings.mask) if settings.mask else None  # validate() made sure of a video
     if video is not None:
         for change in fit_frames_to_video(settings, chosen.constraints, len(video), strict=strict):
             ui.warn(change)
+    if mask is not None:
+        mask = fit_mask(mask, settings.mask, settings.input_frames)
     location = resolve_model_location(settings.model)
 
     loaded = obtain_pipeline(settings, pull_hint=f"vidgen pull {chosen.name if chosen.source else location.location}")
@@ -400,7 +490,7 @@ def run(prompt: str, *, preset: str | None, model: str | None, overrides: dict[s
         started = time.monotonic()
         label = f"video {index + 1}/{len(paths)}" if len(paths) > 1 else "video"
         with ui.progress(label, settings.steps or 0) as bar:
-            recipe, data = render(generator, settings, seed, path=path, image=image, video=video, progress=bar, overwrite=options.overwrite)
+            recipe, data = render(generator, settings, seed, path=path, image=image, video=video, mask=mask, progress=bar, overwrite=options.overwrite)
         if recipe["audio"] and path is not None and output_format(path) in ("gif", "png"):
             from vidgen.audio import wav_beside
 

@@ -28,6 +28,11 @@ TASKS = ("text-to-video", "image-to-video", "video-to-video")
 # `vidgen presets --task NAME` takes a task, or "audio" for the presets whose model also
 # makes a soundtrack (LTX-2): sound comes with a task rather than being one of its own.
 TASK_FILTERS = (*TASKS, "audio")
+# What a video-to-video preset's --video is to its output:
+# - "edit": the output is the input video changed (its frame count, fitted to the model);
+# - "condition": the input conditions the start of an output of --frames frames (LTX-2);
+# - "extend": the output is the input video followed by --frames new frames (SkyReels-V2).
+VIDEO_ROLES = ("edit", "condition", "extend")
 
 # Allowed keys and their types. `defaults` uses the command-line option names.
 TOP_LEVEL_KEYS = {
@@ -37,10 +42,14 @@ TOP_LEVEL_KEYS = {
     "pipeline": str,
     "task": str,
     "audio": bool,  # the pipeline returns a soundtrack with the frames
+    "mask": bool,  # the pipeline takes --mask (Wan VACE)
+    "reference_image": bool,  # --image is a reference image for a video-to-video preset (Wan VACE)
+    "video_role": str,  # one of VIDEO_ROLES
     "vram": str,
     "defaults": dict,
     "constraints": dict,
     "call": dict,
+    "extras": dict,  # checked pipeline parameters (vidgen.extras)
 }
 DEFAULT_KEYS = {
     "width": int,
@@ -170,11 +179,15 @@ class Preset:
     pipeline: str | None = None  # expected diffusers pipeline class; None: any
     task: str = "text-to-video"
     audio: bool = False
+    mask: bool = False
+    reference_image: bool = False
+    video_role: str = "edit"
     description: str = ""
     vram: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)
     constraints: Constraints = field(default_factory=Constraints)
     call: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
     source: Path | None = None  # the TOML file; None for the ad-hoc preset of --model
 
     @property
@@ -204,10 +217,14 @@ class Preset:
             "pipeline": self.pipeline,
             "task": self.task,
             "audio": self.audio,
+            "mask": self.mask,
+            "reference_image": self.reference_image,
+            "video_role": self.video_role,
             "vram": self.vram,
             "defaults": dict(self.defaults),
             "constraints": self.constraints.as_dict(),
             "call": dict(self.call),
+            "extras": dict(self.extras),
             "source": str(self.source) if self.source else None,
         }
 
@@ -249,6 +266,12 @@ def read_preset(path: Path) -> Preset:
     if task not in TASKS:
         raise UsageError(f"{path}: task must be one of {', '.join(TASKS)}, got {task!r}")
     defaults = _check_table(path, "defaults", data.get("defaults", {}), DEFAULT_KEYS)
+    from vidgen.extras import EXTRA_TYPES
+
+    extras = _check_table(path, "extras", data.get("extras", {}), EXTRA_TYPES)
+    video_role = data.get("video_role", "edit")
+    if video_role not in VIDEO_ROLES:
+        raise UsageError(f"{path}: video_role must be one of {', '.join(VIDEO_ROLES)}, got {video_role!r}")
     constraints = _check_table(path, "constraints", data.get("constraints", {}), CONSTRAINT_KEYS)
     for key, value in constraints.items():
         if value < (0 if key == "frames_offset" else 1):
@@ -259,11 +282,15 @@ def read_preset(path: Path) -> Preset:
         pipeline=data.get("pipeline"),
         task=task,
         audio=data.get("audio", False),
+        mask=data.get("mask", False),
+        reference_image=data.get("reference_image", False),
+        video_role=video_role,
         description=data.get("description", ""),
         vram=data.get("vram", ""),
         defaults=defaults,
         constraints=Constraints(**constraints),
         call=dict(data.get("call", {})),
+        extras=extras,
         source=path,
     )
 

@@ -239,14 +239,14 @@ def obtain_pipeline(settings: GenerationSettings, *, pull_hint: str | None = Non
 
 
 def render(generator, settings: GenerationSettings, seed: int, *, path: Path | None, image: Any = None, video: np.ndarray | None = None,
-           progress: ui.Progress | None = None, overwrite: bool = False) -> tuple[dict[str, Any], bytes | None]:  # fmt: skip
+           mask: np.ndarray | None = None, progress: ui.Progress | None = None, overwrite: bool = False) -> tuple[dict[str, Any], bytes | None]:  # fmt: skip
     """Generate one video and write it to `path` atomically (None: return the MP4 bytes).
     Returns (recipe, bytes or None)."""
     from vidgen.generate import audio_record, build_recipe
     from vidgen.video import encode_mp4_bytes, output_format, write_video
 
     progress = progress or ui.Progress("", 0, visible=False)
-    frames, audio = generator.generate_with_audio(settings, seed, image=image, video=video, progress=progress)
+    frames, audio = generator.generate_with_audio(settings, seed, image=image, video=video, mask=mask, progress=progress)
     audio = audio if settings.audio else None  # --no-audio
     if ui.remote_cancelled():  # the server's client went away during the last step
         raise ui.remote_interruption("interrupted; nothing was written")

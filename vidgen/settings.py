@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 import secrets
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from vidgen.errors import UsageError
@@ -95,6 +95,11 @@ class GenerationSettings:
     num_videos: int = 1
     image: str | None = None
     video: str | None = None  # input video of a video-to-video preset
+    mask: str | None = None  # --mask: a mask video or image, white = regenerate (Wan VACE)
+    video_role: str = "edit"  # what the input video is to the output (presets.VIDEO_ROLES)
+    takes_mask: bool = False  # the preset's pipeline takes --mask
+    takes_reference_image: bool = False  # --image is a reference image (Wan VACE), not a start frame
+    input_frames: int | None = None  # how many of the input video's frames go in (set once it is read)
     strength: float | None = None  # video-to-video: 0 keeps the input, 1 ignores it
     audio: bool = True  # False (--no-audio): leave out the soundtrack a model makes (LTX-2)
     loras: list[LoraSpec] = field(default_factory=list)
@@ -113,6 +118,7 @@ class GenerationSettings:
     flow_shift: float | None = None
     trust_remote_code: bool = False
     call_kwargs: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)  # checked pipeline parameters (vidgen.extras)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -139,10 +145,12 @@ def build_settings(preset: Preset, layers: list[dict[str, Any]], *, model: str |
     known = {f.name for f in fields(GenerationSettings)} | _LAYER_ONLY_KEYS
     merged: dict[str, Any] = dict(BUILTIN_DEFAULTS)
     merged.update(preset.defaults)
+    extras = dict(preset.extras)
     seconds: float | None = None
     dtype_explicit = False
     for layer in layers:
         values = {key: value for key, value in layer.items() if value is not None}
+        extras.update(values.pop("extras", None) or {})  # one extra overrides one, not the table
         dtype_explicit = dtype_explicit or "dtype" in values
         unknown = sorted(set(values) - known)
         if unknown:
@@ -184,7 +192,11 @@ def build_settings(preset: Preset, layers: list[dict[str, Any]], *, model: str |
         preset=preset.name,
         pipeline_class=preset.pipeline,
         task=preset.task,
+        video_role=preset.video_role,
+        takes_mask=preset.mask,
+        takes_reference_image=preset.reference_image,
         call_kwargs=dict(preset.call),
+        extras=extras,
         dtype_explicit=dtype_explicit,
         **{key: value for key, value in merged.items() if key in known - _LAYER_ONLY_KEYS},
     )
@@ -235,12 +247,16 @@ def validate(settings: GenerationSettings) -> None:
         problems.append(f"--cache must be one of {', '.join(CACHE_METHODS)}, got {settings.cache!r}")
     if settings.task == "image-to-video" and not settings.image:
         problems.append(f"preset {settings.preset} is image-to-video: pass --image PATH")
-    if settings.task != "image-to-video" and settings.image and settings.pipeline_class:
+    if settings.task != "image-to-video" and settings.image and settings.pipeline_class and not settings.takes_reference_image:
         problems.append(f"preset {settings.preset} is {settings.task} and takes no --image")
     if settings.task == "video-to-video" and not settings.video:
         problems.append(f"preset {settings.preset} is video-to-video: pass --video PATH")
     if settings.task != "video-to-video" and settings.video and settings.pipeline_class:
         problems.append(f"preset {settings.preset} is {settings.task} and takes no --video")
+    if settings.mask and not settings.video:
+        problems.append("--mask needs --video: the mask marks what to regenerate in that video")
+    elif settings.mask and settings.pipeline_class and not settings.takes_mask:
+        problems.append(f"preset {settings.preset} takes no --mask (a mask is for Wan VACE presets such as wan2.1-vace-1.3b)")
     if settings.strength is not None and not 0 < settings.strength <= 1:
         problems.append(f"--strength must be above 0 and at most 1, got {settings.strength:g}")
     if problems:
@@ -260,7 +276,7 @@ def draw_seed() -> int:
 # ---- snapping to the model's constraints ----
 
 
-def _nearest_valid_frames(frames: int, rule: Constraints) -> int:
+def nearest_valid_frames(frames: int, rule: Constraints) -> int:
     step, offset = rule.frames_step, rule.frames_offset
     k = math.floor((frames - offset) / step + 0.5)  # round half up
     k = max(k, math.ceil((max(rule.min_frames, 1) - offset) / step))
@@ -278,7 +294,7 @@ def _nearest_valid_side(side: int, multiple: int, minimum: int | None, maximum: 
     return snapped
 
 
-def _frames_rule(rule: Constraints) -> str:
+def frames_rule_text(rule: Constraints) -> str:
     if rule.frames_step == 1:
         limits = [f">= {rule.min_frames}"] if rule.min_frames > 1 else []
     else:
@@ -292,22 +308,50 @@ def _frames_rule(rule: Constraints) -> str:
 def fit_frames_to_video(settings: GenerationSettings, rule: Constraints, available: int, *, strict: bool) -> list[str]:
     """Video-to-video: the frame count is the input video's, or --frames if fewer, snapped
     down to the model's rule so that every frame exists. Returns the note for a change;
-    a video too short for the model is bad input."""
+    a video too short for the model is bad input. A video that conditions the start
+    (video_role "condition") or is extended ("extend") leaves --frames as it is."""
+    settings.input_frames = available  # fewer below, where the model uses fewer
+    if settings.video_role == "condition":
+        return _fit_condition_video(settings, rule, available)
+    if settings.video_role == "extend":
+        overlap = settings.extras.get("overlap_history")
+        if overlap is not None and available < overlap:
+            raise UsageError(f"the input video has {available} frames; extending it needs at least overlap_history ({overlap})")
+        if overlap is not None and settings.frames is not None and settings.frames <= overlap:
+            # The new frames' first overlap_history re-render the input's last ones.
+            raise UsageError(f"--frames {settings.frames} adds nothing: extending starts with the input's last overlap_history ({overlap}) frames; ask for more")
+        return []
     wanted = settings.frames if settings.frames is not None else available
     limit = min(wanted, available, rule.max_frames or available)
     step, offset = rule.frames_step, rule.frames_offset
     valid = offset + step * math.floor((limit - offset) / step)
     least = offset + step * max(0, math.ceil((max(rule.min_frames, 1) - offset) / step))
     if valid < least:
-        raise UsageError(f"the input video has {available} frames; this model needs at least {least} ({_frames_rule(rule)})")
+        raise UsageError(f"the input video has {available} frames; this model needs at least {least} ({frames_rule_text(rule)})")
     changes = []
     if valid != wanted:
-        why = f"this model takes {_frames_rule(rule)} frames" + (f" and the input video has {available}" if wanted > available else "")
+        why = f"this model takes {frames_rule_text(rule)} frames" + (f" and the input video has {available}" if wanted > available else "")
         if strict:
             raise UsageError(f"frames {wanted} is not valid ({why}; nearest {valid}) (--strict)")
         changes.append(f"frames {wanted} -> {valid}: {why}")
-    settings.frames = valid
+    settings.frames = settings.input_frames = valid
     return changes
+
+
+def _fit_condition_video(settings: GenerationSettings, rule: Constraints, available: int) -> list[str]:
+    """A video that conditions the start of the output (LTX-2): the pipeline uses its
+    first frames, as many as the model's rule allows and the output has (LTX2ConditionPipeline's
+    trim_conditioning_sequence); say so when that is fewer than the video has."""
+    limit = min(available, settings.frames or available)
+    step, offset = rule.frames_step, rule.frames_offset
+    used = offset + step * math.floor((limit - offset) / step) if limit >= offset else 0
+    if used < 1:
+        raise UsageError(f"the input video has {available} frames; this model needs at least {max(offset, 1)} to condition on ({frames_rule_text(rule)})")
+    settings.input_frames = used
+    if used == available:
+        return []
+    why = f"this model takes {frames_rule_text(replace(rule, max_frames=None))} frames" + (f" and the output has {settings.frames}" if settings.frames and available > settings.frames else "")
+    return [f"input video frames {available} -> {used}: the first {used} condition the start ({why})"]
 
 
 def snap_to_constraints(settings: GenerationSettings, rule: Constraints, *, strict: bool) -> list[str]:
@@ -318,12 +362,13 @@ def snap_to_constraints(settings: GenerationSettings, rule: Constraints, *, stri
     """
     changes: list[str] = []
     refusals: list[str] = []
-    # With an input video the count is fitted to the video once it is read (fit_frames_to_video).
-    if settings.frames is not None and settings.frames >= 1 and not settings.video:
-        valid = _nearest_valid_frames(settings.frames, rule)
+    # An edited video's count is fitted to the video once it is read (fit_frames_to_video);
+    # a video that conditions or is extended leaves --frames the output's own count.
+    if settings.frames is not None and settings.frames >= 1 and not (settings.video and settings.video_role == "edit"):
+        valid = nearest_valid_frames(settings.frames, rule)
         if valid != settings.frames:
-            changes.append(f"frames {settings.frames} -> {valid}: this model takes {_frames_rule(rule)} frames")
-            refusals.append(f"frames {settings.frames} is not valid ({_frames_rule(rule)}; nearest {valid})")
+            changes.append(f"frames {settings.frames} -> {valid}: this model takes {frames_rule_text(rule)} frames")
+            refusals.append(f"frames {settings.frames} is not valid ({frames_rule_text(rule)}; nearest {valid})")
             settings.frames = valid
     if settings.width is not None and settings.height is not None and settings.width >= 1 and settings.height >= 1:
         width = _nearest_valid_side(settings.width, rule.size_multiple, rule.min_width, rule.max_width)
