@@ -411,36 +411,54 @@ class _Handler(BaseHTTPRequestHandler):
             job.request_stop()
         self._reply(200, {"job": job.number, "cancelled": job.cancelled(), "stopping": job.stop_requested()})
 
-    def _client_gone(self) -> bool:
-        """The client sends nothing after its request: readable means it closed."""
-        try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
-            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
-        except OSError:
-            return True
-
-    def _stream(self, job: Job) -> None:
-        """The job's events to its client until its exit. A client that closes its end
-        (Ctrl-C shuts down its sending side; a killed one closes both) cancels the job;
-        the stream goes on so that a client still reading learns how the job ended
-        (and only then exits, with nothing of the job's still being written)."""
-        gone = False
+    def _watch_client(self, job: Job, wake: int) -> None:
+        """The watcher thread: cancel `job` (after its current step, or before it starts)
+        as soon as its client closes its end of the connection (Ctrl-C shuts down its
+        sending side; a killed client closes both). The client sends nothing after its
+        request, so anything readable is either the end (b"") or stray bytes to drop.
+        This waits on the socket itself rather than being checked between events: a
+        running job sends a `step` event every few milliseconds, so a check made only
+        when the stream fell idle never came and a Ctrl-C'd job ran to its end; nor can
+        the writer look while it is blocked on a client that reads slowly. `wake` (a
+        pipe) becomes readable when the stream is over."""
         while True:
             try:
-                event = job.events.get(timeout=0.25)
-            except queue.Empty:
-                if not gone and self._client_gone():
-                    gone = True
-                    job.cancel()  # after the current step, or before it starts
-                continue
-            try:
-                self.wfile.write(json.dumps(event, ensure_ascii=False).encode() + b"\n")
-                self.wfile.flush()
+                readable, _, _ = select.select([self.connection, wake], [], [])
+                if wake in readable:
+                    return
+                if self.connection.recv(4096) != b"":
+                    continue
             except OSError:
-                job.cancel()
-                return
-            if event.get("event") in ("exit", "refused"):
-                return
+                pass  # a broken connection: the client is gone as well
+            job.cancel()
+            return
+
+    def _stream(self, job: Job) -> None:
+        """The job's events to its client until its exit, while another thread watches
+        for the client leaving (which cancels the job). The stream goes on after a
+        client's Ctrl-C so that a client still reading learns how the job ended (and only
+        then exits, with nothing of the job's still being written)."""
+        wake_read, wake_write = os.pipe()
+        watcher = threading.Thread(target=self._watch_client, args=(job, wake_read), name=f"vidgen-watch-{job.number}", daemon=True)
+        watcher.start()
+        try:
+            while True:
+                event = job.events.get()
+                try:
+                    self.wfile.write(json.dumps(event, ensure_ascii=False).encode() + b"\n")
+                    self.wfile.flush()
+                except OSError:
+                    job.cancel()
+                    return
+                if event.get("event") in ("exit", "refused"):
+                    return
+        finally:
+            # The watcher must be done with the socket before the server closes it (its
+            # descriptor could then be reused by another connection).
+            os.write(wake_write, b"x")
+            watcher.join()
+            os.close(wake_read)
+            os.close(wake_write)
 
 
 # ---- starting and stopping ----
