@@ -125,7 +125,7 @@ def test_reading_100000_lines_keeps_memory_flat(tmp_path):
 def test_resume_reads_the_manifest_without_holding_its_records(tmp_path):
     """--resume over a manifest of 20,000 done records keeps one checksum per planned
     output, not the records (prompts, names and settings a second time). Measured in a fresh
-    interpreter: inside the whole suite, earlier tests' state made the same peak 1.6 times larger."""
+    interpreter: inside the whole suite the same measurement came out 1.6 times larger than alone."""
     script = """
 import json, sys, tracemalloc
 from pathlib import Path
