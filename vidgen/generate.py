@@ -122,12 +122,17 @@ def load_input_video(path: str) -> np.ndarray:
     source = Path(path).expanduser()
     if not source.exists():
         raise UsageError(f"video not found: {path}")
+    return _frames_or_refuse(lambda: read_frames(source), "video", path)
+
+
+def _frames_or_refuse(read, what: str, path: str) -> np.ndarray:
+    """`read()`'s frames (T, H, W, 3), or one line and exit 2 for a file that is unreadable or empty."""
     try:
-        frames = read_frames(source)
+        frames = read()
     except Exception as error:  # ffmpeg, PIL and numpy raise several kinds for a bad file
-        raise UsageError(f"cannot read video {path}: {_first_line(error)}") from error
+        raise UsageError(f"cannot read {what} {path}: {_first_line(error)}") from error
     if frames.ndim != 4 or len(frames) == 0:
-        raise UsageError(f"video {path} has no frames")
+        raise UsageError(f"{what} {path} has no frames")
     return frames
 
 
@@ -144,19 +149,16 @@ def load_input_mask(path: str) -> tuple[np.ndarray, bool]:
     if not source.exists():
         raise UsageError(f"mask not found: {path}")
     single_image = source.is_file() and source.suffix.lower() in _IMAGE_SUFFIXES
-    try:
-        if single_image:
-            from PIL import Image
 
-            with Image.open(source) as image:
-                frames = np.asarray(image.convert("RGB"))[None]
-        else:
-            frames = read_frames(source)
-    except Exception as error:  # ffmpeg, PIL and numpy raise several kinds for a bad file
-        raise UsageError(f"cannot read mask {path}: {_first_line(error)}") from error
-    if frames.ndim != 4 or len(frames) == 0:
-        raise UsageError(f"mask {path} has no frames")
-    return frames, single_image
+    def read() -> np.ndarray:
+        if not single_image:
+            return read_frames(source)
+        from PIL import Image
+
+        with Image.open(source) as image:
+            return np.asarray(image.convert("RGB"))[None]
+
+    return _frames_or_refuse(read, "mask", path), single_image
 
 
 def fit_mask(mask: tuple[np.ndarray, bool], path: str, video_frames: int) -> np.ndarray:
