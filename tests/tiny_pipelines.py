@@ -309,17 +309,17 @@ def _wan_v2v(variant: str | None):
     )
 
 
+def _skyreels_v2_components() -> dict:
+    """What every SkyReels-V2 class takes: Wan 2.1's components with its own transformer and shift 8."""
+    tok = _t5_tokenizer()
+    return dict(tokenizer=tok, text_encoder=_umt5_encoder(tok), vae=_wan_vae(), scheduler=_unipc_flow(8.0),
+                transformer=_wan_transformer(16, 16, cls_name="SkyReelsV2Transformer3DModel"))
+
+
 def _skyreels_v2(variant: str | None):
     from diffusers import SkyReelsV2Pipeline
 
-    tok = _t5_tokenizer()
-    return SkyReelsV2Pipeline(
-        tokenizer=tok,
-        text_encoder=_umt5_encoder(tok),
-        transformer=_wan_transformer(16, 16, cls_name="SkyReelsV2Transformer3DModel"),
-        vae=_wan_vae(),
-        scheduler=_unipc_flow(8.0),
-    )
+    return SkyReelsV2Pipeline(**_skyreels_v2_components())
 
 
 def _wan_vace(variant: str | None):
@@ -345,14 +345,7 @@ def _skyreels_v2_df(variant: str | None, video: bool = False):
     from diffusers import SkyReelsV2DiffusionForcingPipeline, SkyReelsV2DiffusionForcingVideoToVideoPipeline
 
     cls = SkyReelsV2DiffusionForcingVideoToVideoPipeline if video else SkyReelsV2DiffusionForcingPipeline
-    tok = _t5_tokenizer()
-    return cls(
-        tokenizer=tok,
-        text_encoder=_umt5_encoder(tok),
-        transformer=_wan_transformer(16, 16, cls_name="SkyReelsV2Transformer3DModel"),
-        vae=_wan_vae(),
-        scheduler=_unipc_flow(8.0),
-    )
+    return cls(**_skyreels_v2_components())
 
 
 # --------------------------------------------------------------------------------------
