@@ -13,7 +13,10 @@ Variants, each on the same weights, seed and settings:
   config-built Wan: transformer in bf16 and VAE in float32, as the model card loads it;
 - `vidgen`: vidgen's default path (pipeline.prepare_pipeline + VideoGenerator), that is
   with compilation on CUDA; lossless: its PSNR against `diffusers` is reported;
-- `vidgen-fast`: the same with the `--fast` step cache (`--variants` chooses).
+- `vidgen-fast`: the same with the `--fast` step cache; `vidgen-taylorseer`, `vidgen-pab`: the
+  other `--cache` choices (`--variants` chooses).
+`--decode` adds the VAE decode alone (random latents of the workload's shape): float32 as plain
+diffusers loads it, vidgen's dtype, and each with `--vae-tiling`'s tiling.
 
 For each: a warm-up call (`--warmup-steps`, compile cost included), then the timed call:
 median seconds per denoising step (a step-end callback that synchronises), VAE decode
@@ -43,6 +46,8 @@ CONFIGS = REPO / "benchmarks" / "configs"
 DEFAULT_CONFIG = CONFIGS / "wan2.1-t2v-1.3b"
 BUILTIN_WEIGHTS = REPO / "vidgen" / "embedded" / "weights" / "shapes"
 PROMPT = "a red circle moves left on a black background"
+# Variant name -> vidgen's --cache choice.
+CACHE_VARIANTS = {"vidgen": "none", "vidgen-fast": "first-block", "vidgen-taylorseer": "taylorseer", "vidgen-pab": "pab"}
 
 
 def _sync(device: str) -> None:
@@ -150,15 +155,16 @@ def build_from_configs(config_dir: Path, device: str, settings: dict[str, Any]):
 class Variant:
     """One way of making the video: `prepare()` once (timed as load), then `call(steps, timer)`."""
 
-    def __init__(self, name: str, prepare: Callable[[], Any], call: Callable[[int, Timer], np.ndarray], denoiser: Callable[[], Any]):
-        self.name, self.prepare, self.call, self.denoiser = name, prepare, call, denoiser
+    def __init__(self, name: str, prepare: Callable[[], Any], call: Callable[[int, Timer], np.ndarray], denoiser: Callable[[], Any],
+                 chosen: Callable[[], dict[str, Any]] = dict):
+        self.name, self.prepare, self.call, self.denoiser, self.chosen = name, prepare, call, denoiser, chosen
 
 
 def measure(variant: Variant, *, device: str, steps: int, warmup_steps: int) -> tuple[dict[str, Any], np.ndarray]:
     started = time.perf_counter()
     variant.prepare()
     _sync(device)
-    record: dict[str, Any] = {"variant": variant.name, "load_seconds": round(time.perf_counter() - started, 4)}
+    record: dict[str, Any] = {"variant": variant.name, "load_seconds": round(time.perf_counter() - started, 4), **variant.chosen()}
     timer = Timer(device)
     hook = variant.denoiser().register_forward_pre_hook(timer.on_first_forward)
     try:
@@ -272,13 +278,16 @@ def run(args) -> dict[str, Any]:
                 mine = WanPipeline(tokenizer=None, text_encoder=None, transformer=pipe.transformer, vae=vae, scheduler=pipe.scheduler)
                 if pipe.transformer.is_cache_enabled:
                     pipe.transformer.disable_cache()
-                state["generator"] = VideoGenerator(loader.prepare_pipeline(mine, settings, device=device, dtype=vidgen_dtype))
+                state["loaded"] = loader.prepare_pipeline(mine, settings, device=device, dtype=vidgen_dtype)
+                state["generator"] = VideoGenerator(state["loaded"])
 
-            return Variant(name, prepare, _vidgen_call(state, settings, args.seed), lambda: pipe.transformer)
+            return Variant(name, prepare, _vidgen_call(state, settings, args.seed), lambda: pipe.transformer,
+                           lambda: _chosen(state["loaded"]))
 
         plain = Variant("diffusers", lambda: None, _plain_call(pipe, plain_arguments, args.seed), lambda: pipe.transformer)
         # Order matters: compilation changes the transformer in place, so it comes last.
-        ordered = {"diffusers": plain, "vidgen-fast": vidgen_variant("vidgen-fast", "first-block"), "vidgen": vidgen_variant("vidgen", "none")}
+        ordered = {"diffusers": plain, **{name: vidgen_variant(name, cache) for name, cache in CACHE_VARIANTS.items() if name != "vidgen"},
+                   "vidgen": vidgen_variant("vidgen", "none")}  # fmt: skip
     else:  # a model folder: what a user runs on any machine
         import diffusers
 
@@ -308,15 +317,16 @@ def run(args) -> dict[str, Any]:
             settings = vidgen_settings(args, cache=cache, preset=preset, model=model)
 
             def prepare() -> None:
-                loaded = loader.load_pipeline(settings)
+                state["loaded"] = loaded = loader.load_pipeline(settings)
                 state["pipe"] = loaded.pipe
                 state["generator"] = VideoGenerator(loaded)
                 state["generator"].fill_pipeline_defaults(settings)
 
-            return Variant(name, prepare, _vidgen_call(state, settings, args.seed), lambda: loader.acceleration.denoiser_of(state["pipe"]))
+            return Variant(name, prepare, _vidgen_call(state, settings, args.seed), lambda: loader.acceleration.denoiser_of(state["pipe"]),
+                           lambda: _chosen(state["loaded"]))
 
         plain = Variant("diffusers", prepare_plain, plain_call, lambda: loader.acceleration.denoiser_of(state_plain["pipe"]))
-        ordered = {"diffusers": plain, "vidgen": vidgen_variant("vidgen", "none"), "vidgen-fast": vidgen_variant("vidgen-fast", "first-block")}
+        ordered = {"diffusers": plain, **{name: vidgen_variant(name, cache) for name, cache in CACHE_VARIANTS.items()}}
         workload = {"model": args.model, "preset": preset, "width": base.width, "height": base.height, "frames": base.frames,
                     "steps": args.steps or base.steps, "guidance": "pipeline default" if base.guidance is None else base.guidance,
                     "dtype": base.dtype}  # fmt: skip
@@ -330,11 +340,15 @@ def run(args) -> dict[str, Any]:
         print(f"[bench] {name} ...", file=sys.stderr)
         record, frames[name] = measure(variant, device=device, steps=args.steps, warmup_steps=args.warmup_steps)
         results.append(record)
+    if args.decode:
+        if args.model is not None:
+            raise SystemExit("--decode measures the config-built workload (no --model)")
+        results += measure_decode(pipe.vae, device, workload, vidgen_dtype=args.dtype)
     reference = frames.get("diffusers")
     by_name = {record["variant"]: record for record in results}
     plain_record = by_name.get("diffusers")
     for record in results:
-        if reference is not None and record["variant"] != "diffusers":
+        if reference is not None and record["variant"] in frames and record["variant"] != "diffusers":
             record["psnr_vs_diffusers_db"] = _round(psnr(reference, frames[record["variant"]]))
             record["max_abs_diff_vs_diffusers"] = int(np.abs(reference.astype(int) - frames[record["variant"]].astype(int)).max())
         if plain_record and record["variant"] != "diffusers":
@@ -358,6 +372,42 @@ def run(args) -> dict[str, Any]:
     }
 
 
+def _chosen(loaded) -> dict[str, Any]:
+    """What vidgen's path decided: `--offload auto` becomes a mode, compilation on or off."""
+    return {"offload": loaded.offload, "compiled": loaded.compiled, "cache": loaded.cache}
+
+
+def measure_decode(vae, device: str, workload: dict[str, Any], *, vidgen_dtype: str) -> list[dict[str, Any]]:
+    """The VAE decode alone, on random latents of the workload's shape: as plain diffusers loads
+    the VAE (float32) and in vidgen's one dtype, each whole and tiled (what --vae-tiling does)."""
+    import torch
+
+    config = vae.config
+    frames = (workload["frames"] - 1) // config.scale_factor_temporal + 1
+    shape = (1, config.z_dim, frames, workload["height"] // config.scale_factor_spatial, workload["width"] // config.scale_factor_spatial)
+    latents = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(2))
+    records = []
+    for dtype_name in dict.fromkeys(["float32", vidgen_dtype]):
+        dtype = getattr(torch, dtype_name)
+        decoder = type(vae).from_config(config).to(device, dtype)
+        decoder.load_state_dict(vae.state_dict())
+        decoder.eval().requires_grad_(False)
+        for tiled in (False, True):
+            decoder.enable_tiling() if tiled else decoder.disable_tiling()
+            z = latents.to(device, dtype)
+            with torch.inference_mode():
+                decoder.decode(z[:, :, :2])  # warm-up: kernels and workspaces, off the clock
+                _peak_memory_reset(device)
+                _sync(device)
+                started = time.perf_counter()
+                decoder.decode(z)
+                _sync(device)
+            records.append({"variant": f"decode {dtype_name}{' tiled' if tiled else ''}",
+                            "decode_seconds": round(time.perf_counter() - started, 4), "peak_memory_gib": _peak_memory_gib(device)})  # fmt: skip
+        del decoder
+    return records
+
+
 def _round(value: float) -> float | str:
     return "inf" if value == float("inf") else round(value, 2)
 
@@ -366,7 +416,7 @@ COLUMNS = [
     ("variant", "variant"), ("seconds_per_step_median", "s/step (median)"), ("decode_seconds", "VAE decode s"),
     ("whole_video_seconds", "whole video s"), ("peak_memory_gib", "peak GiB"), ("warmup_seconds", "warm-up s"),
     ("load_seconds", "load s"), ("speedup_per_step", "speed-up/step"), ("speedup_whole_video", "speed-up/video"),
-    ("psnr_vs_diffusers_db", "PSNR vs diffusers dB"),
+    ("psnr_vs_diffusers_db", "PSNR vs diffusers dB"), ("offload", "offload"), ("compiled", "compiled"),
 ]  # fmt: skip
 
 
@@ -404,7 +454,9 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--guidance", type=float)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--warmup-steps", type=int, default=2, help="steps of the untimed first call (compile cost shows here)")
-    parser.add_argument("--variants", default="diffusers,vidgen,vidgen-fast")
+    parser.add_argument("--variants", default="diffusers,vidgen,vidgen-fast",
+                        help=f"comma-separated, from: diffusers, {', '.join(CACHE_VARIANTS)}")
+    parser.add_argument("--decode", action="store_true", help="also time the VAE decode alone, whole and tiled (config workload)")
     parser.add_argument("--offload", default=None, help="vidgen's --offload for the vidgen variants")
     parser.add_argument("--vae-tiling", action="store_true")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
