@@ -24,12 +24,14 @@ demo:
 # One torch thread a process; the decoder sharpening runs beside the denoiser on the second core.
 # Every stage checkpoints under runs/shapes and resumes when run again: stop it at any point, run
 # `make train-embedded` again later, and it goes on where it stopped. Minutes are each stage's budget.
+# DEVICE=cuda runs the latent pool and the denoiser on a GPU (the CPU path is the one tested).
 TRAIN = $(VENV)/bin/python -m vidgen.embedded.train
+DEVICE ?= cpu
 train-embedded:
 	$(TRAIN) vae --minutes 40
-	$(TRAIN) latents
+	$(TRAIN) latents --device $(DEVICE)
 	$(TRAIN) decoder --minutes 90 > runs/shapes/decoder.log 2>&1 & \
-	$(TRAIN) denoiser --minutes 150; status=$$?; wait $$! && test $$status -eq 0
+	$(TRAIN) denoiser --minutes 150 --device $(DEVICE); status=$$?; wait $$! && test $$status -eq 0
 	$(TRAIN) export
 
 # Score the built-in model with the probe: 100 random prompts, the held-out combinations, and the

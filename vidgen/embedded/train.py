@@ -162,7 +162,8 @@ class Stage:
     def load(self) -> dict | None:
         if not self.state_path.exists():
             return None
-        return torch.load(self.state_path, weights_only=False)
+        # On the CPU whatever device wrote it: a stage trained on a GPU resumes or exports anywhere.
+        return torch.load(self.state_path, weights_only=False, map_location="cpu")
 
     def save(self, state: dict) -> None:
         temporary = self.state_path.with_suffix(".tmp")
@@ -313,25 +314,36 @@ def _format(scores: dict) -> str:
 
 # --- the latent pool -----------------------------------------------------------------------
 @torch.no_grad()
-def encode_latents(work: Path, count: int = LATENT_POOL, canonical: bool = CANONICAL_LAYOUT) -> None:
-    """Posterior means, not samples: with a KL weight this small a sample is mostly noise."""
+def encode_latents(work: Path, count: int = LATENT_POOL, canonical: bool = CANONICAL_LAYOUT, device: str = "cpu",
+                   workers: int = 1) -> None:
+    """Posterior means, not samples: with a KL weight this small a sample is mostly noise.
+    workers > 1 renders the clips in that many processes (rendering, not encoding, is the slow part
+    beside a GPU); the pool is the same clips either way."""
     from diffusers import AutoencoderKLWan
 
     target = work / "latents.pt"
     if target.exists():
         log(f"latent pool already in {target}")
         return
-    vae = AutoencoderKLWan.from_pretrained(work / "vae" / "best").eval()
+    vae = AutoencoderKLWan.from_pretrained(work / "vae" / "best").eval().to(device)
     rng = random.Random(2)
-    specs, latents = [], []
-    for start in range(0, count, 32):
-        batch_specs = [shapes.sample_spec(rng, canonical=canonical) for _ in range(min(32, count - start))]
-        clips = to_pixels(np.stack([shapes.render_clip(s) for s in batch_specs]))
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            latents.append(vae.encode(clips).latent_dist.mode().float())
-        specs += batch_specs
-        if start % 640 == 0:
-            log(f"encoded {start + len(batch_specs)}/{count}")
+    specs = [shapes.sample_spec(rng, canonical=canonical) for _ in range(count)]
+    pool = None
+    if workers > 1:
+        import multiprocessing
+
+        pool = multiprocessing.get_context("fork").Pool(workers)
+    render = pool.imap if pool is not None else map
+    clips_in_order = render(shapes.render_clip, specs, *([64] if pool is not None else []))
+    latents, batch_size = [], 32 if device == "cpu" else 256
+    for start in range(0, count, batch_size):
+        clips = to_pixels(np.stack([next(clips_in_order) for _ in range(min(batch_size, count - start))])).to(device)
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+            latents.append(vae.encode(clips).latent_dist.mode().float().cpu())
+        if start % (20 * batch_size) == 0:
+            log(f"encoded {start + len(clips)}/{count}")
+    if pool is not None:
+        pool.close()
     latents = torch.cat(latents)
     mean, std = latents.mean(dim=(0, 2, 3, 4)), latents.std(dim=(0, 2, 3, 4))
     temporary = target.with_suffix(".tmp")
@@ -354,10 +366,10 @@ def build_tokenizer():
                                    model_max_length=MAX_TEXT_TOKENS)
 
 
-def encode_text(text_encoder, tokenizer, captions: list[str]) -> torch.Tensor:
+def encode_text(text_encoder, tokenizer, captions: list[str], device: str = "cpu") -> torch.Tensor:
     # As WanPipeline._get_t5_prompt_embeds: padded positions are zeroed after the encoder.
     tokens = tokenizer(captions, padding="max_length", max_length=MAX_TEXT_TOKENS, truncation=True,
-                       return_attention_mask=True, return_tensors="pt")
+                       return_attention_mask=True, return_tensors="pt").to(device)
     hidden = text_encoder(tokens.input_ids, tokens.attention_mask).last_hidden_state
     return hidden * tokens.attention_mask[..., None]
 
@@ -425,7 +437,8 @@ def sample_scores(pipe, count: int, seed: int = 0, held_out: bool = False) -> di
 
 
 def train_denoiser(work: Path, minutes: float, *, patch: int, width: int, layers: int, probe_minutes: float,
-                   object_weight: float = DENOISER_OBJECT_WEIGHT, corner_weight: float = DENOISER_CORNER_WEIGHT) -> None:
+                   object_weight: float = DENOISER_OBJECT_WEIGHT, corner_weight: float = DENOISER_CORNER_WEIGHT,
+                   device: str = "cpu", batch: int = DENOISER_BATCH) -> None:
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
@@ -437,8 +450,9 @@ def train_denoiser(work: Path, minutes: float, *, patch: int, width: int, layers
     specs = [shapes.ClipSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()}) for s in data["specs"]]
     # Why weight the object: it covers about a seventh of the latent cells, so a plain mean lets the flat
     # background dominate the loss; shape (corners, tips) and place over time live in the object's cells.
-    object_masks = latent_object_masks(specs) if object_weight != 1 else None
-    corner_masks = latent_object_masks(specs, corners=True) if corner_weight else None
+    object_masks = latent_object_masks(specs).to(device) if object_weight != 1 else None
+    corner_masks = latent_object_masks(specs, corners=True).to(device) if corner_weight else None
+    latents = latents.to(device)
     tokenizer = build_tokenizer()
     torch.manual_seed(0)
     if state is None:
@@ -462,6 +476,11 @@ def train_denoiser(work: Path, minutes: float, *, patch: int, width: int, layers
         restore_random_state(state["random"], rng, generator)
         step, spent = state["step"], state["seconds"]
         log(f"denoiser: resuming at step {step}, {spent / 60:.1f} of {minutes} minutes spent")
+    for model in (transformer, text_encoder, ema_transformer, ema_text):
+        model.to(device)
+    # After the models: AdamW's moments are created on the parameters' device at the first step,
+    # and a resumed optimizer's state moves with load_state_dict's cast to the parameters.
+    optimizer.load_state_dict(optimizer.state_dict())
     transformer.train()
     text_encoder.train()
     count = sum(p.numel() for p in transformer.parameters())
@@ -473,29 +492,31 @@ def train_denoiser(work: Path, minutes: float, *, patch: int, width: int, layers
                     "transformer": transformer.state_dict(), "text_encoder": text_encoder.state_dict(),
                     "ema_transformer": ema_transformer.state_dict(), "ema_text_encoder": ema_text.state_dict(),
                     "optimizer": optimizer.state_dict(), "random": random_state(rng, generator),
-                    "step": step, "seconds": spent})
+                    "step": step, "seconds": spent, "latent_stats": stats, "batch": batch})
 
     resumed_at, last_checkpoint, last_probe, running = time.time() - spent, time.time(), time.time(), None
     while spent < minutes * 60:
         for group in optimizer.param_groups:
             group["lr"] = DENOISER_LR * learning_rate_factor(step, spent / (minutes * 60), warmup=150)
-        index = torch.randint(len(specs), (DENOISER_BATCH,), generator=generator)
-        x0 = latents[index]
+        # Random numbers come from the CPU generator on every device, so a run resumes exactly.
+        index = torch.randint(len(specs), (batch,), generator=generator)
+        x0 = latents[index.to(device)]
         captions = ["" if rng.random() < EMPTY_CAPTION_SHARE else shapes.caption(specs[i], rng) for i in index.tolist()]
-        noise = torch.randn(x0.shape, generator=generator)
-        sigma = shifted_sigmas(len(index), generator).view(-1, 1, 1, 1, 1)
+        noise = torch.randn(x0.shape, generator=generator).to(device)
+        sigma = shifted_sigmas(len(index), generator).view(-1, 1, 1, 1, 1).to(device)
         x_t = (1 - sigma) * x0 + sigma * noise
         prediction = transformer(hidden_states=x_t, timestep=sigma.flatten() * 1000,
-                                 encoder_hidden_states=encode_text(text_encoder, tokenizer, captions), return_dict=False)[0]
+                                 encoder_hidden_states=encode_text(text_encoder, tokenizer, captions, device),
+                                 return_dict=False)[0]
         error = (prediction - (noise - x0)) ** 2  # flow matching: the velocity from data towards noise
         if object_masks is None and corner_masks is None:
             loss = error.mean()
         else:
             weights = torch.ones_like(error[:, :1])
             if object_masks is not None:
-                weights = weights + (object_weight - 1) * object_masks[index].float()
+                weights = weights + (object_weight - 1) * object_masks[index.to(device)].float()
             if corner_masks is not None:
-                weights = weights + corner_weight * corner_masks[index].float()
+                weights = weights + corner_weight * corner_masks[index.to(device)].float()
             loss = (error * weights).mean() / weights.mean()  # the same scale as the plain mean
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -513,7 +534,7 @@ def train_denoiser(work: Path, minutes: float, *, patch: int, width: int, layers
             checkpoint()
             last_checkpoint = time.time()
         if probe_minutes and time.time() - last_probe > probe_minutes * 60:
-            scores = sample_scores(assemble_pipeline(vae, ema_text, ema_transformer, stats), 16)
+            scores = sample_scores(assemble_pipeline(vae, ema_text, ema_transformer, stats).to(device), 16)
             log(f"denoiser step {step} probe (16 prompts) {_format(scores)}")
             stage.record({"step": step, "minutes": round(spent / 60, 2), "loss": running, "probe": scores})
             last_probe = time.time()
@@ -534,8 +555,8 @@ def export(work: Path, out: Path, dtype: str) -> None:
     text_encoder.load_state_dict(state["ema_text_encoder"])
     vae_folder = work / "decoder" / "best" if (work / "decoder" / "best").exists() else work / "vae" / "best"
     vae = AutoencoderKLWan.from_pretrained(vae_folder)
-    data = torch.load(work / "latents.pt")
-    pipe = assemble_pipeline(vae, text_encoder, transformer, {"mean": data["mean"], "std": data["std"]})
+    stats = state.get("latent_stats") or torch.load(work / "latents.pt")  # older states lack the statistics
+    pipe = assemble_pipeline(vae, text_encoder, transformer, {"mean": stats["mean"], "std": stats["std"]})
     # The VAE stays float32: its statistics and small decoder are cheap, and it decides the pixels.
     if dtype == "float16":
         pipe.transformer.to(torch.float16)
@@ -570,6 +591,9 @@ def main() -> None:
     parser.add_argument("--probe-minutes", type=float, default=10, help="score 16 generated videos this often (0: never)")
     parser.add_argument("--dtype", choices=["float32", "float16"], default="float32",
                         help="export storage for the transformer and text encoder (float16 halves their size)")
+    parser.add_argument("--device", default="cpu", help="where the latents and denoiser stages run (cpu, cuda)")
+    parser.add_argument("--batch", type=int, default=DENOISER_BATCH, help="denoiser batch (a GPU takes far more)")
+    parser.add_argument("--workers", type=int, default=1, help="processes rendering the latent pool's clips")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads; on a shared 2-core machine one was 3x faster than two")
     args = parser.parse_args()
@@ -580,11 +604,12 @@ def main() -> None:
                           decoder_base_dim=args.decoder_base_dim,
                           corner_weight=DECODER_CORNER_WEIGHT if args.corner_weight is None else args.corner_weight)
     elif args.stage == "latents":
-        encode_latents(args.work, args.pool)
+        encode_latents(args.work, args.pool, device=args.device, workers=args.workers)
     elif args.stage == "denoiser":
         train_denoiser(args.work, args.minutes, patch=args.patch, width=args.width, layers=args.layers,
                        probe_minutes=args.probe_minutes, object_weight=args.object_weight,
-                       corner_weight=DENOISER_CORNER_WEIGHT if args.corner_weight is None else args.corner_weight)
+                       corner_weight=DENOISER_CORNER_WEIGHT if args.corner_weight is None else args.corner_weight,
+                       device=args.device, batch=args.batch)
     else:
         export(args.work, args.out, args.dtype)
 
