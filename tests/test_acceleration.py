@@ -86,6 +86,29 @@ def test_compile_by_default_only_where_it_pays(requested, device, steps, cache, 
     assert acceleration.should_compile(requested, device=device, steps=steps, cache=cache, offload=offload) is expected
 
 
+@pytest.mark.parametrize(
+    "requested, parameters, expected",
+    [
+        (None, 1_300_000_000, True),  # Wan 2.1 1.3B
+        (None, 7_000_000, False),  # the built-in model: its steps take milliseconds
+        (None, None, True),  # size unknown before loading: the other rules decide
+        (True, 7_000_000, True),  # explicit wins
+    ],
+)
+def test_small_denoisers_are_not_compiled_by_default(requested, parameters, expected):
+    decided = acceleration.should_compile(requested, device="cuda", steps=20, cache="none", offload="none", denoiser_parameters=parameters)
+    assert decided is expected
+
+
+def test_parameter_count_of_the_tiny_pipelines_denoiser(tiny_wan_dir):
+    from diffusers import WanTransformer3DModel
+
+    transformer = WanTransformer3DModel.from_pretrained(tiny_wan_dir, subfolder="transformer")
+    count = acceleration.parameter_count(acceleration.denoiser_of(type("Pipe", (), {"transformer": transformer})()))
+    assert count == sum(p.numel() for p in transformer.parameters()) and 0 < count < acceleration.MIN_PARAMETERS_TO_COMPILE
+    assert acceleration.parameter_count(None) is None
+
+
 def test_persistent_compile_cache_goes_under_the_given_folder(tmp_path, monkeypatch):
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     acceleration.use_persistent_compile_cache(tmp_path / "compile-cache")

@@ -31,6 +31,9 @@ FIRST_BLOCK_THRESHOLD = 0.05  # diffusers' default; higher skips more steps
 
 # Below this many steps compilation (about 25 s for Wan 1.3B on an H100) cannot pay back.
 MIN_STEPS_TO_COMPILE = 10
+# Nor for a small denoiser, whose steps take milliseconds: on an H200 the built-in 7 M model's
+# first CUDA run was still compiling after 20 s (docs/benchmarks.md).
+MIN_PARAMETERS_TO_COMPILE = 100_000_000
 # Weights times this must fit in free memory for no offloading: activations, the VAE
 # decode (12 GiB for 81 frames at 480p, PERF.md) and the allocator need room too.
 OFFLOAD_HEADROOM = 1.5
@@ -91,10 +94,12 @@ def apply_cache(pipe: Any, name: str) -> None:
 # ---- compilation ----
 
 
-def should_compile(requested: bool | None, *, device: str, steps: int | None, cache: str, offload: str) -> bool:
+def should_compile(requested: bool | None, *, device: str, steps: int | None, cache: str, offload: str,
+                   denoiser_parameters: int | None = None) -> bool:
     """--compile/--no-compile win; by default compile on CUDA when the run is long enough
-    to pay back the warm-up, without step caches or group/sequential offloading (whose
-    hooks would break a full graph)."""
+    and the denoiser large enough to pay back the warm-up, without step caches or
+    group/sequential offloading (whose hooks would break a full graph). An unknown size
+    (before loading) does not rule it out."""
     if requested is not None:
         return requested
     return (
@@ -102,7 +107,14 @@ def should_compile(requested: bool | None, *, device: str, steps: int | None, ca
         and (steps or 0) >= MIN_STEPS_TO_COMPILE
         and cache == "none"
         and offload in ("none", "model")
+        and (denoiser_parameters is None or denoiser_parameters >= MIN_PARAMETERS_TO_COMPILE)
     )
+
+
+def parameter_count(module: Any) -> int | None:
+    if module is None or not hasattr(module, "parameters"):
+        return None
+    return sum(parameter.numel() for parameter in module.parameters())
 
 
 def use_persistent_compile_cache(folder: Path) -> None:

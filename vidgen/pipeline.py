@@ -510,7 +510,9 @@ def prepare_pipeline(pipe: Any, settings: GenerationSettings, *, device: str, dt
         acceleration.set_attention_backend(pipe, settings.attention_backend)
     acceleration.apply_cache(pipe, settings.cache)
     compiled = False
-    if acceleration.should_compile(settings.compile, device=device, steps=settings.steps, cache=settings.cache, offload=offload):
+    denoiser_parameters = acceleration.parameter_count(acceleration.denoiser_of(pipe))
+    if acceleration.should_compile(settings.compile, device=device, steps=settings.steps, cache=settings.cache, offload=offload,
+                                   denoiser_parameters=denoiser_parameters):
         acceleration.use_persistent_compile_cache(vidgen_home() / "compile-cache")
         # Step-cache hooks run outside the graph (torch.compiler.disable), so with a cache
         # the blocks are compiled with graph breaks allowed.
