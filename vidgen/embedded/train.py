@@ -57,6 +57,11 @@ OBJECT_WEIGHT = 10.0
 # The decoder stage adds weight on a band around the outline: corners and tips decide the probe's shape.
 EDGE_WEIGHT = 10.0
 DECODER_CORNER_WEIGHT = 0.0       # extra weight within 3 pixels of the object's bounding-box corners
+# The decoder stage can decode noisy latents into the clean clip: noise of up to this many of each
+# channel's standard deviations, drawn per clip (0 for a quarter of them). Why: the denoiser's samples
+# are near the encoder's latents but not on them, and a decoder trained only on exact latents turns
+# the difference into rounded corners; one trained on nearby latents maps them back to crisp shapes.
+DECODER_LATENT_NOISE = 0.0
 
 TEXT_CONFIG = dict(d_model=128, d_kv=32, d_ff=256, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
                    dropout_rate=0.0, feed_forward_proj="gated-gelu", tie_word_embeddings=False)
@@ -227,8 +232,20 @@ def reconstruction_scores(vae, specs: list[shapes.ClipSpec]) -> dict:
     return probe.score(results)
 
 
+def noisy_latents(latents: torch.Tensor, most: float, generator: torch.Generator) -> torch.Tensor:
+    """latents plus Gaussian noise of a random share (up to `most`) of each channel's standard deviation
+    in the batch, one share per clip; a quarter of the clips stay exact."""
+    if not most:
+        return latents
+    share = most * torch.rand(latents.shape[0], generator=generator)
+    share = torch.where(torch.rand(latents.shape[0], generator=generator) < 0.25, torch.zeros_like(share), share)
+    scale = latents.float().std(dim=(0, 2, 3, 4), keepdim=True)
+    noise = torch.randn(latents.shape, generator=generator)
+    return latents + (share.view(-1, 1, 1, 1, 1) * scale * noise).to(latents.dtype)
+
+
 def train_autoencoder(work: Path, minutes: float, *, decoder_only: bool, z_dim: int, decoder_base_dim: int | None,
-                      corner_weight: float = DECODER_CORNER_WEIGHT) -> None:
+                      corner_weight: float = DECODER_CORNER_WEIGHT, latent_noise: float = DECODER_LATENT_NOISE) -> None:
     """The whole autoencoder, or (decoder_only) its decoder under the frozen encoder of stage `vae`,
     on the encoder's posterior means: the latents the denoiser learns stay exactly the same."""
     from diffusers import AutoencoderKLWan
@@ -275,7 +292,7 @@ def train_autoencoder(work: Path, minutes: float, *, decoder_only: bool, z_dim: 
         with torch.autocast("cpu", dtype=torch.bfloat16):  # AMX: the convolutions run 1.4-2x faster
             if decoder_only:
                 with torch.no_grad():
-                    latents = encoder.encode(clips).latent_dist.mode()
+                    latents = noisy_latents(encoder.encode(clips).latent_dist.mode(), latent_noise, generator)
                 reconstruction, kl = vae.decode(latents).sample, torch.zeros(())
             else:
                 posterior = vae.encode(clips).latent_dist
@@ -587,6 +604,8 @@ def main() -> None:
     parser.add_argument("--corner-weight", type=float,
                         help="extra loss weight at the object's bounding-box corners: the denoiser's latent cells "
                              "holding them, or (decoder stage) the pixels within 3 of them")
+    parser.add_argument("--latent-noise", type=float, default=DECODER_LATENT_NOISE,
+                        help="decoder stage: decode latents with noise of up to this many channel standard deviations")
     parser.add_argument("--pool", type=int, default=LATENT_POOL, help="clips in the latent pool")
     parser.add_argument("--probe-minutes", type=float, default=10, help="score 16 generated videos this often (0: never)")
     parser.add_argument("--dtype", choices=["float32", "float16"], default="float32",
@@ -602,7 +621,8 @@ def main() -> None:
     if args.stage in ("vae", "decoder"):
         train_autoencoder(args.work, args.minutes, decoder_only=args.stage == "decoder", z_dim=args.z_dim,
                           decoder_base_dim=args.decoder_base_dim,
-                          corner_weight=DECODER_CORNER_WEIGHT if args.corner_weight is None else args.corner_weight)
+                          corner_weight=DECODER_CORNER_WEIGHT if args.corner_weight is None else args.corner_weight,
+                          latent_noise=args.latent_noise if args.stage == "decoder" else 0.0)
     elif args.stage == "latents":
         encode_latents(args.work, args.pool, device=args.device, workers=args.workers)
     elif args.stage == "denoiser":
