@@ -121,3 +121,20 @@ def test_decoder_corner_pixels_sit_on_a_rendered_square_s_corners():
             for column in (columns.min(), columns.max()):
                 assert corners[row, column]  # each corner of the drawn square is weighted
         assert corners.sum() <= 4 * 7 * 7  # and only the corners
+
+
+def test_noisy_latents_leave_a_quarter_exact_and_scale_noise_by_channel():
+    from vidgen.embedded.train import noisy_latents
+
+    generator = torch.Generator().manual_seed(0)
+    # Channels of very different spread: the noise must follow each channel's own.
+    latents = torch.randn(400, 2, 1, 4, 4, generator=generator) * torch.tensor([0.1, 10.0]).view(1, 2, 1, 1, 1)
+    noisy = noisy_latents(latents, 0.5, generator)
+    change = (noisy - latents).flatten(2)
+    exact = (change == 0).all(dim=(1, 2))
+    assert 0.15 < exact.float().mean() < 0.35  # a quarter stay exact
+    moved = change[~exact]
+    ratio = moved[:, 1].std() / moved[:, 0].std()
+    assert 50 < ratio < 200  # noise in proportion to each channel's spread (100x)
+    assert moved[:, 1].std() < 0.5 * 10.0  # at most half a standard deviation, on average less
+    assert noisy_latents(latents, 0.0, generator) is latents
