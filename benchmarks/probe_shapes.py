@@ -5,6 +5,7 @@
     python benchmarks/probe_shapes.py --model runs/export --json probe.json
     python benchmarks/probe_shapes.py --count 100 --cache first-block   # fast mode's accuracy
     python benchmarks/probe_shapes.py --count 100 --ceiling       # the autoencoder's round trips: the ceiling
+    python benchmarks/probe_shapes.py --count 100 --decoder runs/n/decoder/best   # the same model, another decoder
 
 Prompts and seeds are drawn at random (reproducibly from --seed). Each video goes through vidgen's own
 loading and generation path, then vidgen.embedded.probe reads it back from the pixels: background,
@@ -25,10 +26,21 @@ from vidgen.embedded import probe, shapes
 from vidgen.generate import VideoGenerator, prepare_settings
 
 
-def evaluate(*, count: int, seed: int, held_out: bool, model: str | None, overrides: dict) -> dict:
+def swap_decoder(pipe, folder: str) -> None:
+    """Put the weights of a decoder-stage folder (an AutoencoderKLWan) into the pipeline's VAE, keeping the
+    pipeline's latent statistics: a sharpened decoder judged on the same generations, before any export."""
+    from diffusers import AutoencoderKLWan
+
+    pipe.vae.load_state_dict(AutoencoderKLWan.from_pretrained(folder).state_dict())
+
+
+def evaluate(*, count: int, seed: int, held_out: bool, model: str | None, overrides: dict, decoder: str | None = None) -> dict:
     rng = random.Random(seed)
     settings, _ = prepare_settings("probe", preset="shapes", model=model, overrides=overrides)
-    generator = VideoGenerator(pipeline_loader.load_pipeline(settings))
+    loaded = pipeline_loader.load_pipeline(settings)
+    if decoder:
+        swap_decoder(loaded.pipe, decoder)
+    generator = VideoGenerator(loaded)
     results, confusions, started = [], Counter(), time.monotonic()
     for index in range(count):
         spec = shapes.sample_spec(rng, held_out=held_out)
@@ -89,6 +101,7 @@ def main() -> None:
     parser.add_argument("--cache", help="a step cache (vidgen --cache): scores fast mode")
     parser.add_argument("--ceiling", action="store_true", help="score autoencoder round trips instead of generations")
     parser.add_argument("--canonical", action="store_true", help="with --ceiling: clips in the canonical layout")
+    parser.add_argument("--decoder", help="an AutoencoderKLWan folder (a decoder stage's best/) to decode with instead")
     parser.add_argument("--json", dest="json_path", help="also write the report here")
     args = parser.parse_args()
     overrides = {k: v for k, v in {"steps": args.steps, "guidance": args.guidance, "cache": args.cache}.items() if v is not None}
@@ -96,7 +109,9 @@ def main() -> None:
         report = evaluate_ceiling(count=args.count, seed=args.seed, held_out=args.held_out, model=args.model,
                                   canonical=args.canonical)
     else:
-        report = evaluate(count=args.count, seed=args.seed, held_out=args.held_out, model=args.model, overrides=overrides)
+        report = evaluate(count=args.count, seed=args.seed, held_out=args.held_out, model=args.model, overrides=overrides,
+                          decoder=args.decoder)
+        report["decoder"] = args.decoder
     text = json.dumps(report, indent=1)
     print(text)
     if args.json_path:
