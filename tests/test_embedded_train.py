@@ -138,3 +138,22 @@ def test_noisy_latents_leave_a_quarter_exact_and_scale_noise_by_channel():
     assert 50 < ratio < 200  # noise in proportion to each channel's spread (100x)
     assert moved[:, 1].std() < 0.5 * 10.0  # at most half a standard deviation, on average less
     assert noisy_latents(latents, 0.0, generator) is latents
+
+
+def test_sampled_pairs_keep_each_clip_s_layout_and_attributes(tmp_path):
+    """The samples stage's latents come from the shipped denoiser, started from each rendered clip's
+    own latent noised part way: decoded, they must show that clip's colour, background and motion."""
+    from diffusers import AutoencoderKLWan
+
+    from vidgen.embedded import probe, shapes, train
+
+    weights = Path(train.__file__).parent / "weights" / "shapes"
+    train.sample_pairs(tmp_path, weights, 4)
+    pairs = torch.load(tmp_path / "sampled.pt")
+    assert pairs["latents"].shape == (4, 8, 5, 16, 16) and len(pairs["specs"]) == 4
+    vae = AutoencoderKLWan.from_pretrained(weights / "vae").eval()
+    with torch.no_grad():
+        frames = train.to_uint8(vae.decode(pairs["latents"]).sample)
+    for spec, clip in zip(pairs["specs"], frames):
+        judged = probe.judge(clip)
+        assert (judged.color, judged.background, judged.motion) == (spec["color"], spec["background"], spec["motion"])

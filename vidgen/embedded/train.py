@@ -129,9 +129,14 @@ def random_clips(rng: random.Random, count: int, crop: int = SIZE, edge_weight: 
     """Clips in [-1, 1] (one random crop each) and a per-pixel loss weight: OBJECT_WEIGHT on the object and
     one pixel around it, 1 on the background, plus edge_weight on a two-pixel band around the outline and
     corner_weight near the corners of its bounding box."""
+    return clips_and_weights([shapes.sample_spec(rng) for _ in range(count)], rng, crop, edge_weight, corner_weight)
+
+
+def clips_and_weights(specs: list[shapes.ClipSpec], rng: random.Random, crop: int = SIZE, edge_weight: float = 0.0,
+                      corner_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """random_clips for given specs."""
     clips, masks, corners = [], [], []
-    for _ in range(count):
-        spec = shapes.sample_spec(rng)
+    for spec in specs:
         clip = shapes.render_clip(spec)
         top, left = rng.randrange(SIZE - crop + 1), rng.randrange(SIZE - crop + 1)
         clip = clip[:, top:top + crop, left:left + crop]
@@ -244,8 +249,50 @@ def noisy_latents(latents: torch.Tensor, most: float, generator: torch.Generator
     return latents + (share.view(-1, 1, 1, 1, 1) * scale * noise).to(latents.dtype)
 
 
+@torch.no_grad()
+def sample_pairs(work: Path, model: Path, count: int, *, lowest: float = 0.5, highest: float = 0.9, seed: int = 5) -> None:
+    """Latents the denoiser makes, each paired with the clip it should decode to, for the decoder stage's
+    --sampled: a rendered clip's latent is noised to a random level in [lowest, highest] (its layout
+    survives, within about 2 pixels from 0.9; shape detail is redrawn) and denoised with its caption by the pipeline's own sampler
+    and settings (20 steps, guidance 4). Why: the decoder otherwise sees only the encoder's exact latents,
+    and the denoiser's samples lie near them, where it draws squares round (docs/embedded-model.md)."""
+    from diffusers import WanPipeline
+
+    target = work / "sampled.pt"
+    from vidgen.pipeline import _dtype_keyword
+
+    pipe = WanPipeline.from_pretrained(model, **{_dtype_keyword(): torch.float32})
+    pipe.set_progress_bar_config(disable=True)
+    vae, transformer, scheduler = pipe.vae, pipe.transformer, pipe.scheduler
+    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
+    rng, generator = random.Random(seed), torch.Generator().manual_seed(seed)
+    specs, latents = [], []
+    for start in range(0, count, 16):
+        batch = [shapes.sample_spec(rng, canonical=CANONICAL_LAYOUT) for _ in range(min(16, count - start))]
+        clean = (vae.encode(to_pixels(np.stack([shapes.render_clip(s) for s in batch]))).latent_dist.mode() - mean) / std
+        scheduler.set_timesteps(20)
+        first = int((scheduler.sigmas[:-1] > rng.uniform(lowest, highest)).sum())
+        sigma = scheduler.sigmas[first]
+        x = (1 - sigma) * clean + sigma * torch.randn(clean.shape, generator=generator)
+        text, empty = pipe.encode_prompt([shapes.caption(s, rng) for s in batch], [""] * len(batch),
+                                         max_sequence_length=MAX_TEXT_TOKENS)
+        for t in scheduler.timesteps[first:]:
+            timestep = t.expand(len(batch))
+            conditional = transformer(hidden_states=x, timestep=timestep, encoder_hidden_states=text, return_dict=False)[0]
+            unconditional = transformer(hidden_states=x, timestep=timestep, encoder_hidden_states=empty, return_dict=False)[0]
+            x = scheduler.step(unconditional + 4.0 * (conditional - unconditional), t, x, return_dict=False)[0]
+        latents.append(x * std + mean)  # what the pipeline hands its VAE
+        specs += batch
+        log(f"sampled {len(specs)}/{count} (from sigma {float(sigma):.2f})")
+    temporary = target.with_suffix(".tmp")
+    torch.save({"latents": torch.cat(latents), "specs": [s.__dict__ for s in specs], "model": str(model)}, temporary)
+    os.replace(temporary, target)
+
+
 def train_autoencoder(work: Path, minutes: float, *, decoder_only: bool, z_dim: int, decoder_base_dim: int | None,
-                      corner_weight: float = DECODER_CORNER_WEIGHT, latent_noise: float = DECODER_LATENT_NOISE) -> None:
+                      corner_weight: float = DECODER_CORNER_WEIGHT, latent_noise: float = DECODER_LATENT_NOISE,
+                      sampled: int = 0) -> None:
     """The whole autoencoder, or (decoder_only) its decoder under the frozen encoder of stage `vae`,
     on the encoder's posterior means: the latents the denoiser learns stay exactly the same."""
     from diffusers import AutoencoderKLWan
@@ -277,6 +324,11 @@ def train_autoencoder(work: Path, minutes: float, *, decoder_only: bool, z_dim: 
         log(f"{stage.folder.name}: resuming at step {step}, {spent / 60:.1f} of {minutes} minutes spent")
     validation, validation_weights = random_clips(random.Random(12345), 8)
     specs = probe_specs(24)
+    pairs = None
+    if decoder_only and sampled:
+        pairs = torch.load(work / "sampled.pt")
+        pairs["specs"] = [shapes.ClipSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()})
+                          for s in pairs["specs"]]
 
     def checkpoint() -> None:
         stage.save({"config": dict(vae.config), "model": vae.state_dict(), "ema": ema.state_dict(),
@@ -298,6 +350,13 @@ def train_autoencoder(work: Path, minutes: float, *, decoder_only: bool, z_dim: 
                 posterior = vae.encode(clips).latent_dist
                 reconstruction, kl = vae.decode(posterior.sample(generator)).sample, posterior.kl().float().mean()
         loss = reconstruction_loss(reconstruction, clips, weights) + VAE_KL_WEIGHT * kl
+        if pairs is not None:  # whole clips from the denoiser's own latents (sample_pairs)
+            index = torch.randint(len(pairs["specs"]), (sampled,), generator=generator)
+            targets, target_weights = clips_and_weights([pairs["specs"][i] for i in index.tolist()], rng,
+                                                        edge_weight=EDGE_WEIGHT, corner_weight=corner_weight)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                decoded = vae.decode(pairs["latents"][index]).sample
+            loss = (loss + reconstruction_loss(decoded, targets, target_weights)) / 2
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -590,7 +649,7 @@ def export(work: Path, out: Path, dtype: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["vae", "latents", "decoder", "denoiser", "export"])
+    parser.add_argument("stage", choices=["vae", "latents", "samples", "decoder", "denoiser", "export"])
     parser.add_argument("--work", type=Path, default=Path("runs/shapes"), help="checkpoints and the latent pool")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "weights" / "shapes")
     parser.add_argument("--minutes", type=float, default=40, help="the stage's whole time budget, across resumes")
@@ -606,7 +665,11 @@ def main() -> None:
                              "holding them, or (decoder stage) the pixels within 3 of them")
     parser.add_argument("--latent-noise", type=float, default=DECODER_LATENT_NOISE,
                         help="decoder stage: decode latents with noise of up to this many channel standard deviations")
-    parser.add_argument("--pool", type=int, default=LATENT_POOL, help="clips in the latent pool")
+    parser.add_argument("--pool", type=int, default=LATENT_POOL, help="clips in the latent pool (samples: pairs to make)")
+    parser.add_argument("--model", type=Path, default=Path(__file__).parent / "weights" / "shapes",
+                        help="samples stage: the pipeline whose denoiser makes the latents")
+    parser.add_argument("--sampled", type=int, default=0,
+                        help="decoder stage: whole clips a step from the samples stage's pairs (0: none)")
     parser.add_argument("--probe-minutes", type=float, default=10, help="score 16 generated videos this often (0: never)")
     parser.add_argument("--dtype", choices=["float32", "float16"], default="float32",
                         help="export storage for the transformer and text encoder (float16 halves their size)")
@@ -622,7 +685,9 @@ def main() -> None:
         train_autoencoder(args.work, args.minutes, decoder_only=args.stage == "decoder", z_dim=args.z_dim,
                           decoder_base_dim=args.decoder_base_dim,
                           corner_weight=DECODER_CORNER_WEIGHT if args.corner_weight is None else args.corner_weight,
-                          latent_noise=args.latent_noise if args.stage == "decoder" else 0.0)
+                          latent_noise=args.latent_noise if args.stage == "decoder" else 0.0, sampled=args.sampled)
+    elif args.stage == "samples":
+        sample_pairs(args.work, args.model, args.pool)
     elif args.stage == "latents":
         encode_latents(args.work, args.pool, device=args.device, workers=args.workers)
     elif args.stage == "denoiser":
