@@ -453,6 +453,7 @@ def build_recipe(settings: GenerationSettings, seed: int, frames: np.ndarray) ->
         "negative_prompt": settings.negative_prompt,
         "seed": seed,
         "model": resolve_model_location(settings.model).location,
+        "revision": settings.revision,
         "preset": settings.preset,
         "pipeline": settings.pipeline_class,
         "steps": settings.steps,
