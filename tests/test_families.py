@@ -4,7 +4,8 @@ Every preset already runs end to end in tests/test_presets_tiny.py. These tests 
 that cannot see: SANA-Video's and Motif-Video's image-to-video presets following their image
 when loaded from the repository's text-to-video folder, SANA-Video's `frames` argument for an ad-hoc --model,
 HunyuanVideo 1.5 image-to-video sizing the video from its image, Kandinsky 5 image-to-video's
-smallest frame count, and Kandinsky 5's tokenizer when torchvision is missing.
+smallest frame count, Kandinsky 5's tokenizer when torchvision is missing, and Helios' pyramid
+pipeline taking --steps per resolution stage.
 Outputs are PNG folders where frames are compared, so the comparison is exact.
 """
 
@@ -116,3 +117,29 @@ def test_kandinsky5_processor_without_torchvision_is_one_line(run_cli, tiny_pipe
     assert lines[-1] == f"Error: cannot load {folder}: Qwen2VLVideoProcessor needs torchvision, which is not installed (pip install torchvision)"
     assert not any(line.startswith("Error") for line in lines[:-1]) and "Traceback" not in result.stderr
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_helios_pyramid_takes_steps_per_stage():
+    """HeliosPyramidPipeline (helios-mid, helios-distilled) has no num_inference_steps: --steps N
+    goes in as N steps in each of its scheduler's stages, with the preset's [call] beside it, and
+    an ad-hoc --model takes the pipeline's own steps per stage (10)."""
+    import inspect
+
+    from vidgen.generate import VideoGenerator, prepare_settings
+    from vidgen.pipeline import LoadedPipeline
+    from vidgen.settings import GenerationSettings
+
+    pipe = make_tiny_pipeline("HeliosPyramidPipeline", "helios-distilled")
+    loaded = LoadedPipeline(pipe=pipe, class_name="HeliosPyramidPipeline", device="cpu", dtype="float32", offload="none",
+                            call_parameters=set(inspect.signature(type(pipe).__call__).parameters))  # fmt: skip
+    assert pipe.scheduler.config.stages == 3
+    generator = VideoGenerator(loaded)
+    settings = prepare_settings(PROMPT, preset="helios-distilled", model=None, overrides={"steps": 3, "seed": 1})[0]
+    arguments = generator._call_arguments(settings, seed=1, image=None)
+    assert arguments["pyramid_num_inference_steps_list"] == [3, 3, 3]
+    assert "num_inference_steps" not in arguments
+    assert arguments["is_amplify_first_chunk"] is True and arguments["guidance_scale"] == 1.0
+
+    adhoc = GenerationSettings(prompt=PROMPT, model="unused", preset="custom")
+    generator.fill_pipeline_defaults(adhoc)
+    assert (adhoc.steps, adhoc.frames, adhoc.width, adhoc.height) == (10, 132, 640, 384)

@@ -63,6 +63,7 @@ def test_user_presets_folder_adds_and_shadows(isolated_environment):
         ('model = "a/b"\n[defaults]\nsteps = true\n', "[defaults] steps must be int"),
         ('model = "a/b"\n[constraints]\nframes_step = 0\n', "frames_step must be positive"),
         ('model = "a/b"\ntask = "text-to-audio"\n', "task must be one of"),
+        ('model = "a/b"\nrevision = 3\n', "revision must be str"),
         ('pipeline = "WanPipeline"\n', "missing key model"),
         ("model = \n", "not valid TOML"),
     ],
@@ -157,3 +158,80 @@ def test_presets_unknown_task_is_one_line(run_cli):
     assert result.exit_code == 2
     assert result.stdout == ""
     assert result.stderr.strip().splitlines() == ["Error: unknown task 'text-to-speech' (known: text-to-video, image-to-video, video-to-video, audio)"]
+
+
+REVISION = "diffusers/base/post-trained"
+
+
+def _hub_preset(folder: Path, name: str = "branchy") -> None:
+    """A user preset for a hub repository whose diffusers weights are on a branch."""
+    write_preset(folder, name, f'model = "someorg/tiny-wan"\nrevision = "{REVISION}"\npipeline = "WanPipeline"\n')
+
+
+def test_revision_reaches_the_hub_downloads_and_from_pretrained(run_cli, tiny_wan_dir, isolated_environment, monkeypatch, tmp_path):
+    """A preset's `revision` goes with every Hub request for its model (model_index.json,
+    component configs, from_pretrained); the tiny folder stands in for the repository, so
+    the real loading and generation run on it."""
+    import diffusers
+    import huggingface_hub
+
+    from vidgen.video import read_recipe
+
+    _hub_preset(isolated_environment / "presets")
+    downloads, loads = [], []
+
+    def fake_hf_hub_download(repo_id, filename, **kwargs):
+        downloads.append((repo_id, filename, kwargs.get("revision")))
+        return str(tiny_wan_dir / filename)
+
+    real_from_pretrained = diffusers.DiffusionPipeline.from_pretrained.__func__
+
+    def from_pretrained(cls, location, **kwargs):
+        loads.append((location, kwargs.pop("revision", None)))
+        return real_from_pretrained(cls, tiny_wan_dir if location == "someorg/tiny-wan" else location, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_hf_hub_download)
+    monkeypatch.setattr(diffusers.DiffusionPipeline, "from_pretrained", classmethod(from_pretrained))
+    out = tmp_path / "out"
+    result = run_cli(PROMPT_TEXT, "--preset", "branchy", "--steps", "2", "--size", "32x32", "--frames", "9", "--device", "cpu", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    assert downloads and all(revision == REVISION for _, _, revision in downloads), downloads
+    assert ("someorg/tiny-wan", "model_index.json", REVISION) in downloads
+    assert loads == [("someorg/tiny-wan", REVISION)]
+    assert read_recipe(out)["revision"] == REVISION
+
+    # Another --model under the same preset is another repository: the branch is not its.
+    loads.clear()
+    result = run_cli(PROMPT_TEXT, "--preset", "branchy", "--model", tiny_wan_dir, "--steps", "2", "--size", "32x32", "--frames", "9",
+                     "--device", "cpu", "-o", tmp_path / "local")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert loads == [(str(tiny_wan_dir.resolve()), None)]
+
+
+def test_pull_downloads_the_presets_revision(run_cli, isolated_environment, monkeypatch, tmp_path):
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    _hub_preset(isolated_environment / "presets")
+    calls = []
+
+    def fake_snapshot_download(repo_id, **kwargs):
+        calls.append((repo_id, kwargs.get("revision")))
+        return str(tmp_path / "snapshot")
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    result = run_cli("pull", "branchy")
+    assert result.exit_code == 0, result.stderr
+    assert calls == [("someorg/tiny-wan", REVISION)]
+    assert result.stdout.strip() == str(tmp_path / "snapshot")
+    assert f"downloading someorg/tiny-wan (revision {REVISION})" in result.stderr
+    shown = json.loads(run_cli("presets", "show", "branchy", "--json").stdout)
+    assert shown["revision"] == REVISION
+
+    calls.clear()  # a preset without one asks for the default branch, as before
+    assert run_cli("pull", "wan2.1-t2v-1.3b").exit_code == 0
+    assert calls == [("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", None)]
+
+
+PROMPT_TEXT = "a red fox running in the snow"

@@ -1023,6 +1023,21 @@ def _helios(variant: str | None):
     )  # fmt: skip
 
 
+def _helios_pyramid(variant: str | None):
+    """Helios-Mid and Helios-Distilled: the Helios components (one architecture for all three
+    checkpoints) in HeliosPyramidPipeline, which denoises each chunk over 3 resolution stages.
+    Mid guides with CFG-Zero* (is_cfg_zero_star) and HeliosScheduler; Distilled is an
+    x0-predicting few-step model (is_distilled) with HeliosDMDScheduler. The flags are the
+    pipeline's config, so they are saved in model_index.json as the real repositories' must be
+    (their examples pass neither to from_pretrained)."""
+    from diffusers import HeliosDMDScheduler, HeliosPyramidPipeline, HeliosScheduler
+
+    components = _helios(None).components
+    distilled = variant == "helios-distilled"
+    components["scheduler"] = (HeliosDMDScheduler if distilled else HeliosScheduler)(use_dynamic_shifting=True)
+    return HeliosPyramidPipeline(**components, is_cfg_zero_star=not distilled, is_distilled=distilled)
+
+
 def _motif_video(variant: str | None, i2v: bool = False):
     """After diffusers' tests/pipelines/motif_video, smaller. One repository serves both tasks
     (both docstrings load Motif-Technologies/Motif-Video-2B), so both classes get the same
@@ -1113,6 +1128,7 @@ PIPELINE_CLASSES = {
     "SanaImageToVideoPipeline": partial(_sana_video, i2v=True),
     "HunyuanVideo15ImageToVideoPipeline": _hunyuanvideo15_i2v,
     "HeliosPipeline": _helios,
+    "HeliosPyramidPipeline": _helios_pyramid,
     "MotifVideoPipeline": _motif_video,
     "MotifVideoImage2VideoPipeline": partial(_motif_video, i2v=True),
     "Kandinsky6TI2VAPipeline": _kandinsky6,
@@ -1126,6 +1142,8 @@ VARIANTS = {
     "cogvideox1.5-5b": "CogVideoXPipeline",
     "wan2.2-i2v-a14b": "WanImageToVideoPipeline",
     "ltx2-condition": "LTX2Pipeline",  # the VAE's encoder compresses time, as a video condition needs
+    "helios-mid": "HeliosPyramidPipeline",  # CFG-Zero*, HeliosScheduler
+    "helios-distilled": "HeliosPyramidPipeline",  # is_distilled, HeliosDMDScheduler
 }
 
 

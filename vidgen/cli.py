@@ -477,14 +477,17 @@ def pull(
         from vidgen.pipeline import download_model
         from vidgen.presets import load_preset, resolve_model_location
 
+        revision = None
         try:
-            location = load_preset(preset).model_location()
+            chosen = load_preset(preset)
+            location, revision = chosen.model_location(), chosen.revision
         except UsageError:
             if "/" not in preset:
                 raise
             location = resolve_model_location(preset)  # a hub id
-        ui.info(f"downloading {location.location}" if not location.is_local else f"{location.location} is local")
-        ui.emit_result(download_model(location))
+        at = f" (revision {revision})" if revision and not location.is_local else ""
+        ui.info(f"downloading {location.location}{at}" if not location.is_local else f"{location.location} is local")
+        ui.emit_result(download_model(location, revision))
 
     _guarded(debug, action)
 

@@ -233,6 +233,28 @@ def _argument_name(name: str, parameters: set[str]) -> str:
     return alias if name not in parameters and alias in parameters else name
 
 
+# Helios' pyramid pipeline (Helios-Mid, Helios-Distilled) denoises each chunk in resolution
+# stages and takes its steps per stage as a list, with no num_inference_steps: --steps N is
+# N steps in every stage, as the model's own examples give them ([20, 20, 20], [2, 2, 2]).
+PYRAMID_STEPS = "pyramid_num_inference_steps_list"
+
+
+def pyramid_stages(pipe: Any) -> int:
+    """How many resolution stages a pyramid pipeline runs: its scheduler's `stages` (the
+    list's length must equal it), else the length of the pipeline's own default list."""
+    import inspect
+
+    stages = getattr(getattr(pipe, "scheduler", None), "config", {}).get("stages")
+    if isinstance(stages, int) and stages > 0:
+        return stages
+    default = inspect.signature(type(pipe).__call__).parameters[PYRAMID_STEPS].default
+    return len(default) if isinstance(default, (list, tuple)) and default else 1
+
+
+def _takes_pyramid_steps(parameters: set[str]) -> bool:
+    return "num_inference_steps" not in parameters and PYRAMID_STEPS in parameters
+
+
 def _start_condition(pipe: Any, frames: list) -> Any:
     """LTX-2's conditioning item for a video at the start of the output (latent index 0,
     full strength, as the example in LTX2ConditionPipeline's docstring places a first frame);
@@ -255,6 +277,8 @@ class VideoGenerator:
     def fill_pipeline_defaults(self, settings: GenerationSettings) -> None:
         """An ad-hoc --model has no preset defaults: take the pipeline's own."""
         defaults = self.loaded.call_defaults()
+        if _takes_pyramid_steps(self.loaded.call_parameters) and isinstance(defaults.get(PYRAMID_STEPS), (list, tuple)):
+            defaults["num_inference_steps"] = defaults[PYRAMID_STEPS][0]  # steps per stage
         pairs = {"steps": "num_inference_steps", "guidance": "guidance_scale", "frames": "num_frames", "width": "width", "height": "height"}
         for setting, parameter in pairs.items():
             parameter = _argument_name(parameter, self.loaded.call_parameters)
@@ -297,6 +321,8 @@ class VideoGenerator:
         }
         for name in ARGUMENT_ALIASES:
             wanted[_argument_name(name, parameters)] = wanted.pop(name)
+        if _takes_pyramid_steps(parameters) and settings.steps is not None:
+            wanted[PYRAMID_STEPS] = [settings.steps] * pyramid_stages(self.loaded.pipe)
         if "fps" in parameters:
             wanted["fps"] = round(settings.fps)  # SVD conditions on the frame rate
         if "frame_rate" in parameters:
@@ -364,6 +390,8 @@ class VideoGenerator:
         # the bar follows the calls. (Its asynchronous mode makes more calls per window than
         # steps: the bar then fills early and waits for the last window.)
         expected_calls = total_steps * windows(settings)
+        if PYRAMID_STEPS in arguments:  # the steps run once per resolution stage
+            expected_calls *= len(arguments[PYRAMID_STEPS])
         calls = 0
 
         with _cancel_on_ctrl_c() as cancel:
@@ -425,6 +453,7 @@ def build_recipe(settings: GenerationSettings, seed: int, frames: np.ndarray) ->
         "negative_prompt": settings.negative_prompt,
         "seed": seed,
         "model": resolve_model_location(settings.model).location,
+        "revision": settings.revision,
         "preset": settings.preset,
         "pipeline": settings.pipeline_class,
         "steps": settings.steps,

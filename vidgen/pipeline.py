@@ -111,7 +111,13 @@ def _is_offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
-def read_model_index(location: ModelLocation, pull_hint: str) -> dict[str, Any]:
+def _revision(location: ModelLocation, revision: str | None) -> dict[str, str]:
+    """`revision=` for huggingface_hub and diffusers where a hub model has one; a local
+    folder has no branches, so nothing."""
+    return {"revision": revision} if revision and not location.is_local else {}
+
+
+def read_model_index(location: ModelLocation, pull_hint: str, revision: str | None = None) -> dict[str, Any]:
     """model_index.json of the model: from its folder, or the hub (cache first).
 
     Reading this small file first finds a missing model or a wrong pipeline class
@@ -136,10 +142,11 @@ def read_model_index(location: ModelLocation, pull_hint: str) -> dict[str, Any]:
             GatedRepoError,
             LocalEntryNotFoundError,
             RepositoryNotFoundError,
+            RevisionNotFoundError,
         )
 
         try:
-            index_file = Path(hf_hub_download(location.location, "model_index.json"))
+            index_file = Path(hf_hub_download(location.location, "model_index.json", **_revision(location, revision)))
         except GatedRepoError as error:
             raise ModelNotAvailableError(
                 f"model {location.location} is gated: accept its licence on huggingface.co and set HF_TOKEN"
@@ -157,8 +164,11 @@ def read_model_index(location: ModelLocation, pull_hint: str) -> dict[str, Any]:
             raise ModelNotAvailableError(
                 f"cannot reach the Hugging Face Hub to download {location.location}; {pull_hint} once online"
             ) from error
+        except RevisionNotFoundError as error:
+            raise UsageError(f"model {location.location} has no revision {revision!r} on the Hugging Face Hub") from error
         except EntryNotFoundError as error:  # after LocalEntryNotFoundError, its subclass
-            raise UsageError(f"model {location.location} is not in diffusers layout (no model_index.json)") from error
+            where = f" at revision {revision!r}" if revision else ""
+            raise UsageError(f"model {location.location} is not in diffusers layout{where} (no model_index.json)") from error
     try:
         return json.loads(index_file.read_text())
     except (OSError, ValueError) as error:
@@ -224,7 +234,7 @@ _DENOISER_INPUTS = {
 }
 
 
-def _component_config(location: ModelLocation, component: str) -> dict[str, Any] | None:
+def _component_config(location: ModelLocation, component: str, revision: str | None = None) -> dict[str, Any] | None:
     """A component's config.json (a few hundred bytes), or None when it cannot be read:
     the check that wanted it is then skipped and loading reports the real problem."""
     try:
@@ -233,13 +243,14 @@ def _component_config(location: ModelLocation, component: str) -> dict[str, Any]
         else:
             from huggingface_hub import hf_hub_download
 
-            path = Path(hf_hub_download(location.location, f"{component}/config.json"))
+            path = Path(hf_hub_download(location.location, f"{component}/config.json", **_revision(location, revision)))
         return json.loads(path.read_text())
     except Exception:  # absent, offline, unreadable: not this check's business
         return None
 
 
-def check_components_serve(model_index: dict[str, Any], location: ModelLocation, expected: str | None, preset: str) -> None:
+def check_components_serve(model_index: dict[str, Any], location: ModelLocation, expected: str | None, preset: str,
+                           revision: str | None = None) -> None:
     """Refuse, before any weights are read, a folder whose components cannot run the
     preset's class: a required component missing, an image-to-video folder under a
     text-to-video preset, or a denoiser with the wrong number of input channels."""
@@ -269,7 +280,7 @@ def check_components_serve(model_index: dict[str, Any], location: ModelLocation,
     if rule is None:
         return
     latent_key, needed_for = rule
-    vae, transformer = _component_config(location, "vae"), _component_config(location, "transformer")
+    vae, transformer = _component_config(location, "vae", revision), _component_config(location, "transformer", revision)
     if not vae or not transformer or latent_key not in vae or "in_channels" not in transformer:
         return
     needed = needed_for(vae[latent_key], model_index)
@@ -434,7 +445,7 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
     """Load, check and place the pipeline that `settings` names."""
     location = resolve_model_location(settings.model)
     pull_hint = pull_hint or f"vidgen pull {settings.preset if settings.preset != 'custom' else location.location}"
-    model_index = read_model_index(location, pull_hint)
+    model_index = read_model_index(location, pull_hint, settings.revision)
     class_name = model_index.get("_class_name")
     if isinstance(class_name, list):  # custom pipelines name [module, class]
         class_name = class_name[-1]
@@ -446,7 +457,7 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
 
         check_model_folder(Path(location.location), model_index)
     check_pipeline_class(str(class_name), settings.pipeline_class, location.location, settings.preset)
-    check_components_serve(model_index, location, settings.pipeline_class, settings.preset)
+    check_components_serve(model_index, location, settings.pipeline_class, settings.preset, settings.revision)
     load_name = class_to_load(str(class_name), settings.pipeline_class)
 
     import torch
@@ -471,6 +482,7 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
             use_safetensors=True,
             trust_remote_code=settings.trust_remote_code,
             local_files_only=_is_offline(),
+            **_revision(location, settings.revision),
             **({"device_map": device} if straight_to_device else {}),
         )
     except ImportError as error:
@@ -532,21 +544,24 @@ def prepare_pipeline(pipe: Any, settings: GenerationSettings, *, device: str, dt
     )
 
 
-def download_model(location: ModelLocation) -> str:
-    """`vidgen pull`: fetch a hub model's safetensors and configs into the HF cache;
-    return the folder it is in (a local model is already there)."""
+def download_model(location: ModelLocation, revision: str | None = None) -> str:
+    """`vidgen pull`: fetch a hub model's safetensors and configs (at `revision`, a
+    branch, tag or commit, where the preset names one) into the HF cache; return the
+    folder it is in (a local model is already there)."""
     if location.is_local:
         return location.location
     model = location.location
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
 
     if _is_offline():
         raise ModelNotAvailableError(f"cannot download {model}: HF_HUB_OFFLINE is set")
     try:
-        return snapshot_download(model, ignore_patterns=NON_SAFETENSORS_WEIGHTS)
+        return snapshot_download(model, ignore_patterns=NON_SAFETENSORS_WEIGHTS, **_revision(location, revision))
     except GatedRepoError as error:
         raise ModelNotAvailableError(f"model {model} is gated: accept its licence on huggingface.co and set HF_TOKEN") from error
+    except RevisionNotFoundError as error:
+        raise UsageError(f"model {model} has no revision {revision!r} on the Hugging Face Hub") from error
     except RepositoryNotFoundError as error:
         raise UsageError(f"model {model} not found on the Hugging Face Hub (private? set HF_TOKEN)") from error
     except OSError as error:

@@ -39,6 +39,7 @@ TOP_LEVEL_KEYS = {
     "name": str,
     "description": str,
     "model": str,
+    "revision": str,  # a branch, tag or commit of the hub repository (its diffusers weights may live on one)
     "pipeline": str,
     "task": str,
     "audio": bool,  # the pipeline returns a soundtrack with the frames
@@ -176,6 +177,7 @@ class Constraints:
 class Preset:
     name: str
     model: str  # as written in the file: hub id, path or builtin:NAME
+    revision: str | None = None  # of a hub model: branch, tag or commit (None: the default branch)
     pipeline: str | None = None  # expected diffusers pipeline class; None: any
     task: str = "text-to-video"
     audio: bool = False
@@ -214,6 +216,7 @@ class Preset:
             "name": self.name,
             "description": self.description,
             "model": self.model_location().location,
+            "revision": self.revision,
             "pipeline": self.pipeline,
             "task": self.task,
             "audio": self.audio,
@@ -279,6 +282,7 @@ def read_preset(path: Path) -> Preset:
     return Preset(
         name=data.get("name", path.stem),
         model=data["model"],
+        revision=data.get("revision"),
         pipeline=data.get("pipeline"),
         task=task,
         audio=data.get("audio", False),

@@ -59,6 +59,7 @@ def loading_key(settings: GenerationSettings) -> tuple:
     compile_on = should_compile(settings.compile, device=device, steps=settings.steps, cache=settings.cache, offload=settings.offload)
     return (
         resolve_model_location(settings.model).location,
+        settings.revision,
         settings.pipeline_class,
         settings.dtype,
         settings.dtype_explicit,

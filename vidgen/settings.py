@@ -82,6 +82,7 @@ class GenerationSettings:
     prompt: str
     model: str  # as given: hub id, folder or builtin:NAME
     preset: str
+    revision: str | None = None  # of a hub model: the preset's, for the preset's own model only
     pipeline_class: str | None = None
     task: str = "text-to-video"
     negative_prompt: str | None = None
@@ -190,6 +191,8 @@ def build_settings(preset: Preset, layers: list[dict[str, Any]], *, model: str |
     return GenerationSettings(
         model=model or preset.model,
         preset=preset.name,
+        # The preset's revision names a branch of its own repository, not of another --model.
+        revision=preset.revision if not model or model == preset.model else None,
         pipeline_class=preset.pipeline,
         task=preset.task,
         video_role=preset.video_role,
