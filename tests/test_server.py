@@ -483,3 +483,35 @@ def test_a_client_killed_mid_job_cancels_it_and_the_server_goes_on(serve, tiny_w
     after = served.run(*_tiny(tiny_wan_dir, "after", "--seed", "2", "-o", "after.mp4"))
     assert after.returncode == 0, after.stderr.decode()
     assert read_frames(Path("after.mp4")).shape[0] == 9
+
+
+def test_least_recently_used_pipelines_make_room_on_a_full_gpu(tiny_wan_dir: Path, tmp_path: Path):
+    """The eviction rule of the server's pipeline cache, on real tiny pipelines loaded on the CPU
+    and a simulated card that holds two of them: a third unloads only the least recently used.
+    (No GPU here: free memory is what the loaded folders leave of the card, not a CUDA reading.)"""
+    from vidgen import pipeline as pipeline_loader
+    from vidgen.generate import prepare_settings
+    from vidgen.runner import CachedPipeline, PipelineCache, _model_bytes
+
+    folders = []
+    for name in ("a", "b", "c"):
+        shutil.copytree(tiny_wan_dir, tmp_path / name)
+        folders.append(str(tmp_path / name))
+    size = _model_bytes(folders[0])
+    assert size > 0
+    cache = PipelineCache(keep_alive=-1)
+    for folder in folders[:2]:
+        settings, _ = prepare_settings("x", preset=None, model=folder, overrides={"device": "cpu"})
+        key = (folder, None, None, None, "cuda")  # the cache reads the model (0) and the device (4)
+        cache._entries[key] = CachedPipeline(key, pipeline_loader.load_pipeline(settings), folder)
+    cache._entries[(folders[1], None, None, None, "cuda")].last_used += 1  # b used after a
+    card = 2.5 * size  # room for two models with the 1.2x margin of the first, not three
+
+    def free_bytes(device: str) -> int:
+        assert device == "cuda"
+        return int(card - size * len(cache._entries))
+
+    cache._make_room((folders[2], None, None, None, "cuda"), free_bytes=free_bytes)
+    assert [key[0] for key in cache._entries] == [folders[1]]  # a went, b stays
+    cache._make_room((folders[2], None, None, None, "cuda"), free_bytes=free_bytes)
+    assert [key[0] for key in cache._entries] == [folders[1]]  # enough room now: nothing more goes

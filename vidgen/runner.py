@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -136,18 +136,24 @@ class PipelineCache:
             for entry in self._entries.values():
                 entry.last_used = now
 
-    def _make_room(self, key: tuple) -> None:
+    def _make_room(self, key: tuple, free_bytes: Callable[[str], int] | None = None) -> None:
+        """Unload least recently used pipelines on the new one's GPU until its weights (x1.2)
+        fit in free memory, or nothing is left to unload. free_bytes(device) defaults to
+        torch.cuda.mem_get_info; tests pass their own."""
         device = key[4]
         if not device.startswith("cuda") or not self._entries:
             return
-        import torch
+        if free_bytes is None:
+            import torch
+
+            def free_bytes(device: str) -> int:
+                return torch.cuda.mem_get_info(torch.device(device))[0]
 
         needed = _model_bytes(key[0]) * 1.2
         with self._lock:
             order = sorted(self._entries.values(), key=lambda entry: entry.last_used)
         for entry in order:
-            free, _ = torch.cuda.mem_get_info(torch.device(device))
-            if free >= needed:
+            if free_bytes(device) >= needed:
                 return
             ui.info(f"unloading {entry.model} to make room on {device}")
             self._unload(entry.key)
