@@ -187,3 +187,33 @@ def test_sampled_pairs_keep_each_clip_s_layout_and_attributes(tmp_path):
     for spec, clip in zip(pairs["specs"], frames):
         judged = probe.judge(clip)
         assert (judged.color, judged.background, judged.motion) == (spec["color"], spec["background"], spec["motion"])
+
+
+def test_swapped_latents_are_the_same_clip_with_each_other_shape(tmp_path):
+    """The swapped stage redraws pool clips with the other two shapes, in SHAPES order, keeping colours,
+    motion and layout: decoded, each shows its new shape and the clip's other attributes."""
+    import random
+    import shutil
+
+    from diffusers import AutoencoderKLWan
+
+    from vidgen.embedded import probe, shapes, train
+
+    weights = Path(train.__file__).parent / "weights" / "shapes"
+    (tmp_path / "vae").mkdir()
+    shutil.copytree(weights / "vae", tmp_path / "vae" / "best")
+    rng = random.Random(3)
+    specs = [shapes.sample_spec(rng, canonical=True, shape=shape) for shape in shapes.SHAPES]
+    torch.save({"specs": [s.__dict__ for s in specs]}, tmp_path / "latents.pt")
+    train.encode_swapped(tmp_path, 3)
+    swapped = torch.load(tmp_path / "swapped.pt")["latents"]
+    assert swapped.shape == (3, 2, 8, 5, 16, 16)
+    vae = AutoencoderKLWan.from_pretrained(weights / "vae").eval()
+    with torch.no_grad():
+        frames = train.to_uint8(vae.decode(swapped.float().flatten(0, 1)).sample)
+    for i, spec in enumerate(specs):
+        others = [shape for shape in shapes.SHAPES if shape != spec.shape]
+        for k, shape in enumerate(others):
+            judged = probe.judge(frames[2 * i + k])
+            assert (judged.color, judged.background, judged.motion) == (spec.color, spec.background, spec.motion)
+            assert judged.shape == shape, (spec, shape, judged)

@@ -27,6 +27,7 @@ import math
 import os
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,12 @@ EMPTY_CAPTION_SHARE = 0.1         # trains the unconditional branch that classif
 FLOW_SHIFT = 3.0                  # the scheduler's shift; training times are drawn shifted the same way
 DENOISER_OBJECT_WEIGHT = 1.0      # loss weight on latent cells the object touches (1 on the background)
 DENOISER_CORNER_WEIGHT = 0.0      # extra weight on the cells holding the object's bounding-box corners
+# Shape swaps: the share of training clips whose noisy input is made from the same clip drawn with another
+# shape, while caption and target stay the true ones (noise levels SWAP_SIGMAS only). Why: in training
+# the noisy input always shows the right shape at middle noise levels, so the denoiser learns to keep the
+# shape it sees; when sampling, an early round blob then stays round under a "square" caption.
+DENOISER_SHAPE_SWAP = 0.0
+SWAP_SIGMAS = (0.3, 0.95)
 
 
 def log(message: str) -> None:
@@ -428,6 +435,34 @@ def encode_latents(work: Path, count: int = LATENT_POOL, canonical: bool = CANON
     log(f"latents {tuple(latents.shape)} mean {[round(v, 3) for v in mean.tolist()]} std {[round(v, 3) for v in std.tolist()]}")
 
 
+@torch.no_grad()
+def encode_swapped(work: Path, count: int) -> None:
+    """For the first `count` clips of the latent pool, the latents of the same clip drawn with each other
+    shape (same colours, motion and layout), for the denoiser's --shape-swap: swapped.pt holds
+    (count, 2, channels, frames, height, width), the other shapes in SHAPES order."""
+    from diffusers import AutoencoderKLWan
+
+    target = work / "swapped.pt"
+    if target.exists():
+        log(f"swapped latents already in {target}")
+        return
+    vae = AutoencoderKLWan.from_pretrained(work / "vae" / "best").eval()
+    specs = torch.load(work / "latents.pt")["specs"][:count]
+    latents = []
+    for start in range(0, len(specs), 16):
+        batch = [shapes.ClipSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
+                 for spec in specs[start:start + 16]]
+        others = [replace(spec, shape=shape) for spec in batch for shape in shapes.SHAPES if shape != spec.shape]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            encoded = vae.encode(to_pixels(np.stack([shapes.render_clip(o) for o in others]))).latent_dist.mode().float()
+        latents.append(encoded.view(len(batch), 2, *encoded.shape[1:]))
+        if start % 320 == 0:
+            log(f"swapped {start + len(batch)}/{len(specs)}")
+    temporary = target.with_suffix(".tmp")
+    torch.save({"latents": torch.cat(latents).half()}, temporary)
+    os.replace(temporary, target)
+
+
 # --- text encoder + denoiser ---------------------------------------------------------------
 def build_tokenizer():
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
@@ -514,7 +549,7 @@ def sample_scores(pipe, count: int, seed: int = 0, held_out: bool = False) -> di
 
 def train_denoiser(work: Path, minutes: float, *, patch: int, width: int, layers: int, probe_minutes: float,
                    object_weight: float = DENOISER_OBJECT_WEIGHT, corner_weight: float = DENOISER_CORNER_WEIGHT,
-                   device: str = "cpu", batch: int = DENOISER_BATCH) -> None:
+                   device: str = "cpu", batch: int = DENOISER_BATCH, shape_swap: float = DENOISER_SHAPE_SWAP) -> None:
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
@@ -529,6 +564,10 @@ def train_denoiser(work: Path, minutes: float, *, patch: int, width: int, layers
     object_masks = latent_object_masks(specs).to(device) if object_weight != 1 else None
     corner_masks = latent_object_masks(specs, corners=True).to(device) if corner_weight else None
     latents = latents.to(device)
+    swapped = None
+    if shape_swap:
+        swapped = torch.load(work / "swapped.pt")["latents"].float()
+        swapped = ((swapped - data["mean"].view(1, 1, -1, 1, 1, 1)) / data["std"].view(1, 1, -1, 1, 1, 1)).to(device)
     tokenizer = build_tokenizer()
     torch.manual_seed(0)
     if state is None:
@@ -580,11 +619,24 @@ def train_denoiser(work: Path, minutes: float, *, patch: int, width: int, layers
         captions = ["" if rng.random() < EMPTY_CAPTION_SHARE else shapes.caption(specs[i], rng) for i in index.tolist()]
         noise = torch.randn(x0.shape, generator=generator).to(device)
         sigma = shifted_sigmas(len(index), generator).view(-1, 1, 1, 1, 1).to(device)
-        x_t = (1 - sigma) * x0 + sigma * noise
+        source = x0
+        if swapped is not None:  # the same clip with another shape under the noise; caption and target stay
+            draw, which = torch.rand(len(index), generator=generator), torch.randint(2, (len(index),), generator=generator)
+            flat = sigma.flatten().cpu()
+            swap = ((draw < shape_swap) & (index < len(swapped)) & (flat >= SWAP_SIGMAS[0]) & (flat <= SWAP_SIGMAS[1])
+                    & torch.tensor([bool(c) for c in captions]))
+            if swap.any():
+                source = x0.clone()
+                rows = swap.nonzero().flatten()
+                source[rows.to(device)] = swapped[index[rows].to(device), which[rows].to(device)]
+        x_t = (1 - sigma) * source + sigma * noise
         prediction = transformer(hidden_states=x_t, timestep=sigma.flatten() * 1000,
                                  encoder_hidden_states=encode_text(text_encoder, tokenizer, captions, device),
                                  return_dict=False)[0]
-        error = (prediction - (noise - x0)) ** 2  # flow matching: the velocity from data towards noise
+        # Flow matching: the velocity from data towards noise, that is the one whose step lands on x0 from x_t
+        # ((x_t - x0) / sigma, which is noise - x0 unless the input was a shape swap).
+        velocity = noise - x0 if source is x0 else (x_t - x0) / sigma
+        error = (prediction - velocity) ** 2
         if object_masks is None and corner_masks is None:
             loss = error.mean()
         else:
@@ -649,7 +701,7 @@ def export(work: Path, out: Path, dtype: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["vae", "latents", "samples", "decoder", "denoiser", "export"])
+    parser.add_argument("stage", choices=["vae", "latents", "swapped", "samples", "decoder", "denoiser", "export"])
     parser.add_argument("--work", type=Path, default=Path("runs/shapes"), help="checkpoints and the latent pool")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "weights" / "shapes")
     parser.add_argument("--minutes", type=float, default=40, help="the stage's whole time budget, across resumes")
@@ -665,7 +717,10 @@ def main() -> None:
                              "holding them, or (decoder stage) the pixels within 3 of them")
     parser.add_argument("--latent-noise", type=float, default=DECODER_LATENT_NOISE,
                         help="decoder stage: decode latents with noise of up to this many channel standard deviations")
-    parser.add_argument("--pool", type=int, default=LATENT_POOL, help="clips in the latent pool (samples: pairs to make)")
+    parser.add_argument("--pool", type=int, default=LATENT_POOL,
+                        help="clips in the latent pool (samples: pairs to make; swapped: pool clips to redraw)")
+    parser.add_argument("--shape-swap", type=float, default=DENOISER_SHAPE_SWAP,
+                        help="denoiser: share of clips noised from their other-shape version (needs the swapped stage)")
     parser.add_argument("--model", type=Path, default=Path(__file__).parent / "weights" / "shapes",
                         help="samples stage: the pipeline whose denoiser makes the latents")
     parser.add_argument("--sampled", type=int, default=0,
@@ -686,6 +741,8 @@ def main() -> None:
                           decoder_base_dim=args.decoder_base_dim,
                           corner_weight=DECODER_CORNER_WEIGHT if args.corner_weight is None else args.corner_weight,
                           latent_noise=args.latent_noise if args.stage == "decoder" else 0.0, sampled=args.sampled)
+    elif args.stage == "swapped":
+        encode_swapped(args.work, args.pool)
     elif args.stage == "samples":
         sample_pairs(args.work, args.model, args.pool)
     elif args.stage == "latents":
@@ -694,7 +751,7 @@ def main() -> None:
         train_denoiser(args.work, args.minutes, patch=args.patch, width=args.width, layers=args.layers,
                        probe_minutes=args.probe_minutes, object_weight=args.object_weight,
                        corner_weight=DENOISER_CORNER_WEIGHT if args.corner_weight is None else args.corner_weight,
-                       device=args.device, batch=args.batch)
+                       device=args.device, batch=args.batch, shape_swap=args.shape_swap)
     else:
         export(args.work, args.out, args.dtype)
 
