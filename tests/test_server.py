@@ -499,7 +499,7 @@ def test_least_recently_used_pipelines_make_room_on_a_full_gpu(tiny_wan_dir: Pat
     (No GPU here: free memory is what the loaded folders leave of the card, not a CUDA reading.)"""
     from vidgen import pipeline as pipeline_loader
     from vidgen.generate import prepare_settings
-    from vidgen.runner import CachedPipeline, PipelineCache, _model_bytes
+    from vidgen.runner import CachedPipeline, LoadingKey, PipelineCache, _model_bytes
 
     folders = []
     for name in ("a", "b", "c"):
@@ -510,16 +510,16 @@ def test_least_recently_used_pipelines_make_room_on_a_full_gpu(tiny_wan_dir: Pat
     cache = PipelineCache(keep_alive=-1)
     for folder in folders[:2]:
         settings, _ = prepare_settings("x", preset=None, model=folder, overrides={"device": "cpu"})
-        key = (folder, None, None, None, "cuda")  # the cache reads the model (0) and the device (4)
+        key = LoadingKey(folder, device="cuda")
         cache._entries[key] = CachedPipeline(key, pipeline_loader.load_pipeline(settings), folder)
-    cache._entries[(folders[1], None, None, None, "cuda")].last_used += 1  # b used after a
+    cache._entries[LoadingKey(folders[1], device="cuda")].last_used += 1  # b used after a
     card = 2.5 * size  # room for two models with the 1.2x margin of the first, not three
 
     def free_bytes(device: str) -> int:
         assert device == "cuda"
         return int(card - size * len(cache._entries))
 
-    cache._make_room((folders[2], None, None, None, "cuda"), free_bytes=free_bytes)
-    assert [key[0] for key in cache._entries] == [folders[1]]  # a went, b stays
-    cache._make_room((folders[2], None, None, None, "cuda"), free_bytes=free_bytes)
-    assert [key[0] for key in cache._entries] == [folders[1]]  # enough room now: nothing more goes
+    cache._make_room(LoadingKey(folders[2], device="cuda"), free_bytes=free_bytes)
+    assert [key.model for key in cache._entries] == [folders[1]]  # a went, b stays
+    cache._make_room(LoadingKey(folders[2], device="cuda"), free_bytes=free_bytes)
+    assert [key.model for key in cache._entries] == [folders[1]]  # enough room now: nothing more goes

@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -50,14 +50,35 @@ def parse_keep_alive(text: str) -> float:
 # ---- the pipeline cache ----
 
 
-def loading_key(settings: GenerationSettings) -> tuple:
-    """What decides how a pipeline is loaded: two jobs with the same key share it."""
+class LoadingKey(NamedTuple):
+    """What decides how a pipeline is loaded: two jobs with the same key share it. Named, so
+    that a field added later cannot shift what the cache reads (the device, the model)."""
+
+    model: str
+    revision: str | None = None
+    pipeline: str | None = None
+    dtype: str | None = None
+    dtype_explicit: bool = False
+    device: str = "cpu"
+    offload: str | None = None
+    vae_tiling: bool | None = None
+    cache: str | None = None
+    compile: bool = False
+    attention_backend: str | None = None
+    loras: tuple = ()
+    scheduler: str | None = None
+    flow_shift: float | None = None
+    trust_remote_code: bool = False
+
+
+def loading_key(settings: GenerationSettings) -> LoadingKey:
+    """The LoadingKey of a job's settings."""
     from vidgen.acceleration import should_compile
     from vidgen.pipeline import resolve_device
 
     device = resolve_device(settings.device)
     compile_on = should_compile(settings.compile, device=device, steps=settings.steps, cache=settings.cache, offload=settings.offload)
-    return (
+    return LoadingKey(
         resolve_model_location(settings.model).location,
         settings.revision,
         settings.pipeline_class,
@@ -119,7 +140,7 @@ class PipelineCache:
         if entry is None:
             self._make_room(key)
             loaded = pipeline_loader.load_pipeline(settings, pull_hint=pull_hint)
-            entry = CachedPipeline(key, loaded, key[0])
+            entry = CachedPipeline(key, loaded, key.model)
             with self._lock:
                 self._entries[key] = entry
             hit = False
@@ -140,7 +161,7 @@ class PipelineCache:
         """Unload least recently used pipelines on the new one's GPU until its weights (x1.2)
         fit in free memory, or nothing is left to unload. free_bytes(device) defaults to
         torch.cuda.mem_get_info; tests pass their own."""
-        device = key[4]
+        device = key.device
         if not device.startswith("cuda") or not self._entries:
             return
         if free_bytes is None:
@@ -149,7 +170,7 @@ class PipelineCache:
             def free_bytes(device: str) -> int:
                 return torch.cuda.mem_get_info(torch.device(device))[0]
 
-        needed = _model_bytes(key[0]) * 1.2
+        needed = _model_bytes(key.model) * 1.2
         with self._lock:
             order = sorted(self._entries.values(), key=lambda entry: entry.last_used)
         for entry in order:
@@ -205,7 +226,7 @@ class PipelineCache:
                 "offload": loaded.offload,
                 "cache": loaded.cache,
                 "compiled": loaded.compiled,
-                "loras": [f"{source}:{scale:g}" for source, scale in entry.key[10]],
+                "loras": [f"{source}:{scale:g}" for source, scale in entry.key.loras],
                 "jobs": entry.jobs,
                 "idle_seconds": round(idle, 1),
                 "unloads_in_seconds": None if self.keep_alive == KEEP_FOREVER else round(max(0.0, self.keep_alive - idle), 1),
