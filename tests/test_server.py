@@ -523,3 +523,14 @@ def test_least_recently_used_pipelines_make_room_on_a_full_gpu(tiny_wan_dir: Pat
     assert [key.model for key in cache._entries] == [folders[1]]  # a went, b stays
     cache._make_room(LoadingKey(folders[2], device="cuda"), free_bytes=free_bytes)
     assert [key.model for key in cache._entries] == [folders[1]]  # enough room now: nothing more goes
+
+
+def test_status_replies_whole_while_the_server_is_still_importing(serve, monkeypatch):
+    """Right after the socket appears the worker is still importing torch and diffusers; a status
+    request then must still get a whole reply (it used to fail on a half-imported torch)."""
+    from vidgen.client import get_json
+
+    served = serve()
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(served.runtime))
+    replies = [get_json("GET", "status", path=served.socket) for _ in range(200)]
+    assert all(reply is not None and "jobs_done" in reply for reply in replies), [r for r in replies if not r][:1]

@@ -110,7 +110,10 @@ class Job:
         }
 
 
-def _memory() -> dict[str, Any]:
+def _memory(libraries_ready: bool) -> dict[str, Any]:
+    """Resident memory, and with torch imported and CUDA in use, memory on each card. Not
+    before the worker's first imports have finished: a torch module still being imported
+    in another thread is in sys.modules half-made, and reading it there failed the reply."""
     memory: dict[str, Any] = {"rss_bytes": None}
     try:
         with open("/proc/self/statm") as file:
@@ -119,7 +122,7 @@ def _memory() -> dict[str, Any]:
         import resource
 
         memory["rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    torch = sys.modules.get("torch")
+    torch = sys.modules.get("torch") if libraries_ready else None
     if torch is not None and torch.cuda.is_initialized():
         memory["cuda_allocated_bytes"] = {f"cuda:{i}": torch.cuda.memory_allocated(i) for i in range(torch.cuda.device_count())}
     return memory
@@ -134,6 +137,7 @@ class Server:
         self.jobs: queue.Queue = queue.Queue()
         self.current: Job | None = None
         self.stopping = threading.Event()
+        self.libraries_ready = threading.Event()  # set once the worker has imported torch and diffusers
         self.started = time.time()
         self.done = 0
         self._default_threads: int | None = None
@@ -164,7 +168,7 @@ class Server:
             "keep_alive_seconds": self.cache.keep_alive,
             "stopping": self.stopping.is_set(),
             "models": self.cache.describe(),
-            "memory": _memory(),
+            "memory": _memory(self.libraries_ready.is_set()),
             "running": None if self.current is None else self.current.summary(),
             "queued": [job.summary() for job in self.queued()],
             "jobs_done": self.done,
@@ -179,6 +183,7 @@ class Server:
         from vidgen.pipeline import _quiet_library_logging
 
         _quiet_library_logging()  # imports diffusers and transformers once, before any job
+        self.libraries_ready.set()
         self._default_threads = torch.get_num_threads()
         use_cache(self.cache)
         while True:
