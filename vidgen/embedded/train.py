@@ -162,6 +162,11 @@ def clips_and_weights(specs: list[shapes.ClipSpec], rng: random.Random, crop: in
     return to_pixels(np.stack(clips)), weights
 
 
+def spec_from_saved(saved: dict) -> shapes.ClipSpec:
+    """A ClipSpec from its __dict__ as torch.save kept it (tuples may come back as lists)."""
+    return shapes.ClipSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+
+
 def probe_specs(count: int, seed: int = 12345) -> list[shapes.ClipSpec]:
     rng = random.Random(seed)
     return [shapes.sample_spec(rng) for _ in range(count)]
@@ -334,8 +339,7 @@ def train_autoencoder(work: Path, minutes: float, *, decoder_only: bool, z_dim: 
     pairs = None
     if decoder_only and sampled:
         pairs = torch.load(work / "sampled.pt")
-        pairs["specs"] = [shapes.ClipSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()})
-                          for s in pairs["specs"]]
+        pairs["specs"] = [spec_from_saved(s) for s in pairs["specs"]]
 
     def checkpoint() -> None:
         stage.save({"config": dict(vae.config), "model": vae.state_dict(), "ema": ema.state_dict(),
@@ -450,8 +454,7 @@ def encode_swapped(work: Path, count: int) -> None:
     specs = torch.load(work / "latents.pt")["specs"][:count]
     latents = []
     for start in range(0, len(specs), 16):
-        batch = [shapes.ClipSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
-                 for spec in specs[start:start + 16]]
+        batch = [spec_from_saved(spec) for spec in specs[start:start + 16]]
         others = [replace(spec, shape=shape) for spec in batch for shape in shapes.SHAPES if shape != spec.shape]
         with torch.autocast("cpu", dtype=torch.bfloat16):
             encoded = vae.encode(to_pixels(np.stack([shapes.render_clip(o) for o in others]))).latent_dist.mode().float()
@@ -558,7 +561,7 @@ def train_denoiser(work: Path, minutes: float, *, patch: int, width: int, layers
     data = torch.load(work / "latents.pt")
     stats = {"mean": data["mean"], "std": data["std"]}
     latents = (data["latents"] - data["mean"].view(1, -1, 1, 1, 1)) / data["std"].view(1, -1, 1, 1, 1)
-    specs = [shapes.ClipSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()}) for s in data["specs"]]
+    specs = [spec_from_saved(s) for s in data["specs"]]
     # Why weight the object: it covers about a seventh of the latent cells, so a plain mean lets the flat
     # background dominate the loss; shape (corners, tips) and place over time live in the object's cells.
     object_masks = latent_object_masks(specs).to(device) if object_weight != 1 else None
