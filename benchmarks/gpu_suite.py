@@ -148,14 +148,15 @@ def dry_run_config(folder: Path) -> Path:
 
 
 def markdown(results: list[dict], header: dict) -> str:
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from benchmarks.bench import markdown as bench_markdown  # bench.py's own table for each part
+
     lines = [f"# GPU suite: {header.get('device_name', '?')}", "", json.dumps(header), ""]
     for part in results:
         lines.append(f"### {part['part']} (exit {part['exit_status']}, {part.get('seconds', '-')} s)")
         lines.append("")
         if "report" in part:
-            sys.path.insert(0, str(REPO / "benchmarks"))
-            from bench import markdown as bench_markdown
-
             lines.append(bench_markdown(part["report"]))
         elif part["part"] == "load":
             lines.append(f"{part.get('weights_gib')} GiB of bf16 weights; seconds {part.get('load_seconds')} (each: {part.get('seconds_each')}) {part.get('error', '')}")
