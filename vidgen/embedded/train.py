@@ -207,9 +207,29 @@ def restore_random_state(state: dict, rng: random.Random, generator: torch.Gener
 
 
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    with torch.no_grad():
-        for e, p in zip(ema.parameters(), model.parameters()):
-            e.lerp_(p, 1 - decay)
+    with torch.no_grad():  # one fused call: a loop over the parameters costs a GPU launch each
+        torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
+
+
+def autocast(device: str):
+    """bfloat16 autocast: AMX on this CPU (convolutions 1.4-2x faster), tensor cores on a GPU."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
+
+class RenderedBatches(torch.utils.data.IterableDataset):
+    """random_clips batches rendered in DataLoader worker processes: beside a GPU, rendering (30 ms a clip
+    on one core) is the slow part. Each worker draws from its own seed, so a resumed run sees other clips
+    than an uninterrupted one would (only the one-process path resumes exactly)."""
+
+    def __init__(self, seed: int, batch: int, crop: int, edge_weight: float, corner_weight: float) -> None:
+        self.seed, self.batch, self.crop, self.edge_weight, self.corner_weight = seed, batch, crop, edge_weight, corner_weight
+
+    def __iter__(self):
+        torch.set_num_threads(1)
+        worker = torch.utils.data.get_worker_info()
+        rng = random.Random(self.seed * 1000 + (worker.id if worker else 0))
+        while True:
+            yield random_clips(rng, self.batch, self.crop, self.edge_weight, self.corner_weight)
 
 
 def learning_rate_factor(step: int, progress: float, warmup: int) -> float:
@@ -237,15 +257,15 @@ def reconstruction_loss(reconstruction: torch.Tensor, clips: torch.Tensor, weigh
 
 
 @torch.no_grad()
-def reconstruction_scores(vae, specs: list[shapes.ClipSpec]) -> dict:
+def reconstruction_scores(vae, specs: list[shapes.ClipSpec], device: str = "cpu") -> dict:
     """The probe on autoencoder round trips of rendered clips: the ceiling for any denoiser on top."""
     results = []
     for start in range(0, len(specs), 8):
         batch = specs[start:start + 8]
-        clips = to_pixels(np.stack([shapes.render_clip(s) for s in batch]))
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        clips = to_pixels(np.stack([shapes.render_clip(s) for s in batch])).to(device)
+        with autocast(device):
             decoded = vae.decode(vae.encode(clips).latent_dist.mode()).sample
-        results += [(spec, probe.judge(frames)) for spec, frames in zip(batch, to_uint8(decoded))]
+        results += [(spec, probe.judge(frames)) for spec, frames in zip(batch, to_uint8(decoded.cpu()))]
     return probe.score(results)
 
 
@@ -257,7 +277,8 @@ def noisy_latents(latents: torch.Tensor, most: float, generator: torch.Generator
     share = most * torch.rand(latents.shape[0], generator=generator)
     share = torch.where(torch.rand(latents.shape[0], generator=generator) < 0.25, torch.zeros_like(share), share)
     scale = latents.float().std(dim=(0, 2, 3, 4), keepdim=True)
-    noise = torch.randn(latents.shape, generator=generator)
+    noise = torch.randn(latents.shape, generator=generator).to(latents.device)
+    share = share.to(latents.device)
     return latents + (share.view(-1, 1, 1, 1, 1) * scale * noise).to(latents.dtype)
 
 
@@ -304,15 +325,24 @@ def sample_pairs(work: Path, model: Path, count: int, *, lowest: float = 0.5, hi
 
 def train_autoencoder(work: Path, minutes: float, *, decoder_only: bool, z_dim: int, decoder_base_dim: int | None,
                       corner_weight: float = DECODER_CORNER_WEIGHT, latent_noise: float = DECODER_LATENT_NOISE,
-                      sampled: int = 0) -> None:
+                      sampled: int = 0, device: str = "cpu", batch: int = VAE_BATCH, crop: int = VAE_CROP,
+                      workers: int = 1) -> None:
     """The whole autoencoder, or (decoder_only) its decoder under the frozen encoder of stage `vae`,
-    on the encoder's posterior means: the latents the denoiser learns stay exactly the same."""
+    on the encoder's posterior means: the latents the denoiser learns stay exactly the same. A decoder
+    stage with decoder_base_dim starts a wider decoder from scratch under that encoder.
+    workers > 1 renders the clips in that many processes (for a GPU)."""
     from diffusers import AutoencoderKLWan
 
     stage = Stage(work, "decoder" if decoder_only else "vae")
     state = stage.load()
     if decoder_only:
         vae = AutoencoderKLWan.from_pretrained(work / "vae" / "best")
+        if state is not None or decoder_base_dim:
+            frozen = vae.state_dict()
+            config = state["config"] if state is not None else {**vae.config, "decoder_base_dim": decoder_base_dim}
+            vae = AutoencoderKLWan.from_config(config)
+            vae.load_state_dict({k: v for k, v in frozen.items() if k.startswith(("encoder.", "quant_conv."))},
+                                strict=False)
         encoder = copy.deepcopy(vae).eval().requires_grad_(False)
         for module in (vae.encoder, vae.quant_conv):
             module.requires_grad_(False)
@@ -334,7 +364,16 @@ def train_autoencoder(work: Path, minutes: float, *, decoder_only: bool, z_dim: 
         restore_random_state(state["random"], rng, generator)
         step, spent, best = state["step"], state["seconds"], state["best"]
         log(f"{stage.folder.name}: resuming at step {step}, {spent / 60:.1f} of {minutes} minutes spent")
-    validation, validation_weights = random_clips(random.Random(12345), 8)
+    for model in (vae, ema) + ((encoder,) if decoder_only else ()):
+        model.to(device)
+    optimizer.load_state_dict(optimizer.state_dict())  # moments onto the parameters' device
+    validation, validation_weights = (t.to(device) for t in random_clips(random.Random(12345), 8))
+    batches = None
+    if workers > 1:
+        data = RenderedBatches(rng.randrange(2**31), batch, crop, EDGE_WEIGHT if decoder_only else 0.0,
+                               corner_weight if decoder_only else 0.0)
+        batches = iter(torch.utils.data.DataLoader(data, batch_size=None, num_workers=workers, prefetch_factor=4,
+                                                   pin_memory=device != "cpu"))
     specs = probe_specs(24)
     pairs = None
     if decoder_only and sampled:
@@ -350,9 +389,13 @@ def train_autoencoder(work: Path, minutes: float, *, decoder_only: bool, z_dim: 
     while spent < minutes * 60:
         for group in optimizer.param_groups:
             group["lr"] = base_lr * learning_rate_factor(step, spent / (minutes * 60), warmup=100)
-        clips, weights = random_clips(rng, VAE_BATCH, VAE_CROP, edge_weight=EDGE_WEIGHT if decoder_only else 0.0,
-                                      corner_weight=corner_weight if decoder_only else 0.0)
-        with torch.autocast("cpu", dtype=torch.bfloat16):  # AMX: the convolutions run 1.4-2x faster
+        if batches is not None:
+            clips, weights = (t.to(device, non_blocking=True) for t in next(batches))
+        else:
+            clips, weights = random_clips(rng, batch, crop, edge_weight=EDGE_WEIGHT if decoder_only else 0.0,
+                                          corner_weight=corner_weight if decoder_only else 0.0)
+            clips, weights = clips.to(device), weights.to(device)
+        with autocast(device):
             if decoder_only:
                 with torch.no_grad():
                     latents = noisy_latents(encoder.encode(clips).latent_dist.mode(), latent_noise, generator)
@@ -365,8 +408,9 @@ def train_autoencoder(work: Path, minutes: float, *, decoder_only: bool, z_dim: 
             index = torch.randint(len(pairs["specs"]), (sampled,), generator=generator)
             targets, target_weights = clips_and_weights([pairs["specs"][i] for i in index.tolist()], rng,
                                                         edge_weight=EDGE_WEIGHT, corner_weight=corner_weight)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                decoded = vae.decode(pairs["latents"][index]).sample
+            targets, target_weights = targets.to(device), target_weights.to(device)
+            with autocast(device):
+                decoded = vae.decode(pairs["latents"][index].to(device)).sample
             loss = (loss + reconstruction_loss(decoded, targets, target_weights)) / 2
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -376,11 +420,11 @@ def train_autoencoder(work: Path, minutes: float, *, decoder_only: bool, z_dim: 
         step += 1
         spent = time.time() - resumed_at
         running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
-        if step % 100 == 0:
-            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        if step % (100 if device == "cpu" else 500) == 0:
+            with torch.no_grad(), autocast(device):
                 val = reconstruction_loss(ema.decode(ema.encode(validation).latent_dist.mode()).sample, validation,
                                           validation_weights).item()
-            scores = reconstruction_scores(ema, specs)
+            scores = reconstruction_scores(ema, specs, device)
             log(f"{stage.folder.name} step {step} loss {running:.4f} val {val:.4f} probe {_format(scores)}")
             stage.record({"step": step, "minutes": round(spent / 60, 2), "loss": running, "val": val, "probe": scores})
             if val < best:  # keep the best EMA: a late spike must not be what ships
@@ -390,6 +434,7 @@ def train_autoencoder(work: Path, minutes: float, *, decoder_only: bool, z_dim: 
             checkpoint()
             last_checkpoint = time.time()
     checkpoint()
+    ema.save_pretrained(stage.folder / "last", safe_serialization=True)  # best is judged on 8 clips only
     if not (stage.folder / "best").exists():
         ema.save_pretrained(stage.folder / "best", safe_serialization=True)
     log(f"{stage.folder.name} done: {step} steps in {spent / 60:.1f} minutes, best validation {best:.4f}")
@@ -552,7 +597,8 @@ def sample_scores(pipe, count: int, seed: int = 0, held_out: bool = False) -> di
 
 def train_denoiser(work: Path, minutes: float, *, patch: int, width: int, layers: int, probe_minutes: float,
                    object_weight: float = DENOISER_OBJECT_WEIGHT, corner_weight: float = DENOISER_CORNER_WEIGHT,
-                   device: str = "cpu", batch: int = DENOISER_BATCH, shape_swap: float = DENOISER_SHAPE_SWAP) -> None:
+                   device: str = "cpu", batch: int = DENOISER_BATCH, shape_swap: float = DENOISER_SHAPE_SWAP,
+                   lr: float = DENOISER_LR) -> None:
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
@@ -582,8 +628,12 @@ def train_denoiser(work: Path, minutes: float, *, patch: int, width: int, layers
         text_encoder = UMT5EncoderModel(UMT5Config.from_dict(state["text_config"]))
     ema_transformer, ema_text = copy.deepcopy(transformer).eval(), copy.deepcopy(text_encoder).eval()
     parameters = list(transformer.parameters()) + list(text_encoder.parameters())
-    optimizer = torch.optim.AdamW(parameters, lr=DENOISER_LR, betas=(0.9, 0.99), weight_decay=0.01)
+    optimizer = torch.optim.AdamW(parameters, lr=lr, betas=(0.9, 0.99), weight_decay=0.01)
     rng, generator = random.Random(3), torch.Generator().manual_seed(3)
+    # On a GPU the noise is drawn there (drawing 2.6 M numbers a step on the CPU and copying them over took
+    # longer than the step); its generator's state is saved too, so a run still resumes exactly.
+    on_cpu = torch.device(device).type == "cpu"
+    noise_generator = generator if on_cpu else torch.Generator(device).manual_seed(3)
     step, spent = 0, 0.0
     if state is not None:
         transformer.load_state_dict(state["transformer"])
@@ -592,6 +642,8 @@ def train_denoiser(work: Path, minutes: float, *, patch: int, width: int, layers
         ema_text.load_state_dict(state["ema_text_encoder"])
         optimizer.load_state_dict(state["optimizer"])
         restore_random_state(state["random"], rng, generator)
+        if not on_cpu and "noise_random" in state:
+            noise_generator.set_state(state["noise_random"])
         step, spent = state["step"], state["seconds"]
         log(f"denoiser: resuming at step {step}, {spent / 60:.1f} of {minutes} minutes spent")
     for model in (transformer, text_encoder, ema_transformer, ema_text):
@@ -610,17 +662,17 @@ def train_denoiser(work: Path, minutes: float, *, patch: int, width: int, layers
                     "transformer": transformer.state_dict(), "text_encoder": text_encoder.state_dict(),
                     "ema_transformer": ema_transformer.state_dict(), "ema_text_encoder": ema_text.state_dict(),
                     "optimizer": optimizer.state_dict(), "random": random_state(rng, generator),
-                    "step": step, "seconds": spent, "latent_stats": stats, "batch": batch})
+                    "step": step, "seconds": spent, "latent_stats": stats, "batch": batch,
+                    **({} if on_cpu else {"noise_random": noise_generator.get_state()})})
 
     resumed_at, last_checkpoint, last_probe, running = time.time() - spent, time.time(), time.time(), None
     while spent < minutes * 60:
         for group in optimizer.param_groups:
-            group["lr"] = DENOISER_LR * learning_rate_factor(step, spent / (minutes * 60), warmup=150)
-        # Random numbers come from the CPU generator on every device, so a run resumes exactly.
+            group["lr"] = lr * learning_rate_factor(step, spent / (minutes * 60), warmup=150)
         index = torch.randint(len(specs), (batch,), generator=generator)
         x0 = latents[index.to(device)]
         captions = ["" if rng.random() < EMPTY_CAPTION_SHARE else shapes.caption(specs[i], rng) for i in index.tolist()]
-        noise = torch.randn(x0.shape, generator=generator).to(device)
+        noise = torch.randn(x0.shape, generator=noise_generator, device=device)
         sigma = shifted_sigmas(len(index), generator).view(-1, 1, 1, 1, 1).to(device)
         source = x0
         if swapped is not None:  # the same clip with another shape under the noise; caption and target stay
@@ -633,9 +685,11 @@ def train_denoiser(work: Path, minutes: float, *, patch: int, width: int, layers
                 rows = swap.nonzero().flatten()
                 source[rows.to(device)] = swapped[index[rows].to(device), which[rows].to(device)]
         x_t = (1 - sigma) * source + sigma * noise
-        prediction = transformer(hidden_states=x_t, timestep=sigma.flatten() * 1000,
-                                 encoder_hidden_states=encode_text(text_encoder, tokenizer, captions, device),
-                                 return_dict=False)[0]
+        # bfloat16 on a GPU (tensor cores); the CPU run keeps float32, as the shipped weights were trained.
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=not on_cpu):
+            prediction = transformer(hidden_states=x_t, timestep=sigma.flatten() * 1000,
+                                     encoder_hidden_states=encode_text(text_encoder, tokenizer, captions, device),
+                                     return_dict=False)[0].float()
         # Flow matching: the velocity from data towards noise, that is the one whose step lands on x0 from x_t
         # ((x_t - x0) / sigma, which is noise - x0 unless the input was a shape swap).
         velocity = noise - x0 if source is x0 else (x_t - x0) / sigma
@@ -658,7 +712,8 @@ def train_denoiser(work: Path, minutes: float, *, patch: int, width: int, layers
         ema_update(ema_text, text_encoder, decay)
         step += 1
         spent = time.time() - resumed_at
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        if on_cpu or step % 10 == 0:  # .item() waits for the GPU: not every step there
+            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         if step % 100 == 0:
             log(f"denoiser step {step} loss {running:.4f} lr {optimizer.param_groups[0]['lr']:.2e}")
         if time.time() - last_checkpoint > CHECKPOINT_SECONDS:
@@ -709,7 +764,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "weights" / "shapes")
     parser.add_argument("--minutes", type=float, default=40, help="the stage's whole time budget, across resumes")
     parser.add_argument("--z-dim", type=int, default=VAE_CONFIG["z_dim"], help="latent channels (new vae only)")
-    parser.add_argument("--decoder-base-dim", type=int, help="a wider decoder than encoder (new vae only)")
+    parser.add_argument("--decoder-base-dim", type=int,
+                        help="a wider decoder than encoder (a new vae, or a new decoder under the vae's encoder)")
     parser.add_argument("--patch", type=int, default=4, help="denoiser patch size (new denoiser only)")
     parser.add_argument("--width", type=int, default=256, help="denoiser width, 32 per head (new denoiser only)")
     parser.add_argument("--layers", type=int, default=6, help="denoiser blocks (new denoiser only)")
@@ -731,9 +787,12 @@ def main() -> None:
     parser.add_argument("--probe-minutes", type=float, default=10, help="score 16 generated videos this often (0: never)")
     parser.add_argument("--dtype", choices=["float32", "float16"], default="float32",
                         help="export storage for the transformer and text encoder (float16 halves their size)")
-    parser.add_argument("--device", default="cpu", help="where the latents and denoiser stages run (cpu, cuda)")
-    parser.add_argument("--batch", type=int, default=DENOISER_BATCH, help="denoiser batch (a GPU takes far more)")
-    parser.add_argument("--workers", type=int, default=1, help="processes rendering the latent pool's clips")
+    parser.add_argument("--device", default="cpu", help="where the stage runs (cpu, cuda)")
+    parser.add_argument("--batch", type=int, help=f"clips a step (denoiser {DENOISER_BATCH}, autoencoder {VAE_BATCH}; "
+                                                  "a GPU takes far more)")
+    parser.add_argument("--crop", type=int, default=VAE_CROP, help="autoencoder stages: the square crop trained on")
+    parser.add_argument("--lr", type=float, default=DENOISER_LR, help="denoiser peak learning rate")
+    parser.add_argument("--workers", type=int, default=1, help="processes rendering clips (latents, vae, decoder)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads; on a shared 2-core machine one was 3x faster than two")
     args = parser.parse_args()
@@ -743,7 +802,8 @@ def main() -> None:
         train_autoencoder(args.work, args.minutes, decoder_only=args.stage == "decoder", z_dim=args.z_dim,
                           decoder_base_dim=args.decoder_base_dim,
                           corner_weight=DECODER_CORNER_WEIGHT if args.corner_weight is None else args.corner_weight,
-                          latent_noise=args.latent_noise if args.stage == "decoder" else 0.0, sampled=args.sampled)
+                          latent_noise=args.latent_noise if args.stage == "decoder" else 0.0, sampled=args.sampled,
+                          device=args.device, batch=args.batch or VAE_BATCH, crop=args.crop, workers=args.workers)
     elif args.stage == "swapped":
         encode_swapped(args.work, args.pool)
     elif args.stage == "samples":
@@ -754,7 +814,7 @@ def main() -> None:
         train_denoiser(args.work, args.minutes, patch=args.patch, width=args.width, layers=args.layers,
                        probe_minutes=args.probe_minutes, object_weight=args.object_weight,
                        corner_weight=DENOISER_CORNER_WEIGHT if args.corner_weight is None else args.corner_weight,
-                       device=args.device, batch=args.batch, shape_swap=args.shape_swap)
+                       device=args.device, batch=args.batch or DENOISER_BATCH, shape_swap=args.shape_swap, lr=args.lr)
     else:
         export(args.work, args.out, args.dtype)
 
