@@ -27,11 +27,15 @@ from vidgen.generate import VideoGenerator, prepare_settings
 
 
 def swap_decoder(pipe, folder: str) -> None:
-    """Put the weights of a decoder-stage folder (an AutoencoderKLWan) into the pipeline's VAE, keeping the
-    pipeline's latent statistics: a sharpened decoder judged on the same generations, before any export."""
+    """Decode with a decoder-stage folder's AutoencoderKLWan (its layout may differ: a wider decoder), keeping
+    the pipeline's latent statistics: another decoder judged on the same generations, before any export."""
     from diffusers import AutoencoderKLWan
 
-    pipe.vae.load_state_dict(AutoencoderKLWan.from_pretrained(folder).state_dict())
+    vae = AutoencoderKLWan.from_pretrained(folder)
+    config = {**vae.config, "latents_mean": pipe.vae.config.latents_mean, "latents_std": pipe.vae.config.latents_std}
+    swapped = AutoencoderKLWan.from_config(config)
+    swapped.load_state_dict(vae.state_dict())
+    pipe.vae = swapped.to(device=pipe.vae.device, dtype=pipe.vae.dtype).eval()
 
 
 def evaluate(*, count: int, seed: int, held_out: bool, model: str | None, overrides: dict, decoder: str | None = None) -> dict:

@@ -57,23 +57,32 @@ VAE_KL_WEIGHT = 1e-6
 OBJECT_WEIGHT = 10.0
 # The decoder stage adds weight on a band around the outline: corners and tips decide the probe's shape.
 EDGE_WEIGHT = 10.0
-DECODER_CORNER_WEIGHT = 0.0       # extra weight within 3 pixels of the object's bounding-box corners
+DECODER_CORNER_WEIGHT = 20.0      # extra weight within 3 pixels of the object's bounding-box corners
+# The decoder stage starts a decoder twice as wide as the encoder from scratch, under the frozen encoder.
+# Why: the autoencoder's own 16-wide decoder, sharpened for 1,800 steps, rounded moving squares' corners
+# (probe ceiling 77-90%); the 32-wide one drew 21 of the 24 check clips' shapes right after 1,000 GPU steps,
+# where the sharpened 16-wide one drew 15 (docs/embedded-model.md). It costs 0.7 s more a video on this CPU.
+DECODER_BASE_DIM = 32
 # The decoder stage can decode noisy latents into the clean clip: noise of up to this many of each
 # channel's standard deviations, drawn per clip (0 for a quarter of them). Why: the denoiser's samples
 # are near the encoder's latents but not on them, and a decoder trained only on exact latents turns
 # the difference into rounded corners; one trained on nearby latents maps them back to crisp shapes.
-DECODER_LATENT_NOISE = 0.0
+DECODER_LATENT_NOISE = 0.1
 
 TEXT_CONFIG = dict(d_model=128, d_kv=32, d_ff=256, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
                    dropout_rate=0.0, feed_forward_proj="gated-gelu", tie_word_embeddings=False)
 LATENT_POOL = 4000
 CANONICAL_LAYOUT = True           # the pool's clips in shapes.py's canonical layout (why: shapes.CANONICAL_NOTE)
-DENOISER_BATCH = 32
+# The denoiser's layout: patch 2 on the 16x16 latent (320 tokens; a token covers 8x8 pixels, where the
+# patch-4 layout's 16x16 tokens left a square's corner and a circle's edge inside one token's linear output
+# and drew squares round: shape 73% against 97%), 6 blocks of width 256. 3.3 s for 20 steps on this CPU.
+DENOISER_PATCH, DENOISER_WIDTH, DENOISER_LAYERS = 2, 256, 6
+DENOISER_BATCH = 32               # on this CPU; the shipped run took 256 a step on a GPU (--batch, --lr 1e-3)
 DENOISER_LR = 8e-4
 EMPTY_CAPTION_SHARE = 0.1         # trains the unconditional branch that classifier-free guidance needs
 FLOW_SHIFT = 3.0                  # the scheduler's shift; training times are drawn shifted the same way
 DENOISER_OBJECT_WEIGHT = 1.0      # loss weight on latent cells the object touches (1 on the background)
-DENOISER_CORNER_WEIGHT = 0.0      # extra weight on the cells holding the object's bounding-box corners
+DENOISER_CORNER_WEIGHT = 16.0     # extra weight on the cells holding the object's bounding-box corners
 # Shape swaps: the share of training clips whose noisy input is made from the same clip drawn with another
 # shape, while caption and target stay the true ones (noise levels SWAP_SIGMAS only). Why: in training
 # the noisy input always shows the right shape at middle noise levels, so the denoiser learns to keep the
@@ -765,10 +774,11 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=40, help="the stage's whole time budget, across resumes")
     parser.add_argument("--z-dim", type=int, default=VAE_CONFIG["z_dim"], help="latent channels (new vae only)")
     parser.add_argument("--decoder-base-dim", type=int,
-                        help="a wider decoder than encoder (a new vae, or a new decoder under the vae's encoder)")
-    parser.add_argument("--patch", type=int, default=4, help="denoiser patch size (new denoiser only)")
-    parser.add_argument("--width", type=int, default=256, help="denoiser width, 32 per head (new denoiser only)")
-    parser.add_argument("--layers", type=int, default=6, help="denoiser blocks (new denoiser only)")
+                        help="a wider decoder than encoder: a new vae's, or the decoder stage's new decoder "
+                             f"(default {DECODER_BASE_DIM}; 0 sharpens the vae's own decoder instead)")
+    parser.add_argument("--patch", type=int, default=DENOISER_PATCH, help="denoiser patch size (new denoiser only)")
+    parser.add_argument("--width", type=int, default=DENOISER_WIDTH, help="denoiser width, 32 per head (new denoiser only)")
+    parser.add_argument("--layers", type=int, default=DENOISER_LAYERS, help="denoiser blocks (new denoiser only)")
     parser.add_argument("--object-weight", type=float, default=DENOISER_OBJECT_WEIGHT,
                         help="denoiser loss weight on the object's latent cells (1: a plain mean)")
     parser.add_argument("--corner-weight", type=float,
@@ -800,7 +810,8 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     if args.stage in ("vae", "decoder"):
         train_autoencoder(args.work, args.minutes, decoder_only=args.stage == "decoder", z_dim=args.z_dim,
-                          decoder_base_dim=args.decoder_base_dim,
+                          decoder_base_dim=(args.decoder_base_dim if args.stage == "vae" or args.decoder_base_dim is not None
+                                            else DECODER_BASE_DIM),
                           corner_weight=DECODER_CORNER_WEIGHT if args.corner_weight is None else args.corner_weight,
                           latent_noise=args.latent_noise if args.stage == "decoder" else 0.0, sampled=args.sampled,
                           device=args.device, batch=args.batch or VAE_BATCH, crop=args.crop, workers=args.workers)
