@@ -13,7 +13,9 @@
 # writes the pipeline; benchmarks/probe_shapes.py scores it on the CPU, which decides what ships.
 #
 #   bash benchmarks/gpu_train.sh OUTDIR [MINUTES] [POOL]
-# DEVICE=cpu PYTHON=.venv/bin/python BATCH=4 DECODER_BATCH=2 WORKERS=2 runs it here at toy size (a dry run).
+# DEVICE=cpu PYTHON=.venv/bin/python BATCH=4 DECODER_BATCH=2 DECODER_CROP=32 WORKERS=2 runs it here at toy size
+# (a dry run; whole 64x64 clips through the 32-wide decoder in bf16 on this CPU corrupt the heap in
+# oneDNN's backward pass, so the dry run takes crops).
 set -u
 out=${1:?usage: gpu_train.sh OUTDIR [MINUTES] [POOL]}
 minutes=${2:-6.5}
@@ -23,6 +25,7 @@ python=${PYTHON:-python3}
 device=${DEVICE:-cuda}
 batch=${BATCH:-256}
 decoder_batch=${DECODER_BATCH:-32}
+decoder_crop=${DECODER_CROP:-64}
 workers=${WORKERS:-10}
 train="$python -m vidgen.embedded.train"
 mkdir -p "$out" "$work/vae"
@@ -35,7 +38,7 @@ guard=$(awk "BEGIN {print int($minutes * 60 + 90)}")
 timeout "$guard" $train denoiser --work "$work" --device "$device" --minutes "$minutes" --batch "$batch" \
     --patch 2 --width 256 --layers 6 --corner-weight 16 --lr 1e-3 --probe-minutes 0 > "$out/denoiser.log" 2>&1 &
 timeout "$guard" $train decoder --work "$work" --device "$device" --minutes "$minutes" --batch "$decoder_batch" \
-    --crop 64 --workers "$workers" --decoder-base-dim 32 --corner-weight 20 --latent-noise 0.1 > "$out/decoder.log" 2>&1 &
+    --crop "$decoder_crop" --workers "$workers" --decoder-base-dim 32 --corner-weight 20 --latent-noise 0.1 > "$out/decoder.log" 2>&1 &
 wait
 cp -r "$work/decoder/best" "$out/decoder-best" 2>/dev/null
 cp -r "$work/decoder/last" "$out/decoder-last" 2>/dev/null
