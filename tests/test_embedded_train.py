@@ -63,6 +63,19 @@ def test_every_stage_resumes_and_the_export_generates(tmp_path, run_cli, train, 
 
     train("decoder", work, "--minutes", "0.03")
     assert (work / "decoder" / "best" / "config.json").exists()
+    # A new decoder, twice as wide, under the vae stage's encoder: the pool's latents stay valid.
+    from diffusers import AutoencoderKLWan
+
+    autoencoder, decoder = (AutoencoderKLWan.from_pretrained(work / name / "best") for name in ("vae", "decoder"))
+    assert decoder.config.decoder_base_dim == 2 * autoencoder.config.base_dim
+    frozen = autoencoder.state_dict()
+    assert all(torch.equal(tensor, frozen[name]) for name, tensor in decoder.state_dict().items()
+               if name.startswith(("encoder.", "quant_conv.")))
+    # Resumed with clips rendered in worker processes (the GPU set-up): the same run goes on.
+    spent = torch.load(work / "decoder" / "state.pt", weights_only=False)
+    output = train("decoder", work, "--minutes", f"{(spent['seconds'] + 1) / 60:.4f}", "--workers", "2")
+    assert f"resuming at step {spent['step']}" in output
+    assert torch.load(work / "decoder" / "state.pt", weights_only=False)["step"] > spent["step"]
 
     # Probe on every check: the in-training score runs the real WanPipeline on the EMA weights.
     # On 2 prompts rather than the recipe's 16 (20 steps each, most of this test's time): what is
