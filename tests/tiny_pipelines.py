@@ -1173,6 +1173,8 @@ REPOSITORY_LAYOUT = {
     # Skywork/SkyReels-V2-DF-1.3B-540P-Diffusers: diffusers' docstrings load the diffusion forcing
     # class from it; video extension loads its video-to-video class from the same folder.
     "skyreels-v2-df-1.3b-extend": ("SkyReelsV2DiffusionForcingPipeline", None),
+    # BestWishYsh/Helios-Distilled: one class for text and image input; the repository is the distilled one.
+    "helios-distilled-i2v": ("HeliosPyramidPipeline", "helios-distilled"),
 }
 
 
