@@ -640,8 +640,8 @@ def train_denoiser(work: Path, minutes: float, *, patch: int, width: int, layers
     parameters = list(transformer.parameters()) + list(text_encoder.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=lr, betas=(0.9, 0.99), weight_decay=0.01)
     rng, generator = random.Random(3), torch.Generator().manual_seed(3)
-    # On a GPU the noise is drawn there (drawing 2.6 M numbers a step on the CPU and copying them over took
-    # longer than the step); its generator's state is saved too, so a run still resumes exactly.
+    # On a GPU the noise is drawn there, so that the host does not draw millions of numbers a step and copy
+    # them over; that generator's state is saved too, so a run still resumes exactly.
     on_cpu = torch.device(device).type == "cpu"
     noise_generator = generator if on_cpu else torch.Generator(device).manual_seed(3)
     step, spent = 0, 0.0
@@ -695,7 +695,8 @@ def train_denoiser(work: Path, minutes: float, *, patch: int, width: int, layers
                 rows = swap.nonzero().flatten()
                 source[rows.to(device)] = swapped[index[rows].to(device), which[rows].to(device)]
         x_t = (1 - sigma) * source + sigma * noise
-        # bfloat16 on a GPU (tensor cores); the CPU run keeps float32, as the shipped weights were trained.
+        # bfloat16 on a GPU (tensor cores; the shipped denoiser was trained so); the CPU path keeps the float32
+        # it was measured with.
         with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=not on_cpu):
             prediction = transformer(hidden_states=x_t, timestep=sigma.flatten() * 1000,
                                      encoder_hidden_states=encode_text(text_encoder, tokenizer, captions, device),
