@@ -8,7 +8,7 @@
 # The encoder is the shipped one, so the new decoder also serves the shipped denoiser and the new
 # denoiser the shipped decoder: every pairing can be scored on the CPU afterwards.
 # What comes back in OUTDIR: denoiser.pt (EMA weights in float16, configs, latent statistics, steps),
-# decoder/ (best and last EMA), the logs. Put them in a work folder here as train.py lays it out
+# decoder-best/ and decoder-last/ (EMA folders), the logs. Put them in a work folder here as train.py lays it out
 # (vae/best, decoder/best, denoiser/state.pt) and `python -m vidgen.embedded.train export --work DIR`
 # writes the pipeline; benchmarks/probe_shapes.py scores it on the CPU, which decides what ships.
 #
