@@ -14,8 +14,8 @@
 #
 #   bash benchmarks/gpu_train.sh OUTDIR [MINUTES] [POOL]
 # DEVICE=cpu PYTHON=.venv/bin/python BATCH=4 DECODER_BATCH=2 DECODER_CROP=32 WORKERS=2 runs it here at toy size
-# (a dry run; whole 64x64 clips through the 32-wide decoder in bf16 on this CPU corrupt the heap in
-# oneDNN's backward pass, so the dry run takes crops).
+# (a dry run; whole 64x64 clips through the 32-wide decoder in bf16 on this CPU corrupted the heap in
+# the backward pass under torch 2.13.0+cpu in most short runs, so the dry run takes crops).
 set -u
 out=${1:?usage: gpu_train.sh OUTDIR [MINUTES] [POOL]}
 minutes=${2:-6.5}
