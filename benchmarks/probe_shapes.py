@@ -31,11 +31,11 @@ def swap_decoder(pipe, folder: str) -> None:
     the pipeline's latent statistics: another decoder judged on the same generations, before any export."""
     from diffusers import AutoencoderKLWan
 
-    vae = AutoencoderKLWan.from_pretrained(folder)
-    config = {**vae.config, "latents_mean": pipe.vae.config.latents_mean, "latents_std": pipe.vae.config.latents_std}
-    swapped = AutoencoderKLWan.from_config(config)
-    swapped.load_state_dict(vae.state_dict())
-    pipe.vae = swapped.to(device=pipe.vae.device, dtype=pipe.vae.dtype).eval()
+    from vidgen.embedded.train import with_latent_stats
+
+    vae = with_latent_stats(AutoencoderKLWan.from_pretrained(folder), pipe.vae.config.latents_mean,
+                            pipe.vae.config.latents_std)
+    pipe.vae = vae.to(device=pipe.vae.device, dtype=pipe.vae.dtype)
 
 
 def evaluate(*, count: int, seed: int, held_out: bool, model: str | None, overrides: dict, decoder: str | None = None) -> dict:

@@ -78,7 +78,7 @@ def test_every_stage_resumes_and_the_export_generates(tmp_path, run_cli, train, 
     assert torch.load(work / "decoder" / "state.pt", weights_only=False)["step"] > spent["step"]
 
     # Probe on every check: the in-training score runs the real WanPipeline on the EMA weights.
-    # On 2 prompts rather than the recipe's 16 (20 steps each, most of this test's time): what is
+    # On 2 prompts rather than the recipe's 16 (10 steps each, most of this test's time): what is
     # checked is that the score is made and recorded, not its value.
     from vidgen.embedded import train as recipe
 

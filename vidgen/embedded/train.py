@@ -221,9 +221,9 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
 
 
-def autocast(device: str):
+def autocast(device: str, enabled: bool = True):
     """bfloat16 autocast: AMX on this CPU (convolutions 1.4-2x faster), tensor cores on a GPU."""
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=enabled)
 
 
 class RenderedBatches(torch.utils.data.IterableDataset):
@@ -480,7 +480,7 @@ def encode_latents(work: Path, count: int = LATENT_POOL, canonical: bool = CANON
     latents, batch_size = [], 32 if device == "cpu" else 256
     for start in range(0, count, batch_size):
         clips = to_pixels(np.stack([next(clips_in_order) for _ in range(min(batch_size, count - start))])).to(device)
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+        with autocast(device):
             latents.append(vae.encode(clips).latent_dist.mode().float().cpu())
         if start % (20 * batch_size) == 0:
             log(f"encoded {start + len(clips)}/{count}")
@@ -511,7 +511,7 @@ def encode_swapped(work: Path, count: int) -> None:
     for start in range(0, len(specs), 16):
         batch = [spec_from_saved(spec) for spec in specs[start:start + 16]]
         others = [replace(spec, shape=shape) for spec in batch for shape in shapes.SHAPES if shape != spec.shape]
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with autocast("cpu"):
             encoded = vae.encode(to_pixels(np.stack([shapes.render_clip(o) for o in others]))).latent_dist.mode().float()
         latents.append(encoded.view(len(batch), 2, *encoded.shape[1:]))
         if start % 320 == 0:
@@ -575,17 +575,23 @@ def shifted_sigmas(batch: int, generator: torch.Generator) -> torch.Tensor:
     return FLOW_SHIFT * u / (1 + (FLOW_SHIFT - 1) * u)
 
 
+def with_latent_stats(vae, mean: list[float], std: list[float]):
+    """A copy of an AutoencoderKLWan whose config carries these latent statistics (any decoder width)."""
+    from diffusers import AutoencoderKLWan
+
+    copied = AutoencoderKLWan.from_config({**vae.config, "latents_mean": list(mean), "latents_std": list(std)})
+    copied.load_state_dict(vae.state_dict())
+    return copied.eval()
+
+
 def assemble_pipeline(vae, text_encoder, transformer, latent_stats: dict):
     """The shipped object: a plain WanPipeline whose VAE config carries the latent pool's statistics,
     which the pipeline uses to un-normalise the denoiser's output before decoding."""
-    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline
+    from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline
 
-    config = dict(vae.config)
-    config.update(latents_mean=latent_stats["mean"].tolist(), latents_std=latent_stats["std"].tolist())
-    shipped_vae = AutoencoderKLWan.from_config(config)
-    shipped_vae.load_state_dict(vae.state_dict())
+    shipped_vae = with_latent_stats(vae, latent_stats["mean"].tolist(), latent_stats["std"].tolist())
     pipe = WanPipeline(tokenizer=build_tokenizer(), text_encoder=text_encoder, transformer=transformer,
-                       vae=shipped_vae.eval(), scheduler=FlowMatchEulerDiscreteScheduler(shift=FLOW_SHIFT))
+                       vae=shipped_vae, scheduler=FlowMatchEulerDiscreteScheduler(shift=FLOW_SHIFT))
     pipe.set_progress_bar_config(disable=True)  # the training log keeps one line a check
     return pipe
 
@@ -697,7 +703,7 @@ def train_denoiser(work: Path, minutes: float, *, patch: int, width: int, layers
         x_t = (1 - sigma) * source + sigma * noise
         # bfloat16 on a GPU (tensor cores; the shipped denoiser was trained so); the CPU path keeps the float32
         # it was measured with.
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=not on_cpu):
+        with autocast(device, enabled=not on_cpu):
             prediction = transformer(hidden_states=x_t, timestep=sigma.flatten() * 1000,
                                      encoder_hidden_states=encode_text(text_encoder, tokenizer, captions, device),
                                      return_dict=False)[0].float()
