@@ -128,3 +128,53 @@ def test_unknown_attention_backend_is_usage_error(generate_tiny):
 def test_native_attention_backend_runs_on_cpu(generate_tiny):
     result = generate_tiny("a ball", "--attention-backend", "native", "--seed", "1", "-o", "a.mp4")
     assert result.exit_code == 0, result.stderr
+
+
+def _conv_kernels(run) -> set[str]:
+    """The convolution kernels PyTorch ran for `run()`."""
+    from torch.profiler import profile
+
+    with profile() as profiled:
+        run()
+    return {event.key for event in profiled.key_averages() if "conv" in event.key}
+
+
+def test_cpu_conv3d_runs_on_onednn_with_the_same_values():
+    import torch
+    from diffusers import AutoencoderKLWan
+
+    from vidgen.presets import BUILTIN_WEIGHTS_DIR
+
+    vae = AutoencoderKLWan.from_pretrained(BUILTIN_WEIGHTS_DIR / "shapes", subfolder="vae").eval()
+    latents = torch.randn(1, vae.config.z_dim, 2, 8, 8, generator=torch.Generator().manual_seed(0))
+    decoded = {}
+
+    def decode(name):
+        with torch.inference_mode():
+            decoded[name] = vae.decode(latents).sample
+
+    kernels_before = _conv_kernels(lambda: decode("torch"))
+    assert "aten::slow_conv3d_forward" in kernels_before  # PyTorch's own choice for these sizes
+    routed = acceleration.use_onednn_conv3d(SimpleNamespace(components={"vae": vae, "scheduler": object()}))
+    assert routed == sum(isinstance(module, torch.nn.Conv3d) for module in vae.modules()) > 0
+    assert acceleration.use_onednn_conv3d(SimpleNamespace(components={"vae": vae})) == 0  # once per module
+    kernels_after = _conv_kernels(lambda: decode("onednn"))
+    assert "aten::mkldnn_convolution" in kernels_after and "aten::slow_conv3d_forward" not in kernels_after
+    assert decoded["onednn"].shape == decoded["torch"].shape
+    assert torch.allclose(decoded["onednn"], decoded["torch"], atol=1e-4)
+
+
+def test_routed_conv3d_leaves_training_and_other_dtypes_to_torch():
+    import torch
+
+    conv = torch.nn.Conv3d(4, 4, 3, padding=1)
+    reference = torch.nn.Conv3d(4, 4, 3, padding=1)
+    reference.load_state_dict(conv.state_dict())
+    assert acceleration.use_onednn_conv3d(SimpleNamespace(components={"m": conv})) == 1
+    inputs = torch.randn(1, 4, 3, 6, 6, requires_grad=True)
+    conv(inputs).square().sum().backward()  # a gradient flows: PyTorch's own path ran
+    assert conv.weight.grad is not None and inputs.grad is not None
+    reference(inputs.detach()).square().sum().backward()
+    assert torch.allclose(conv.weight.grad, reference.weight.grad, atol=1e-5)
+    half = inputs.detach().bfloat16()
+    assert _conv_kernels(lambda: conv.bfloat16()(half)) == _conv_kernels(lambda: reference.bfloat16()(half))

@@ -161,7 +161,7 @@ def test_client_imports_no_torch(serve, tiny_wan_dir: Path):
     served = serve()
     script = (
         "import atexit, sys\n"
-        "heavy = ('torch', 'diffusers', 'transformers')\n"
+        "heavy = ('torch', 'diffusers', 'transformers', 'numpy')\n"
         "atexit.register(lambda: sys.stderr.write('HEAVY=' + ','.join(m for m in heavy if m in sys.modules) + '\\n'))\n"
         "from vidgen.cli import main\n"
         f"sys.argv = ['vidgen', *{_tiny(tiny_wan_dir, 'a ball', '--seed', '1', '-o', 'light.mp4')!r}]\n"

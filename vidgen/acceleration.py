@@ -7,13 +7,16 @@ default is only what PERF.md measured to help without changing the output:
 - the attention backend stays PyTorch SDPA (cuDNN on H100, measured faster than the
   flash backends); `--attention-backend` overrides it;
 - step caching (`--cache`, `--fast`) trades a small quality loss for speed and is opt-in;
-- `--offload auto` picks the lightest offloading that fits in free GPU memory.
+- `--offload auto` picks the lightest offloading that fits in free GPU memory;
+- on the CPU, float32 3D convolutions run on oneDNN in channels-last layout (the video
+  VAEs' decoders are stacks of them), where PyTorch's own choice is its slow reference kernel.
 
 This module loads no model and prints nothing; torch and diffusers are imported lazily.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -161,6 +164,44 @@ def set_attention_backend(pipe: Any, name: str) -> None:
         denoiser.set_attention_backend(name)
     except (ImportError, RuntimeError, ValueError) as error:
         raise UsageError(f"attention backend {name} is not usable here: {error}") from error
+
+
+# ---- CPU convolutions ----
+
+
+def use_onednn_conv3d(pipe: Any) -> int:
+    """Route the pipeline's float32 3D convolutions on the CPU to oneDNN in channels-last
+    layout; returns how many convolutions were routed. PyTorch picks its kernel with a
+    size rule written for 2D images (batch x channels x first two dims above 20,480), so a
+    video VAE's batch-1 convolutions of 32 or 64 channels fall to `slow_conv3d`: the
+    built-in model's decoder spent 0.50 of its 0.75 s there (2-core VM). oneDNN on
+    channels-last input decodes the same latents in 0.26 s, values equal to 5e-6
+    (docs/benchmarks.md). Weights are left as they are; anything else (CUDA, half
+    precision, gradients, padding modes other than zeros) takes PyTorch's own path."""
+    import torch
+
+    if not torch.backends.mkldnn.is_available():
+        return 0
+    routed = 0
+    for component in pipe.components.values():
+        if not isinstance(component, torch.nn.Module):
+            continue
+        for module in component.modules():
+            if isinstance(module, torch.nn.Conv3d) and not module.transposed and module.padding_mode == "zeros" \
+                    and isinstance(module.padding, tuple) and "_conv_forward" not in vars(module):
+                module._conv_forward = functools.partial(_onednn_conv3d, module, module._conv_forward)
+                routed += 1
+    return routed
+
+
+def _onednn_conv3d(module: Any, torch_path: Any, input: Any, weight: Any, bias: Any) -> Any:
+    import torch
+
+    if input.device.type != "cpu" or input.dtype != torch.float32 or weight.dtype != torch.float32 \
+            or (torch.is_grad_enabled() and (input.requires_grad or weight.requires_grad)):
+        return torch_path(input, weight, bias)
+    return torch.mkldnn_convolution(input.contiguous(memory_format=torch.channels_last_3d), weight, bias,
+                                    module.padding, module.stride, module.dilation, module.groups)
 
 
 # ---- offloading ----

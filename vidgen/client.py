@@ -2,7 +2,7 @@
 what it sends back, so the command looks exactly as it does in-process.
 
 This module must stay light: a call that goes to a server imports neither torch nor
-diffusers nor transformers (tests/test_server.py checks sys.modules). It uses only the
+diffusers nor transformers, nor numpy (tests/test_server.py checks sys.modules). It uses only the
 standard library's http.client over a Unix socket, and vidgen's light modules.
 
 The socket is `$XDG_RUNTIME_DIR/vidgen/vidgen.sock`, else `$VIDGEN_HOME/run/vidgen.sock`,

@@ -512,6 +512,8 @@ def prepare_pipeline(pipe: Any, settings: GenerationSettings, *, device: str, dt
     _apply_scheduler(pipe, settings)
     _apply_loras(pipe, settings)
     offload = "none" if placed else _place(pipe, device, settings.offload)
+    if device == "cpu":
+        acceleration.use_onednn_conv3d(pipe)
     if settings.vae_tiling:
         vae = getattr(pipe, "vae", None)
         if vae is not None and hasattr(vae, "enable_tiling"):

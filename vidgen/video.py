@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 if TYPE_CHECKING:
+    import numpy as np
+
     from vidgen.audio import Audio
 
 from vidgen import ui
@@ -76,6 +76,8 @@ def _temporary_sibling(path: Path) -> Path:
 
 
 def _to_uint8_frames(frames: np.ndarray) -> np.ndarray:
+    import numpy as np  # here, not at the top: a call handed to `vidgen serve` never needs it
+
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
     return np.ascontiguousarray(frames)
@@ -498,6 +500,8 @@ def _open_video(path: Path):
 
 def read_frames(path: Path) -> np.ndarray:
     """All frames as uint8 (T, H, W, 3)."""
+    import numpy as np
+
     path = Path(path)
     if path.is_dir():
         from PIL import Image
