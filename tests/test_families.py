@@ -143,3 +143,25 @@ def test_helios_pyramid_takes_steps_per_stage():
     adhoc = GenerationSettings(prompt=PROMPT, model="unused", preset="custom")
     generator.fill_pipeline_defaults(adhoc)
     assert (adhoc.steps, adhoc.frames, adhoc.width, adhoc.height) == (10, 132, 640, 384)
+
+
+@pytest.mark.parametrize(("preset", "size"), [("helios-mid-i2v", 128), ("helios-distilled-i2v", 64)])
+def test_helios_pyramid_image_presets_follow_the_image(preset, size, run_cli, tiny_pipeline_dir, tmp_path):
+    """One Helios class serves text and image input, so each image preset loads its repository's
+    own class (saved as that repository is) and the start image must reach it: a white and a
+    black image give different videos, where a dropped image would give identical ones.
+    (helios-base-i2v is left out: its tiny random model, called by diffusers directly, moves
+    the output by 3e-6 of full scale between the two images, below one level of 255.)"""
+    repository_class, variant = REPOSITORY_LAYOUT[preset]
+    folder = tiny_pipeline_dir(repository_class, variant)
+    videos = {}
+    for colour in ("white", "black"):
+        out = tmp_path / f"{colour}.mp4"
+        image = _image(tmp_path / f"{colour}.png", colour, (size, size))
+        result = run_cli("generate", PROMPT, "--preset", preset, "--model", folder, "--image", image,
+                         "--size", f"{size}x{size}", "--frames", "33", *CPU, "-o", out)  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        assert read_recipe(out)["pipeline"] == repository_class
+        videos[colour] = read_frames(out).astype(int)
+    assert videos["white"].shape == (33, size, size, 3)
+    assert np.abs(videos["white"] - videos["black"]).max() > 0

@@ -46,7 +46,7 @@ PROMPT = "a red fox running in the snow"
 TINY_SIZE_OVERRIDES = {"cogvideox-5b-i2v": (16, 16)}
 # Helios-Mid's CFG-Zero* step fails in diffusers 0.42.1 where the smallest pyramid stage is one
 # token wide (64 px); its preset's minimum is 128.
-TINY_SIZE_OVERRIDES["helios-mid"] = (128, 128)
+TINY_SIZE_OVERRIDES["helios-mid"] = TINY_SIZE_OVERRIDES["helios-mid-i2v"] = (128, 128)
 # Diffusion forcing windows scaled to the tiny clips (the real ones are 97 frames with 17
 # shared): video extension continues from the input's last frame.
 TINY_EXTRAS = {"skyreels-v2-df-1.3b-extend": {"base_num_frames": 5, "overlap_history": 1}}

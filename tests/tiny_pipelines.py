@@ -1175,6 +1175,7 @@ REPOSITORY_LAYOUT = {
     "skyreels-v2-df-1.3b-extend": ("SkyReelsV2DiffusionForcingPipeline", None),
     # BestWishYsh/Helios-Distilled: one class for text and image input; the repository is the distilled one.
     "helios-distilled-i2v": ("HeliosPyramidPipeline", "helios-distilled"),
+    "helios-mid-i2v": ("HeliosPyramidPipeline", "helios-mid"),  # BestWishYsh/Helios-Mid
 }
 
 
