@@ -292,3 +292,23 @@ def test_accelerate_two_processes_share_the_lines(tiny_wan_dir):
     for record in records:
         assert record["sha256"] == file_sha256(out / record["output"])
     assert "3 videos done" in result.stderr
+
+
+def test_a_plain_line_is_planned_without_a_dict_of_its_own(tmp_path):
+    """The plan keeps a prompt and a seed once, in the job: a line that sets nothing else holds
+    no values dict (a third of a 100,000-line plan, docs/reliability.md), and a line that does
+    keeps only its own values, from which the settings merge again to the planned ones."""
+    from vidgen.batch.plan import plan_jobs
+    from vidgen.generate import merge_settings
+    from vidgen.presets import choose_preset
+    from vidgen.prompts import PromptLine
+
+    chosen = choose_preset(None, None)
+    lines = [PromptLine(1, {"prompt": "a red ball"}), PromptLine(2, {"prompt": "a blue cat", "seed": 40, "steps": 3, "num_videos": 2})]
+    jobs = plan_jobs(lines, chosen=chosen, model=None, flags={}, base_seed=7, out_dir=tmp_path, strict=False, shown_notes=set(), warn=None)
+    assert [(job.line, job.video, job.seed, job.values) for job in jobs] == [
+        (1, 1, derive_seed(7, 1), None), (2, 1, 40, {"steps": 3, "num_videos": 2}), (2, 2, 41, {"steps": 3, "num_videos": 2})]  # fmt: skip
+    for job in jobs:
+        settings, _ = merge_settings(chosen, [{}, job.line_values()], model=None)
+        assert settings.prompt == job.prompt and settings.seed + job.video - 1 == job.seed
+    assert merge_settings(chosen, [{}, jobs[2].line_values()], model=None)[0].steps == 3

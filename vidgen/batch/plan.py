@@ -32,12 +32,18 @@ class Job:
     prompt: str
     seed: int | None = None
     output: str | None = None  # relative to DIR, POSIX separators
-    values: dict[str, Any] | None = None  # the line's own values (shared by its videos)
+    values: dict[str, Any] | None = None  # the line's values besides prompt, seed and output (shared by its videos)
     error: str | None = None
 
     @property
     def key(self) -> tuple[int, int]:
         return (self.line, self.video)
+
+    def line_values(self) -> dict[str, Any]:
+        """The line's values as planned, for merging the settings again: its prompt and its
+        own seed (this video's, less its index) are kept once, in the job, not in `values`
+        too; most lines have no other value, so most jobs hold no dict."""
+        return {**(self.values or {}), "prompt": self.prompt, "seed": self.seed - (self.video - 1)}
 
 
 def derive_seed(base_seed: int, line_number: int) -> int:
@@ -122,6 +128,7 @@ def plan_jobs(lines: Iterable[PromptLine], *, chosen, model: str | None, flags: 
         except VidgenError as error:
             jobs.append(Job(line.number, 1, prompt, error=error.message))
             continue
-        jobs.extend(Job(line.number, index + 1, settings.prompt, seed, name, values) for index, (seed, name) in enumerate(zip(seeds, names)))
+        own = {key: value for key, value in values.items() if key not in ("prompt", "seed")} or None
+        jobs.extend(Job(line.number, index + 1, settings.prompt, seed, name, own) for index, (seed, name) in enumerate(zip(seeds, names)))
     return jobs
 

@@ -101,7 +101,7 @@ class _Runner:
         from vidgen.runner import render
         from vidgen.settings import fit_frames_to_video
 
-        settings, _ = merge_settings(self.chosen, [self.flags, job.values], model=self.model, strict=self.strict)  # checked when planned
+        settings, _ = merge_settings(self.chosen, [self.flags, job.line_values()], model=self.model, strict=self.strict)  # checked when planned
         if self.processes.device and settings.device == "auto":
             settings.device = self.processes.device  # accelerate's device for this process
         if self.generator is None:
