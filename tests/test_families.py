@@ -4,8 +4,9 @@ Every preset already runs end to end in tests/test_presets_tiny.py. These tests 
 that cannot see: SANA-Video's and Motif-Video's image-to-video presets following their image
 when loaded from the repository's text-to-video folder, SANA-Video's `frames` argument for an ad-hoc --model,
 HunyuanVideo 1.5 image-to-video sizing the video from its image, Kandinsky 5 image-to-video's
-smallest frame count, Kandinsky 5's tokenizer when torchvision is missing, and Helios' pyramid
-pipeline taking --steps per resolution stage.
+smallest frame count, Kandinsky 5's tokenizer when torchvision is missing, Helios' pyramid
+pipeline taking --steps per resolution stage and its image presets following the image, and
+Cosmos Predict 2.5 with and without NVIDIA's guardrail.
 Outputs are PNG folders where frames are compared, so the comparison is exact.
 """
 
@@ -165,3 +166,44 @@ def test_helios_pyramid_image_presets_follow_the_image(preset, size, run_cli, ti
         videos[colour] = read_frames(out).astype(int)
     assert videos["white"].shape == (33, size, size, 3)
     assert np.abs(videos["white"] - videos["black"]).max() > 0
+
+
+COSMOS = "cosmos-predict2.5-2b"
+
+
+def test_cosmos_without_its_guardrail_is_one_line_and_no_file(run_cli, tiny_pipeline_dir, tmp_path):
+    """diffusers builds cosmos_guardrail's safety checker with the pipeline and will not run
+    without one; vidgen does not disable it, and says in one line what to install."""
+    if importlib.util.find_spec("cosmos_guardrail") is not None:
+        pytest.skip("cosmos_guardrail is installed here")
+    folder = tiny_pipeline_dir("Cosmos2_5_PredictBasePipeline")
+    assert json.loads((folder / "model_index.json").read_text())["safety_checker"] == [None, None]  # as the repository
+    out = tmp_path / "world.mp4"
+    result = run_cli("generate", PROMPT, "--preset", COSMOS, "--model", folder, "--size", "32x32", "--frames", "5", *CPU, "-o", out)
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("Error: cannot load") and "pip install cosmos_guardrail" in lines[-1], result.stderr
+    assert not any(line.startswith("Error") for line in lines[:-1]) and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_cosmos_runs_its_guardrail_on_the_prompt_and_the_frames(run_cli, tiny_pipeline_dir, tmp_path, monkeypatch):
+    """With a guardrail in place (a stand-in for the real one, whose models are gated and
+    several GB), the preset makes its video and the guardrail saw the prompt and the frames;
+    a prompt it refuses is one line and no file."""
+    from tests.tiny_pipelines import use_guardrail_stand_in
+
+    guardrail = use_guardrail_stand_in(monkeypatch)
+    folder = tiny_pipeline_dir("Cosmos2_5_PredictBasePipeline")
+    out = tmp_path / "world.mp4"
+    result = run_cli("generate", PROMPT, "--preset", COSMOS, "--model", folder, "--size", "32x32", "--frames", "9", *CPU, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    assert read_frames(out).shape == (9, 32, 32, 3)
+    assert read_recipe(out)["pipeline"] == "Cosmos2_5_PredictBasePipeline"
+    assert guardrail.texts == [PROMPT] and guardrail.videos == [(9, 32, 32, 3)]
+
+    refused = tmp_path / "refused.mp4"
+    result = run_cli("generate", "a forbidden scene", "--preset", COSMOS, "--model", folder, "--size", "32x32", "--frames", "9", *CPU, "-o", refused)
+    assert result.exit_code == 2, result.stderr  # the prompt is the bad input
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: ") and "Cosmos Guardrail detected unsafe text" in result.stderr
+    assert "Traceback" not in result.stderr and not refused.exists()

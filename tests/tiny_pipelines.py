@@ -1101,6 +1101,77 @@ def _kandinsky6(variant: str | None):
     )  # fmt: skip
 
 
+class GuardrailStandIn(torch.nn.Module):
+    """Stands in for cosmos_guardrail's CosmosSafetyChecker, as diffusers' own Cosmos tests
+    substitute theirs: the real one downloads NVIDIA's guardrail models (gated, several GB),
+    out of reach offline and too large for a test. It refuses prompts naming a word in
+    `refused` and records what it was shown, so a test sees the pipeline call it on the
+    prompt and on the finished frames. Tests install it where diffusers looks the class up."""
+
+    refused = ("forbidden",)
+    texts: list = []
+    videos: list = []
+
+    def __init__(self):
+        super().__init__()
+        # diffusers reads each component's device and dtype, as of any model
+        self.register_buffer("_placement", torch.zeros(1), persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self._placement.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._placement.dtype
+
+    def check_text_safety(self, prompt: str) -> bool:
+        GuardrailStandIn.texts.append(prompt)
+        return not any(word in prompt for word in self.refused)
+
+    def check_video_safety(self, frames):
+        GuardrailStandIn.videos.append(frames.shape)
+        return frames
+
+
+def use_guardrail_stand_in(monkeypatch) -> type[GuardrailStandIn]:
+    """Make Cosmos pipelines build GuardrailStandIn where they build CosmosSafetyChecker."""
+    import diffusers.pipelines.cosmos.pipeline_cosmos2_5_predict as cosmos
+
+    GuardrailStandIn.texts, GuardrailStandIn.videos = [], []
+    monkeypatch.setattr(cosmos, "CosmosSafetyChecker", GuardrailStandIn)
+    return GuardrailStandIn
+
+
+def _cosmos2_5(variant: str | None):
+    """After diffusers' tests/pipelines/cosmos/test_cosmos2_5_predict.py, smaller, with the
+    Qwen2.5-VL text encoder the real model ships (not the tests' Qwen2-VL): a Cosmos
+    transformer over Wan VAE latents (one channel more, the condition mask), a flow UniPC
+    scheduler. Saved without a safety checker, as the repository is: diffusers builds
+    cosmos_guardrail's CosmosSafetyChecker when the pipeline is made, and refuses to run
+    without one (the NVIDIA Open Model License). Unlike diffusers' tests, the tiny transformer
+    takes no padding-mask channel (concat_padding_mask): resizing that mask needs torchvision,
+    which comes with cosmos_guardrail for real users but is not a test dependency."""
+    from diffusers import AutoencoderKLWan, Cosmos2_5_PredictBasePipeline, CosmosTransformer3DModel, UniPCMultistepScheduler
+
+    tokenizer = _qwen2_5_vl_processor("Qwen2_5_VLProcessor")
+    torch.manual_seed(0)
+    transformer = CosmosTransformer3DModel(
+        in_channels=16 + 1, out_channels=16, num_attention_heads=2, attention_head_dim=16, num_layers=1, mlp_ratio=2,
+        text_embed_dim=16, adaln_lora_dim=4, max_size=(4, 32, 32), patch_size=(1, 2, 2), rope_scale=(2.0, 1.0, 1.0),
+        concat_padding_mask=False, extra_pos_embed_type="learnable",
+    ).eval()  # fmt: skip
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]).eval()
+    pipe = Cosmos2_5_PredictBasePipeline(
+        text_encoder=_qwen2_5_vl_encoder(tokenizer), tokenizer=tokenizer, transformer=transformer, vae=vae,
+        scheduler=UniPCMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=1.0),
+        safety_checker=GuardrailStandIn(),
+    )  # fmt: skip
+    pipe.safety_checker = None  # saved as (null, null), as the real repository holds no checker
+    return pipe
+
+
 # --------------------------------------------------------------------------------------
 
 PIPELINE_CLASSES = {
@@ -1132,6 +1203,7 @@ PIPELINE_CLASSES = {
     "MotifVideoPipeline": _motif_video,
     "MotifVideoImage2VideoPipeline": partial(_motif_video, i2v=True),
     "Kandinsky6TI2VAPipeline": _kandinsky6,
+    "Cosmos2_5_PredictBasePipeline": _cosmos2_5,
 }
 
 # structural variants of a class, keyed by preset name

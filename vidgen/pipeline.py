@@ -438,6 +438,9 @@ def _missing_library(error: ImportError) -> str:
     if found:
         library = found.group(2).lower()
         return f"{found.group(1)} needs {library}, which is not installed (pip install {library})"
+    found = re.search(r"`(\w+)` is not installed\. Please install it to use (.+?): `pip install ([\w.-]+)`", text)
+    if found:  # diffusers' own wording, e.g. Cosmos' required safety checker
+        return f"it needs {found.group(1)} for {found.group(2)}, which is not installed (pip install {found.group(3)})"
     return f"a library it needs is missing ({text.split('. ')[0] if text else type(error).__name__})"
 
 
