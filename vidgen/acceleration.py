@@ -175,8 +175,8 @@ def use_onednn_conv3d(pipe: Any) -> int:
     size rule written for 2D images (batch x channels x first two dims above 20,480), so a
     video VAE's batch-1 convolutions of 32 or 64 channels fall to `slow_conv3d`: the
     built-in model's decoder spent 0.50 of its 0.75 s there (2-core VM). oneDNN on
-    channels-last input decodes the same latents in 0.26 s, values equal to 5e-6
-    (docs/benchmarks.md). Weights are left as they are; anything else (CUDA, half
+    channels-last input decodes the same latents in 0.25 s, values equal to 5e-6 and the
+    frames identical (benchmarks/cpu_conv3d.py, docs/benchmarks.md). Weights are left as they are; anything else (CUDA, half
     precision, gradients, padding modes other than zeros) takes PyTorch's own path."""
     import torch
 

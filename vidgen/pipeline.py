@@ -515,7 +515,7 @@ def prepare_pipeline(pipe: Any, settings: GenerationSettings, *, device: str, dt
     _apply_scheduler(pipe, settings)
     _apply_loras(pipe, settings)
     offload = "none" if placed else _place(pipe, device, settings.offload)
-    if device == "cpu":
+    if device == "cpu":  # PyTorch's own kernel for a video VAE's convolutions is its slowest
         acceleration.use_onednn_conv3d(pipe)
     if settings.vae_tiling:
         vae = getattr(pipe, "vae", None)
