@@ -178,3 +178,21 @@ def test_routed_conv3d_leaves_training_and_other_dtypes_to_torch():
     assert torch.allclose(conv.weight.grad, reference.weight.grad, atol=1e-5)
     half = inputs.detach().bfloat16()
     assert _conv_kernels(lambda: conv.bfloat16()(half)) == _conv_kernels(lambda: reference.bfloat16()(half))
+
+
+def test_routed_conv3d_falls_back_for_good_where_onednn_fails(monkeypatch):
+    import torch
+
+    conv = torch.nn.Conv3d(2, 2, 3)
+    acceleration.use_onednn_conv3d(SimpleNamespace(components={"m": conv}))
+    inputs = torch.randn(1, 2, 3, 5, 5)
+    with torch.no_grad():
+        expected = torch.nn.functional.conv3d(inputs, conv.weight, conv.bias)
+
+        def fails(*args):
+            raise RuntimeError("could not create a primitive")
+
+        monkeypatch.setattr(torch, "mkldnn_convolution", fails)
+        assert torch.allclose(conv(inputs), expected, atol=1e-6)
+        monkeypatch.undo()
+        assert "mkldnn_convolution" not in str(_conv_kernels(lambda: conv(inputs)))  # stays on PyTorch's path

@@ -198,10 +198,16 @@ def _onednn_conv3d(module: Any, torch_path: Any, input: Any, weight: Any, bias: 
     import torch
 
     if input.device.type != "cpu" or input.dtype != torch.float32 or weight.dtype != torch.float32 \
-            or (torch.is_grad_enabled() and (input.requires_grad or weight.requires_grad)):
+            or not torch.backends.mkldnn.enabled or (torch.is_grad_enabled() and (input.requires_grad or weight.requires_grad)):
         return torch_path(input, weight, bias)
-    return torch.mkldnn_convolution(input.contiguous(memory_format=torch.channels_last_3d), weight, bias,
-                                    module.padding, module.stride, module.dilation, module.groups)
+    try:
+        return torch.mkldnn_convolution(input.contiguous(memory_format=torch.channels_last_3d), weight, bias,
+                                        module.padding, module.stride, module.dilation, module.groups)
+    except RuntimeError:
+        # Measured on x86 only: where this oneDNN build cannot run the convolution, this
+        # module goes back to PyTorch's own path for good.
+        module._conv_forward = torch_path
+        return torch_path(input, weight, bias)
 
 
 # ---- offloading ----
