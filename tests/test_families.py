@@ -177,7 +177,7 @@ def test_cosmos_without_its_guardrail_is_one_line_and_no_file(run_cli, tiny_pipe
     if importlib.util.find_spec("cosmos_guardrail") is not None:
         pytest.skip("cosmos_guardrail is installed here")
     folder = tiny_pipeline_dir("Cosmos2_5_PredictBasePipeline")
-    assert json.loads((folder / "model_index.json").read_text())["safety_checker"] == [None, None]  # as the repository
+    assert json.loads((folder / "model_index.json").read_text())["safety_checker"] == [None, None]  # loading builds it
     out = tmp_path / "world.mp4"
     result = run_cli("generate", PROMPT, "--preset", COSMOS, "--model", folder, "--size", "32x32", "--frames", "5", *CPU, "-o", out)
     assert result.exit_code == 1

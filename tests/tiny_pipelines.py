@@ -1147,9 +1147,9 @@ def _cosmos2_5(variant: str | None):
     """After diffusers' tests/pipelines/cosmos/test_cosmos2_5_predict.py, smaller, with the
     Qwen2.5-VL text encoder the real model ships (not the tests' Qwen2-VL): a Cosmos
     transformer over Wan VAE latents (one channel more, the condition mask), a flow UniPC
-    scheduler. Saved without a safety checker, as the repository is: diffusers builds
-    cosmos_guardrail's CosmosSafetyChecker when the pipeline is made, and refuses to run
-    without one (the NVIDIA Open Model License). Unlike diffusers' tests, the tiny transformer
+    scheduler. Saved without a safety checker (the repository's own model_index.json could
+    not be read offline; diffusers builds cosmos_guardrail's CosmosSafetyChecker when the
+    pipeline is made, and refuses to run without one: the NVIDIA Open Model License). Unlike diffusers' tests, the tiny transformer
     takes no padding-mask channel (concat_padding_mask): resizing that mask needs torchvision,
     which comes with cosmos_guardrail for real users but is not a test dependency."""
     from diffusers import AutoencoderKLWan, Cosmos2_5_PredictBasePipeline, CosmosTransformer3DModel, UniPCMultistepScheduler
@@ -1168,7 +1168,7 @@ def _cosmos2_5(variant: str | None):
         scheduler=UniPCMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=1.0),
         safety_checker=GuardrailStandIn(),
     )  # fmt: skip
-    pipe.safety_checker = None  # saved as (null, null), as the real repository holds no checker
+    pipe.safety_checker = None  # saved as (null, null): loading builds the checker
     return pipe
 
 
