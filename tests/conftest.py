@@ -7,14 +7,21 @@ time (before any test imports it), as well as per test.
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 # Tiny models gain nothing from threads, and on a small shared CPU torch's default
 # thread pool oversubscribes the cores (the suite ran 4x slower). Subprocesses inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Hypothesis keeps its caches in `.hypothesis/` of the folder pytest starts in (the checkout)
+# unless told otherwise; one folder per user under the system's temporary folder instead.
+# tests/test_properties.py checks that the checkout holds none.
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), f"vidgen-tests-hypothesis-{os.getuid()}"))
 
+import functools  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
 
 import pytest  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
@@ -92,3 +99,26 @@ def generate_tiny(run_cli, tiny_wan_dir):
         return run_cli(prompt, "--model", tiny_wan_dir, *TINY_ARGS, *args, input=input)
 
     return invoke
+
+
+@pytest.fixture
+def pipeline_calls(monkeypatch):
+    """`watch(cls)`: a list that gets one entry per call of a `cls` pipeline, with the
+    pipeline as vidgen handed it over: `pipe`, the `scheduler` object at the call, whether
+    its VAE tiles (`vae_tiling`), and the call's keyword arguments. What the recipe says
+    echoes the settings; this is what the model really ran with."""
+
+    def watch(cls) -> list[SimpleNamespace]:
+        calls: list[SimpleNamespace] = []
+        original = cls.__call__
+
+        @functools.wraps(original)  # vidgen reads the call's parameters from its signature
+        def spy(self, *args, **kwargs):
+            vae = getattr(self, "vae", None)
+            calls.append(SimpleNamespace(pipe=self, scheduler=self.scheduler, vae_tiling=getattr(vae, "use_tiling", None), kwargs=kwargs))
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "__call__", spy)
+        return calls
+
+    return watch

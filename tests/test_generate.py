@@ -181,18 +181,35 @@ def test_quiet_hides_notes(generate_tiny):
     assert result.stderr == ""
 
 
-def test_scheduler_and_flow_shift_from_preset(generate_tiny, tiny_wan_dir, tmp_path):
-    preset = tmp_path / "unipc.toml"
-    preset.write_text(
-        f'model = "{tiny_wan_dir}"\npipeline = "WanPipeline"\n'
-        '[defaults]\nscheduler = "UniPCMultistepScheduler"\nflow_shift = 3.0\n'
-    )
-    result = generate_tiny("a ball", "--preset", preset, "--seed", "1", "-o", "u.mp4")
-    assert result.exit_code == 0, result.stderr
-    assert read_recipe(Path("u.mp4"))["flow_shift"] == 3.0
+def test_scheduler_and_flow_shift_from_preset(generate_tiny, tiny_wan_dir, tmp_path, pipeline_calls):
+    """The pipeline runs with the preset's scheduler and shift, not the model's own (the tiny
+    model ships UniPC with flow_shift 3.0, so both presets here differ from it)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler, WanPipeline
+
+    calls = pipeline_calls(WanPipeline)
+    for name, scheduler, shift in (("euler", FlowMatchEulerDiscreteScheduler, 7.0), ("unipc", UniPCMultistepScheduler, 5.0)):
+        preset = tmp_path / f"{name}.toml"
+        preset.write_text(
+            f'model = "{tiny_wan_dir}"\npipeline = "WanPipeline"\n'
+            f'[defaults]\nscheduler = "{scheduler.__name__}"\nflow_shift = {shift}\n'
+        )
+        result = generate_tiny("a ball", "--preset", preset, "--seed", "1", "-o", f"{name}.mp4")
+        assert result.exit_code == 0, result.stderr
+        assert read_recipe(Path(f"{name}.mp4"))["flow_shift"] == shift
+        ran = calls[-1].scheduler
+        assert type(ran) is scheduler, name
+        if scheduler is UniPCMultistepScheduler:  # UniPC calls it flow_shift, and needs flow sigmas for it
+            assert ran.config.flow_shift == shift and ran.config.use_flow_sigmas
+        else:
+            assert ran.config.shift == shift
+    assert len(calls) == 2
 
 
-def test_cpu_options_offload_tiling_dtype_in_one_run(generate_tiny):
+def test_cpu_options_offload_tiling_dtype_in_one_run(generate_tiny, pipeline_calls):
+    import torch
+    from diffusers import WanPipeline
+
+    calls = pipeline_calls(WanPipeline)
     result = generate_tiny(
         "a ball", "--seed", "2", "--offload", "model", "--vae-tiling",
         "--dtype", "float32", "--device", "cpu", "--guidance", "1.0", "--negative-prompt", "blurry", "--json", "-o", "o.mp4",
@@ -202,6 +219,15 @@ def test_cpu_options_offload_tiling_dtype_in_one_run(generate_tiny):
     record = json.loads(result.stdout)
     recipe = read_recipe(Path(record["path"]))
     assert (recipe["guidance"], recipe["negative_prompt"], recipe["dtype"]) == (1.0, "blurry", "float32")
+    # What the pipeline ran with, not what the recipe echoes: a tiling VAE, float32 weights.
+    [call] = calls
+    assert call.vae_tiling is True
+    assert call.kwargs["guidance_scale"] == 1.0 and call.kwargs["negative_prompt"] == "blurry"
+    assert {p.dtype for p in call.pipe.transformer.parameters()} == {torch.float32}
+
+    untiled = generate_tiny("a ball", "--seed", "2", "-o", "p.mp4")  # without the flag: no tiling
+    assert untiled.exit_code == 0, untiled.stderr
+    assert calls[-1].vae_tiling is False
 
 
 def test_lora_without_peft_or_support_is_a_clear_error(generate_tiny):

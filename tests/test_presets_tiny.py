@@ -233,13 +233,46 @@ def _generate_args(name: str, model: Path, tmp_path: Path) -> tuple[list[str], P
     return args, out
 
 
+# The shift the model folders' own schedulers get where a preset sets one: none of the presets' values.
+MODEL_SHIFT = 1.5
+
+
+def _with_another_shift(folder: Path, tmp_path: Path) -> Path:
+    """`folder` with its scheduler's shift set to MODEL_SHIFT (everything else linked, not
+    copied). Many tiny models ship the preset's own shift, as the real ones do, so only a
+    model that disagrees shows whether the preset's scheduler settings are applied."""
+    model = tmp_path / "model"
+    model.mkdir()
+    for entry in folder.iterdir():
+        if entry.name != "scheduler":
+            (model / entry.name).symlink_to(entry)
+    (model / "scheduler").mkdir()
+    config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    config["flow_shift" if "flow_shift" in config else "shift"] = MODEL_SHIFT
+    (model / "scheduler" / "scheduler_config.json").write_text(json.dumps(config))
+    return model
+
+
 @pytest.mark.parametrize("name", PRESETS)
-def test_preset_generates_video_with_tiny_model(name, tiny_model_dir, run_cli, tmp_path):
-    """The real command, with only the model location replaced, writes a video of the requested shape."""
-    args, out = _generate_args(name, tiny_model_dir(name), tmp_path)
+def test_preset_generates_video_with_tiny_model(name, tiny_model_dir, run_cli, tmp_path, pipeline_calls):
+    """The real command, with only the model location replaced, writes a video of the requested
+    shape; the pipeline runs with the preset's scheduler class and shift."""
+    import diffusers
+
+    defaults = _preset(name)["defaults"]
+    folder = tiny_model_dir(name)
+    if "flow_shift" in defaults:
+        folder = _with_another_shift(folder, tmp_path)
+    calls = pipeline_calls(getattr(diffusers, _preset(name)["pipeline"]))
+    args, out = _generate_args(name, folder, tmp_path)
     result = run_cli(*args)
     assert result.exit_code == 0, f"exit {result.exit_code}\nstderr:\n{result.stderr}\n{result.exception!r}"
     _check_generated_video(name, result.stdout, out, tmp_path)
+    ran = calls[-1].scheduler
+    if "scheduler" in defaults:
+        assert type(ran).__name__ == defaults["scheduler"]
+    if "flow_shift" in defaults:
+        assert ran.config["flow_shift" if "flow_shift" in ran.config else "shift"] == defaults["flow_shift"] != MODEL_SHIFT
 
 
 # One preset through a real `python -m vidgen` process as well: the exit status, and a stdout that

@@ -100,9 +100,10 @@ def test_non_finite_floats_are_refused_on_the_command_line(run_cli, tiny_wan_dir
 
 
 def _expected_txt_lines(data: bytes) -> list[int]:
-    """What a reader of the file would call its prompt lines (blank and # lines skipped)."""
-    text = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
-    return [number for number, line in enumerate(text.split(b"\n"), start=1) if line.strip() and not line.strip().startswith(b"#")]
+    """What a reader of the UTF-8 file would call its prompt lines (blank and # lines skipped;
+    blank as str.strip() has it, which also strips Unicode spaces)."""
+    text = (data[3:] if data.startswith(b"\xef\xbb\xbf") else data).decode("utf-8")
+    return [number for number, line in enumerate(text.split("\n"), start=1) if line.strip() and not line.strip().startswith("#")]
 
 
 def _run_batch(run_cli, model: Path, name: str, data: bytes):
@@ -111,7 +112,8 @@ def _run_batch(run_cli, model: Path, name: str, data: bytes):
     (work / name).write_bytes(data)
     out = work / "out"
     result = run_cli("batch", work / name, "-O", out, "--model", model, *BATCH_ARGS)
-    assert "Traceback" not in result.stderr and result.exception is None or isinstance(result.exception, SystemExit), result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.stderr
     assert result.exit_code in (0, 1, 2), (result.exit_code, result.stderr)
     # Nothing outside DIR but the prompts file itself.
     assert sorted(path.name for path in work.iterdir()) == sorted([name] + (["out"] if out.exists() else []))
@@ -138,13 +140,24 @@ byte_lines = st.one_of(
 )
 
 
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 @BATCHES
 @given(data=st.lists(byte_lines, max_size=4).map(lambda parts: b"\n".join(parts)))
 def test_random_bytes_as_a_prompts_file(run_cli, tiny_wan_dir, data):
     result, records = _run_batch(run_cli, tiny_wan_dir, "p.txt", data)
-    if records is None:
-        return  # refused as a whole: not UTF-8, or no prompts
-    assert sorted({r["line"] for r in records}) == _expected_txt_lines(data)
+    # Refused as a whole exactly when the file gives cause: not UTF-8, or no prompt line.
+    expected = _expected_txt_lines(data) if _is_utf8(data) else []
+    should_refuse = not expected
+    assert (records is None) == should_refuse, (data, result.stderr)
+    if records is not None:
+        assert sorted({r["line"] for r in records}) == expected
 
 
 json_values = st.recursive(
@@ -163,10 +176,10 @@ json_objects = st.fixed_dictionaries(
 def test_random_json_lines_as_a_prompts_file(run_cli, tiny_wan_dir, values):
     data = "\n".join(json.dumps(value) for value in values).encode()
     result, records = _run_batch(run_cli, tiny_wan_dir, "p.jsonl", data)
-    if records is None:
-        assert not any(isinstance(value, dict) for value in values)  # refused only with no object
-        return
-    assert sorted({r["line"] for r in records}) == list(range(1, len(values) + 1))
+    # Refused as a whole exactly when no line is an object.
+    assert (records is None) == (not any(isinstance(value, dict) for value in values)), (values, result.stderr)
+    if records is not None:
+        assert sorted({r["line"] for r in records}) == list(range(1, len(values) + 1))
 
 
 cells = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=10)
@@ -187,20 +200,31 @@ def test_random_csv_as_a_prompts_file(run_cli, tiny_wan_dir, header, rows):
     writer.writerows(rows)
     data = buffer.getvalue().encode()
     result, records = _run_batch(run_cli, tiny_wan_dir, "p.csv", data)
-    if records is None:
-        return
-    # Every data row that is not blank is one line of the manifest (its last physical line).
+    # Every data row that is not blank is one line of the manifest (its last physical line);
+    # the first row that is not blank is the header.
     reader = csv.reader(io.StringIO(data.decode()))
-    expected, seen_header = [], False
+    expected, found_header = [], None
     for row in reader:
         if not any(cell.strip() for cell in row):
             continue
-        if not seen_header:
-            seen_header = True
+        if found_header is None:
+            found_header = [cell.strip() for cell in row]
             continue
         expected.append(reader.line_num)
-    assert sorted({r["line"] for r in records}) == expected
+    # Refused as a whole exactly when the file gives cause: a header without a prompt column,
+    # with a column vidgen does not know or one named twice, or no data row at all.
+    bad_header = found_header is None or "prompt" not in found_header or not set(found_header) <= set(LINE_KEYS) \
+        or len(set(found_header)) != len(found_header)
+    assert (records is None) == (bad_header or not expected), (data, result.stderr)
+    if records is not None:
+        assert sorted({r["line"] for r in records}) == expected
 
 
-def test_hypothesis_keeps_no_files_here():
-    assert not os.path.exists(".hypothesis")
+def test_hypothesis_keeps_no_files_in_the_checkout(request):
+    """Hypothesis writes `.hypothesis/` in the folder pytest starts in (the checkout, not this
+    test's working folder) unless conftest.py points it elsewhere; collecting this file with
+    the @given tests above is enough to make it."""
+    root = request.config.rootpath.resolve()
+    storage = Path(os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY", root / ".hypothesis")).resolve()
+    assert not storage.is_relative_to(root), f"Hypothesis stores its files in the checkout: {storage}"
+    assert not (root / ".hypothesis").exists(), f"{root / '.hypothesis'} exists (left by an earlier run? remove it)"

@@ -1,0 +1,503 @@
+"""Break the behaviour a test claims and check that the test then fails (issue 25's habit).
+
+    .venv/bin/python tests/mutants.py              # every mutation below; exit 1 if one survives
+    .venv/bin/python tests/mutants.py NAME ...     # only these
+    .venv/bin/python tests/mutants.py --list       # names, targets and tests
+    .venv/bin/python tests/mutants.py --jobs 2     # two mutations at a time
+    .venv/bin/python tests/mutants.py NAME --tests tests/test_x.py::test_y   # does this test catch NAME?
+
+Each mutation names a target, `module:attribute.path`, a way to break it (`breaks` gets the
+original and returns what replaces it: a no-op, a constant, a wrong answer), and the tests
+that claim the behaviour: with the target broken, every one of them must fail. Each
+mutation runs in its own pytest process (the tests named only), with this file loaded as a
+plugin: the target is replaced right after its module is imported, before any other module
+can bind the name, in pytest's process and in every Python process it starts (through a
+sitecustomize.py on PYTHONPATH: `vidgen serve`, `python -m vidgen`). No file is edited.
+
+A mutation is reported `caught` when every item of its tests failed, `SURVIVED` when one
+passed (that test cannot see the break it claims to see), `MISSING` when its target or one
+of its tests no longer exists (renamed or moved: update the list), `ERROR` when pytest
+could not run them. Anything but `caught` exits 1.
+
+When you add a test, add the mutation it must catch here. Refactoring vidgen moves
+targets: the list below is the one place to update.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.util
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    claim: str  # what the tests say they check, which this mutation breaks
+    target: str | None  # "module:attribute.path"; None when `setup` does the breaking
+    breaks: Callable[[Any], Any] | None  # the original -> what replaces it
+    tests: tuple[str, ...]  # node ids (a test without [params] means every one of its items)
+    setup: Callable[[], None] | None = None  # run in pytest_configure, after conftest.py
+    leaves: tuple[str, ...] = field(default=())  # paths (from the repository root) the broken run may create
+
+
+def noop(original):
+    return lambda *args, **kwargs: None
+
+
+# ---- the mutations: target, how it breaks, and the tests that must then fail ----
+
+MUTATIONS = [
+    Mutation(
+        "hypothesis-writes-in-the-checkout",
+        "Hypothesis keeps no files in the checkout (conftest.py points it elsewhere)",
+        None, None,
+        ("tests/test_properties.py::test_hypothesis_keeps_no_files_in_the_checkout",),
+        setup=lambda: os.environ.pop("HYPOTHESIS_STORAGE_DIRECTORY", None),
+        leaves=(".hypothesis",),
+    ),
+    Mutation(
+        "failed-lines-show-a-traceback",
+        "a batch of random prompts prints no traceback, whatever its exit code",
+        "vidgen.batch.run:_Runner.record", lambda original: _traceback_on_failure(original),
+        ("tests/test_properties.py::test_random_json_lines_as_a_prompts_file",
+         "tests/test_properties.py::test_random_csv_as_a_prompts_file"),
+    ),
+    Mutation(
+        "every-prompts-file-refused",
+        "a prompts file is refused as a whole only when it gives cause",
+        "vidgen.prompts:read_prompt_lines", lambda original: _refuse_every_file,
+        ("tests/test_properties.py::test_random_bytes_as_a_prompts_file",
+         "tests/test_properties.py::test_random_csv_as_a_prompts_file",
+         "tests/test_properties.py::test_random_json_lines_as_a_prompts_file"),
+    ),
+    Mutation(
+        "opus-not-resampled-to-48k",
+        "Opus gets a rate it cannot encode as 48 kHz (vidgen's -ar 48000)",
+        "vidgen.audio:mux_arguments", lambda original: _without_resampling(original),
+        ("tests/test_audio.py::test_opus_takes_a_rate_it_cannot_encode_at_48k",),
+    ),
+    Mutation(
+        "audio-rate-misread",
+        "the soundtrack is encoded at the model's own rate (16 kHz), as the recipe says",
+        "vidgen.audio:sample_rate_of", lambda original: lambda pipe: 48000,
+        ("tests/test_audio.py::test_webm_carries_opus",),
+    ),
+    Mutation(
+        "scheduler-never-applied",
+        "the preset's scheduler class and flow shift reach the pipeline",
+        "vidgen.pipeline:_apply_scheduler", noop,
+        ("tests/test_generate.py::test_scheduler_and_flow_shift_from_preset",
+         "tests/test_presets_tiny.py::test_preset_generates_video_with_tiny_model[wan2.1-t2v-1.3b]"),
+    ),
+    Mutation(
+        "vae-tiling-flag-dropped",
+        "--vae-tiling makes the VAE tile",
+        "vidgen.pipeline:prepare_pipeline", lambda original: _without_vae_tiling(original),
+        ("tests/test_generate.py::test_cpu_options_offload_tiling_dtype_in_one_run",),
+    ),
+    Mutation(
+        "conv3d-routes-training-too",
+        "the oneDNN route leaves training (tensors that need gradients) to PyTorch's own kernels",
+        "vidgen.acceleration:_onednn_conv3d", lambda original: _route_training_too(original),
+        ("tests/test_acceleration.py::test_routed_conv3d_leaves_training_and_other_dtypes_to_torch",),
+    ),
+    Mutation(
+        "torch-threads-not-set",
+        "--threads reaches torch",
+        "vidgen.acceleration:apply_threads", lambda original: _threads_without_torch(original),
+        ("tests/test_threads.py::test_threads_reach_torch_and_ffmpeg",),
+    ),
+    Mutation(
+        "ffmpeg-threads-not-set",
+        "--threads reaches ffmpeg",
+        "vidgen.video:encoder_thread_options", lambda original: lambda: [],
+        ("tests/test_threads.py::test_threads_reach_torch_and_ffmpeg",),
+    ),
+    Mutation(
+        "every-cache-is-first-block",
+        "each --cache name installs its own cache",
+        "vidgen.acceleration:cache_config", lambda original: lambda name, pipe: original("first-block", pipe),
+        ("tests/test_acceleration.py::test_every_cache_method_installs_on_wan[taylorseer]",
+         "tests/test_acceleration.py::test_every_cache_method_installs_on_wan[pab]"),
+    ),
+    Mutation(
+        "attention-backend-not-set",
+        "--attention-backend native sets the denoiser's attention backend",
+        "vidgen.acceleration:set_attention_backend", lambda original: _check_backend_only(original),
+        ("tests/test_acceleration.py::test_native_attention_backend_runs_on_cpu",),
+    ),
+    Mutation(
+        "server-runs-queued-jobs-while-stopping",
+        "on SIGTERM the server finishes the job in hand; queued jobs run in their clients",
+        "vidgen.server:Server.__init__", lambda original: _worker_ignores_stopping(original),
+        ("tests/test_server.py::test_sigterm_finishes_the_job_in_hand_and_queued_jobs_run_in_their_clients",),
+    ),
+    Mutation(
+        "purple-read-as-blue",
+        "the built-in model's videos follow their prompts, every colour among them",
+        "vidgen.generate:VideoGenerator._call_arguments", lambda original: _purple_as_blue(original),
+        ("tests/test_embedded_model.py::test_videos_follow_their_prompts",),
+    ),
+    Mutation(
+        "subclass-pipeline-refused",
+        "a model whose class is a subclass of the preset's is accepted",
+        "vidgen.model_check:check_pipeline_class", lambda original: _family_only(original),
+        ("tests/test_errors.py::test_same_family_or_subclass_pipeline_class_is_accepted",),
+    ),
+    Mutation(
+        "any-pipeline-class-accepted",
+        "a model of another family than the preset's is refused",
+        "vidgen.model_check:check_pipeline_class", noop,
+        ("tests/test_errors.py::test_same_family_or_subclass_pipeline_class_is_accepted",),
+    ),
+    Mutation(
+        "line-seeds-derived-differently",
+        "a line's seed stays what it was (resumed batches and names depend on it)",
+        "vidgen.batch.plan:derive_seed", lambda original: lambda base_seed, line_number: original(base_seed + 1, line_number),
+        ("tests/test_batch.py::test_seeds_are_stable_per_line_and_follow_the_base_seed",),
+    ),
+]
+
+
+# ---- how the mutations break things (referenced above through lambdas) ----
+
+
+def _traceback_on_failure(original):
+    def record(self, job, status, **kwargs):
+        if status == "failed":
+            from vidgen import ui
+
+            ui.warn('Traceback (most recent call last):\n  File "vidgen/batch/run.py", in run\nValueError: leaked')
+        return original(self, job, status, **kwargs)
+
+    return record
+
+
+def _refuse_every_file(file, name, fmt):
+    from vidgen.errors import UsageError
+
+    raise UsageError(f"cannot read prompts file {name}: refused (mutant)")
+
+
+def _without_resampling(original):
+    def mux_arguments(fmt, audio, wav):
+        inputs, options = original(fmt, audio, wav)
+        if "-ar" in options:
+            at = options.index("-ar")
+            options = options[:at] + options[at + 2 :]
+        return inputs, options
+
+    return mux_arguments
+
+
+def _without_vae_tiling(original):
+    import dataclasses
+
+    def prepare_pipeline(pipe, settings, **kwargs):
+        return original(pipe, dataclasses.replace(settings, vae_tiling=False), **kwargs)
+
+    return prepare_pipeline
+
+
+def _route_training_too(original):
+    def onednn_conv3d(module, torch_path, input, weight, bias):
+        import torch
+
+        if input.device.type == "cpu" and input.dtype == torch.float32 and weight.dtype == torch.float32:
+            return torch.mkldnn_convolution(input.contiguous(memory_format=torch.channels_last_3d), weight, bias,
+                                            module.padding, module.stride, module.dilation, module.groups)  # fmt: skip
+        return original(module, torch_path, input, weight, bias)
+
+    return onednn_conv3d
+
+
+def _threads_without_torch(original):
+    def apply_threads(requested, *, local_processes=None):
+        from vidgen import acceleration
+
+        count = acceleration.cpu_thread_count(requested, local_processes=local_processes)
+        acceleration._configured_threads = count  # ffmpeg still gets it; torch does not
+        return count
+
+    return apply_threads
+
+
+def _check_backend_only(original):
+    def set_attention_backend(pipe, name):
+        from vidgen import acceleration
+        from vidgen.errors import UsageError
+
+        if name not in acceleration.attention_backends():
+            raise UsageError(f"unknown attention backend {name!r}")
+
+    return set_attention_backend
+
+
+def _worker_ignores_stopping(original):
+    import sys
+    import threading
+
+    class StoppingUnseenByTheWorker(threading.Event):
+        def is_set(self):  # the worker's loop (Server.work) runs queued jobs on as if not stopping
+            return False if sys._getframe(1).f_code.co_name == "work" else super().is_set()
+
+    def __init__(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.stopping = StoppingUnseenByTheWorker()
+
+    return __init__
+
+
+def _purple_as_blue(original):
+    def call_arguments(self, *args, **kwargs):
+        arguments = original(self, *args, **kwargs)
+        if isinstance(arguments.get("prompt"), str):
+            arguments["prompt"] = arguments["prompt"].replace("purple", "blue")
+        return arguments
+
+    return call_arguments
+
+
+def _family_only(original):
+    def check_pipeline_class(actual, expected, model, preset):
+        import diffusers
+
+        from vidgen.errors import UsageError
+
+        if expected is None or actual == expected:
+            return
+        actual_class, expected_class = getattr(diffusers, actual, None), getattr(diffusers, expected, None)
+        if actual_class is not None and expected_class is not None \
+                and actual_class.__module__.rsplit(".", 1)[0] == expected_class.__module__.rsplit(".", 1)[0]:
+            return
+        raise UsageError(f"model {model} is a {actual}, but preset {preset} expects a {expected}")
+
+    return check_pipeline_class
+
+
+# ---- the plugin: applied in every process that imports this module with VIDGEN_MUTANT set ----
+
+ENV_NAME = "VIDGEN_MUTANT"
+ENV_REPORT = "VIDGEN_MUTANT_REPORT"  # a JSON-lines file: the test outcomes, and a missing target
+
+
+def _report(**entry: Any) -> None:
+    path = os.environ.get(ENV_REPORT)
+    if path:
+        with open(path, "a") as handle:
+            handle.write(json.dumps(entry) + "\n")
+
+
+def _resolve(module: Any, path: str) -> tuple[Any, str]:
+    """The object that holds the last name of `path`, and that name."""
+    owner = module
+    *parents, last = path.split(".")
+    for name in parents:
+        owner = getattr(owner, name)
+    if not hasattr(owner, last):
+        raise AttributeError(f"{module.__name__} has no {path}")
+    return owner, last
+
+
+class _Loader(importlib.abc.Loader):
+    def __init__(self, inner: Any, after: Callable[[Any], None]):
+        self.inner, self.after = inner, after
+
+    def create_module(self, spec):
+        return self.inner.create_module(spec)
+
+    def exec_module(self, module):
+        self.inner.exec_module(module)
+        self.after(module)
+
+    def __getattr__(self, name):  # get_source and the like, for tracebacks
+        return getattr(self.inner, name)
+
+
+class _PatchOnImport(importlib.abc.MetaPathFinder):
+    """Patches one module right after it is executed, before anyone imports from it."""
+
+    def __init__(self, module_name: str, after: Callable[[Any], None]):
+        self.module_name, self.after, self.busy = module_name, after, False
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != self.module_name or self.busy:
+            return None
+        self.busy = True
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self.busy = False
+        if spec is not None and spec.loader is not None:
+            spec.loader = _Loader(spec.loader, self.after)
+        return spec
+
+
+_applied: list[str] = []
+
+
+def install(name: str) -> Mutation:
+    """Arrange for mutation `name` to be applied when its target's module is imported."""
+    mutation = next((m for m in MUTATIONS if m.name == name), None)
+    if mutation is None:
+        raise SystemExit(f"tests/mutants.py: no mutation named {name!r}")
+    if mutation.target is None:
+        return mutation
+    module_name, _, path = mutation.target.partition(":")
+
+    def apply(module: Any) -> None:
+        try:
+            owner, last = _resolve(module, path)
+        except AttributeError as error:
+            _report(missing=f"{mutation.target}: {error}")
+            raise
+        setattr(owner, last, mutation.breaks(getattr(owner, last)))
+        _applied.append(mutation.target)
+
+    if module_name in sys.modules:
+        apply(sys.modules[module_name])
+    else:
+        sys.meta_path.insert(0, _PatchOnImport(module_name, apply))
+    return mutation
+
+
+_ACTIVE = install(os.environ[ENV_NAME]) if os.environ.get(ENV_NAME) else None
+
+
+def pytest_configure(config):
+    if _ACTIVE is None:
+        return
+    try:  # a failing example is reported as found: shrinking it would rerun whole batches
+        from hypothesis import Phase, settings
+
+        settings.register_profile("vidgen-mutants", phases=[Phase.explicit, Phase.generate])
+        settings.load_profile("vidgen-mutants")
+    except ImportError:
+        pass
+    if _ACTIVE.setup is not None:
+        _ACTIVE.setup()
+    if _ACTIVE.target is not None:
+        module_name = _ACTIVE.target.partition(":")[0]
+        try:
+            importlib.import_module(module_name)  # applies it now, or says the target is gone
+        except ImportError as error:
+            _report(missing=f"{_ACTIVE.target}: {error}")
+            raise
+
+
+def pytest_runtest_logreport(report):
+    if _ACTIVE is not None and (report.when == "call" or report.outcome != "passed"):
+        _report(nodeid=report.nodeid, when=report.when, outcome=report.outcome)
+
+
+# ---- the runner ----
+
+
+def _matches(nodeid: str, wanted: str) -> bool:
+    return nodeid == wanted or ("[" not in wanted and nodeid.startswith(wanted + "["))
+
+
+def run_one(mutation: Mutation, root: str, hook_dir: str, report_dir: str) -> tuple[str, str, float]:
+    """(status, detail, seconds) for one mutation."""
+    import subprocess
+
+    report = os.path.join(report_dir, f"{mutation.name}.jsonl")
+    env = dict(os.environ, **{ENV_NAME: mutation.name, ENV_REPORT: report})
+    env["PYTHONPATH"] = os.pathsep.join([hook_dir, root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env["COLUMNS"] = "400"  # whole lines in the -ra summary that --show prints
+    left_before = {path for path in mutation.leaves if os.path.lexists(os.path.join(root, path))}
+    started = time.monotonic()
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "tests.mutants", "-p", "no:cacheprovider", "-W", "ignore", *mutation.tests]
+    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    for path in set(mutation.leaves) - left_before:
+        import shutil
+
+        shutil.rmtree(os.path.join(root, path), ignore_errors=True)
+    entries = []
+    if os.path.exists(report):
+        with open(report) as handle:
+            entries = [json.loads(line) for line in handle if line.strip()]
+    missing = [entry["missing"] for entry in entries if "missing" in entry]
+    if missing:
+        return "MISSING", missing[0], seconds
+    outcomes: dict[str, str] = {}
+    for entry in entries:
+        if "nodeid" in entry and outcomes.get(entry["nodeid"]) in (None, "passed"):
+            outcomes[entry["nodeid"]] = "error" if entry["when"] != "call" and entry["outcome"] == "failed" else entry["outcome"]
+    tail = "\n".join(done.stdout.strip().splitlines()[-15:] + done.stderr.strip().splitlines()[-5:])
+    problems = []
+    for wanted in mutation.tests:
+        items = {nodeid: outcome for nodeid, outcome in outcomes.items() if _matches(nodeid, wanted)}
+        if not items:
+            return ("MISSING" if done.returncode in (0, 1, 4, 5) else "ERROR"), f"no test ran for {wanted}\n{tail}", seconds
+        problems += [f"{nodeid} {outcome}" for nodeid, outcome in items.items() if outcome != "failed"]
+    if any(problem.endswith(("error", "skipped")) for problem in problems):
+        return "ERROR", "; ".join(problems) + "\n" + tail, seconds
+    if problems:
+        return "SURVIVED", "; ".join(problems), seconds
+    why = [line for line in done.stdout.splitlines() if line.startswith("FAILED ")]  # pytest's -ra summary
+    return "caught", "\n".join([f"{len(outcomes)} test(s) failed"] + why), seconds
+
+
+def main(argv: list[str]) -> int:
+    import argparse
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="mutations to run (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the mutations and exit")
+    parser.add_argument("--jobs", "-j", type=int, default=1, help="mutations run at a time (default 1)")
+    parser.add_argument("--show", action="store_true", help="also show why each caught mutation's tests failed")
+    parser.add_argument("--tests", nargs="+", metavar="NODEID", help="run the named mutations against these tests instead of theirs")
+    options = parser.parse_args(argv)
+
+    if options.list:
+        for mutation in MUTATIONS:
+            print(f"{mutation.name}\n  breaks: {mutation.claim}\n  target: {mutation.target or '(setup)'}")
+            print("".join(f"  test:   {test}\n" for test in mutation.tests), end="")
+        return 0
+    unknown = [name for name in options.names if name not in {m.name for m in MUTATIONS}]
+    if unknown:
+        print(f"unknown mutation(s): {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    chosen = [m for m in MUTATIONS if not options.names or m.name in options.names]
+    if options.tests:
+        import dataclasses
+
+        chosen = [dataclasses.replace(m, tests=tuple(options.tests)) for m in chosen]
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with tempfile.TemporaryDirectory(prefix="vidgen-mutants-") as scratch:
+        hook_dir = os.path.join(scratch, "hook")
+        os.mkdir(hook_dir)
+        with open(os.path.join(hook_dir, "sitecustomize.py"), "w") as handle:
+            # Python processes the tests start (vidgen serve, python -m vidgen) get the mutation too.
+            handle.write("import os\nif os.environ.get('VIDGEN_MUTANT'):\n    import tests.mutants  # noqa: F401\n")
+        started = time.monotonic()
+        failures = 0
+
+        def one(mutation: Mutation):
+            return mutation, run_one(mutation, root, hook_dir, scratch)
+
+        with ThreadPoolExecutor(max(1, options.jobs)) as pool:
+            for mutation, (status, detail, seconds) in pool.map(one, chosen):
+                print(f"{status:9} {mutation.name:42} {seconds:6.1f} s  {detail.splitlines()[0] if detail else ''}", flush=True)
+                failures += status != "caught"
+                if "\n" in detail and (status != "caught" or options.show):
+                    print("          " + "\n          ".join(detail.splitlines()[1:]), flush=True)
+        print(f"{len(chosen) - failures} of {len(chosen)} mutations caught in {time.monotonic() - started:.0f} s")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
