@@ -16,7 +16,7 @@ from vidgen.batch.plan import Job
 from vidgen.errors import GenerationError, UsageError
 
 MANIFEST_NAME = "manifest.jsonl"
-LOCK_NAME = ".vidgen-batch.lock"  # hidden, and not a temp-file name: never removed as stale
+LOCK_NAME = ".vidgen-batch.lock"  # hidden, not a temp-file name; removed by its holder when the batch ends
 
 # video.write_video's temporary names (`.STEM.8HEX.part.SUFFIX`) and
 # check_output_path's probes: what a killed run can leave behind, and nothing else.
@@ -151,8 +151,11 @@ def prepare_out_dir(text: str) -> Path:
 
 class FolderLock:
     """One batch at a time per DIR: an exclusive flock on DIR/.vidgen-batch.lock, held for
-    the whole run. The kernel releases it when the process ends, however it ends (kill
-    -9 included), so a dead batch never leaves the folder locked; the file itself stays."""
+    the whole run by the main process, which removes the file when the batch ends (after
+    the other processes are done), so a finished DIR holds the videos and the manifest
+    only. The kernel releases the lock when the process ends, however it ends (kill -9
+    included), so a dead batch never leaves the folder locked: the file it leaves is
+    locked again, and removed, by the next batch."""
 
     def __init__(self, out_dir: Path):
         self.path = out_dir / LOCK_NAME
@@ -174,7 +177,7 @@ class FolderLock:
 
     def release(self) -> None:
         if self._fd is not None:
-            locking.release(self._fd)
+            locking.release(self._fd, remove=self.path)  # removed while still held (see vidgen.locking)
             self._fd = None
 
 
