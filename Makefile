@@ -1,4 +1,5 @@
-# Set-up and checks. `make install` then `make test`; see README.md.
+# Set-up and checks. From a fresh clone `make demo` or `make test` is enough (each builds
+# .venv first when it is missing); see README.md.
 PYTHON ?= python3
 VENV ?= .venv
 # The CPU build of torch keeps the environment small; a GPU machine can skip it
@@ -7,17 +8,23 @@ TORCH_PIN ?= torch==2.13.0
 
 .PHONY: install test demo train-embedded probe-embedded clean
 
-install:
+# The venv as a file: $(VENV)/bin/vidgen, written by the last pip install below, so an
+# install that failed half-way is redone and a finished one is not. `make test` and
+# `make demo` need it; `install` (phony) always runs the same recipe, for a venv only or
+# to bring one up to date after pyproject.toml changed.
+VENV_READY = $(VENV)/bin/vidgen
+
+install $(VENV_READY):
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --upgrade pip
 	$(VENV)/bin/python -m pip install $(TORCH_PIN)
 	$(VENV)/bin/python -m pip install -e '.[test]'
 
-test:
+test: $(VENV_READY)
 	$(VENV)/bin/python -m pytest -q
 
 # One clip from the built-in model (needs its weights in vidgen/embedded/weights/shapes).
-demo:
+demo: $(VENV_READY)
 	$(VENV)/bin/vidgen "a red circle moving left on a black background" --seed 1 -o demo.mp4 --overwrite
 
 # Retrain the built-in Shapes model from scratch and write its weights (docs/embedded-model.md).
