@@ -124,7 +124,7 @@ def test_batch_under_a_file_size_limit_records_failures_and_resume_completes(tin
     records = manifest(out)
     assert [(r["line"], r["status"]) for r in records] == [(1, "failed"), (2, "failed")]
     assert all("file size limit" in r["error"] for r in records)
-    assert files_in(out) == [LOCK_NAME, MANIFEST_NAME]  # no video, no temporary file
+    assert files_in(out) == [MANIFEST_NAME]  # no video, no temporary file, no lock file
     assert stdout == "" and "2 failed" in stderr and "Traceback" not in stderr
 
     # The limit is gone for the resume, which runs in this process (a fresh one only imported torch again).
@@ -361,7 +361,7 @@ def test_second_sigterm_stops_at_once_and_leaves_no_partial_file(tiny_wan_dir, s
     assert process.returncode == 143, stderr
     assert "terminated" in one_error_line(stderr)
     out = Path("out")
-    assert files_in(out) == [LOCK_NAME, MANIFEST_NAME] and manifest(out) == []
+    assert files_in(out) == [MANIFEST_NAME] and manifest(out) == []  # the lock file removed on the way out
 
 
 def test_second_batch_on_the_same_folder_is_refused_and_a_dead_ones_lock_is_not(batch_cli, tiny_wan_dir, stand_in_ffmpeg):
