@@ -37,13 +37,24 @@ def test_fast_with_another_cache_or_unknown_cache_is_usage_error(generate_tiny):
     assert not Path("x.mp4").exists()
 
 
+# The diffusers config each --cache name must install; a new name needs its line here.
+CACHE_CONFIGS = {"first-block": "FirstBlockCacheConfig", "taylorseer": "TaylorSeerCacheConfig", "pab": "PyramidAttentionBroadcastConfig"}
+
+
+def test_every_cache_method_is_named_here():
+    assert set(CACHE_CONFIGS) == set(acceleration.CACHE_METHODS) - {"none"}
+
+
 @pytest.mark.parametrize("name", [name for name in acceleration.CACHE_METHODS if name != "none"])
 def test_every_cache_method_installs_on_wan(name):
+    import diffusers
+
     from tests.tiny_pipelines import make_tiny_pipeline
 
     pipe = make_tiny_pipeline("WanPipeline")
     acceleration.apply_cache(pipe, name)
     assert pipe.transformer.is_cache_enabled
+    assert type(pipe.transformer._cache_config) is getattr(diffusers, CACHE_CONFIGS[name])
 
 
 def test_denoiser_without_cache_support_is_a_clear_error():
@@ -125,9 +136,18 @@ def test_unknown_attention_backend_is_usage_error(generate_tiny):
     assert result.exit_code == 2 and "unknown attention backend 'warp-drive'" in result.stderr
 
 
-def test_native_attention_backend_runs_on_cpu(generate_tiny):
+def test_native_attention_backend_runs_on_cpu(generate_tiny, pipeline_calls):
+    from diffusers import WanPipeline
+
+    calls = pipeline_calls(WanPipeline)
     result = generate_tiny("a ball", "--attention-backend", "native", "--seed", "1", "-o", "a.mp4")
     assert result.exit_code == 0, result.stderr
+    # Every attention processor of the denoiser the pipeline ran with uses the backend asked for
+    # (left alone, they have none: diffusers' default).
+    [call] = calls
+    backends = {getattr(module.processor, "_attention_backend", "no processor") for module in call.pipe.transformer.modules()
+                if hasattr(module, "processor")}  # fmt: skip
+    assert backends == {"native"}
 
 
 def _conv_kernels(run) -> set[str]:
@@ -172,9 +192,12 @@ def test_routed_conv3d_leaves_training_and_other_dtypes_to_torch():
     reference.load_state_dict(conv.state_dict())
     assert acceleration.use_onednn_conv3d(SimpleNamespace(components={"m": conv})) == 1
     inputs = torch.randn(1, 4, 3, 6, 6, requires_grad=True)
-    conv(inputs).square().sum().backward()  # a gradient flows: PyTorch's own path ran
+    # Training: the kernels PyTorch picks itself, forward and backward (oneDNN's would give
+    # the same gradients, so the gradients alone cannot tell the paths apart).
+    routed_kernels = _conv_kernels(lambda: conv(inputs).square().sum().backward())
     assert conv.weight.grad is not None and inputs.grad is not None
-    reference(inputs.detach()).square().sum().backward()
+    reference_kernels = _conv_kernels(lambda: reference(inputs.detach().requires_grad_()).square().sum().backward())
+    assert routed_kernels == reference_kernels and "aten::mkldnn_convolution" not in routed_kernels
     assert torch.allclose(conv.weight.grad, reference.weight.grad, atol=1e-5)
     half = inputs.detach().bfloat16()
     assert _conv_kernels(lambda: conv.bfloat16()(half)) == _conv_kernels(lambda: reference.bfloat16()(half))
