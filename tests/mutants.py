@@ -117,7 +117,7 @@ MUTATIONS = [
     Mutation(
         "ffmpeg-threads-not-set",
         "--threads reaches ffmpeg",
-        "vidgen.video:encoder_thread_options", lambda original: lambda: [],
+        "vidgen.video:_run_ffmpeg", lambda original: _without_threads_option(original),
         ("tests/test_threads.py::test_threads_reach_torch_and_ffmpeg",),
     ),
     Mutation(
@@ -227,6 +227,16 @@ def _threads_without_torch(original):
         return count
 
     return apply_threads
+
+
+def _without_threads_option(original):
+    def run_ffmpeg(command, *args, **kwargs):
+        if "-threads" in command:  # the encoder is not given the count (encoder_thread_options still answers it)
+            at = command.index("-threads")
+            command = command[:at] + command[at + 2 :]
+        return original(command, *args, **kwargs)
+
+    return run_ffmpeg
 
 
 def _check_backend_only(original):

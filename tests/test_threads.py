@@ -38,13 +38,28 @@ def test_flag_then_environment_then_share_under_a_launcher(monkeypatch):
         acceleration.cpu_thread_count(0)
 
 
-def test_threads_reach_torch_and_ffmpeg(generate_tiny):
+def test_threads_reach_torch_and_ffmpeg(generate_tiny, monkeypatch):
+    import subprocess
+
     import torch
 
-    result = generate_tiny("a red ball", "--threads", "1", "-o", "x.mp4")
+    # A count the environment does not already give (conftest.py sets OMP_NUM_THREADS=1).
+    wanted = torch.get_num_threads() + 1
+    commands = []
+    popen = subprocess.Popen
+
+    def recording_popen(command, *args, **kwargs):
+        commands.append([str(part) for part in command])
+        return popen(command, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", recording_popen)
+    result = generate_tiny("a red ball", "--threads", str(wanted), "-o", "x.mp4")
     assert result.exit_code == 0, result.stderr
-    assert torch.get_num_threads() == 1
-    assert encoder_thread_options() == ["-threads", "1"]
+    assert torch.get_num_threads() == wanted
+    assert encoder_thread_options() == ["-threads", str(wanted)]
+    # The ffmpeg that encoded the frames (read from its standard input) was given the count.
+    [encoder] = [command for command in commands if "rawvideo" in command]
+    assert ["-threads", str(wanted)] in [encoder[i : i + 2] for i in range(len(encoder) - 1)]
     assert probe_video(Path("x.mp4")).frames == 9
 
 
