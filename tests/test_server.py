@@ -357,16 +357,21 @@ def test_sigterm_finishes_the_job_in_hand_and_queued_jobs_run_in_their_clients(s
     served.wait_running()
     queued = served.client(*_tiny(tiny_wan_dir, "queued", "--seed", "2", "-o", "queued.mp4"))
     deadline = time.monotonic() + HANG
-    while not served.status()["queued"]:
+    while not (status := served.status())["queued"]:
         assert time.monotonic() < deadline
         time.sleep(0.1)
+    [waiting] = status["queued"]
+    in_hand = status["running"]["job"]
     served.process.send_signal(signal.SIGTERM)
-    for client, name in ((running, "hand.mp4"), (queued, "queued.mp4")):
+    for client, name, prompt in ((running, "hand.mp4", "in hand"), (queued, "queued.mp4", "queued")):
         _, err = client.communicate(timeout=HANG)
         assert client.returncode == 0, err.decode()
-        assert read_recipe(Path(name))["prompt"] in ("in hand", "queued")
+        assert read_recipe(Path(name))["prompt"] == prompt
     assert served.process.wait(HANG) == 0
-    assert "job 1 (generate): exit 0" in served.output() and "vidgen serve: stopped" in served.output()
+    output = served.output()
+    assert f"job {in_hand} (generate): exit 0" in output and "vidgen serve: stopped" in output
+    # The queued job was refused by the stopping server and ran in its client instead.
+    assert f"job {waiting['job']} (generate)" not in output, output
     assert not served.socket.exists()
 
 
