@@ -173,17 +173,19 @@ class WeightSize:
     bytes: int  # tensor data as stored
     parameters: int
     block_linear_parameters: int  # of 2-D weights inside numbered blocks: what --quantize shrinks
+    block_linear_bytes: int  # what those take now; quantized: bytes - block_linear_bytes + parameters x bytes a weight
     files: tuple[Path, ...] = ()
 
 
 def _size_of(tensors: Iterable[tuple[str, TensorInfo]], files: tuple[Path, ...] = ()) -> WeightSize:
-    total = parameters = block_linear = 0
+    total = parameters = block_linear = block_linear_bytes = 0
     for name, info in tensors:
         total += info.nbytes
         parameters += info.numel
         if len(info.shape) == 2 and name.endswith("weight") and _IN_BLOCK.search(name):
             block_linear += info.numel
-    return WeightSize(total, parameters, block_linear, files)
+            block_linear_bytes += info.nbytes
+    return WeightSize(total, parameters, block_linear, block_linear_bytes, files)
 
 
 @dataclass(frozen=True)
@@ -275,6 +277,8 @@ def component_sizes(folder: str | Path) -> dict[str, WeightSize]:
     """Bytes and parameter counts of each weighted component of a diffusers pipeline
     folder, from safetensors headers (sharded ones through their index)."""
     folder = Path(folder)
+    if not folder.is_dir():
+        raise UsageError(f"model folder not found: {folder}")
     index = folder / "model_index.json"
     if index.is_file():
         declared = json.loads(index.read_text(encoding="utf-8"))
