@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 import vidgen
-from vidgen.embedded import probe
+from vidgen.embedded import probe, shapes
 from vidgen.video import probe_video, read_frames, read_recipe
 
 WEIGHTS = Path(vidgen.__file__).parent / "embedded" / "weights" / "shapes"
@@ -70,7 +70,11 @@ def test_videos_follow_their_prompts(run_cli):
         ("white", "black", "triangle", "growing"): "a white triangle growing on a black background",
         ("red", "white", "square", "shrinking"): "a red square shrinking on a white background",
         ("blue", "black", "square", "still"): "a blue square standing still on a black background",
+        ("purple", "gray", "circle", "left"): "a purple circle moving left on a gray background",
     }
+    # Every word the model knows is among them, as the docstring says.
+    for index, words in enumerate((shapes.OBJECT_COLORS, shapes.BACKGROUND_COLORS, shapes.SHAPES, shapes.MOTIONS)):
+        assert {key[index] for key in prompts} == set(words)
     for (color, background, shape, motion), prompt in prompts.items():
         assert run_cli(prompt, "--seed", "1", "--crf", "0", "-o", "clip.mp4", "--overwrite").exit_code == 0
         judged = probe.judge(read_frames(Path("clip.mp4")))
