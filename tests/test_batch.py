@@ -71,7 +71,8 @@ def test_txt_lines_become_named_videos_with_manifest_and_checksums(batch):
 
 
 def test_seeds_are_stable_per_line_and_follow_the_base_seed():
-    assert derive_seed(0, 7) == derive_seed(0, 7)
+    # Pinned: a batch resumed with a later vidgen, and its file names, depend on these staying.
+    assert derive_seed(0, 7) == 541618850 and derive_seed(5, 3) == 943935321
     assert len({derive_seed(0, line) for line in range(1, 200)}) == 199
     assert derive_seed(1, 7) != derive_seed(0, 7)
     assert all(0 <= derive_seed(base, 3) < 2**31 for base in (0, 5, 2**40))

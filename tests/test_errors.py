@@ -99,12 +99,23 @@ def test_pipeline_class_mismatch(generate_tiny, tmp_path):
     assert_one_error_line(result, 2, "is a WanPipeline, but preset cog expects a CogVideoXPipeline")
 
 
-def test_same_family_or_subclass_pipeline_class_is_accepted():
+def test_same_family_or_subclass_pipeline_class_is_accepted(monkeypatch):
+    import diffusers
+
+    from vidgen.errors import UsageError
     from vidgen.pipeline import check_pipeline_class
 
-    check_pipeline_class("WanPipeline", "WanPipeline", "m", "p")
-    check_pipeline_class("WanImageToVideoPipeline", "WanPipeline", "m", "p")  # same family
-    check_pipeline_class("WanPipeline", None, "m", "p")  # ad-hoc --model: anything
+    # A specialised pipeline from another package (a plugin's): a subclass, not of the family.
+    special = type("SpecialWanPipeline", (diffusers.WanPipeline,), {"__module__": "someplugin.pipelines.special"})
+    monkeypatch.setattr(diffusers, "SpecialWanPipeline", special, raising=False)
+
+    assert check_pipeline_class("WanPipeline", "WanPipeline", "m", "p") is None
+    assert check_pipeline_class("WanImageToVideoPipeline", "WanPipeline", "m", "p") is None  # same family
+    assert check_pipeline_class("SpecialWanPipeline", "WanPipeline", "m", "p") is None  # a subclass
+    assert check_pipeline_class("WanPipeline", None, "m", "p") is None  # ad-hoc --model: anything
+    for actual, expected in (("CogVideoXPipeline", "WanPipeline"), ("WanPipeline", "SpecialWanPipeline")):  # neither
+        with pytest.raises(UsageError, match=f"model m is a {actual}, but preset p expects a {expected}"):
+            check_pipeline_class(actual, expected, "m", "p")
 
 
 def test_unreadable_image(generate_tiny, tmp_path):
