@@ -7,6 +7,7 @@ subcommand is routed to `generate`.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import signal
@@ -18,7 +19,12 @@ import typer
 from typer.core import TyperGroup
 
 from vidgen import __version__, ui
-from vidgen.errors import ExitCode, VidgenError
+from vidgen.acceleration import FAST_CACHE, apply_threads
+from vidgen.client import run_batch as run_on_server
+from vidgen.client import run_generate
+from vidgen.errors import ExitCode, UsageError, VidgenError
+from vidgen.options import BY_NAME, builtin_defaults, option_settings
+from vidgen.presets import DEFAULT_KEYS, TASK_FILTERS, list_presets, load_preset, resolve_model_location
 
 _GROUP_OPTIONS = {"--help", "-h", "--version"}
 
@@ -125,128 +131,84 @@ def _cache_choice(cache: str | None, fast: bool) -> str | None:
     """--fast is --cache with the default method; both together must agree."""
     if not fast:
         return cache
-    from vidgen.acceleration import FAST_CACHE
-
     if cache not in (None, FAST_CACHE):
-        from vidgen.errors import UsageError
-
         raise UsageError(f"--fast means --cache {FAST_CACHE}; give --fast or --cache {cache}, not both")
     return FAST_CACHE
 
 
-# Generation options: one declaration each, shared by `generate` and `batch`.
+# Options of `generate` and `batch` that are not settings (the settings' options come from
+# the table in vidgen.options, added by _with_setting_options).
 PresetOption = Annotated[Optional[str], typer.Option("--preset", "-p", help="Preset name or FILE.toml (default: VIDGEN_PRESET, else shapes).")]
 ModelOption = Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id or local diffusers folder; overrides the preset's model.")]
-StepsOption = Annotated[Optional[int], typer.Option(help="Denoising steps.")]
-GuidanceOption = Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale.")]
-NegativePromptOption = Annotated[Optional[str], typer.Option("--negative-prompt", help="What the video should not show.")]
-FramesOption = Annotated[Optional[int], typer.Option(help="Number of frames (snapped to the model's rule).")]
-SecondsOption = Annotated[Optional[float], typer.Option(help="Length in seconds (frames = seconds x fps, snapped).")]
-FpsOption = Annotated[Optional[float], typer.Option(help="Frames per second of the file.")]
-SizeOption = Annotated[Optional[str], typer.Option(help="WIDTHxHEIGHT, e.g. 832x480 (snapped to the model's rule).")]
-WidthOption = Annotated[Optional[int], typer.Option(help="Width in pixels.")]
-HeightOption = Annotated[Optional[int], typer.Option(help="Height in pixels.")]
-LoraOption = Annotated[Optional[list[str]], typer.Option("--lora", help="LoRA PATH_OR_ID[:SCALE]; repeatable.")]
-DtypeOption = Annotated[Optional[str], typer.Option(help="auto, float32, float16 or bfloat16.")]
-OffloadOption = Annotated[Optional[str], typer.Option(help="none, model, group, sequential or auto (by free GPU memory).")]
-VaeTilingOption = Annotated[Optional[bool], typer.Option("--vae-tiling", help="Decode in tiles to save memory.")]
-CrfOption = Annotated[Optional[int], typer.Option(help="Quality, 0 (lossless) to 51; default 18.")]
-CacheOption = Annotated[Optional[str], typer.Option(help="Step cache: none, first-block, taylorseer or pab (faster, slightly different output).")]
 FastOption = Annotated[bool, typer.Option("--fast", help="Fast mode: the default step cache (first-block).")]
-CompileOption = Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="Compile the denoiser's blocks (default: on for CUDA runs of 10+ steps).", show_default=False)]
-AttentionBackendOption = Annotated[Optional[str], typer.Option("--attention-backend", help="diffusers attention backend (default: PyTorch SDPA).")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr.")]
 StrictOption = Annotated[bool, typer.Option("--strict", help="Refuse sizes and frame counts the model cannot take instead of snapping.")]
-TrustRemoteCodeOption = Annotated[bool, typer.Option("--trust-remote-code", help="Allow a model's own Python code to run.")]
 NoServerOption = Annotated[bool, typer.Option("--no-server", help="Run in this process even when `vidgen serve` is running (also VIDGEN_NO_SERVER=1).")]
-NoAudioOption = Annotated[bool, typer.Option("--no-audio", help="Leave out the soundtrack of a model that makes one (LTX-2).")]
 ThreadsOption = Annotated[Optional[int], typer.Option("--threads", help="CPU threads for torch and ffmpeg (also VIDGEN_THREADS); default: one per core, or the cores shared among processes under accelerate.", show_default=False)]
 
-# The parameters of `generate` and `batch` that become settings overrides (same names),
-# in the settings' order.
-_SETTING_PARAMS = (
-    "seed", "steps", "guidance", "negative_prompt", "frames", "seconds", "fps", "size", "width", "height",
-    "num_videos", "image", "loras", "dtype", "device", "offload", "vae_tiling", "crf",
-    "cache", "compile", "attention_backend", "trust_remote_code",
-)  # fmt: skip
+
+def _with_setting_options(command: str) -> Callable:
+    """Give a command one Typer option per setting of the table (vidgen.options) that it
+    takes, after --model, and its `**settings` the values given. Typer reads a function's
+    signature, so parsing, types and --help all follow the table."""
+
+    def decorate(function: Callable) -> Callable:
+        signature = inspect.signature(function, eval_str=True)
+        own = [parameter for parameter in signature.parameters.values() if parameter.kind is not parameter.VAR_KEYWORD]
+        after = [parameter.name for parameter in own].index("model") + 1
+        derived = [
+            inspect.Parameter(setting.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=Annotated[
+                setting.option_type(),
+                typer.Option(*setting.flags, help=setting.batch_help if command == "batch" and setting.batch_help else setting.help,
+                             show_default=False),
+            ])
+            for setting in option_settings(command)
+        ]  # fmt: skip
+        function.__signature__ = signature.replace(parameters=own[:after] + derived + own[after:])
+        return function
+
+    return decorate
 
 
-def _overrides(params: dict[str, Any]) -> dict[str, Any]:
-    """A command's parameters as settings overrides; None means "not given"."""
-    overrides = {name: params[name] for name in _SETTING_PARAMS}
-    # Video-to-video options exist on `generate` only (a batch takes them from each line).
-    overrides.update({name: params[name] for name in ("video", "strength", "mask") if name in params})
-    if params.get("extras"):
-        from vidgen.extras import parse_extras
-
-        overrides["extras"] = parse_extras(params["extras"])
-    overrides.update(
-        loras=params["loras"] or None,
-        cache=_cache_choice(params["cache"], params["fast"]),
-        trust_remote_code=params["trust_remote_code"] or None,
-        audio=False if params["no_audio"] else None,
-    )
+def _overrides(values: dict[str, Any], *, fast: bool) -> dict[str, Any]:
+    """A command's setting options as settings overrides; None means "not given"."""
+    overrides = {}
+    for name, value in values.items():
+        read = BY_NAME[name].read
+        overrides[name] = read(value) if read is not None and value is not None else value
+    overrides["cache"] = _cache_choice(overrides.get("cache"), fast)
     return overrides
 
 
 @app.command(epilog=_GENERATE_EXAMPLES)
+@_with_setting_options("generate")
 def generate(
     prompt: Annotated[str, typer.Argument(help="What the video shows; - reads it from standard input.")],
     output: Annotated[Optional[str], typer.Option("-o", "--output", help="FILE.mp4|.webm|.gif, a folder for PNG frames, or - for MP4 on stdout. Default: named after the prompt and seed.")] = None,
     preset: PresetOption = None,
     model: ModelOption = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed (drawn and printed when absent).")] = None,
-    steps: StepsOption = None,
-    guidance: GuidanceOption = None,
-    negative_prompt: NegativePromptOption = None,
-    frames: FramesOption = None,
-    seconds: SecondsOption = None,
-    fps: FpsOption = None,
-    size: SizeOption = None,
-    width: WidthOption = None,
-    height: HeightOption = None,
-    num_videos: Annotated[Optional[int], typer.Option("--num-videos", "-n", help="Videos to make; seeds seed, seed+1, ...")] = None,
-    image: Annotated[Optional[str], typer.Option(help="Start image for image-to-video presets (a reference image for wan2.1-vace-1.3b).")] = None,
-    video: Annotated[Optional[str], typer.Option(help="Input video for video-to-video presets (its frame count, snapped, unless --frames is fewer).")] = None,
-    strength: Annotated[Optional[float], typer.Option(help="Video-to-video: how far to move from the input video, above 0 to 1.")] = None,
-    mask: Annotated[Optional[str], typer.Option(help="With --video, for Wan VACE presets: a mask video or one image for every frame; white = regenerate, black = keep. Example: --preset wan2.1-vace-1.3b --video in.mp4 --mask mask.png")] = None,
-    extras: Annotated[Optional[list[str]], typer.Option("--extra", help="NAME=VALUE: one of the preset's extras, e.g. --extra overlap_history=37 for skyreels-v2-df-1.3b; repeatable (vidgen presets show NAME lists them).")] = None,
-    no_audio: NoAudioOption = False,
-    loras: LoraOption = None,
-    dtype: DtypeOption = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N, mps or xpu.")] = None,
-    offload: OffloadOption = None,
-    vae_tiling: VaeTilingOption = None,
-    crf: CrfOption = None,
-    cache: CacheOption = None,
     fast: FastOption = False,
-    compile: CompileOption = None,
-    attention_backend: AttentionBackendOption = None,
     quiet: QuietOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per video on stdout.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     strict: StrictOption = False,
-    trust_remote_code: TrustRemoteCodeOption = False,
     threads: ThreadsOption = None,
     no_server: NoServerOption = False,
     debug: DebugOption = False,
+    **settings: Any,
 ) -> None:
     """Generate a video from a prompt (the default command)."""
-    params = locals()  # the parameters, before anything else is defined
     ui.configure(quiet=quiet)
 
     def action() -> int:
         text = sys.stdin.read().strip() if prompt == "-" else prompt
-        overrides = _overrides(params)
+        overrides = _overrides(settings, fast=fast)
         if not no_server and not _server_disabled():
-            from vidgen.client import run_generate
-
             code = run_generate(text, preset=preset, model=model, overrides=overrides, strict=strict, output=output,
                                 overwrite=overwrite, as_json=as_json, threads=threads, debug=debug)  # fmt: skip
             if code is not None:  # a server ran it; None: no server, so run it here
                 return code
-        from vidgen.acceleration import apply_threads
-        from vidgen.generate import OutputOptions, run
+        from vidgen.single import OutputOptions, run  # torch and diffusers: only when it runs here
 
         apply_threads(threads)
         run(text, preset=preset, model=model, overrides=overrides, strict=strict,
@@ -263,67 +225,44 @@ def _server_disabled() -> bool:
 
 
 @app.command(epilog=_BATCH_EXAMPLES)
+@_with_setting_options("batch")
 def batch(
     ctx: typer.Context,
     prompts_file: Annotated[str, typer.Argument(metavar="PROMPTS_FILE", help=".txt (a prompt a line), .jsonl or .csv; - reads standard input.")],
     out_dir: Annotated[str, typer.Option("-O", "--out-dir", help="Folder for the videos and manifest.jsonl (created if missing).")],
     preset: PresetOption = None,
     model: ModelOption = None,
-    seed: Annotated[Optional[int], typer.Option(help="Base seed: a line without a seed gets one derived from it and its line number (default 0).")] = None,
-    steps: StepsOption = None,
-    guidance: GuidanceOption = None,
-    negative_prompt: NegativePromptOption = None,
-    frames: FramesOption = None,
-    seconds: SecondsOption = None,
-    fps: FpsOption = None,
-    size: SizeOption = None,
-    width: WidthOption = None,
-    height: HeightOption = None,
-    num_videos: Annotated[Optional[int], typer.Option("--num-videos", "-n", help="Videos per line, with consecutive seeds.")] = None,
-    image: Annotated[Optional[str], typer.Option(help="Start image for image-to-video presets (a line's image wins).")] = None,
-    no_audio: NoAudioOption = False,
-    loras: LoraOption = None,
-    dtype: DtypeOption = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N, mps or xpu (under accelerate: each process's own).")] = None,
-    offload: OffloadOption = None,
-    vae_tiling: VaeTilingOption = None,
-    crf: CrfOption = None,
-    cache: CacheOption = None,
     fast: FastOption = False,
-    compile: CompileOption = None,
-    attention_backend: AttentionBackendOption = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip videos the manifest says are done and whose files are intact.")] = False,
     quiet: QuietOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON record per finished video on stdout, as it finishes.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Make again videos whose files already exist.")] = False,
     strict: StrictOption = False,
-    trust_remote_code: TrustRemoteCodeOption = False,
     threads: ThreadsOption = None,
     processes: Annotated[Optional[int], typer.Option("--processes", help="Run the batch in N processes on this machine (one per GPU; without GPUs, CPU processes), started through accelerate; exits with the worst of their codes.", show_default=False)] = None,
     no_server: NoServerOption = False,
     debug: DebugOption = False,
+    **settings: Any,
 ) -> None:
     """Generate a video for every line of a prompts file into a folder (see README, Batch)."""
-    params = locals()  # the parameters, before anything else is defined
     ui.configure(quiet=quiet)
 
     def action() -> int:
+        overrides = _overrides(settings, fast=fast)
         if processes is not None and processes != 1:
-            from vidgen.batch.launch import run_in_processes
+            from vidgen.batch.launch import run_in_processes  # the batch's modules load torch: only when it runs here
 
             return run_in_processes(ctx.meta["vidgen.args"], processes, prompts_file=prompts_file, out_dir=out_dir,
-                                    preset=preset, model=model, overrides=_overrides(params), strict=strict)  # fmt: skip
+                                    preset=preset, model=model, overrides=overrides, strict=strict)  # fmt: skip
         launched = any(key == "WORLD_SIZE" or key.startswith("ACCELERATE_") for key in os.environ)
         if not no_server and not _server_disabled() and not launched:  # accelerate's processes share out the work themselves
-            from vidgen.client import run_batch as run_on_server
-
-            code = run_on_server(prompts_file, out_dir, preset=preset, model=model, overrides=_overrides(params), strict=strict,
+            code = run_on_server(prompts_file, out_dir, preset=preset, model=model, overrides=overrides, strict=strict,
                                  resume=resume, overwrite=overwrite, as_json=as_json, threads=threads, debug=debug)  # fmt: skip
             if code is not None:
                 return code
-        from vidgen.batch import run_batch
+        from vidgen.batch import run_batch  # torch and diffusers: only when it runs here
 
-        return run_batch(prompts_file, out_dir, preset=preset, model=model, overrides=_overrides(params), strict=strict,
+        return run_batch(prompts_file, out_dir, preset=preset, model=model, overrides=overrides, strict=strict,
                          resume=resume, overwrite=overwrite, as_json=as_json, debug=debug, threads=threads)  # fmt: skip
 
     code = _guarded(debug, action)
@@ -342,9 +281,6 @@ def presets_list(
         return
 
     def action() -> None:
-        from vidgen.errors import UsageError
-        from vidgen.presets import TASK_FILTERS, list_presets
-
         if task is not None and task not in TASK_FILTERS:
             raise UsageError(f"unknown task {task!r} (known: {', '.join(TASK_FILTERS)})")
         presets, problems = list_presets()
@@ -372,12 +308,10 @@ def presets_show(
     """Show one preset as resolved (model location, defaults, constraints)."""
 
     def action() -> None:
-        from vidgen.presets import load_preset
-        from vidgen.settings import BUILTIN_DEFAULTS
-
         resolved = load_preset(name).as_dict()
-        # The preset's own defaults first, then the built-in ones it leaves unset.
-        builtin = {key: value for key, value in BUILTIN_DEFAULTS.items() if value is not None and key not in resolved["defaults"]}
+        # The preset's own defaults first, then the built-in ones of what a preset may set.
+        builtin = {key: value for key, value in builtin_defaults().items()
+                   if value is not None and key in DEFAULT_KEYS and key not in resolved["defaults"]}  # fmt: skip
         resolved["defaults"] = {**resolved["defaults"], **builtin}
         if as_json:
             ui.emit_result(json.dumps(resolved, indent=2, ensure_ascii=False))
@@ -446,18 +380,15 @@ def serve(
     ui.configure(quiet=quiet)
 
     def action() -> int:
-        from vidgen import server
+        from vidgen import server  # the server's modules load torch: only for `serve`
+        from vidgen.runner import parse_keep_alive
 
         if status and stop:
-            from vidgen.errors import UsageError
-
             raise UsageError("give --status or --stop, not both")
         if status:
             return server.print_status(as_json)
         if stop:
             return server.stop_server()
-        from vidgen.runner import parse_keep_alive
-
         return server.serve(parse_keep_alive(keep_alive))
 
     code = _guarded(debug, action)
@@ -473,9 +404,7 @@ def pull(
     """Download a preset's model (safetensors only) into the Hugging Face cache."""
 
     def action() -> None:
-        from vidgen.errors import UsageError
-        from vidgen.pipeline import download_model
-        from vidgen.presets import load_preset, resolve_model_location
+        from vidgen.pipeline import download_model  # loads torch and huggingface_hub
 
         revision = None
         try:

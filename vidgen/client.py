@@ -148,7 +148,7 @@ def _absolute_output(text: str) -> str:
 def resolve_common(preset: str | None, model: str | None, overrides: dict[str, Any]) -> tuple[str | None, str | None, dict[str, Any]]:
     """The preset file, model folder, images, videos and LoRA files as absolute paths;
     a missing --image or --video fails here (exit 2), before anything is sent."""
-    from vidgen.settings import LoraSpec
+    from vidgen.options import LoraSpec
 
     overrides = dict(overrides)
     if preset is None:

@@ -60,3 +60,9 @@ class Interrupted(VidgenError):
 
     def __init__(self, message: str = "interrupted", exit_code: ExitCode | None = None):
         super().__init__(message, exit_code)
+
+
+def first_line(error: BaseException) -> str:
+    """A library's error as one line: its message's first line, else its class name."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,7 +1,7 @@
 """Preset extras: pipeline parameters beyond the common settings, checked and snapped.
 
 A preset's `[extras]` table sets them (SkyReels-V2 diffusion forcing's window and overlap)
-and `--extra NAME=VALUE` overrides one for a run. Unlike the `[call]` table, which goes to
+and `--extra NAME=VALUE` overrides one for a run (their names and types: options.EXTRA_TYPES). Unlike the `[call]` table, which goes to
 the pipeline as written, an extra is known here by name: its type and range are checked,
 frame counts are snapped to the model's rule with a visible note (refused with --strict),
 and what extras imply for the frame count itself (`frames_rule`) applies to --frames.
@@ -16,48 +16,18 @@ never denoised by diffusers (it decodes as noise), so counts are snapped to whol
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import replace
 from typing import Any
 
 from vidgen.errors import UsageError
+from vidgen.options import EXTRA_TYPES
+from vidgen.settings import frames_rule_text, nearest_valid_frames
 
-# name -> type; the pipeline parameter has the same name.
-EXTRA_TYPES: dict[str, type] = {
-    "overlap_history": int,  # frames each window shares with the one before
-    "base_num_frames": int,  # frames in one window (the model's context)
-    "ar_step": int,  # asynchronous mode: steps each block lags the one before (0: synchronous)
-    "causal_block_size": int,  # asynchronous mode: latent frames denoised together
-    "addnoise_condition": float,  # noise added to the overlap frames that condition a window
-}
 MAX_AR_STEP = 1_000
 # SkyReels-V2 warns above 60 ("may cause inconsistencies"); its README recommends 20.
 MAX_ADDNOISE = 60
 # Frames-like extras: snapped to the model's frame rule, like --frames.
 _FRAME_COUNTS = ("overlap_history", "base_num_frames")
-
-
-def parse_extra(text: str) -> tuple[str, Any]:
-    """`--extra NAME=VALUE` -> (name, value of the extra's type)."""
-    name, sep, value_text = text.partition("=")
-    name = name.strip().replace("-", "_")
-    if not sep or not name:
-        raise UsageError(f"--extra must look like NAME=VALUE (for example overlap_history=37), got {text!r}")
-    if name not in EXTRA_TYPES:
-        raise UsageError(f"unknown extra {name!r} (known: {', '.join(EXTRA_TYPES)})")
-    kind = EXTRA_TYPES[name]
-    value_text = value_text.strip()
-    pattern = r"-?\d+" if kind is int else r"-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?"
-    if not re.fullmatch(pattern, value_text):
-        raise UsageError(f"--extra {name} must be {'a whole number' if kind is int else 'a number'}, got {value_text!r}")
-    return name, kind(value_text)
-
-
-def parse_extras(texts: list[str] | None) -> dict[str, Any] | None:
-    """Every --extra, later ones winning; None when none was given."""
-    if not texts:
-        return None
-    return dict(parse_extra(text) for text in texts)
 
 
 def _block_rule(rule, block: int):
@@ -78,8 +48,6 @@ def frames_rule(rule, extras: dict[str, Any]):
 def fit_extras(settings, rule, *, strict: bool) -> tuple[Any, list[str]]:
     """Check the extras, snap the frame counts among them, and return the frame rule
     for --frames with the notes to show. Every problem is one UsageError line."""
-    from vidgen.settings import nearest_valid_frames, frames_rule_text
-
     extras = settings.extras
     problems: list[str] = []
     for name, value in extras.items():

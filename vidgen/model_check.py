@@ -20,12 +20,17 @@ as non-finite frames (generate.py refuses those).
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import struct
 from pathlib import Path
 from typing import Any
 
+import diffusers
+
 from vidgen.errors import UsageError
+from vidgen.hub import component_config
+from vidgen.presets import ModelLocation
 
 _MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors format's own limit
 _LIBRARIES = ("diffusers", "transformers")  # what vidgen can check without running model code
@@ -101,3 +106,103 @@ def check_safetensors(path: Path, folder: Path | None = None) -> None:
     expected = 8 + header_length + max(ends, default=0)
     if size != expected:
         raise UsageError(f"{damaged}: {size} bytes where its header describes {expected} (truncated, or cut off while copying)")
+
+
+# ---- does the model serve the preset's class ----
+
+
+def check_pipeline_class(actual: str, expected: str | None, model: str, preset: str) -> None:
+    """The model's class must be the preset's, a subclass, or of the same family
+    (same diffusers pipelines package, for example Wan's)."""
+    if expected is None or actual == expected:
+        return
+    actual_class = getattr(diffusers, actual, None)
+    expected_class = getattr(diffusers, expected, None)
+    if actual_class is not None and expected_class is not None:
+        if issubclass(actual_class, expected_class):
+            return
+        if actual_class.__module__.rsplit(".", 1)[0] == expected_class.__module__.rsplit(".", 1)[0]:
+            return
+    raise UsageError(
+        f"model {model} is a {actual}, but preset {preset} expects a {expected}; "
+        "choose the preset that matches the model (vidgen presets)"
+    )
+
+
+def class_to_load(actual: str, expected: str | None) -> str | None:
+    """The pipeline class to instantiate, or None for the one model_index.json names.
+
+    A repository often serves several tasks with one model_index.json: Lightricks/LTX-Video
+    names LTXPipeline, Wan2.2-TI2V-5B names WanPipeline, yet both also run image-to-video.
+    Loading the named class would silently drop --image, so a preset's own class wins
+    (diffusers builds any compatible class from another pipeline's folder). The folder's
+    class stays when it is the preset's or a subclass of it (a specialised pipeline).
+    """
+    if expected is None or actual == expected:
+        return None
+    actual_class = getattr(diffusers, actual, None)
+    expected_class = getattr(diffusers, expected, None)
+    if actual_class is not None and expected_class is not None and issubclass(actual_class, expected_class):
+        return None
+    return expected
+
+
+def _takes_image(pipeline_class: Any) -> bool:
+    return "image" in inspect.signature(pipeline_class.__call__).parameters
+
+
+
+# Input channels the denoiser of a class needs, from the VAE's latent channels and the
+# pipeline's config: image-to-video classes of these families concatenate the image's
+# latents (and Wan a 4-channel mask) to the noise, so a text-to-video transformer cannot
+# serve them, nor the reverse. Wan 2.2 TI2V (expand_timesteps) replaces the first latent
+# frame instead, so one transformer serves both tasks. Families not listed (LTX, whose
+# image-to-video class conditions the same transformer) are not checked.
+_DENOISER_INPUTS = {
+    "WanPipeline": ("z_dim", lambda latent, config: {latent}),
+    "WanImageToVideoPipeline": ("z_dim", lambda latent, config: {latent} if config.get("expand_timesteps") else {2 * latent + 4}),
+    "WanVideoToVideoPipeline": ("z_dim", lambda latent, config: {latent}),
+    "CogVideoXPipeline": ("latent_channels", lambda latent, config: {latent}),
+    "CogVideoXImageToVideoPipeline": ("latent_channels", lambda latent, config: {2 * latent}),
+}
+
+
+
+def check_components_serve(model_index: dict[str, Any], location: ModelLocation, expected: str | None, preset: str,
+                           revision: str | None = None) -> None:
+    """Refuse, before any weights are read, a folder whose components cannot run the
+    preset's class: a required component missing, an image-to-video folder under a
+    text-to-video preset, or a denoiser with the wrong number of input channels."""
+    actual = model_index.get("_class_name")
+    if expected is None or not isinstance(actual, str) or class_to_load(actual, expected) is None:
+        return
+    expected_class = getattr(diffusers, expected, None)
+    actual_class = getattr(diffusers, actual, None)
+    if expected_class is None or actual_class is None:
+        return
+    model = location.location
+    hint = "choose the preset that matches the model (vidgen presets)"
+    if _takes_image(actual_class) and not _takes_image(expected_class):
+        raise UsageError(f"model {model} is an image-to-video {actual}, but preset {preset} runs {expected}, which takes no image; {hint}")
+    signature = inspect.signature(expected_class.__init__).parameters
+    required = [
+        name
+        for name, parameter in signature.items()
+        if name != "self" and parameter.default is inspect.Parameter.empty and name not in expected_class._optional_components
+    ]
+    missing = [name for name in required if not (isinstance(model_index.get(name), list) and model_index[name][-1])]
+    if missing:
+        raise UsageError(f"model {model} ({actual}) has no {', '.join(missing)}, which preset {preset}'s {expected} needs; {hint}")
+    rule = _DENOISER_INPUTS.get(expected)
+    if rule is None:
+        return
+    latent_key, needed_for = rule
+    vae, transformer = component_config(location, "vae", revision), component_config(location, "transformer", revision)
+    if not vae or not transformer or latent_key not in vae or "in_channels" not in transformer:
+        return
+    needed = needed_for(vae[latent_key], model_index)
+    if transformer["in_channels"] not in needed:
+        raise UsageError(
+            f"model {model} ({actual}) has a transformer with {transformer['in_channels']} input channels; "
+            f"preset {preset}'s {expected} needs {' or '.join(map(str, sorted(needed)))}; {hint}"
+        )

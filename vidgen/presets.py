@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vidgen.errors import UsageError
+from vidgen.options import EXTRA_TYPES, preset_keys
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 BUILTIN_WEIGHTS_DIR = PACKAGE_DIR / "embedded" / "weights"
@@ -52,22 +53,9 @@ TOP_LEVEL_KEYS = {
     "call": dict,
     "extras": dict,  # checked pipeline parameters (vidgen.extras)
 }
-DEFAULT_KEYS = {
-    "width": int,
-    "height": int,
-    "frames": int,
-    "fps": (int, float),  # 16 stays 16; 7.5 is fine too
-    "steps": int,
-    "guidance": float,
-    "negative_prompt": str,
-    "dtype": str,
-    "scheduler": str,
-    "flow_shift": float,
-    "strength": float,  # video-to-video: how far from the input video (0..1)
-    "offload": str,
-    "vae_tiling": bool,
-    "crf": int,
-}
+# What [defaults] may set: the settings the table (vidgen.options) lets a preset set,
+# under their command-line names; [extras] takes the pipeline parameters of EXTRA_TYPES.
+DEFAULT_KEYS = preset_keys()
 CONSTRAINT_KEYS = {
     "frames_step": int,
     "frames_offset": int,
@@ -269,8 +257,6 @@ def read_preset(path: Path) -> Preset:
     if task not in TASKS:
         raise UsageError(f"{path}: task must be one of {', '.join(TASKS)}, got {task!r}")
     defaults = _check_table(path, "defaults", data.get("defaults", {}), DEFAULT_KEYS)
-    from vidgen.extras import EXTRA_TYPES
-
     extras = _check_table(path, "extras", data.get("extras", {}), EXTRA_TYPES)
     video_role = data.get("video_role", "edit")
     if video_role not in VIDEO_ROLES:

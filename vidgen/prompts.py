@@ -29,24 +29,11 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 from vidgen.errors import UsageError
+from vidgen.options import NUMBER, line_keys
 
-# What a .jsonl object or a .csv header may name, and the type each value must have.
-LINE_KEYS: dict[str, type] = {
-    "prompt": str,
-    "negative_prompt": str,
-    "seed": int,
-    "frames": int,
-    "fps": float,
-    "steps": int,
-    "guidance": float,
-    "width": int,
-    "height": int,
-    "image": str,
-    "video": str,  # a video-to-video preset's input video
-    "strength": float,
-    "output": str,
-    "num_videos": int,
-}
+# What a .jsonl object or a .csv header may name, and the type each value must have:
+# the settings the table (vidgen.options) lets a line set, and the line's own file name.
+LINE_KEYS: dict[str, Any] = {**line_keys(), "output": str}
 
 # A longer line is one failed line, read past in blocks and never held whole.
 MAX_LINE_BYTES = 1 << 20
@@ -149,7 +136,7 @@ def detect_format(file: IO[bytes], name: str) -> str:
 
 def _coerce(key: str, value: Any, *, from_text: bool) -> Any:
     """A value of LINE_KEYS[key]'s type; CSV cells arrive as text and are parsed."""
-    kind = LINE_KEYS[key]
+    kind = float if LINE_KEYS[key] is NUMBER else LINE_KEYS[key]
     if kind is str:
         if not isinstance(value, str):
             raise _LineProblem(f"{key} must be text, got {json.dumps(value)[:80]}")

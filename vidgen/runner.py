@@ -21,9 +21,11 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from vidgen import ui
+from vidgen import __version__, ui
+from vidgen.audio import CODECS, Audio
+from vidgen.options import SETTINGS, GenerationSettings, LoraSpec
 from vidgen.presets import resolve_model_location
-from vidgen.settings import GenerationSettings
+from vidgen.video import encode_mp4_bytes, output_format, write_video
 
 # ---- keep-alive ----
 
@@ -52,49 +54,45 @@ def parse_keep_alive(text: str) -> float:
 
 class LoadingKey(NamedTuple):
     """What decides how a pipeline is loaded: two jobs with the same key share it. Named, so
-    that a field added later cannot shift what the cache reads (the device, the model)."""
+    that a field added later cannot shift what the cache reads (the device, the model).
+    `values` holds every setting the table marks `loads`, as (name, value) pairs."""
 
     model: str
     revision: str | None = None
     pipeline: str | None = None
-    dtype: str | None = None
     dtype_explicit: bool = False
     device: str = "cpu"
-    offload: str | None = None
-    vae_tiling: bool | None = None
-    cache: str | None = None
-    compile: bool = False
-    attention_backend: str | None = None
-    loras: tuple = ()
-    scheduler: str | None = None
-    flow_shift: float | None = None
-    trust_remote_code: bool = False
+    values: tuple = ()
+
+    def value(self, name: str) -> Any:
+        return dict(self.values).get(name)
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(_hashable(item) for item in value)
+    if isinstance(value, dict):
+        return tuple(sorted((key, _hashable(item)) for key, item in value.items()))
+    if isinstance(value, LoraSpec):
+        return (value.source, value.scale)
+    return value
 
 
 def loading_key(settings: GenerationSettings) -> LoadingKey:
-    """The LoadingKey of a job's settings."""
+    """The LoadingKey of a job's settings: the device and compilation as they resolve on
+    this machine ("auto" and None name different things on different machines)."""
     from vidgen.acceleration import should_compile
     from vidgen.pipeline import resolve_device
 
     device = resolve_device(settings.device)
-    compile_on = should_compile(settings.compile, device=device, steps=settings.steps, cache=settings.cache, offload=settings.offload)
-    return LoadingKey(
-        resolve_model_location(settings.model).location,
-        settings.revision,
-        settings.pipeline_class,
-        settings.dtype,
-        settings.dtype_explicit,
-        device,
-        settings.offload,
-        settings.vae_tiling,
-        settings.cache,
-        compile_on,
-        settings.attention_backend,
-        tuple((lora.source, lora.scale) for lora in settings.loras),
-        settings.scheduler,
-        settings.flow_shift,
-        settings.trust_remote_code,
-    )
+    resolved = {
+        "device": device,
+        "compile": should_compile(settings.compile, device=device, steps=settings.steps, cache=settings.cache, offload=settings.offload),
+    }
+    values = tuple((setting.name, _hashable(resolved.get(setting.name, getattr(settings, setting.name))))
+                   for setting in SETTINGS if setting.loads)  # fmt: skip
+    return LoadingKey(resolve_model_location(settings.model).location, settings.revision, settings.pipeline_class,
+                      settings.dtype_explicit, device, values)  # fmt: skip
 
 
 @dataclass
@@ -226,7 +224,7 @@ class PipelineCache:
                 "offload": loaded.offload,
                 "cache": loaded.cache,
                 "compiled": loaded.compiled,
-                "loras": [f"{source}:{scale:g}" for source, scale in entry.key.loras],
+                "loras": [f"{source}:{scale:g}" for source, scale in entry.key.value("loras")],
                 "jobs": entry.jobs,
                 "idle_seconds": round(idle, 1),
                 "unloads_in_seconds": None if self.keep_alive == KEEP_FOREVER else round(max(0.0, self.keep_alive - idle), 1),
@@ -266,13 +264,37 @@ def obtain_pipeline(settings: GenerationSettings, *, pull_hint: str | None = Non
 # ---- one video ----
 
 
+def build_recipe(settings: GenerationSettings, seed: int, frames: np.ndarray) -> dict[str, Any]:
+    """What went into a video, stored inside it: every setting the table marks `recipe`,
+    with the seed this video used and the sizes read from the real frames."""
+    count, height, width = frames.shape[:3]
+    recipe = {
+        "vidgen_version": __version__,
+        "model": resolve_model_location(settings.model).location,
+        "revision": settings.revision,
+        "preset": settings.preset,
+        "pipeline": settings.pipeline_class,
+    }
+    for setting in SETTINGS:
+        if setting.recipe:
+            recipe[setting.name] = getattr(settings, setting.name)
+    recipe.update(seed=seed, width=width, height=height, frames=count, call=settings.call_kwargs)
+    recipe["loras"] = [{"source": lora.source, "scale": lora.scale} for lora in settings.loras]
+    return recipe
+
+
+def audio_record(audio: Audio | None, fmt: str) -> dict[str, Any] | bool:
+    """The recipe's `audio`: the soundtrack written (codec, rate, channels), or false."""
+    if audio is None:
+        return False
+    codec = {"aac": "aac", "libopus": "opus"}.get(CODECS.get(fmt, ""), "pcm_s16le, WAV beside")
+    return {"codec": codec, "sample_rate": audio.rate, "channels": audio.channels}
+
+
 def render(generator, settings: GenerationSettings, seed: int, *, path: Path | None, image: Any = None, video: np.ndarray | None = None,
            mask: np.ndarray | None = None, progress: ui.Progress | None = None, overwrite: bool = False) -> tuple[dict[str, Any], bytes | None]:  # fmt: skip
     """Generate one video and write it to `path` atomically (None: return the MP4 bytes).
     Returns (recipe, bytes or None)."""
-    from vidgen.generate import audio_record, build_recipe
-    from vidgen.video import encode_mp4_bytes, output_format, write_video
-
     progress = progress or ui.Progress("", 0, visible=False)
     frames, audio = generator.generate_with_audio(settings, seed, image=image, video=video, mask=mask, progress=progress)
     audio = audio if settings.audio else None  # --no-audio

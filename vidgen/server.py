@@ -247,7 +247,7 @@ class Server:
         try:
             self._threads(args.get("threads"))
             if job.command == "generate":
-                from vidgen.generate import OutputOptions, run
+                from vidgen.single import OutputOptions, run
 
                 options = OutputOptions(output=args.get("output"), overwrite=bool(args.get("overwrite")), as_json=bool(args.get("as_json")))
                 run(args["prompt"], preset=args.get("preset"), model=args.get("model"), overrides=dict(args.get("overrides") or {}),

@@ -11,119 +11,16 @@ from __future__ import annotations
 import math
 import re
 import secrets
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import fields, replace
 from typing import Any
 
 from vidgen.errors import UsageError
+from vidgen.options import DTYPE_ALIASES, FIELDS, MAX_FPS, MAX_FRAMES, SETTINGS, GenerationSettings, LoraSpec, builtin_defaults
 from vidgen.presets import Constraints, Preset
 
-# Used when neither the preset nor the command line sets them. Size, frames, steps and
-# guidance have no built-in value: an ad-hoc --model takes the pipeline's own defaults.
-BUILTIN_DEFAULTS: dict[str, Any] = {
-    "negative_prompt": None,
-    "fps": 16,
-    "num_videos": 1,
-    "dtype": "auto",
-    "device": "auto",
-    "offload": "none",
-    "vae_tiling": False,
-    "crf": 18,
-    "cache": "none",
-}
-
-DTYPE_ALIASES = {
-    "auto": "auto",
-    "float32": "float32",
-    "fp32": "float32",
-    "float16": "float16",
-    "fp16": "float16",
-    "half": "float16",
-    "bfloat16": "bfloat16",
-    "bf16": "bfloat16",
-}
-OFFLOAD_MODES = ("none", "model", "group", "sequential", "auto")
 _DEVICE = re.compile(r"^(auto|cpu|mps|(cuda|xpu|npu)(:\d+)?)$")
-MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit value
-MAX_CRF = 51  # libx264's range; libvpx-vp9 takes up to 63 but 51 is plenty
-# Upper limits far above any model's, so a typo (or 1e999) is refused before the
-# arithmetic of snapping overflows or a run is planned that could never finish.
-MAX_STEPS = 10_000
-MAX_FRAMES = 100_000
-MAX_SIDE = 16_384  # libx264's and libvpx's largest frame side
-MAX_NUM_VIDEOS = 100_000
-MAX_FPS = 1_000
-MAX_GUIDANCE = 100  # classifier-free guidance beyond this only saturates the frames
-
-# Keys a layer (flags, batch line) may set, besides the GenerationSettings fields.
-_LAYER_ONLY_KEYS = {"size", "seconds"}
-
-
-@dataclass
-class LoraSpec:
-    """`--lora PATH_OR_ID[:SCALE]`."""
-
-    source: str
-    scale: float = 1.0
-
-    @classmethod
-    def parse(cls, text: str) -> "LoraSpec":
-        source, sep, scale_text = text.rpartition(":")
-        if sep and source and re.fullmatch(r"-?\d+(\.\d*)?", scale_text):
-            return cls(source, float(scale_text))  # validate() refuses a scale too long to be finite
-        if not text.strip():
-            raise UsageError("--lora needs a path or hub id")
-        return cls(text, 1.0)
-
-
-@dataclass
-class GenerationSettings:
-    """Everything that decides what one video looks like (outputs live elsewhere)."""
-
-    prompt: str
-    model: str  # as given: hub id, folder or builtin:NAME
-    preset: str
-    revision: str | None = None  # of a hub model: the preset's, for the preset's own model only
-    pipeline_class: str | None = None
-    task: str = "text-to-video"
-    negative_prompt: str | None = None
-    seed: int | None = None
-    steps: int | None = None
-    guidance: float | None = None
-    frames: int | None = None
-    fps: float = 16
-    width: int | None = None
-    height: int | None = None
-    num_videos: int = 1
-    image: str | None = None
-    video: str | None = None  # input video of a video-to-video preset
-    mask: str | None = None  # --mask: a mask video or image, white = regenerate (Wan VACE)
-    video_role: str = "edit"  # what the input video is to the output (presets.VIDEO_ROLES)
-    takes_mask: bool = False  # the preset's pipeline takes --mask
-    takes_reference_image: bool = False  # --image is a reference image (Wan VACE), not a start frame
-    input_frames: int | None = None  # how many of the input video's frames go in (set once it is read)
-    strength: float | None = None  # video-to-video: 0 keeps the input, 1 ignores it
-    audio: bool = True  # False (--no-audio): leave out the soundtrack a model makes (LTX-2)
-    loras: list[LoraSpec] = field(default_factory=list)
-    dtype: str = "auto"
-    # True when a layer the user wrote (flags, batch line) set dtype, not just the preset:
-    # on a CPU a preset's bf16/fp16 gives way to float32, an explicit choice does not.
-    dtype_explicit: bool = False
-    device: str = "auto"
-    offload: str = "none"
-    vae_tiling: bool = False
-    crf: int = 18
-    cache: str = "none"  # step cache (vidgen.acceleration.CACHE_METHODS): trades quality for speed
-    compile: bool | None = None  # None: vidgen.acceleration.should_compile decides
-    attention_backend: str | None = None  # None: diffusers' default (PyTorch SDPA)
-    scheduler: str | None = None
-    flow_shift: float | None = None
-    trust_remote_code: bool = False
-    call_kwargs: dict[str, Any] = field(default_factory=dict)
-    extras: dict[str, Any] = field(default_factory=dict)  # checked pipeline parameters (vidgen.extras)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
+# Keys a layer (flags, batch line) may set that are not settings of their own (size, seconds).
+_LAYER_ONLY_KEYS = {setting.name for setting in SETTINGS if not setting.field}
 
 
 def _finite(value) -> bool:
@@ -144,7 +41,7 @@ def parse_size(text: str) -> tuple[int, int]:
 def build_settings(preset: Preset, layers: list[dict[str, Any]], *, model: str | None = None) -> GenerationSettings:
     """Merge built-in defaults, the preset and each layer (flags, then a batch line) in order."""
     known = {f.name for f in fields(GenerationSettings)} | _LAYER_ONLY_KEYS
-    merged: dict[str, Any] = dict(BUILTIN_DEFAULTS)
+    merged: dict[str, Any] = builtin_defaults()
     merged.update(preset.defaults)
     extras = dict(preset.extras)
     seconds: float | None = None
@@ -199,9 +96,9 @@ def build_settings(preset: Preset, layers: list[dict[str, Any]], *, model: str |
         takes_mask=preset.mask,
         takes_reference_image=preset.reference_image,
         call_kwargs=dict(preset.call),
-        extras=extras,
         dtype_explicit=dtype_explicit,
-        **{key: value for key, value in merged.items() if key in known - _LAYER_ONLY_KEYS},
+        **{key: value for key, value in merged.items() if key in known - _LAYER_ONLY_KEYS - {"extras"}},
+        extras=extras,
     )
 
 
@@ -224,15 +121,12 @@ def validate(settings: GenerationSettings) -> None:
         elif value > maximum:
             problems.append(f"{name} must be at most {maximum:g}, got {_number(value)}")
 
-    in_range("--steps", settings.steps, 1, MAX_STEPS)
-    in_range("--frames", settings.frames, 1, MAX_FRAMES)
-    in_range("--width", settings.width, 1, MAX_SIDE)
-    in_range("--height", settings.height, 1, MAX_SIDE)
-    in_range("--num-videos", settings.num_videos, 1, MAX_NUM_VIDEOS)
-    in_range("--guidance", settings.guidance, 0, MAX_GUIDANCE)
-    in_range("--crf", settings.crf, 0, MAX_CRF)
-    in_range("--seed", settings.seed, 0, MAX_SEED)
-    in_range("flow_shift", settings.flow_shift, 0, MAX_GUIDANCE)
+    for setting in FIELDS:  # the limits and choices the table declares
+        value = getattr(settings, setting.name)
+        if setting.minimum is not None:
+            in_range(setting.label, value, setting.minimum, setting.maximum)
+        if setting.choices is not None and value not in setting.choices:
+            problems.append(f"{setting.label} must be one of {', '.join(setting.choices)}, got {value!r}")
     if settings.fps is None or not _finite(settings.fps) or not settings.fps > 0:
         problems.append(f"--fps must be positive, got {settings.fps}")
     elif settings.fps > MAX_FPS:
@@ -242,12 +136,6 @@ def validate(settings: GenerationSettings) -> None:
             problems.append(f"--lora {lora.source}: the scale must be a finite number, got {lora.scale}")
     if not _DEVICE.match(settings.device or ""):
         problems.append(f"unknown device {settings.device!r} (use auto, cpu, cuda, cuda:N, mps or xpu)")
-    if settings.offload not in OFFLOAD_MODES:
-        problems.append(f"--offload must be one of {', '.join(OFFLOAD_MODES)}, got {settings.offload!r}")
-    from vidgen.acceleration import CACHE_METHODS
-
-    if settings.cache not in CACHE_METHODS:
-        problems.append(f"--cache must be one of {', '.join(CACHE_METHODS)}, got {settings.cache!r}")
     if settings.task == "image-to-video" and not settings.image:
         problems.append(f"preset {settings.preset} is image-to-video: pass --image PATH")
     if settings.task != "image-to-video" and settings.image and settings.pipeline_class and not settings.takes_reference_image:
@@ -262,6 +150,10 @@ def validate(settings: GenerationSettings) -> None:
         problems.append(f"preset {settings.preset} takes no --mask (a mask is for Wan VACE presets such as wan2.1-vace-1.3b)")
     if settings.strength is not None and not 0 < settings.strength <= 1:
         problems.append(f"--strength must be above 0 and at most 1, got {settings.strength:g}")
+    elif settings.strength is not None and settings.steps is not None and int(settings.steps * settings.strength) < 1:
+        # The pipeline runs int(steps x strength) of the steps: none, and diffusers fails deep inside.
+        problems.append(f"--steps {settings.steps} with --strength {settings.strength:g} runs no denoising step "
+                        f"(steps x strength must be at least 1; try --steps {math.ceil(1 / settings.strength)})")
     if problems:
         raise UsageError("; ".join(problems))
 

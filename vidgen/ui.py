@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import sys
 import threading
@@ -80,10 +81,19 @@ def writing(path) -> None:
         sink.send({"event": "writing", "path": str(path)})
 
 
+# Loggers of libraries that speak on stderr on their own at import: peft imports torchao
+# when it is installed (vidgen[quant]), and torchao logs each of its compiled kernels this
+# machine cannot load, then torch's pytree warns about torchao's enums: six lines before
+# anything vidgen says, none of them the user's business. Their errors still show.
+_NOISY_LOGGERS = ("torchao", "torch.utils._pytree")
+
+
 def configure(*, quiet: bool = False) -> None:
     """Apply the --quiet flag: notes and progress are hidden, errors are not."""
     global _quiet
     _quiet = quiet
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _say(message: str, style: str | None = None, kind: str = "info") -> None:

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import tempfile
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +51,13 @@ def output_format(path: Path | str) -> str:
     if fmt is None:
         raise UsageError(f"cannot write {path.suffix} files: use .mp4, .webm, .gif, or a folder for PNG frames")
     return fmt
+
+
+def prompt_slug(prompt: str, max_length: int = 48) -> str:
+    """`A red ball, bouncing!` -> `a-red-ball-bouncing`."""
+    ascii_text = unicodedata.normalize("NFKD", prompt).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    return slug[:max_length].rstrip("-") or "video"
 
 
 def check_output_path(path: Path, *, overwrite: bool) -> None:

@@ -14,7 +14,9 @@ from typing import Any, Callable, Iterable
 
 from vidgen import ui
 from vidgen.errors import UsageError, VidgenError
+from vidgen.generate import merge_settings
 from vidgen.prompts import PromptLine
+from vidgen.video import prompt_slug
 
 DEFAULT_BASE_SEED = 0  # without --seed, reruns of the same file repeat the same videos
 BATCH_SUFFIXES = (".mp4", ".webm", ".gif")  # files, so each has one SHA-256
@@ -56,8 +58,6 @@ def derive_seed(base_seed: int, line_number: int) -> int:
 def short_slug(prompt: str) -> str:
     """The prompt's slug (only a-z, 0-9 and '-': it cannot name a path), cut at a word
     boundary so names stay short: `a-red-circle-moves-left-on-a-blue`."""
-    from vidgen.generate import prompt_slug
-
     slug = prompt_slug(prompt, max_length=1000)
     if len(slug) <= SLUG_LENGTH:
         return slug
@@ -96,8 +96,6 @@ def plan_jobs(lines: Iterable[PromptLine], *, chosen, model: str | None, flags: 
     """Every video of every line, in file order; a line that cannot run is one failed job.
     Reads `lines` to the end, so a file refused as a whole is refused before any work.
     Each line's notes go to `warn` (None: not shown)."""
-    from vidgen.generate import merge_settings
-
     jobs: list[Job] = []
     claimed: dict[str, int] = {}  # output -> the line that names it
     for line in lines:

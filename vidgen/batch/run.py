@@ -11,11 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from vidgen import signals, ui
+from vidgen.acceleration import apply_threads
 from vidgen.batch.folder import FolderLock, Manifest, file_sha256, finished_jobs, folder_identity, prepare_out_dir, remove_stale_temp_files
 from vidgen.batch.plan import DEFAULT_BASE_SEED, Job, inside, plan_jobs
 from vidgen.batch.processes import Processes, current_processes
 from vidgen.errors import SECOND_SIGTERM, ExitCode, GenerationError, Interrupted, UsageError, VidgenError
+from vidgen.conditioning import load_conditioning_image, load_input_video
+from vidgen.generate import VideoGenerator, merge_settings
+from vidgen.presets import choose_preset
 from vidgen.prompts import detect_format, open_prompts, read_prompt_lines
+from vidgen.runner import obtain_pipeline, render
+from vidgen.settings import fit_frames_to_video
+from vidgen.video import check_encoder
 
 
 def _now() -> str:
@@ -91,16 +98,9 @@ class _Runner:
             raise GenerationError(f"output folder {self.out_dir} was removed or replaced during the batch; stopped (make it again and run with --resume)")
 
     def _load(self, settings) -> None:
-        from vidgen.generate import VideoGenerator
-        from vidgen.runner import obtain_pipeline
-
         self.generator = VideoGenerator(obtain_pipeline(settings))  # under `vidgen serve`, its cached one
 
     def run(self, job: Job, progress: ui.BatchProgress) -> None:
-        from vidgen.generate import load_conditioning_image, load_input_video, merge_settings
-        from vidgen.runner import render
-        from vidgen.settings import fit_frames_to_video
-
         settings, _ = merge_settings(self.chosen, [self.flags, job.line_values()], model=self.model, strict=self.strict)  # checked when planned
         if self.processes.device and settings.device == "auto":
             settings.device = self.processes.device  # accelerate's device for this process
@@ -163,9 +163,6 @@ class _Prepared:
 def _read_plan(prompts_file: str, out_dir_text: str, *, chosen, model, flags, base_seed, strict, flag_notes: bool, line_notes: bool) -> list[Job]:
     """Steps 1-2: check the flags, read the whole file and plan; nothing is created.
     The command line's notes and each line's are shown if asked for."""
-    from vidgen.generate import merge_settings
-    from vidgen.video import check_encoder
-
     # Bad flags fail the whole command now (exit 2), not every line one by one. The
     # prompt and image are placeholders: lines bring their own.
     probe = {"prompt": "batch", **flags, "seed": base_seed}
@@ -194,8 +191,6 @@ def check_batch(prompts_file: str, out_dir_text: str, *, preset: str | None, mod
     """Everything a batch checks before it creates anything (options, preset, the whole
     prompts file), without notes: for `--processes`, before any process starts. Returns
     the number of jobs planned; a bad input raises its VidgenError."""
-    from vidgen.presets import choose_preset
-
     flags, base_seed = _flags_and_base_seed(overrides)
     chosen = choose_preset(preset, model)
     jobs = _read_plan(prompts_file, out_dir_text, chosen=chosen, model=model, flags=flags, base_seed=base_seed, strict=strict,
@@ -243,9 +238,6 @@ def _prepare(prompts_file: str, out_dir_text: str, processes: Processes, lock: F
 
 def run_batch(prompts_file: str, out_dir_text: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], strict: bool = False, resume: bool = False, overwrite: bool = False, as_json: bool = False, debug: bool = False, threads: int | None = None) -> ExitCode:
     """`vidgen batch`: returns SUCCESS only when every line's every video is done."""
-    from vidgen.acceleration import apply_threads
-    from vidgen.presets import choose_preset
-
     processes = current_processes()
     if not processes.is_main:
         ui.configure(quiet=True)  # one progress display and one summary: the main process's

@@ -1,0 +1,80 @@
+"""The inputs that condition a video: the start or reference image (--image), the input
+video (--video) and a VACE mask (--mask), read from files and fitted to the run.
+
+Every unreadable or empty input is bad input (exit 2), found before any weights load.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vidgen.errors import UsageError, first_line
+from vidgen.video import read_frames
+
+
+def load_conditioning_image(path: str):
+    """The --image of an image-to-video preset, as a PIL image; unreadable -> exit 2."""
+    from diffusers.utils import load_image
+
+    if not path.startswith(("http://", "https://")) and not Path(path).expanduser().is_file():
+        raise UsageError(f"image not found: {path}")
+    try:
+        return load_image(str(Path(path).expanduser()) if "://" not in path else path)
+    except Exception as error:  # PIL raises several kinds for a bad file
+        raise UsageError(f"cannot read image {path}: {error}") from error
+
+
+def load_input_video(path: str) -> np.ndarray:
+    """The --video of a video-to-video preset as uint8 frames (T, H, W, 3): any file
+    imageio's ffmpeg reads, a GIF, or a folder of PNG frames; unreadable or empty -> exit 2."""
+    source = Path(path).expanduser()
+    if not source.exists():
+        raise UsageError(f"video not found: {path}")
+    return _frames_or_refuse(lambda: read_frames(source), "video", path)
+
+
+def _frames_or_refuse(read, what: str, path: str) -> np.ndarray:
+    """`read()`'s frames (T, H, W, 3), or one line and exit 2 for a file that is unreadable or empty."""
+    try:
+        frames = read()
+    except Exception as error:  # ffmpeg, PIL and numpy raise several kinds for a bad file
+        raise UsageError(f"cannot read {what} {path}: {first_line(error)}") from error
+    if frames.ndim != 4 or len(frames) == 0:
+        raise UsageError(f"{what} {path} has no frames")
+    return frames
+
+
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")  # a --mask that is one image
+
+
+def load_input_mask(path: str) -> tuple[np.ndarray, bool]:
+    """The --mask of a VACE preset as uint8 frames (T, H, W, 3), white = regenerate, and
+    whether it is one image for every frame (PNG, JPEG, ...) rather than a video (any file
+    imageio's ffmpeg reads, a GIF, or a folder of PNG frames). Unreadable or empty -> exit 2."""
+    source = Path(path).expanduser()
+    if not source.exists():
+        raise UsageError(f"mask not found: {path}")
+    single_image = source.is_file() and source.suffix.lower() in _IMAGE_SUFFIXES
+
+    def read() -> np.ndarray:
+        if not single_image:
+            return read_frames(source)
+        from PIL import Image
+
+        with Image.open(source) as image:
+            return np.asarray(image.convert("RGB"))[None]
+
+    return _frames_or_refuse(read, "mask", path), single_image
+
+
+def fit_mask(mask: tuple[np.ndarray, bool], path: str, video_frames: int) -> np.ndarray:
+    """One mask frame per video frame used: an image repeated, a video's first ones; a
+    mask video shorter than that is bad input."""
+    frames, single_image = mask
+    if single_image:
+        return frames.repeat(video_frames, axis=0)
+    if len(frames) < video_frames:
+        raise UsageError(f"mask {path} has {len(frames)} frames; the video uses {video_frames} (give one mask frame per video frame, or a single image)")
+    return frames[:video_frames]

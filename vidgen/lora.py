@@ -1,0 +1,85 @@
+"""LoRA adapters on a loaded pipeline: found on disk or the hub, checked to fit, weighted.
+
+A LoRA made for another model family or size is one line saying so, not peft's traceback;
+one whose keys name no component of the pipeline (which diffusers loads as nothing,
+silently) is refused too.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import diffusers
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import LocalEntryNotFoundError
+
+from vidgen.errors import UsageError, first_line
+from vidgen.hub import is_offline
+from vidgen.options import GenerationSettings
+
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+def _lora_location(source: str) -> str:
+    """A file or folder on disk, or a hub id; offline, a hub id becomes its cached folder
+    (diffusers cannot guess the weight file's name offline)."""
+    path = Path(source).expanduser()
+    if path.exists():
+        return str(path)
+    if not _HUB_ID.match(source) or source.endswith(".safetensors"):
+        raise UsageError(f"LoRA not found: {source} (not a file, a folder or a Hugging Face Hub id)")
+    if not is_offline():
+        return source
+    try:
+        return snapshot_download(source, allow_patterns=["*.safetensors", "*.json"], local_files_only=True)
+    except LocalEntryNotFoundError as error:
+        raise UsageError(f"cannot load LoRA {source}: not downloaded and HF_HUB_OFFLINE is set") from error
+
+
+def _lora_misfit(error: BaseException) -> str | None:
+    """Why a LoRA's layers do not fit the model, from peft's or torch's message: the usual
+    sign of a LoRA made for another model family or size."""
+    text = str(error)
+    if "not found in the base model" in text:  # peft: none of its target layers exist here
+        return "none of its layers are in the model"
+    if "size mismatch" in text:  # torch: same layer names, other widths
+        return "its layers have other sizes than the model's"
+    return None
+
+
+def apply_loras(pipe: Any, settings: GenerationSettings) -> None:
+    if not settings.loras:
+        return
+    class_name = type(pipe).__name__
+    if not hasattr(pipe, "load_lora_weights"):
+        raise UsageError(f"{class_name} does not support LoRA adapters")
+    if importlib.util.find_spec("peft") is None:
+        raise UsageError("--lora needs the peft package: pip install peft")
+    names = []
+    for index, lora in enumerate(settings.loras):
+        name = f"lora{index}"
+        location = _lora_location(lora.source)
+        # diffusers logs a failed load as an error before raising it, and peft warns that a
+        # second adapter joins the first (intended here): the user gets one line, below.
+        verbosity = diffusers.utils.logging.get_verbosity()
+        diffusers.utils.logging.set_verbosity(diffusers.utils.logging.CRITICAL)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                pipe.load_lora_weights(location, adapter_name=name)
+        except Exception as error:  # diffusers raises many kinds; the message is what helps
+            misfit = _lora_misfit(error)
+            if misfit:
+                raise UsageError(f"LoRA {lora.source} does not fit {class_name}: {misfit} (a LoRA for another model family or size?)") from error
+            raise UsageError(f"cannot load LoRA {lora.source}: {first_line(error)}") from error
+        finally:
+            diffusers.utils.logging.set_verbosity(verbosity)
+        # A file whose keys name no component of this pipeline loads as nothing, silently.
+        if not any(name in adapters for adapters in pipe.get_list_adapters().values()):
+            raise UsageError(f"LoRA {lora.source} does not fit {class_name}: it has no layers for its components (a LoRA for another model family?)")
+        names.append(name)
+    pipe.set_adapters(names, adapter_weights=[lora.scale for lora in settings.loras])

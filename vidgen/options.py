@@ -1,0 +1,269 @@
+"""The table of settings: every generation setting declared once, in `SETTINGS`.
+
+A `Setting` says what one setting is (name, type, built-in default, help, limits) and
+where it may come from and go to:
+
+- `flag`: its command-line option, on `generate` and `batch` (`commands` narrows that);
+  cli.py derives the Typer options from the table, so `--help` is the table's help;
+- `preset`: a preset's `[defaults]` may set it (presets.DEFAULT_KEYS is derived);
+- `line`: a prompts-file line may set it (prompts.LINE_KEYS is derived);
+- `loads`: it changes how the pipeline is loaded, so the server's cache keys on it
+  (runner.loading_key); the others change only the call;
+- `recipe`: it is recorded in the recipe stored inside every video (and the JSON);
+- `call`: the pipeline argument that receives it (generate.VideoGenerator);
+  `pipeline_default`: an ad-hoc --model takes the pipeline's own default for it.
+
+`GenerationSettings`, the object a run carries, is built from the table too: a new
+setting is one `Setting(...)` line here plus the code that uses it. Limits and choices
+are checked by settings.validate(), which reads them from the table.
+
+This module is imported by `vidgen --help` and the server's client: no torch here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, make_dataclass
+from typing import Any, Callable, Optional
+
+from vidgen.acceleration import CACHE_METHODS
+from vidgen.errors import UsageError
+
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit value
+MAX_CRF = 51  # libx264's range; libvpx-vp9 takes up to 63 but 51 is plenty
+# Upper limits far above any model's, so a typo (or 1e999) is refused before the
+# arithmetic of snapping overflows or a run is planned that could never finish.
+MAX_STEPS = 10_000
+MAX_FRAMES = 100_000
+MAX_SIDE = 16_384  # libx264's and libvpx's largest frame side
+MAX_NUM_VIDEOS = 100_000
+MAX_FPS = 1_000
+MAX_GUIDANCE = 100  # classifier-free guidance beyond this only saturates the frames
+
+DTYPE_ALIASES = {
+    "auto": "auto",
+    "float32": "float32",
+    "fp32": "float32",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+}
+OFFLOAD_MODES = ("none", "model", "group", "sequential", "auto")
+
+# A preset's [extras] table and --extra NAME=VALUE: pipeline parameters beyond the common
+# settings (vidgen.extras checks and snaps them). name -> type; the pipeline parameter
+# has the same name.
+EXTRA_TYPES: dict[str, type] = {
+    "overlap_history": int,  # frames each window shares with the one before
+    "base_num_frames": int,  # frames in one window (the model's context)
+    "ar_step": int,  # asynchronous mode: steps each block lags the one before (0: synchronous)
+    "causal_block_size": int,  # asynchronous mode: latent frames denoised together
+    "addnoise_condition": float,  # noise added to the overlap frames that condition a window
+}
+
+NUMBER = (int, float)  # a type that keeps 16 as 16 and takes 7.5 too (fps)
+
+
+@dataclass
+class LoraSpec:
+    """`--lora PATH_OR_ID[:SCALE]`."""
+
+    source: str
+    scale: float = 1.0
+
+    @classmethod
+    def parse(cls, text: str) -> "LoraSpec":
+        source, sep, scale_text = text.rpartition(":")
+        if sep and source and re.fullmatch(r"-?\d+(\.\d*)?", scale_text):
+            return cls(source, float(scale_text))  # validate() refuses a scale too long to be finite
+        if not text.strip():
+            raise UsageError("--lora needs a path or hub id")
+        return cls(text, 1.0)
+
+
+def parse_extra(text: str) -> tuple[str, Any]:
+    """`--extra NAME=VALUE` -> (name, value of the extra's type)."""
+    name, sep, value_text = text.partition("=")
+    name = name.strip().replace("-", "_")
+    if not sep or not name:
+        raise UsageError(f"--extra must look like NAME=VALUE (for example overlap_history=37), got {text!r}")
+    if name not in EXTRA_TYPES:
+        raise UsageError(f"unknown extra {name!r} (known: {', '.join(EXTRA_TYPES)})")
+    kind = EXTRA_TYPES[name]
+    value_text = value_text.strip()
+    pattern = r"-?\d+" if kind is int else r"-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?"
+    if not re.fullmatch(pattern, value_text):
+        raise UsageError(f"--extra {name} must be {'a whole number' if kind is int else 'a number'}, got {value_text!r}")
+    return name, kind(value_text)
+
+
+def parse_extras(texts: list[str] | None) -> dict[str, Any] | None:
+    """Every --extra, later ones winning; None when none was given."""
+    if not texts:
+        return None
+    return dict(parse_extra(text) for text in texts)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: see the module's docstring for what each field decides."""
+
+    name: str
+    type: Any  # str, int, float, bool, NUMBER, list or dict
+    help: str = ""
+    default: Any = None  # None: not set (a preset, or the pipeline, decides); list or dict: starts empty
+    flag: tuple[str, ...] | None = ()  # () -> ("--name",); None: no command-line option
+    commands: tuple[str, ...] = ("generate", "batch")
+    batch_help: str | None = None  # where `batch` says it differently
+    read: Callable[[Any], Any] | None = None  # turns the option's value into the setting's
+    field: bool = True  # False: a value a layer gives that becomes other fields (size, seconds)
+    preset: bool = False
+    line: bool = False
+    loads: bool = False
+    recipe: bool = False
+    call: str | None = None
+    pipeline_default: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def label(self) -> str:
+        """How messages name it: its option, else its preset key."""
+        return self.flags[0] if self.flags else self.name
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        if self.flag is None:
+            return ()
+        return self.flag or (f"--{self.name.replace('_', '-')}",)
+
+    def on(self, command: str) -> bool:
+        return bool(self.flags) and command in self.commands
+
+    def option_type(self) -> Any:
+        """The type Typer parses the option as (every option may be absent: None)."""
+        if self.type in (list, dict):
+            return Optional[list[str]]
+        return Optional[self.type[-1] if isinstance(self.type, tuple) else self.type]
+
+
+def _to_loras(values: list[str] | None) -> list[LoraSpec] | None:
+    return [LoraSpec.parse(value) for value in values] if values else None
+
+
+# The table. Its order is the order of --help and of the recipe.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("prompt", str, flag=None, line=True, recipe=True, call="prompt"),
+    Setting("negative_prompt", str, "What the video should not show.", preset=True, line=True, recipe=True, call="negative_prompt"),
+    Setting("seed", int, "Random seed (drawn and printed when absent).", line=True, recipe=True, minimum=0, maximum=MAX_SEED,
+            batch_help="Base seed: a line without a seed gets one derived from it and its line number (default 0)."),
+    Setting("steps", int, "Denoising steps.", preset=True, line=True, recipe=True, call="num_inference_steps",
+            pipeline_default=True, minimum=1, maximum=MAX_STEPS),
+    Setting("guidance", float, "Classifier-free guidance scale.", preset=True, line=True, recipe=True, call="guidance_scale",
+            pipeline_default=True, minimum=0, maximum=MAX_GUIDANCE),
+    Setting("frames", int, "Number of frames (snapped to the model's rule).", preset=True, line=True, recipe=True,
+            call="num_frames", pipeline_default=True, minimum=1, maximum=MAX_FRAMES),
+    Setting("seconds", float, "Length in seconds (frames = seconds x fps, snapped).", field=False),
+    Setting("fps", NUMBER, "Frames per second of the file.", default=16, preset=True, line=True, recipe=True),
+    Setting("size", str, "WIDTHxHEIGHT, e.g. 832x480 (snapped to the model's rule).", field=False),
+    Setting("width", int, "Width in pixels.", preset=True, line=True, recipe=True, call="width", pipeline_default=True,
+            minimum=1, maximum=MAX_SIDE),
+    Setting("height", int, "Height in pixels.", preset=True, line=True, recipe=True, call="height", pipeline_default=True,
+            minimum=1, maximum=MAX_SIDE),
+    Setting("num_videos", int, "Videos to make; seeds seed, seed+1, ...", default=1, flag=("--num-videos", "-n"), line=True,
+            minimum=1, maximum=MAX_NUM_VIDEOS, batch_help="Videos per line, with consecutive seeds."),
+    Setting("image", str, "Start image for image-to-video presets (a reference image for wan2.1-vace-1.3b).", line=True,
+            recipe=True, batch_help="Start image for image-to-video presets (a line's image wins)."),
+    Setting("video", str, "Input video for video-to-video presets (its frame count, snapped, unless --frames is fewer).",
+            commands=("generate",), line=True, recipe=True),
+    Setting("strength", float, "Video-to-video: how far to move from the input video, above 0 to 1.", commands=("generate",),
+            preset=True, line=True, recipe=True, call="strength"),
+    Setting("mask", str, "With --video, for Wan VACE presets: a mask video or one image for every frame; white = regenerate, "
+            "black = keep. Example: --preset wan2.1-vace-1.3b --video in.mp4 --mask mask.png", commands=("generate",), recipe=True),
+    Setting("extras", dict, "NAME=VALUE: one of the preset's extras, e.g. --extra overlap_history=37 for skyreels-v2-df-1.3b; "
+            "repeatable (vidgen presets show NAME lists them).", default=dict, flag=("--extra",), commands=("generate",),
+            read=parse_extras, recipe=True),
+    Setting("audio", bool, "Keep (default) or leave out the soundtrack of a model that makes one (LTX-2).", default=True,
+            flag=("--audio/--no-audio",)),
+    Setting("loras", list, "LoRA PATH_OR_ID[:SCALE]; repeatable.", default=list, flag=("--lora",), read=_to_loras,
+            loads=True, recipe=True),
+    Setting("dtype", str, "auto, float32, float16 or bfloat16.", default="auto", preset=True, loads=True, recipe=True),
+    Setting("device", str, "auto, cpu, cuda, cuda:N, mps or xpu.", default="auto", loads=True,
+            batch_help="auto, cpu, cuda, cuda:N, mps or xpu (under accelerate: each process's own)."),
+    Setting("offload", str, "none, model, group, sequential or auto (by free GPU memory).", default="none", preset=True,
+            loads=True, choices=OFFLOAD_MODES),
+    Setting("vae_tiling", bool, "Decode in tiles to save memory.", default=False, preset=True, loads=True),
+    Setting("crf", int, "Quality, 0 (lossless) to 51; default 18.", default=18, preset=True, minimum=0, maximum=MAX_CRF),
+    Setting("cache", str, "Step cache: none, first-block, taylorseer or pab (faster, slightly different output).",
+            default="none", loads=True, recipe=True, choices=CACHE_METHODS),
+    Setting("compile", bool, "Compile the denoiser's blocks (default: on for CUDA runs of 10+ steps).",
+            flag=("--compile/--no-compile",), loads=True),
+    Setting("attention_backend", str, "diffusers attention backend (default: PyTorch SDPA).", loads=True),
+    Setting("scheduler", str, flag=None, preset=True, loads=True, recipe=True),
+    Setting("flow_shift", float, flag=None, preset=True, loads=True, recipe=True, minimum=0, maximum=MAX_GUIDANCE),
+    Setting("trust_remote_code", bool, "Allow a model's own Python code to run.", default=False, loads=True),
+)  # fmt: skip
+BY_NAME = {setting.name: setting for setting in SETTINGS}
+FIELDS = tuple(setting for setting in SETTINGS if setting.field)
+
+
+def option_settings(command: str) -> tuple[Setting, ...]:
+    """The settings that `command` (generate or batch) takes as options."""
+    return tuple(setting for setting in SETTINGS if setting.on(command))
+
+
+def preset_keys() -> dict[str, Any]:
+    """What a preset's [defaults] may set, and the type each value must have."""
+    return {setting.name: setting.type for setting in SETTINGS if setting.preset}
+
+
+def line_keys() -> dict[str, Any]:
+    """What a prompts-file line may set, and the type each value must have."""
+    return {setting.name: setting.type for setting in SETTINGS if setting.line}
+
+
+def builtin_defaults() -> dict[str, Any]:
+    """The value of each setting that no layer sets (None: the preset or pipeline decides)."""
+    return {setting.name: setting.default() if callable(setting.default) else setting.default for setting in FIELDS}
+
+
+# ---- the object a run carries ----
+
+
+def _as_dict(self) -> dict[str, Any]:
+    return asdict(self)
+
+
+def _field_of(setting: Setting):
+    if callable(setting.default):
+        return (setting.name, Any, field(default_factory=setting.default))
+    return (setting.name, Any, field(default=setting.default))
+
+
+# What a run knows besides the settings: where the model is and what its preset says of it.
+# These come from the preset and the model, never from a flag or a line.
+_IDENTITY = [
+    ("prompt", str),
+    ("model", str),  # as given: hub id, folder or builtin:NAME
+    ("preset", str),
+    ("revision", Optional[str], field(default=None)),  # of a hub model: the preset's, for its own model only
+    ("pipeline_class", Optional[str], field(default=None)),
+    ("task", str, field(default="text-to-video")),
+    ("video_role", str, field(default="edit")),  # what the input video is to the output (presets.VIDEO_ROLES)
+    ("takes_mask", bool, field(default=False)),  # the preset's pipeline takes --mask
+    ("takes_reference_image", bool, field(default=False)),  # --image is a reference image (Wan VACE), not a start frame
+    ("input_frames", Optional[int], field(default=None)),  # how many of the input video's frames go in (set once it is read)
+    # True when a layer the user wrote (flags, batch line) set dtype, not just the preset:
+    # on a CPU a preset's bf16/fp16 gives way to float32, an explicit choice does not.
+    ("dtype_explicit", bool, field(default=False)),
+    ("call_kwargs", dict, field(default_factory=dict)),  # the preset's [call] table, passed as is
+]
+GenerationSettings = make_dataclass(
+    "GenerationSettings",
+    _IDENTITY + [_field_of(setting) for setting in FIELDS if setting.name != "prompt"],
+    namespace={"as_dict": _as_dict, "__doc__": "Everything that decides what one video looks like (outputs live elsewhere)."},
+)
+GenerationSettings.__module__ = __name__

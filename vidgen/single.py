@@ -1,0 +1,119 @@
+"""`vidgen generate`: one prompt to one or more files.
+
+The flow of one command: settings prepared (generate.prepare_settings), outputs planned and
+checked, inputs read (conditioning), the pipeline obtained and each video rendered and
+written (runner), each result reported on stdout as it is written. `vidgen batch` is the
+same flow for a prompts file (vidgen.batch).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vidgen import ui
+from vidgen.audio import wav_beside
+from vidgen.conditioning import fit_mask, load_conditioning_image, load_input_mask, load_input_video
+from vidgen.errors import UsageError
+from vidgen.generate import VideoGenerator, prepare_settings
+from vidgen.options import GenerationSettings
+from vidgen.presets import resolve_model_location
+from vidgen.runner import obtain_pipeline, render
+from vidgen.settings import fit_frames_to_video
+from vidgen.video import check_encoder, check_output_path, output_format, prompt_slug
+
+
+@dataclass
+class OutputOptions:
+    output: str | None = None  # a path, "-" for standard output, None: named after the prompt
+    overwrite: bool = False
+    as_json: bool = False
+
+
+def plan_output_paths(settings: GenerationSettings, options: OutputOptions) -> list[Path | None]:
+    """One path per video (None: standard output), all checked before generating."""
+    seeds = [settings.seed + index for index in range(settings.num_videos)]
+    if options.output == "-":
+        if options.as_json:
+            raise UsageError("--json and -o - both need standard output; give an output path with --json")
+        if settings.num_videos > 1:
+            raise UsageError("-o - writes one video; use --num-videos 1 or an output path")
+        check_encoder("mp4")
+        return [None]
+    if options.output is None:
+        paths = [Path.cwd() / f"{prompt_slug(settings.prompt)}-{seed}.mp4" for seed in seeds]
+    else:
+        base = Path(options.output).expanduser()
+        output_format(options.output)  # an unsupported suffix fails now
+        if settings.num_videos == 1:
+            paths = [base]
+        else:
+            paths = [base.with_name(f"{base.stem}-{index + 1}{base.suffix}") for index in range(settings.num_videos)]
+    for path in paths:
+        check_output_path(path, overwrite=options.overwrite)
+    return paths
+
+
+def _check_wavs_beside(paths: list[Path | None], *, overwrite: bool) -> None:
+    """A model with sound writes a WAV beside a GIF or PNG folder: refuse an existing one
+    now, before generating (write_video checks again, for a --model without a preset)."""
+    for path in paths:
+        if path is not None and output_format(path) in ("gif", "png") and wav_beside(path).exists() and not overwrite:
+            raise UsageError(f"{wav_beside(path)} already exists (pass --overwrite to replace it)")
+
+def run(prompt: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], options: OutputOptions, strict: bool = False) -> list[dict[str, Any]]:
+    """Generate `--num-videos` videos and report each on stdout as it is written."""
+    settings, chosen = prepare_settings(prompt, preset=preset, model=model, overrides=overrides, strict=strict)
+    paths = plan_output_paths(settings, options)
+    if chosen.audio and settings.audio:
+        _check_wavs_beside(paths, overwrite=options.overwrite)
+    image = load_conditioning_image(settings.image) if settings.image else None
+    video = load_input_video(settings.video) if settings.video else None
+    mask = load_input_mask(settings.mask) if settings.mask else None  # validate() made sure of a video
+    if video is not None:
+        for change in fit_frames_to_video(settings, chosen.constraints, len(video), strict=strict):
+            ui.warn(change)
+    if mask is not None:
+        mask = fit_mask(mask, settings.mask, settings.input_frames)
+    location = resolve_model_location(settings.model)
+
+    loaded = obtain_pipeline(settings, pull_hint=f"vidgen pull {chosen.name if chosen.source else location.location}")
+    generator = VideoGenerator(loaded)
+    generator.fill_pipeline_defaults(settings)
+    settings.dtype = loaded.dtype  # record what ran, not "auto"
+    settings.pipeline_class = settings.pipeline_class or loaded.class_name
+
+    results = []
+    for index, path in enumerate(paths):
+        seed = settings.seed + index
+        ui.info(f"seed {seed}")
+        started = time.monotonic()
+        label = f"video {index + 1}/{len(paths)}" if len(paths) > 1 else "video"
+        with ui.progress(label, settings.steps or 0) as bar:
+            recipe, data = render(generator, settings, seed, path=path, image=image, video=video, mask=mask, progress=bar, overwrite=options.overwrite)
+        if recipe["audio"] and path is not None and output_format(path) in ("gif", "png"):
+            kind = "a GIF carries" if output_format(path) == "gif" else "PNG frames carry"
+            ui.warn(f"{kind} no sound: the audio is in {wav_beside(path)}")
+        result = {
+            "path": "-" if path is None else str(path.resolve()),
+            "prompt": settings.prompt,
+            "seed": seed,
+            "frames": recipe["frames"],
+            "fps": settings.fps,
+            "width": recipe["width"],
+            "height": recipe["height"],
+            "model": recipe["model"],
+            "preset": settings.preset,
+            "audio": bool(recipe["audio"]),
+            "seconds": round(time.monotonic() - started, 3),
+        }
+        if path is None:
+            ui.emit_bytes(data)
+        elif options.as_json:
+            ui.emit_json(result)
+        else:
+            ui.emit_result(result["path"])
+        results.append(result)
+    return results
