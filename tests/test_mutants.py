@@ -1,10 +1,12 @@
 """Break the behaviour a test claims and check that the test then fails (issue 25's habit).
 
-    .venv/bin/python tests/mutants.py              # every mutation below; exit 1 if one survives
-    .venv/bin/python tests/mutants.py NAME ...     # only these
-    .venv/bin/python tests/mutants.py --list       # names, targets and tests
-    .venv/bin/python tests/mutants.py --jobs 2     # two mutations at a time
-    .venv/bin/python tests/mutants.py NAME --tests tests/test_x.py::test_y   # does this test catch NAME?
+    .venv/bin/python tests/test_mutants.py              # every mutation below; exit 1 if one survives
+    .venv/bin/python tests/test_mutants.py NAME ...     # only these
+    .venv/bin/python tests/test_mutants.py --list       # names, targets and tests
+    .venv/bin/python tests/test_mutants.py --jobs 2     # two mutations at a time
+    .venv/bin/python tests/test_mutants.py NAME --tests tests/test_x.py::test_y   # does this test catch NAME?
+    .venv/bin/python tests/test_mutants.py --check      # only: do the targets and tests still exist
+    .venv/bin/python tests/test_mutants.py --baseline   # first: do the tests pass unbroken
 
 Each mutation names a target, `module:attribute.path`, a way to break it (`breaks` gets the
 original and returns what replaces it: a no-op, a constant, a wrong answer), and the tests
@@ -18,6 +20,13 @@ A mutation is reported `caught` when every item of its tests failed, `SURVIVED` 
 passed (that test cannot see the break it claims to see), `MISSING` when its target or one
 of its tests no longer exists (renamed or moved: update the list), `ERROR` when pytest
 could not run them. Anything but `caught` exits 1.
+
+Every mutation takes 5 to 50 s (a pytest process that imports torch, then the tests); all
+of them took 300 s on a 2-core VM, too long for the suite. So run this script by hand, or
+in CI as a job of its own (`make mutants`), after changing a test or what it tests. The
+suite runs only the cheap part, the tests at the end of this file: every target and test
+of the list still exists (`--check`), and the runner catches one mutation and reports a
+survivor.
 
 When you add a test, add the mutation it must catch here. Refactoring vidgen moves
 targets: the list below is the one place to update.
@@ -357,7 +366,7 @@ def install(name: str) -> Mutation:
     """Arrange for mutation `name` to be applied when its target's module is imported."""
     mutation = next((m for m in MUTATIONS if m.name == name), None)
     if mutation is None:
-        raise SystemExit(f"tests/mutants.py: no mutation named {name!r}")
+        raise SystemExit(f"tests/test_mutants.py: no mutation named {name!r}")
     if mutation.target is None:
         return mutation
     module_name, _, path = mutation.target.partition(":")
@@ -410,6 +419,31 @@ def pytest_runtest_logreport(report):
 # ---- the runner ----
 
 
+def check() -> list[str]:
+    """Without running anything: every target resolves and every test is still defined.
+    Cheap enough for the suite (tests/test_mutants.py), so a rename fails loudly there."""
+    import re
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    problems = []
+    for mutation in MUTATIONS:
+        if mutation.target is not None:
+            module_name, _, path = mutation.target.partition(":")
+            try:
+                _resolve(importlib.import_module(module_name), path)
+            except (ImportError, AttributeError) as error:
+                problems.append(f"{mutation.name}: target {mutation.target}: {error}")
+        for test in mutation.tests:
+            file, _, rest = test.partition("::")
+            source = os.path.join(root, file)
+            function = rest.split("[")[0]
+            if not os.path.isfile(source) or not re.search(rf"^def {re.escape(function)}\(", open(source).read(), re.M):
+                problems.append(f"{mutation.name}: no test {test}")
+    names = [mutation.name for mutation in MUTATIONS]
+    problems += [f"two mutations named {name}" for name in sorted({n for n in names if names.count(n) > 1})]
+    return problems
+
+
 def _matches(nodeid: str, wanted: str) -> bool:
     return nodeid == wanted or ("[" not in wanted and nodeid.startswith(wanted + "["))
 
@@ -425,7 +459,7 @@ def run_one(mutation: Mutation, root: str, hook_dir: str, report_dir: str) -> tu
     env["COLUMNS"] = "400"  # whole lines in the -ra summary that --show prints
     left_before = {path for path in mutation.leaves if os.path.lexists(os.path.join(root, path))}
     started = time.monotonic()
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "tests.mutants", "-p", "no:cacheprovider", "-W", "ignore", *mutation.tests]
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "tests.test_mutants", "-p", "no:cacheprovider", "-W", "ignore", *mutation.tests]
     done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
     seconds = time.monotonic() - started
     for path in set(mutation.leaves) - left_before:
@@ -469,6 +503,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--jobs", "-j", type=int, default=1, help="mutations run at a time (default 1)")
     parser.add_argument("--show", action="store_true", help="also show why each caught mutation's tests failed")
     parser.add_argument("--tests", nargs="+", metavar="NODEID", help="run the named mutations against these tests instead of theirs")
+    parser.add_argument("--check", action="store_true", help="only check that every target and test still exists (seconds)")
+    parser.add_argument("--baseline", action="store_true", help="first run the chosen mutations' tests unbroken: they must pass")
     options = parser.parse_args(argv)
 
     if options.list:
@@ -486,13 +522,27 @@ def main(argv: list[str]) -> int:
 
         chosen = [dataclasses.replace(m, tests=tuple(options.tests)) for m in chosen]
 
+    if options.check:
+        problems = check()
+        print("\n".join(problems) or f"{len(MUTATIONS)} mutations: every target and test exists")
+        return 1 if problems else 0
+
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if options.baseline:
+        import subprocess
+
+        tests = sorted({test for mutation in chosen for test in mutation.tests})
+        env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests], cwd=root, env=env)
+        if done.returncode != 0:
+            print("the tests fail unbroken: a mutation cannot be judged by them", file=sys.stderr)
+            return 1
     with tempfile.TemporaryDirectory(prefix="vidgen-mutants-") as scratch:
         hook_dir = os.path.join(scratch, "hook")
         os.mkdir(hook_dir)
         with open(os.path.join(hook_dir, "sitecustomize.py"), "w") as handle:
             # Python processes the tests start (vidgen serve, python -m vidgen) get the mutation too.
-            handle.write("import os\nif os.environ.get('VIDGEN_MUTANT'):\n    import tests.mutants  # noqa: F401\n")
+            handle.write("import os\nif os.environ.get('VIDGEN_MUTANT'):\n    import tests.test_mutants  # noqa: F401\n")
         started = time.monotonic()
         failures = 0
 
@@ -507,6 +557,29 @@ def main(argv: list[str]) -> int:
                     print("          " + "\n          ".join(detail.splitlines()[1:]), flush=True)
         print(f"{len(chosen) - failures} of {len(chosen)} mutations caught in {time.monotonic() - started:.0f} s")
     return 1 if failures else 0
+
+
+# ---- in the suite: the list is checked, and the runner itself catches and misses as it should ----
+# (every mutation takes minutes: run this file as a script for that, as its docstring says)
+
+
+def test_every_mutation_names_a_target_and_tests_that_exist():
+    assert check() == []
+
+
+def _run_self(*args: str):
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.run([sys.executable, os.path.abspath(__file__), *args], cwd=root, capture_output=True, text=True)
+
+
+def test_the_runner_reports_a_caught_mutation_and_a_survivor():
+    caught = _run_self("line-seeds-derived-differently")
+    assert caught.returncode == 0 and caught.stdout.startswith("caught "), caught.stdout + caught.stderr
+    # The same break against a test that does not claim it: reported, and the run fails.
+    survived = _run_self("line-seeds-derived-differently", "--tests", "tests/test_batch.py::test_names_are_short_safe_slugs")
+    assert survived.returncode == 1 and survived.stdout.startswith("SURVIVED "), survived.stdout + survived.stderr
 
 
 if __name__ == "__main__":
