@@ -409,6 +409,9 @@ def pytest_configure(config):
         except ImportError as error:
             _report(missing=f"{_ACTIVE.target}: {error}")
             raise
+        if _ACTIVE.target not in _applied:  # imported some way this file's finder did not see
+            _report(missing=f"{_ACTIVE.target}: imported without the mutation")
+            raise RuntimeError(f"mutation {_ACTIVE.name} was not applied")
 
 
 def pytest_runtest_logreport(report):
