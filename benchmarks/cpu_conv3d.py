@@ -41,7 +41,7 @@ def main() -> None:
     from vidgen.generate import VideoGenerator, prepare_settings
     from vidgen.pipeline import load_pipeline
     from vidgen.runner import render
-    from vidgen.video import read_frames
+    from vidgen.readback import read_frames
 
     if options.threads:
         torch.set_num_threads(options.threads)

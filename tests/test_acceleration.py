@@ -9,7 +9,7 @@ import pytest
 
 from vidgen import acceleration
 from vidgen.errors import UsageError
-from vidgen.video import probe_video, read_recipe
+from vidgen.readback import probe_video, read_recipe
 
 GIB = 2**30
 

@@ -88,7 +88,7 @@ def test_mp4_carries_aac_at_the_models_rate(generate_ltx2, run_cli):
 
 
 def test_webm_carries_opus(generate_ltx2):
-    from vidgen.video import read_recipe
+    from vidgen.readback import read_recipe
 
     result = generate_ltx2("-o", "clip.webm", "-q")
     assert result.exit_code == 0, result.stderr
@@ -138,7 +138,7 @@ def test_no_audio_leaves_the_sound_out(generate_ltx2):
     assert json.loads(result.stdout)["audio"] is False
     streams = read_streams(Path("quiet.mp4"))
     assert streams == {"frames": FRAMES, "audio": None}
-    from vidgen.video import read_recipe
+    from vidgen.readback import read_recipe
 
     assert read_recipe(Path("quiet.mp4"))["audio"] is False
 

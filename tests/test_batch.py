@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import TINY_ARGS
 from vidgen.batch import LOCK_NAME, MANIFEST_NAME, derive_seed, file_sha256, short_slug
-from vidgen.video import probe_video, read_recipe
+from vidgen.readback import probe_video, read_recipe
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 from tests.conftest import TINY_ARGS
 from vidgen.batch import LOCK_NAME, MANIFEST_NAME, file_sha256
 from vidgen.batch.launch import without_processes_option, worst_exit_code
-from vidgen.video import read_frames
+from vidgen.readback import read_frames
 
 
 def _batch(tiny_wan_dir, *args: str) -> list[str]:

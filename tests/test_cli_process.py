@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from tests.conftest import TINY_ARGS
-from vidgen.video import probe_video, read_recipe
+from vidgen.readback import probe_video, read_recipe
 
 
 def vidgen(*args: str, input: bytes | None = None) -> subprocess.CompletedProcess:

@@ -12,7 +12,7 @@ import numpy as np
 
 import vidgen
 from vidgen.embedded import probe, shapes
-from vidgen.video import probe_video, read_frames, read_recipe
+from vidgen.readback import probe_video, read_frames, read_recipe
 
 WEIGHTS = Path(vidgen.__file__).parent / "embedded" / "weights" / "shapes"
 

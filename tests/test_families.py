@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from tests.tiny_pipelines import make_tiny_pipeline
-from vidgen.video import read_frames, read_recipe
+from vidgen.readback import read_frames, read_recipe
 
 PROMPT = "a red fox running in the snow"
 CPU = ["--steps", "2", "--seed", "1", "--device", "cpu", "--dtype", "float32"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidgen.video import probe_video, read_frames, read_recipe
+from vidgen.readback import probe_video, read_frames, read_recipe
 
 
 def test_prompt_becomes_mp4_with_recipe(generate_tiny):

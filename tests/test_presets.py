@@ -175,7 +175,7 @@ def test_revision_reaches_the_hub_downloads_and_from_pretrained(run_cli, tiny_wa
     import diffusers
     import huggingface_hub
 
-    from vidgen.video import read_recipe
+    from vidgen.readback import read_recipe
 
     _hub_preset(isolated_environment / "presets")
     downloads, loads = [], []

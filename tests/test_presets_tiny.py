@@ -323,7 +323,7 @@ def _check_generated_video(name: str, stdout: str, out: Path, tmp_path: Path) ->
         assert abs(audio["seconds"] - frames_out / 8) <= 1 / 8
 
     # The recipe in the file shows the preset's own settings were used, not just its model class.
-    from vidgen.video import read_recipe
+    from vidgen.readback import read_recipe
 
     recipe = read_recipe(out)
     assert recipe["preset"] == name and recipe["pipeline"] == preset["pipeline"]

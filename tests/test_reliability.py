@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import TINY_ARGS
 from vidgen.batch import LOCK_NAME, MANIFEST_NAME, file_sha256
-from vidgen.video import probe_video
+from vidgen.readback import probe_video
 
 # 64x64 videos of the tiny model are about 3.7 kB; a failed manifest record about 1 kB.
 # Under this limit a video cannot be written but the manifest can take a few records.

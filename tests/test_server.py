@@ -25,7 +25,7 @@ import pytest
 
 from tests.conftest import TINY_ARGS
 from vidgen.batch import file_sha256
-from vidgen.video import read_frames, read_recipe
+from vidgen.readback import read_frames, read_recipe
 
 HANG = 300  # seconds: only to stop a hung test, never a measure
 

@@ -9,7 +9,8 @@ import pytest
 from tests.conftest import TINY_ARGS
 from vidgen import acceleration
 from vidgen.errors import UsageError
-from vidgen.video import encoder_thread_options, probe_video
+from vidgen.readback import probe_video
+from vidgen.video import encoder_thread_options
 
 
 @pytest.fixture(autouse=True)

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from tests.test_video_input import _write_video
-from vidgen.video import read_frames, read_recipe
+from vidgen.readback import read_frames, read_recipe
 
 PROMPT = "a red fox running in the snow"
 CPU = ["--device", "cpu", "--dtype", "float32", "--seed", "5", "--steps", "2", "--size", "32x32"]

@@ -336,7 +336,7 @@ def inspect_file(
     """Show a video's recipe (prompt, seed, model, settings), its frames, size and fps, and its audio stream."""
 
     def action() -> None:
-        from vidgen.video import describe
+        from vidgen.readback import describe  # here, not at the top: keeps `vidgen --help` light (numpy, Pillow)
 
         description = describe(file)
         if as_json:

@@ -1,4 +1,4 @@
-"""Frames -> files, with the recipe inside, written atomically; and reading them back.
+"""Frames -> files, with the recipe inside, written atomically.
 
 Formats by the output's suffix:
 - `.mp4`  H.264 (libx264), yuv420p, CRF, +faststart: plays in browsers and phones.
@@ -8,13 +8,18 @@ Formats by the output's suffix:
 The ffmpeg used is the one imageio-ffmpeg bundles, so nothing else needs installing.
 
 The recipe (prompt, seed, model, settings, vidgen version) is JSON in the MP4/WebM
-`comment` tag, the GIF comment and PNG text chunks; `read_recipe()` gets it back.
-Each file is written under a temporary name in the target folder and renamed when
+`comment` tag, the GIF comment and PNG text chunks; `vidgen.readback.read_recipe()`
+gets it back. Each file is written under a temporary name in the target folder and renamed when
 complete, so an interrupted run never leaves a truncated file under the final name.
+
+The server's client (vidgen/client.py) imports this module for `check_output_path()`
+and `output_format()` and must stay light (no numpy): numpy, vidgen.audio (numpy),
+Pillow and imageio-ffmpeg are imported inside the functions that write.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -24,7 +29,7 @@ import subprocess
 import tempfile
 import unicodedata
 import uuid
-from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +39,7 @@ if TYPE_CHECKING:
     from vidgen.audio import Audio
 
 from vidgen import ui
+from vidgen.acceleration import configured_threads
 from vidgen.errors import GenerationError, Interrupted, UsageError, VidgenError
 
 VIDEO_SUFFIXES = {".mp4": "mp4", ".webm": "webm", ".gif": "gif"}
@@ -85,7 +91,7 @@ def _temporary_sibling(path: Path) -> Path:
 
 
 def _to_uint8_frames(frames: np.ndarray) -> np.ndarray:
-    import numpy as np  # here, not at the top: a call handed to `vidgen serve` never needs it
+    import numpy as np  # here, not at the top: keeps the server's client light (a call handed to `vidgen serve` never needs it)
 
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
@@ -102,7 +108,7 @@ def _ffmpeg_codec(fmt: str, crf: int) -> tuple[str, list[str]]:
 def ffmpeg_exe() -> str:
     """The ffmpeg to encode with: IMAGEIO_FFMPEG_EXE, else the one imageio-ffmpeg bundles.
     Missing or not runnable: GenerationError saying how to fix it."""
-    import imageio_ffmpeg
+    import imageio_ffmpeg  # here, not at the top: keeps the server's client light (a GIF or PNG folder needs no ffmpeg)
 
     chosen = os.environ.get("IMAGEIO_FFMPEG_EXE")
     try:
@@ -207,14 +213,12 @@ def _run_ffmpeg(command: list[str], frames: np.ndarray | None, path: Path, exe: 
 def _write_with_ffmpeg(frames: np.ndarray, path: Path, fps: float, fmt: str, crf: int, comment: str, shown: Path | None = None, audio: Audio | None = None) -> None:
     """Encode to `path` (the temporary file); messages name `shown`, the final name.
     A soundtrack is muxed from a temporary WAV beside it (vidgen.audio)."""
-    from fractions import Fraction
-
     exe = ffmpeg_exe()
     height, width = frames.shape[1:3]
     codec, output_params = _ffmpeg_codec(fmt, crf)
     audio_input, audio_params, wav = [], ["-an"], None
     if audio is not None:
-        from vidgen.audio import mux_arguments, write_wav
+        from vidgen.audio import mux_arguments, write_wav  # here, not at the top: vidgen.audio imports numpy (the server's client)
 
         # A temporary name of the usual pattern, so a killed run's leftover is known as one.
         wav = _temporary_sibling((shown or path).with_suffix(".wav"))
@@ -242,7 +246,7 @@ def _write_with_ffmpeg(frames: np.ndarray, path: Path, fps: float, fmt: str, crf
 
 def _verify_audio(path: Path, seconds: float, fps: float, exe: str, shown: Path) -> None:
     """The soundtrack decodes and lasts as long as the video, within one frame."""
-    from vidgen.audio import probe_audio
+    from vidgen.audio import probe_audio  # here, not at the top: vidgen.audio imports numpy (the server's client)
 
     try:
         stream = probe_audio(path, exe)
@@ -267,14 +271,12 @@ def _verify_video(path: Path, expected_frames: int, exe: str, shown: Path) -> No
 def encoder_thread_options() -> list[str]:
     """ffmpeg's own thread count follows --threads / VIDGEN_THREADS when set: libx264
     otherwise starts 1.5 threads per core, which oversubscribes a shared CPU too."""
-    from vidgen.acceleration import configured_threads
-
     threads = configured_threads()
     return ["-threads", str(threads)] if threads else []
 
 
 def _write_gif(frames: np.ndarray, path: Path, fps: float, comment: str) -> None:
-    from PIL import Image
+    from PIL import Image  # here, not at the top: keeps the server's client light
 
     images = [Image.fromarray(frame) for frame in frames]
     images[0].save(
@@ -289,7 +291,7 @@ def _write_gif(frames: np.ndarray, path: Path, fps: float, comment: str) -> None
 
 
 def _write_png_folder(frames: np.ndarray, folder: Path, recipe_json: str) -> None:
-    from PIL import Image
+    from PIL import Image  # here, not at the top: keeps the server's client light
     from PIL.PngImagePlugin import PngInfo
 
     folder.mkdir()
@@ -316,7 +318,7 @@ def write_video(frames: np.ndarray, path: Path, *, fps: float, crf: int = 18, re
     temporary = _temporary_sibling(path)
     wav = wav_temporary = None
     if audio is not None and fmt in ("gif", "png"):
-        from vidgen.audio import wav_beside
+        from vidgen.audio import wav_beside  # here, not at the top: vidgen.audio imports numpy (the server's client)
 
         wav = wav_beside(path)
         if wav.exists() and not overwrite:
@@ -324,7 +326,7 @@ def write_video(frames: np.ndarray, path: Path, *, fps: float, crf: int = 18, re
         wav_temporary = _temporary_sibling(wav)
     try:
         if wav_temporary is not None:
-            from vidgen.audio import write_wav
+            from vidgen.audio import write_wav  # here, not at the top: vidgen.audio imports numpy (the server's client)
 
             write_wav(audio, wav_temporary)
             _sync(wav_temporary)
@@ -361,8 +363,6 @@ def write_video(frames: np.ndarray, path: Path, *, fps: float, crf: int = 18, re
 
 def describe_os_error(error: OSError) -> str:
     """A file system error in words: the system's own, with the usual cause named."""
-    import errno
-
     text = error.strerror or str(error)
     if error.errno == errno.EFBIG:
         return f"{text} (a file-size limit: ulimit -f)"
@@ -385,7 +385,7 @@ def _sync(path: Path) -> None:
 
 def _verify_gif(path: Path, shown: Path) -> None:
     """Read every frame back: a GIF cut short fails here instead of after the rename."""
-    from PIL import Image, ImageSequence
+    from PIL import Image, ImageSequence  # here, not at the top: keeps the server's client light
 
     try:
         with Image.open(path) as image:
@@ -407,180 +407,3 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
-
-
-# ---- reading back (inspect, tests) ----
-
-
-@dataclass
-class VideoInfo:
-    frames: int
-    width: int
-    height: int
-    fps: float
-    seconds: float
-
-
-def _unescape_ffmetadata(value: str) -> str:
-    """ffmetadata escapes = ; # \\ and newline with a backslash."""
-    out, chars = [], iter(value)
-    for char in chars:
-        out.append(next(chars, "") if char == "\\" else char)
-    return "".join(out)
-
-
-def _read_ffmetadata(path: Path) -> dict[str, str]:
-    import imageio_ffmpeg
-
-    result = subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "ffmetadata", "-"],
-        capture_output=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise UsageError(f"cannot read {path}: {result.stderr.decode(errors='replace').strip() or 'not a video'}")
-    tags: dict[str, str] = {}
-    # Values may hold escaped newlines: join a line ending in an odd run of backslashes.
-    pending = ""
-    for line in result.stdout.decode("utf-8", errors="replace").split("\n"):
-        line = pending + line
-        trailing = len(line) - len(line.rstrip("\\"))
-        if trailing % 2 == 1:
-            pending = line + "\n"
-            continue
-        pending = ""
-        if not line or line.startswith((";", "#", "[")) or "=" not in line:
-            continue
-        # The key ends at the first unescaped '='.
-        index = 0
-        while index < len(line):
-            if line[index] == "\\":
-                index += 2
-                continue
-            if line[index] == "=":
-                break
-            index += 1
-        tags[_unescape_ffmetadata(line[:index]).lower()] = _unescape_ffmetadata(line[index + 1 :])
-    return tags
-
-
-def read_recipe(path: Path) -> dict[str, Any] | None:
-    """The recipe vidgen embedded in a video, GIF or PNG folder; None if absent."""
-    path = Path(path)
-    if not path.exists():
-        raise UsageError(f"no such file: {path}")
-    text: str | None
-    if path.is_dir():
-        recipe_file = path / RECIPE_FILE
-        text = recipe_file.read_text() if recipe_file.is_file() else None
-    elif path.suffix.lower() == ".gif":
-        from PIL import Image
-
-        with Image.open(path) as image:
-            comment = image.info.get("comment")
-        text = comment.decode("utf-8") if isinstance(comment, bytes) else comment
-    elif path.suffix.lower() == ".png":
-        from PIL import Image
-
-        with Image.open(path) as image:
-            text = image.info.get(PNG_RECIPE_KEY)
-    else:
-        text = _read_ffmetadata(path).get("comment")
-    if not text:
-        return None
-    try:
-        recipe = json.loads(text)
-    except ValueError:
-        return None
-    return recipe if isinstance(recipe, dict) else None
-
-
-def _open_video(path: Path):
-    """imageio-ffmpeg's frame reader (RGB) and the video's metadata; not a video: UsageError."""
-    import imageio_ffmpeg
-
-    reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
-    try:
-        return reader, next(reader)
-    except (OSError, RuntimeError, StopIteration) as error:  # imageio-ffmpeg's "could not load meta"
-        reader.close()
-        raise UsageError(f"cannot read {path}: not a video") from error
-
-
-def read_frames(path: Path) -> np.ndarray:
-    """All frames as uint8 (T, H, W, 3)."""
-    import numpy as np
-
-    path = Path(path)
-    if path.is_dir():
-        from PIL import Image
-
-        return np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted(path.glob("frame_*.png"))])
-    if path.suffix.lower() == ".gif":
-        from PIL import Image, ImageSequence
-
-        with Image.open(path) as image:
-            return np.stack([np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(image)])
-    reader, meta = _open_video(path)
-    width, height = meta["size"]
-    frames = [np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3) for raw in reader]
-    return np.stack(frames)
-
-
-def probe_video(path: Path) -> VideoInfo:
-    """Frame count, size, fps and duration, by decoding (ffprobe is not bundled)."""
-    path = Path(path)
-    if path.is_dir() or path.suffix.lower() == ".gif":
-        frames = read_frames(path)
-        recipe = read_recipe(path) or {}
-        fps = float(recipe.get("fps") or 0)
-        if path.suffix.lower() == ".gif":
-            from PIL import Image
-
-            with Image.open(path) as image:
-                fps = 1000 / image.info.get("duration", 1000 / fps if fps else 100)
-        count, height, width = frames.shape[:3]
-        return VideoInfo(count, width, height, round(fps, 3), round(count / fps, 3) if fps else 0.0)
-    import imageio_ffmpeg
-
-    reader, meta = _open_video(path)
-    reader.close()
-    count, seconds = imageio_ffmpeg.count_frames_and_secs(str(path))
-    width, height = meta["size"]
-    return VideoInfo(count, width, height, float(meta["fps"]), round(seconds, 3))
-
-
-def describe(path: Path) -> dict[str, Any]:
-    """`vidgen inspect`: the file's frames, size, fps and duration, and its recipe."""
-    path = Path(path)
-    if not path.exists():
-        raise UsageError(f"no such file: {path}")
-    info = probe_video(path)
-    return {
-        "path": str(path.resolve()),
-        "frames": info.frames,
-        "width": info.width,
-        "height": info.height,
-        "fps": info.fps,
-        "seconds": info.seconds,
-        "audio": describe_audio(path),
-        "recipe": read_recipe(path),
-    }
-
-
-def describe_audio(path: Path) -> dict[str, Any] | None:
-    """The soundtrack of a video, or of the WAV beside a GIF or PNG folder; None if none."""
-    from vidgen.audio import probe_audio, wav_beside
-
-    source = path
-    if path.is_dir() or path.suffix.lower() == ".gif":
-        source = wav_beside(path)
-        if not source.is_file():
-            return None
-    try:
-        stream = probe_audio(source, ffmpeg_exe())
-    except ValueError as error:
-        raise UsageError(f"cannot read {source}: {error}") from error
-    if stream is not None and source != path:
-        stream["file"] = str(source.resolve())
-    return stream
