@@ -237,6 +237,7 @@ def run(args) -> dict[str, Any]:
     import torch
 
     from vidgen import pipeline as loader
+    from vidgen.checkpoints import dtype_keyword
     from vidgen.generate import VideoGenerator
 
     device = loader.resolve_device(args.device)
@@ -304,7 +305,7 @@ def run(args) -> dict[str, Any]:
             from diffusers import DiffusionPipeline
 
             dtype = loader.resolve_dtype(base.dtype, device)
-            state_plain["pipe"] = DiffusionPipeline.from_pretrained(args.model, **{loader._dtype_keyword(): dtype}).to(device)
+            state_plain["pipe"] = DiffusionPipeline.from_pretrained(args.model, **{dtype_keyword(): dtype}).to(device)
             state_plain["pipe"].set_progress_bar_config(disable=True)
 
         def plain_call(steps: int, timer: Timer) -> np.ndarray:

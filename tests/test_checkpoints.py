@@ -27,6 +27,7 @@ from safetensors.torch import load_file
 
 from tests.tiny_checkpoints import build_checkpoint_pipeline, write_checkpoints
 from vidgen import checkpoints
+from vidgen import hub
 from vidgen.errors import ModelNotAvailableError, UsageError
 
 WAN = "WanTransformer3DModel"
@@ -192,7 +193,7 @@ def test_a_cached_hub_file_is_used_without_the_network(online_user, monkeypatch)
     (snapshot / "sub" / "dir" / "file.gguf").write_bytes(b"GGUF")
     (online_user / "models--org--name" / "refs").mkdir()
     (online_user / "models--org--name" / "refs" / "main").write_text("a" * 40)
-    monkeypatch.setattr(huggingface_hub, "get_session", lambda: pytest.fail("the network was used"))
+    monkeypatch.setattr(hub, "get_session", lambda: pytest.fail("the network was used"))
     assert checkpoints.resolve_checkpoint("org/name/sub/dir/file.gguf") == snapshot / "sub" / "dir" / "file.gguf"
 
 
@@ -201,9 +202,9 @@ def test_a_hub_that_hangs_counts_as_unreachable_after_the_timeout(online_user, m
         def head(self, *args, **kwargs):
             time.sleep(5)
 
-    monkeypatch.setattr(huggingface_hub, "get_session", Hanging)
+    monkeypatch.setattr(hub, "get_session", Hanging)
     start = time.monotonic()
-    assert checkpoints.hub_reachable(timeout=0.3) is False
+    assert hub.hub_reachable(timeout=0.3) is False
     assert time.monotonic() - start < 1.5
 
 
@@ -216,12 +217,12 @@ def test_offline_flag_is_named(monkeypatch, tmp_path):
 # This machine and CI have no route to huggingface.co: a new user's first try, offline,
 # without HF_HUB_OFFLINE. (huggingface_hub alone: 24 s and 10 `Retrying` lines.)
 def test_an_unreachable_hub_is_one_line_within_seconds(online_user, capfd):
-    if checkpoints.hub_reachable():
+    if hub.hub_reachable():
         pytest.skip("needs a machine that cannot reach the Hugging Face Hub")
     start = time.monotonic()
     with pytest.raises(ModelNotAvailableError) as caught:  # a name that would be a quick 404 if it were reachable
         checkpoints.resolve_checkpoint("city96/Wan2.1-T2V-14B-gguf/vidgen-test-absent-Q4_K_M.gguf")
-    assert time.monotonic() - start < checkpoints.HUB_TIMEOUT + 2
+    assert time.monotonic() - start < hub.HUB_TIMEOUT + 2
     assert str(caught.value).startswith("cannot reach the Hugging Face Hub to download city96/Wan2.1-T2V-14B-gguf/vidgen-test-absent")
     assert "\n" not in str(caught.value)
     assert "Retry" not in capfd.readouterr().err

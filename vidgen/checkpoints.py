@@ -22,26 +22,23 @@ import json
 import math
 import re
 import struct
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import diffusers
-import huggingface_hub
 import torch
 from accelerate import init_empty_weights
 from diffusers.loaders.single_file_model import SINGLE_FILE_LOADABLE_CLASSES
-from huggingface_hub.utils import logging as hub_logging
 
 from vidgen import ui
-from vidgen.errors import GenerationError, ModelNotAvailableError, UsageError
+from vidgen.errors import GenerationError, UsageError, first_line
+from vidgen.hub import HUB_TIMEOUT, fetch_hub_file
 from vidgen.model_check import check_safetensors
 
 __all__ = [
-    "CheckpointInfo", "TensorInfo", "WeightSize", "check_checkpoint", "component_sizes", "fetch_hub_file",
-    "hub_reachable", "inspect_checkpoint", "load_transformer", "model_size", "quiet_hub", "resolve_checkpoint",
+    "CheckpointInfo", "TensorInfo", "WeightSize", "check_checkpoint", "component_sizes", "dtype_keyword",
+    "inspect_checkpoint", "load_transformer", "model_size", "resolve_checkpoint",
 ]
 
 FORMATS = {".gguf": "gguf", ".safetensors": "safetensors"}
@@ -51,88 +48,10 @@ COMFY_PREFIX = "model.diffusion_model."  # ComfyUI's whole-checkpoint prefix; di
 # layout (`<layer>.weight_scale`, `<layer>.comfy_quant`). diffusers loads them with only an
 # unused-keys warning, and the frames come out NaN.
 SCALED_KEY_ENDINGS = ("scale_weight", "scaled_fp8", "weight_scale", "comfy_quant")
-HUB_TIMEOUT = 3.0  # seconds the Hub gets to answer before it counts as unreachable
 # A 2-D weight inside a numbered block (blocks.3., transformer_blocks.0., encoder.block.5.,
 # model.layers.2.): the Linear layers that --quantize shrinks. Embedding tables sit outside.
 _IN_BLOCK = re.compile(r"(?:^|\.)\w*(?:blocks?|layers?)\.\d+\.")
 _HUB_FILE = re.compile(r"^([\w.-]+/[\w.-]+)/((?:[\w.-]+/)*[\w.-]+)$")  # org/name/sub/dir/file
-
-
-# ---- the Hub, fast and quiet when it cannot be reached ----
-
-
-def hub_reachable(timeout: float = HUB_TIMEOUT) -> bool:
-    """Whether the Hub answers within `timeout` seconds (False at once with HF_HUB_OFFLINE).
-
-    One HEAD request to the endpoint through huggingface_hub's own HTTP client (its
-    proxies and certificates), with no retries: any HTTP answer means reachable. It runs
-    in a thread so that a name lookup that hangs counts against the timeout too.
-    Call it before a download that is not in the cache: huggingface_hub 2.x retries a
-    failed connection 5 times (1+2+4+8+8 s) and logs `Retrying in 1s [Retry 1/5]` each time.
-    """
-    if huggingface_hub.constants.HF_HUB_OFFLINE:
-        return False
-    answers: list[bool] = []
-
-    def probe() -> None:
-        try:
-            huggingface_hub.get_session().head(huggingface_hub.constants.ENDPOINT, timeout=timeout)
-            answers.append(True)
-        except Exception:  # any transport failure (httpx's classes differ between versions)
-            answers.append(False)
-
-    thread = threading.Thread(target=probe, name="vidgen-hub-probe", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return bool(answers and answers[0])
-
-
-@contextmanager
-def quiet_hub() -> Iterator[None]:
-    """huggingface_hub logs only errors meanwhile (its retry warnings would otherwise come
-    before vidgen's own one line)."""
-    verbosity = hub_logging.get_verbosity()
-    hub_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hub_logging.set_verbosity(verbosity)
-
-
-def fetch_hub_file(repo_id: str, filename: str, *, revision: str | None = None, timeout: float = HUB_TIMEOUT) -> Path:
-    """One file of a Hub repository: the cached copy if there is one (no network), else
-    downloaded when the Hub answers, else one line within `timeout` seconds."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (
-        EntryNotFoundError, GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
-    )
-
-    spec = f"{repo_id}/{filename}"
-    hint = f"vidgen pull {spec}"
-    try:
-        with quiet_hub():
-            return Path(hf_hub_download(repo_id, filename, revision=revision, local_files_only=True))
-    except LocalEntryNotFoundError:
-        pass  # not in the cache
-    if huggingface_hub.constants.HF_HUB_OFFLINE:
-        raise ModelNotAvailableError(f"{spec} is not downloaded and HF_HUB_OFFLINE is set; download it with network access: {hint}")
-    if not hub_reachable(timeout):
-        raise ModelNotAvailableError(f"cannot reach the Hugging Face Hub to download {spec} (offline?); {hint} once online")
-    try:
-        with quiet_hub():
-            return Path(hf_hub_download(repo_id, filename, revision=revision))
-    except GatedRepoError as error:
-        raise ModelNotAvailableError(f"{repo_id} is gated: accept its licence on huggingface.co and set HF_TOKEN") from error
-    except RevisionNotFoundError as error:
-        raise UsageError(f"{repo_id} has no revision {revision!r} on the Hugging Face Hub") from error
-    except RepositoryNotFoundError as error:
-        raise UsageError(f"{repo_id} not found on the Hugging Face Hub (private? set HF_TOKEN)") from error
-    except LocalEntryNotFoundError as error:  # the connection failed after the probe
-        raise ModelNotAvailableError(f"cannot reach the Hugging Face Hub to download {spec}; {hint} once online") from error
-    except EntryNotFoundError as error:  # after LocalEntryNotFoundError, its subclass
-        raise UsageError(f"{repo_id} on the Hugging Face Hub has no file {filename}") from error
-    except OSError as error:
-        raise ModelNotAvailableError(f"cannot download {spec}: {_first_line(error)}") from error
 
 
 def resolve_checkpoint(spec: str | Path, *, timeout: float = HUB_TIMEOUT) -> Path:
@@ -236,7 +155,7 @@ def _gguf_tensors(path: Path) -> dict[str, TensorInfo]:
     try:
         reader = gguf.GGUFReader(path)  # memory-mapped: the tensor table only is read
     except Exception as error:  # the reader raises ValueError, struct.error, IndexError... on a damaged file
-        raise UsageError(f"{path} is not a readable GGUF file ({_first_line(error)})") from None
+        raise UsageError(f"{path} is not a readable GGUF file ({first_line(error)})") from None
     # GGUF lists dimensions innermost first and in values, not in packed bytes.
     return {
         tensor.name: TensorInfo(tuple(int(n) for n in reversed(tensor.shape.tolist())), tensor.tensor_type.name, int(tensor.n_bytes))
@@ -265,7 +184,7 @@ def _weight_files(component: Path) -> tuple[Path, ...]:
             try:
                 weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
             except (OSError, ValueError, KeyError, TypeError) as error:
-                raise UsageError(f"{index} is not a valid shard index ({_first_line(error)})") from None
+                raise UsageError(f"{index} is not a valid shard index ({first_line(error)})") from None
             return tuple(component / shard for shard in dict.fromkeys(weight_map.values()))
     for single in ("diffusion_pytorch_model.safetensors", "model.safetensors"):
         if (component / single).is_file():
@@ -375,20 +294,27 @@ def check_checkpoint(info: CheckpointInfo, *, transformer_class: str, config_fol
     return [original_name.get(id(tensor), name) for name, tensor in converted.items() if name not in expected]
 
 
+def dtype_keyword() -> str:
+    """diffusers renamed `torch_dtype` to `dtype` (and warns on the old name) after 0.35."""
+    try:
+        from diffusers.utils.deprecation_utils import _TORCH_DTYPE_DEPRECATION_MESSAGE  # noqa: F401  (a probe)
+    except ImportError:
+        return "torch_dtype"
+    return "dtype"
+
+
 def load_transformer(spec: str | Path, *, transformer_class: str, config_folder: str | Path,
                      subfolder: str = "transformer", dtype: torch.dtype) -> torch.nn.Module:
     """Resolve, inspect, check and load a single-file denoiser with `from_single_file`,
     always against the preset's config (without it diffusers guesses a Hub repository
     from the shapes and goes online). GGUF files keep their quantized Linear weights
     (GGUFLinear layers, dequantized at each forward to `dtype`)."""
-    from vidgen.pipeline import _dtype_keyword  # here: pipeline.py imports this module to load with it
-
     path = resolve_checkpoint(spec)
     info = inspect_checkpoint(path)
     unused = check_checkpoint(info, transformer_class=transformer_class, config_folder=config_folder, subfolder=subfolder)
     if unused:
         ui.warn(f"{len(unused)} tensor(s) of {path.name} are not used by {transformer_class} (the first: {unused[0]})")
-    options: dict[str, Any] = {"config": str(config_folder), "subfolder": subfolder, _dtype_keyword(): dtype, "local_files_only": True}
+    options: dict[str, Any] = {"config": str(config_folder), "subfolder": subfolder, dtype_keyword(): dtype, "local_files_only": True}
     if info.format == "gguf":
         options["quantization_config"] = diffusers.GGUFQuantizationConfig(compute_dtype=dtype)
     # diffusers logs each kept-in-fp32 dequantization and dtype cast as a warning.
@@ -397,11 +323,6 @@ def load_transformer(spec: str | Path, *, transformer_class: str, config_folder:
     try:
         return getattr(diffusers, transformer_class).from_single_file(str(path), **options)
     except (OSError, ValueError, RuntimeError, KeyError, ImportError) as error:
-        raise GenerationError(f"cannot load {path.name} as {transformer_class}: {_first_line(error)}") from error
+        raise GenerationError(f"cannot load {path.name} as {transformer_class}: {first_line(error)}") from error
     finally:
         diffusers.utils.logging.set_verbosity(verbosity)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -9,10 +9,14 @@ what to do (pull it, set HF_TOKEN, go online).
 from __future__ import annotations
 
 import json
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from huggingface_hub import constants, hf_hub_download, snapshot_download
+from huggingface_hub import constants, get_session, hf_hub_download, snapshot_download
+from huggingface_hub.utils import logging as hub_logging
 from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
@@ -21,12 +25,100 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from vidgen.errors import GenerationError, ModelNotAvailableError, UsageError
+from vidgen.errors import GenerationError, ModelNotAvailableError, UsageError, first_line
 from vidgen.presets import ModelLocation
 
+HUB_TIMEOUT = 3.0  # seconds the Hub gets to answer before it counts as unreachable
 # Only safetensors are loaded; these other weight formats are never downloaded.
 NON_SAFETENSORS_WEIGHTS = ["*.bin", "*.pt", "*.pth", "*.ckpt", "*.msgpack", "*.h5", "*.onnx", "*.onnx_data", "*.gguf"]
 
+
+# ---- the Hub, fast and quiet when it cannot be reached ----
+
+
+def hub_reachable(timeout: float = HUB_TIMEOUT) -> bool:
+    """Whether the Hub answers within `timeout` seconds (False at once with HF_HUB_OFFLINE).
+
+    One HEAD request to the endpoint through huggingface_hub's own HTTP client (its
+    proxies and certificates), with no retries: any HTTP answer means reachable. It runs
+    in a thread so that a name lookup that hangs counts against the timeout too.
+    Call it before a download that is not in the cache: huggingface_hub 2.x retries a
+    failed connection 5 times (1+2+4+8+8 s) and logs `Retrying in 1s [Retry 1/5]` each time.
+    """
+    if constants.HF_HUB_OFFLINE:
+        return False
+    answers: list[bool] = []
+
+    def probe() -> None:
+        try:
+            get_session().head(constants.ENDPOINT, timeout=timeout)
+            answers.append(True)
+        except Exception:  # any transport failure (httpx's classes differ between versions)
+            answers.append(False)
+
+    thread = threading.Thread(target=probe, name="vidgen-hub-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(answers and answers[0])
+
+
+@contextmanager
+def quiet_hub() -> Iterator[None]:
+    """huggingface_hub logs only errors meanwhile (its retry warnings would otherwise come
+    before vidgen's own one line)."""
+    verbosity = hub_logging.get_verbosity()
+    hub_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hub_logging.set_verbosity(verbosity)
+
+
+def fetch_hub_file(repo_id: str, filename: str, *, revision: str | None = None, timeout: float = HUB_TIMEOUT) -> Path:
+    """One file of a Hub repository: the cached copy if there is one (no network), else
+    downloaded when the Hub answers, else one line within `timeout` seconds."""
+    spec = f"{repo_id}/{filename}"
+    hint = f"vidgen pull {spec}"
+    try:
+        with quiet_hub():
+            return Path(hf_hub_download(repo_id, filename, revision=revision, local_files_only=True))
+    except LocalEntryNotFoundError:
+        pass  # not in the cache
+    if constants.HF_HUB_OFFLINE:
+        raise ModelNotAvailableError(f"{spec} is not downloaded and HF_HUB_OFFLINE is set; download it with network access: {hint}")
+    if not hub_reachable(timeout):
+        raise ModelNotAvailableError(f"cannot reach the Hugging Face Hub to download {spec} (offline?); {hint} once online")
+    try:
+        with quiet_hub():
+            return Path(hf_hub_download(repo_id, filename, revision=revision))
+    except GatedRepoError as error:
+        raise ModelNotAvailableError(f"{repo_id} is gated: accept its licence on huggingface.co and set HF_TOKEN") from error
+    except RevisionNotFoundError as error:
+        raise UsageError(f"{repo_id} has no revision {revision!r} on the Hugging Face Hub") from error
+    except RepositoryNotFoundError as error:
+        raise UsageError(f"{repo_id} not found on the Hugging Face Hub (private? set HF_TOKEN)") from error
+    except LocalEntryNotFoundError as error:  # the connection failed after the probe
+        raise ModelNotAvailableError(f"cannot reach the Hugging Face Hub to download {spec}; {hint} once online") from error
+    except EntryNotFoundError as error:  # after LocalEntryNotFoundError, its subclass
+        raise UsageError(f"{repo_id} on the Hugging Face Hub has no file {filename}") from error
+    except OSError as error:
+        raise ModelNotAvailableError(f"cannot download {spec}: {first_line(error)}") from error
+
+
+_reachability: tuple[float, bool] | None = None  # (when asked, the answer): a minute's memory
+
+
+def local_only() -> bool:
+    """Whether to read the Hub's cache only: HF_HUB_OFFLINE, or a Hub that does not answer
+    (asked at most once a minute). huggingface_hub itself would retry an unreachable Hub for
+    24 seconds, printing each retry, before vidgen could say one line."""
+    global _reachability
+    if is_offline():
+        return True
+    now = time.monotonic()
+    if _reachability is None or now - _reachability[0] > 60:
+        _reachability = (now, hub_reachable())
+    return not _reachability[1]
 
 
 def is_offline() -> bool:
@@ -59,7 +151,9 @@ def read_model_index(location: ModelLocation, pull_hint: str, revision: str | No
             raise UsageError(f"{folder} is not a diffusers pipeline folder (no model_index.json)")
     else:
         try:
-            index_file = Path(hf_hub_download(location.location, "model_index.json", **revision_argument(location, revision)))
+            with quiet_hub():
+                index_file = Path(hf_hub_download(location.location, "model_index.json", local_files_only=local_only(),
+                                                  **revision_argument(location, revision)))  # fmt: skip
         except GatedRepoError as error:
             raise ModelNotAvailableError(
                 f"model {location.location} is gated: accept its licence on huggingface.co and set HF_TOKEN"
@@ -95,10 +189,27 @@ def component_config(location: ModelLocation, component: str, revision: str | No
         if location.is_local:
             path = Path(location.location) / component / "config.json"
         else:
-            path = Path(hf_hub_download(location.location, f"{component}/config.json", **revision_argument(location, revision)))
+            with quiet_hub():
+                path = Path(hf_hub_download(location.location, f"{component}/config.json", local_files_only=local_only(),
+                                            **revision_argument(location, revision)))  # fmt: skip
         return json.loads(path.read_text())
     except Exception:  # absent, offline, unreadable: not this check's business
         return None
+
+
+def config_folder(location: ModelLocation, component: str, revision: str | None = None) -> Path:
+    """A folder holding `component/config.json` of the model: its own folder, or the Hub
+    cache's snapshot (the config fetched, a few hundred bytes; no weights)."""
+    if location.is_local:
+        return Path(location.location)
+    try:
+        with quiet_hub():
+            path = hf_hub_download(location.location, f"{component}/config.json", local_files_only=local_only(),
+                                   **revision_argument(location, revision))  # fmt: skip
+    except LocalEntryNotFoundError as error:
+        raise ModelNotAvailableError(f"the config of {location.location}'s {component} is not downloaded and the Hugging Face Hub "
+                                     f"is out of reach; vidgen pull {location.location} once online") from error
+    return Path(path).parent.parent
 
 
 def download_model(location: ModelLocation, revision: str | None = None) -> str:
@@ -110,8 +221,11 @@ def download_model(location: ModelLocation, revision: str | None = None) -> str:
     model = location.location
     if is_offline():
         raise ModelNotAvailableError(f"cannot download {model}: HF_HUB_OFFLINE is set")
+    if local_only():
+        raise ModelNotAvailableError(f"cannot reach the Hugging Face Hub to download {model} (offline?)")
     try:
-        return snapshot_download(model, ignore_patterns=NON_SAFETENSORS_WEIGHTS, **revision_argument(location, revision))
+        with quiet_hub():
+            return snapshot_download(model, ignore_patterns=NON_SAFETENSORS_WEIGHTS, **revision_argument(location, revision))
     except GatedRepoError as error:
         raise ModelNotAvailableError(f"model {model} is gated: accept its licence on huggingface.co and set HF_TOKEN") from error
     except RevisionNotFoundError as error:

@@ -18,7 +18,7 @@ from huggingface_hub import snapshot_download
 from huggingface_hub.errors import LocalEntryNotFoundError
 
 from vidgen.errors import UsageError, first_line
-from vidgen.hub import is_offline
+from vidgen.hub import local_only
 from vidgen.options import GenerationSettings
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -32,12 +32,12 @@ def _lora_location(source: str) -> str:
         return str(path)
     if not _HUB_ID.match(source) or source.endswith(".safetensors"):
         raise UsageError(f"LoRA not found: {source} (not a file, a folder or a Hugging Face Hub id)")
-    if not is_offline():
+    if not local_only():
         return source
     try:
         return snapshot_download(source, allow_patterns=["*.safetensors", "*.json"], local_files_only=True)
     except LocalEntryNotFoundError as error:
-        raise UsageError(f"cannot load LoRA {source}: not downloaded and HF_HUB_OFFLINE is set") from error
+        raise UsageError(f"cannot load LoRA {source}: not downloaded, and the Hugging Face Hub is out of reach (HF_HUB_OFFLINE, or offline)") from error
 
 
 def _lora_misfit(error: BaseException) -> str | None:

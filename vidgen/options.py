@@ -11,7 +11,9 @@ where it may come from and go to:
   (runner.loading_key); the others change only the call;
 - `recipe`: it is recorded in the recipe stored inside every video (and the JSON);
 - `call`: the pipeline argument that receives it (generate.VideoGenerator);
-  `pipeline_default`: an ad-hoc --model takes the pipeline's own default for it.
+  `pipeline_default`: an ad-hoc --model takes the pipeline's own default for it;
+- `minimum`/`maximum`, `choices` and `check`: what settings.validate() refuses;
+- `path`: it names a local file, which the server's client resolves in its own folder.
 
 `GenerationSettings`, the object a run carries, is built from the table too: a new
 setting is one `Setting(...)` line here plus the code that uses it. Limits and choices
@@ -28,6 +30,7 @@ from typing import Any, Callable, Optional
 
 from vidgen.acceleration import CACHE_METHODS
 from vidgen.errors import UsageError
+from vidgen.quantize import quantize_problem
 
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit value
 MAX_CRF = 51  # libx264's range; libvpx-vp9 takes up to 63 but 51 is plenty
@@ -128,6 +131,8 @@ class Setting:
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple[str, ...] | None = None
+    check: Callable[[Any], str | None] | None = None  # the problem with a value, or None
+    path: bool = False  # names a local file: the server's client makes it absolute
 
     @property
     def label(self) -> str:
@@ -176,13 +181,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("num_videos", int, "Videos to make; seeds seed, seed+1, ...", default=1, flag=("--num-videos", "-n"), line=True,
             minimum=1, maximum=MAX_NUM_VIDEOS, batch_help="Videos per line, with consecutive seeds."),
     Setting("image", str, "Start image for image-to-video presets (a reference image for wan2.1-vace-1.3b).", line=True,
-            recipe=True, batch_help="Start image for image-to-video presets (a line's image wins)."),
+            recipe=True, path=True, batch_help="Start image for image-to-video presets (a line's image wins)."),
     Setting("video", str, "Input video for video-to-video presets (its frame count, snapped, unless --frames is fewer).",
-            commands=("generate",), line=True, recipe=True),
+            commands=("generate",), line=True, recipe=True, path=True),
     Setting("strength", float, "Video-to-video: how far to move from the input video, above 0 to 1.", commands=("generate",),
             preset=True, line=True, recipe=True, call="strength"),
     Setting("mask", str, "With --video, for Wan VACE presets: a mask video or one image for every frame; white = regenerate, "
-            "black = keep. Example: --preset wan2.1-vace-1.3b --video in.mp4 --mask mask.png", commands=("generate",), recipe=True),
+            "black = keep. Example: --preset wan2.1-vace-1.3b --video in.mp4 --mask mask.png", commands=("generate",), recipe=True,
+            path=True),
     Setting("extras", dict, "NAME=VALUE: one of the preset's extras, e.g. --extra overlap_history=37 for skyreels-v2-df-1.3b; "
             "repeatable (vidgen presets show NAME lists them).", default=dict, flag=("--extra",), commands=("generate",),
             read=parse_extras, recipe=True),
@@ -191,6 +197,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("loras", list, "LoRA PATH_OR_ID[:SCALE]; repeatable.", default=list, flag=("--lora",), read=_to_loras,
             loads=True, recipe=True),
     Setting("dtype", str, "auto, float32, float16 or bfloat16.", default="auto", preset=True, loads=True, recipe=True),
+    Setting("quantize", str, "Quantize while loading: int8, int8-dynamic, fp8, fp8-dynamic, nf4 or none, for the denoiser(s); "
+            "or per component, e.g. transformer=fp8,text_encoder=int8 (pip install 'vidgen\\[quant]').", preset=True, line=True,
+            loads=True, recipe=True, check=quantize_problem),
+    Setting("transformer", str, "The denoiser from one file: FILE.gguf or FILE.safetensors (original or ComfyUI key names), "
+            "or REPO/FILENAME on the Hugging Face Hub; the rest of the pipeline from the preset's model.", preset=True,
+            loads=True, recipe=True, path=True),
+    Setting("transformer_2", str, "Wan 2.2 A14B's second (low-noise) expert from one file, as --transformer.",
+            flag=("--transformer-2",), preset=True, loads=True, recipe=True, path=True),
     Setting("device", str, "auto, cpu, cuda, cuda:N, mps or xpu.", default="auto", loads=True,
             batch_help="auto, cpu, cuda, cuda:N, mps or xpu (under accelerate: each process's own)."),
     Setting("offload", str, "none, model, group, sequential or auto (by free GPU memory).", default="none", preset=True,

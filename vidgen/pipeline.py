@@ -20,9 +20,10 @@ import torch
 import transformers
 from diffusers.hooks import apply_group_offloading
 
-from vidgen import acceleration, ui
+from vidgen import acceleration, checkpoints, quantize, ui
+from vidgen.checkpoints import dtype_keyword
 from vidgen.errors import GenerationError, ModelNotAvailableError, UsageError, first_line
-from vidgen.hub import is_offline, read_model_index, revision_argument
+from vidgen.hub import config_folder, local_only, read_model_index, revision_argument
 from vidgen.lora import apply_loras
 from vidgen.model_check import check_components_serve, check_model_folder, check_pipeline_class, class_to_load
 from vidgen.options import GenerationSettings
@@ -94,15 +95,6 @@ def resolve_dtype(name: str, device: str):
             return torch.float16
         return torch.bfloat16
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
-
-
-def _dtype_keyword() -> str:
-    """diffusers renamed `torch_dtype` to `dtype` (and warns on the old name) after 0.35."""
-    try:
-        from diffusers.utils.deprecation_utils import _TORCH_DTYPE_DEPRECATION_MESSAGE  # noqa: F401
-    except ImportError:
-        return "torch_dtype"
-    return "dtype"
 
 
 def _apply_scheduler(pipe: Any, settings: GenerationSettings) -> None:
@@ -181,6 +173,29 @@ def _missing_library(error: ImportError) -> str:
     return f"a library it needs is missing ({text.split('. ')[0] if text else type(error).__name__})"
 
 
+# The denoisers a single file may replace (--transformer, --transformer-2): setting = component.
+SINGLE_FILE_COMPONENTS = ("transformer", "transformer_2")
+
+
+def _check_files_and_quantization(files: dict[str, str], quantization: dict[str, str], model_index: dict[str, Any]) -> None:
+    """Before loading: each file replaces a denoiser the model has, and is not also quantized."""
+    for name in files:
+        if not (isinstance(model_index.get(name), list) and model_index[name][-1]):
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag}: {model_index.get('_class_name')} has no {name} (only Wan 2.2 A14B has a second expert)")
+        if name in quantization:
+            raise UsageError(f"--quantize applies to {name}, which --{name.replace('_', '-')} loads from a file: quantize the file "
+                             f"itself (a GGUF file is quantized already) or name other components (e.g. --quantize text_encoder=int8)")
+
+
+def _single_file_component(name: str, spec: str, location, model_index: dict[str, Any], revision: str | None, dtype: Any) -> Any:
+    """A denoiser from one file, checked against and built with the preset model's own config."""
+    transformer_class = model_index[name][-1]
+    folder = config_folder(location, name, revision)
+    with ui.status(f"loading {name} from {Path(spec).name}"):
+        return checkpoints.load_transformer(spec, transformer_class=transformer_class, config_folder=folder, subfolder=name, dtype=dtype)
+
+
 def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None) -> LoadedPipeline:
     """Load, check and place the pipeline that `settings` names."""
     location = resolve_model_location(settings.model)
@@ -197,7 +212,9 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
     check_pipeline_class(str(class_name), settings.pipeline_class, location.location, settings.preset)
     check_components_serve(model_index, location, settings.pipeline_class, settings.preset, settings.revision)
     load_name = class_to_load(str(class_name), settings.pipeline_class)
-
+    quantization = quantize.resolve_components(quantize.parse_quantize(settings.quantize), model_index) if settings.quantize else {}
+    files = {name: getattr(settings, name) for name in SINGLE_FILE_COMPONENTS if getattr(settings, name)}
+    _check_files_and_quantization(files, quantization, model_index)
 
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device)
@@ -205,19 +222,28 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
         # A GPU preset's bf16/fp16 is slow on a CPU (no fast kernels) and fp16 can fail there.
         ui.info(f"using float32 on the CPU instead of the preset's {settings.dtype} (--dtype {settings.dtype} keeps it)")
         dtype = torch.float32
+    quantize.check_runnable(quantization, device)  # before any weights are read
+    components = {name: _single_file_component(name, spec, location, model_index, settings.revision, dtype)
+                  for name, spec in files.items()}  # fmt: skip
 
     pipeline_type = getattr(diffusers, load_name) if load_name else diffusers.DiffusionPipeline
+    if components and pipeline_type is diffusers.DiffusionPipeline:
+        # DiffusionPipeline.from_pretrained drops components passed in (diffusers 0.42): the folder's own class keeps them.
+        pipeline_type = getattr(diffusers, str(class_name), pipeline_type)
     # Without offloading, weights go from safetensors straight onto the card instead of
     # through CPU memory and a .to() copy. Only plain "cuda": diffusers' pipeline-level
     # device_map takes no index, and a device-mapped pipeline refuses later offloading.
-    straight_to_device = device == "cuda" and settings.offload == "none"
+    # A component loaded from a single file is already in memory: the whole pipeline moves later.
+    straight_to_device = device == "cuda" and settings.offload == "none" and not components
     try:
         pipe = pipeline_type.from_pretrained(
             location.location,
-            **{_dtype_keyword(): dtype},
+            **components,
+            quantization_config=quantize.pipeline_quantization_config(quantization, model_index, compute_dtype=dtype),
+            **{dtype_keyword(): dtype},
             use_safetensors=True,
             trust_remote_code=settings.trust_remote_code,
-            local_files_only=is_offline(),
+            local_files_only=local_only(),
             **revision_argument(location, settings.revision),
             **({"device_map": device} if straight_to_device else {}),
         )

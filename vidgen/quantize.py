@@ -78,6 +78,17 @@ def parse_quantize(text: str, *, source: str = "--quantize") -> dict[str, str]:
     return {component: method for component, method in mapping.items() if method != "none"}
 
 
+def quantize_problem(text: str | None) -> str | None:
+    """What is wrong with a --quantize value, as settings.validate() reports it; None: nothing."""
+    if text is None:
+        return None
+    try:
+        parse_quantize(text)
+    except UsageError as error:
+        return error.message
+    return None
+
+
 def describe(mapping: Mapping[str, str]) -> str:
     """The choice as one stable string for the recipe, the JSON and the server's cache key: `none`,
     `int8` (the denoisers, unresolved), `transformer=int8,text_encoder=int8` (denoisers first)."""

@@ -127,6 +127,8 @@ def validate(settings: GenerationSettings) -> None:
             in_range(setting.label, value, setting.minimum, setting.maximum)
         if setting.choices is not None and value not in setting.choices:
             problems.append(f"{setting.label} must be one of {', '.join(setting.choices)}, got {value!r}")
+        if setting.check is not None and (problem := setting.check(value)):
+            problems.append(problem)
     if settings.fps is None or not _finite(settings.fps) or not settings.fps > 0:
         problems.append(f"--fps must be positive, got {settings.fps}")
     elif settings.fps > MAX_FPS:
