@@ -14,7 +14,8 @@ that claim the behaviour: with the target broken, every one of them must fail. E
 mutation runs in its own pytest process (the tests named only), with this file loaded as a
 plugin: the target is replaced right after its module is imported, before any other module
 can bind the name, in pytest's process and in every Python process it starts (through a
-sitecustomize.py on PYTHONPATH: `vidgen serve`, `python -m vidgen`). No file is edited.
+sitecustomize.py on PYTHONPATH: `vidgen serve`, `python -m vidgen`; not one started with
+a PYTHONPATH of its own). No file is edited.
 
 A mutation is reported `caught` when every item of its tests failed, `SURVIVED` when one
 passed (that test cannot see the break it claims to see), `MISSING` when its target or one
