@@ -110,3 +110,74 @@ def test_a_file_and_quantize_on_the_same_denoiser_is_refused(run_cli, wide, tmp_
     folder, files = wide
     result = run_cli("a red circle", "--model", folder, *TINY, "--transformer", files.paths["Q4_0"], "--quantize", "int8", "-o", tmp_path / "x.mp4")
     assert result.exit_code == 2 and "--quantize applies to transformer, which --transformer loads from a file" in result.stderr
+
+
+def _safetensors_data_bytes(folder) -> int:
+    """What a component's safetensors files hold beyond their headers, read by hand."""
+    import struct
+
+    total = 0
+    for path in folder.glob("*.safetensors"):
+        with open(path, "rb") as file:
+            header_length = struct.unpack("<Q", file.read(8))[0]
+        total += path.stat().st_size - 8 - header_length
+    return total
+
+
+@pytest.mark.parametrize(("class_name", "variant"), [("WanPipeline", None), ("WanPipeline", "wan2.2-t2v-a14b"), ("LTXPipeline", None)])
+def test_dry_run_gives_the_files_sizes_and_reads_no_weights(run_cli, tiny_pipeline_dir, loaded_pipelines, tmp_path, class_name, variant):
+    folder = tiny_pipeline_dir(class_name, variant)
+    result = run_cli("a red circle", "--model", folder, "--dry-run", "--json", "-o", tmp_path / "x.mp4")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["pipeline"] == json.loads((folder / "model_index.json").read_text())["_class_name"]
+    assert report["components"] and set(report["components"]) >= {"transformer", "vae"}
+    for name, component in report["components"].items():
+        assert component["disk_bytes"] == _safetensors_data_bytes(folder / name), name
+        assert component["memory_bytes"] == component["parameters"] * 4, name  # float32 on the CPU
+    assert report["memory_bytes"] == sum(component["memory_bytes"] for component in report["components"].values())
+    assert report["offload_auto"] == "none" and loaded_pipelines == [] and not (tmp_path / "x.mp4").exists()
+    human = run_cli("a red circle", "--model", folder, "--dry-run")
+    assert human.exit_code == 0 and "component transformer:" in human.stdout and "offload auto: none" in human.stdout
+
+
+def test_dry_run_counts_quantized_and_single_file_sizes(run_cli, wide):
+    folder, files = wide
+    plain = json.loads(run_cli("a red circle", "--model", folder, "--dry-run", "--json").stdout)["components"]["transformer"]
+    int8 = json.loads(run_cli("a red circle", "--model", folder, "--dry-run", "--json", "--quantize", "int8").stdout)["components"]["transformer"]
+    assert int8["quantize"] == "int8" and int8["disk_bytes"] == plain["disk_bytes"]
+    assert plain["memory_bytes"] * 0.25 < int8["memory_bytes"] < plain["memory_bytes"] * 0.5  # float32 blocks at one byte a weight
+    q4 = json.loads(run_cli("a red circle", "--model", folder, "--dry-run", "--json", "--transformer", files.paths["Q4_0"]).stdout)
+    transformer = q4["components"]["transformer"]
+    from gguf import GGUFReader
+
+    assert transformer["disk_bytes"] == sum(int(tensor.n_bytes) for tensor in GGUFReader(files.paths["Q4_0"]).tensors)
+    assert transformer["memory_bytes"] == transformer["disk_bytes"] and transformer["source"] == str(files.paths["Q4_0"])
+
+
+def test_a_model_not_on_disk_gets_its_settings_and_a_note(run_cli):
+    result = run_cli("a fox", "--preset", "wan2.1-t2v-14b", "--dry-run", "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["settings"]["steps"] and report["components"] is None and report["memory_bytes"] is None
+    assert any("vidgen pull wan2.1-t2v-14b" in note for note in report["notes"])
+
+
+def test_offline_without_hf_hub_offline_is_one_line_and_no_retries(tmp_path):
+    """As a new user would meet it: no network, HF_HUB_OFFLINE not set. huggingface_hub alone
+    retries for 24 s and prints `Retrying in 1s [Retry 1/5]` five times; vidgen asks once."""
+    import os
+    import subprocess
+    import sys
+
+    from vidgen import hub
+
+    if hub.hub_reachable():
+        pytest.skip("the Hugging Face Hub answers from this machine")
+    env = {key: value for key, value in os.environ.items() if key != "HF_HUB_OFFLINE"}
+    env["HF_HOME"] = str(tmp_path / "hf")
+    for args in (["a fox", "--preset", "wan2.1-t2v-1.3b", "--no-server", "-o", str(tmp_path / "x.mp4")],
+                 ["pull", "wan2.1-t2v-1.3b"], ["pull", "city96/Wan2.1-T2V-14B-gguf/wan2.1-t2v-14b-Q4_K_M.gguf"]):  # fmt: skip
+        done = subprocess.run([sys.executable, "-m", "vidgen", *args], env=env, capture_output=True, text=True, cwd=tmp_path)
+        errors = [line for line in done.stderr.splitlines() if not line.startswith("downloading ")]
+        assert done.returncode == 1 and len(errors) == 1 and "cannot reach the Hugging Face Hub" in errors[0], (args, done.stderr)

@@ -175,7 +175,7 @@ def test_bad_specs_are_one_line(tmp_path):
                         (str(tmp_path / "absent.gguf"), "checkpoint not found: "),
                         ("./absent.safetensors", "checkpoint not found: "),
                         ("no-repo.gguf", "checkpoint not found: ")]:
-        assert _one_line_usage_error(lambda: checkpoints.resolve_checkpoint(spec)).startswith(start)
+        assert _one_line_usage_error(lambda: hub.resolve_checkpoint(spec)).startswith(start)
 
 
 @pytest.fixture
@@ -194,7 +194,7 @@ def test_a_cached_hub_file_is_used_without_the_network(online_user, monkeypatch)
     (online_user / "models--org--name" / "refs").mkdir()
     (online_user / "models--org--name" / "refs" / "main").write_text("a" * 40)
     monkeypatch.setattr(hub, "get_session", lambda: pytest.fail("the network was used"))
-    assert checkpoints.resolve_checkpoint("org/name/sub/dir/file.gguf") == snapshot / "sub" / "dir" / "file.gguf"
+    assert hub.resolve_checkpoint("org/name/sub/dir/file.gguf") == snapshot / "sub" / "dir" / "file.gguf"
 
 
 def test_a_hub_that_hangs_counts_as_unreachable_after_the_timeout(online_user, monkeypatch):
@@ -211,7 +211,7 @@ def test_a_hub_that_hangs_counts_as_unreachable_after_the_timeout(online_user, m
 def test_offline_flag_is_named(monkeypatch, tmp_path):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     with pytest.raises(ModelNotAvailableError, match="^org/name/file.gguf is not downloaded and HF_HUB_OFFLINE is set; "):
-        checkpoints.resolve_checkpoint("org/name/file.gguf")
+        hub.resolve_checkpoint("org/name/file.gguf")
 
 
 # This machine and CI have no route to huggingface.co: a new user's first try, offline,
@@ -221,7 +221,7 @@ def test_an_unreachable_hub_is_one_line_within_seconds(online_user, capfd):
         pytest.skip("needs a machine that cannot reach the Hugging Face Hub")
     start = time.monotonic()
     with pytest.raises(ModelNotAvailableError) as caught:  # a name that would be a quick 404 if it were reachable
-        checkpoints.resolve_checkpoint("city96/Wan2.1-T2V-14B-gguf/vidgen-test-absent-Q4_K_M.gguf")
+        hub.resolve_checkpoint("city96/Wan2.1-T2V-14B-gguf/vidgen-test-absent-Q4_K_M.gguf")
     assert time.monotonic() - start < hub.HUB_TIMEOUT + 2
     assert str(caught.value).startswith("cannot reach the Hugging Face Hub to download city96/Wan2.1-T2V-14B-gguf/vidgen-test-absent")
     assert "\n" not in str(caught.value)

@@ -33,15 +33,14 @@ from diffusers.loaders.single_file_model import SINGLE_FILE_LOADABLE_CLASSES
 
 from vidgen import ui
 from vidgen.errors import GenerationError, UsageError, first_line
-from vidgen.hub import HUB_TIMEOUT, fetch_hub_file
+from vidgen.hub import FORMATS, resolve_checkpoint
 from vidgen.model_check import check_safetensors
 
 __all__ = [
     "CheckpointInfo", "TensorInfo", "WeightSize", "check_checkpoint", "component_sizes", "dtype_keyword",
-    "inspect_checkpoint", "load_transformer", "model_size", "resolve_checkpoint",
+    "inspect_checkpoint", "load_transformer", "model_size",
 ]
 
-FORMATS = {".gguf": "gguf", ".safetensors": "safetensors"}
 COMFY_PREFIX = "model.diffusion_model."  # ComfyUI's whole-checkpoint prefix; diffusers strips it
 # Weights stored divided by a scale that diffusers never multiplies back: ComfyUI's
 # "scaled fp8" (`<layer>.scale_weight` and a `scaled_fp8` marker) and its newer quantized
@@ -51,26 +50,6 @@ SCALED_KEY_ENDINGS = ("scale_weight", "scaled_fp8", "weight_scale", "comfy_quant
 # A 2-D weight inside a numbered block (blocks.3., transformer_blocks.0., encoder.block.5.,
 # model.layers.2.): the Linear layers that --quantize shrinks. Embedding tables sit outside.
 _IN_BLOCK = re.compile(r"(?:^|\.)\w*(?:blocks?|layers?)\.\d+\.")
-_HUB_FILE = re.compile(r"^([\w.-]+/[\w.-]+)/((?:[\w.-]+/)*[\w.-]+)$")  # org/name/sub/dir/file
-
-
-def resolve_checkpoint(spec: str | Path, *, timeout: float = HUB_TIMEOUT) -> Path:
-    """A local .safetensors/.gguf file, or REPO/FILENAME on the Hub (a file in a subfolder
-    too: org/name/sub/dir/file.gguf), fetched cache first. UsageError for a bad name or
-    format, ModelNotAvailableError when it cannot be downloaded; one line each."""
-    text = str(spec)
-    path = Path(text).expanduser()
-    if path.suffix.lower() not in FORMATS:
-        raise UsageError(f"{text}: a single-file checkpoint must be a .safetensors or .gguf file")
-    if path.is_file():
-        return path
-    if path.exists():
-        raise UsageError(f"{text} is not a file")
-    hub = _HUB_FILE.match(text)
-    looks_local = path.is_absolute() or text.startswith((".", "~")) or Path(text.split("/")[0]).is_dir()
-    if hub is None or looks_local:
-        raise UsageError(f"checkpoint not found: {text} (a .safetensors or .gguf file, or REPO/FILENAME on the Hugging Face Hub)")
-    return fetch_hub_file(hub.group(1), hub.group(2), timeout=timeout)
 
 
 # ---- headers: what a file holds, without its weights ----

@@ -9,6 +9,7 @@ what to do (pull it, set HF_TOKEN, go online).
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from contextlib import contextmanager
@@ -28,6 +29,8 @@ from huggingface_hub.errors import (
 from vidgen.errors import GenerationError, ModelNotAvailableError, UsageError, first_line
 from vidgen.presets import ModelLocation
 
+FORMATS = {".gguf": "gguf", ".safetensors": "safetensors"}
+_HUB_FILE = re.compile(r"^([\w.-]+/[\w.-]+)/((?:[\w.-]+/)*[\w.-]+)$")  # org/name/sub/dir/file
 HUB_TIMEOUT = 3.0  # seconds the Hub gets to answer before it counts as unreachable
 # Only safetensors are loaded; these other weight formats are never downloaded.
 NON_SAFETENSORS_WEIGHTS = ["*.bin", "*.pt", "*.pth", "*.ckpt", "*.msgpack", "*.h5", "*.onnx", "*.onnx_data", "*.gguf"]
@@ -74,16 +77,17 @@ def quiet_hub() -> Iterator[None]:
         hub_logging.set_verbosity(verbosity)
 
 
-def fetch_hub_file(repo_id: str, filename: str, *, revision: str | None = None, timeout: float = HUB_TIMEOUT) -> Path:
+def fetch_hub_file(repo_id: str, filename: str, *, revision: str | None = None, timeout: float = HUB_TIMEOUT, download: bool = True) -> Path:
     """One file of a Hub repository: the cached copy if there is one (no network), else
-    downloaded when the Hub answers, else one line within `timeout` seconds."""
+    downloaded when the Hub answers (and `download`), else one line within `timeout` seconds."""
     spec = f"{repo_id}/{filename}"
     hint = f"vidgen pull {spec}"
     try:
         with quiet_hub():
             return Path(hf_hub_download(repo_id, filename, revision=revision, local_files_only=True))
     except LocalEntryNotFoundError:
-        pass  # not in the cache
+        if not download:
+            raise ModelNotAvailableError(f"{spec} is not downloaded; {hint}") from None
     if constants.HF_HUB_OFFLINE:
         raise ModelNotAvailableError(f"{spec} is not downloaded and HF_HUB_OFFLINE is set; download it with network access: {hint}")
     if not hub_reachable(timeout):
@@ -119,6 +123,26 @@ def local_only() -> bool:
     if _reachability is None or now - _reachability[0] > 60:
         _reachability = (now, hub_reachable())
     return not _reachability[1]
+
+
+def resolve_checkpoint(spec: str | Path, *, timeout: float = HUB_TIMEOUT, download: bool = True) -> Path:
+    """A local .safetensors/.gguf file, or REPO/FILENAME on the Hub (a file in a subfolder
+    too: org/name/sub/dir/file.gguf), fetched cache first (only from the cache when not
+    `download`). UsageError for a bad name or format, ModelNotAvailableError when it cannot
+    be downloaded; one line each."""
+    text = str(spec)
+    path = Path(text).expanduser()
+    if path.suffix.lower() not in FORMATS:
+        raise UsageError(f"{text}: a single-file checkpoint must be a .safetensors or .gguf file")
+    if path.is_file():
+        return path
+    if path.exists():
+        raise UsageError(f"{text} is not a file")
+    hub = _HUB_FILE.match(text)
+    looks_local = path.is_absolute() or text.startswith((".", "~")) or Path(text.split("/")[0]).is_dir()
+    if hub is None or looks_local:
+        raise UsageError(f"checkpoint not found: {text} (a .safetensors or .gguf file, or REPO/FILENAME on the Hugging Face Hub)")
+    return fetch_hub_file(hub.group(1), hub.group(2), timeout=timeout, download=download)
 
 
 def is_offline() -> bool:
@@ -210,6 +234,15 @@ def config_folder(location: ModelLocation, component: str, revision: str | None 
         raise ModelNotAvailableError(f"the config of {location.location}'s {component} is not downloaded and the Hugging Face Hub "
                                      f"is out of reach; vidgen pull {location.location} once online") from error
     return Path(path).parent.parent
+
+
+def cached_folder(location: ModelLocation, revision: str | None = None) -> Path | None:
+    """The Hub cache's folder of a model (what has been downloaded of it), or None: no network."""
+    try:
+        with quiet_hub():
+            return Path(snapshot_download(location.location, local_files_only=True, **revision_argument(location, revision)))
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        return None
 
 
 def download_model(location: ModelLocation, revision: str | None = None) -> str:

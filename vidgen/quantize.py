@@ -281,6 +281,12 @@ def pipeline_quantization_config(mapping: Mapping[str, str], model_index: Mappin
 # --------------------------------------------------------------------------------------
 
 
+def bytes_per_weight(method: str) -> float:
+    """Bytes a quantized Linear weight takes, scales aside: 1 at 8 bits; nf4 half, plus
+    bitsandbytes' float32 absmax per block of NF4_BLOCK weights."""
+    return 0.5 + 4 / NF4_BLOCK if method == "nf4" else 1.0
+
+
 def quantized_weight_bytes(shape: tuple[int, int], method: str) -> int:
     """Bytes one Linear weight of `shape` (out_features, in_features) takes once quantized: int8 and fp8 one
     byte a weight plus a float32 scale a row (fp8-dynamic: one a tensor); nf4 half a byte plus a float32

@@ -84,16 +84,23 @@ def writing(path) -> None:
 # Loggers of libraries that speak on stderr on their own at import: peft imports torchao
 # when it is installed (vidgen[quant]), and torchao logs each of its compiled kernels this
 # machine cannot load, then torch's pytree warns about torchao's enums: six lines before
-# anything vidgen says, none of them the user's business. Their errors still show.
-_NOISY_LOGGERS = ("torchao", "torch.utils._pytree")
+# anything vidgen says, none of them the user's business; and diffusers warns, when it
+# imports its torchao quantizer, that torchao 0.16+ lacks the tensor classes of older
+# checkpoints (vidgen quantizes while loading and saves none). Their errors still show.
+_NOISY_LOGGERS = ("torchao", "torch.utils._pytree", "diffusers.quantizers.torchao.torchao_quantizer")
+
+
+def quiet_library_loggers() -> None:
+    """Only errors from the loggers above (every command, before it imports them)."""
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def configure(*, quiet: bool = False) -> None:
     """Apply the --quiet flag: notes and progress are hidden, errors are not."""
     global _quiet
     _quiet = quiet
-    for name in _NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
+    quiet_library_loggers()
 
 
 def _say(message: str, style: str | None = None, kind: str = "info") -> None:
