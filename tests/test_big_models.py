@@ -181,3 +181,21 @@ def test_offline_without_hf_hub_offline_is_one_line_and_no_retries(tmp_path):
         done = subprocess.run([sys.executable, "-m", "vidgen", *args], env=env, capture_output=True, text=True, cwd=tmp_path)
         errors = [line for line in done.stderr.splitlines() if not line.startswith("downloading ")]
         assert done.returncode == 1 and len(errors) == 1 and "cannot reach the Hugging Face Hub" in errors[0], (args, done.stderr)
+
+
+# 14B in bf16: 36 GB of weights, its denoiser 28 GB; quantized to 8 bits: 22 GB, the largest 14 GB.
+# A step fits when its weights times acceleration.OFFLOAD_HEADROOM (1.5) fit in free memory.
+@pytest.mark.parametrize(("free_gb", "quantized", "offload", "advice"), [
+    (34, False, "none", "--quantize fp8 (or int8)"),  # 22 x 1.5 = 33 fits
+    (30, True, "none", "--offload model"),  # 33 does not fit; the largest, 14 x 1.5 = 21, does
+    (12, False, "none", "--quantize fp8 (or int8) and --offload group"),
+    (12, True, "model", "--offload group"),
+    (12, True, "group", "--offload sequential"),  # already the step that should have fitted: the next one
+])  # fmt: skip
+def test_out_of_memory_names_the_cheapest_next_step_that_fits(free_gb, quantized, offload, advice):
+    from vidgen.acceleration import memory_advice
+
+    gb = 10**9
+    total, largest = (22 * gb, 14 * gb) if quantized else (36 * gb, 28 * gb)
+    got = memory_advice(total_bytes=total, denoiser_bytes=largest, largest_bytes=largest, free_bytes=free_gb * gb, quantized=quantized, offload=offload)
+    assert got == advice

@@ -120,6 +120,13 @@ def parameter_count(module: Any) -> int | None:
     return sum(parameter.numel() for parameter in module.parameters())
 
 
+def parameter_bytes(module: Any) -> int:
+    """Bytes of a module's parameters as they sit in memory (0 for none)."""
+    if module is None or not hasattr(module, "parameters"):
+        return 0
+    return sum(parameter.numel() * parameter.element_size() for parameter in module.parameters())
+
+
 def use_persistent_compile_cache(folder: Path) -> None:
     """Keep Inductor's FX graph, AOTAutograd and Triton caches in `folder`, so the second
     invocation loads compiled kernels instead of compiling again. An explicit
@@ -225,6 +232,21 @@ def choose_offload(total_weight_bytes: int, largest_component_bytes: int, free_b
     if on_cuda:
         return "group"
     return "sequential"
+
+
+def memory_advice(*, total_bytes: int, denoiser_bytes: int, largest_bytes: int, free_bytes: int, quantized: bool, offload: str) -> str:
+    """After a CUDA out-of-memory error: the cheapest next step that the estimate says fits.
+    Quantizing the denoiser to 8 bits halves a bf16 one and keeps every step on the card,
+    so it comes first; then lighter-to-heavier offloading (choose_offload's rule)."""
+    if not quantized and (total_bytes - denoiser_bytes / 2) * OFFLOAD_HEADROOM <= free_bytes:
+        return "--quantize fp8 (or int8)"
+    ladder = ("none", "model", "group", "sequential")
+    fits = choose_offload(total_bytes, largest_bytes, free_bytes, on_cuda=True)
+    if offload in ladder and ladder.index(fits) <= ladder.index(offload):
+        fits = ladder[min(ladder.index(offload) + 1, len(ladder) - 1)]
+    if not quantized and fits in ("group", "sequential"):
+        return f"--quantize fp8 (or int8) and --offload {fits}"
+    return f"--offload {fits}"
 
 
 def weight_bytes(pipe: Any) -> list[int]:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vidgen import signals, ui
+from vidgen import acceleration, signals, ui
 from vidgen.audio import Audio, audio_from_output, fit_to_video
 from vidgen.errors import GenerationError, Interrupted, UsageError, first_line
 from vidgen.extras import fit_extras, windows
@@ -221,6 +221,18 @@ class VideoGenerator:
                 raise UsageError(f"{self.loaded.class_name} takes no mask; --mask needs a Wan VACE preset such as wan2.1-vace-1.3b")
             arguments["mask"] = _as_pil_frames(mask[: len(frames)])
 
+    def _memory_advice(self, settings: GenerationSettings) -> str:
+        """The next step that should fit, from the pipeline's weights and the card's free memory."""
+        if not self.loaded.device.startswith("cuda"):
+            return "--offload model (or group, sequential)"
+        sizes = acceleration.weight_bytes(self.loaded.pipe)
+        denoiser = acceleration.denoiser_of(self.loaded.pipe)
+        free_bytes, _ = torch.cuda.mem_get_info(torch.device(self.loaded.device))
+        return acceleration.memory_advice(
+            total_bytes=sum(sizes), denoiser_bytes=acceleration.parameter_bytes(denoiser), largest_bytes=max(sizes, default=0),
+            free_bytes=free_bytes, quantized=bool(settings.quantize and settings.quantize != "none"), offload=self.loaded.offload,
+        )  # fmt: skip
+
     def generate(self, settings: GenerationSettings, seed: int, *, image: Any = None, video: np.ndarray | None = None, mask: np.ndarray | None = None,
                  progress: ui.Progress | None = None) -> np.ndarray:  # fmt: skip
         """One video as uint8 frames (T, H, W, 3)."""
@@ -276,10 +288,8 @@ class VideoGenerator:
                 with torch.inference_mode():
                     output = pipe(**arguments)
             except torch.OutOfMemoryError as error:
-                raise GenerationError(
-                    f"out of memory on {self.loaded.device}: try --offload model (or group, sequential), "
-                    "--vae-tiling, a smaller --size or fewer --frames"
-                ) from error
+                raise GenerationError(f"out of memory on {self.loaded.device}: try {self._memory_advice(settings)}, "
+                                      "--vae-tiling, a smaller --size or fewer --frames") from error
             except ValueError as error:
                 # diffusers checks its inputs with ValueError (sizes, frame counts): bad input.
                 raise UsageError(f"{self.loaded.class_name} refused the input: {first_line(error)}") from error
