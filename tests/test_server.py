@@ -352,15 +352,26 @@ def test_batch_through_server_matches_in_process(serve, tiny_wan_dir: Path, run_
 
 
 def test_sigterm_finishes_the_job_in_hand_and_queued_jobs_run_in_their_clients(serve, tiny_wan_dir: Path):
+    from vidgen.client import get_json
+
     served = serve()
-    running = served.client(*_tiny(tiny_wan_dir, "in hand", "--seed", "1", "-o", "hand.mp4"), "--steps", "60")
-    served.wait_running()
+
+    def wait_for(condition) -> dict:
+        """The server's status once `condition` holds, asked from this process: a `vidgen serve
+        --status` process takes a second or more, and the SIGTERM must come while the first
+        job is still in hand and the second still waits."""
+        deadline = time.monotonic() + HANG
+        while not condition(status := get_json("GET", "status", path=served.socket) or {}):
+            assert time.monotonic() < deadline and running.poll() is None
+            time.sleep(0.02)
+        return status
+
+    running = served.client(*_tiny(tiny_wan_dir, "in hand", "--seed", "1", "-o", "hand.mp4"), "--steps", "150")
+    wait_for(lambda status: status.get("running"))
     queued = served.client(*_tiny(tiny_wan_dir, "queued", "--seed", "2", "-o", "queued.mp4"))
-    deadline = time.monotonic() + HANG
-    while not (status := served.status())["queued"]:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    status = wait_for(lambda status: status.get("queued"))
     [waiting] = status["queued"]
+    assert status["running"], status
     in_hand = status["running"]["job"]
     served.process.send_signal(signal.SIGTERM)
     for client, name, prompt in ((running, "hand.mp4", "in hand"), (queued, "queued.mp4", "queued")):
@@ -369,6 +380,7 @@ def test_sigterm_finishes_the_job_in_hand_and_queued_jobs_run_in_their_clients(s
         assert read_recipe(Path(name))["prompt"] == prompt
     assert served.process.wait(HANG) == 0
     output = served.output()
+    assert f"stopping: finishing job {in_hand}" in output, f"the first job ended before the SIGTERM, so nothing was tested:\n{output}"
     assert f"job {in_hand} (generate): exit 0" in output and "vidgen serve: stopped" in output
     # The queued job was refused by the stopping server and ran in its client instead.
     assert f"job {waiting['job']} (generate)" not in output, output
