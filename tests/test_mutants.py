@@ -261,7 +261,6 @@ def _check_backend_only(original):
 
 
 def _worker_ignores_stopping(original):
-    import sys
     import threading
 
     class StoppingUnseenByTheWorker(threading.Event):

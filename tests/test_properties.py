@@ -14,7 +14,6 @@ import csv
 import io
 import json
 import math
-import os
 import tempfile
 from pathlib import Path
 
