@@ -6,7 +6,7 @@ VENV ?= .venv
 # (pip then resolves the project's torch range to a CUDA build).
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install test demo train-embedded probe-embedded clean
+.PHONY: install test demo train-embedded probe-embedded clean mutants
 
 # The venv as a file: $(VENV)/bin/vidgen, written by the last pip install below, so an
 # install that failed half-way is redone and a finished one is not. `make test` and
@@ -56,6 +56,11 @@ probe-embedded:
 	$(VENV)/bin/python benchmarks/probe_shapes.py --count 40 --held-out --json docs/probe-shapes-held-out.json
 	$(VENV)/bin/python benchmarks/probe_shapes.py --count 100 --ceiling --json docs/probe-shapes-ceiling.json
 	$(VENV)/bin/python benchmarks/probe_shapes.py --count 100 --ceiling --canonical --json docs/probe-shapes-ceiling-canonical.json
+
+# Break what each listed test claims and check that the test then fails (tests/test_mutants.py;
+# 5 to 8 minutes on 2 cores; CI runs it after the tests). `make test` runs only its cheap check.
+mutants: $(VENV_READY)
+	$(VENV)/bin/python tests/test_mutants.py
 
 clean:
 	rm -rf build dist .pytest_cache demo.mp4
