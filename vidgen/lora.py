@@ -3,6 +3,12 @@
 A LoRA made for another model family or size is one line saying so, not peft's traceback;
 one whose keys name no component of the pipeline (which diffusers loads as nothing,
 silently) is refused too.
+
+Each adapter is read from its file for each load: diffusers' Wan converter (LightX2V's
+`diffusion_model.*` keys with `alpha`) multiplies the tensors it is given in place for the
+cross-attention and feed-forward layers, so one state dict loaded into both experts of
+Wan 2.2 A14B would get its alpha/rank scale twice in the second. A preset's `[[lora]]`
+names the expert (`into = "transformer_2"`: diffusers' `load_into_transformer_2`).
 """
 
 from __future__ import annotations
@@ -18,10 +24,11 @@ from huggingface_hub import snapshot_download
 from huggingface_hub.errors import LocalEntryNotFoundError
 
 from vidgen.errors import UsageError, first_line
-from vidgen.hub import local_only
+from vidgen.hub import fetch_hub_file, local_only
 from vidgen.options import GenerationSettings
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+_HUB_FILE = re.compile(r"^([\w.-]+/[\w.-]+)/((?:[\w.-]+/)*[\w.-]+\.safetensors)$")  # org/name/sub/dir/file.safetensors
 
 
 def _lora_location(source: str) -> str:
@@ -30,6 +37,9 @@ def _lora_location(source: str) -> str:
     path = Path(source).expanduser()
     if path.exists():
         return str(path)
+    hub_file = _HUB_FILE.match(source)
+    if hub_file and not path.is_absolute() and not source.startswith((".", "~")):  # REPO/FILENAME: the file itself
+        return str(fetch_hub_file(hub_file.group(1), hub_file.group(2)))
     if not _HUB_ID.match(source) or source.endswith(".safetensors"):
         raise UsageError(f"LoRA not found: {source} (not a file, a folder or a Hugging Face Hub id)")
     if not local_only():
@@ -63,6 +73,10 @@ def apply_loras(pipe: Any, settings: GenerationSettings) -> None:
     for index, lora in enumerate(settings.loras):
         name = f"lora{index}"
         location = _lora_location(lora.source)
+        # The file's location, never a state dict read once: each load reads it afresh (see above).
+        target = {"load_into_transformer_2": True} if lora.into == "transformer_2" else {}
+        if target and getattr(pipe, "transformer_2", None) is None:
+            raise UsageError(f"LoRA {lora.source} goes into transformer_2, which {class_name} here has not (only Wan 2.2 A14B has a second expert)")
         # diffusers logs a failed load as an error before raising it, and peft warns that a
         # second adapter joins the first (intended here): the user gets one line, below.
         verbosity = diffusers.utils.logging.get_verbosity()
@@ -70,7 +84,7 @@ def apply_loras(pipe: Any, settings: GenerationSettings) -> None:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                pipe.load_lora_weights(location, adapter_name=name)
+                pipe.load_lora_weights(location, adapter_name=name, **target)
         except Exception as error:  # diffusers raises many kinds; the message is what helps
             misfit = _lora_misfit(error)
             if misfit:

@@ -71,10 +71,11 @@ NUMBER = (int, float)  # a type that keeps 16 as 16 and takes 7.5 too (fps)
 
 @dataclass
 class LoraSpec:
-    """`--lora PATH_OR_ID[:SCALE]`."""
+    """`--lora PATH_OR_ID[:SCALE]`, or one `[[lora]]` of a preset (its `weight` is the scale)."""
 
     source: str
     scale: float = 1.0
+    into: str | None = None  # "transformer" or "transformer_2" (presets.LORA_TARGETS); None: the pipeline's default
 
     @classmethod
     def parse(cls, text: str) -> "LoraSpec":
@@ -218,6 +219,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("attention_backend", str, "diffusers attention backend (default: PyTorch SDPA).", loads=True),
     Setting("scheduler", str, flag=None, preset=True, loads=True, recipe=True),
     Setting("flow_shift", float, flag=None, preset=True, loads=True, recipe=True, minimum=0, maximum=MAX_GUIDANCE),
+    Setting("sigmas", list, flag=None, preset=True, loads=True, recipe=True),  # a fixed schedule, before the shift (vidgen.sampling)
+    Setting("stochastic_sampling", bool, flag=None, preset=True, loads=True, recipe=True),  # fresh noise at each step (vidgen.sampling)
     Setting("trust_remote_code", bool, "Allow a model's own Python code to run.", default=False, loads=True),
 )  # fmt: skip
 BY_NAME = {setting.name: setting for setting in SETTINGS}

@@ -20,7 +20,7 @@ import torch
 import transformers
 from diffusers.hooks import apply_group_offloading
 
-from vidgen import acceleration, checkpoints, quantize, ui
+from vidgen import acceleration, checkpoints, quantize, sampling, ui
 from vidgen.checkpoints import dtype_keyword
 from vidgen.errors import GenerationError, ModelNotAvailableError, UsageError, first_line
 from vidgen.hub import config_folder, local_only, read_model_index, revision_argument
@@ -98,8 +98,9 @@ def resolve_dtype(name: str, device: str):
 
 
 def _apply_scheduler(pipe: Any, settings: GenerationSettings) -> None:
-    """Swap the scheduler class and/or set the flow shift, keeping the model's config."""
-    if settings.scheduler is None and settings.flow_shift is None:
+    """Swap the scheduler class and/or set the flow shift, keeping the model's config; a
+    preset's fixed sigmas and stochastic sampling (a distilled model's sampler: vidgen.sampling)."""
+    if settings.scheduler is None and settings.flow_shift is None and not settings.sigmas and settings.stochastic_sampling is None:
         return
 
     scheduler_class = type(pipe.scheduler)
@@ -107,7 +108,7 @@ def _apply_scheduler(pipe: Any, settings: GenerationSettings) -> None:
         scheduler_class = getattr(diffusers, settings.scheduler, None)
         if scheduler_class is None or not hasattr(scheduler_class, "from_config"):
             raise UsageError(f"unknown scheduler {settings.scheduler!r} (a diffusers scheduler class name)")
-    overrides = {}
+    overrides = sampling.stochastic_overrides(scheduler_class, settings.stochastic_sampling)
     if settings.flow_shift is not None:
         # UniPC and DPM++ call it flow_shift; FlowMatchEuler calls it shift.
         config_keys = set(inspect.signature(scheduler_class.__init__).parameters)
@@ -116,7 +117,12 @@ def _apply_scheduler(pipe: Any, settings: GenerationSettings) -> None:
         if shift_key == "flow_shift" and "use_flow_sigmas" in config_keys:
             overrides["use_flow_sigmas"] = True
             overrides.setdefault("prediction_type", "flow_prediction")
-    pipe.scheduler = scheduler_class.from_config(pipe.scheduler.config, **overrides)
+    scheduler = scheduler_class.from_config(pipe.scheduler.config, **overrides)
+    if settings.sigmas:
+        sampling.fix_sigmas(scheduler, settings.sigmas)
+    if settings.stochastic_sampling:
+        sampling.seed_step_noise(scheduler)
+    pipe.scheduler = scheduler
 
 
 def _choose_auto_offload(pipe: Any, device: str) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vidgen.errors import UsageError
-from vidgen.options import EXTRA_TYPES, preset_keys
+from vidgen.options import EXTRA_TYPES, LoraSpec, preset_keys
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 BUILTIN_WEIGHTS_DIR = PACKAGE_DIR / "embedded" / "weights"
@@ -52,7 +52,12 @@ TOP_LEVEL_KEYS = {
     "constraints": dict,
     "call": dict,
     "extras": dict,  # checked pipeline parameters (vidgen.extras)
+    "lora": list,  # [[lora]] tables: LoRA adapters the model always runs with (LORA_KEYS)
 }
+# One [[lora]]: its file (a path, from the preset's folder if relative; a hub id; or REPO/FILENAME
+# on the hub), its weight, and the denoiser it goes into (absent: the pipeline's default, `transformer`).
+LORA_KEYS = {"source": str, "weight": float, "into": str}
+LORA_TARGETS = ("transformer", "transformer_2")
 # What [defaults] may set: the settings the table (vidgen.options) lets a preset set,
 # under their command-line names; [extras] takes the pipeline parameters of EXTRA_TYPES.
 DEFAULT_KEYS = preset_keys()
@@ -178,6 +183,7 @@ class Preset:
     constraints: Constraints = field(default_factory=Constraints)
     call: dict[str, Any] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
+    loras: list[LoraSpec] = field(default_factory=list)  # [[lora]]: before any --lora
     source: Path | None = None  # the TOML file; None for the ad-hoc preset of --model
 
     @property
@@ -216,6 +222,7 @@ class Preset:
             "constraints": self.constraints.as_dict(),
             "call": dict(self.call),
             "extras": dict(self.extras),
+            "loras": [{"source": lora.source, "weight": lora.scale, "into": lora.into} for lora in self.loras],
             "source": str(self.source) if self.source else None,
         }
 
@@ -248,6 +255,38 @@ def _check_table(path: Path, table_name: str, table: dict[str, Any], schema: dic
     return checked
 
 
+def _read_sigmas(path: Path, defaults: dict[str, Any]) -> None:
+    """[defaults] sigmas: a fixed schedule (numbers from 1 down, above 0, before the flow shift)."""
+    sigmas = defaults.get("sigmas")
+    if sigmas is None:
+        return
+    if not sigmas or any(isinstance(value, bool) or not isinstance(value, (int, float)) for value in sigmas):
+        raise UsageError(f"{path}: [defaults] sigmas must be a list of numbers, got {sigmas!r}")
+    if not all(0 < value <= 1 for value in sigmas) or any(a <= b for a, b in zip(sigmas, sigmas[1:])):
+        raise UsageError(f"{path}: [defaults] sigmas must fall from at most 1 to above 0, got {sigmas!r}")
+    defaults["sigmas"] = [float(value) for value in sigmas]
+
+
+def _read_loras(path: Path, tables: list[Any]) -> list[LoraSpec]:
+    """[[lora]] tables, checked like every preset key; a relative path is from the preset's folder."""
+    loras = []
+    for table in tables:
+        if not isinstance(table, dict):
+            raise UsageError(f"{path}: lora must be [[lora]] tables (source, weight, into), got {table!r}")
+        entry = _check_table(path, "[lora]", table, LORA_KEYS)
+        if "source" not in entry:
+            raise UsageError(f"{path}: [[lora]] missing key source")
+        into = entry.get("into")
+        if into is not None and into not in LORA_TARGETS:
+            raise UsageError(f"{path}: [[lora]] into must be one of {', '.join(LORA_TARGETS)}, got {into!r}")
+        source = entry["source"]
+        local = path.parent / Path(source).expanduser()
+        if source.startswith((".", "~")) or local.exists():  # else a hub id or REPO/FILENAME, as written
+            source = str(local.resolve())
+        loras.append(LoraSpec(source, entry.get("weight", 1.0), into))
+    return loras
+
+
 def read_preset(path: Path) -> Preset:
     path = path.resolve()
     data = _check_table(path, "", _read_toml(path), TOP_LEVEL_KEYS)
@@ -257,6 +296,7 @@ def read_preset(path: Path) -> Preset:
     if task not in TASKS:
         raise UsageError(f"{path}: task must be one of {', '.join(TASKS)}, got {task!r}")
     defaults = _check_table(path, "defaults", data.get("defaults", {}), DEFAULT_KEYS)
+    _read_sigmas(path, defaults)
     extras = _check_table(path, "extras", data.get("extras", {}), EXTRA_TYPES)
     video_role = data.get("video_role", "edit")
     if video_role not in VIDEO_ROLES:
@@ -281,6 +321,7 @@ def read_preset(path: Path) -> Preset:
         constraints=Constraints(**constraints),
         call=dict(data.get("call", {})),
         extras=extras,
+        loras=_read_loras(path, data.get("lora", [])),
         source=path,
     )
 

@@ -83,7 +83,16 @@ def build_settings(preset: Preset, layers: list[dict[str, Any]], *, model: str |
         merged["dtype"] = DTYPE_ALIASES[dtype]
     if isinstance(merged.get("fps"), float) and merged["fps"].is_integer():
         merged["fps"] = int(merged["fps"])  # 16, not 16.0, in names and JSON
-    merged["loras"] = [lora if isinstance(lora, LoraSpec) else LoraSpec.parse(lora) for lora in merged.get("loras") or []]
+    # The preset's [[lora]] first, then --lora (a batch line's too) on top of them.
+    merged["loras"] = list(preset.loras) + [lora if isinstance(lora, LoraSpec) else LoraSpec.parse(lora) for lora in merged.get("loras") or []]
+    if merged.get("sigmas"):  # a fixed schedule (a distilled model's) is one step per sigma
+        count = len(merged["sigmas"])
+        if merged.get("steps") is None:
+            merged["steps"] = count
+        elif merged["steps"] != count:
+            listed = ", ".join(f"{sigma:g}" for sigma in merged["sigmas"])
+            raise UsageError(f"--steps {merged['steps']}: preset {preset.name} runs a fixed schedule of {count} steps "
+                             f"(sigmas {listed}), the ones its model was distilled for; leave out --steps")
 
     return GenerationSettings(
         model=model or preset.model,
