@@ -49,12 +49,12 @@ def _vidgen(*args: str) -> list[str]:
 class Served:
     """A `vidgen serve` subprocess and helpers to talk to it."""
 
-    def __init__(self, runtime: Path, *args: str):
+    def __init__(self, runtime: Path, *args: str, cwd: Path | None = None):
         self.runtime = runtime
         self.env = _env(runtime)
         self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(_vidgen("serve", *args), env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-                                        preexec_fn=_ctrl_c_default)
+                                        preexec_fn=_ctrl_c_default, cwd=cwd)
         self.socket = runtime / "vidgen" / "vidgen.sock"
         deadline = time.monotonic() + HANG
         while not self.socket.exists():
@@ -107,11 +107,11 @@ def runtime_dir():
 
 @pytest.fixture
 def serve(runtime_dir):
-    """`serve(*args)` starts a server (at most one per test is expected); all are stopped."""
+    """`serve(*args, cwd=None)` starts a server (at most one per test is expected); all are stopped."""
     started: list[Served] = []
 
-    def start(*args: str) -> Served:
-        served = Served(runtime_dir, *args)
+    def start(*args: str, cwd: Path | None = None) -> Served:
+        served = Served(runtime_dir, *args, cwd=cwd)
         started.append(served)
         return served
 
@@ -551,3 +551,114 @@ def test_status_replies_whole_while_the_server_is_still_importing(serve, monkeyp
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(served.runtime))
     replies = [get_json("GET", "status", path=served.socket) for _ in range(200)]
     assert all(reply is not None and "jobs_done" in reply for reply in replies), [r for r in replies if not r][:1]
+
+
+# ---- a job carries its client's folder and standard input; the server's process state stays its own (issue 22) ----
+
+
+def _write_clip(path: Path, frames: int = 9, size: int = 32) -> Path:
+    import imageio_ffmpeg
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = imageio_ffmpeg.write_frames(str(path), (size, size), fps=8, macro_block_size=1)
+    writer.send(None)
+    for index in range(frames):
+        writer.send(np.full((size, size, 3), 20 + 20 * index, dtype=np.uint8).tobytes())
+    writer.close()
+    return path
+
+
+@pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="reads the server's working folder from /proc")
+def test_relative_paths_mean_the_clients_folder_and_the_server_never_changes_its_own(serve, tiny_pipeline_dir, tiny_wan_dir: Path, tmp_path: Path):
+    """A server started in another folder: a prompts file on standard input whose lines name
+    their input videos relative to the client's folder, and a video named after its prompt
+    (no -o), land where they would in-process, while the server's own working folder,
+    sampled all through both jobs, never moves (it used to chdir into the client's)."""
+    elsewhere = tmp_path / "server-home"
+    elsewhere.mkdir()
+    served = serve(cwd=elsewhere)
+    _write_clip(Path("clips/in.mp4"))
+    seen: set[str] = set()
+
+    def sample_while(client: subprocess.Popen, data: bytes | None = None) -> tuple[bytes, bytes]:
+        if data is not None:
+            client.stdin.write(data)
+            client.stdin.close()
+        while client.poll() is None:
+            seen.add(os.readlink(f"/proc/{served.process.pid}/cwd"))
+            time.sleep(0.002)
+        return client.stdout.read(), client.stderr.read()
+
+    line = {"prompt": "a fox", "video": "clips/in.mp4", "seed": 5, "output": "fox.mp4"}
+    batch = subprocess.Popen(_vidgen("batch", "-", "-O", "out", "--preset", "wan2.1-v2v-1.3b", "--model", tiny_pipeline_dir("WanPipeline"),
+                                     "--steps", "2", "--size", "32x32", "--device", "cpu", "--dtype", "float32", "--json"),
+                             env=served.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    out, err = sample_while(batch, json.dumps(line).encode() + b"\n")
+    assert batch.returncode == 0, err.decode() + served.output()
+    [record] = [json.loads(text) for text in out.decode().splitlines()]
+    assert record["status"] == "done" and record["path"] == str(Path.cwd() / "out" / "fox.mp4")
+    assert record["settings"]["video"] == "clips/in.mp4"  # as the line says, as in-process
+    generate = served.client(*_tiny(tiny_wan_dir, "a red ball", "--seed", "3"))
+    out, err = sample_while(generate)
+    assert generate.returncode == 0, err.decode()
+    assert out.decode().strip() == str(Path.cwd() / "a-red-ball-3.mp4") and Path("a-red-ball-3.mp4").is_file()
+    assert served.status()["jobs_done"] == 2
+    assert seen == {str(elsewhere)}, seen
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_job_runs_with_its_own_folder_and_standard_input_in_the_worker(tiny_wan_dir: Path, tmp_path: Path, monkeypatch):
+    """The worker's function, in this process: a batch from standard input (bytes the job
+    carries) into a folder relative to the client's. While the prompts are read, this
+    process's working folder and sys.stdin are still its own, and so after the job."""
+    from vidgen.batch import run as batch_run
+    from vidgen.server.jobs import Job, execute
+
+    client = tmp_path / "client"
+    client.mkdir()
+    home, stdin = os.getcwd(), sys.stdin
+    during = []
+    original = batch_run.open_prompts
+
+    def watched(*args, **kwargs):
+        during.append((os.getcwd(), sys.stdin))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(batch_run, "open_prompts", watched)
+    overrides = {"steps": 2, "size": "32x32", "frames": 9, "seed": 4}
+    job = Job("batch", {"prompts_file": "-", "out_dir": "out", "model": str(tiny_wan_dir), "overrides": overrides}, str(client), None,
+              stdin=b"a red ball\n")  # fmt: skip
+    code = execute(job)
+    events = []
+    while not job.events.empty():
+        events.append(job.events.get())
+    assert code == 0, events
+    assert during == [(home, stdin)]
+    assert (os.getcwd(), sys.stdin) == (home, stdin)
+    [result] = [event["text"] for event in events if event["event"] == "result"]
+    assert Path(result).parent == client / "out" and Path(result).is_file()
+    assert not Path("out").exists()
+
+
+def test_a_batch_refused_after_its_standard_input_was_read_runs_here_on_those_bytes(run_cli, tiny_wan_dir: Path, monkeypatch):
+    """A server that refuses a `batch -` (it is stopping) once the client has read standard
+    input: the batch runs in the client's process on the bytes it read, which are passed in;
+    sys.stdin is not replaced with them."""
+    from vidgen import client
+    from vidgen.batch import run as batch_run
+
+    stdin_at_submit, stdin_when_read = [], []
+    monkeypatch.setattr(client, "find_server", lambda: Path("/nonexistent/vidgen.sock"))
+    monkeypatch.setattr(client, "submit", lambda command, args: stdin_at_submit.append(sys.stdin))  # None: not taken
+    original = batch_run.open_prompts
+
+    def watched(*args, **kwargs):
+        stdin_when_read.append(sys.stdin)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(batch_run, "open_prompts", watched)
+    done = run_cli("batch", "-", "-O", "out", "--model", tiny_wan_dir, *TINY_ARGS, "--seed", "4", input=b"a red ball\n")
+    assert done.exit_code == 0, done.stderr
+    assert len(stdin_at_submit) == 1 and stdin_when_read == stdin_at_submit
+    [path] = done.stdout.split()
+    assert Path(path).parent == Path.cwd() / "out" and Path(path).is_file()

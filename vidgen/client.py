@@ -10,7 +10,11 @@ in a directory only this user can enter (0700); a directory that is not is never
 The protocol is HTTP/1.0 with JSON bodies, on versioned paths (API below):
 - `POST /v1/jobs` {"command": "generate"|"batch", "cwd": ..., "args": {...}}: the reply
   is a stream of JSON lines (events: info, warn, error, bar, step, result, bytes, ...,
-  and last `exit` with the exit code), ending when the job ends;
+  and last `exit` with the exit code), ending when the job ends. The job carries what
+  it needs from the client: the paths of its options made absolute here, `cwd` (the
+  client's folder, for what names a path relative to it that only the job reads: a
+  prompts file's image and video values, the default output names) and, for
+  `batch -`, the client's standard input (`args.stdin`, base64);
 - `GET /v1/status`: what the server holds; `POST /v1/stop`: stop it.
 """
 
@@ -404,19 +408,25 @@ def run_batch(prompts_file: str, out_dir: str, *, preset, model, overrides: dict
         return None
     from vidgen.acceleration import cpu_thread_count
 
+    given = {"preset": preset, "model": model, "overrides": overrides, "strict": strict, "resume": resume, "overwrite": overwrite,
+             "as_json": as_json, "debug": debug, "threads": threads}  # fmt: skip
     threads = cpu_thread_count(threads)
     preset, model, overrides = resolve_common(preset, model, overrides)
     stdin = None
     if prompts_file == "-":
-        stdin = base64.b64encode(sys.stdin.buffer.read()).decode("ascii")
+        stdin = sys.stdin.buffer.read()
     else:
         prompts_file = str(Path(prompts_file).expanduser().absolute())
-    args = {"prompts_file": prompts_file, "stdin": stdin, "out_dir": str(Path(out_dir).expanduser().absolute()), "preset": preset,
-            "model": model, "overrides": overrides, "strict": strict, "resume": resume, "overwrite": overwrite, "as_json": as_json,
-            "threads": threads, "debug": debug}  # fmt: skip
+    args = {"prompts_file": prompts_file, "stdin": None if stdin is None else base64.b64encode(stdin).decode("ascii"),
+            "out_dir": str(Path(out_dir).expanduser().absolute()), "preset": preset, "model": model, "overrides": overrides,
+            "strict": strict, "resume": resume, "overwrite": overwrite, "as_json": as_json, "threads": threads, "debug": debug}  # fmt: skip
     code = submit("batch", args)
-    if code is None and stdin is not None:  # in-process after all: standard input was read here
-        import io
+    if code is None and stdin is not None:
+        # The server did not take it (stopping) after standard input was read here: run it
+        # in-process now, on those bytes, passed in (sys.stdin is left as it is). Imported
+        # here: torch and diffusers, only when the batch runs in this process.
+        from vidgen.batch import run_batch as run_here
+        from vidgen.environment import Environment
 
-        sys.stdin = io.TextIOWrapper(io.BytesIO(base64.b64decode(stdin)))
+        return run_here("-", out_dir, **given, env=Environment(stdin=stdin))
     return code

@@ -2,34 +2,35 @@
 video (--video) and a VACE mask (--mask), read from files and fitted to the run.
 
 Every unreadable or empty input is bad input (exit 2), found before any weights load.
+A relative path is taken from the run's folder (`env`: a server job's is its client's);
+messages name it as it was given.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
+from vidgen.environment import PROCESS, Environment
 from vidgen.errors import UsageError, first_line
-from vidgen.video import read_frames
+from vidgen.readback import read_frames
 
 
-def load_conditioning_image(path: str):
+def load_conditioning_image(path: str, env: Environment = PROCESS):
     """The --image of an image-to-video preset, as a PIL image; unreadable -> exit 2."""
     from diffusers.utils import load_image
 
-    if not path.startswith(("http://", "https://")) and not Path(path).expanduser().is_file():
+    if not path.startswith(("http://", "https://")) and not env.path(path).is_file():
         raise UsageError(f"image not found: {path}")
     try:
-        return load_image(str(Path(path).expanduser()) if "://" not in path else path)
+        return load_image(str(env.path(path)) if "://" not in path else path)
     except Exception as error:  # PIL raises several kinds for a bad file
         raise UsageError(f"cannot read image {path}: {error}") from error
 
 
-def load_input_video(path: str) -> np.ndarray:
+def load_input_video(path: str, env: Environment = PROCESS) -> np.ndarray:
     """The --video of a video-to-video preset as uint8 frames (T, H, W, 3): any file
     imageio's ffmpeg reads, a GIF, or a folder of PNG frames; unreadable or empty -> exit 2."""
-    source = Path(path).expanduser()
+    source = env.path(path)
     if not source.exists():
         raise UsageError(f"video not found: {path}")
     return _frames_or_refuse(lambda: read_frames(source), "video", path)
@@ -49,11 +50,11 @@ def _frames_or_refuse(read, what: str, path: str) -> np.ndarray:
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")  # a --mask that is one image
 
 
-def load_input_mask(path: str) -> tuple[np.ndarray, bool]:
+def load_input_mask(path: str, env: Environment = PROCESS) -> tuple[np.ndarray, bool]:
     """The --mask of a VACE preset as uint8 frames (T, H, W, 3), white = regenerate, and
     whether it is one image for every frame (PNG, JPEG, ...) rather than a video (any file
     imageio's ffmpeg reads, a GIF, or a folder of PNG frames). Unreadable or empty -> exit 2."""
-    source = Path(path).expanduser()
+    source = env.path(path)
     if not source.exists():
         raise UsageError(f"mask not found: {path}")
     single_image = source.is_file() and source.suffix.lower() in _IMAGE_SUFFIXES

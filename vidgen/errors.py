@@ -2,12 +2,14 @@
 
 Every error a user can cause or meet is a `VidgenError`; the command line prints its
 message as one `Error: ...` line and exits with its code. Anything else is a bug and
-exits FAILURE (with the traceback under --debug).
+exits FAILURE (with the traceback under --debug). `outcome()` is that mapping, the one
+place both the command line (cli._guarded) and a `vidgen serve` job use.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import NamedTuple
 
 
 class ExitCode(IntEnum):
@@ -66,3 +68,26 @@ def first_line(error: BaseException) -> str:
     """A library's error as one line: its message's first line, else its class name."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+class Outcome(NamedTuple):
+    """How an error ends a command: its exit code, the one line to show (None: nothing),
+    and whether to show the traceback first."""
+
+    code: ExitCode
+    message: str | None
+    traceback: bool
+
+
+def outcome(error: BaseException, *, debug: bool) -> Outcome:
+    """The exit code and message of a command that raised `error` (--debug: the traceback too)."""
+    if isinstance(error, VidgenError):
+        return Outcome(error.exit_code, error.message, debug)
+    if isinstance(error, KeyboardInterrupt):
+        return Outcome(ExitCode.INTERRUPTED, "interrupted", False)
+    if isinstance(error, BrokenPipeError):
+        # The reader stopped early (`vidgen presets | head -3`): stop quietly, as cat or ls do,
+        # but not with success, since not every result was delivered.
+        return Outcome(ExitCode.FAILURE, None, False)
+    hint = "" if debug else " (run with --debug for the traceback)"  # a bug: one line
+    return Outcome(ExitCode.FAILURE, f"unexpected {type(error).__name__}: {error}{hint}", debug)

@@ -22,12 +22,12 @@ import csv
 import json
 import math
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+from vidgen.environment import PROCESS, Environment
 from vidgen.errors import UsageError
 from vidgen.options import NUMBER, line_keys
 
@@ -63,17 +63,21 @@ class _Overlong:
 _OVERLONG = _Overlong()
 
 
-def open_prompts(source: str) -> tuple[IO[bytes], str]:
-    """The prompts file as a seekable binary file, and a name for messages.
+def open_prompts(source: str, env: Environment = PROCESS) -> tuple[IO[bytes], str]:
+    """The prompts file as a seekable binary file, and a name for messages: `-` is
+    `env`'s standard input, a relative path is taken from `env`'s folder.
 
-    Standard input is copied to a temporary file first (block by block), so it can be
-    looked at twice (format detection, then reading) like any file."""
+    The process's standard input is copied to a temporary file first (block by block), so
+    it can be looked at twice (format detection, then reading) like any file; a server
+    job's arrives as bytes, already seekable."""
     if source == "-":
+        if env.stdin is not None:
+            return env.standard_input(), "standard input"
         spool = tempfile.TemporaryFile()
-        shutil.copyfileobj(sys.stdin.buffer, spool)
+        shutil.copyfileobj(env.standard_input(), spool)
         spool.seek(0)
         return spool, "standard input"
-    path = Path(source).expanduser()
+    path = env.path(source)
     if path.is_dir():
         raise UsageError(f"cannot read prompts file {path}: it is a folder")
     try:

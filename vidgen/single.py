@@ -16,6 +16,7 @@ from typing import Any
 from vidgen import ui
 from vidgen.audio import wav_beside
 from vidgen.conditioning import fit_mask, load_conditioning_image, load_input_mask, load_input_video
+from vidgen.environment import PROCESS, Environment
 from vidgen.errors import UsageError
 from vidgen.generate import VideoGenerator, prepare_settings
 from vidgen.options import GenerationSettings
@@ -32,8 +33,9 @@ class OutputOptions:
     as_json: bool = False
 
 
-def plan_output_paths(settings: GenerationSettings, options: OutputOptions) -> list[Path | None]:
-    """One path per video (None: standard output), all checked before generating."""
+def plan_output_paths(settings: GenerationSettings, options: OutputOptions, env: Environment = PROCESS) -> list[Path | None]:
+    """One path per video (None: standard output), all checked before generating; a
+    relative -o and the unnamed outputs are in `env`'s folder."""
     seeds = [settings.seed + index for index in range(settings.num_videos)]
     if options.output == "-":
         if options.as_json:
@@ -43,9 +45,9 @@ def plan_output_paths(settings: GenerationSettings, options: OutputOptions) -> l
         check_encoder("mp4")
         return [None]
     if options.output is None:
-        paths = [Path.cwd() / f"{prompt_slug(settings.prompt)}-{seed}.mp4" for seed in seeds]
+        paths = [env.folder() / f"{prompt_slug(settings.prompt)}-{seed}.mp4" for seed in seeds]
     else:
-        base = Path(options.output).expanduser()
+        base = env.path(options.output)
         output_format(options.output)  # an unsupported suffix fails now
         if settings.num_videos == 1:
             paths = [base]
@@ -63,15 +65,17 @@ def _check_wavs_beside(paths: list[Path | None], *, overwrite: bool) -> None:
         if path is not None and output_format(path) in ("gif", "png") and wav_beside(path).exists() and not overwrite:
             raise UsageError(f"{wav_beside(path)} already exists (pass --overwrite to replace it)")
 
-def run(prompt: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], options: OutputOptions, strict: bool = False) -> list[dict[str, Any]]:
-    """Generate `--num-videos` videos and report each on stdout as it is written."""
+def run(prompt: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], options: OutputOptions, strict: bool = False,
+        env: Environment = PROCESS) -> list[dict[str, Any]]:  # fmt: skip
+    """Generate `--num-videos` videos and report each on stdout as it is written; relative
+    paths (-o, --image, --video, --mask) are taken from `env`'s folder."""
     settings, chosen = prepare_settings(prompt, preset=preset, model=model, overrides=overrides, strict=strict)
-    paths = plan_output_paths(settings, options)
+    paths = plan_output_paths(settings, options, env)
     if chosen.audio and settings.audio:
         _check_wavs_beside(paths, overwrite=options.overwrite)
-    image = load_conditioning_image(settings.image) if settings.image else None
-    video = load_input_video(settings.video) if settings.video else None
-    mask = load_input_mask(settings.mask) if settings.mask else None  # validate() made sure of a video
+    image = load_conditioning_image(settings.image, env) if settings.image else None
+    video = load_input_video(settings.video, env) if settings.video else None
+    mask = load_input_mask(settings.mask, env) if settings.mask else None  # validate() made sure of a video
     if video is not None:
         for change in fit_frames_to_video(settings, chosen.constraints, len(video), strict=strict):
             ui.warn(change)

@@ -1,5 +1,9 @@
 """Steps 1-5 of a batch put together: read and plan, prepare DIR, make this process's share
 of the videos (one manifest record each), then the main process reports.
+
+The prompts file, DIR and the lines' image and video paths, when relative, are taken
+from the run's folder, and `-` is its standard input: `env`, the process's own in-process,
+a client's under `vidgen serve`.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from vidgen.batch.plan import DEFAULT_BASE_SEED, Job, inside, plan_jobs
 from vidgen.batch.processes import Processes, current_processes
 from vidgen.errors import SECOND_SIGTERM, ExitCode, GenerationError, Interrupted, UsageError, VidgenError
 from vidgen.conditioning import load_conditioning_image, load_input_video
+from vidgen.environment import PROCESS, Environment
 from vidgen.generate import VideoGenerator, merge_settings
 from vidgen.presets import choose_preset
 from vidgen.prompts import detect_format, open_prompts, read_prompt_lines
@@ -53,6 +58,7 @@ class _Runner:
     flags: dict[str, Any]
     strict: bool
     identity: tuple[int, int]  # DIR's (device, inode) when the batch started
+    env: Environment = PROCESS  # where a line's relative image and video paths are
     generator: Any = None
     images: dict[str, Any] = field(default_factory=dict)
     input_video: tuple[str, Any] | None = None  # the last input video read: (path, frames); lines often share one
@@ -117,12 +123,12 @@ class _Runner:
             target = inside(self.out_dir, job.output)  # again: the folder may have changed
             target.parent.mkdir(parents=True, exist_ok=True)
             if settings.image and settings.image not in self.images:
-                self.images[settings.image] = load_conditioning_image(settings.image)
+                self.images[settings.image] = load_conditioning_image(settings.image, self.env)
             image = self.images.get(settings.image) if settings.image else None
             video = None
             if settings.video:
                 if self.input_video is None or self.input_video[0] != settings.video:
-                    self.input_video = (settings.video, load_input_video(settings.video))
+                    self.input_video = (settings.video, load_input_video(settings.video, self.env))
                 video = self.input_video[1]
                 for note in fit_frames_to_video(settings, self.chosen.constraints, len(video), strict=self.strict):
                     ui.warn(f"line {job.line}: {note}")
@@ -160,7 +166,7 @@ class _Prepared:
     identity: tuple[int, int]
 
 
-def _read_plan(prompts_file: str, out_dir_text: str, *, chosen, model, flags, base_seed, strict, flag_notes: bool, line_notes: bool) -> list[Job]:
+def _read_plan(prompts_file: str, out_dir: Path, env: Environment, *, chosen, model, flags, base_seed, strict, flag_notes: bool, line_notes: bool) -> list[Job]:
     """Steps 1-2: check the flags, read the whole file and plan; nothing is created.
     The command line's notes and each line's are shown if asked for."""
     # Bad flags fail the whole command now (exit 2), not every line one by one. The
@@ -176,8 +182,7 @@ def _read_plan(prompts_file: str, out_dir_text: str, *, chosen, model, flags, ba
     check_encoder("mp4")  # batch videos are MP4 unless a line names .webm or .gif
 
     # the plan, identical in every process; the whole file is read before DIR is made
-    out_dir = Path(out_dir_text).expanduser()
-    file, name = open_prompts(prompts_file)
+    file, name = open_prompts(prompts_file, env)
     with file:
         lines = read_prompt_lines(file, name, detect_format(file, name))
         jobs = plan_jobs(lines, chosen=chosen, model=model, flags=flags, base_seed=base_seed, out_dir=out_dir, strict=strict,
@@ -187,13 +192,14 @@ def _read_plan(prompts_file: str, out_dir_text: str, *, chosen, model, flags, ba
     return jobs
 
 
-def check_batch(prompts_file: str, out_dir_text: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], strict: bool = False) -> int:
+def check_batch(prompts_file: str, out_dir_text: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], strict: bool = False,
+                env: Environment = PROCESS) -> int:  # fmt: skip
     """Everything a batch checks before it creates anything (options, preset, the whole
     prompts file), without notes: for `--processes`, before any process starts. Returns
     the number of jobs planned; a bad input raises its VidgenError."""
     flags, base_seed = _flags_and_base_seed(overrides)
     chosen = choose_preset(preset, model)
-    jobs = _read_plan(prompts_file, out_dir_text, chosen=chosen, model=model, flags=flags, base_seed=base_seed, strict=strict,
+    jobs = _read_plan(prompts_file, env.path(out_dir_text), env, chosen=chosen, model=model, flags=flags, base_seed=base_seed, strict=strict,
                       flag_notes=False, line_notes=False)  # fmt: skip
     return len(jobs)
 
@@ -205,11 +211,12 @@ def _flags_and_base_seed(overrides: dict[str, Any]) -> tuple[dict[str, Any], int
     return flags, DEFAULT_BASE_SEED if base_seed is None else base_seed
 
 
-def _prepare(prompts_file: str, out_dir_text: str, processes: Processes, lock: FolderLock, *, chosen, model, flags, base_seed, strict, resume, overwrite) -> _Prepared:
+def _prepare(prompts_file: str, out_dir_text: str, processes: Processes, lock: FolderLock, *, chosen, model, flags, base_seed, strict, resume,
+             overwrite, env: Environment = PROCESS) -> _Prepared:  # fmt: skip
     """Steps 1-3: read and plan (nothing created yet), then the folder."""
-    jobs = _read_plan(prompts_file, out_dir_text, chosen=chosen, model=model, flags=flags, base_seed=base_seed, strict=strict,
+    jobs = _read_plan(prompts_file, env.path(out_dir_text), env, chosen=chosen, model=model, flags=flags, base_seed=base_seed, strict=strict,
                       flag_notes=processes.is_main, line_notes=True)  # fmt: skip
-    out_dir = prepare_out_dir(out_dir_text)
+    out_dir = prepare_out_dir(str(env.path(out_dir_text)))
 
     # 3. the folder
     manifest = Manifest(out_dir)
@@ -236,7 +243,8 @@ def _prepare(prompts_file: str, out_dir_text: str, processes: Processes, lock: F
     return _Prepared(out_dir, jobs, skipped, manifest, manifest.size(), folder_identity(out_dir))
 
 
-def run_batch(prompts_file: str, out_dir_text: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], strict: bool = False, resume: bool = False, overwrite: bool = False, as_json: bool = False, debug: bool = False, threads: int | None = None) -> ExitCode:
+def run_batch(prompts_file: str, out_dir_text: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], strict: bool = False, resume: bool = False, overwrite: bool = False, as_json: bool = False, debug: bool = False, threads: int | None = None,
+              env: Environment = PROCESS) -> ExitCode:  # fmt: skip
     """`vidgen batch`: returns SUCCESS only when every line's every video is done."""
     processes = current_processes()
     if not processes.is_main:
@@ -244,7 +252,7 @@ def run_batch(prompts_file: str, out_dir_text: str, *, preset: str | None, model
     apply_threads(threads, local_processes=processes.local_count if processes.state is not None else None)
 
     flags, base_seed = _flags_and_base_seed(overrides)
-    lock = FolderLock(Path(out_dir_text).expanduser())
+    lock = FolderLock(env.path(out_dir_text))
     chosen = None
     try:
         prepared: _Prepared | None = None
@@ -252,21 +260,21 @@ def run_batch(prompts_file: str, out_dir_text: str, *, preset: str | None, model
         try:
             chosen = choose_preset(preset, model)
             prepared = _prepare(prompts_file, out_dir_text, processes, lock, chosen=chosen, model=model, flags=flags,
-                                base_seed=base_seed, strict=strict, resume=resume, overwrite=overwrite)  # fmt: skip
+                                base_seed=base_seed, strict=strict, resume=resume, overwrite=overwrite, env=env)  # fmt: skip
         except VidgenError as failure:
             error = failure
         processes.agree(error)  # also the barrier: this run's records follow run_start
-        return _run(prepared, processes, chosen=chosen, model=model, flags=flags, strict=strict, as_json=as_json, debug=debug)
+        return _run(prepared, processes, env, chosen=chosen, model=model, flags=flags, strict=strict, as_json=as_json, debug=debug)
     finally:
         lock.release()
 
 
-def _run(prepared: _Prepared, processes: Processes, *, chosen, model, flags, strict, as_json, debug) -> ExitCode:
+def _run(prepared: _Prepared, processes: Processes, env: Environment, *, chosen, model, flags, strict, as_json, debug) -> ExitCode:
     """Steps 4-5: this process's share, then (main process) the report."""
     jobs, skipped, manifest = prepared.jobs, prepared.skipped, prepared.manifest
     pending = [job for job in jobs if job.key not in skipped]
     mine = pending[processes.index :: processes.count]
-    runner = _Runner(prepared.out_dir, manifest, processes, as_json, debug, chosen, model, flags, strict, prepared.identity)
+    runner = _Runner(prepared.out_dir, manifest, processes, as_json, debug, chosen, model, flags, strict, prepared.identity, env)
     if skipped and processes.is_main:
         ui.info(f"resuming: {len(skipped)} of {len(jobs)} videos already done")
     with _stop_on_sigterm() as stop, ui.BatchProgress(sum(1 for job in mine if job.error is None)) as progress:
