@@ -22,7 +22,7 @@ from vidgen import __version__, ui
 from vidgen.acceleration import FAST_CACHE, apply_threads
 from vidgen.client import run_batch as run_on_server
 from vidgen.client import run_generate
-from vidgen.errors import ExitCode, UsageError, VidgenError
+from vidgen.errors import ExitCode, UsageError, outcome
 from vidgen.options import BY_NAME, builtin_defaults, option_settings
 from vidgen.presets import DEFAULT_KEYS, TASK_FILTERS, list_presets, load_preset, resolve_model_location
 
@@ -89,29 +89,20 @@ DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks (als
 
 
 def _guarded(debug: bool, action: Callable[[], Any]) -> Any:
-    """Run a command body: a VidgenError becomes one line and its exit code."""
+    """Run a command body: an error becomes one line and its exit code (errors.outcome,
+    as for a server's job)."""
     debug = debug or os.environ.get("VIDGEN_DEBUG", "") not in ("", "0")
     try:
         return action()
-    except VidgenError as error:
-        if debug:
+    except (KeyboardInterrupt, Exception) as error:
+        ending = outcome(error, debug=debug)
+        if isinstance(error, BrokenPipeError):
+            ui.detach_stdout()  # stdout's reader is gone: no second error at the final flush
+        if ending.traceback:
             ui.print_traceback()
-        ui.error(error.message)
-        raise typer.Exit(int(error.exit_code)) from None
-    except KeyboardInterrupt:
-        ui.error("interrupted")
-        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-    except BrokenPipeError:
-        # The reader stopped early (`vidgen presets | head -3`): stop quietly, as cat or ls do,
-        # but not with success, since not every result was delivered.
-        ui.detach_stdout()
-        raise typer.Exit(int(ExitCode.FAILURE)) from None
-    except Exception as error:  # a bug: say so in one line, the traceback with --debug
-        if debug:
-            ui.print_traceback()
-        hint = "" if debug else " (run with --debug for the traceback)"
-        ui.error(f"unexpected {type(error).__name__}: {error}{hint}")
-        raise typer.Exit(int(ExitCode.FAILURE)) from None
+        if ending.message is not None:
+            ui.error(ending.message)
+        raise typer.Exit(int(ending.code)) from None
 
 
 def _version_callback(value: bool) -> None:
@@ -125,6 +116,7 @@ def _main_options(
     version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version.")] = False,
 ) -> None:
     """Text-to-video with diffusers pipelines. `vidgen "a prompt" -o clip.mp4`."""
+    ui.quiet_library_loggers()
 
 
 def _cache_choice(cache: str | None, fast: bool) -> str | None:
@@ -192,6 +184,7 @@ def generate(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per video on stdout.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     strict: StrictOption = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Resolve everything (settings, pipeline class, component sizes from their headers, quantized sizes, what --offload auto would choose) and print it; no weights read, nothing written.")] = False,
     threads: ThreadsOption = None,
     no_server: NoServerOption = False,
     debug: DebugOption = False,
@@ -203,6 +196,16 @@ def generate(
     def action() -> int:
         text = sys.stdin.read().strip() if prompt == "-" else prompt
         overrides = _overrides(settings, fast=fast)
+        if dry_run:
+            from vidgen import dryrun  # loads torch: only for --dry-run
+
+            report = dryrun.plan(text, preset=preset, model=model, overrides=overrides, strict=strict)
+            if as_json:
+                ui.emit_json(report)
+            else:
+                for line in dryrun.lines(report):
+                    ui.emit_result(line)
+            return ExitCode.SUCCESS
         if not no_server and not _server_disabled():
             code = run_generate(text, preset=preset, model=model, overrides=overrides, strict=strict, output=output,
                                 overwrite=overwrite, as_json=as_json, threads=threads, debug=debug)  # fmt: skip
@@ -398,13 +401,19 @@ def serve(
 
 @app.command()
 def pull(
-    preset: Annotated[str, typer.Argument(help="Preset name (or a hub id) whose model to download.")],
+    preset: Annotated[str, typer.Argument(help="Preset name (or a hub id) whose model to download, or REPO/FILENAME of one .gguf or .safetensors file.")],
     debug: DebugOption = False,
 ) -> None:
-    """Download a preset's model (safetensors only) into the Hugging Face cache."""
+    """Download a preset's model (safetensors only), or one file (REPO/FILENAME.gguf or .safetensors), into the Hugging Face cache."""
 
     def action() -> None:
-        from vidgen.pipeline import download_model  # loads torch and huggingface_hub
+        if preset.lower().endswith((".gguf", ".safetensors")):
+            from vidgen.hub import resolve_checkpoint  # loads huggingface_hub
+
+            ui.info(f"downloading {preset}")
+            ui.emit_result(str(resolve_checkpoint(preset)))
+            return
+        from vidgen.hub import download_model  # loads huggingface_hub
 
         revision = None
         try:

@@ -110,6 +110,7 @@ def run(prompt: str, *, preset: str | None, model: str | None, overrides: dict[s
             "height": recipe["height"],
             "model": recipe["model"],
             "preset": settings.preset,
+            "quantize": settings.quantize,
             "audio": bool(recipe["audio"]),
             "seconds": round(time.monotonic() - started, 3),
         }
