@@ -31,7 +31,7 @@ def swap_decoder(pipe, folder: str) -> None:
     the pipeline's latent statistics: another decoder judged on the same generations, before any export."""
     from diffusers import AutoencoderKLWan
 
-    from vidgen.embedded.train import with_latent_stats
+    from vidgen.embedded.model import with_latent_stats
 
     vae = with_latent_stats(AutoencoderKLWan.from_pretrained(folder), pipe.vae.config.latents_mean,
                             pipe.vae.config.latents_std)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vidgen.video import probe_video, read_frames
+from vidgen.readback import probe_video, read_frames
 
 
 def train_process(stage: str, work: Path, *args: str) -> str:
@@ -80,10 +80,11 @@ def test_every_stage_resumes_and_the_export_generates(tmp_path, run_cli, train, 
     # Probe on every check: the in-training score runs the real WanPipeline on the EMA weights.
     # On 2 prompts rather than the recipe's 16 (10 steps each, most of this test's time): what is
     # checked is that the score is made and recorded, not its value.
-    from vidgen.embedded import train as recipe
+    from vidgen.embedded import train_denoiser
 
-    sample_scores = recipe.sample_scores
-    monkeypatch.setattr(recipe, "sample_scores", lambda pipe, count, **options: sample_scores(pipe, min(count, 2), **options))
+    sample_scores = train_denoiser.sample_scores
+    monkeypatch.setattr(train_denoiser, "sample_scores",
+                        lambda pipe, count, **options: sample_scores(pipe, min(count, 2), **options))
     train("denoiser", work, "--minutes", "0.03", "--width", "64", "--layers", "1", "--probe-minutes", "0.001")
     scores = [json.loads(line) for line in (work / "denoiser" / "scores.jsonl").read_text().splitlines()]
     assert set(scores[0]["probe"]) == {"color", "background", "shape", "motion", "visible"}
@@ -115,11 +116,11 @@ def test_latent_object_masks_cover_the_rendered_object_and_little_else():
     import numpy as np
     import torch.nn.functional as F
 
-    from vidgen.embedded import shapes, train as recipe
+    from vidgen.embedded import data, shapes
 
     rng = random.Random(7)
     specs = [shapes.sample_spec(rng) for _ in range(12)] + [shapes.sample_spec(rng, canonical=True) for _ in range(4)]
-    masks = recipe.latent_object_masks(specs)
+    masks = data.latent_object_masks(specs)
     assert masks.shape == (16, 1, 5, 16, 16) and masks.dtype == torch.bool
     for spec, mask in zip(specs, masks):
         clip = shapes.render_clip(spec)
@@ -134,11 +135,11 @@ def test_latent_object_masks_cover_the_rendered_object_and_little_else():
 def test_corner_masks_hold_the_four_box_corners_inside_the_object_mask():
     import random
 
-    from vidgen.embedded import shapes, train as recipe
+    from vidgen.embedded import data, shapes
 
     rng = random.Random(3)
     specs = [shapes.sample_spec(rng, canonical=True) for _ in range(8)]
-    corners, objects = recipe.latent_object_masks(specs, corners=True), recipe.latent_object_masks(specs)
+    corners, objects = data.latent_object_masks(specs, corners=True), data.latent_object_masks(specs)
     assert not bool((corners & ~objects).any())
     first = corners[:, 0, 0]  # latent frame 0 is pixel frame 0 alone: exactly the box's four corner cells
     for spec, cells in zip(specs, first):
@@ -153,10 +154,10 @@ def test_decoder_corner_pixels_sit_on_a_rendered_square_s_corners():
 
     import numpy as np
 
-    from vidgen.embedded import shapes, train as recipe
+    from vidgen.embedded import data, shapes
 
     spec = shapes.ClipSpec(**{**shapes.sample_spec(random.Random(5)).__dict__, "shape": "square"})
-    near, clip = recipe.box_corner_pixels(spec), shapes.render_clip(spec)
+    near, clip = data.box_corner_pixels(spec), shapes.render_clip(spec)
     background = np.array(shapes.BACKGROUND_COLORS[spec.background], dtype=np.int16)
     for frame, corners in zip(np.abs(clip.astype(np.int16) - background).sum(-1) > 0, near):
         rows, columns = np.nonzero(frame)
@@ -167,7 +168,7 @@ def test_decoder_corner_pixels_sit_on_a_rendered_square_s_corners():
 
 
 def test_noisy_latents_leave_a_quarter_exact_and_scale_noise_by_channel():
-    from vidgen.embedded.train import noisy_latents
+    from vidgen.embedded.train_autoencoder import noisy_latents
 
     generator = torch.Generator().manual_seed(0)
     # Channels of very different spread: the noise must follow each channel's own.
@@ -188,15 +189,15 @@ def test_sampled_pairs_keep_each_clip_s_layout_and_attributes(tmp_path):
     own latent noised part way: decoded, they must show that clip's colour, background and motion."""
     from diffusers import AutoencoderKLWan
 
-    from vidgen.embedded import probe, shapes, train
+    from vidgen.embedded import data, latents, probe, shapes
 
-    weights = Path(train.__file__).parent / "weights" / "shapes"
-    train.sample_pairs(tmp_path, weights, 4)
+    weights = Path(shapes.__file__).parent / "weights" / "shapes"
+    latents.sample_pairs(tmp_path, weights, 4)
     pairs = torch.load(tmp_path / "sampled.pt")
     assert pairs["latents"].shape == (4, 8, 5, 16, 16) and len(pairs["specs"]) == 4
     vae = AutoencoderKLWan.from_pretrained(weights / "vae").eval()
     with torch.no_grad():
-        frames = train.to_uint8(vae.decode(pairs["latents"]).sample)
+        frames = data.to_uint8(vae.decode(pairs["latents"]).sample)
     for spec, clip in zip(pairs["specs"], frames):
         judged = probe.judge(clip)
         assert (judged.color, judged.background, judged.motion) == (spec["color"], spec["background"], spec["motion"])
@@ -210,23 +211,48 @@ def test_swapped_latents_are_the_same_clip_with_each_other_shape(tmp_path):
 
     from diffusers import AutoencoderKLWan
 
-    from vidgen.embedded import probe, shapes, train
+    from vidgen.embedded import data, latents, probe, shapes
 
-    weights = Path(train.__file__).parent / "weights" / "shapes"
+    weights = Path(shapes.__file__).parent / "weights" / "shapes"
     (tmp_path / "vae").mkdir()
     shutil.copytree(weights / "vae", tmp_path / "vae" / "best")
     rng = random.Random(3)
     specs = [shapes.sample_spec(rng, canonical=True, shape=shape) for shape in shapes.SHAPES]
     torch.save({"specs": [s.__dict__ for s in specs]}, tmp_path / "latents.pt")
-    train.encode_swapped(tmp_path, 3)
+    latents.encode_swapped(tmp_path, 3)
     swapped = torch.load(tmp_path / "swapped.pt")["latents"]
     assert swapped.shape == (3, 2, 8, 5, 16, 16)
     vae = AutoencoderKLWan.from_pretrained(weights / "vae").eval()
     with torch.no_grad():
-        frames = train.to_uint8(vae.decode(swapped.float().flatten(0, 1)).sample)
+        frames = data.to_uint8(vae.decode(swapped.float().flatten(0, 1)).sample)
     for i, spec in enumerate(specs):
         others = [shape for shape in shapes.SHAPES if shape != spec.shape]
         for k, shape in enumerate(others):
             judged = probe.judge(frames[2 * i + k])
             assert (judged.color, judged.background, judged.motion) == (spec.color, spec.background, spec.motion)
             assert judged.shape == shape, (spec, shape, judged)
+
+
+def test_the_shipped_weights_fit_the_layouts_in_model_py():
+    """model.py holds the parts' layouts that train.py's stages build: each shipped part has exactly the
+    state-dict keys and shapes of a fresh part built from them, and the tokenizer it builds is the shipped one."""
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from transformers import PreTrainedTokenizerFast, UMT5EncoderModel
+
+    from vidgen.embedded import model
+
+    weights = Path(model.__file__).parent / "weights" / "shapes"
+    tokenizer = model.build_tokenizer()
+    z_dim = model.VAE_CONFIG["z_dim"]
+    layouts = {
+        "vae": (model.new_vae(decoder_base_dim=model.DECODER_BASE_DIM), AutoencoderKLWan),
+        "transformer": (WanTransformer3DModel(**model.transformer_config(z_dim, model.DENOISER_PATCH,
+                                                                         model.DENOISER_WIDTH, model.DENOISER_LAYERS)),
+                        WanTransformer3DModel),
+        "text_encoder": (model.new_text_encoder(tokenizer), UMT5EncoderModel),
+    }
+    for name, (fresh, cls) in layouts.items():
+        shipped = cls.from_pretrained(weights / name)
+        assert ({k: tuple(v.shape) for k, v in shipped.state_dict().items()}
+                == {k: tuple(v.shape) for k, v in fresh.state_dict().items()}), name
+    assert tokenizer.get_vocab() == PreTrainedTokenizerFast.from_pretrained(weights / "tokenizer").get_vocab()
