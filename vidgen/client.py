@@ -32,6 +32,7 @@ from typing import Any
 
 from vidgen import ui
 from vidgen.errors import ExitCode, UsageError
+from vidgen.options import SETTINGS, LoraSpec
 
 API = "v1"
 SOCKET_NAME = "vidgen.sock"
@@ -150,19 +151,19 @@ def _absolute_output(text: str) -> str:
 
 
 def resolve_common(preset: str | None, model: str | None, overrides: dict[str, Any]) -> tuple[str | None, str | None, dict[str, Any]]:
-    """The preset file, model folder, images, videos and LoRA files as absolute paths;
-    a missing --image or --video fails here (exit 2), before anything is sent."""
-    from vidgen.options import LoraSpec
-
+    """The preset file, model folder, the settings that name files (the table's `path`) and
+    LoRA files as absolute paths; a missing --image, --video or --mask fails here (exit 2),
+    before anything is sent. A --transformer that is no file here may be REPO/FILENAME."""
     overrides = dict(overrides)
     if preset is None:
         preset = os.environ.get("VIDGEN_PRESET") or None  # the client's environment decides
-    for name in ("image", "video", "mask"):
+    for name in (setting.name for setting in SETTINGS if setting.path):
         value = overrides.get(name)
         if value and "://" not in value:
-            if not Path(value).expanduser().exists():
+            if Path(value).expanduser().exists():
+                overrides[name] = str(Path(value).expanduser().absolute())
+            elif name in ("image", "video", "mask"):
                 raise UsageError(f"{name} not found: {value}")
-            overrides[name] = str(Path(value).expanduser().absolute())
     if overrides.get("loras"):
         resolved = []
         for text in overrides["loras"]:
