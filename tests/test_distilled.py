@@ -303,3 +303,39 @@ def test_the_boundary_falls_between_the_second_and_third_step():
     for boundary in (0.875, 0.9):
         assert [bool(t >= boundary * 1000) for t in scheduler.timesteps] == [True, True, False, False]
 
+
+
+def _in_hub_cache(monkeypatch, root: Path, repo: str, filename: str, source: Path) -> None:
+    """`source` as REPO/FILENAME in a Hub cache under `root`, as huggingface_hub lays one out."""
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(root))
+    folder = root / f"models--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True, exist_ok=True)
+    (folder / "refs" / "main").write_text("c" * 40)
+    target = folder / "snapshots" / ("c" * 40) / filename
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(source.read_bytes())
+
+
+def test_a_lora_named_repo_slash_filename_comes_from_the_hub_cache(run_cli, tiny_pipeline_dir, wan_lora, pipeline_calls, monkeypatch, tmp_path):
+    """The shipped presets name their LoRAs as REPO/FILENAME (LightX2V's own `lora_configs` paths):
+    offline, a downloaded one loads; one not downloaded is one line naming `vidgen pull`."""
+    import diffusers
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # empty: nothing downloaded
+    folder = tiny_pipeline_dir("WanPipeline")
+    spec = "lightx2v/Wan2.1-Distill-Loras/wan2.1_t2v_14b_lora_rank64_lightx2v_4step.safetensors"
+    preset = write_preset(tmp_path / "hub.toml", folder, f'\n[[lora]]\nsource = "{spec}"\n')
+    result = run_cli("generate", PROMPT, *COMMON, "--preset", preset, "--steps", "2", "-o", tmp_path / "missing")
+    assert result.exit_code != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: {spec} is not downloaded and HF_HUB_OFFLINE is set; download it with network access: vidgen pull {spec}")
+
+    _in_hub_cache(monkeypatch, tmp_path / "hub", "lightx2v/Wan2.1-Distill-Loras", spec.rsplit("/", 1)[1], wan_lora[0])
+    calls = pipeline_calls(diffusers.WanPipeline)
+    with_lora = render(run_cli, tmp_path / "cached", "--preset", preset, "--steps", "2")
+    assert calls[-1].pipe.get_list_adapters() == {"transformer": ["lora0"]}
+    direct = write_preset(tmp_path / "direct.toml", folder, lora_table(wan_lora[0]))
+    assert np.array_equal(with_lora, render(run_cli, tmp_path / "direct", "--preset", direct, "--steps", "2"))
