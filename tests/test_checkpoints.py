@@ -193,7 +193,7 @@ def test_a_cached_hub_file_is_used_without_the_network(online_user, monkeypatch)
     (snapshot / "sub" / "dir" / "file.gguf").write_bytes(b"GGUF")
     (online_user / "models--org--name" / "refs").mkdir()
     (online_user / "models--org--name" / "refs" / "main").write_text("a" * 40)
-    monkeypatch.setattr(hub, "get_session", lambda: pytest.fail("the network was used"))
+    monkeypatch.setattr(huggingface_hub, "get_session", lambda: pytest.fail("the network was used"))
     assert hub.resolve_checkpoint("org/name/sub/dir/file.gguf") == snapshot / "sub" / "dir" / "file.gguf"
 
 
@@ -202,7 +202,7 @@ def test_a_hub_that_hangs_counts_as_unreachable_after_the_timeout(online_user, m
         def head(self, *args, **kwargs):
             time.sleep(5)
 
-    monkeypatch.setattr(hub, "get_session", Hanging)
+    monkeypatch.setattr(huggingface_hub, "get_session", Hanging)
     start = time.monotonic()
     assert hub.hub_reachable(timeout=0.3) is False
     assert time.monotonic() - start < 1.5

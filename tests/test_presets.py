@@ -168,6 +168,14 @@ def _hub_preset(folder: Path, name: str = "branchy") -> None:
     write_preset(folder, name, f'model = "someorg/tiny-wan"\nrevision = "{REVISION}"\npipeline = "WanPipeline"\n')
 
 
+def _hub_answers(monkeypatch) -> None:
+    """The stand-in Hub of these tests is reachable (vidgen asks before reading the Hub)."""
+    from vidgen import hub
+
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=hub.HUB_TIMEOUT: True)
+    monkeypatch.setattr(hub, "_reachability", None)
+
+
 def test_revision_reaches_the_hub_downloads_and_from_pretrained(run_cli, tiny_wan_dir, isolated_environment, monkeypatch, tmp_path):
     """A preset's `revision` goes with every Hub request for its model (model_index.json,
     component configs, from_pretrained); the tiny folder stands in for the repository, so
@@ -192,6 +200,7 @@ def test_revision_reaches_the_hub_downloads_and_from_pretrained(run_cli, tiny_wa
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_hf_hub_download)
     monkeypatch.setattr(diffusers.DiffusionPipeline, "from_pretrained", classmethod(from_pretrained))
+    _hub_answers(monkeypatch)
     out = tmp_path / "out"
     result = run_cli(PROMPT_TEXT, "--preset", "branchy", "--steps", "2", "--size", "32x32", "--frames", "9", "--device", "cpu", "-o", out)
     assert result.exit_code == 0, result.stderr
@@ -221,6 +230,7 @@ def test_pull_downloads_the_presets_revision(run_cli, isolated_environment, monk
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    _hub_answers(monkeypatch)
     result = run_cli("pull", "branchy")
     assert result.exit_code == 0, result.stderr
     assert calls == [("someorg/tiny-wan", REVISION)]

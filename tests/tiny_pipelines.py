@@ -1253,6 +1253,9 @@ REPOSITORY_LAYOUT = {
     # BestWishYsh/Helios-Distilled: one class for text and image input; the repository is the distilled one.
     "helios-distilled-i2v": ("HeliosPyramidPipeline", "helios-distilled"),
     "helios-mid-i2v": ("HeliosPyramidPipeline", "helios-mid"),  # BestWishYsh/Helios-Mid
+    # The few-step presets run the base repositories (Wan-AI/Wan2.2-*-A14B-Diffusers: two experts).
+    "wan2.2-t2v-a14b-lightx2v": ("WanPipeline", "wan2.2-t2v-a14b"),
+    "wan2.2-i2v-a14b-lightx2v": ("WanImageToVideoPipeline", "wan2.2-i2v-a14b"),
 }
 
 

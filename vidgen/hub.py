@@ -1,5 +1,8 @@
 """Where model files come from: a local folder or the Hugging Face Hub (cache first).
 
+huggingface_hub's functions are called through the module (`huggingface_hub.hf_hub_download`),
+so that tests can stand in for the Hub there.
+
 Small files are read before any weights (model_index.json, a component's config.json), so
 a missing model, a gated one or a wrong class is one line before gigabytes are read.
 `vidgen pull` downloads through `download_model`. Every hub failure is one line naming
@@ -16,7 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from huggingface_hub import constants, get_session, hf_hub_download, snapshot_download
+import huggingface_hub
+from huggingface_hub import constants
 from huggingface_hub.utils import logging as hub_logging
 from huggingface_hub.errors import (
     EntryNotFoundError,
@@ -54,7 +58,7 @@ def hub_reachable(timeout: float = HUB_TIMEOUT) -> bool:
 
     def probe() -> None:
         try:
-            get_session().head(constants.ENDPOINT, timeout=timeout)
+            huggingface_hub.get_session().head(constants.ENDPOINT, timeout=timeout)
             answers.append(True)
         except Exception:  # any transport failure (httpx's classes differ between versions)
             answers.append(False)
@@ -84,7 +88,7 @@ def fetch_hub_file(repo_id: str, filename: str, *, revision: str | None = None, 
     hint = f"vidgen pull {spec}"
     try:
         with quiet_hub():
-            return Path(hf_hub_download(repo_id, filename, revision=revision, local_files_only=True))
+            return Path(huggingface_hub.hf_hub_download(repo_id, filename, revision=revision, local_files_only=True))
     except LocalEntryNotFoundError:
         if not download:
             raise ModelNotAvailableError(f"{spec} is not downloaded; {hint}") from None
@@ -94,7 +98,7 @@ def fetch_hub_file(repo_id: str, filename: str, *, revision: str | None = None, 
         raise ModelNotAvailableError(f"cannot reach the Hugging Face Hub to download {spec} (offline?); {hint} once online")
     try:
         with quiet_hub():
-            return Path(hf_hub_download(repo_id, filename, revision=revision))
+            return Path(huggingface_hub.hf_hub_download(repo_id, filename, revision=revision))
     except GatedRepoError as error:
         raise ModelNotAvailableError(f"{repo_id} is gated: accept its licence on huggingface.co and set HF_TOKEN") from error
     except RevisionNotFoundError as error:
@@ -176,7 +180,7 @@ def read_model_index(location: ModelLocation, pull_hint: str, revision: str | No
     else:
         try:
             with quiet_hub():
-                index_file = Path(hf_hub_download(location.location, "model_index.json", local_files_only=local_only(),
+                index_file = Path(huggingface_hub.hf_hub_download(location.location, "model_index.json", local_files_only=local_only(),
                                                   **revision_argument(location, revision)))  # fmt: skip
         except GatedRepoError as error:
             raise ModelNotAvailableError(
@@ -214,7 +218,7 @@ def component_config(location: ModelLocation, component: str, revision: str | No
             path = Path(location.location) / component / "config.json"
         else:
             with quiet_hub():
-                path = Path(hf_hub_download(location.location, f"{component}/config.json", local_files_only=local_only(),
+                path = Path(huggingface_hub.hf_hub_download(location.location, f"{component}/config.json", local_files_only=local_only(),
                                             **revision_argument(location, revision)))  # fmt: skip
         return json.loads(path.read_text())
     except Exception:  # absent, offline, unreadable: not this check's business
@@ -228,7 +232,7 @@ def config_folder(location: ModelLocation, component: str, revision: str | None 
         return Path(location.location)
     try:
         with quiet_hub():
-            path = hf_hub_download(location.location, f"{component}/config.json", local_files_only=local_only(),
+            path = huggingface_hub.hf_hub_download(location.location, f"{component}/config.json", local_files_only=local_only(),
                                    **revision_argument(location, revision))  # fmt: skip
     except LocalEntryNotFoundError as error:
         raise ModelNotAvailableError(f"the config of {location.location}'s {component} is not downloaded and the Hugging Face Hub "
@@ -240,7 +244,7 @@ def cached_folder(location: ModelLocation, revision: str | None = None) -> Path 
     """The Hub cache's folder of a model (what has been downloaded of it), or None: no network."""
     try:
         with quiet_hub():
-            return Path(snapshot_download(location.location, local_files_only=True, **revision_argument(location, revision)))
+            return Path(huggingface_hub.snapshot_download(location.location, local_files_only=True, **revision_argument(location, revision)))
     except (LocalEntryNotFoundError, OSError, ValueError):
         return None
 
@@ -258,7 +262,7 @@ def download_model(location: ModelLocation, revision: str | None = None) -> str:
         raise ModelNotAvailableError(f"cannot reach the Hugging Face Hub to download {model} (offline?)")
     try:
         with quiet_hub():
-            return snapshot_download(model, ignore_patterns=NON_SAFETENSORS_WEIGHTS, **revision_argument(location, revision))
+            return huggingface_hub.snapshot_download(model, ignore_patterns=NON_SAFETENSORS_WEIGHTS, **revision_argument(location, revision))
     except GatedRepoError as error:
         raise ModelNotAvailableError(f"model {model} is gated: accept its licence on huggingface.co and set HF_TOKEN") from error
     except RevisionNotFoundError as error:

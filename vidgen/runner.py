@@ -74,7 +74,7 @@ def _hashable(value: Any) -> Any:
     if isinstance(value, dict):
         return tuple(sorted((key, _hashable(item)) for key, item in value.items()))
     if isinstance(value, LoraSpec):
-        return (value.source, value.scale)
+        return (value.source, value.scale, value.into)
     return value
 
 
@@ -224,7 +224,7 @@ class PipelineCache:
                 "offload": loaded.offload,
                 "cache": loaded.cache,
                 "compiled": loaded.compiled,
-                "loras": [f"{source}:{scale:g}" for source, scale in entry.key.value("loras")],
+                "loras": [f"{source}:{scale:g}" for source, scale, _ in entry.key.value("loras")],
                 "jobs": entry.jobs,
                 "idle_seconds": round(idle, 1),
                 "unloads_in_seconds": None if self.keep_alive == KEEP_FOREVER else round(max(0.0, self.keep_alive - idle), 1),
@@ -279,7 +279,7 @@ def build_recipe(settings: GenerationSettings, seed: int, frames: np.ndarray) ->
         if setting.recipe:
             recipe[setting.name] = getattr(settings, setting.name)
     recipe.update(seed=seed, width=width, height=height, frames=count, call=settings.call_kwargs)
-    recipe["loras"] = [{"source": lora.source, "scale": lora.scale} for lora in settings.loras]
+    recipe["loras"] = [{"source": lora.source, "scale": lora.scale, **({"into": lora.into} if lora.into else {})} for lora in settings.loras]
     return recipe
 
 
