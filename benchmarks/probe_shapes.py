@@ -6,6 +6,7 @@
     python benchmarks/probe_shapes.py --count 100 --cache first-block   # fast mode's accuracy
     python benchmarks/probe_shapes.py --count 100 --ceiling       # the autoencoder's round trips: the ceiling
     python benchmarks/probe_shapes.py --count 100 --decoder runs/n/decoder/best   # the same model, another decoder
+    python benchmarks/probe_shapes.py --count 100 --quantize int8   # the denoiser quantized while loading (vidgen --quantize)
 
 Prompts and seeds are drawn at random (reproducibly from --seed). Each video goes through vidgen's own
 loading and generation path, then vidgen.embedded.probe reads it back from the pixels: background,
@@ -38,10 +39,24 @@ def swap_decoder(pipe, folder: str) -> None:
     pipe.vae = vae.to(device=pipe.vae.device, dtype=pipe.vae.dtype)
 
 
+def check_quantized(pipe, method: str) -> None:
+    """--quantize: the loaded denoiser's Linear weights must be torchao tensors, or the scores mean nothing."""
+    import torch
+    from torchao.utils import TorchAOBaseTensor
+
+    linears = [m for m in pipe.transformer.modules() if isinstance(m, torch.nn.Linear)]
+    quantized = [m for m in linears if isinstance(m.weight, TorchAOBaseTensor)]
+    print(f"--quantize {method}: {len(quantized)} of {len(linears)} Linear weights in the transformer are torchao tensors "
+          f"({type(quantized[0].weight).__name__ if quantized else 'none'})", file=sys.stderr)
+    assert quantized, f"--quantize {method}: the transformer's Linear weights are not torchao tensors"
+
+
 def evaluate(*, count: int, seed: int, held_out: bool, model: str | None, overrides: dict, decoder: str | None = None) -> dict:
     rng = random.Random(seed)
     settings, _ = prepare_settings("probe", preset="shapes", model=model, overrides=overrides)
     loaded = pipeline_loader.load_pipeline(settings)
+    if overrides.get("quantize", "none") != "none":
+        check_quantized(loaded.pipe, overrides["quantize"])
     if decoder:
         swap_decoder(loaded.pipe, decoder)
     generator = VideoGenerator(loaded)
@@ -63,7 +78,8 @@ def evaluate(*, count: int, seed: int, held_out: bool, model: str | None, overri
         "held_out": held_out,
         "seed": seed,
         "settings": {"steps": settings.steps, "guidance": settings.guidance, "frames": settings.frames,
-                     "width": settings.width, "height": settings.height, "cache": settings.cache},
+                     "width": settings.width, "height": settings.height, "cache": settings.cache,
+                     "quantize": settings.quantize},
         "accuracy": report,
         "seconds_per_video": round((time.monotonic() - started) / count, 3),
         "most_common_errors": confusions.most_common(10),
@@ -103,12 +119,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int)
     parser.add_argument("--guidance", type=float)
     parser.add_argument("--cache", help="a step cache (vidgen --cache): scores fast mode")
+    parser.add_argument("--quantize", help="quantize while loading (vidgen --quantize): int8, fp8, ... scores the quantized model")
     parser.add_argument("--ceiling", action="store_true", help="score autoencoder round trips instead of generations")
     parser.add_argument("--canonical", action="store_true", help="with --ceiling: clips in the canonical layout")
     parser.add_argument("--decoder", help="an AutoencoderKLWan folder (a decoder stage's best/) to decode with instead")
     parser.add_argument("--json", dest="json_path", help="also write the report here")
     args = parser.parse_args()
-    overrides = {k: v for k, v in {"steps": args.steps, "guidance": args.guidance, "cache": args.cache}.items() if v is not None}
+    overrides = {k: v for k, v in {"steps": args.steps, "guidance": args.guidance, "cache": args.cache,
+                                  "quantize": args.quantize}.items() if v is not None}
     if args.ceiling:
         report = evaluate_ceiling(count=args.count, seed=args.seed, held_out=args.held_out, model=args.model,
                                   canonical=args.canonical)
