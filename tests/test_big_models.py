@@ -199,3 +199,16 @@ def test_out_of_memory_names_the_cheapest_next_step_that_fits(free_gb, quantized
     total, largest = (22 * gb, 14 * gb) if quantized else (36 * gb, 28 * gb)
     got = memory_advice(total_bytes=total, denoiser_bytes=largest, largest_bytes=largest, free_bytes=free_gb * gb, quantized=quantized, offload=offload)
     assert got == advice
+
+
+def test_a_prompts_file_line_may_quantize(run_cli, tiny_wan_dir, loaded_pipelines, tmp_path):
+    """A line's quantize is a loading setting: the batch loads the pipeline it names for that
+    line (and the plain one again for the next)."""
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "a red circle", "quantize": "int8"}\n{"prompt": "a blue square"}\n')
+    out = tmp_path / "out"
+    result = run_cli("batch", prompts, "-O", out, "--model", tiny_wan_dir, "--steps", "2", "--size", "32x32", "--frames", "9", "--no-server")
+    assert result.exit_code == 0, result.stderr
+    assert [("Int8Tensor" in _linear_weight_classes(loaded.pipe.transformer)) for loaded in loaded_pipelines] == [True, False]
+    recipes = sorted((read_recipe(path)["prompt"], read_recipe(path)["quantize"]) for path in out.glob("*.mp4"))
+    assert recipes == [("a blue square", None), ("a red circle", "int8")]

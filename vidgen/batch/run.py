@@ -25,7 +25,7 @@ from vidgen.environment import PROCESS, Environment
 from vidgen.generate import VideoGenerator, merge_settings
 from vidgen.presets import choose_preset
 from vidgen.prompts import detect_format, open_prompts, read_prompt_lines
-from vidgen.runner import obtain_pipeline, render
+from vidgen.runner import loading_key, obtain_pipeline, render
 from vidgen.settings import fit_frames_to_video
 from vidgen.video import check_encoder
 
@@ -60,6 +60,7 @@ class _Runner:
     identity: tuple[int, int]  # DIR's (device, inode) when the batch started
     env: Environment = PROCESS  # where a line's relative image and video paths are
     generator: Any = None
+    loaded_key: Any = None  # runner.loading_key of the pipeline in hand
     images: dict[str, Any] = field(default_factory=dict)
     input_video: tuple[str, Any] | None = None  # the last input video read: (path, frames); lines often share one
 
@@ -104,14 +105,20 @@ class _Runner:
             raise GenerationError(f"output folder {self.out_dir} was removed or replaced during the batch; stopped (make it again and run with --resume)")
 
     def _load(self, settings) -> None:
+        """The pipeline for this job's loading settings: the one in hand, or (a line that sets one,
+        such as quantize) another, loaded after the one in hand is let go."""
+        key = loading_key(settings)
+        if self.generator is not None and key == self.loaded_key:
+            return
+        self.generator = None  # its memory goes before the next pipeline loads
         self.generator = VideoGenerator(obtain_pipeline(settings))  # under `vidgen serve`, its cached one
+        self.loaded_key = key
 
     def run(self, job: Job, progress: ui.BatchProgress) -> None:
         settings, _ = merge_settings(self.chosen, [self.flags, job.line_values()], model=self.model, strict=self.strict)  # checked when planned
         if self.processes.device and settings.device == "auto":
             settings.device = self.processes.device  # accelerate's device for this process
-        if self.generator is None:
-            self._load(settings)  # once per process: loading settings come from flags only
+        self._load(settings)
         loaded = self.generator.loaded
         self.generator.fill_pipeline_defaults(settings)
         settings.dtype = loaded.dtype  # record what ran, not "auto"
