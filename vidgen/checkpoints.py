@@ -128,7 +128,7 @@ def _safetensors_tensors(path: Path) -> dict[str, TensorInfo]:
 
 def _gguf_tensors(path: Path) -> dict[str, TensorInfo]:
     try:
-        import gguf
+        import gguf  # here, not at the top: optional (vidgen[quant]), needed only for a GGUF file
     except ImportError:
         raise UsageError("reading GGUF files needs the gguf package: pip install 'vidgen[quant]'") from None
     try:
@@ -276,7 +276,7 @@ def check_checkpoint(info: CheckpointInfo, *, transformer_class: str, config_fol
 def dtype_keyword() -> str:
     """diffusers renamed `torch_dtype` to `dtype` (and warns on the old name) after 0.35."""
     try:
-        from diffusers.utils.deprecation_utils import _TORCH_DTYPE_DEPRECATION_MESSAGE  # noqa: F401  (a probe)
+        from diffusers.utils.deprecation_utils import _TORCH_DTYPE_DEPRECATION_MESSAGE  # noqa: F401  here: a probe of the diffusers version
     except ImportError:
         return "torch_dtype"
     return "dtype"

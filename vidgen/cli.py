@@ -197,7 +197,7 @@ def generate(
         text = sys.stdin.read().strip() if prompt == "-" else prompt
         overrides = _overrides(settings, fast=fast)
         if dry_run:
-            from vidgen import dryrun  # loads torch: only for --dry-run
+            from vidgen import dryrun  # here, not at the top: keeps `vidgen --help` light (dryrun.py loads torch and diffusers)
 
             report = dryrun.plan(text, preset=preset, model=model, overrides=overrides, strict=strict)
             if as_json:
@@ -211,7 +211,7 @@ def generate(
                                 overwrite=overwrite, as_json=as_json, threads=threads, debug=debug)  # fmt: skip
             if code is not None:  # a server ran it; None: no server, so run it here
                 return code
-        from vidgen.single import OutputOptions, run  # torch and diffusers: only when it runs here
+        from vidgen.single import OutputOptions, run  # here, not at the top: keeps `vidgen --help` and a served call light (torch)
 
         apply_threads(threads)
         run(text, preset=preset, model=model, overrides=overrides, strict=strict,
@@ -253,7 +253,7 @@ def batch(
     def action() -> int:
         overrides = _overrides(settings, fast=fast)
         if processes is not None and processes != 1:
-            from vidgen.batch.launch import run_in_processes  # the batch's modules load torch: only when it runs here
+            from vidgen.batch.launch import run_in_processes  # here, not at the top: keeps `vidgen --help` light (the batch's modules load torch)
 
             return run_in_processes(ctx.meta["vidgen.args"], processes, prompts_file=prompts_file, out_dir=out_dir,
                                     preset=preset, model=model, overrides=overrides, strict=strict)  # fmt: skip
@@ -263,7 +263,7 @@ def batch(
                                  resume=resume, overwrite=overwrite, as_json=as_json, threads=threads, debug=debug)  # fmt: skip
             if code is not None:
                 return code
-        from vidgen.batch import run_batch  # torch and diffusers: only when it runs here
+        from vidgen.batch import run_batch  # here, not at the top: keeps `vidgen --help` and a served call light (torch)
 
         return run_batch(prompts_file, out_dir, preset=preset, model=model, overrides=overrides, strict=strict,
                          resume=resume, overwrite=overwrite, as_json=as_json, debug=debug, threads=threads)  # fmt: skip
@@ -383,7 +383,8 @@ def serve(
     ui.configure(quiet=quiet)
 
     def action() -> int:
-        from vidgen import server  # the server's modules load torch: only for `serve`
+        # here, not at the top: keeps `vidgen --help` light (the server's modules load numpy; its worker, torch)
+        from vidgen import server
         from vidgen.runner import parse_keep_alive
 
         if status and stop:
@@ -408,12 +409,12 @@ def pull(
 
     def action() -> None:
         if preset.lower().endswith((".gguf", ".safetensors")):
-            from vidgen.hub import resolve_checkpoint  # loads huggingface_hub
+            from vidgen.hub import resolve_checkpoint  # here, not at the top: keeps `vidgen --help` light (huggingface_hub)
 
             ui.info(f"downloading {preset}")
             ui.emit_result(str(resolve_checkpoint(preset)))
             return
-        from vidgen.hub import download_model  # loads huggingface_hub
+        from vidgen.hub import download_model  # here, not at the top: keeps `vidgen --help` light (huggingface_hub)
 
         revision = None
         try:

@@ -24,15 +24,21 @@ import base64
 import http.client
 import json
 import os
+import re
+import shutil
 import socket
 import stat
 import sys
 from pathlib import Path
 from typing import Any
 
-from vidgen import ui
+from vidgen import signals, ui
+from vidgen.acceleration import cpu_thread_count
+from vidgen.environment import Environment
 from vidgen.errors import ExitCode, UsageError
 from vidgen.options import SETTINGS, LoraSpec
+from vidgen.presets import vidgen_home
+from vidgen.video import check_output_path, output_format
 
 API = "v1"
 SOCKET_NAME = "vidgen.sock"
@@ -43,8 +49,6 @@ def socket_dir() -> Path:
     runtime = os.environ.get("XDG_RUNTIME_DIR", "").strip()
     if runtime:
         return Path(runtime) / "vidgen"
-    from vidgen.presets import vidgen_home
-
     return vidgen_home() / "run"
 
 
@@ -179,9 +183,6 @@ def resolve_common(preset: str | None, model: str | None, overrides: dict[str, A
 
 def _remove_partial(path_text: str) -> None:
     """What write_video leaves when its process is killed: `.STEM.8HEX.part.SUFFIX`."""
-    import re
-    import shutil
-
     path = Path(path_text)
     pattern = re.compile(rf"^\.{re.escape(path.stem)}\.[0-9a-f]{{8}}\.part{re.escape(path.suffix)}$")
     try:
@@ -275,8 +276,6 @@ class _Signals:
     nothing of the job is still being written. A second Ctrl-C leaves at once."""
 
     def __init__(self, path: Path, sock: socket.socket, replay: _Replay, *, batch: bool):
-        from vidgen import signals
-
         self.path, self.sock, self.replay = path, sock, replay
         self.pending: bool | None = None  # a stop asked for before the job's number came
         self.ctrl_c = signals.after_current_step(first=self._shut_down_sending, second=self._leave)
@@ -387,9 +386,6 @@ def run_generate(prompt: str, *, preset, model, overrides: dict[str, Any], stric
     """`vidgen generate` through a server, or None (no server: run it in-process)."""
     if find_server() is None:
         return None
-    from vidgen.acceleration import cpu_thread_count
-    from vidgen.video import check_output_path, output_format
-
     threads = cpu_thread_count(threads)  # --threads or the client's VIDGEN_THREADS
     preset, model, overrides = resolve_common(preset, model, overrides)
     if output not in (None, "-"):
@@ -407,8 +403,6 @@ def run_batch(prompts_file: str, out_dir: str, *, preset, model, overrides: dict
     """`vidgen batch` through a server, or None (no server: run it in-process)."""
     if find_server() is None:
         return None
-    from vidgen.acceleration import cpu_thread_count
-
     given = {"preset": preset, "model": model, "overrides": overrides, "strict": strict, "resume": resume, "overwrite": overwrite,
              "as_json": as_json, "debug": debug, "threads": threads}  # fmt: skip
     threads = cpu_thread_count(threads)
@@ -427,7 +421,6 @@ def run_batch(prompts_file: str, out_dir: str, *, preset, model, overrides: dict
         # in-process now, on those bytes, passed in (sys.stdin is left as it is). Imported
         # here: torch and diffusers, only when the batch runs in this process.
         from vidgen.batch import run_batch as run_here
-        from vidgen.environment import Environment
 
         return run_here("-", out_dir, **given, env=Environment(stdin=stdin))
     return code

@@ -9,6 +9,7 @@ messages name it as it was given.
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
 from vidgen.environment import PROCESS, Environment
 from vidgen.errors import UsageError, first_line
@@ -17,6 +18,8 @@ from vidgen.readback import read_frames
 
 def load_conditioning_image(path: str, env: Environment = PROCESS):
     """The --image of an image-to-video preset, as a PIL image; unreadable -> exit 2."""
+    # here, not at the top: diffusers takes 3 s on top of torch, and a command refused in its
+    # checks (bad settings, output exists) stops before it; only --image or the pipeline loads it
     from diffusers.utils import load_image
 
     if not path.startswith(("http://", "https://")) and not env.path(path).is_file():
@@ -62,8 +65,6 @@ def load_input_mask(path: str, env: Environment = PROCESS) -> tuple[np.ndarray, 
     def read() -> np.ndarray:
         if not single_image:
             return read_frames(source)
-        from PIL import Image
-
         with Image.open(source) as image:
             return np.asarray(image.convert("RGB"))[None]
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from vidgen import acceleration, signals, ui
 from vidgen.audio import Audio, audio_from_output, fit_to_video
@@ -85,8 +86,6 @@ def _frames_to_uint8(output: Any) -> np.ndarray:
 
 
 def _as_pil_frames(frames: np.ndarray) -> list:
-    from PIL import Image
-
     return [Image.fromarray(frame) for frame in frames]
 
 

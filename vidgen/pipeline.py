@@ -54,8 +54,6 @@ class LoadedPipeline:
 
 def _quiet_library_logging() -> None:
     """diffusers/transformers draw their own tqdm bars and warnings; ui.py draws ours."""
-    import transformers
-
     diffusers.utils.logging.set_verbosity_error()
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()

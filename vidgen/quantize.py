@@ -115,7 +115,7 @@ def _is_model(library: str, class_name: str) -> bool:
     """Whether a component class is a torch module (tokenizers, schedulers and guiders are not). Imports the
     library (at load or --dry-run time, never for --help); a class that cannot be found is left to diffusers."""
     try:
-        import torch  # heavy: only when a component is named explicitly
+        import torch  # here, not at the top: vidgen --help imports this module (through options.py)
 
         component_class = getattr(importlib.import_module(library), class_name)
     except (ImportError, AttributeError):
@@ -212,7 +212,7 @@ def _device_facts(device: str) -> tuple[str, tuple[int, int] | str | None]:
     kind = device.split(":")[0]
     if kind != "cuda":
         return kind, None
-    import torch  # a CUDA device was resolved, so torch is loaded already
+    import torch  # here, not at the top: vidgen --help imports this module (through options.py); a CUDA device was resolved, so torch is loaded already
 
     index = int(device.split(":")[1]) if ":" in device else torch.cuda.current_device()
     if torch.version.hip:
@@ -244,14 +244,14 @@ def component_config(method: str, library: str, *, compute_dtype: Any = None) ->
         raise UsageError(f"--quantize {method}: cannot quantize a component from {library!r} (only diffusers and transformers models)")
     configs = importlib.import_module(library)  # heavy: at load time only
     if method == "nf4":
-        import torch  # heavy: at load time only
+        import torch  # here, not at the top: vidgen --help imports this module (through options.py)
 
         return configs.BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype or torch.bfloat16
         )
     if method not in TORCHAO_CONFIGS:
         raise UsageError(f"unknown --quantize method {method!r} (known: {', '.join(METHODS)})")
-    import torchao.quantization  # heavy (and noisy on stderr): at load time only
+    import torchao.quantization  # here, not at the top: vidgen --help imports this module (through options.py); torchao is also noisy on stderr
 
     return configs.TorchAoConfig(getattr(torchao.quantization, TORCHAO_CONFIGS[method])())
 
@@ -265,7 +265,7 @@ def pipeline_quantization_config(mapping: Mapping[str, str], model_index: Mappin
         return None
     if DENOISERS_KEY in mapping:
         raise ValueError("resolve_components() first: the mapping still names 'the denoisers'")
-    import diffusers  # heavy: at load time only
+    import diffusers  # here, not at the top: vidgen --help imports this module (through options.py)
 
     components = _components(model_index)
     quant_mapping = {}
@@ -326,10 +326,10 @@ def quantizable_linear_shapes(model: Any) -> list[tuple[int, int]]:
     """(out, in) of each Linear weight that loading with a torchao or bitsandbytes config quantizes, for a model
     built with its real weights or on the meta device (no weights read): a diffusers model's
     `_keep_in_fp32_modules` stay; a transformers model's tied and output embeddings and last layer stay."""
-    import torch  # heavy: only when sizing a model
+    import torch  # here, not at the top: vidgen --help imports this module (through options.py)
 
     if hasattr(model, "all_tied_weights_keys"):  # transformers 5 PreTrainedModel
-        from transformers.quantizers.base import get_keys_to_not_convert
+        from transformers.quantizers.base import get_keys_to_not_convert  # here, not at the top: vidgen --help imports this module (through options.py)
 
         keep = list(getattr(model, "_keep_in_fp32_modules", None) or [])
         library, skip = "transformers", get_keys_to_not_convert(model) + keep

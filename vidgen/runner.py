@@ -22,7 +22,9 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from vidgen import __version__, ui
+from vidgen.acceleration import should_compile
 from vidgen.audio import CODECS, Audio
+from vidgen.errors import UsageError
 from vidgen.options import SETTINGS, GenerationSettings, LoraSpec
 from vidgen.presets import resolve_model_location
 from vidgen.video import encode_mp4_bytes, output_format, write_video
@@ -35,8 +37,6 @@ KEEP_FOREVER = -1.0
 def parse_keep_alive(text: str) -> float:
     """`5m`, `30s`, `1h`, `90` (seconds), `0` (unload after each job), `-1` (never):
     seconds, or KEEP_FOREVER. Anything else is a usage error."""
-    from vidgen.errors import UsageError
-
     value = str(text).strip().lower()
     units = {"s": 1, "m": 60, "h": 3600}
     number, scale = (value[:-1], units[value[-1]]) if value and value[-1] in units else (value, 1)
@@ -81,8 +81,7 @@ def _hashable(value: Any) -> Any:
 def loading_key(settings: GenerationSettings) -> LoadingKey:
     """The LoadingKey of a job's settings: the device and compilation as they resolve on
     this machine ("auto" and None name different things on different machines)."""
-    from vidgen.acceleration import should_compile
-    from vidgen.pipeline import resolve_device
+    from vidgen.pipeline import resolve_device  # here, not at the top: `vidgen serve` imports this module and listens before torch loads
 
     device = resolve_device(settings.device)
     resolved = {
@@ -110,7 +109,7 @@ def _model_bytes(location: str) -> int:
     folder = Path(location)
     if not folder.is_dir():
         try:
-            from huggingface_hub import snapshot_download
+            from huggingface_hub import snapshot_download  # here, not at the top: `vidgen serve` imports this module (huggingface_hub)
 
             folder = Path(snapshot_download(location, local_files_only=True))
         except Exception:  # not cached, or not a hub id: no estimate
@@ -130,7 +129,7 @@ class PipelineCache:
 
     def get(self, settings: GenerationSettings, pull_hint: str | None) -> tuple[Any, bool]:
         """(loaded pipeline, True if it was already loaded)."""
-        from vidgen import pipeline as pipeline_loader
+        from vidgen import pipeline as pipeline_loader  # here, not at the top: `vidgen serve` imports this module and listens before torch loads
 
         key = loading_key(settings)
         with self._lock:
@@ -163,7 +162,7 @@ class PipelineCache:
         if not device.startswith("cuda") or not self._entries:
             return
         if free_bytes is None:
-            import torch
+            import torch  # here, not at the top: `vidgen serve` imports this module and listens before torch loads
 
             def free_bytes(device: str) -> int:
                 return torch.cuda.mem_get_info(torch.device(device))[0]
@@ -186,7 +185,7 @@ class PipelineCache:
         del entry
         gc.collect()
         if str(device).startswith("cuda"):
-            import torch
+            import torch  # here, not at the top: `vidgen serve` imports this module and listens before torch loads
 
             torch.cuda.empty_cache()
 
@@ -243,7 +242,7 @@ def use_cache(cache: PipelineCache | None) -> None:
 
 def obtain_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None):
     """The pipeline for `settings`: from the server's cache, else loaded now."""
-    from vidgen import pipeline as pipeline_loader
+    from vidgen import pipeline as pipeline_loader  # here, not at the top: `vidgen serve` imports this module and listens before torch loads
 
     location = resolve_model_location(settings.model)
     started = time.monotonic()

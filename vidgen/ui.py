@@ -18,6 +18,11 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress as RichProgress
+from rich.table import Table
+
+from vidgen.errors import SECOND_SIGTERM, ExitCode, Interrupted
 
 # Console(stderr=True) looks up sys.stderr on every write, so test runners that swap
 # the streams capture it too.
@@ -56,8 +61,6 @@ def remote_interruption(message: str):
     """The Interrupted to raise for this thread's cancelled server job, or None: exit 130
     with `message` (its client's Ctrl-C, or the client gone), or exit 143 when a
     batch's client was sent SIGTERM twice (the sink's `cancel_code`), as in-process."""
-    from vidgen.errors import SECOND_SIGTERM, ExitCode, Interrupted
-
     sink = _sink()
     if sink is None or not sink.cancelled():
         return None
@@ -180,8 +183,6 @@ def emit_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]
     Only the columns named in `wrap` may wrap on a narrow terminal.
     """
     if stdout_is_terminal():
-        from rich.table import Table
-
         table = Table(title=title)
         for column in columns:
             table.add_column(column, no_wrap=column not in wrap, overflow="fold")
@@ -199,8 +200,6 @@ def report_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str
     if _sink() is not None:
         _sink().send({"event": "table", "title": title, "columns": list(columns), "rows": [list(row) for row in rows]})
         return
-    from rich.table import Table
-
     table = Table(title=title, title_justify="left")
     for column in columns:
         table.add_column(column, overflow="fold")
@@ -214,9 +213,6 @@ def report_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str
 
 def _rich_bar(*extra_columns, **options):
     """A transient rich bar on stderr: description, bar, done/total, time elapsed, extras."""
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-    from rich.progress import Progress as RichProgress
-
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), *extra_columns)
     return RichProgress(*columns, console=_stderr, transient=True, **options)
 
@@ -300,8 +296,6 @@ class BatchProgress:
         self._task = None
         self._sink = _sink()
         if self._sink is None and (not _quiet) and _stderr.is_terminal:
-            from rich.progress import TimeRemainingColumn
-
             # Results are written while the bar runs: into a pipe they must go to
             # stdout as they are; on a terminal rich prints them above the bar.
             self._bar = _rich_bar(TimeRemainingColumn(), redirect_stdout=stdout_is_terminal())

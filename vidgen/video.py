@@ -291,7 +291,8 @@ def _write_gif(frames: np.ndarray, path: Path, fps: float, comment: str) -> None
 
 
 def _write_png_folder(frames: np.ndarray, folder: Path, recipe_json: str) -> None:
-    from PIL import Image  # here, not at the top: keeps the server's client light
+    # here, not at the top: keeps the server's client light
+    from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
     folder.mkdir()

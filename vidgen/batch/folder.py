@@ -14,6 +14,7 @@ from typing import Any, Iterator
 from vidgen import locking
 from vidgen.batch.plan import Job
 from vidgen.errors import GenerationError, UsageError
+from vidgen.video import describe_os_error
 
 MANIFEST_NAME = "manifest.jsonl"
 LOCK_NAME = ".vidgen-batch.lock"  # hidden, not a temp-file name; removed by its holder when the batch ends
@@ -69,8 +70,6 @@ class Manifest:
             finally:
                 os.close(fd)
         except OSError as error:
-            from vidgen.video import describe_os_error
-
             raise GenerationError(f"cannot append to {self.path}: {describe_os_error(error)}") from error
 
     def records(self, start: int = 0) -> Iterator[dict[str, Any]]:

@@ -27,7 +27,14 @@ import subprocess
 from contextlib import contextmanager
 from typing import Iterable, Iterator
 
+import torch
+from accelerate.commands.launch import launch_command, launch_command_parser
+from torch.distributed.elastic.multiprocessing import SignalException
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
 from vidgen import ui
+from vidgen.batch.processes import launched_by_accelerate
+from vidgen.batch.run import check_batch
 from vidgen.errors import ExitCode, UsageError
 
 PROCESSES_OPTION = "--processes"
@@ -96,11 +103,6 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 def launch(args: list[str], processes: int) -> int:
     """Run `vidgen ARGS` (a batch command line without --processes) in `processes`
     processes through accelerate's launcher; the worst of their exit codes."""
-    import torch
-    from accelerate.commands.launch import launch_command, launch_command_parser
-    from torch.distributed.elastic.multiprocessing import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-
     gpus = torch.cuda.device_count()
     if gpus and processes > gpus:
         raise UsageError(f"--processes {processes}: this machine has {gpus} GPU{'s' if gpus != 1 else ''} (one process per GPU)")
@@ -134,9 +136,6 @@ def launch(args: list[str], processes: int) -> int:
 def run_in_processes(args: list[str], processes: int, *, prompts_file: str, out_dir: str, preset: str | None, model: str | None,
                      overrides: dict, strict: bool) -> int:  # fmt: skip
     """`vidgen batch ... --processes N` (`args`: its whole command line, from `batch` on)."""
-    from vidgen.batch.processes import launched_by_accelerate
-    from vidgen.batch.run import check_batch
-
     if processes < 1:
         raise UsageError(f"--processes must be at least 1, got {processes}")
     if launched_by_accelerate():

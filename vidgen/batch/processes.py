@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import torch
+
 from vidgen.errors import ExitCode, VidgenError
 
 # Under accelerate a process may finish its share long before the slowest one; the
@@ -41,7 +43,7 @@ class Processes:
             if error is not None:
                 raise error
             return
-        from accelerate.utils import gather_object
+        from accelerate.utils import gather_object  # here, not at the top: only processes that accelerate launched import it
 
         found = [item for item in gather_object([None if error is None else (error.message, int(error.exit_code))]) if item]
         if error is not None:
@@ -59,8 +61,7 @@ def current_processes() -> Processes:
     """accelerate is imported only when it launched us: a plain run stays light."""
     if not launched_by_accelerate():
         return Processes()
-    import torch
-    from accelerate import PartialState
+    from accelerate import PartialState  # here, not at the top: only processes that accelerate launched import it
 
     has_accelerator = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
     # With no GPU (or `--cpu`), accelerate's gloo backend needs cpu=True to form the group.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import queue
+import resource
 import sys
 import threading
 import time
@@ -33,8 +34,6 @@ def _memory(libraries_ready: bool) -> dict[str, Any]:
         with open("/proc/self/statm") as file:
             memory["rss_bytes"] = int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
-        import resource
-
         memory["rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     torch = sys.modules.get("torch") if libraries_ready else None
     if torch is not None and torch.cuda.is_initialized():
@@ -129,7 +128,7 @@ class Server:
         if isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1:
             acceleration.apply_threads(threads)
         elif self._default_threads is not None:
-            import torch  # imported by work() already
+            import torch  # here, not at the top: `vidgen serve` listens before torch loads (work() has imported it)
 
             torch.set_num_threads(self._default_threads)
             acceleration._configured_threads = None
