@@ -49,6 +49,12 @@ def test_quantize_loads_torchao_weights_and_writes_the_video(run_cli, tiny_wan_d
     assert _linear_weight_classes(loaded_pipelines[0].pipe.text_encoder) == {"Parameter"}  # the denoiser only, by default
     assert read_frames(out).shape == (9, 32, 32, 3)
     assert read_recipe(out)["quantize"] == method
+    # What --offload auto counts: the bytes the quantized weights hold, not their float32 size.
+    from vidgen.acceleration import stored_bytes
+
+    held = sum(stored_bytes(parameter) for parameter in transformer.parameters())
+    full = sum(parameter.numel() * 4 for parameter in transformer.parameters())
+    assert held < 0.5 * full, (held, full)
     assert json.loads(result.stdout)["quantize"] == method
 
 

@@ -106,3 +106,15 @@ def test_dtype_explicit_only_when_a_user_layer_sets_it():
     assert (from_preset.dtype, from_preset.dtype_explicit) == ("bfloat16", False)
     from_flag = build_settings(preset, [{"prompt": "a cat", "dtype": "bf16"}])
     assert (from_flag.dtype, from_flag.dtype_explicit) == ("bfloat16", True)
+
+
+def test_steps_times_strength_below_one_step_is_refused_in_one_line(run_cli, tmp_path):
+    """diffusers runs int(steps x strength) steps of a video-to-video call: none at 2 x 0.3, and
+    it failed deep inside ("cannot reshape tensor of 0 elements")."""
+    video = tmp_path / "in.mp4"
+    video.write_bytes(b"not read: the settings are refused first")
+    result = run_cli("a ball", "--preset", "wan2.1-v2v-1.3b", "--video", video, "--steps", "2", "--strength", "0.3", "-o", tmp_path / "x.mp4")
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "Error: --steps 2 with --strength 0.3 runs no denoising step (steps x strength must be at least 1; try --steps 4)"
+    ]

@@ -47,7 +47,7 @@ OFFLOAD_HEADROOM = 1.5
 
 def cache_config(name: str, pipe: Any) -> Any:
     """The diffusers config object for cache method `name` (not "none")."""
-    import diffusers
+    import diffusers  # here, not at the top: vidgen --help imports this module (diffusers takes seconds)
 
     def current_timestep() -> Any:
         return pipe.current_timestep
@@ -55,7 +55,7 @@ def cache_config(name: str, pipe: Any) -> Any:
     if name == "first-block":
         return diffusers.FirstBlockCacheConfig(threshold=FIRST_BLOCK_THRESHOLD)
     if name == "taylorseer":
-        import torch
+        import torch  # here, not at the top: vidgen --help imports this module (torch takes seconds)
 
         # Lite mode predicts the final projection and skips every block on cached steps; its
         # module patterns are generic, while the default ones miss Wan's attn1/attn2.
@@ -132,6 +132,7 @@ def use_persistent_compile_cache(folder: Path) -> None:
     invocation loads compiled kernels instead of compiling again. An explicit
     TORCHINDUCTOR_CACHE_DIR is respected."""
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(folder))
+    # here, not at the top: vidgen --help imports this module (torch takes seconds)
     import torch._functorch.config as functorch_config
     import torch._inductor.config as inductor_config
 
@@ -155,7 +156,7 @@ def compile_denoiser(pipe: Any, *, fullgraph: bool = True) -> bool:
 
 
 def attention_backends() -> list[str]:
-    from diffusers.models.attention_dispatch import AttentionBackendName
+    from diffusers.models.attention_dispatch import AttentionBackendName  # here, not at the top: vidgen --help imports this module (diffusers takes seconds)
 
     return [backend.value for backend in AttentionBackendName]
 
@@ -185,7 +186,7 @@ def use_onednn_conv3d(pipe: Any) -> int:
     channels-last input decodes the same latents in 0.25 s, values equal to 5e-6 and the
     frames identical (benchmarks/cpu_conv3d.py, docs/benchmarks.md). Weights are left as they are; anything else (CUDA, half
     precision, gradients, padding modes other than zeros) takes PyTorch's own path."""
-    import torch
+    import torch  # here, not at the top: vidgen --help imports this module (torch takes seconds)
 
     if not torch.backends.mkldnn.is_available():
         return 0
@@ -202,7 +203,7 @@ def use_onednn_conv3d(pipe: Any) -> int:
 
 
 def _onednn_conv3d(module: Any, torch_path: Any, input: Any, weight: Any, bias: Any) -> Any:
-    import torch
+    import torch  # here, not at the top: vidgen --help imports this module (torch takes seconds)
 
     if input.device.type != "cpu" or input.dtype != torch.float32 or weight.dtype != torch.float32 \
             or not torch.backends.mkldnn.enabled or (torch.is_grad_enabled() and (input.requires_grad or weight.requires_grad)):
@@ -251,14 +252,24 @@ def memory_advice(*, total_bytes: int, denoiser_bytes: int, largest_bytes: int, 
 
 def weight_bytes(pipe: Any) -> list[int]:
     """Bytes of parameters and buffers of each torch module in the pipeline."""
-    import torch
+    import torch  # here, not at the top: vidgen --help imports this module (torch takes seconds)
 
     sizes = []
     for component in pipe.components.values():
         if isinstance(component, torch.nn.Module):
             tensors = list(component.parameters()) + list(component.buffers())
-            sizes.append(sum(t.numel() * t.element_size() for t in tensors))
+            sizes.append(sum(stored_bytes(t) for t in tensors))
     return sizes
+
+
+def stored_bytes(tensor: Any) -> int:
+    """Bytes a tensor really holds: a torchao quantized weight (--quantize) is a wrapper whose
+    numel x element_size is its unquantized size; what it stores is its inner tensors."""
+    names = list(getattr(type(tensor), "tensor_data_names", ()))
+    names += [name for name in getattr(type(tensor), "optional_tensor_data_names", ()) if getattr(tensor, name, None) is not None]
+    if names:
+        return sum(stored_bytes(getattr(tensor, name)) for name in names)
+    return tensor.numel() * tensor.element_size()
 
 
 # ---- CPU threads ----
@@ -300,7 +311,7 @@ def apply_threads(requested: int | None, *, local_processes: int | None = None) 
     count = cpu_thread_count(requested, local_processes=local_processes)
     if count is None:
         return None
-    import torch
+    import torch  # here, not at the top: vidgen --help imports this module (torch takes seconds)
 
     torch.set_num_threads(count)
     _configured_threads = count
