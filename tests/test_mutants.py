@@ -173,10 +173,30 @@ MUTATIONS = [
         "vidgen.batch.plan:derive_seed", lambda original: lambda base_seed, line_number: original(base_seed + 1, line_number),
         ("tests/test_batch.py::test_seeds_are_stable_per_line_and_follow_the_base_seed",),
     ),
+    Mutation(
+        "server-job-changes-the-working-folder",
+        "a server job runs in its client's folder without changing the server process's own",
+        "vidgen.server.jobs:_call", lambda original: _in_the_jobs_folder(original),
+        ("tests/test_server.py::test_a_job_runs_with_its_own_folder_and_standard_input_in_the_worker",),
+    ),
 ]
 
 
 # ---- how the mutations break things (referenced above through lambdas) ----
+
+
+def _in_the_jobs_folder(original):
+    """What the server did before jobs carried their folder: os.chdir around the job."""
+
+    def call(job):
+        home = os.getcwd()
+        os.chdir(job.env.cwd)
+        try:
+            return original(job)
+        finally:
+            os.chdir(home)
+
+    return call
 
 
 def _traceback_on_failure(original):
