@@ -67,8 +67,13 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
 
 
 def autocast(device: str, enabled: bool = True):
-    """bfloat16 autocast: AMX on this CPU (convolutions 1.4-2x faster), tensor cores on a GPU."""
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=enabled)
+    """bfloat16 autocast where bfloat16 is native: a GPU's tensor cores, a CPU with AMX or AVX-512
+    (convolutions 1.4-2x faster on the Xeon the recipe was found on). An AVX2-only CPU (the AMD
+    EPYC VMs of 2026-12) emulates it, minutes a decoder step instead of seconds: float32 there."""
+    kind = torch.device(device).type
+    if kind == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        enabled = False
+    return torch.autocast(kind, dtype=torch.bfloat16, enabled=enabled)
 
 
 def learning_rate_factor(step: int, progress: float, warmup: int) -> float:
