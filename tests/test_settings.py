@@ -118,3 +118,18 @@ def test_steps_times_strength_below_one_step_is_refused_in_one_line(run_cli, tmp
     assert result.stderr.strip().splitlines() == [
         "Error: --steps 2 with --strength 0.3 runs no denoising step (steps x strength must be at least 1; try --steps 4)"
     ]
+
+
+def test_command_line_overrides_travel_to_a_server_as_json(tmp_path):
+    """What the options give is what `vidgen serve`'s client sends: JSON, and --lora as text
+    it can resolve in its own folder (a LoraSpec object would break both)."""
+    import json
+
+    from vidgen.cli import _overrides
+    from vidgen.client import resolve_common
+
+    (tmp_path / "style.safetensors").write_bytes(b"")
+    overrides = _overrides({"loras": [str(tmp_path / "style.safetensors") + ":0.5"], "extras": ["overlap_history=37"], "steps": 4}, fast=False)
+    assert json.loads(json.dumps(overrides))["loras"] == [str(tmp_path / "style.safetensors") + ":0.5"]
+    _, _, resolved = resolve_common(None, None, overrides)
+    assert resolved["loras"] == [str(tmp_path / "style.safetensors") + ":0.5"] and resolved["extras"] == {"overlap_history": 37}

@@ -121,7 +121,7 @@ class Setting:
     flag: tuple[str, ...] | None = ()  # () -> ("--name",); None: no command-line option
     commands: tuple[str, ...] = ("generate", "batch")
     batch_help: str | None = None  # where `batch` says it differently
-    read: Callable[[Any], Any] | None = None  # turns the option's value into the setting's
+    read: Callable[[Any], Any] | None = None  # turns the option's text into the setting's (JSON-ready: a server's client sends it)
     field: bool = True  # False: a value a layer gives that becomes other fields (size, seconds)
     preset: bool = False
     line: bool = False
@@ -154,10 +154,6 @@ class Setting:
         if self.type in (list, dict):
             return Optional[list[str]]
         return Optional[self.type[-1] if isinstance(self.type, tuple) else self.type]
-
-
-def _to_loras(values: list[str] | None) -> list[LoraSpec] | None:
-    return [LoraSpec.parse(value) for value in values] if values else None
 
 
 # The table. Its order is the order of --help and of the recipe.
@@ -195,7 +191,7 @@ SETTINGS: tuple[Setting, ...] = (
             read=parse_extras, recipe=True),
     Setting("audio", bool, "Keep (default) or leave out the soundtrack of a model that makes one (LTX-2).", default=True,
             flag=("--audio/--no-audio",)),
-    Setting("loras", list, "LoRA PATH_OR_ID[:SCALE]; repeatable.", default=list, flag=("--lora",), read=_to_loras,
+    Setting("loras", list, "LoRA PATH_OR_ID[:SCALE]; repeatable.", default=list, flag=("--lora",),
             loads=True, recipe=True),
     Setting("dtype", str, "auto, float32, float16 or bfloat16.", default="auto", preset=True, loads=True, recipe=True),
     Setting("quantize", str, "Quantize while loading: int8, int8-dynamic, fp8, fp8-dynamic, nf4 or none, for the denoiser(s); "
