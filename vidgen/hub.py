@@ -81,6 +81,22 @@ def quiet_hub() -> Iterator[None]:
         hub_logging.set_verbosity(verbosity)
 
 
+@contextmanager
+def refusals(what: str, revision: str | None = None) -> Iterator[None]:
+    """The Hub's answers that no retry mends, as one line each: `what` ("model ORG/NAME", or
+    a repository) is gated, absent, or has no such revision. GatedRepoError is a kind of
+    RepositoryNotFoundError, so it comes first. The callers handle what is their own (a
+    missing file, no network)."""
+    try:
+        yield
+    except GatedRepoError as error:
+        raise ModelNotAvailableError(f"{what} is gated: accept its licence on huggingface.co and set HF_TOKEN") from error
+    except RepositoryNotFoundError as error:
+        raise UsageError(f"{what} not found on the Hugging Face Hub (private? set HF_TOKEN)") from error
+    except RevisionNotFoundError as error:
+        raise UsageError(f"{what} has no revision {revision!r} on the Hugging Face Hub") from error
+
+
 def fetch_hub_file(repo_id: str, filename: str, *, revision: str | None = None, timeout: float = HUB_TIMEOUT, download: bool = True) -> Path:
     """One file of a Hub repository: the cached copy if there is one (no network), else
     downloaded when the Hub answers (and `download`), else one line within `timeout` seconds."""
@@ -97,14 +113,8 @@ def fetch_hub_file(repo_id: str, filename: str, *, revision: str | None = None, 
     if not hub_reachable(timeout):
         raise ModelNotAvailableError(f"cannot reach the Hugging Face Hub to download {spec} (offline?); {hint} once online")
     try:
-        with quiet_hub():
+        with quiet_hub(), refusals(repo_id, revision):
             return Path(huggingface_hub.hf_hub_download(repo_id, filename, revision=revision))
-    except GatedRepoError as error:
-        raise ModelNotAvailableError(f"{repo_id} is gated: accept its licence on huggingface.co and set HF_TOKEN") from error
-    except RevisionNotFoundError as error:
-        raise UsageError(f"{repo_id} has no revision {revision!r} on the Hugging Face Hub") from error
-    except RepositoryNotFoundError as error:
-        raise UsageError(f"{repo_id} not found on the Hugging Face Hub (private? set HF_TOKEN)") from error
     except LocalEntryNotFoundError as error:  # the connection failed after the probe
         raise ModelNotAvailableError(f"cannot reach the Hugging Face Hub to download {spec}; {hint} once online") from error
     except EntryNotFoundError as error:  # after LocalEntryNotFoundError, its subclass
@@ -179,17 +189,9 @@ def read_model_index(location: ModelLocation, pull_hint: str, revision: str | No
             raise UsageError(f"{folder} is not a diffusers pipeline folder (no model_index.json)")
     else:
         try:
-            with quiet_hub():
+            with quiet_hub(), refusals(f"model {location.location}", revision):
                 index_file = Path(huggingface_hub.hf_hub_download(location.location, "model_index.json", local_files_only=local_only(),
-                                                  **revision_argument(location, revision)))  # fmt: skip
-        except GatedRepoError as error:
-            raise ModelNotAvailableError(
-                f"model {location.location} is gated: accept its licence on huggingface.co and set HF_TOKEN"
-            ) from error
-        except RepositoryNotFoundError as error:
-            raise UsageError(
-                f"model {location.location} not found on the Hugging Face Hub (private? set HF_TOKEN)"
-            ) from error
+                                                                  **revision_argument(location, revision)))  # fmt: skip
         except LocalEntryNotFoundError as error:
             if is_offline():
                 raise ModelNotAvailableError(
@@ -199,8 +201,6 @@ def read_model_index(location: ModelLocation, pull_hint: str, revision: str | No
             raise ModelNotAvailableError(
                 f"cannot reach the Hugging Face Hub to download {location.location}; {pull_hint} once online"
             ) from error
-        except RevisionNotFoundError as error:
-            raise UsageError(f"model {location.location} has no revision {revision!r} on the Hugging Face Hub") from error
         except EntryNotFoundError as error:  # after LocalEntryNotFoundError, its subclass
             where = f" at revision {revision!r}" if revision else ""
             raise UsageError(f"model {location.location} is not in diffusers layout{where} (no model_index.json)") from error
@@ -261,13 +261,7 @@ def download_model(location: ModelLocation, revision: str | None = None) -> str:
     if local_only():
         raise ModelNotAvailableError(f"cannot reach the Hugging Face Hub to download {model} (offline?)")
     try:
-        with quiet_hub():
+        with quiet_hub(), refusals(f"model {model}", revision):
             return huggingface_hub.snapshot_download(model, ignore_patterns=NON_SAFETENSORS_WEIGHTS, **revision_argument(location, revision))
-    except GatedRepoError as error:
-        raise ModelNotAvailableError(f"model {model} is gated: accept its licence on huggingface.co and set HF_TOKEN") from error
-    except RevisionNotFoundError as error:
-        raise UsageError(f"model {model} has no revision {revision!r} on the Hugging Face Hub") from error
-    except RepositoryNotFoundError as error:
-        raise UsageError(f"model {model} not found on the Hugging Face Hub (private? set HF_TOKEN)") from error
     except OSError as error:
         raise ModelNotAvailableError(f"cannot download {model}: {error}") from error
