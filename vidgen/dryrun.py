@@ -20,7 +20,7 @@ from vidgen.generate import prepare_settings
 from vidgen.hub import cached_folder, read_model_index, resolve_checkpoint
 from vidgen.model_check import class_to_load
 from vidgen.options import SETTINGS
-from vidgen.pipeline import SINGLE_FILE_COMPONENTS, resolve_device, resolve_dtype
+from vidgen.pipeline import SINGLE_FILE_COMPONENTS, resolve_device, run_dtype
 from vidgen.presets import resolve_model_location
 
 
@@ -48,9 +48,7 @@ def plan(prompt: str, *, preset: str | None, model: str | None, overrides: dict[
     settings, chosen = prepare_settings(prompt, preset=preset, model=model, overrides=overrides, strict=strict)
     location = resolve_model_location(settings.model)
     device = resolve_device(settings.device)
-    dtype = resolve_dtype(settings.dtype, device)
-    if device.startswith("cpu") and not settings.dtype_explicit:
-        dtype = torch.float32  # as pipeline.load_pipeline does on a CPU
+    dtype = run_dtype(settings, device)
     report: dict[str, Any] = {
         "prompt": settings.prompt,
         "preset": settings.preset,

@@ -177,6 +177,15 @@ def _missing_library(error: ImportError) -> str:
     return f"a library it needs is missing ({text.split('. ')[0] if text else type(error).__name__})"
 
 
+def run_dtype(settings: GenerationSettings, device: str):
+    """The dtype a run loads in: --dtype's, except that on a CPU a preset's bf16/fp16 gives way
+    to float32 (slow there, no fast kernels, and fp16 can fail) unless the user asked for it."""
+    dtype = resolve_dtype(settings.dtype, device)
+    if device.startswith("cpu") and dtype != torch.float32 and not settings.dtype_explicit:
+        return torch.float32
+    return dtype
+
+
 # The denoisers a single file may replace (--transformer, --transformer-2): setting = component.
 SINGLE_FILE_COMPONENTS = ("transformer", "transformer_2")
 
@@ -221,11 +230,9 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
     _check_files_and_quantization(files, quantization, model_index)
 
     device = resolve_device(settings.device)
-    dtype = resolve_dtype(settings.dtype, device)
-    if device.startswith("cpu") and dtype != torch.float32 and not settings.dtype_explicit:
-        # A GPU preset's bf16/fp16 is slow on a CPU (no fast kernels) and fp16 can fail there.
+    dtype = run_dtype(settings, device)
+    if dtype != resolve_dtype(settings.dtype, device):
         ui.info(f"using float32 on the CPU instead of the preset's {settings.dtype} (--dtype {settings.dtype} keeps it)")
-        dtype = torch.float32
     quantize.check_runnable(quantization, device)  # before any weights are read
     components = {name: _single_file_component(name, spec, location, model_index, settings.revision, dtype)
                   for name, spec in files.items()}  # fmt: skip
