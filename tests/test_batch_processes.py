@@ -87,22 +87,44 @@ def test_a_usage_error_found_by_the_processes_reaches_the_shell_as_2(tiny_wan_di
     assert _files(out) == []
 
 
-def test_two_processes_make_every_video_once_and_exit_0(tiny_wan_dir):
+def test_two_machines_make_every_video_once_into_one_manifest(tiny_wan_dir):
+    """`accelerate launch --num_machines 2` (issue 20): two launchers as two machines (ranks 0
+    and 1, the first's address 127.0.0.1) writing one shared folder: every video once, both
+    machines did a share, one manifest whose every line is whole. (This replaces the test of
+    two processes on one machine, which it covers; `--processes 2` is the launch of the
+    tests below.)"""
     Path("p.txt").write_text("a red ball\na blue cat\na green dog\n")
+    port = str(_free_port())
+    machines = [
+        subprocess.Popen([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "2", "--machine_rank", str(rank),
+                          "--num_processes", "2", "--main_process_ip", "127.0.0.1", "--main_process_port", port, "--mixed_precision", "no",
+                          "--dynamo_backend", "no", *_batch(tiny_wan_dir, "p.txt", "-O", "out", "--json")[1:]],
+                         env={**_env(), "ACCELERATE_USE_CPU": "true"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for rank in (0, 1)
+    ]  # fmt: skip
+    outputs = [machine.communicate() for machine in machines]
 
-    result = subprocess.run(_batch(tiny_wan_dir, "p.txt", "-O", "out", "--processes", "2", "--json"), env=_env(), capture_output=True, text=True)
-
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert [machine.returncode for machine in machines] == [0, 0], outputs[0][1][-3000:] + outputs[1][1][-3000:]
     out = Path("out")
-    records = _manifest(out)
+    lines = (out / MANIFEST_NAME).read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # every line whole: each one parses
     assert sorted(record["line"] for record in records) == [1, 2, 3]
-    assert {record["process"] for record in records} == {0, 1}  # both did a share
+    assert {record["process"] for record in records} == {0, 1}  # both machines did a share
     assert _files(out) == sorted(record["output"] for record in records)
     for record in records:
         assert record["status"] == "done"
         assert record["sha256"] == file_sha256(out / record["output"])
         assert read_frames(out / record["output"]).shape[0] == 9  # a whole video, read back
-    assert sorted(json.loads(line)["line"] for line in result.stdout.splitlines()) == [1, 2, 3]
+    # each machine reports its own videos on its own standard output
+    assert sorted(json.loads(line)["line"] for stdout, _ in outputs for line in stdout.splitlines()) == [1, 2, 3]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def test_a_failed_line_exits_1(tiny_wan_dir):

@@ -51,6 +51,11 @@ class ModelNotAvailableError(GenerationError):
     """The model is neither on disk nor downloadable (offline, no access)."""
 
 
+class SharedError(VidgenError):
+    """Another process of this group failed first and shows the error; this one ends with
+    its exit code and prints nothing (vidgen.processes, for `--parallel`)."""
+
+
 # A batch sent SIGTERM twice stops at once, in its own process or in a server's.
 SECOND_SIGTERM = "terminated (second SIGTERM); the video in progress was not written"
 
@@ -81,6 +86,8 @@ class Outcome(NamedTuple):
 
 def outcome(error: BaseException, *, debug: bool) -> Outcome:
     """The exit code and message of a command that raised `error` (--debug: the traceback too)."""
+    if isinstance(error, SharedError):
+        return Outcome(error.exit_code, None, False)
     if isinstance(error, VidgenError):
         return Outcome(error.exit_code, error.message, debug)
     if isinstance(error, KeyboardInterrupt):

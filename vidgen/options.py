@@ -30,6 +30,7 @@ from typing import Any, Callable, Optional
 
 from vidgen.acceleration import CACHE_METHODS
 from vidgen.errors import UsageError
+from vidgen.parallel import problem as parallel_problem
 from vidgen.quantize import quantize_problem
 
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit value
@@ -213,6 +214,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("compile", bool, "Compile the denoiser's blocks (default: on for CUDA runs of 10+ steps).",
             flag=("--compile/--no-compile",), loads=True),
     Setting("attention_backend", str, "diffusers attention backend (default: PyTorch SDPA).", loads=True),
+    Setting("parallel", str, "Make the video together with the other processes of accelerate launch or torchrun (one per GPU): "
+            "ulysses, ring or ulysses=2,ring=2 (docs/scaling.md).", loads=True, check=parallel_problem,
+            batch_help="With --processes N (or under accelerate launch): the processes make each video together, one at a time: "
+                       "ulysses, ring or ulysses=2,ring=2 (docs/scaling.md)."),
     Setting("scheduler", str, flag=None, preset=True, loads=True, recipe=True),
     Setting("flow_shift", float, flag=None, preset=True, loads=True, recipe=True, minimum=0, maximum=MAX_GUIDANCE),
     Setting("sigmas", list, flag=None, preset=True, loads=True, recipe=True),  # a fixed schedule, before the shift (vidgen.sampling)

@@ -20,10 +20,10 @@ import torch
 import transformers
 from diffusers.hooks import apply_group_offloading
 
-from vidgen import acceleration, checkpoints, quantize, sampling, ui
+from vidgen import acceleration, checkpoints, parallel, quantize, sampling, ui
 from vidgen.checkpoints import dtype_keyword
 from vidgen.errors import GenerationError, ModelNotAvailableError, UsageError, first_line
-from vidgen.hub import config_folder, local_only, read_model_index, revision_argument
+from vidgen.hub import component_config, config_folder, local_only, read_model_index, revision_argument
 from vidgen.lora import apply_loras
 from vidgen.model_check import check_components_serve, check_model_folder, check_pipeline_class, class_to_load
 from vidgen.options import GenerationSettings
@@ -41,6 +41,7 @@ class LoadedPipeline:
     call_parameters: set[str] = field(default_factory=set)
     cache: str = "none"  # step cache installed on the denoiser
     compiled: bool = False  # repeated blocks compiled (regional compilation)
+    parallel: str | None = None  # the denoiser's context parallelism as diffusers holds it (--parallel)
 
     def call_defaults(self) -> dict[str, Any]:
         """The pipeline's own defaults for the values an ad-hoc --model leaves open."""
@@ -209,6 +210,19 @@ def _single_file_component(name: str, spec: str, location, model_index: dict[str
         return checkpoints.load_transformer(spec, transformer_class=transformer_class, config_folder=folder, subfolder=name, dtype=dtype)
 
 
+def check_parallel(settings: GenerationSettings, processes: int) -> None:
+    """Everything about --parallel known before the weights are read: the degrees against
+    the group, and the denoisers' classes, heads (from their configs) and device."""
+    ulysses, ring = parallel.degrees(settings.parallel, processes)
+    location = resolve_model_location(settings.model)
+    model_index = read_model_index(location, f"vidgen pull {location.location}", settings.revision)
+    denoisers = {name: entry[1] for name in ("transformer", "transformer_2")
+                 if isinstance(entry := model_index.get(name), list) and len(entry) == 2 and entry[1]}  # fmt: skip
+    heads = {name: (component_config(location, name, settings.revision) or {}).get("num_attention_heads") for name in denoisers}
+    parallel.check_model(settings.parallel, ulysses, ring, pipeline_class=str(model_index.get("_class_name")), denoisers=denoisers,
+                         heads=heads, device=resolve_device(settings.device), settings_cache=settings.cache)  # fmt: skip
+
+
 def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None) -> LoadedPipeline:
     """Load, check and place the pipeline that `settings` names."""
     location = resolve_model_location(settings.model)
@@ -293,6 +307,8 @@ def prepare_pipeline(pipe: Any, settings: GenerationSettings, *, device: str, dt
             ui.warn(f"{type(pipe).__name__} has no tiled VAE; --vae-tiling ignored")
     if settings.attention_backend:
         acceleration.set_attention_backend(pipe, settings.attention_backend)
+    if settings.parallel:  # after the backend, which must support it; before compiling
+        parallel.enable(pipe, settings.parallel)
     acceleration.apply_cache(pipe, settings.cache)
     compiled = False
     denoiser_parameters = acceleration.parameter_count(acceleration.denoiser_of(pipe))
@@ -314,4 +330,5 @@ def prepare_pipeline(pipe: Any, settings: GenerationSettings, *, device: str, dt
         call_parameters=set(inspect.signature(type(pipe).__call__).parameters),
         cache=settings.cache,
         compiled=compiled,
+        parallel=parallel.describe(pipe),
     )

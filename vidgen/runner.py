@@ -291,9 +291,11 @@ def audio_record(audio: Audio | None, fmt: str) -> dict[str, Any] | bool:
 
 
 def render(generator, settings: GenerationSettings, seed: int, *, path: Path | None, image: Any = None, video: np.ndarray | None = None,
-           mask: np.ndarray | None = None, progress: ui.Progress | None = None, overwrite: bool = False) -> tuple[dict[str, Any], bytes | None]:  # fmt: skip
+           mask: np.ndarray | None = None, progress: ui.Progress | None = None, overwrite: bool = False,
+           write: bool = True) -> tuple[dict[str, Any], bytes | None]:  # fmt: skip
     """Generate one video and write it to `path` atomically (None: return the MP4 bytes).
-    Returns (recipe, bytes or None)."""
+    Returns (recipe, bytes or None). `write=False`: generate only (a process of a
+    `--parallel` group other than the first, which writes)."""
     progress = progress or ui.Progress("", 0, visible=False)
     frames, audio = generator.generate_with_audio(settings, seed, image=image, video=video, mask=mask, progress=progress)
     audio = audio if settings.audio else None  # --no-audio
@@ -302,6 +304,8 @@ def render(generator, settings: GenerationSettings, seed: int, *, path: Path | N
     progress.phase("write")
     recipe = build_recipe(settings, seed, frames)
     recipe["audio"] = audio_record(audio, "mp4" if path is None else output_format(path))
+    if not write:
+        return recipe, None
     if path is None:
         return recipe, encode_mp4_bytes(frames, fps=settings.fps, crf=settings.crf, recipe=recipe, audio=audio)
     ui.writing(path)

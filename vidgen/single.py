@@ -13,14 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vidgen import ui
+from vidgen import parallel, ui
 from vidgen.audio import wav_beside
 from vidgen.conditioning import fit_mask, load_conditioning_image, load_input_mask, load_input_video
 from vidgen.environment import PROCESS, Environment
-from vidgen.errors import UsageError
+from vidgen.errors import UsageError, VidgenError
 from vidgen.generate import VideoGenerator, prepare_settings
 from vidgen.options import GenerationSettings
+from vidgen.pipeline import check_parallel  # torch and diffusers: this module runs only to generate
 from vidgen.presets import resolve_model_location
+from vidgen.processes import Processes, current_processes
 from vidgen.runner import obtain_pipeline, render
 from vidgen.settings import fit_frames_to_video
 from vidgen.video import check_encoder, check_output_path, output_format, prompt_slug
@@ -65,11 +67,26 @@ def _check_wavs_beside(paths: list[Path | None], *, overwrite: bool) -> None:
         if path is not None and output_format(path) in ("gif", "png") and wav_beside(path).exists() and not overwrite:
             raise UsageError(f"{wav_beside(path)} already exists (pass --overwrite to replace it)")
 
-def run(prompt: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], options: OutputOptions, strict: bool = False,
-        env: Environment = PROCESS) -> list[dict[str, Any]]:  # fmt: skip
-    """Generate `--num-videos` videos and report each on stdout as it is written; relative
-    paths (-o, --image, --video, --mask) are taken from `env`'s folder."""
+@dataclass
+class _Planned:
+    """What every process of the group knows before loading."""
+
+    settings: GenerationSettings
+    chosen: Any
+    paths: list[Path | None]
+    image: Any
+    video: Any
+    mask: Any
+
+
+def _plan(prompt: str, *, preset, model, overrides, options: OutputOptions, strict: bool, env: Environment, group: Processes) -> _Planned:
+    """Settings, outputs and inputs, all checked before anything is loaded."""
     settings, chosen = prepare_settings(prompt, preset=preset, model=model, overrides=overrides, strict=strict)
+    if parallel.check_group(settings.parallel, group.count) is not None:
+        settings.seed = group.share(settings.seed)  # a drawn seed: the first process's, in every one
+        if group.device and settings.device == "auto":
+            settings.device = group.device  # the launcher's device for this process
+        check_parallel(settings, group.count)
     paths = plan_output_paths(settings, options, env)
     if chosen.audio and settings.audio:
         _check_wavs_beside(paths, overwrite=options.overwrite)
@@ -81,9 +98,34 @@ def run(prompt: str, *, preset: str | None, model: str | None, overrides: dict[s
             ui.warn(change)
     if mask is not None:
         mask = fit_mask(mask, settings.mask, settings.input_frames)
-    location = resolve_model_location(settings.model)
+    return _Planned(settings, chosen, paths, image, video, mask)
 
-    loaded = obtain_pipeline(settings, pull_hint=f"vidgen pull {chosen.name if chosen.source else location.location}")
+
+def run(prompt: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], options: OutputOptions, strict: bool = False,
+        env: Environment = PROCESS) -> list[dict[str, Any]]:  # fmt: skip
+    """Generate `--num-videos` videos and report each on stdout as it is written; relative
+    paths (-o, --image, --video, --mask) are taken from `env`'s folder. Under a launcher
+    (`--parallel`) every process runs this; the first writes and reports."""
+    group = current_processes()
+    if not group.is_main:
+        ui.configure(quiet=True)  # one voice: the first process's
+    planned, error = None, None
+    try:
+        planned = _plan(prompt, preset=preset, model=model, overrides=overrides, options=options, strict=strict, env=env, group=group)
+    except VidgenError as failure:
+        error = failure
+    group.agree(error, one_voice=True)  # every process goes on, or all stop with the first error
+    settings, chosen, paths = planned.settings, planned.chosen, planned.paths
+
+    location = resolve_model_location(settings.model)
+    loaded, error = None, None
+    try:
+        loaded = obtain_pipeline(settings, pull_hint=f"vidgen pull {chosen.name if chosen.source else location.location}")
+        if settings.parallel:
+            parallel.check_sequence(loaded.pipe, settings.parallel, group.count, frames=settings.frames, height=settings.height, width=settings.width)
+    except VidgenError as failure:
+        error = failure
+    group.agree(error, one_voice=True)
     generator = VideoGenerator(loaded)
     generator.fill_pipeline_defaults(settings)
     settings.dtype = loaded.dtype  # record what ran, not "auto"
@@ -96,7 +138,10 @@ def run(prompt: str, *, preset: str | None, model: str | None, overrides: dict[s
         started = time.monotonic()
         label = f"video {index + 1}/{len(paths)}" if len(paths) > 1 else "video"
         with ui.progress(label, settings.steps or 0) as bar:
-            recipe, data = render(generator, settings, seed, path=path, image=image, video=video, mask=mask, progress=bar, overwrite=options.overwrite)
+            recipe, data = render(generator, settings, seed, path=path, image=planned.image, video=planned.video, mask=planned.mask,
+                                  progress=bar, overwrite=options.overwrite, write=group.is_main)  # fmt: skip
+        if not group.is_main:
+            continue  # the first process writes and reports
         if recipe["audio"] and path is not None and output_format(path) in ("gif", "png"):
             kind = "a GIF carries" if output_format(path) == "gif" else "PNG frames carry"
             ui.warn(f"{kind} no sound: the audio is in {wav_beside(path)}")
@@ -111,6 +156,7 @@ def run(prompt: str, *, preset: str | None, model: str | None, overrides: dict[s
             "model": recipe["model"],
             "preset": settings.preset,
             "quantize": settings.quantize,
+            **({"parallel": loaded.parallel, "processes": group.count} if loaded.parallel else {}),
             "audio": bool(recipe["audio"]),
             "seconds": round(time.monotonic() - started, 3),
         }

@@ -22,7 +22,8 @@ splits the work only at step 4, so they all agree on the plan without talking:
 5. the main process waits for the others, reads this run's records and reports.
 
 Modules: plan (steps 1-2), folder (step 3: manifest, lock, temp files, resume),
-processes (accelerate's processes and their barriers), run (the whole run and report).
+run (the whole run and report), launch (`--processes N`); vidgen.processes holds
+the processes' places and their barriers (also `vidgen generate --parallel`'s).
 """
 
 from vidgen.batch.folder import LOCK_NAME, MANIFEST_NAME, file_sha256

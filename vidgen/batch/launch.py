@@ -32,8 +32,8 @@ from accelerate.commands.launch import launch_command, launch_command_parser
 from torch.distributed.elastic.multiprocessing import SignalException
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-from vidgen import ui
-from vidgen.batch.processes import launched_by_accelerate
+from vidgen import parallel, ui
+from vidgen.processes import launched_by_accelerate
 from vidgen.batch.run import check_batch
 from vidgen.errors import ExitCode, UsageError
 
@@ -143,4 +143,5 @@ def run_in_processes(args: list[str], processes: int, *, prompts_file: str, out_
     if prompts_file == "-":
         raise UsageError("--processes needs a prompts file, not - (every process reads it)")
     check_batch(prompts_file, out_dir, preset=preset, model=model, overrides=overrides, strict=strict)
+    parallel.check_group(overrides.get("parallel"), processes, command="batch")  # the degrees against N, before any process starts
     return launch(without_processes_option(args), processes)

@@ -14,15 +14,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from vidgen import signals, ui
+from vidgen import parallel, signals, ui
 from vidgen.acceleration import apply_threads
 from vidgen.batch.folder import FolderLock, Manifest, file_sha256, finished_jobs, folder_identity, prepare_out_dir, remove_stale_temp_files
 from vidgen.batch.plan import DEFAULT_BASE_SEED, Job, inside, plan_jobs
-from vidgen.batch.processes import Processes, current_processes
+from vidgen.processes import Processes, current_processes
 from vidgen.errors import SECOND_SIGTERM, ExitCode, GenerationError, Interrupted, UsageError, VidgenError
 from vidgen.conditioning import load_conditioning_image, load_input_video
 from vidgen.environment import PROCESS, Environment
 from vidgen.generate import VideoGenerator, merge_settings
+from vidgen.pipeline import check_parallel
 from vidgen.presets import choose_preset
 from vidgen.prompts import detect_format, open_prompts, read_prompt_lines
 from vidgen.runner import loading_key, obtain_pipeline, render
@@ -64,7 +65,15 @@ class _Runner:
     images: dict[str, Any] = field(default_factory=dict)
     input_video: tuple[str, Any] | None = None  # the last input video read: (path, frames); lines often share one
 
-    def record(self, job: Job, status: str, *, settings: dict[str, Any] | None = None, sha256: str | None = None, seconds: float = 0.0, error: str | None = None) -> dict[str, Any]:
+    @property
+    def speaks(self) -> bool:
+        """Whether this process writes its videos and records: each its own, but in a
+        `--parallel` group only the first, for the group."""
+        return self.processes.is_main or not self.flags.get("parallel")
+
+    def record(self, job: Job, status: str, *, settings: dict[str, Any] | None = None, sha256: str | None = None, seconds: float = 0.0, error: str | None = None) -> dict[str, Any] | None:
+        if not self.speaks:
+            return None
         record = {
             "line": job.line,
             "video": job.video,
@@ -139,10 +148,14 @@ class _Runner:
                 video = self.input_video[1]
                 for note in fit_frames_to_video(settings, self.chosen.constraints, len(video), strict=self.strict):
                     ui.warn(f"line {job.line}: {note}")
+            if settings.parallel:  # this line's size and frames must divide among the group
+                parallel.check_sequence(loaded.pipe, settings.parallel, self.processes.count, frames=settings.frames, height=settings.height,
+                                        width=settings.width)  # fmt: skip
             with progress.video(f"line {job.line} video {job.video}", settings.steps or 0) as bar:
                 # Overwriting is decided before the run (--resume, --overwrite); the
                 # temp-then-rename in write_video keeps a killed run from truncating.
-                recipe, _ = render(self.generator, settings, job.seed, path=target, image=image, video=video, progress=bar, overwrite=True)
+                recipe, _ = render(self.generator, settings, job.seed, path=target, image=image, video=video, progress=bar, overwrite=True,
+                                   write=self.speaks)  # fmt: skip
         except VidgenError as error:
             if error.exit_code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
                 raise  # Ctrl-C or a second SIGTERM stops the batch; --resume makes this video later
@@ -158,7 +171,8 @@ class _Runner:
                 ui.print_traceback()
             self.record(job, "failed", settings=settings.as_dict(), seconds=time.monotonic() - started, error=f"unexpected {type(error).__name__}: {error}")
             return
-        self.record(job, "done", settings=recipe, sha256=file_sha256(target), seconds=time.monotonic() - started)
+        if self.speaks:
+            self.record(job, "done", settings=recipe, sha256=file_sha256(target), seconds=time.monotonic() - started)
 
 
 @dataclass
@@ -223,6 +237,11 @@ def _prepare(prompts_file: str, out_dir_text: str, processes: Processes, lock: F
     """Steps 1-3: read and plan (nothing created yet), then the folder."""
     jobs = _read_plan(prompts_file, env.path(out_dir_text), env, chosen=chosen, model=model, flags=flags, base_seed=base_seed, strict=strict,
                       flag_notes=processes.is_main, line_notes=True)  # fmt: skip
+    if flags.get("parallel"):
+        # Every job's loading settings are the batch's (parallel is no line key), so the first job's stand for all.
+        settings, _ = merge_settings(chosen, [flags, jobs[0].line_values()], model=model, strict=strict)
+        if parallel.check_group(settings.parallel, processes.count, command="batch") is not None:
+            check_parallel(settings, processes.count)
     out_dir = prepare_out_dir(str(env.path(out_dir_text)))
 
     # 3. the folder
@@ -270,7 +289,7 @@ def run_batch(prompts_file: str, out_dir_text: str, *, preset: str | None, model
                                 base_seed=base_seed, strict=strict, resume=resume, overwrite=overwrite, env=env)  # fmt: skip
         except VidgenError as failure:
             error = failure
-        processes.agree(error)  # also the barrier: this run's records follow run_start
+        processes.agree(error, one_voice=True)  # also the barrier: this run's records follow run_start
         return _run(prepared, processes, env, chosen=chosen, model=model, flags=flags, strict=strict, as_json=as_json, debug=debug)
     finally:
         lock.release()
@@ -280,7 +299,8 @@ def _run(prepared: _Prepared, processes: Processes, env: Environment, *, chosen,
     """Steps 4-5: this process's share, then (main process) the report."""
     jobs, skipped, manifest = prepared.jobs, prepared.skipped, prepared.manifest
     pending = [job for job in jobs if job.key not in skipped]
-    mine = pending[processes.index :: processes.count]
+    # --parallel: the group makes every video together; else each process takes its share.
+    mine = pending if flags.get("parallel") else pending[processes.index :: processes.count]
     runner = _Runner(prepared.out_dir, manifest, processes, as_json, debug, chosen, model, flags, strict, prepared.identity, env)
     if skipped and processes.is_main:
         ui.info(f"resuming: {len(skipped)} of {len(jobs)} videos already done")

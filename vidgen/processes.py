@@ -1,5 +1,6 @@
-"""Step 4 of a batch, among processes: this process's place among those `accelerate launch`
-started (or the only one), and the barriers at which they agree.
+"""This process's place among those `accelerate launch` or `torchrun` started (or the
+only one), and the barriers at which they agree: a batch's shares (vidgen.batch), and the
+group that makes one video together (`--parallel`, vidgen.parallel).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 import torch
 
-from vidgen.errors import ExitCode, VidgenError
+from vidgen.errors import ExitCode, SharedError, VidgenError
 
 # Under accelerate a process may finish its share long before the slowest one; the
 # end-of-batch barrier must not time out while the others still generate.
@@ -36,21 +37,34 @@ class Processes:
         if self.state is not None and self.count > 1:
             self.state.wait_for_everyone()
 
-    def agree(self, error: VidgenError | None) -> None:
+    def agree(self, error: VidgenError | None, *, one_voice: bool = False) -> None:
         """A barrier at which every process learns whether any failed to get ready; then
-        all raise the first error, so none waits forever for one that has stopped."""
+        all raise the first error, so none waits forever for one that has stopped.
+        `one_voice`: only the first failing process shows it (the group making one video
+        meets the same errors in every process); the others end with its code, silently."""
         if self.state is None or self.count <= 1:
             if error is not None:
                 raise error
             return
         from accelerate.utils import gather_object  # here, not at the top: only processes that accelerate launched import it
 
-        found = [item for item in gather_object([None if error is None else (error.message, int(error.exit_code))]) if item]
+        found = [(rank, *item) for rank, item in enumerate(gather_object([None if error is None else (error.message, int(error.exit_code))])) if item]
+        if not found:
+            return
+        rank, message, code = found[0]
+        if one_voice and rank != self.index:
+            raise SharedError(message, ExitCode(code))
         if error is not None:
             raise error
-        if found:
-            message, code = found[0]
-            raise VidgenError(message, ExitCode(code))
+        raise VidgenError(message, ExitCode(code))
+
+    def share(self, value: Any) -> Any:
+        """The first process's `value`, in every process (a drawn seed, for one)."""
+        if self.state is None or self.count <= 1:
+            return value
+        from accelerate.utils import broadcast_object_list  # here, not at the top: see agree
+
+        return broadcast_object_list([value], from_process=0)[0]
 
 
 def launched_by_accelerate() -> bool:
