@@ -66,21 +66,31 @@ class _Card:
         return self.record.get("status") == "done"
 
 
-def _latest_records(manifest: Manifest) -> list[_Card]:
-    """The latest record of each video (its output, else its line and video number), in
-    the order of the lines (then videos); records that are not objects are skipped."""
-    latest: dict[Any, dict[str, Any]] = {}
+def _latest_records(manifest: Manifest, out_dir: Path) -> list[_Card]:
+    """One card per line and video: its latest record (a failed line run again with
+    --resume shows how it went then); and a video an earlier record made under another
+    name (the line changed since, or another prompts file wrote into DIR) while its file
+    is there. In the order of the lines, then videos; the manifest's order breaks ties."""
+    by_slot: dict[Any, dict[str, Any]] = {}
+    by_output: dict[str, dict[str, Any]] = {}
     for record in manifest.records():
+        slot = (record.get("line"), record.get("video"))
+        by_slot.pop(slot, None)  # a later record moves its video to where that record stands
+        by_slot[slot] = record
         output = record.get("output")
-        key = output if isinstance(output, str) and output else ("line", record.get("line"), record.get("video"))
-        latest.pop(key, None)  # a later record moves its video to where that record stands
-        latest[key] = record
+        if isinstance(output, str) and output:
+            by_output.pop(output, None)
+            by_output[output] = record
+    shown = list(by_slot.values())
+    current = {record.get("output") for record in shown}
+    shown += [record for output, record in by_output.items()
+              if output not in current and record.get("status") == "done" and (out_dir / output).is_file()]  # fmt: skip
 
     def order(record: dict[str, Any]) -> tuple[int, int]:
         line, video = record.get("line"), record.get("video")
         return (line if isinstance(line, int) else 1 << 62, video if isinstance(video, int) else 0)
 
-    return [_Card(record) for record in sorted(latest.values(), key=order)]
+    return [_Card(record) for record in sorted(shown, key=order)]
 
 
 def _key(value: Any) -> str:
@@ -205,7 +215,7 @@ def write_gallery(out_dir: Path | str) -> Path:
     manifest = Manifest(out_dir)
     if not manifest.path.is_file():
         raise UsageError(f"{out_dir} has no {MANIFEST_NAME}: not a folder `vidgen batch` wrote")
-    cards = _latest_records(manifest)
+    cards = _latest_records(manifest, out_dir)
     batch = batch_settings(cards)
     rendered, used = [], set()
     for card in cards:
