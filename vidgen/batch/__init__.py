@@ -19,10 +19,12 @@ splits the work only at step 4, so they all agree on the plan without talking:
 4. each process takes jobs i % N, loads the model once and appends one manifest record
    per finished or failed video (a single O_APPEND write, so processes never interleave);
    a first SIGTERM stops it after the current video, a second at once;
-5. the main process waits for the others, reads this run's records and reports.
+5. the main process waits for the others, reads this run's records and reports;
+6. and writes DIR/index.html, the gallery page of the whole manifest (not with --no-gallery).
 
 Modules: plan (steps 1-2), folder (step 3: manifest, lock, temp files, resume),
-processes (accelerate's processes and their barriers), run (the whole run and report).
+processes (accelerate's processes and their barriers), run (the whole run and report),
+gallery (step 6, and `vidgen gallery DIR`).
 """
 
 from vidgen.batch.folder import LOCK_NAME, MANIFEST_NAME, file_sha256
