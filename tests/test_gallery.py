@@ -65,7 +65,7 @@ class _Page(HTMLParser):
             self.scripts += 1
         if tag == "figure":
             self.cards.append({"class": attributes.get("class"), "prompt_attribute": attributes.get("data-prompt"), "media": [], "text": {}, "links": []})
-        elif self.cards and tag in ("video", "img"):
+        elif self.cards and tag in ("video", "img", "audio"):
             self.cards[-1]["media"].append((tag, attributes))
         elif self.cards and tag == "a":
             self.cards[-1]["links"].append(attributes.get("href"))
@@ -144,6 +144,24 @@ def test_resume_writes_the_page_again_with_the_new_videos(run_cli, tiny_wan_dir)
     cards = parse(Path("out/index.html")).cards
     assert [(card["class"], card["text"]["prompt"]) for card in cards] == [("card", LINES[0]["prompt"]), ("card", "a line that runs now")]
     assert len(list(Path("out/.posters").iterdir())) == 2
+
+
+def test_a_soundtrack_stays_on_the_page(run_cli, tiny_pipeline_dir):
+    """ltx2 makes sound: an MP4 carries it (the card says so; a click unmutes it), a GIF has
+    a WAV beside it, which the card plays on a click."""
+    _write_lines(Path("prompts.jsonl"), [{"prompt": "a fox barking", "output": "fox.gif"}, {"prompt": "a dog howling"}])
+    ltx2 = ["--preset", "ltx2", "--model", tiny_pipeline_dir("LTX2Pipeline"), "--steps", "2", "--size", "32x32", "--frames", "9",
+            "--fps", "8", "--device", "cpu", "--dtype", "float32"]  # fmt: skip
+
+    result = run_cli("batch", "prompts.jsonl", "-O", "out", *ltx2)
+
+    assert result.exit_code == 0, result.stderr
+    assert Path("out/fox.wav").is_file()
+    gif, mp4 = parse(Path("out/index.html")).cards
+    assert [tag for tag, _ in gif["media"]] == ["img", "audio"] and gif["media"][1][1]["src"] == "fox.wav"
+    assert gif["media"][0][1]["data-animated"] == "fox.gif" and gif["media"][0][1]["src"].startswith(".posters/")
+    assert [tag for tag, _ in mp4["media"]] == ["video"]
+    assert gif["text"]["meta"].endswith(" · sound") and mp4["text"]["meta"].endswith(" · sound")
 
 
 def test_vidgen_gallery_refuses_a_folder_that_is_not_a_batch(run_cli):

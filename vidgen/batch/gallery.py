@@ -35,6 +35,7 @@ from urllib.parse import quote
 from PIL import Image
 
 from vidgen import __version__
+from vidgen.audio import wav_beside
 from vidgen.batch.folder import MANIFEST_NAME, Manifest, file_sha256
 from vidgen.errors import UsageError, VidgenError
 from vidgen.readback import read_frames_at
@@ -176,9 +177,14 @@ def _card_html(out_dir: Path, card: _Card, batch: dict[str, Any]) -> tuple[str, 
         if path.suffix.lower() == ".gif":
             still = _href(poster) if poster else href
             parts.append(f'<img src="{still}" data-poster="{still}" data-animated="{href}" alt="">')
+            wav = wav_beside(path)  # a GIF's soundtrack is a WAV beside it (vidgen.audio)
+            if wav.is_file():
+                parts.append(f'<audio src="{_href(wav.relative_to(out_dir).as_posix())}" loop preload="none"></audio>')
+                meta.append("sound")
         else:
-            sound = ' class="sound"' if settings.get("audio") else ""
-            parts.append(f'<video src="{href}"{poster_attribute} muted loop playsinline preload="none"{sound}></video>')
+            parts.append(f'<video src="{href}"{poster_attribute} muted loop playsinline preload="none"></video>')
+            if settings.get("audio"):  # the recipe says what was written: {"codec": ...} or false
+                meta.append("sound")
         if poster is None:
             parts.append('<p class="error">cannot read this video for a poster frame</p>')
     elif card.done:
