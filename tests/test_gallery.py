@@ -174,6 +174,28 @@ def test_vidgen_gallery_refuses_a_folder_that_is_not_a_batch(run_cli):
     assert list(Path("plain").iterdir()) == []
 
 
+def test_a_manifest_cannot_lead_the_page_out_of_its_folder(run_cli, batch_dir):
+    """`vidgen gallery` reads any folder's manifest: names that lead out of DIR, or a
+    checksum that is a path, neither link nor write outside it."""
+    Path("dir").mkdir()
+    video = next(batch_dir.glob("*.mp4"))
+    shutil.copy(video, "outside.mp4")
+    shutil.copy(video, "dir/inside.mp4")
+    records = [{"line": 1, "video": 1, "prompt": "up", "seed": 1, "output": "../outside.mp4", "status": "done", "sha256": "0" * 64},
+               {"line": 2, "video": 1, "prompt": "absolute", "seed": 2, "output": str(Path("outside.mp4").resolve()), "status": "done"},
+               {"line": 3, "video": 1, "prompt": "in", "seed": 3, "output": "inside.mp4", "status": "done", "sha256": "../../escaped"}]  # fmt: skip
+    _write_lines(Path("dir") / MANIFEST_NAME, records)
+
+    result = run_cli("gallery", "dir")
+
+    assert result.exit_code == 0, result.stderr
+    cards = parse(Path("dir/index.html")).cards
+    assert [card["media"] for card in cards[:2]] == [[], []] and [card["links"] for card in cards] == [[], [], ["inside.mp4"]]
+    assert cards[2]["media"][0][1]["poster"].startswith(".posters/") and (Path("dir") / cards[2]["media"][0][1]["poster"]).is_file()
+    assert sorted(path.name for path in Path.cwd().rglob("*") if path.is_file()) == sorted(
+        ["outside.mp4", "inside.mp4", MANIFEST_NAME, "index.html", Path(cards[2]["media"][0][1]["poster"]).name])
+
+
 # ---- in a real browser ----
 
 # Resolves once every video element has its first frame (readyState >= 2) or has failed:

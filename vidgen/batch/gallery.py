@@ -24,10 +24,11 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import secrets
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from string import Template
 from typing import Any
 from urllib.parse import quote
@@ -59,8 +60,13 @@ class _Card:
 
     @property
     def output(self) -> str | None:
+        """The video's path relative to DIR; None when the record names none, or one that
+        would lead out of DIR (a manifest is data: `vidgen gallery` reads any folder's)."""
         output = self.record.get("output")
-        return output if isinstance(output, str) and output else None
+        if not isinstance(output, str) or not output:
+            return None
+        path = PurePosixPath(output)
+        return None if path.is_absolute() or ".." in path.parts or "\\" in output else output
 
     @property
     def done(self) -> bool:
@@ -131,7 +137,9 @@ def _poster(out_dir: Path, card: _Card) -> str | None:
     DIR, or None when the video cannot be read (the card then says so)."""
     path = out_dir / card.output
     sha256 = card.record.get("sha256")
-    name = f"{sha256 if isinstance(sha256, str) and sha256 else file_sha256(path)}"[:24] + ".jpg"
+    if not (isinstance(sha256, str) and re.fullmatch(r"[0-9a-f]{64}", sha256)):
+        sha256 = file_sha256(path)  # a record without one (or not one: it names a file here)
+    name = sha256[:24] + ".jpg"
     poster = out_dir / POSTERS / name
     if poster.is_file():
         return f"{POSTERS}/{name}"
@@ -146,10 +154,14 @@ def _poster(out_dir: Path, card: _Card) -> str | None:
     picture = Image.fromarray(frame)
     if picture.width > POSTER_WIDTH:
         picture = picture.resize((POSTER_WIDTH, max(1, round(picture.height * POSTER_WIDTH / picture.width))), Image.Resampling.LANCZOS)
-    poster.parent.mkdir(exist_ok=True)
     temporary = poster.with_name(f".{poster.stem}.{secrets.token_hex(4)}.part.jpg")  # folder.remove_stale_temp_files' pattern
-    picture.save(temporary, "JPEG", quality=85)
-    os.replace(temporary, poster)
+    try:
+        poster.parent.mkdir(exist_ok=True)
+        picture.save(temporary, "JPEG", quality=85)
+        os.replace(temporary, poster)
+    except OSError:  # the card goes without (and says so); the page is still written
+        temporary.unlink(missing_ok=True)
+        return None
     return f"{POSTERS}/{name}"
 
 
@@ -186,7 +198,7 @@ def _card_html(out_dir: Path, card: _Card, batch: dict[str, Any]) -> tuple[str, 
             if settings.get("audio"):  # the recipe says what was written: {"codec": ...} or false
                 meta.append("sound")
         if poster is None:
-            parts.append('<p class="error">cannot read this video for a poster frame</p>')
+            parts.append('<p class="error">no poster frame: this video could not be read, or its poster written</p>')
     elif card.done:
         parts.append(f'<div class="missing">{html.escape(card.output or "no file")} is missing</div>')
     else:
