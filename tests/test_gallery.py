@@ -237,6 +237,9 @@ def test_the_page_in_headless_chromium(batch_dir, chromium):
     chromium.send("Page.navigate", {"url": file_url(batch_dir / "index.html")}, session)
     chromium.wait_for("Page.loadEventFired", session)
 
+    # the page opened without loading any video: each shows its poster until hovered
+    opened = chromium.evaluate(session, 'Array.from(document.querySelectorAll("video")).map(v => [v.readyState, v.poster.endsWith(".jpg")])')
+    assert opened == [[0, True]] * 3
     # 3 videos whose first frame decodes (H.264 MP4 twice, VP9 WebM), muted until clicked
     videos = chromium.evaluate(session, _FIRST_FRAMES)
     assert [video["error"] for video in videos] == [None, None, None]
