@@ -6,7 +6,10 @@ nothing but the standard library (no websocket client, no playwright download), 
 the system's Chromium, from Debian's packages.
 
 `find_chromium()` finds it, installing Debian's package when it is missing and the tests
-run as root with apt (about a minute); None, with the reason, when it cannot.
+run as root with apt (`apt-get update` and `apt-get install --no-install-recommends
+chromium`: about a minute on a fresh machine); None, with the reason, when it cannot or
+when VIDGEN_TEST_NO_INSTALL is set (the test is then skipped, saying why). `pytest -m
+browser` runs the browser test alone, `-m "not browser"` leaves it out.
 """
 
 from __future__ import annotations
