@@ -17,12 +17,12 @@ from typing import Any
 from vidgen import signals, ui
 from vidgen.acceleration import apply_threads
 from vidgen.batch.folder import FolderLock, Manifest, file_sha256, finished_jobs, folder_identity, prepare_out_dir, remove_stale_temp_files
+from vidgen.batch.gallery import write_gallery
 from vidgen.batch.plan import DEFAULT_BASE_SEED, Job, inside, plan_jobs
 from vidgen.batch.processes import Processes, current_processes
 from vidgen.errors import SECOND_SIGTERM, ExitCode, GenerationError, Interrupted, UsageError, VidgenError
 from vidgen.conditioning import load_conditioning_image, load_input_video
 from vidgen.environment import PROCESS, Environment
-from vidgen.batch.gallery import write_gallery
 from vidgen.generate import VideoGenerator, merge_settings
 from vidgen.presets import choose_preset
 from vidgen.prompts import detect_format, open_prompts, read_prompt_lines
