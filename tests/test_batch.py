@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_ARGS
+from tests.conftest import TINY_ARGS, gallery_file
 from vidgen.batch import LOCK_NAME, MANIFEST_NAME, derive_seed, file_sha256, short_slug
 from vidgen.readback import probe_video, read_recipe
 
@@ -33,8 +33,9 @@ def manifest(out: Path) -> list[dict]:
 
 
 def videos_in(out: Path) -> list[str]:
-    """Every file in the folder but the manifest and the lock, hidden (temporary) ones included."""
-    return sorted(str(path.relative_to(out)) for path in out.rglob("*") if path.is_file() and path.name not in (MANIFEST_NAME, LOCK_NAME))
+    """Every file in the folder but the manifest, the lock and the gallery, hidden (temporary) ones included."""
+    return sorted(str(path.relative_to(out)) for path in out.rglob("*")
+                  if path.is_file() and path.name not in (MANIFEST_NAME, LOCK_NAME) and not gallery_file(path.relative_to(out)))  # fmt: skip
 
 
 def test_txt_lines_become_named_videos_with_manifest_and_checksums(batch):
@@ -293,6 +294,8 @@ def test_accelerate_two_processes_share_the_lines(tiny_wan_dir):
     for record in records:
         assert record["sha256"] == file_sha256(out / record["output"])
     assert "3 videos done" in result.stderr
+    # the gallery page, written by the main process once both are done: every line on it
+    assert (out / "index.html").read_text(encoding="utf-8").count('<figure class="card"') == 3
 
 
 def test_a_plain_line_is_planned_without_a_dict_of_its_own(tmp_path):

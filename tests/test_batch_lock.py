@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_ARGS
+from tests.conftest import TINY_ARGS, gallery_file
 from vidgen import locking, ui
 from vidgen.batch import LOCK_NAME, MANIFEST_NAME
 from vidgen.batch.folder import FolderLock
@@ -47,8 +47,8 @@ def _env() -> dict[str, str]:
 
 
 def files_in(folder: Path) -> list[str]:
-    """Every file below `folder`, hidden ones (the lock, temporary files) included."""
-    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
+    """Every file below `folder` but the gallery, hidden ones (the lock, temporary files) included."""
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file() and not gallery_file(path.relative_to(folder)))
 
 
 def outputs(out: Path) -> list[str]:

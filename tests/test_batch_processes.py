@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import TINY_ARGS
+from tests.conftest import TINY_ARGS, gallery_file
 from vidgen.batch import LOCK_NAME, MANIFEST_NAME, file_sha256
 from vidgen.batch.launch import without_processes_option, worst_exit_code
 from vidgen.readback import read_frames
@@ -34,8 +34,9 @@ def _manifest(out: Path) -> list[dict]:
 
 
 def _files(out: Path) -> list[str]:
-    """Every file in DIR, hidden (temporary) ones included, but the manifest and the lock."""
-    return sorted(path.name for path in out.rglob("*") if path.is_file() and path.name not in (MANIFEST_NAME, LOCK_NAME))
+    """Every file in DIR, hidden (temporary) ones included, but the manifest, the lock and the gallery."""
+    return sorted(path.name for path in out.rglob("*")
+                  if path.is_file() and path.name not in (MANIFEST_NAME, LOCK_NAME) and not gallery_file(path.relative_to(out)))  # fmt: skip
 
 
 def test_worst_exit_code_orders_signal_over_usage_over_failure():

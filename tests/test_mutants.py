@@ -179,6 +179,26 @@ MUTATIONS = [
         "vidgen.server.jobs:_call", lambda original: _in_the_jobs_folder(original),
         ("tests/test_server.py::test_a_job_runs_with_its_own_folder_and_standard_input_in_the_worker",),
     ),
+    Mutation(
+        "no-gallery-when-a-batch-ends",
+        "a batch (again after --resume) writes DIR/index.html when it ends",
+        "vidgen.batch.run:_write_gallery", noop,
+        ("tests/test_gallery.py::test_resume_writes_the_page_again_with_the_new_videos",),
+    ),
+    Mutation(
+        "gallery-text-not-escaped",
+        "a hostile prompt is shown on the gallery page as text, never run",
+        "vidgen.batch.gallery:html.escape", lambda original: lambda text, quote=True: text,
+        ("tests/test_gallery.py::test_a_batch_writes_a_page_of_its_videos_in_line_order",
+         "tests/test_gallery.py::test_the_page_in_headless_chromium"),
+    ),
+    Mutation(
+        "sheet-takes-the-first-frames",
+        "a contact sheet's tiles are the frames at evenly spread times, the last included",
+        "vidgen.sheet:frame_indices", lambda original: lambda count, wanted: list(range(min(count, wanted))),
+        ("tests/test_sheet.py::test_sheet_tiles_are_the_frames_at_their_times",
+         "tests/test_sheet.py::test_sheet_defaults_to_eight_frames_in_two_rows"),
+    ),
 ]
 
 

@@ -21,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import gallery_file
 from vidgen.batch import LOCK_NAME, MANIFEST_NAME
 from vidgen.errors import UsageError
 from vidgen.generate import merge_settings
@@ -124,7 +125,7 @@ def _run_batch(run_cli, model: Path, name: str, data: bytes):
         return result, None
     records = [json.loads(line) for line in (out / MANIFEST_NAME).read_text().splitlines() if line.strip()]
     event(f"exit {result.exit_code}, {len(records)} records")
-    made = {path.relative_to(out).as_posix() for path in out.rglob("*") if path.is_file()} - {MANIFEST_NAME, LOCK_NAME}
+    made = {path.relative_to(out).as_posix() for path in out.rglob("*") if path.is_file() and not gallery_file(path.relative_to(out))} - {MANIFEST_NAME, LOCK_NAME}
     assert made == {r["output"] for r in records if r["status"] == "done"}  # every file has its record
     for path in out.rglob("*"):
         assert path.resolve().is_relative_to(out.resolve())

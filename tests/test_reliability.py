@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_ARGS
+from tests.conftest import TINY_ARGS, gallery_file
 from vidgen.batch import LOCK_NAME, MANIFEST_NAME, file_sha256
 from vidgen.readback import probe_video
 
@@ -54,8 +54,8 @@ def one_error_line(stderr: str) -> str:
 
 
 def files_in(folder: Path) -> list[str]:
-    """Every file below `folder`, hidden ones (temporary files) included."""
-    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
+    """Every file below `folder` but a batch's gallery, hidden ones (temporary files) included."""
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file() and not gallery_file(path.relative_to(folder)))
 
 
 def manifest(out: Path) -> list[dict]:

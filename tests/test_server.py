@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import TINY_ARGS
+from tests.conftest import TINY_ARGS, gallery_file
 from vidgen.batch import file_sha256
 from vidgen.readback import read_frames, read_recipe
 
@@ -334,8 +334,11 @@ def test_batch_through_server_matches_in_process(serve, tiny_wan_dir: Path, run_
     assert done.returncode == 0, done.stderr.decode()
     paths = done.stdout.decode().split()
     assert len(paths) == 2 and all(Path(path).parent == Path.cwd() / "served" for path in paths)
-    piped = served.run("batch", "-", "-O", "piped", *args, input=b"a red ball\na blue square\n")
+    piped = served.run("batch", "-", "-O", "piped", *args, "--no-gallery", input=b"a red ball\na blue square\n")
     assert piped.returncode == 0, piped.stderr.decode()
+    # the gallery page, written by the server's job; --no-gallery reaches the server with the other flags
+    assert (Path("served") / "index.html").read_text(encoding="utf-8").count('<figure class="card"') == 2
+    assert not (Path("piped") / "index.html").exists()
     assert served.status()["jobs_done"] == 2
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(served.runtime))  # in this process, in sight of the server
     local = run_cli("batch", "prompts.txt", "-O", "local", *args, "--no-server")
@@ -396,8 +399,9 @@ def _manifest(out: Path) -> list[dict]:
 
 
 def _videos(out: Path) -> list[str]:
-    """Every file in DIR but the manifest and the lock, hidden (temporary) ones included."""
-    return sorted(path.name for path in out.iterdir() if path.is_file() and path.name not in ("manifest.jsonl", ".vidgen-batch.lock"))
+    """Every file in DIR but the manifest, the lock and the gallery, hidden (temporary) ones included."""
+    return sorted(path.name for path in out.iterdir()
+                  if path.is_file() and path.name not in ("manifest.jsonl", ".vidgen-batch.lock") and not gallery_file(path.relative_to(out)))  # fmt: skip
 
 
 def _start_slow_batch(served: Served, model: Path, count: int) -> subprocess.Popen:

@@ -22,7 +22,8 @@ from vidgen import __version__, ui
 from vidgen.acceleration import FAST_CACHE, apply_threads
 from vidgen.client import run_batch as run_on_server
 from vidgen.client import run_generate
-from vidgen.errors import ExitCode, UsageError, outcome
+from vidgen.errors import ExitCode, UsageError
+from vidgen.guard import guarded as _guarded  # an error: one line and its exit code
 from vidgen.options import BY_NAME, builtin_defaults, option_settings
 from vidgen.presets import DEFAULT_KEYS, TASK_FILTERS, list_presets, load_preset, resolve_model_location
 
@@ -71,7 +72,8 @@ _BATCH_EXAMPLES = """Examples:
   vidgen batch prompts.txt -O clips --seed 7
   vidgen batch prompts.jsonl -O clips --json | jq -r .path
   cat prompts.txt | vidgen batch - -O clips --resume
-  vidgen batch prompts.txt -O clips --processes 4"""
+  vidgen batch prompts.txt -O clips --processes 4
+  vidgen batch prompts.txt -O clips --no-gallery   # no clips/index.html"""
 
 app = typer.Typer(
     cls=_DefaultToGenerate,
@@ -86,23 +88,6 @@ presets_app = typer.Typer(help="List and show model presets.", no_args_is_help=F
 app.add_typer(presets_app, name="presets")
 
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks (also VIDGEN_DEBUG=1).")]
-
-
-def _guarded(debug: bool, action: Callable[[], Any]) -> Any:
-    """Run a command body: an error becomes one line and its exit code (errors.outcome,
-    as for a server's job)."""
-    debug = debug or os.environ.get("VIDGEN_DEBUG", "") not in ("", "0")
-    try:
-        return action()
-    except (KeyboardInterrupt, Exception) as error:
-        ending = outcome(error, debug=debug)
-        if isinstance(error, BrokenPipeError):
-            ui.detach_stdout()  # stdout's reader is gone: no second error at the final flush
-        if ending.traceback:
-            ui.print_traceback()
-        if ending.message is not None:
-            ui.error(ending.message)
-        raise typer.Exit(int(ending.code)) from None
 
 
 def _version_callback(value: bool) -> None:
@@ -334,13 +319,18 @@ def presets_show(
 def inspect_file(
     file: Annotated[Path, typer.Argument(help="A video, GIF or PNG folder written by vidgen.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    sheet: Annotated[Optional[Path], typer.Option("--sheet", help="Write a contact sheet instead (PNG or JPEG): frames in a grid, each with its time, the prompt and seed under it. Example: vidgen inspect clip.mp4 --sheet sheet.png --frames 12", show_default=False)] = None,
+    frames: Annotated[int, typer.Option("--frames", help="With --sheet: how many frames, evenly spread.")] = 8,
     debug: DebugOption = False,
 ) -> None:
     """Show a video's recipe (prompt, seed, model, settings), its frames, size and fps, and its audio stream."""
 
     def action() -> None:
         from vidgen.readback import describe  # here, not at the top: keeps `vidgen --help` light (numpy, Pillow)
+        from vidgen.sheet import write_sheet  # as above
 
+        if sheet is not None:
+            return ui.emit_result(str(write_sheet(file, sheet, frames)))
         description = describe(file)
         if as_json:
             ui.emit_json(description)
@@ -360,6 +350,21 @@ def inspect_file(
             ui.emit_result(f"recipe.{key}: {json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value}")
 
     _guarded(debug, action)
+
+
+_GALLERY_EXAMPLES = """Example:
+  vidgen gallery clips             # then open clips/index.html in a browser"""
+
+
+@app.command(epilog=_GALLERY_EXAMPLES)
+def gallery(
+    out_dir: Annotated[Path, typer.Argument(metavar="DIR", help="A folder `vidgen batch` wrote (it holds manifest.jsonl).")],
+    debug: DebugOption = False,
+) -> None:
+    """(Re)write DIR/index.html: a page of a batch's videos with their prompts, seeds and settings (`vidgen batch` writes it when it ends)."""
+    from vidgen.batch.gallery import write_gallery  # here, not at the top: keeps `vidgen --help` light (numpy, Pillow, the batch's modules)
+
+    _guarded(debug, lambda: ui.emit_result(str(write_gallery(out_dir))))
 
 
 _SERVE_EXAMPLES = """Examples:

@@ -223,6 +223,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("sigmas", list, flag=None, preset=True, loads=True, recipe=True),  # a fixed schedule, before the shift (vidgen.sampling)
     Setting("stochastic_sampling", bool, flag=None, preset=True, loads=True, recipe=True),  # fresh noise at each step (vidgen.sampling)
     Setting("trust_remote_code", bool, "Allow a model's own Python code to run.", default=False, loads=True),
+    # A batch's, not a video's: batch.run takes it out of the flags (as --seed), so it travels to a server and to
+    # --processes with the others. field=False: no video's settings carry it.
+    Setting("gallery", bool, "Write DIR/index.html, a page of the batch's videos, when the batch ends (again after --resume).",
+            default=True, flag=("--gallery/--no-gallery",), commands=("batch",), field=False),
 )  # fmt: skip
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 FIELDS = tuple(setting for setting in SETTINGS if setting.field)

@@ -3,7 +3,8 @@
 - `read_recipe()` gets the recipe that vidgen.video embedded: the MP4/WebM `comment`
   tag (read as ffmetadata), the GIF comment, a PNG's text chunk, or a PNG folder's
   recipe.json;
-- `read_frames()` decodes every frame as uint8 (T, H, W, 3);
+- `read_frames()` decodes every frame as uint8 (T, H, W, 3); `read_frames_at()` only the
+  frames asked for (contact sheets, poster frames), holding no others;
 - `probe_video()` counts frames and reads size, fps and duration by decoding, since
   imageio-ffmpeg ships no ffprobe;
 - `describe()` is all of that for `vidgen inspect`, with `describe_audio()`'s soundtrack.
@@ -125,6 +126,40 @@ def read_frames(path: Path) -> np.ndarray:
     width, height = meta["size"]
     frames = [np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3) for raw in reader]
     return np.stack(frames)
+
+
+def read_frames_at(path: Path, indices: list[int]) -> np.ndarray:
+    """The frames at `indices` (in that order; repeats allowed) as uint8 (len, H, W, 3).
+    Frames are decoded in order and only the wanted ones kept; decoding stops after the
+    last one wanted. An index past the end is a UsageError."""
+    path = Path(path)
+    wanted = set(indices)
+    kept: dict[int, np.ndarray] = {}
+    if path.is_dir():
+        files = sorted(path.glob("frame_*.png"))
+        kept = {index: np.asarray(Image.open(files[index]).convert("RGB")) for index in wanted if 0 <= index < len(files)}
+    elif path.suffix.lower() == ".gif":
+        with Image.open(path) as image:
+            for index, frame in enumerate(ImageSequence.Iterator(image)):
+                if index in wanted:
+                    kept[index] = np.asarray(frame.convert("RGB"))
+                if len(kept) == len(wanted):
+                    break
+    else:
+        reader, meta = _open_video(path)
+        width, height = meta["size"]
+        try:
+            for index, raw in enumerate(reader):
+                if index in wanted:
+                    kept[index] = np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3)
+                if len(kept) == len(wanted):
+                    break
+        finally:
+            reader.close()
+    missing = sorted(wanted - kept.keys())
+    if missing:
+        raise UsageError(f"{path} has no frame {missing[0]}")
+    return np.stack([kept[index] for index in indices])
 
 
 def probe_video(path: Path) -> VideoInfo:

@@ -19,11 +19,13 @@ splits the work only at step 4, so they all agree on the plan without talking:
 4. each process takes jobs i % N, loads the model once and appends one manifest record
    per finished or failed video (a single O_APPEND write, so processes never interleave);
    a first SIGTERM stops it after the current video, a second at once;
-5. the main process waits for the others, reads this run's records and reports.
+5. the main process waits for the others, reads this run's records and reports;
+6. and writes DIR/index.html, the gallery page of the whole manifest (not with --no-gallery).
 
 Modules: plan (steps 1-2), folder (step 3: manifest, lock, temp files, resume),
-run (the whole run and report), launch (`--processes N`); vidgen.processes holds
-the processes' places and their barriers (also `vidgen generate --parallel`'s).
+run (the whole run and report), launch (`--processes N`), gallery (step 6, and
+`vidgen gallery DIR`); vidgen.processes holds the processes' places and their barriers
+(also `vidgen generate --parallel`'s).
 """
 
 from vidgen.batch.folder import LOCK_NAME, MANIFEST_NAME, file_sha256

@@ -151,8 +151,8 @@ def prepare_out_dir(text: str) -> Path:
 class FolderLock:
     """One batch at a time per DIR: an exclusive flock on DIR/.vidgen-batch.lock, held for
     the whole run by the main process, which removes the file when the batch ends (after
-    the other processes are done), so a finished DIR holds the videos and the manifest
-    only. The kernel releases the lock when the process ends, however it ends (kill -9
+    the other processes are done), so a finished DIR holds the videos, the manifest and
+    the gallery only. The kernel releases the lock when the process ends, however it ends (kill -9
     included), so a dead batch never leaves the folder locked: the file it leaves is
     locked again, and removed, by the next batch."""
 

@@ -17,6 +17,7 @@ from typing import Any
 from vidgen import parallel, signals, ui
 from vidgen.acceleration import apply_threads
 from vidgen.batch.folder import FolderLock, Manifest, file_sha256, finished_jobs, folder_identity, prepare_out_dir, remove_stale_temp_files
+from vidgen.batch.gallery import write_gallery
 from vidgen.batch.plan import DEFAULT_BASE_SEED, Job, inside, plan_jobs
 from vidgen.processes import Processes, current_processes
 from vidgen.errors import SECOND_SIGTERM, ExitCode, GenerationError, Interrupted, UsageError, VidgenError
@@ -226,8 +227,9 @@ def check_batch(prompts_file: str, out_dir_text: str, *, preset: str | None, mod
 
 
 def _flags_and_base_seed(overrides: dict[str, Any]) -> tuple[dict[str, Any], int]:
-    """--seed is the base seed lines derive theirs from, not a setting of every line."""
-    flags = {key: value for key, value in overrides.items() if key != "seed"}
+    """--seed is the base seed lines derive theirs from, not a setting of every line;
+    --no-gallery is the batch's (run_batch reads it), not a setting either."""
+    flags = {key: value for key, value in overrides.items() if key not in ("seed", "gallery")}
     base_seed = overrides.get("seed")
     return flags, DEFAULT_BASE_SEED if base_seed is None else base_seed
 
@@ -290,9 +292,22 @@ def run_batch(prompts_file: str, out_dir_text: str, *, preset: str | None, model
         except VidgenError as failure:
             error = failure
         processes.agree(error, one_voice=True)  # also the barrier: this run's records follow run_start
-        return _run(prepared, processes, env, chosen=chosen, model=model, flags=flags, strict=strict, as_json=as_json, debug=debug)
+        code = _run(prepared, processes, env, chosen=chosen, model=model, flags=flags, strict=strict, as_json=as_json, debug=debug)
+        if processes.is_main and overrides.get("gallery") is not False:
+            _write_gallery(prepared.out_dir)  # once, by the main process, after the others are done, under DIR's lock
+        return code
     finally:
         lock.release()
+
+
+def _write_gallery(out_dir: Path) -> None:
+    """DIR/index.html; a page that cannot be written is a warning: the videos are made."""
+    try:
+        ui.info(f"gallery: {write_gallery(out_dir)}")
+    except VidgenError as error:
+        ui.warn(f"cannot write the gallery page in {out_dir}: {error.message}")
+    except Exception as error:  # the page's own failure (a full disk, a bug) must not fail a batch whose videos are made
+        ui.warn(f"cannot write the gallery page in {out_dir}: {type(error).__name__}: {error}")
 
 
 def _run(prepared: _Prepared, processes: Processes, env: Environment, *, chosen, model, flags, strict, as_json, debug) -> ExitCode:

@@ -1,0 +1,32 @@
+"""A command's body, guarded: an error becomes one line on stderr and its exit code
+(errors.outcome, the mapping a server's job uses too), a traceback only with --debug.
+
+Its own module so that cli.py, near its line limit, keeps to parsing and calling.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import typer
+
+from vidgen import ui
+from vidgen.errors import outcome
+
+
+def guarded(debug: bool, action: Callable[[], Any]) -> Any:
+    """Run a command body: an error becomes one line and its exit code (errors.outcome,
+    as for a server's job)."""
+    debug = debug or os.environ.get("VIDGEN_DEBUG", "") not in ("", "0")
+    try:
+        return action()
+    except (KeyboardInterrupt, Exception) as error:
+        ending = outcome(error, debug=debug)
+        if isinstance(error, BrokenPipeError):
+            ui.detach_stdout()  # stdout's reader is gone: no second error at the final flush
+        if ending.traceback:
+            ui.print_traceback()
+        if ending.message is not None:
+            ui.error(ending.message)
+        raise typer.Exit(int(ending.code)) from None
