@@ -70,6 +70,14 @@ def tiny_pipeline_dir(tmp_path_factory: pytest.TempPathFactory):
     return get
 
 
+@pytest.fixture(scope="session")
+def framepack_repositories(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """FramePack's three tiny repositories, laid out like the real ones: hub id -> folder."""
+    from tests.tiny_pipelines import build_framepack_repositories
+
+    return build_framepack_repositories(tmp_path_factory.mktemp("framepack"))
+
+
 @dataclass
 class CliResult:
     exit_code: int

@@ -683,6 +683,50 @@ def _hunyuanvideo(variant: str | None):
     )
 
 
+def _framepack_transformer():
+    """FramePack's transformer, sized like the tiny HunyuanVideo it runs with (its text and pooled
+    widths), with the history embedder and image projection of lllyasviel/FramePackI2V_HY's config."""
+    from diffusers import HunyuanVideoFramepackTransformer3DModel
+
+    torch.manual_seed(0)
+    return HunyuanVideoFramepackTransformer3DModel(
+        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=10, num_layers=1, num_single_layers=1,
+        num_refiner_layers=1, patch_size=2, patch_size_t=1, guidance_embeds=True, text_embed_dim=16, pooled_projection_dim=8,
+        rope_axes_dim=(2, 4, 4), has_image_proj=True, image_proj_dim=8, has_clean_x_embedder=True,
+    ).eval()  # fmt: skip
+
+
+def _siglip():
+    """A tiny SigLIP image encoder and its processor (lllyasviel/flux_redux_bfl's image_encoder, feature_extractor)."""
+    from transformers import SiglipImageProcessor, SiglipVisionConfig, SiglipVisionModel
+
+    torch.manual_seed(0)
+    config = SiglipVisionConfig(hidden_size=8, intermediate_size=16, num_attention_heads=2, num_hidden_layers=1, image_size=32, patch_size=8)
+    return SiglipVisionModel(config).eval(), SiglipImageProcessor(size={"height": 32, "width": 32})
+
+
+def _hunyuanvideo_framepack(variant: str | None):
+    from diffusers import HunyuanVideoFramepackPipeline
+
+    image_encoder, feature_extractor = _siglip()
+    components = dict(_hunyuanvideo(None).components, transformer=_framepack_transformer())
+    return HunyuanVideoFramepackPipeline(**components, image_encoder=image_encoder, feature_extractor=feature_extractor)
+
+
+def build_framepack_repositories(root: Path) -> dict[str, Path]:
+    """FramePack's three repositories, tiny, each laid out as the real one: hub id -> folder.
+    hunyuanvideo-community/HunyuanVideo is a full diffusers folder; lllyasviel/FramePackI2V_HY
+    holds the transformer's config.json and weights at its root; lllyasviel/flux_redux_bfl the
+    SigLIP encoder and processor in subfolders image_encoder/ and feature_extractor/."""
+    base = build_tiny_pipeline("HunyuanVideoPipeline", root / "HunyuanVideo")
+    _framepack_transformer().save_pretrained(root / "FramePackI2V_HY", safe_serialization=True)
+    image_encoder, feature_extractor = _siglip()
+    image_encoder.save_pretrained(root / "flux_redux_bfl" / "image_encoder", safe_serialization=True)
+    feature_extractor.save_pretrained(root / "flux_redux_bfl" / "feature_extractor")
+    return {"hunyuanvideo-community/HunyuanVideo": base, "lllyasviel/FramePackI2V_HY": root / "FramePackI2V_HY",
+            "lllyasviel/flux_redux_bfl": root / "flux_redux_bfl"}  # fmt: skip
+
+
 def _hunyuanvideo15(variant: str | None):
     from diffusers import (
         AutoencoderKLHunyuanVideo15,
@@ -1196,6 +1240,7 @@ PIPELINE_CLASSES = {
     "CogVideoXImageToVideoPipeline": partial(_cogvideox, i2v=True),
     "HunyuanVideoPipeline": _hunyuanvideo,
     "HunyuanVideo15Pipeline": _hunyuanvideo15,
+    "HunyuanVideoFramepackPipeline": _hunyuanvideo_framepack,
     "MochiPipeline": _mochi,
     "StableVideoDiffusionPipeline": _svd,
     "Kandinsky5T2VPipeline": _kandinsky5,
@@ -1256,12 +1301,32 @@ REPOSITORY_LAYOUT = {
     # The few-step presets run the base repositories (Wan-AI/Wan2.2-*-A14B-Diffusers: two experts).
     "wan2.2-t2v-a14b-lightx2v": ("WanPipeline", "wan2.2-t2v-a14b"),
     "wan2.2-i2v-a14b-lightx2v": ("WanImageToVideoPipeline", "wan2.2-i2v-a14b"),
+    # FramePack's model is hunyuanvideo-community/HunyuanVideo; its [components] come from two
+    # other repositories (build_framepack_repositories lays out all three).
+    "framepack-i2v": ("HunyuanVideoPipeline", None),
 }
 
 
 def repository_layout(preset_name: str, pipeline_class_name: str) -> tuple[str, str | None]:
     """(class, variant) to save a tiny folder for ``preset_name`` as, like its real repository."""
     return REPOSITORY_LAYOUT.get(preset_name, (pipeline_class_name, variant_for_preset(preset_name)))
+
+
+def put_in_hub_cache(monkeypatch, root: Path, repositories: dict[str, Path]) -> Path:
+    """Each folder as its hub id's snapshot in a Hub cache under `root` (files linked, not
+    copied), as `vidgen pull` leaves a repository; huggingface_hub is pointed at that cache."""
+    import os
+    import shutil
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(root))
+    for repo, folder in repositories.items():
+        cached = root / f"models--{repo.replace('/', '--')}"
+        (cached / "refs").mkdir(parents=True, exist_ok=True)
+        (cached / "refs" / "main").write_text("c" * 40)
+        shutil.copytree(folder, cached / "snapshots" / ("c" * 40), copy_function=os.symlink, dirs_exist_ok=True)
+    return root
 
 
 def make_tiny_pipeline(pipeline_class_name: str, variant: str | None = None):

@@ -121,6 +121,26 @@ def pyramid_stages(pipe: Any) -> int:
     return len(default) if isinstance(default, (list, tuple)) and default else 1
 
 
+# FramePack (HunyuanVideoFramepackPipeline) makes its video in sections of latent_window_size
+# latent frames each: it takes num_frames only to count sections (rounded up), and returns
+# sections x latent_window_size x the VAE's time compression + 1 frames (36k+1 with its
+# default window of 9). --frames is the video's own count (the preset's rule is 36k+1).
+FRAMEPACK_WINDOW = "latent_window_size"
+
+
+def framepack_sections(pipe: Any, frames: int, window: int) -> tuple[int, int]:
+    """(sections, the num_frames that makes the pipeline run that many) for `frames` output frames."""
+    temporal = getattr(pipe, "vae_scale_factor_temporal", 4)
+    sections = max(1, (frames - 1) // (window * temporal))
+    return sections, sections * ((window - 1) * temporal + 1)
+
+
+def _framepack_window(parameters: set[str], arguments: dict[str, Any], pipe: Any) -> int | None:
+    if FRAMEPACK_WINDOW not in parameters:
+        return None
+    return arguments.get(FRAMEPACK_WINDOW) or inspect.signature(type(pipe).__call__).parameters[FRAMEPACK_WINDOW].default
+
+
 def _takes_pyramid_steps(parameters: set[str]) -> bool:
     return "num_inference_steps" not in parameters and PYRAMID_STEPS in parameters
 
@@ -167,7 +187,7 @@ class VideoGenerator:
             self.loaded.pipe.guider = guider.new(guidance_scale=guidance)
         return True
 
-    def _call_arguments(self, settings: GenerationSettings, seed: int, image: Any) -> dict[str, Any]:
+    def _call_arguments(self, settings: GenerationSettings, seed: int, image: Any, last_image: Any = None) -> dict[str, Any]:
         parameters = self.loaded.call_parameters
         # A CPU generator draws the same starting noise on every device, so a seed
         # means the same video on a laptop and a GPU server (up to kernel differences).
@@ -200,6 +220,13 @@ class VideoGenerator:
             if name not in parameters:
                 raise UsageError(f"{self.loaded.class_name} takes no {name}; --extra {name} is for another preset's pipeline")
             arguments[name] = value
+        if last_image is not None:
+            if "last_image" not in parameters:
+                raise UsageError(f"{self.loaded.class_name} takes no last image; --last-image is for first-and-last-frame presets such as framepack-i2v")
+            arguments["last_image"] = last_image
+        window = _framepack_window(parameters, arguments, self.loaded.pipe)
+        if window and settings.frames:
+            arguments["num_frames"] = framepack_sections(self.loaded.pipe, settings.frames, window)[1]
         return arguments
 
     def _add_input_video(self, arguments: dict[str, Any], settings: GenerationSettings, video: np.ndarray, mask: np.ndarray | None) -> None:
@@ -238,12 +265,12 @@ class VideoGenerator:
         return self.generate_with_audio(settings, seed, image=image, video=video, mask=mask, progress=progress)[0]
 
     def generate_with_audio(self, settings: GenerationSettings, seed: int, *, image: Any = None, video: np.ndarray | None = None, mask: np.ndarray | None = None,
-                            progress: ui.Progress | None = None) -> tuple[np.ndarray, Audio | None]:  # fmt: skip
+                            progress: ui.Progress | None = None, last_image: Any = None) -> tuple[np.ndarray, Audio | None]:  # fmt: skip
         """One video as uint8 frames (T, H, W, 3), and the soundtrack the pipeline made
         with it (LTX-2), fitted to the frames' length; None for a silent model."""
         progress = progress or ui.Progress("", 0, visible=False)
         pipe = self.loaded.pipe
-        arguments = self._call_arguments(settings, seed, image)
+        arguments = self._call_arguments(settings, seed, image, last_image)
         if video is not None:
             self._add_input_video(arguments, settings, video, mask)
         total_steps = settings.steps or 0
@@ -255,6 +282,8 @@ class VideoGenerator:
         expected_calls = total_steps * windows(settings)
         if PYRAMID_STEPS in arguments:  # the steps run once per resolution stage
             expected_calls *= len(arguments[PYRAMID_STEPS])
+        if window := _framepack_window(self.loaded.call_parameters, arguments, pipe):  # and FramePack's once per section
+            expected_calls *= framepack_sections(pipe, settings.frames or 1, window)[0]
         calls = 0
 
         with _cancel_on_ctrl_c() as cancel:

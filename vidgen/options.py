@@ -64,6 +64,7 @@ EXTRA_TYPES: dict[str, type] = {
     "ar_step": int,  # asynchronous mode: steps each block lags the one before (0: synchronous)
     "causal_block_size": int,  # asynchronous mode: latent frames denoised together
     "addnoise_condition": float,  # noise added to the overlap frames that condition a window
+    "sampling_type": str,  # FramePack: "inverted_anti_drifting" (the default; takes --last-image) or "vanilla"
 }
 
 NUMBER = (int, float)  # a type that keeps 16 as 16 and takes 7.5 too (fps)
@@ -97,6 +98,8 @@ def parse_extra(text: str) -> tuple[str, Any]:
         raise UsageError(f"unknown extra {name!r} (known: {', '.join(EXTRA_TYPES)})")
     kind = EXTRA_TYPES[name]
     value_text = value_text.strip()
+    if kind is str:  # a choice among words, checked by vidgen.extras
+        return name, value_text
     pattern = r"-?\d+" if kind is int else r"-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?"
     if not re.fullmatch(pattern, value_text):
         raise UsageError(f"--extra {name} must be {'a whole number' if kind is int else 'a number'}, got {value_text!r}")
@@ -179,6 +182,8 @@ SETTINGS: tuple[Setting, ...] = (
             minimum=1, maximum=MAX_NUM_VIDEOS, batch_help="Videos per line, with consecutive seeds."),
     Setting("image", str, "Start image for image-to-video presets (a reference image for wan2.1-vace-1.3b).", line=True,
             recipe=True, path=True, batch_help="Start image for image-to-video presets (a line's image wins)."),
+    Setting("last_image", str, "End image for first-and-last-frame presets: --preset framepack-i2v --image first.png "
+            "--last-image last.png", line=True, recipe=True, path=True),
     Setting("video", str, "Input video for video-to-video presets (its frame count, snapped, unless --frames is fewer).",
             commands=("generate",), line=True, recipe=True, path=True),
     Setting("strength", float, "Video-to-video: how far to move from the input video, above 0 to 1.", commands=("generate",),
@@ -273,6 +278,7 @@ _IDENTITY = [
     # on a CPU a preset's bf16/fp16 gives way to float32, an explicit choice does not.
     ("dtype_explicit", bool, field(default=False)),
     ("call_kwargs", dict, field(default_factory=dict)),  # the preset's [call] table, passed as is
+    ("components", tuple, field(default=())),  # the preset's [components] (presets.ComponentSpec): part of the loading key
 ]
 GenerationSettings = make_dataclass(
     "GenerationSettings",

@@ -20,7 +20,7 @@ import torch
 import transformers
 from diffusers.hooks import apply_group_offloading
 
-from vidgen import acceleration, checkpoints, quantize, sampling, ui
+from vidgen import acceleration, checkpoints, components as other_repositories, quantize, sampling, ui
 from vidgen.checkpoints import dtype_keyword
 from vidgen.errors import GenerationError, ModelNotAvailableError, UsageError, first_line
 from vidgen.hub import config_folder, local_only, read_model_index, revision_argument
@@ -190,8 +190,14 @@ def run_dtype(settings: GenerationSettings, device: str):
 SINGLE_FILE_COMPONENTS = ("transformer", "transformer_2")
 
 
-def _check_files_and_quantization(files: dict[str, str], quantization: dict[str, str], model_index: dict[str, Any]) -> None:
-    """Before loading: each file replaces a denoiser the model has, and is not also quantized."""
+def _check_files_and_quantization(files: dict[str, str], quantization: dict[str, str], model_index: dict[str, Any],
+                                  elsewhere: dict[str, Any] | None = None) -> None:  # fmt: skip
+    """Before loading: each file replaces a denoiser the model has, and is not also quantized;
+    a component of the preset's [components] is neither (it comes whole from its repository)."""
+    for name in sorted((set(files) | set(quantization)) & set(elsewhere or {})):
+        flag = f"--{name.replace('_', '-')}" if name in files else "--quantize"
+        raise UsageError(f"{flag} applies to {name}, which this preset loads whole from {elsewhere[name].where} ([components]); "
+                         "name other components, or use a preset of one repository")
     for name in files:
         if not (isinstance(model_index.get(name), list) and model_index[name][-1]):
             flag = "--" + name.replace("_", "-")
@@ -223,11 +229,13 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
     if location.is_local:  # a damaged folder: one line naming the file or component
         check_model_folder(Path(location.location), model_index)
     check_pipeline_class(str(class_name), settings.pipeline_class, location.location, settings.preset)
-    check_components_serve(model_index, location, settings.pipeline_class, settings.preset, settings.revision)
+    elsewhere = {spec.name: spec for spec in settings.components}  # the preset's [components]
+    check_components_serve(model_index, location, settings.pipeline_class, settings.preset, settings.revision, provided=set(elsewhere))
+    other_repositories.check_available(settings.components, pull_hint)
     load_name = class_to_load(str(class_name), settings.pipeline_class)
     quantization = quantize.resolve_components(quantize.parse_quantize(settings.quantize), model_index) if settings.quantize else {}
     files = {name: getattr(settings, name) for name in SINGLE_FILE_COMPONENTS if getattr(settings, name)}
-    _check_files_and_quantization(files, quantization, model_index)
+    _check_files_and_quantization(files, quantization, model_index, elsewhere)
 
     device = resolve_device(settings.device)
     dtype = run_dtype(settings, device)
@@ -236,6 +244,7 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
     quantize.check_runnable(quantization, device)  # before any weights are read
     components = {name: _single_file_component(name, spec, location, model_index, settings.revision, dtype)
                   for name, spec in files.items()}  # fmt: skip
+    components.update(other_repositories.load_components(settings.components, settings.pipeline_class, dtype))
 
     pipeline_type = getattr(diffusers, load_name) if load_name else diffusers.DiffusionPipeline
     if components and pipeline_type is diffusers.DiffusionPipeline:

@@ -53,11 +53,16 @@ TOP_LEVEL_KEYS = {
     "call": dict,
     "extras": dict,  # checked pipeline parameters (vidgen.extras)
     "lora": list,  # [[lora]] tables: LoRA adapters the model always runs with (LORA_KEYS)
+    "components": dict,  # [components.NAME] tables: a component from another repository (COMPONENT_KEYS)
 }
 # One [[lora]]: its file (a path, from the preset's folder if relative; a hub id; or REPO/FILENAME
 # on the hub), its weight, and the denoiser it goes into (absent: the pipeline's default, `transformer`).
 LORA_KEYS = {"source": str, "weight": float, "into": str}
 LORA_TARGETS = ("transformer", "transformer_2")
+# One [components.NAME]: the pipeline component NAME from another repository or folder than the
+# preset's model (FramePack's transformer and SigLIP image encoder), at its subfolder and revision;
+# its class is the pipeline's own annotation for NAME unless `class` names another.
+COMPONENT_KEYS = {"model": str, "subfolder": str, "revision": str, "class": str}
 # What [defaults] may set: the settings the table (vidgen.options) lets a preset set,
 # under their command-line names; [extras] takes the pipeline parameters of EXTRA_TYPES.
 DEFAULT_KEYS = preset_keys()
@@ -145,6 +150,25 @@ def resolve_model_location(spec: str, base_dir: Path | None = None) -> ModelLoca
     return ModelLocation("hub", spec, spec)
 
 
+@dataclass(frozen=True)
+class ComponentSpec:
+    """A pipeline component loaded from elsewhere than the preset's model ([components.NAME])."""
+
+    name: str  # the pipeline's component: transformer, image_encoder, ...
+    location: ModelLocation  # hub repository or folder (a relative path is from the preset's folder)
+    subfolder: str | None = None
+    revision: str | None = None  # of a hub repository
+    class_name: str | None = None  # None: the pipeline class's annotation for `name`
+
+    @property
+    def where(self) -> str:
+        """How messages name it: `lllyasviel/flux_redux_bfl (subfolder image_encoder)`."""
+        return self.location.location + (f" (subfolder {self.subfolder})" if self.subfolder else "")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"model": self.location.location, "subfolder": self.subfolder, "revision": self.revision, "class": self.class_name}
+
+
 # ---- presets ----
 
 
@@ -184,6 +208,7 @@ class Preset:
     call: dict[str, Any] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
     loras: list[LoraSpec] = field(default_factory=list)  # [[lora]]: before any --lora
+    components: dict[str, ComponentSpec] = field(default_factory=dict)  # [components.NAME]: from other repositories
     source: Path | None = None  # the TOML file; None for the ad-hoc preset of --model
 
     @property
@@ -223,6 +248,7 @@ class Preset:
             "call": dict(self.call),
             "extras": dict(self.extras),
             "loras": [{"source": lora.source, "weight": lora.scale, "into": lora.into} for lora in self.loras],
+            "components": {name: component.as_dict() for name, component in self.components.items()},
             "source": str(self.source) if self.source else None,
         }
 
@@ -287,6 +313,20 @@ def _read_loras(path: Path, tables: list[Any]) -> list[LoraSpec]:
     return loras
 
 
+def _read_components(path: Path, tables: dict[str, Any]) -> dict[str, ComponentSpec]:
+    """[components.NAME] tables, checked like every preset key."""
+    components = {}
+    for name, table in tables.items():
+        if not isinstance(table, dict):
+            raise UsageError(f"{path}: components.{name} must be a table (model, subfolder, revision, class), got {table!r}")
+        entry = _check_table(path, f"components.{name}", table, COMPONENT_KEYS)
+        if "model" not in entry:
+            raise UsageError(f"{path}: [components.{name}] missing key model")
+        location = resolve_model_location(entry["model"], path.parent)
+        components[name] = ComponentSpec(name, location, entry.get("subfolder"), entry.get("revision"), entry.get("class"))
+    return components
+
+
 def read_preset(path: Path) -> Preset:
     path = path.resolve()
     data = _check_table(path, "", _read_toml(path), TOP_LEVEL_KEYS)
@@ -322,6 +362,7 @@ def read_preset(path: Path) -> Preset:
         call=dict(data.get("call", {})),
         extras=extras,
         loras=_read_loras(path, data.get("lora", [])),
+        components=_read_components(path, data.get("components", {})),
         source=path,
     )
 

@@ -63,6 +63,7 @@ class LoadingKey(NamedTuple):
     dtype_explicit: bool = False
     device: str = "cpu"
     values: tuple = ()
+    components: tuple = ()  # the preset's [components] (presets.ComponentSpec, hashable)
 
     def value(self, name: str) -> Any:
         return dict(self.values).get(name)
@@ -91,7 +92,7 @@ def loading_key(settings: GenerationSettings) -> LoadingKey:
     values = tuple((setting.name, _hashable(resolved.get(setting.name, getattr(settings, setting.name))))
                    for setting in SETTINGS if setting.loads)  # fmt: skip
     return LoadingKey(resolve_model_location(settings.model).location, settings.revision, settings.pipeline_class,
-                      settings.dtype_explicit, device, values)  # fmt: skip
+                      settings.dtype_explicit, device, values, tuple(settings.components))  # fmt: skip
 
 
 @dataclass
@@ -279,6 +280,8 @@ def build_recipe(settings: GenerationSettings, seed: int, frames: np.ndarray) ->
             recipe[setting.name] = getattr(settings, setting.name)
     recipe.update(seed=seed, width=width, height=height, frames=count, call=settings.call_kwargs)
     recipe["loras"] = [{"source": lora.source, "scale": lora.scale, **({"into": lora.into} if lora.into else {})} for lora in settings.loras]
+    if settings.components:  # a composite preset: where each component came from
+        recipe["components"] = {spec.name: spec.as_dict() for spec in settings.components}
     return recipe
 
 
@@ -291,11 +294,12 @@ def audio_record(audio: Audio | None, fmt: str) -> dict[str, Any] | bool:
 
 
 def render(generator, settings: GenerationSettings, seed: int, *, path: Path | None, image: Any = None, video: np.ndarray | None = None,
-           mask: np.ndarray | None = None, progress: ui.Progress | None = None, overwrite: bool = False) -> tuple[dict[str, Any], bytes | None]:  # fmt: skip
+           mask: np.ndarray | None = None, progress: ui.Progress | None = None, overwrite: bool = False,
+           last_image: Any = None) -> tuple[dict[str, Any], bytes | None]:  # fmt: skip
     """Generate one video and write it to `path` atomically (None: return the MP4 bytes).
     Returns (recipe, bytes or None)."""
     progress = progress or ui.Progress("", 0, visible=False)
-    frames, audio = generator.generate_with_audio(settings, seed, image=image, video=video, mask=mask, progress=progress)
+    frames, audio = generator.generate_with_audio(settings, seed, image=image, video=video, mask=mask, progress=progress, last_image=last_image)
     audio = audio if settings.audio else None  # --no-audio
     if ui.remote_cancelled():  # the server's client went away during the last step
         raise ui.remote_interruption("interrupted; nothing was written")

@@ -105,6 +105,7 @@ def build_settings(preset: Preset, layers: list[dict[str, Any]], *, model: str |
         takes_mask=preset.mask,
         takes_reference_image=preset.reference_image,
         call_kwargs=dict(preset.call),
+        components=tuple(preset.components.values()),
         dtype_explicit=dtype_explicit,
         **{key: value for key, value in merged.items() if key in known - _LAYER_ONLY_KEYS - {"extras"}},
         extras=extras,
@@ -151,6 +152,8 @@ def validate(settings: GenerationSettings) -> None:
         problems.append(f"preset {settings.preset} is image-to-video: pass --image PATH")
     if settings.task != "image-to-video" and settings.image and settings.pipeline_class and not settings.takes_reference_image:
         problems.append(f"preset {settings.preset} is {settings.task} and takes no --image")
+    if settings.last_image and not settings.image:
+        problems.append("--last-image needs --image: the video goes from the first image to the last")
     if settings.task == "video-to-video" and not settings.video:
         problems.append(f"preset {settings.preset} is video-to-video: pass --video PATH")
     if settings.task != "video-to-video" and settings.video and settings.pipeline_class:

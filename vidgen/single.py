@@ -74,6 +74,7 @@ def run(prompt: str, *, preset: str | None, model: str | None, overrides: dict[s
     if chosen.audio and settings.audio:
         _check_wavs_beside(paths, overwrite=options.overwrite)
     image = load_conditioning_image(settings.image, env) if settings.image else None
+    last_image = load_conditioning_image(settings.last_image, env) if settings.last_image else None
     video = load_input_video(settings.video, env) if settings.video else None
     mask = load_input_mask(settings.mask, env) if settings.mask else None  # validate() made sure of a video
     if video is not None:
@@ -96,7 +97,8 @@ def run(prompt: str, *, preset: str | None, model: str | None, overrides: dict[s
         started = time.monotonic()
         label = f"video {index + 1}/{len(paths)}" if len(paths) > 1 else "video"
         with ui.progress(label, settings.steps or 0) as bar:
-            recipe, data = render(generator, settings, seed, path=path, image=image, video=video, mask=mask, progress=bar, overwrite=options.overwrite)
+            recipe, data = render(generator, settings, seed, path=path, image=image, video=video, mask=mask, progress=bar, overwrite=options.overwrite,
+                                  last_image=last_image)
         if recipe["audio"] and path is not None and output_format(path) in ("gif", "png"):
             kind = "a GIF carries" if output_format(path) == "gif" else "PNG frames carry"
             ui.warn(f"{kind} no sound: the audio is in {wav_beside(path)}")

@@ -129,8 +129,9 @@ class _Runner:
         try:
             target = inside(self.out_dir, job.output)  # again: the folder may have changed
             target.parent.mkdir(parents=True, exist_ok=True)
-            if settings.image and settings.image not in self.images:
-                self.images[settings.image] = load_conditioning_image(settings.image, self.env)
+            for named in (settings.image, settings.last_image):
+                if named and named not in self.images:
+                    self.images[named] = load_conditioning_image(named, self.env)
             image = self.images.get(settings.image) if settings.image else None
             video = None
             if settings.video:
@@ -142,7 +143,8 @@ class _Runner:
             with progress.video(f"line {job.line} video {job.video}", settings.steps or 0) as bar:
                 # Overwriting is decided before the run (--resume, --overwrite); the
                 # temp-then-rename in write_video keeps a killed run from truncating.
-                recipe, _ = render(self.generator, settings, job.seed, path=target, image=image, video=video, progress=bar, overwrite=True)
+                recipe, _ = render(self.generator, settings, job.seed, path=target, image=image, video=video, progress=bar, overwrite=True,
+                                   last_image=self.images.get(settings.last_image))
         except VidgenError as error:
             if error.exit_code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
                 raise  # Ctrl-C or a second SIGTERM stops the batch; --resume makes this video later
