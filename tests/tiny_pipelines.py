@@ -713,6 +713,32 @@ def _hunyuanvideo_framepack(variant: str | None):
     return HunyuanVideoFramepackPipeline(**components, image_encoder=image_encoder, feature_extractor=feature_extractor)
 
 
+def _hunyuanvideo_i2v(variant: str | None):
+    """HunyuanVideo-I2V as hunyuanvideo-community/HunyuanVideo-I2V is: a LLaVA text encoder that also
+    sees the image (576 image tokens: a CLIP vision tower of 336 px in 14 px patches), a 16-channel
+    transformer that replaces the first latent frame's tokens with the image's (token_replace) and
+    takes embedded guidance, and HunyuanVideo's CLIP text encoder, VAE and scheduler."""
+    from diffusers import HunyuanVideoImageToVideoPipeline, HunyuanVideoTransformer3DModel
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+    tok = _llama_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<image>"]})
+    vision = CLIPVisionConfig(hidden_size=8, intermediate_size=16, num_attention_heads=2, num_hidden_layers=2, image_size=336, patch_size=14, projection_dim=8)
+    text = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_attention_heads=2, num_key_value_heads=2, num_hidden_layers=3,
+                       bos_token_id=1, eos_token_id=2, pad_token_id=3)  # fmt: skip
+    torch.manual_seed(0)
+    text_encoder = LlavaForConditionalGeneration(LlavaConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
+                                                             pad_token_id=3, vision_feature_select_strategy="default", vision_feature_layer=-2)).eval()  # fmt: skip
+    torch.manual_seed(0)
+    transformer = HunyuanVideoTransformer3DModel(
+        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=10, num_layers=1, num_single_layers=1, num_refiner_layers=1,
+        patch_size=1, patch_size_t=1, guidance_embeds=True, text_embed_dim=16, pooled_projection_dim=8, rope_axes_dim=(2, 4, 4),
+        image_condition_type="token_replace",
+    ).eval()  # fmt: skip
+    components = dict(_hunyuanvideo(None).components, transformer=transformer, text_encoder=text_encoder, tokenizer=tok)
+    return HunyuanVideoImageToVideoPipeline(**components, image_processor=CLIPImageProcessor(crop_size={"height": 336, "width": 336}, size={"shortest_edge": 336}))
+
+
 def build_framepack_repositories(root: Path) -> dict[str, Path]:
     """FramePack's three repositories, tiny, each laid out as the real one: hub id -> folder.
     hunyuanvideo-community/HunyuanVideo is a full diffusers folder; lllyasviel/FramePackI2V_HY
@@ -1241,6 +1267,7 @@ PIPELINE_CLASSES = {
     "HunyuanVideoPipeline": _hunyuanvideo,
     "HunyuanVideo15Pipeline": _hunyuanvideo15,
     "HunyuanVideoFramepackPipeline": _hunyuanvideo_framepack,
+    "HunyuanVideoImageToVideoPipeline": _hunyuanvideo_i2v,
     "MochiPipeline": _mochi,
     "StableVideoDiffusionPipeline": _svd,
     "Kandinsky5T2VPipeline": _kandinsky5,
