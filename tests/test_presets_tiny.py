@@ -140,16 +140,22 @@ def tiny_components(request, monkeypatch, tmp_path):
         tables = _preset(preset_name).get("components", {})
         if not tables:
             return {}
+        import inspect
+
+        import diffusers
         import torch
 
         from tests.tiny_pipelines import put_in_hub_cache
         from vidgen.components import load_components
         from vidgen.presets import load_preset
 
-        put_in_hub_cache(monkeypatch, tmp_path / "hub-components", request.getfixturevalue("framepack_repositories"))
+        put_in_hub_cache(monkeypatch, tmp_path / "hub-components", request.getfixturevalue("component_repositories"))
 
         preset = load_preset(preset_name)
-        return load_components(tuple(preset.components.values()), preset.pipeline, torch.float32)
+        classes = [preset.pipeline, *(stage.pipeline for stage in preset.stages if stage.pipeline)]
+        loaded = load_components(tuple(preset.components.values()), classes, torch.float32)
+        takes = inspect.signature(getattr(diffusers, preset.pipeline).__init__).parameters
+        return {name: component for name, component in loaded.items() if name in takes}  # the others are a stage pipeline's
 
     return get
 

@@ -411,6 +411,30 @@ def _ltx_i2v(variant: str | None):
     return LTXImageToVideoPipeline(**_ltx_components())
 
 
+def _ltx_condition(variant: str | None):
+    """LTXConditionPipeline (LTX-Video 0.9.5 and later): it computes its own schedule
+    (linear-quadratic) and passes timesteps, so its scheduler shifts nothing dynamically."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, LTXConditionPipeline
+
+    return LTXConditionPipeline(**dict(_ltx_components(), scheduler=FlowMatchEulerDiscreteScheduler(shift_terminal=0.1)))
+
+
+def build_ltx_upsampler_repository(folder: Path) -> Path:
+    """Lightricks/ltxv-spatial-upscaler-0.9.7 as diffusers loads it (LTXLatentUpsamplePipeline's
+    folder, the upsampler in latent_upsampler/), tiny and for the tiny LTX VAE's 8 latent channels.
+    Only the upsampler is saved: the VAE is the base model's (diffusers' docs pass vae=pipe.vae)."""
+    import json
+
+    from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
+
+    torch.manual_seed(0)
+    LTXLatentUpsamplerModel(in_channels=8, mid_channels=32, num_blocks_per_stage=1).eval().save_pretrained(
+        folder / "latent_upsampler", safe_serialization=True)  # fmt: skip
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "LTXLatentUpsamplePipeline", "_diffusers_version": "0.34.0",
+                                                         "latent_upsampler": ["diffusers", "LTXLatentUpsamplerModel"], "vae": [None, None]}))  # fmt: skip
+    return folder
+
+
 # --------------------------------------------------------------------------------------
 # LTX-2 (video with its soundtrack)
 # --------------------------------------------------------------------------------------
@@ -1259,6 +1283,7 @@ PIPELINE_CLASSES = {
     "SkyReelsV2DiffusionForcingVideoToVideoPipeline": partial(_skyreels_v2_df, video=True),
     "LTXPipeline": _ltx,
     "LTXImageToVideoPipeline": _ltx_i2v,
+    "LTXConditionPipeline": _ltx_condition,
     "LTX2Pipeline": _ltx2,
     "LTX2ImageToVideoPipeline": _ltx2_i2v,
     "LTX2ConditionPipeline": _ltx2_condition,

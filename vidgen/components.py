@@ -29,20 +29,21 @@ from vidgen.model_check import check_safetensors
 from vidgen.presets import ComponentSpec
 
 
-def component_class(spec: ComponentSpec, pipeline_class: str | None) -> type:
-    """The class that loads `spec`: its `class`, else the pipeline's annotation for it."""
+def component_class(spec: ComponentSpec, pipeline_classes: list[str | None]) -> type:
+    """The class that loads `spec`: its `class`, else the annotation for it of the first of the
+    preset's pipeline classes (its own, then its stages') that takes a component of that name."""
     if spec.class_name:
         found = getattr(diffusers, spec.class_name, None) or getattr(transformers, spec.class_name, None)
         if found is None:
             raise UsageError(f"component {spec.name}: neither diffusers nor transformers has a class {spec.class_name}")
         return found
-    pipeline = getattr(diffusers, pipeline_class or "", None)
-    hints = typing.get_type_hints(pipeline.__init__) if pipeline is not None else {}
-    hint = hints.get(spec.name)
-    if not isinstance(hint, type):
-        raise UsageError(f"component {spec.name}: {pipeline_class or 'the pipeline'} has no component of that name to take its class "
-                         "from; give its class (class = \"...\" in [components." + spec.name + "])")
-    return hint
+    for pipeline_class in pipeline_classes:
+        pipeline = getattr(diffusers, pipeline_class or "", None)
+        hint = typing.get_type_hints(pipeline.__init__).get(spec.name) if pipeline is not None else None
+        if isinstance(hint, type):
+            return hint
+    raise UsageError(f"component {spec.name}: {' or '.join(filter(None, pipeline_classes)) or 'the pipeline'} has no component of that "
+                     f"name to take its class from; give its class (class = \"...\" in [components.{spec.name}])")
 
 
 def _local_folder(spec: ComponentSpec) -> Path:
@@ -80,11 +81,11 @@ def _dtype_keyword(cls: type) -> str | None:
     return "dtype" if "PreTrainedModel" in bases else None  # transformers 5's name
 
 
-def load_components(components: tuple[ComponentSpec, ...], pipeline_class: str | None, dtype: Any) -> dict[str, Any]:
+def load_components(components: tuple[ComponentSpec, ...], pipeline_classes: list[str | None], dtype: Any) -> dict[str, Any]:
     """name -> the loaded component (models in `dtype`), ready to hand to the pipeline's from_pretrained."""
     loaded = {}
     for spec in components:
-        cls = component_class(spec, pipeline_class)
+        cls = component_class(spec, pipeline_classes)
         if spec.location.is_local:
             _local_folder(spec)
         source = spec.location.location

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vidgen import acceleration, signals, ui
+from vidgen import acceleration, signals, stages, ui
 from vidgen.audio import Audio, audio_from_output, fit_to_video
 from vidgen.errors import GenerationError, Interrupted, UsageError, first_line
 from vidgen.extras import fit_extras, windows
@@ -37,7 +37,9 @@ def merge_settings(chosen: Preset, layers: list[dict[str, Any]], *, model: str |
     settings = build_settings(chosen, layers, model=model)
     validate(settings)
     rule, changes = fit_extras(settings, chosen.constraints, strict=strict)  # extras may change the frame rule
-    return settings, changes + snap_to_constraints(settings, rule, strict=strict)
+    changes += snap_to_constraints(settings, rule, strict=strict)
+    stages.plan(settings)  # a staged preset's stage sizes come out whole: refused before any weights load
+    return settings, changes
 
 
 def prepare_settings(prompt: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], strict: bool = False) -> tuple[GenerationSettings, Preset]:
@@ -284,6 +286,8 @@ class VideoGenerator:
             expected_calls *= len(arguments[PYRAMID_STEPS])
         if window := _framepack_window(self.loaded.call_parameters, arguments, pipe):  # and FramePack's once per section
             expected_calls *= framepack_sections(pipe, settings.frames or 1, window)[0]
+        if settings.stages:  # a staged preset: every stage's steps, the bar naming the stage
+            progress, expected_calls = stages.StageProgress(progress, ""), stages.denoising_steps(settings)
         calls = 0
 
         with _cancel_on_ctrl_c() as cancel:
@@ -314,7 +318,10 @@ class VideoGenerator:
             progress.phase("encode")
             try:
                 with torch.inference_mode():
-                    output = pipe(**arguments)
+                    if settings.stages:
+                        output = stages.run(self.loaded, arguments, settings, progress, lambda stage_pipe, kwargs: stage_pipe(**kwargs))
+                    else:
+                        output = pipe(**arguments)
             except torch.OutOfMemoryError as error:
                 raise GenerationError(f"out of memory on {self.loaded.device}: try {self._memory_advice(settings)}, "
                                       "--vae-tiling, a smaller --size or fewer --frames") from error

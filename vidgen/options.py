@@ -279,6 +279,7 @@ _IDENTITY = [
     ("dtype_explicit", bool, field(default=False)),
     ("call_kwargs", dict, field(default_factory=dict)),  # the preset's [call] table, passed as is
     ("components", tuple, field(default=())),  # the preset's [components] (presets.ComponentSpec): part of the loading key
+    ("stages", tuple, field(default=())),  # the preset's [[stages]] (tables.StageSpec): its pipeline calls, in order
 ]
 GenerationSettings = make_dataclass(
     "GenerationSettings",

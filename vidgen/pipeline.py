@@ -41,6 +41,8 @@ class LoadedPipeline:
     call_parameters: set[str] = field(default_factory=set)
     cache: str = "none"  # step cache installed on the denoiser
     compiled: bool = False  # repeated blocks compiled (regional compilation)
+    extra_components: dict[str, Any] = field(default_factory=dict)  # [components] of a stage's pipeline (the latent upsampler)
+    stage_pipelines: dict[str, Any] = field(default_factory=dict)  # class name -> a stage's pipeline, built once (vidgen.stages)
 
     def call_defaults(self) -> dict[str, Any]:
         """The pipeline's own defaults for the values an ad-hoc --model leaves open."""
@@ -244,7 +246,11 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
     quantize.check_runnable(quantization, device)  # before any weights are read
     components = {name: _single_file_component(name, spec, location, model_index, settings.revision, dtype)
                   for name, spec in files.items()}  # fmt: skip
-    components.update(other_repositories.load_components(settings.components, settings.pipeline_class, dtype))
+    classes = [settings.pipeline_class, *(stage.pipeline for stage in settings.stages if stage.pipeline)]
+    components.update(other_repositories.load_components(settings.components, classes, dtype))
+    # A component the preset's class does not take is for a stage's pipeline (the latent upsampler).
+    takes = set(inspect.signature(getattr(diffusers, settings.pipeline_class or "", diffusers.DiffusionPipeline).__init__).parameters)
+    extra = {name: components.pop(name) for name in list(components) if name not in takes}
 
     pipeline_type = getattr(diffusers, load_name) if load_name else diffusers.DiffusionPipeline
     if components and pipeline_type is diffusers.DiffusionPipeline:
@@ -280,7 +286,10 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
         if "trust_remote_code" in str(error):
             raise UsageError(f"{location.location} needs its own code to run: pass --trust-remote-code if you trust it") from error
         raise GenerationError(f"cannot load {location.location}: {first_line(error)}") from error
-    return prepare_pipeline(pipe, settings, device=device, dtype=dtype, placed=straight_to_device)
+    loaded = prepare_pipeline(pipe, settings, device=device, dtype=dtype, placed=straight_to_device)
+    loaded.extra_components = {name: component.to(device) if isinstance(component, torch.nn.Module) else component
+                               for name, component in extra.items()}  # fmt: skip
+    return loaded
 
 
 def prepare_pipeline(pipe: Any, settings: GenerationSettings, *, device: str, dtype: Any, placed: bool = False) -> LoadedPipeline:

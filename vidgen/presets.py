@@ -21,6 +21,7 @@ from typing import Any
 
 from vidgen.errors import UsageError
 from vidgen.options import EXTRA_TYPES, LoraSpec, preset_keys
+from vidgen.tables import StageSpec, check_table as _check_table, read_stages as _read_stages
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 BUILTIN_WEIGHTS_DIR = PACKAGE_DIR / "embedded" / "weights"
@@ -54,6 +55,7 @@ TOP_LEVEL_KEYS = {
     "extras": dict,  # checked pipeline parameters (vidgen.extras)
     "lora": list,  # [[lora]] tables: LoRA adapters the model always runs with (LORA_KEYS)
     "components": dict,  # [components.NAME] tables: a component from another repository (COMPONENT_KEYS)
+    "stages": list,  # [[stages]] tables: pipeline calls in order, each taking the last one's latents (STAGE_KEYS)
 }
 # One [[lora]]: its file (a path, from the preset's folder if relative; a hub id; or REPO/FILENAME
 # on the hub), its weight, and the denoiser it goes into (absent: the pipeline's default, `transformer`).
@@ -209,6 +211,7 @@ class Preset:
     extras: dict[str, Any] = field(default_factory=dict)
     loras: list[LoraSpec] = field(default_factory=list)  # [[lora]]: before any --lora
     components: dict[str, ComponentSpec] = field(default_factory=dict)  # [components.NAME]: from other repositories
+    stages: list[StageSpec] = field(default_factory=list)  # [[stages]]: empty for one pipeline call
     source: Path | None = None  # the TOML file; None for the ad-hoc preset of --model
 
     @property
@@ -249,6 +252,7 @@ class Preset:
             "extras": dict(self.extras),
             "loras": [{"source": lora.source, "weight": lora.scale, "into": lora.into} for lora in self.loras],
             "components": {name: component.as_dict() for name, component in self.components.items()},
+            "stages": [stage.as_dict() for stage in self.stages],
             "source": str(self.source) if self.source else None,
         }
 
@@ -261,24 +265,6 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise UsageError(f"{path}: not valid TOML ({error})") from error
     except OSError as error:
         raise UsageError(f"cannot read {path}: {error.strerror}") from error
-
-
-def _check_table(path: Path, table_name: str, table: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
-    """Reject unknown keys and wrong types; ints are accepted where floats are due."""
-    where = f"{path}: [{table_name}]" if table_name else f"{path}:"
-    unknown = sorted(set(table) - set(schema))
-    if unknown:
-        raise UsageError(f"{where} unknown key(s) {', '.join(unknown)} (allowed: {', '.join(schema)})")
-    checked = {}
-    for key, value in table.items():
-        expected = schema[key]
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if isinstance(value, bool) and expected is not bool or not isinstance(value, expected):
-            type_name = "number" if isinstance(expected, tuple) else expected.__name__
-            raise UsageError(f"{where} {key} must be {type_name}, got {value!r}")
-        checked[key] = value
-    return checked
 
 
 def _read_sigmas(path: Path, defaults: dict[str, Any]) -> None:
@@ -363,6 +349,7 @@ def read_preset(path: Path) -> Preset:
         extras=extras,
         loras=_read_loras(path, data.get("lora", [])),
         components=_read_components(path, data.get("components", {})),
+        stages=_read_stages(path, data.get("stages", [])),
         source=path,
     )
 

@@ -106,6 +106,7 @@ def build_settings(preset: Preset, layers: list[dict[str, Any]], *, model: str |
         takes_reference_image=preset.reference_image,
         call_kwargs=dict(preset.call),
         components=tuple(preset.components.values()),
+        stages=tuple(preset.stages),
         dtype_explicit=dtype_explicit,
         **{key: value for key, value in merged.items() if key in known - _LAYER_ONLY_KEYS - {"extras"}},
         extras=extras,
