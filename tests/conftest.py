@@ -82,10 +82,11 @@ def framepack_repositories(tmp_path_factory: pytest.TempPathFactory) -> dict[str
 def component_repositories(framepack_repositories, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Every repository the shipped presets' [components] name, tiny and laid out like the real
     ones (FramePack's, the LTX latent upsamplers'): hub id -> folder."""
-    from tests.tiny_pipelines import build_ltx_upsampler_repository
+    from tests.tiny_pipelines import build_ltx2_stage_files, build_ltx_upsampler_repository
 
     root = tmp_path_factory.mktemp("upsamplers")
-    return {**framepack_repositories, "Lightricks/ltxv-spatial-upscaler-0.9.7": build_ltx_upsampler_repository(root / "ltxv-upscaler")}
+    return {**framepack_repositories, "Lightricks/ltxv-spatial-upscaler-0.9.7": build_ltx_upsampler_repository(root / "ltxv-upscaler"),
+            "Lightricks/LTX-2": build_ltx2_stage_files(root / "LTX-2")}  # its upsampler and stage-2 LoRA; the pipeline is --model
 
 
 @dataclass

@@ -101,7 +101,7 @@ def test_a_stage_size_that_is_not_whole_is_refused_before_loading(run_cli, isola
     ('[[stages]]\nname = "only"\n', "[[stages]] must be two or more, each with its own name"),
     ('[[stages]]\nname = "a"\nscale = 0.5\n[[stages]]\nname = "b"\nscale = 0.5\n', "the last of [[stages]] makes the video: its scale must be 1"),
     ('[[stages]]\nname = "a"\nsteps = 0\n[[stages]]\nname = "b"\n', "[[stages]] a: steps must be at least 1, got 0"),
-    ('[[stages]]\nname = "a"\nsize = 3\n[[stages]]\nname = "b"\n', "[[stages]] unknown key(s) size (allowed: name, pipeline, scale, steps, guidance, call)"),
+    ('[[stages]]\nname = "a"\nsize = 3\n[[stages]]\nname = "b"\n', "[[stages]] unknown key(s) size (allowed: name, pipeline, scale, steps, guidance, call, lora, scheduler)"),
 ])  # fmt: skip
 def test_bad_stages_are_one_line(run_cli, isolated_environment, stages, message):
     _write_preset(isolated_environment, "bad", stages)
@@ -114,3 +114,58 @@ def test_presets_show_lists_the_stages(run_cli):
     shown = json.loads(run_cli("presets", "show", PRESET, "--json").stdout)
     assert [stage["name"] for stage in shown["stages"]] == ["base", "upsample", "refine"]
     assert shown["stages"][0]["scale"] == 0.5 and shown["stages"][1]["pipeline"] == "LTXLatentUpsamplePipeline"
+
+
+def _lora_in_use(pipe) -> list[str]:
+    """The adapters the transformer's LoRA layers apply now (none while LoRA is disabled)."""
+    from peft.tuners.lora import LoraLayer
+
+    layers = [module for module in pipe.transformer.modules() if isinstance(module, LoraLayer)]
+    return sorted({name for layer in layers if not layer.disable_adapters for name in layer.active_adapters})
+
+
+def test_ltx2_two_stages_carry_the_audio_and_use_the_distilled_lora_in_the_refinement_only(
+        run_cli, tiny_pipeline_dir, component_repositories, monkeypatch, tmp_path):  # fmt: skip
+    """Stage 1 at half size without the LoRA and with the pipeline's scheduler; stage 2 with the
+    stage's LoRA, its fixed sigmas, the scheduler without dynamic shifting, the audio latents of
+    stage 1; the file has the soundtrack."""
+    import functools
+
+    import diffusers
+
+    from tests.test_audio import read_streams
+
+    put_in_hub_cache(monkeypatch, tmp_path / "hub", {"Lightricks/LTX-2": component_repositories["Lightricks/LTX-2"]})
+    seen = []
+    original = diffusers.LTX2Pipeline.__call__
+
+    @functools.wraps(original)  # vidgen reads the call's parameters from its signature
+    def spy(self, *args, **kwargs):
+        seen.append((kwargs, _lora_in_use(self), self.scheduler.config.use_dynamic_shifting, self.scheduler.config.shift_terminal))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(diffusers.LTX2Pipeline, "__call__", spy)
+    # The real repository's scheduler shifts dynamically, towards a terminal sigma; the tiny one's is made so too.
+    model = tmp_path / "model"
+    model.mkdir()
+    for entry in tiny_pipeline_dir("LTX2Pipeline").iterdir():
+        if entry.name != "scheduler":
+            (model / entry.name).symlink_to(entry)
+    config = json.loads((tiny_pipeline_dir("LTX2Pipeline") / "scheduler" / "scheduler_config.json").read_text())
+    (model / "scheduler").mkdir()
+    (model / "scheduler" / "scheduler_config.json").write_text(json.dumps({**config, "use_dynamic_shifting": True, "shift_terminal": 0.1}))
+    out = tmp_path / "fox.mp4"
+    result = run_cli("generate", PROMPT, "--preset", "ltx2-two-stage", "--model", model, *TINY, "--fps", "8", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    (base, base_lora, base_dynamic, base_terminal), (refine, refine_lora, dynamic, terminal) = seen
+    assert base_dynamic is True and base_terminal == 0.1  # the model's own scheduler in stage 1
+    assert (base["width"], base["num_inference_steps"], base["guidance_scale"], base["output_type"]) == (32, 2, 4.0, "latent")
+    assert base_lora == []
+    assert refine_lora == ["stage-refine-0"] and dynamic is False and not terminal
+    assert (refine["width"], refine["num_inference_steps"], refine["guidance_scale"]) == (64, 3, 1.0)
+    assert refine["sigmas"] == [0.909375, 0.725, 0.421875] and refine["noise_scale"] == 0.909375
+    assert refine["audio_latents"] is not None and tuple(refine["latents"].shape[-2:]) == (32, 32)
+    assert read_frames(out).shape == (9, 64, 64, 3)
+    assert read_streams(out)["audio"] is not None
+    recipe = read_recipe(out)
+    assert recipe["stages"][2]["lora"] == ["Lightricks/LTX-2/ltx-2-19b-distilled-lora-384.safetensors:1"]

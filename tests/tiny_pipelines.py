@@ -525,6 +525,27 @@ def _ltx2(variant: str | None):
     return LTX2Pipeline(**_ltx2_components(encoder_compresses_time=variant == "ltx2-condition"))
 
 
+def build_ltx2_stage_files(folder: Path) -> Path:
+    """What ltx2-two-stage takes from Lightricks/LTX-2 besides the pipeline, tiny: the latent
+    upsampler in latent_upsampler/ (the tiny LTX-2 VAE's 4 latent channels) and the stage-2
+    distilled LoRA file at the root (ltx-2-19b-distilled-lora-384.safetensors), made with peft
+    for the tiny transformer in diffusers' own LoRA format."""
+    from diffusers import LTX2Pipeline
+    from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    torch.manual_seed(0)
+    LTX2LatentUpsamplerModel(in_channels=4, mid_channels=32, num_blocks_per_stage=1).eval().save_pretrained(
+        folder / "latent_upsampler", safe_serialization=True)  # fmt: skip
+    transformer = _ltx2_components()["transformer"]
+    torch.manual_seed(1)
+    transformer.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "to_k"], init_lora_weights=False))
+    LTX2Pipeline.save_lora_weights(folder, transformer_lora_layers=get_peft_model_state_dict(transformer),
+                                   weight_name="ltx-2-19b-distilled-lora-384.safetensors")  # fmt: skip
+    return folder
+
+
 def _ltx2_i2v(variant: str | None):
     from diffusers import LTX2ImageToVideoPipeline
 

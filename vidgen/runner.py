@@ -64,6 +64,7 @@ class LoadingKey(NamedTuple):
     device: str = "cpu"
     values: tuple = ()
     components: tuple = ()  # the preset's [components] (presets.ComponentSpec, hashable)
+    stages: tuple = ()  # the preset's [[stages]] (tables.StageSpec): their LoRAs are loaded with the pipeline
 
     def value(self, name: str) -> Any:
         return dict(self.values).get(name)
@@ -92,7 +93,8 @@ def loading_key(settings: GenerationSettings) -> LoadingKey:
     values = tuple((setting.name, _hashable(resolved.get(setting.name, getattr(settings, setting.name))))
                    for setting in SETTINGS if setting.loads)  # fmt: skip
     return LoadingKey(resolve_model_location(settings.model).location, settings.revision, settings.pipeline_class,
-                      settings.dtype_explicit, device, values, tuple(settings.components))  # fmt: skip
+                      settings.dtype_explicit, device, values, tuple(settings.components),
+                      tuple(settings.stages))  # fmt: skip
 
 
 @dataclass

@@ -16,6 +16,28 @@ import inspect
 from typing import Any, Callable
 
 from vidgen.errors import UsageError
+from vidgen.tables import unfrozen
+
+
+def adapter_name(stage, index: int) -> str:
+    """The LoRA adapter name of a stage's index-th [[stages.lora]] (vidgen.lora loads them all)."""
+    return f"stage-{stage.name}-{index}"
+
+
+def _use_adapters(pipe: Any, settings, stage) -> None:
+    """The run's LoRAs (lora0, lora1, ...: the preset's and --lora), and `stage`'s own where it has any."""
+    if not hasattr(pipe, "set_adapters") or not any(spec.loras for spec in settings.stages):
+        return
+    names = [f"lora{index}" for index in range(len(settings.loras))]
+    weights = [lora.scale for lora in settings.loras]
+    if stage is not None:
+        names += [adapter_name(stage, index) for index in range(len(stage.loras))]
+        weights += [weight for _, weight in stage.loras]
+    if names:
+        pipe.enable_lora()
+        pipe.set_adapters(names, adapter_weights=weights)
+    else:
+        pipe.disable_lora()
 
 
 def plan(settings) -> list[dict[str, Any]]:
@@ -36,7 +58,9 @@ def plan(settings) -> list[dict[str, Any]]:
             "height": height,
             "steps": None if stage.pipeline else stage.steps or settings.steps,  # another class (the upsampler) does not denoise
             "guidance": None if stage.pipeline else stage.guidance if stage.guidance is not None else settings.guidance,
-            "call": dict(stage.call),
+            "call": unfrozen(stage.call),
+            **({"lora": [f"{source}:{weight:g}" for source, weight in stage.loras]} if stage.loras else {}),
+            **({"scheduler": unfrozen(stage.scheduler)} if stage.scheduler else {}),
         })  # fmt: skip
     return stages
 
@@ -90,11 +114,13 @@ def run(loaded, arguments: dict[str, Any], settings, progress, call: Callable[[A
         last = index == len(stages) - 1
         progress.name = stage["name"]
         progress.phase("encode" if stage["steps"] else "")
+        spec = settings.stages[index]
         if stage["pipeline"] == settings.pipeline_class:
             pipe = loaded.pipe
             kwargs = dict(arguments, width=stage["width"], height=stage["height"], num_inference_steps=stage["steps"])
             if stage["guidance"] is not None and "guidance_scale" in kwargs:
                 kwargs["guidance_scale"] = stage["guidance"]
+            _use_adapters(pipe, settings, spec)
         else:
             pipe = stage_pipeline(loaded, stage["pipeline"])
             kwargs = {"generator": arguments.get("generator")}
@@ -105,8 +131,17 @@ def run(loaded, arguments: dict[str, Any], settings, progress, call: Callable[[A
             kwargs["output_type"] = "latent"
             for name in ("decode_timestep", "decode_noise_scale"):  # what decodes belongs to the last stage
                 kwargs.pop(name, None)
-        output = call(pipe, {name: value for name, value in kwargs.items() if name in parameters and value is not None})
-        carried = {"latents": output.frames}
-        if getattr(output, "audio", None) is not None:
+        scheduler = getattr(pipe, "scheduler", None)
+        if spec.scheduler:  # this stage's own scheduler config (LTX-2's refinement: no dynamic shifting)
+            pipe.scheduler = type(scheduler).from_config(scheduler.config, **dict(spec.scheduler))
+        try:
+            output = call(pipe, {name: value for name, value in kwargs.items() if name in parameters and value is not None})
+        finally:
+            if spec.scheduler:
+                pipe.scheduler = scheduler
+            if spec.loras:
+                _use_adapters(pipe, settings, None)
+        carried["latents"] = output.frames
+        if getattr(output, "audio", None) is not None:  # kept through a stage that makes none (the upsampler)
             carried["audio_latents"] = output.audio
     return output
