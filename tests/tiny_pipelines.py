@@ -419,6 +419,24 @@ def _ltx_condition(variant: str | None):
     return LTXConditionPipeline(**dict(_ltx_components(), scheduler=FlowMatchEulerDiscreteScheduler(shift_terminal=0.1)))
 
 
+def _ltx_long_multi_prompt(variant: str | None):
+    """LTXI2VLongMultiPromptPipeline (ltx-video-story), with a VAE that compresses time 8x as the
+    real one does: its windows are counted in latent frames (temporal_tile_size // 8), and with
+    the 4x tiny VAE of the other LTX builders its fused windows come out longer than asked."""
+    from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXI2VLongMultiPromptPipeline
+
+    torch.manual_seed(0)
+    vae = AutoencoderKLLTXVideo(
+        latent_channels=8, block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+        spatio_temporal_scaling=(True, True, True, False), decoder_spatio_temporal_scaling=(True, True, True, False),
+        decoder_inject_noise=(False,) * 5, layers_per_block=(1,) * 5, decoder_layers_per_block=(1,) * 5, patch_size=1,
+        patch_size_t=1, encoder_causal=True, decoder_causal=False, timestep_conditioning=True,
+    ).eval()  # fmt: skip
+    vae.use_framewise_encoding = False
+    vae.use_framewise_decoding = False
+    return LTXI2VLongMultiPromptPipeline(**dict(_ltx_components(), vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(shift_terminal=0.1)))
+
+
 def build_ltx_upsampler_repository(folder: Path) -> Path:
     """Lightricks/ltxv-spatial-upscaler-0.9.7 as diffusers loads it (LTXLatentUpsamplePipeline's
     folder, the upsampler in latent_upsampler/), tiny and for the tiny LTX VAE's 8 latent channels.
@@ -1305,6 +1323,7 @@ PIPELINE_CLASSES = {
     "LTXPipeline": _ltx,
     "LTXImageToVideoPipeline": _ltx_i2v,
     "LTXConditionPipeline": _ltx_condition,
+    "LTXI2VLongMultiPromptPipeline": _ltx_long_multi_prompt,
     "LTX2Pipeline": _ltx2,
     "LTX2ImageToVideoPipeline": _ltx2_i2v,
     "LTX2ConditionPipeline": _ltx2_condition,

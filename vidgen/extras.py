@@ -76,8 +76,9 @@ def fit_extras(settings, rule, *, strict: bool) -> tuple[Any, list[str]]:
     in_range("ar_step", 0, MAX_AR_STEP)
     in_range("addnoise_condition", 0, MAX_ADDNOISE, " (SkyReels-V2 recommends 20)")
     in_range("causal_block_size", 1, 1_000)
-    for name in _FRAME_COUNTS:
+    for name in (*_FRAME_COUNTS, "temporal_tile_size"):
         in_range(name, 1, 100_000)
+    in_range("temporal_overlap", 0, extras.get("temporal_tile_size", 100_000) - 1, " (fewer than temporal_tile_size)")
     if problems:
         raise UsageError("; ".join(problems))
 

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vidgen import acceleration, signals, stages, ui
+from vidgen import acceleration, signals, stages, story, ui
+from vidgen.environment import PROCESS, Environment
 from vidgen.audio import Audio, audio_from_output, fit_to_video
 from vidgen.errors import GenerationError, Interrupted, UsageError, first_line
 from vidgen.extras import fit_extras, windows
@@ -42,10 +43,14 @@ def merge_settings(chosen: Preset, layers: list[dict[str, Any]], *, model: str |
     return settings, changes
 
 
-def prepare_settings(prompt: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], strict: bool = False) -> tuple[GenerationSettings, Preset]:
-    """Merge, validate and snap; every bad input fails here, before any weights load."""
+def prepare_settings(prompt: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], strict: bool = False,
+                     env: Environment = PROCESS) -> tuple[GenerationSettings, Preset]:  # fmt: skip
+    """Merge, validate and snap; every bad input fails here, before any weights load. With
+    --story the prompt names a storyboard file (in `env`'s folder), read here."""
     chosen = choose_preset(preset, model)
+    prompt, overrides = story.expand(prompt, overrides, env)
     settings, changes = merge_settings(chosen, [{"prompt": prompt, **overrides}], model=model, strict=strict)
+    story.check_length(settings, chosen.constraints)
     for change in changes:
         ui.warn(change)
     if settings.seed is None:
@@ -98,6 +103,7 @@ ARGUMENT_ALIASES = {
     # Stable Video Diffusion: the guidance goes in as its ramp's top value, so it is not one
     # the pipeline "takes no" of (the warning in _call_arguments).
     "guidance_scale": "max_guidance_scale",
+    "image": "cond_image",  # LTXI2VLongMultiPromptPipeline (ltx-video-story): a storyboard's start image
 }
 
 
@@ -226,6 +232,12 @@ class VideoGenerator:
             if "last_image" not in parameters:
                 raise UsageError(f"{self.loaded.class_name} takes no last image; --last-image is for first-and-last-frame presets such as framepack-i2v")
             arguments["last_image"] = last_image
+        if "seed" in parameters:  # LTX's multi-prompt pipeline seeds each window from it (default 0: every run alike)
+            arguments["seed"] = seed
+        if settings.shots and "prompt_segments" in parameters:  # a storyboard: each window its shot's prompt
+            arguments["prompt_segments"] = story.segments(self.loaded.pipe, settings, arguments)
+        elif settings.shots:
+            raise UsageError(f"{self.loaded.class_name} takes one prompt; a storyboard (--story) needs a preset such as ltx-video-story")
         window = _framepack_window(parameters, arguments, self.loaded.pipe)
         if window and settings.frames:
             arguments["num_frames"] = framepack_sections(self.loaded.pipe, settings.frames, window)[1]
@@ -305,6 +317,11 @@ class VideoGenerator:
 
             if "callback_on_step_end" in self.loaded.call_parameters:
                 arguments["callback_on_step_end"] = on_step_end
+                if "prompt_segments" in self.loaded.call_parameters:
+                    # LTXI2VLongMultiPromptPipeline (diffusers 0.42.1) hands the callback its unpacked `latents`
+                    # and takes them back as the packed ones, which breaks the next step: ask for no tensors
+                    # (vidgen reads none).
+                    arguments["callback_on_step_end_tensor_inputs"] = []
             denoiser = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
             hook = None
             if isinstance(denoiser, torch.nn.Module):

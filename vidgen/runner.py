@@ -21,7 +21,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from vidgen import __version__, stages, ui
+from vidgen import __version__, stages, story, ui
 from vidgen.acceleration import should_compile
 from vidgen.audio import CODECS, Audio
 from vidgen.errors import UsageError
@@ -284,6 +284,8 @@ def build_recipe(settings: GenerationSettings, seed: int, frames: np.ndarray) ->
     recipe["loras"] = [{"source": lora.source, "scale": lora.scale, **({"into": lora.into} if lora.into else {})} for lora in settings.loras]
     if settings.components:  # a composite preset: where each component came from
         recipe["components"] = {spec.name: spec.as_dict() for spec in settings.components}
+    if settings.shots:  # a storyboard: each shot's length, prompt and frames
+        recipe["story"] = story.record(settings)
     if settings.stages:  # a staged preset: each call's own size, steps, guidance and arguments
         recipe["stages"] = stages.plan(settings)
     return recipe

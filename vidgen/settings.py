@@ -151,7 +151,7 @@ def validate(settings: GenerationSettings) -> None:
         problems.append(f"unknown device {settings.device!r} (use auto, cpu, cuda, cuda:N, mps or xpu)")
     if settings.task == "image-to-video" and not settings.image:
         problems.append(f"preset {settings.preset} is image-to-video: pass --image PATH")
-    if settings.task != "image-to-video" and settings.image and settings.pipeline_class and not settings.takes_reference_image:
+    if settings.task != "image-to-video" and settings.image and settings.pipeline_class and not settings.takes_reference_image and not settings.shots:  # a storyboard may start from an image
         problems.append(f"preset {settings.preset} is {settings.task} and takes no --image")
     if settings.last_image and not settings.image:
         problems.append("--last-image needs --image: the video goes from the first image to the last")

@@ -69,7 +69,7 @@ def run(prompt: str, *, preset: str | None, model: str | None, overrides: dict[s
         env: Environment = PROCESS) -> list[dict[str, Any]]:  # fmt: skip
     """Generate `--num-videos` videos and report each on stdout as it is written; relative
     paths (-o, --image, --video, --mask) are taken from `env`'s folder."""
-    settings, chosen = prepare_settings(prompt, preset=preset, model=model, overrides=overrides, strict=strict)
+    settings, chosen = prepare_settings(prompt, preset=preset, model=model, overrides=overrides, strict=strict, env=env)
     paths = plan_output_paths(settings, options, env)
     if chosen.audio and settings.audio:
         _check_wavs_beside(paths, overwrite=options.overwrite)
