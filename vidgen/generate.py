@@ -195,7 +195,7 @@ class VideoGenerator:
             self.loaded.pipe.guider = guider.new(guidance_scale=guidance)
         return True
 
-    def _call_arguments(self, settings: GenerationSettings, seed: int, image: Any, last_image: Any = None) -> dict[str, Any]:
+    def _call_arguments(self, settings: GenerationSettings, seed: int, image: Any) -> dict[str, Any]:
         parameters = self.loaded.call_parameters
         # A CPU generator draws the same starting noise on every device, so a seed
         # means the same video on a laptop and a GPU server (up to kernel differences).
@@ -228,10 +228,6 @@ class VideoGenerator:
             if name not in parameters:
                 raise UsageError(f"{self.loaded.class_name} takes no {name}; --extra {name} is for another preset's pipeline")
             arguments[name] = value
-        if last_image is not None:
-            if "last_image" not in parameters:
-                raise UsageError(f"{self.loaded.class_name} takes no last image; --last-image is for first-and-last-frame presets such as framepack-i2v")
-            arguments["last_image"] = last_image
         if "seed" in parameters:  # LTX's multi-prompt pipeline seeds each window from it (default 0: every run alike)
             arguments["seed"] = seed
         if settings.shots and "prompt_segments" in parameters:  # a storyboard: each window its shot's prompt
@@ -284,7 +280,11 @@ class VideoGenerator:
         with it (LTX-2), fitted to the frames' length; None for a silent model."""
         progress = progress or ui.Progress("", 0, visible=False)
         pipe = self.loaded.pipe
-        arguments = self._call_arguments(settings, seed, image, last_image)
+        arguments = self._call_arguments(settings, seed, image)
+        if last_image is not None:
+            if "last_image" not in self.loaded.call_parameters:
+                raise UsageError(f"{self.loaded.class_name} takes no last image; --last-image is for first-and-last-frame presets such as framepack-i2v")
+            arguments["last_image"] = last_image
         if video is not None:
             self._add_input_video(arguments, settings, video, mask)
         total_steps = settings.steps or 0

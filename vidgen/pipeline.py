@@ -247,10 +247,12 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
     components = {name: _single_file_component(name, spec, location, model_index, settings.revision, dtype)
                   for name, spec in files.items()}  # fmt: skip
     classes = [settings.pipeline_class, *(stage.pipeline for stage in settings.stages if stage.pipeline)]
-    components.update(other_repositories.load_components(settings.components, classes, dtype))
-    # A component the preset's class does not take is for a stage's pipeline (the latent upsampler).
-    takes = set(inspect.signature(getattr(diffusers, settings.pipeline_class or "", diffusers.DiffusionPipeline).__init__).parameters)
-    extra = {name: components.pop(name) for name in list(components) if name not in takes}
+    elsewhere_loaded = other_repositories.load_components(settings.components, classes, dtype)
+    # A [components] entry the pipeline's class does not take is for a stage's pipeline (the latent upsampler).
+    pipeline_for = getattr(diffusers, load_name or str(class_name), None)
+    takes = set(inspect.signature(pipeline_for.__init__).parameters) if pipeline_for else set(elsewhere_loaded)
+    extra = {name: component for name, component in elsewhere_loaded.items() if name not in takes}
+    components.update({name: component for name, component in elsewhere_loaded.items() if name in takes})
 
     pipeline_type = getattr(diffusers, load_name) if load_name else diffusers.DiffusionPipeline
     if components and pipeline_type is diffusers.DiffusionPipeline:
