@@ -78,6 +78,25 @@ def tiny_pipeline_dir(tmp_path_factory: pytest.TempPathFactory):
     return get
 
 
+@pytest.fixture(scope="session")
+def framepack_repositories(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """FramePack's three tiny repositories, laid out like the real ones: hub id -> folder."""
+    from tests.tiny_pipelines import build_framepack_repositories
+
+    return build_framepack_repositories(tmp_path_factory.mktemp("framepack"))
+
+
+@pytest.fixture(scope="session")
+def component_repositories(framepack_repositories, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every repository the shipped presets' [components] name, tiny and laid out like the real
+    ones (FramePack's, the LTX latent upsamplers'): hub id -> folder."""
+    from tests.tiny_pipelines import build_ltx2_stage_files, build_ltx_upsampler_repository
+
+    root = tmp_path_factory.mktemp("upsamplers")
+    return {**framepack_repositories, "Lightricks/ltxv-spatial-upscaler-0.9.7": build_ltx_upsampler_repository(root / "ltxv-upscaler"),
+            "Lightricks/LTX-2": build_ltx2_stage_files(root / "LTX-2")}  # its upsampler and stage-2 LoRA; the pipeline is --model
+
+
 @dataclass
 class CliResult:
     exit_code: int
@@ -123,7 +142,7 @@ def pipeline_calls(monkeypatch):
         @functools.wraps(original)  # vidgen reads the call's parameters from its signature
         def spy(self, *args, **kwargs):
             vae = getattr(self, "vae", None)
-            calls.append(SimpleNamespace(pipe=self, scheduler=self.scheduler, vae_tiling=getattr(vae, "use_tiling", None), kwargs=kwargs))
+            calls.append(SimpleNamespace(pipe=self, scheduler=getattr(self, "scheduler", None), vae_tiling=getattr(vae, "use_tiling", None), kwargs=kwargs))
             return original(self, *args, **kwargs)
 
         monkeypatch.setattr(cls, "__call__", spy)

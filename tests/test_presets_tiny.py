@@ -131,6 +131,35 @@ def cosmos_guardrail(request, monkeypatch):
         use_guardrail_stand_in(monkeypatch)
 
 
+@pytest.fixture
+def tiny_components(request, monkeypatch, tmp_path):
+    """`get(name)`: a preset's [components] (FramePack's), their tiny repositories put in a Hub cache
+    as `vidgen pull` leaves them; name -> the component loaded, for a direct from_pretrained."""
+
+    def get(preset_name: str) -> dict:
+        tables = _preset(preset_name).get("components", {})
+        if not tables:
+            return {}
+        import inspect
+
+        import diffusers
+        import torch
+
+        from tests.tiny_pipelines import put_in_hub_cache
+        from vidgen.components import load_components
+        from vidgen.presets import load_preset
+
+        put_in_hub_cache(monkeypatch, tmp_path / "hub-components", request.getfixturevalue("component_repositories"))
+
+        preset = load_preset(preset_name)
+        classes = [preset.pipeline, *(stage.pipeline for stage in preset.stages if stage.pipeline)]
+        loaded = load_components(tuple(preset.components.values()), classes, torch.float32)
+        takes = inspect.signature(getattr(diffusers, preset.pipeline).__init__).parameters
+        return {name: component for name, component in loaded.items() if name in takes}  # the others are a stage pipeline's
+
+    return get
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tiny_pipeline_dir):
     """preset name -> its tiny folder, laid out like the preset's real repository (built once)."""
@@ -175,7 +204,7 @@ def test_preset_pipeline_class_exists_in_diffusers(name):
 
 
 @pytest.mark.parametrize("name", PRESETS)
-def test_tiny_pipelines_load_and_run(name, tiny_model_dir, tmp_path):
+def test_tiny_pipelines_load_and_run(name, tiny_model_dir, tiny_components, tmp_path):
     """The tiny model, saved as its real repository is, loads as the preset's class and runs
     with the preset's [call] arguments."""
     import inspect
@@ -191,10 +220,11 @@ def test_tiny_pipelines_load_and_run(name, tiny_model_dir, tmp_path):
     assert list(folder.rglob("*.safetensors")), "weights must be safetensors"
     assert not list(folder.rglob("*.bin"))
 
-    pipe = getattr(diffusers, preset["pipeline"]).from_pretrained(folder, use_safetensors=True)
+    pipe = getattr(diffusers, preset["pipeline"]).from_pretrained(folder, use_safetensors=True, **tiny_components(name))
     assert type(pipe).__name__ == preset["pipeline"]
     for component, (library, class_name) in ((k, v) for k, v in index.items() if isinstance(v, list) and v[1]):
-        assert type(getattr(pipe, component)).__name__ == class_name, component
+        if component not in preset.get("components", {}):  # else from its own repository
+            assert type(getattr(pipe, component)).__name__ == class_name, component
     pipe.set_progress_bar_config(disable=True)
 
     width, height, frames = _tiny_shape(name)
@@ -210,6 +240,10 @@ def test_tiny_pipelines_load_and_run(name, tiny_model_dir, tmp_path):
     frames_argument = next((name for name in ("num_frames", "frames") if name in parameters), None)
     if frames_argument:
         kwargs[frames_argument] = frames
+    if "latent_window_size" in parameters:  # FramePack counts sections from num_frames (vidgen.generate)
+        from vidgen.generate import framepack_sections
+
+        kwargs["num_frames"] = framepack_sections(pipe, frames, parameters["latent_window_size"].default)[1]
     kwargs["generator"] = torch.Generator("cpu").manual_seed(0)
     if "prompt" in parameters:
         kwargs["prompt"] = PROMPT
@@ -276,7 +310,7 @@ def _with_another_shift(folder: Path, tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("name", PRESETS)
-def test_preset_generates_video_with_tiny_model(name, tiny_model_dir, run_cli, tmp_path, pipeline_calls, monkeypatch):
+def test_preset_generates_video_with_tiny_model(name, tiny_model_dir, tiny_components, run_cli, tmp_path, pipeline_calls, monkeypatch):
     """The real command, with only the model location replaced, writes a video of the requested
     shape; the pipeline runs with the preset's scheduler class and shift."""
     import diffusers
@@ -286,6 +320,7 @@ def test_preset_generates_video_with_tiny_model(name, tiny_model_dir, run_cli, t
     if "flow_shift" in defaults:
         folder = _with_another_shift(folder, tmp_path)
     _cache_tiny_loras(name, tiny_model_dir(name), tmp_path / "hub", monkeypatch)
+    tiny_components(name)  # [components] from their repositories, in the Hub cache
     calls = pipeline_calls(getattr(diffusers, _preset(name)["pipeline"]))
     args, out = _generate_args(name, folder, tmp_path)
     result = run_cli(*args)

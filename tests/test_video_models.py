@@ -214,7 +214,7 @@ def test_video_extension_puts_the_input_first(skyreels, tmp_path):
         (["addnoise_condition=99"], "extra addnoise_condition must be from 0 to 60 (SkyReels-V2 recommends 20), got 99"),
         (["overlap_history=abc"], "--extra overlap_history must be a whole number, got 'abc'"),
         (["overlap-history"], "--extra must look like NAME=VALUE (for example overlap_history=37), got 'overlap-history'"),
-        (["bogus=1"], "unknown extra 'bogus' (known: overlap_history, base_num_frames, ar_step, causal_block_size, addnoise_condition)"),
+        (["bogus=1"], "unknown extra 'bogus' (known: overlap_history, base_num_frames, ar_step, causal_block_size, addnoise_condition, sampling_type, temporal_tile_size, temporal_overlap)"),
         (["overlap_history=18", "--strict"], "overlap_history 18 is not valid (this model takes 4k+1 frames; nearest 17) (--strict)"),
     ],
 )

@@ -411,6 +411,48 @@ def _ltx_i2v(variant: str | None):
     return LTXImageToVideoPipeline(**_ltx_components())
 
 
+def _ltx_condition(variant: str | None):
+    """LTXConditionPipeline (LTX-Video 0.9.5 and later): it computes its own schedule
+    (linear-quadratic) and passes timesteps, so its scheduler shifts nothing dynamically."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, LTXConditionPipeline
+
+    return LTXConditionPipeline(**dict(_ltx_components(), scheduler=FlowMatchEulerDiscreteScheduler(shift_terminal=0.1)))
+
+
+def _ltx_long_multi_prompt(variant: str | None):
+    """LTXI2VLongMultiPromptPipeline (ltx-video-story), with a VAE that compresses time 8x as the
+    real one does: its windows are counted in latent frames (temporal_tile_size // 8), and with
+    the 4x tiny VAE of the other LTX builders its fused windows come out longer than asked."""
+    from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXI2VLongMultiPromptPipeline
+
+    torch.manual_seed(0)
+    vae = AutoencoderKLLTXVideo(
+        latent_channels=8, block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+        spatio_temporal_scaling=(True, True, True, False), decoder_spatio_temporal_scaling=(True, True, True, False),
+        decoder_inject_noise=(False,) * 5, layers_per_block=(1,) * 5, decoder_layers_per_block=(1,) * 5, patch_size=1,
+        patch_size_t=1, encoder_causal=True, decoder_causal=False, timestep_conditioning=True,
+    ).eval()  # fmt: skip
+    vae.use_framewise_encoding = False
+    vae.use_framewise_decoding = False
+    return LTXI2VLongMultiPromptPipeline(**dict(_ltx_components(), vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(shift_terminal=0.1)))
+
+
+def build_ltx_upsampler_repository(folder: Path) -> Path:
+    """Lightricks/ltxv-spatial-upscaler-0.9.7 as diffusers loads it (LTXLatentUpsamplePipeline's
+    folder, the upsampler in latent_upsampler/), tiny and for the tiny LTX VAE's 8 latent channels.
+    Only the upsampler is saved: the VAE is the base model's (diffusers' docs pass vae=pipe.vae)."""
+    import json
+
+    from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
+
+    torch.manual_seed(0)
+    LTXLatentUpsamplerModel(in_channels=8, mid_channels=32, num_blocks_per_stage=1).eval().save_pretrained(
+        folder / "latent_upsampler", safe_serialization=True)  # fmt: skip
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "LTXLatentUpsamplePipeline", "_diffusers_version": "0.34.0",
+                                                         "latent_upsampler": ["diffusers", "LTXLatentUpsamplerModel"], "vae": [None, None]}))  # fmt: skip
+    return folder
+
+
 # --------------------------------------------------------------------------------------
 # LTX-2 (video with its soundtrack)
 # --------------------------------------------------------------------------------------
@@ -499,6 +541,27 @@ def _ltx2(variant: str | None):
     from diffusers import LTX2Pipeline
 
     return LTX2Pipeline(**_ltx2_components(encoder_compresses_time=variant == "ltx2-condition"))
+
+
+def build_ltx2_stage_files(folder: Path) -> Path:
+    """What ltx2-two-stage takes from Lightricks/LTX-2 besides the pipeline, tiny: the latent
+    upsampler in latent_upsampler/ (the tiny LTX-2 VAE's 4 latent channels) and the stage-2
+    distilled LoRA file at the root (ltx-2-19b-distilled-lora-384.safetensors), made with peft
+    for the tiny transformer in diffusers' own LoRA format."""
+    from diffusers import LTX2Pipeline
+    from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    torch.manual_seed(0)
+    LTX2LatentUpsamplerModel(in_channels=4, mid_channels=32, num_blocks_per_stage=1).eval().save_pretrained(
+        folder / "latent_upsampler", safe_serialization=True)  # fmt: skip
+    transformer = _ltx2_components()["transformer"]
+    torch.manual_seed(1)
+    transformer.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "to_k"], init_lora_weights=False))
+    LTX2Pipeline.save_lora_weights(folder, transformer_lora_layers=get_peft_model_state_dict(transformer),
+                                   weight_name="ltx-2-19b-distilled-lora-384.safetensors")  # fmt: skip
+    return folder
 
 
 def _ltx2_i2v(variant: str | None):
@@ -681,6 +744,76 @@ def _hunyuanvideo(variant: str | None):
         text_encoder_2=text_encoder_2,
         tokenizer_2=tok2,
     )
+
+
+def _framepack_transformer():
+    """FramePack's transformer, sized like the tiny HunyuanVideo it runs with (its text and pooled
+    widths), with the history embedder and image projection of lllyasviel/FramePackI2V_HY's config."""
+    from diffusers import HunyuanVideoFramepackTransformer3DModel
+
+    torch.manual_seed(0)
+    return HunyuanVideoFramepackTransformer3DModel(
+        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=10, num_layers=1, num_single_layers=1,
+        num_refiner_layers=1, patch_size=2, patch_size_t=1, guidance_embeds=True, text_embed_dim=16, pooled_projection_dim=8,
+        rope_axes_dim=(2, 4, 4), has_image_proj=True, image_proj_dim=8, has_clean_x_embedder=True,
+    ).eval()  # fmt: skip
+
+
+def _siglip():
+    """A tiny SigLIP image encoder and its processor (lllyasviel/flux_redux_bfl's image_encoder, feature_extractor)."""
+    from transformers import SiglipImageProcessor, SiglipVisionConfig, SiglipVisionModel
+
+    torch.manual_seed(0)
+    config = SiglipVisionConfig(hidden_size=8, intermediate_size=16, num_attention_heads=2, num_hidden_layers=1, image_size=32, patch_size=8)
+    return SiglipVisionModel(config).eval(), SiglipImageProcessor(size={"height": 32, "width": 32})
+
+
+def _hunyuanvideo_framepack(variant: str | None):
+    from diffusers import HunyuanVideoFramepackPipeline
+
+    image_encoder, feature_extractor = _siglip()
+    components = dict(_hunyuanvideo(None).components, transformer=_framepack_transformer())
+    return HunyuanVideoFramepackPipeline(**components, image_encoder=image_encoder, feature_extractor=feature_extractor)
+
+
+def _hunyuanvideo_i2v(variant: str | None):
+    """HunyuanVideo-I2V as hunyuanvideo-community/HunyuanVideo-I2V is: a LLaVA text encoder that also
+    sees the image (576 image tokens: a CLIP vision tower of 336 px in 14 px patches), a 16-channel
+    transformer that replaces the first latent frame's tokens with the image's (token_replace) and
+    takes embedded guidance, and HunyuanVideo's CLIP text encoder, VAE and scheduler."""
+    from diffusers import HunyuanVideoImageToVideoPipeline, HunyuanVideoTransformer3DModel
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+    tok = _llama_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<image>"]})
+    vision = CLIPVisionConfig(hidden_size=8, intermediate_size=16, num_attention_heads=2, num_hidden_layers=2, image_size=336, patch_size=14, projection_dim=8)
+    text = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_attention_heads=2, num_key_value_heads=2, num_hidden_layers=3,
+                       bos_token_id=1, eos_token_id=2, pad_token_id=3)  # fmt: skip
+    torch.manual_seed(0)
+    text_encoder = LlavaForConditionalGeneration(LlavaConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
+                                                             pad_token_id=3, vision_feature_select_strategy="default", vision_feature_layer=-2)).eval()  # fmt: skip
+    torch.manual_seed(0)
+    transformer = HunyuanVideoTransformer3DModel(
+        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=10, num_layers=1, num_single_layers=1, num_refiner_layers=1,
+        patch_size=1, patch_size_t=1, guidance_embeds=True, text_embed_dim=16, pooled_projection_dim=8, rope_axes_dim=(2, 4, 4),
+        image_condition_type="token_replace",
+    ).eval()  # fmt: skip
+    components = dict(_hunyuanvideo(None).components, transformer=transformer, text_encoder=text_encoder, tokenizer=tok)
+    return HunyuanVideoImageToVideoPipeline(**components, image_processor=CLIPImageProcessor(crop_size={"height": 336, "width": 336}, size={"shortest_edge": 336}))
+
+
+def build_framepack_repositories(root: Path) -> dict[str, Path]:
+    """FramePack's three repositories, tiny, each laid out as the real one: hub id -> folder.
+    hunyuanvideo-community/HunyuanVideo is a full diffusers folder; lllyasviel/FramePackI2V_HY
+    holds the transformer's config.json and weights at its root; lllyasviel/flux_redux_bfl the
+    SigLIP encoder and processor in subfolders image_encoder/ and feature_extractor/."""
+    base = build_tiny_pipeline("HunyuanVideoPipeline", root / "HunyuanVideo")
+    _framepack_transformer().save_pretrained(root / "FramePackI2V_HY", safe_serialization=True)
+    image_encoder, feature_extractor = _siglip()
+    image_encoder.save_pretrained(root / "flux_redux_bfl" / "image_encoder", safe_serialization=True)
+    feature_extractor.save_pretrained(root / "flux_redux_bfl" / "feature_extractor")
+    return {"hunyuanvideo-community/HunyuanVideo": base, "lllyasviel/FramePackI2V_HY": root / "FramePackI2V_HY",
+            "lllyasviel/flux_redux_bfl": root / "flux_redux_bfl"}  # fmt: skip
 
 
 def _hunyuanvideo15(variant: str | None):
@@ -1189,6 +1322,8 @@ PIPELINE_CLASSES = {
     "SkyReelsV2DiffusionForcingVideoToVideoPipeline": partial(_skyreels_v2_df, video=True),
     "LTXPipeline": _ltx,
     "LTXImageToVideoPipeline": _ltx_i2v,
+    "LTXConditionPipeline": _ltx_condition,
+    "LTXI2VLongMultiPromptPipeline": _ltx_long_multi_prompt,
     "LTX2Pipeline": _ltx2,
     "LTX2ImageToVideoPipeline": _ltx2_i2v,
     "LTX2ConditionPipeline": _ltx2_condition,
@@ -1196,6 +1331,8 @@ PIPELINE_CLASSES = {
     "CogVideoXImageToVideoPipeline": partial(_cogvideox, i2v=True),
     "HunyuanVideoPipeline": _hunyuanvideo,
     "HunyuanVideo15Pipeline": _hunyuanvideo15,
+    "HunyuanVideoFramepackPipeline": _hunyuanvideo_framepack,
+    "HunyuanVideoImageToVideoPipeline": _hunyuanvideo_i2v,
     "MochiPipeline": _mochi,
     "StableVideoDiffusionPipeline": _svd,
     "Kandinsky5T2VPipeline": _kandinsky5,
@@ -1256,12 +1393,32 @@ REPOSITORY_LAYOUT = {
     # The few-step presets run the base repositories (Wan-AI/Wan2.2-*-A14B-Diffusers: two experts).
     "wan2.2-t2v-a14b-lightx2v": ("WanPipeline", "wan2.2-t2v-a14b"),
     "wan2.2-i2v-a14b-lightx2v": ("WanImageToVideoPipeline", "wan2.2-i2v-a14b"),
+    # FramePack's model is hunyuanvideo-community/HunyuanVideo; its [components] come from two
+    # other repositories (build_framepack_repositories lays out all three).
+    "framepack-i2v": ("HunyuanVideoPipeline", None),
 }
 
 
 def repository_layout(preset_name: str, pipeline_class_name: str) -> tuple[str, str | None]:
     """(class, variant) to save a tiny folder for ``preset_name`` as, like its real repository."""
     return REPOSITORY_LAYOUT.get(preset_name, (pipeline_class_name, variant_for_preset(preset_name)))
+
+
+def put_in_hub_cache(monkeypatch, root: Path, repositories: dict[str, Path]) -> Path:
+    """Each folder as its hub id's snapshot in a Hub cache under `root` (files linked, not
+    copied), as `vidgen pull` leaves a repository; huggingface_hub is pointed at that cache."""
+    import os
+    import shutil
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(root))
+    for repo, folder in repositories.items():
+        cached = root / f"models--{repo.replace('/', '--')}"
+        (cached / "refs").mkdir(parents=True, exist_ok=True)
+        (cached / "refs" / "main").write_text("c" * 40)
+        shutil.copytree(folder, cached / "snapshots" / ("c" * 40), copy_function=os.symlink, dirs_exist_ok=True)
+    return root
 
 
 def make_tiny_pipeline(pipeline_class_name: str, variant: str | None = None):

@@ -191,6 +191,12 @@ def component_sizes(folder: str | Path) -> dict[str, WeightSize]:
     return sizes
 
 
+def folder_size(folder: Path) -> WeightSize | None:
+    """The figures of one component's folder (a [components] repository or its subfolder), None without weights."""
+    files = _weight_files(folder) if folder.is_dir() else []
+    return _size_of(((key, info) for file in files for key, info in _safetensors_tensors(file).items()), files) if files else None
+
+
 def model_size(model: torch.nn.Module) -> WeightSize:
     """The same figures for a model built from its config (on the meta device: no weights)."""
     return _size_of(

@@ -25,7 +25,7 @@ from vidgen.client import run_generate
 from vidgen.errors import ExitCode, UsageError
 from vidgen.guard import guarded as _guarded  # an error: one line and its exit code
 from vidgen.options import BY_NAME, builtin_defaults, option_settings
-from vidgen.presets import DEFAULT_KEYS, TASK_FILTERS, list_presets, load_preset, resolve_model_location
+from vidgen.presets import DEFAULT_KEYS, TASK_FILTERS, Preset, list_presets, load_preset
 
 _GROUP_OPTIONS = {"--help", "-h", "--version"}
 
@@ -419,19 +419,19 @@ def pull(
             ui.info(f"downloading {preset}")
             ui.emit_result(str(resolve_checkpoint(preset)))
             return
-        from vidgen.hub import download_model  # here, not at the top: keeps `vidgen --help` light (huggingface_hub)
+        from vidgen.hub import download_preset, preset_repositories  # here, not at the top: keeps `vidgen --help` light (huggingface_hub)
 
-        revision = None
         try:
             chosen = load_preset(preset)
-            location, revision = chosen.model_location(), chosen.revision
         except UsageError:
             if "/" not in preset:
                 raise
-            location = resolve_model_location(preset)  # a hub id
-        at = f" (revision {revision})" if revision and not location.is_local else ""
-        ui.info(f"downloading {location.location}{at}" if not location.is_local else f"{location.location} is local")
-        ui.emit_result(download_model(location, revision))
+            chosen = Preset.for_model(preset)  # a hub id
+        for location, revision, _ in preset_repositories(chosen):  # its model and its [components]' repositories
+            at = f" (revision {revision})" if revision and not location.is_local else ""
+            ui.info(f"downloading {location.location}{at}" if not location.is_local else f"{location.location} is local")
+        for folder in download_preset(chosen):
+            ui.emit_result(folder)
 
     _guarded(debug, action)
 

@@ -63,6 +63,8 @@ def plan(prompt: str, *, preset: str | None, model: str | None, overrides: dict[
         "notes": [],
     }
     report["settings"]["loras"] = [f"{lora.source}:{lora.scale:g}" for lora in settings.loras]
+    if settings.components:  # the preset's [components]: where each comes from
+        report["settings"]["components"] = {spec.name: spec.where for spec in settings.components}
     hint = f"vidgen pull {chosen.name if chosen.source else location.location}"
     try:
         model_index = read_model_index(location, hint, settings.revision)
@@ -79,6 +81,14 @@ def plan(prompt: str, *, preset: str | None, model: str | None, overrides: dict[
     components = {}
     for name, size in checkpoints.component_sizes(folder).items():
         components[name] = _component(size, source=str(folder / name), item_bytes=item_bytes, method=mapping.get(name))
+    for spec in settings.components:  # from other repositories: their own folders' sizes, where on disk
+        root = Path(spec.location.location) if spec.location.is_local else cached_folder(spec.location, spec.revision)
+        size = checkpoints.folder_size(root / (spec.subfolder or "")) if root else None
+        components.pop(spec.name, None)
+        if size is None:
+            report["notes"].append(f"component {spec.name} ({spec.where}) is not on disk: its size is unknown until `{hint}`")
+            continue
+        components[spec.name] = _component(size, source=str(root / (spec.subfolder or "")), item_bytes=item_bytes, method=None)
     for name in SINGLE_FILE_COMPONENTS:
         spec = getattr(settings, name)
         if not spec:

@@ -28,6 +28,8 @@ MAX_AR_STEP = 1_000
 MAX_ADDNOISE = 60
 # Frames-like extras: snapped to the model's frame rule, like --frames.
 _FRAME_COUNTS = ("overlap_history", "base_num_frames")
+# Extras that are words: their choices (diffusers' FramepackSamplingType values).
+CHOICES = {"sampling_type": ("inverted_anti_drifting", "vanilla")}
 
 
 def _block_rule(rule, block: int):
@@ -54,10 +56,15 @@ def fit_extras(settings, rule, *, strict: bool) -> tuple[Any, list[str]]:
         kind = EXTRA_TYPES.get(name)
         if kind is None:
             problems.append(f"unknown extra {name!r} (known: {', '.join(EXTRA_TYPES)})")
+        elif kind is str:
+            if value not in CHOICES[name]:
+                problems.append(f"extra {name} must be one of {', '.join(CHOICES[name])}, got {value!r}")
         elif isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
             problems.append(f"extra {name} must be {'a whole number' if kind is int else 'a number'}, got {value!r}")
         elif not math.isfinite(value):
             problems.append(f"extra {name} must be a finite number, got {value}")
+    if settings.last_image and extras.get("sampling_type", "inverted_anti_drifting") != "inverted_anti_drifting":
+        problems.append(f"--last-image needs extra sampling_type=inverted_anti_drifting, not {extras['sampling_type']}")
     if problems:
         raise UsageError("; ".join(problems))
 
@@ -69,8 +76,9 @@ def fit_extras(settings, rule, *, strict: bool) -> tuple[Any, list[str]]:
     in_range("ar_step", 0, MAX_AR_STEP)
     in_range("addnoise_condition", 0, MAX_ADDNOISE, " (SkyReels-V2 recommends 20)")
     in_range("causal_block_size", 1, 1_000)
-    for name in _FRAME_COUNTS:
+    for name in (*_FRAME_COUNTS, "temporal_tile_size"):
         in_range(name, 1, 100_000)
+    in_range("temporal_overlap", 0, extras.get("temporal_tile_size", 100_000) - 1, " (fewer than temporal_tile_size)")
     if problems:
         raise UsageError("; ".join(problems))
 

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vidgen import acceleration, signals, ui
+from vidgen import acceleration, signals, stages, story, ui
+from vidgen.environment import PROCESS, Environment
 from vidgen.audio import Audio, audio_from_output, fit_to_video
 from vidgen.errors import GenerationError, Interrupted, UsageError, first_line
 from vidgen.extras import fit_extras, windows
@@ -37,13 +38,19 @@ def merge_settings(chosen: Preset, layers: list[dict[str, Any]], *, model: str |
     settings = build_settings(chosen, layers, model=model)
     validate(settings)
     rule, changes = fit_extras(settings, chosen.constraints, strict=strict)  # extras may change the frame rule
-    return settings, changes + snap_to_constraints(settings, rule, strict=strict)
+    changes += snap_to_constraints(settings, rule, strict=strict)
+    stages.plan(settings)  # a staged preset's stage sizes come out whole: refused before any weights load
+    return settings, changes
 
 
-def prepare_settings(prompt: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], strict: bool = False) -> tuple[GenerationSettings, Preset]:
-    """Merge, validate and snap; every bad input fails here, before any weights load."""
+def prepare_settings(prompt: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], strict: bool = False,
+                     env: Environment = PROCESS) -> tuple[GenerationSettings, Preset]:  # fmt: skip
+    """Merge, validate and snap; every bad input fails here, before any weights load. With
+    --story the prompt names a storyboard file (in `env`'s folder), read here."""
     chosen = choose_preset(preset, model)
+    prompt, overrides = story.expand(prompt, overrides, env)
     settings, changes = merge_settings(chosen, [{"prompt": prompt, **overrides}], model=model, strict=strict)
+    story.check_length(settings, chosen.constraints)
     for change in changes:
         ui.warn(change)
     if settings.seed is None:
@@ -96,6 +103,7 @@ ARGUMENT_ALIASES = {
     # Stable Video Diffusion: the guidance goes in as its ramp's top value, so it is not one
     # the pipeline "takes no" of (the warning in _call_arguments).
     "guidance_scale": "max_guidance_scale",
+    "image": "cond_image",  # LTXI2VLongMultiPromptPipeline (ltx-video-story): a storyboard's start image
 }
 
 
@@ -119,6 +127,26 @@ def pyramid_stages(pipe: Any) -> int:
         return stages
     default = inspect.signature(type(pipe).__call__).parameters[PYRAMID_STEPS].default
     return len(default) if isinstance(default, (list, tuple)) and default else 1
+
+
+# FramePack (HunyuanVideoFramepackPipeline) makes its video in sections of latent_window_size
+# latent frames each: it takes num_frames only to count sections (rounded up), and returns
+# sections x latent_window_size x the VAE's time compression + 1 frames (36k+1 with its
+# default window of 9). --frames is the video's own count (the preset's rule is 36k+1).
+FRAMEPACK_WINDOW = "latent_window_size"
+
+
+def framepack_sections(pipe: Any, frames: int, window: int) -> tuple[int, int]:
+    """(sections, the num_frames that makes the pipeline run that many) for `frames` output frames."""
+    temporal = getattr(pipe, "vae_scale_factor_temporal", 4)
+    sections = max(1, (frames - 1) // (window * temporal))
+    return sections, sections * ((window - 1) * temporal + 1)
+
+
+def _framepack_window(parameters: set[str], arguments: dict[str, Any], pipe: Any) -> int | None:
+    if FRAMEPACK_WINDOW not in parameters:
+        return None
+    return arguments.get(FRAMEPACK_WINDOW) or inspect.signature(type(pipe).__call__).parameters[FRAMEPACK_WINDOW].default
 
 
 def _takes_pyramid_steps(parameters: set[str]) -> bool:
@@ -200,6 +228,15 @@ class VideoGenerator:
             if name not in parameters:
                 raise UsageError(f"{self.loaded.class_name} takes no {name}; --extra {name} is for another preset's pipeline")
             arguments[name] = value
+        if "seed" in parameters:  # LTX's multi-prompt pipeline seeds each window from it (default 0: every run alike)
+            arguments["seed"] = seed
+        if settings.shots and "prompt_segments" in parameters:  # a storyboard: each window its shot's prompt
+            arguments["prompt_segments"] = story.segments(self.loaded.pipe, settings, arguments)
+        elif settings.shots:
+            raise UsageError(f"{self.loaded.class_name} takes one prompt; a storyboard (--story) needs a preset such as ltx-video-story")
+        window = _framepack_window(parameters, arguments, self.loaded.pipe)
+        if window and settings.frames:
+            arguments["num_frames"] = framepack_sections(self.loaded.pipe, settings.frames, window)[1]
         return arguments
 
     def _add_input_video(self, arguments: dict[str, Any], settings: GenerationSettings, video: np.ndarray, mask: np.ndarray | None) -> None:
@@ -238,12 +275,16 @@ class VideoGenerator:
         return self.generate_with_audio(settings, seed, image=image, video=video, mask=mask, progress=progress)[0]
 
     def generate_with_audio(self, settings: GenerationSettings, seed: int, *, image: Any = None, video: np.ndarray | None = None, mask: np.ndarray | None = None,
-                            progress: ui.Progress | None = None) -> tuple[np.ndarray, Audio | None]:  # fmt: skip
+                            progress: ui.Progress | None = None, last_image: Any = None) -> tuple[np.ndarray, Audio | None]:  # fmt: skip
         """One video as uint8 frames (T, H, W, 3), and the soundtrack the pipeline made
         with it (LTX-2), fitted to the frames' length; None for a silent model."""
         progress = progress or ui.Progress("", 0, visible=False)
         pipe = self.loaded.pipe
         arguments = self._call_arguments(settings, seed, image)
+        if last_image is not None:
+            if "last_image" not in self.loaded.call_parameters:
+                raise UsageError(f"{self.loaded.class_name} takes no last image; --last-image is for first-and-last-frame presets such as framepack-i2v")
+            arguments["last_image"] = last_image
         if video is not None:
             self._add_input_video(arguments, settings, video, mask)
         total_steps = settings.steps or 0
@@ -255,6 +296,10 @@ class VideoGenerator:
         expected_calls = total_steps * windows(settings)
         if PYRAMID_STEPS in arguments:  # the steps run once per resolution stage
             expected_calls *= len(arguments[PYRAMID_STEPS])
+        if window := _framepack_window(self.loaded.call_parameters, arguments, pipe):  # and FramePack's once per section
+            expected_calls *= framepack_sections(pipe, settings.frames or 1, window)[0]
+        if settings.stages:  # a staged preset: every stage's steps, the bar naming the stage
+            progress, expected_calls = stages.StageProgress(progress, ""), stages.denoising_steps(settings)
         calls = 0
 
         with _cancel_on_ctrl_c() as cancel:
@@ -272,6 +317,11 @@ class VideoGenerator:
 
             if "callback_on_step_end" in self.loaded.call_parameters:
                 arguments["callback_on_step_end"] = on_step_end
+                if "prompt_segments" in self.loaded.call_parameters:
+                    # LTXI2VLongMultiPromptPipeline (diffusers 0.42.1) hands the callback its unpacked `latents`
+                    # and takes them back as the packed ones, which breaks the next step: ask for no tensors
+                    # (vidgen reads none).
+                    arguments["callback_on_step_end_tensor_inputs"] = []
             denoiser = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
             hook = None
             if isinstance(denoiser, torch.nn.Module):
@@ -285,7 +335,10 @@ class VideoGenerator:
             progress.phase("encode")
             try:
                 with torch.inference_mode():
-                    output = pipe(**arguments)
+                    if settings.stages:
+                        output = stages.run(self.loaded, arguments, settings, progress, lambda stage_pipe, kwargs: stage_pipe(**kwargs))
+                    else:
+                        output = pipe(**arguments)
             except torch.OutOfMemoryError as error:
                 raise GenerationError(f"out of memory on {self.loaded.device}: try {self._memory_advice(settings)}, "
                                       "--vae-tiling, a smaller --size or fewer --frames") from error

@@ -31,7 +31,7 @@ from huggingface_hub.errors import (
 )
 
 from vidgen.errors import GenerationError, ModelNotAvailableError, UsageError, first_line
-from vidgen.presets import ModelLocation
+from vidgen.presets import ModelLocation, Preset
 
 FORMATS = {".gguf": "gguf", ".safetensors": "safetensors"}
 _HUB_FILE = re.compile(r"^([\w.-]+/[\w.-]+)/((?:[\w.-]+/)*[\w.-]+)$")  # org/name/sub/dir/file
@@ -249,10 +249,10 @@ def cached_folder(location: ModelLocation, revision: str | None = None) -> Path 
         return None
 
 
-def download_model(location: ModelLocation, revision: str | None = None) -> str:
+def download_model(location: ModelLocation, revision: str | None = None, subfolders: list[str] | None = None) -> str:
     """`vidgen pull`: fetch a hub model's safetensors and configs (at `revision`, a
-    branch, tag or commit, where the preset names one) into the HF cache; return the
-    folder it is in (a local model is already there)."""
+    branch, tag or commit, where the preset names one; only `subfolders` where given)
+    into the HF cache; return the folder it is in (a local model is already there)."""
     if location.is_local:
         return location.location
     model = location.location
@@ -260,8 +260,32 @@ def download_model(location: ModelLocation, revision: str | None = None) -> str:
         raise ModelNotAvailableError(f"cannot download {model}: HF_HUB_OFFLINE is set")
     if local_only():
         raise ModelNotAvailableError(f"cannot reach the Hugging Face Hub to download {model} (offline?)")
+    only = {"allow_patterns": [f"{folder}/*" for folder in subfolders]} if subfolders else {}
     try:
         with quiet_hub(), refusals(f"model {model}", revision):
-            return huggingface_hub.snapshot_download(model, ignore_patterns=NON_SAFETENSORS_WEIGHTS, **revision_argument(location, revision))
+            return huggingface_hub.snapshot_download(model, ignore_patterns=NON_SAFETENSORS_WEIGHTS, **only, **revision_argument(location, revision))
     except OSError as error:
         raise ModelNotAvailableError(f"cannot download {model}: {error}") from error
+
+
+def preset_repositories(preset: Preset) -> list[tuple[ModelLocation, str | None, list[str] | None]]:
+    """Every repository a preset names, once each: (location, revision, the subfolders it uses
+    or None for all): its model, then its [components] (FramePack: three repositories)."""
+    wanted: dict[tuple[str, str | None], tuple[ModelLocation, list[str] | None]] = {}
+    for location, revision, subfolder in [(preset.model_location(), preset.revision, None)] + [
+            (spec.location, spec.revision, spec.subfolder) for spec in preset.components.values()]:  # fmt: skip
+        key = (location.location, revision)
+        known = wanted.get(key)
+        folders = None if subfolder is None or (known and known[1] is None) else [*(known[1] if known else []), subfolder]
+        wanted[key] = (location, folders)
+    return [(location, revision, folders) for (_, revision), (location, folders) in wanted.items()]
+
+
+def download_preset(preset: Preset) -> list[str]:
+    """`vidgen pull PRESET`: every repository it names; offline, one line naming them all."""
+    repositories = preset_repositories(preset)
+    remote = [location.location for location, _, _ in repositories if not location.is_local]
+    if remote and (is_offline() or local_only()):
+        why = "HF_HUB_OFFLINE is set" if is_offline() else "cannot reach the Hugging Face Hub (offline?)"
+        raise ModelNotAvailableError(f"cannot download {', '.join(remote)}: {why}")
+    return [download_model(location, revision, folders) for location, revision, folders in repositories]

@@ -25,7 +25,8 @@ from huggingface_hub.errors import LocalEntryNotFoundError
 
 from vidgen.errors import UsageError, first_line
 from vidgen.hub import fetch_hub_file, local_only
-from vidgen.options import GenerationSettings
+from vidgen.options import GenerationSettings, LoraSpec
+from vidgen.stages import adapter_name
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 _HUB_FILE = re.compile(r"^([\w.-]+/[\w.-]+)/((?:[\w.-]+/)*[\w.-]+\.safetensors)$")  # org/name/sub/dir/file.safetensors
@@ -62,7 +63,11 @@ def _lora_misfit(error: BaseException) -> str | None:
 
 
 def apply_loras(pipe: Any, settings: GenerationSettings) -> None:
-    if not settings.loras:
+    """The run's LoRAs (the preset's [[lora]], then --lora) active, and the LoRAs of its
+    [[stages]] loaded too, each active only in its stage (vidgen.stages)."""
+    stage_loras = [(adapter_name(stage, index), LoraSpec(source, weight))
+                   for stage in settings.stages for index, (source, weight) in enumerate(stage.loras)]  # fmt: skip
+    if not settings.loras and not stage_loras:
         return
     class_name = type(pipe).__name__
     if not hasattr(pipe, "load_lora_weights"):
@@ -70,8 +75,7 @@ def apply_loras(pipe: Any, settings: GenerationSettings) -> None:
     if importlib.util.find_spec("peft") is None:
         raise UsageError("--lora needs the peft package: pip install peft")
     names = []
-    for index, lora in enumerate(settings.loras):
-        name = f"lora{index}"
+    for name, lora in [(f"lora{index}", lora) for index, lora in enumerate(settings.loras)] + stage_loras:
         location = _lora_location(lora.source)
         # The file's location, never a state dict read once: each load reads it afresh (see above).
         target = {"load_into_transformer_2": True} if lora.into == "transformer_2" else {}
@@ -96,4 +100,5 @@ def apply_loras(pipe: Any, settings: GenerationSettings) -> None:
         if not any(name in adapters for adapters in pipe.get_list_adapters().values()):
             raise UsageError(f"LoRA {lora.source} does not fit {class_name}: it has no layers for its components (a LoRA for another model family?)")
         names.append(name)
-    pipe.set_adapters(names, adapter_weights=[lora.scale for lora in settings.loras])
+    if settings.loras:  # a stage's own are switched on and off around its call (vidgen.stages)
+        pipe.set_adapters(names[: len(settings.loras)], adapter_weights=[lora.scale for lora in settings.loras])

@@ -169,10 +169,11 @@ _DENOISER_INPUTS = {
 
 
 def check_components_serve(model_index: dict[str, Any], location: ModelLocation, expected: str | None, preset: str,
-                           revision: str | None = None) -> None:
+                           revision: str | None = None, provided: set[str] = frozenset()) -> None:
     """Refuse, before any weights are read, a folder whose components cannot run the
     preset's class: a required component missing, an image-to-video folder under a
-    text-to-video preset, or a denoiser with the wrong number of input channels."""
+    text-to-video preset, or a denoiser with the wrong number of input channels. `provided`:
+    the components the preset takes from other repositories ([components])."""
     actual = model_index.get("_class_name")
     if expected is None or not isinstance(actual, str) or class_to_load(actual, expected) is None:
         return
@@ -190,7 +191,7 @@ def check_components_serve(model_index: dict[str, Any], location: ModelLocation,
         for name, parameter in signature.items()
         if name != "self" and parameter.default is inspect.Parameter.empty and name not in expected_class._optional_components
     ]
-    missing = [name for name in required if not (isinstance(model_index.get(name), list) and model_index[name][-1])]
+    missing = [name for name in required if name not in provided and not (isinstance(model_index.get(name), list) and model_index[name][-1])]
     if missing:
         raise UsageError(f"model {model} ({actual}) has no {', '.join(missing)}, which preset {preset}'s {expected} needs; {hint}")
     rule = _DENOISER_INPUTS.get(expected)

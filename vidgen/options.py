@@ -65,6 +65,9 @@ EXTRA_TYPES: dict[str, type] = {
     "ar_step": int,  # asynchronous mode: steps each block lags the one before (0: synchronous)
     "causal_block_size": int,  # asynchronous mode: latent frames denoised together
     "addnoise_condition": float,  # noise added to the overlap frames that condition a window
+    "sampling_type": str,  # FramePack: "inverted_anti_drifting" (the default; takes --last-image) or "vanilla"
+    "temporal_tile_size": int,  # LTX's multi-prompt pipeline (storyboards): frames in one window
+    "temporal_overlap": int,  # and the frames each window shares with the one before
 }
 
 NUMBER = (int, float)  # a type that keeps 16 as 16 and takes 7.5 too (fps)
@@ -98,6 +101,8 @@ def parse_extra(text: str) -> tuple[str, Any]:
         raise UsageError(f"unknown extra {name!r} (known: {', '.join(EXTRA_TYPES)})")
     kind = EXTRA_TYPES[name]
     value_text = value_text.strip()
+    if kind is str:  # a choice among words, checked by vidgen.extras
+        return name, value_text
     pattern = r"-?\d+" if kind is int else r"-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?"
     if not re.fullmatch(pattern, value_text):
         raise UsageError(f"--extra {name} must be {'a whole number' if kind is int else 'a number'}, got {value_text!r}")
@@ -180,6 +185,11 @@ SETTINGS: tuple[Setting, ...] = (
             minimum=1, maximum=MAX_NUM_VIDEOS, batch_help="Videos per line, with consecutive seeds."),
     Setting("image", str, "Start image for image-to-video presets (a reference image for wan2.1-vace-1.3b).", line=True,
             recipe=True, path=True, batch_help="Start image for image-to-video presets (a line's image wins)."),
+    Setting("last_image", str, "End image for first-and-last-frame presets: --preset framepack-i2v --image first.png "
+            "--last-image last.png", line=True, recipe=True, path=True),
+    Setting("story", bool, "PROMPT is a storyboard file: a shot a line, its length then its prompt ('4s a fox wakes up in its "
+            "den'); one video of their summed length. Example: vidgen shots.txt --story --preset ltx-video-story -o film.mp4",
+            commands=("generate",)),
     Setting("video", str, "Input video for video-to-video presets (its frame count, snapped, unless --frames is fewer).",
             commands=("generate",), line=True, recipe=True, path=True),
     Setting("strength", float, "Video-to-video: how far to move from the input video, above 0 to 1.", commands=("generate",),
@@ -282,6 +292,9 @@ _IDENTITY = [
     # on a CPU a preset's bf16/fp16 gives way to float32, an explicit choice does not.
     ("dtype_explicit", bool, field(default=False)),
     ("call_kwargs", dict, field(default_factory=dict)),  # the preset's [call] table, passed as is
+    ("components", tuple, field(default=())),  # the preset's [components] (presets.ComponentSpec): part of the loading key
+    ("shots", tuple, field(default=())),  # a storyboard's (seconds, prompt) per shot (vidgen.story)
+    ("stages", tuple, field(default=())),  # the preset's [[stages]] (tables.StageSpec): its pipeline calls, in order
 ]
 GenerationSettings = make_dataclass(
     "GenerationSettings",

@@ -21,6 +21,7 @@ import transformers
 from diffusers.hooks import apply_group_offloading
 
 from vidgen import acceleration, checkpoints, parallel, quantize, sampling, ui
+from vidgen import components as other_repositories
 from vidgen.checkpoints import dtype_keyword
 from vidgen.errors import GenerationError, ModelNotAvailableError, UsageError, first_line
 from vidgen.hub import component_config, config_folder, local_only, read_model_index, revision_argument
@@ -42,6 +43,8 @@ class LoadedPipeline:
     cache: str = "none"  # step cache installed on the denoiser
     compiled: bool = False  # repeated blocks compiled (regional compilation)
     parallel: str | None = None  # the denoiser's context parallelism as diffusers holds it (--parallel)
+    extra_components: dict[str, Any] = field(default_factory=dict)  # [components] of a stage's pipeline (the latent upsampler)
+    stage_pipelines: dict[str, Any] = field(default_factory=dict)  # class name -> a stage's pipeline, built once (vidgen.stages)
 
     def call_defaults(self) -> dict[str, Any]:
         """The pipeline's own defaults for the values an ad-hoc --model leaves open."""
@@ -191,8 +194,14 @@ def run_dtype(settings: GenerationSettings, device: str):
 SINGLE_FILE_COMPONENTS = ("transformer", "transformer_2")
 
 
-def _check_files_and_quantization(files: dict[str, str], quantization: dict[str, str], model_index: dict[str, Any]) -> None:
-    """Before loading: each file replaces a denoiser the model has, and is not also quantized."""
+def _check_files_and_quantization(files: dict[str, str], quantization: dict[str, str], model_index: dict[str, Any],
+                                  elsewhere: dict[str, Any] | None = None) -> None:  # fmt: skip
+    """Before loading: each file replaces a denoiser the model has, and is not also quantized;
+    a component of the preset's [components] is neither (it comes whole from its repository)."""
+    for name in sorted((set(files) | set(quantization)) & set(elsewhere or {})):
+        flag = f"--{name.replace('_', '-')}" if name in files else "--quantize"
+        raise UsageError(f"{flag} applies to {name}, which this preset loads whole from {elsewhere[name].where} ([components]); "
+                         "name other components, or use a preset of one repository")
     for name in files:
         if not (isinstance(model_index.get(name), list) and model_index[name][-1]):
             flag = "--" + name.replace("_", "-")
@@ -214,6 +223,9 @@ def check_parallel(settings: GenerationSettings, processes: int) -> None:
     """Everything about --parallel known before the weights are read: the degrees against
     the group, and the denoisers' classes, heads (from their configs) and device."""
     ulysses, ring = parallel.degrees(settings.parallel, processes)
+    if settings.stages or settings.components:
+        # Untried: stages at other sizes (whose tokens must divide too) and denoisers from other repositories.
+        raise UsageError(f"--parallel does not run presets with [[stages]] or [components] yet ({settings.preset})")
     location = resolve_model_location(settings.model)
     model_index = read_model_index(location, f"vidgen pull {location.location}", settings.revision)
     denoisers = {name: entry[1] for name in ("transformer", "transformer_2")
@@ -237,11 +249,13 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
     if location.is_local:  # a damaged folder: one line naming the file or component
         check_model_folder(Path(location.location), model_index)
     check_pipeline_class(str(class_name), settings.pipeline_class, location.location, settings.preset)
-    check_components_serve(model_index, location, settings.pipeline_class, settings.preset, settings.revision)
+    elsewhere = {spec.name: spec for spec in settings.components}  # the preset's [components]
+    check_components_serve(model_index, location, settings.pipeline_class, settings.preset, settings.revision, provided=set(elsewhere))
+    other_repositories.check_available(settings.components, pull_hint)
     load_name = class_to_load(str(class_name), settings.pipeline_class)
     quantization = quantize.resolve_components(quantize.parse_quantize(settings.quantize), model_index) if settings.quantize else {}
     files = {name: getattr(settings, name) for name in SINGLE_FILE_COMPONENTS if getattr(settings, name)}
-    _check_files_and_quantization(files, quantization, model_index)
+    _check_files_and_quantization(files, quantization, model_index, elsewhere)
 
     device = resolve_device(settings.device)
     dtype = run_dtype(settings, device)
@@ -250,6 +264,13 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
     quantize.check_runnable(quantization, device)  # before any weights are read
     components = {name: _single_file_component(name, spec, location, model_index, settings.revision, dtype)
                   for name, spec in files.items()}  # fmt: skip
+    classes = [settings.pipeline_class, *(stage.pipeline for stage in settings.stages if stage.pipeline)]
+    elsewhere_loaded = other_repositories.load_components(settings.components, classes, dtype)
+    # A [components] entry the pipeline's class does not take is for a stage's pipeline (the latent upsampler).
+    pipeline_for = getattr(diffusers, load_name or str(class_name), None)
+    takes = set(inspect.signature(pipeline_for.__init__).parameters) if pipeline_for else set(elsewhere_loaded)
+    extra = {name: component for name, component in elsewhere_loaded.items() if name not in takes}
+    components.update({name: component for name, component in elsewhere_loaded.items() if name in takes})
 
     pipeline_type = getattr(diffusers, load_name) if load_name else diffusers.DiffusionPipeline
     if components and pipeline_type is diffusers.DiffusionPipeline:
@@ -285,7 +306,10 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
         if "trust_remote_code" in str(error):
             raise UsageError(f"{location.location} needs its own code to run: pass --trust-remote-code if you trust it") from error
         raise GenerationError(f"cannot load {location.location}: {first_line(error)}") from error
-    return prepare_pipeline(pipe, settings, device=device, dtype=dtype, placed=straight_to_device)
+    loaded = prepare_pipeline(pipe, settings, device=device, dtype=dtype, placed=straight_to_device)
+    loaded.extra_components = {name: component.to(device) if isinstance(component, torch.nn.Module) else component
+                               for name, component in extra.items()}  # fmt: skip
+    return loaded
 
 
 def prepare_pipeline(pipe: Any, settings: GenerationSettings, *, device: str, dtype: Any, placed: bool = False) -> LoadedPipeline:

@@ -21,6 +21,7 @@ from typing import Any
 
 from vidgen.errors import UsageError
 from vidgen.options import EXTRA_TYPES, LoraSpec, preset_keys
+from vidgen.tables import StageSpec, check_table as _check_table, read_stages as _read_stages
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 BUILTIN_WEIGHTS_DIR = PACKAGE_DIR / "embedded" / "weights"
@@ -53,11 +54,17 @@ TOP_LEVEL_KEYS = {
     "call": dict,
     "extras": dict,  # checked pipeline parameters (vidgen.extras)
     "lora": list,  # [[lora]] tables: LoRA adapters the model always runs with (LORA_KEYS)
+    "components": dict,  # [components.NAME] tables: a component from another repository (COMPONENT_KEYS)
+    "stages": list,  # [[stages]] tables: pipeline calls in order, each taking the last one's latents (STAGE_KEYS)
 }
 # One [[lora]]: its file (a path, from the preset's folder if relative; a hub id; or REPO/FILENAME
 # on the hub), its weight, and the denoiser it goes into (absent: the pipeline's default, `transformer`).
 LORA_KEYS = {"source": str, "weight": float, "into": str}
 LORA_TARGETS = ("transformer", "transformer_2")
+# One [components.NAME]: the pipeline component NAME from another repository or folder than the
+# preset's model (FramePack's transformer and SigLIP image encoder), at its subfolder and revision;
+# its class is the pipeline's own annotation for NAME unless `class` names another.
+COMPONENT_KEYS = {"model": str, "subfolder": str, "revision": str, "class": str}
 # What [defaults] may set: the settings the table (vidgen.options) lets a preset set,
 # under their command-line names; [extras] takes the pipeline parameters of EXTRA_TYPES.
 DEFAULT_KEYS = preset_keys()
@@ -145,6 +152,25 @@ def resolve_model_location(spec: str, base_dir: Path | None = None) -> ModelLoca
     return ModelLocation("hub", spec, spec)
 
 
+@dataclass(frozen=True)
+class ComponentSpec:
+    """A pipeline component loaded from elsewhere than the preset's model ([components.NAME])."""
+
+    name: str  # the pipeline's component: transformer, image_encoder, ...
+    location: ModelLocation  # hub repository or folder (a relative path is from the preset's folder)
+    subfolder: str | None = None
+    revision: str | None = None  # of a hub repository
+    class_name: str | None = None  # None: the pipeline class's annotation for `name`
+
+    @property
+    def where(self) -> str:
+        """How messages name it: `lllyasviel/flux_redux_bfl (subfolder image_encoder)`."""
+        return self.location.location + (f" (subfolder {self.subfolder})" if self.subfolder else "")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"model": self.location.location, "subfolder": self.subfolder, "revision": self.revision, "class": self.class_name}
+
+
 # ---- presets ----
 
 
@@ -184,6 +210,8 @@ class Preset:
     call: dict[str, Any] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
     loras: list[LoraSpec] = field(default_factory=list)  # [[lora]]: before any --lora
+    components: dict[str, ComponentSpec] = field(default_factory=dict)  # [components.NAME]: from other repositories
+    stages: list[StageSpec] = field(default_factory=list)  # [[stages]]: empty for one pipeline call
     source: Path | None = None  # the TOML file; None for the ad-hoc preset of --model
 
     @property
@@ -223,6 +251,8 @@ class Preset:
             "call": dict(self.call),
             "extras": dict(self.extras),
             "loras": [{"source": lora.source, "weight": lora.scale, "into": lora.into} for lora in self.loras],
+            "components": {name: component.as_dict() for name, component in self.components.items()},
+            "stages": [stage.as_dict() for stage in self.stages],
             "source": str(self.source) if self.source else None,
         }
 
@@ -235,24 +265,6 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise UsageError(f"{path}: not valid TOML ({error})") from error
     except OSError as error:
         raise UsageError(f"cannot read {path}: {error.strerror}") from error
-
-
-def _check_table(path: Path, table_name: str, table: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
-    """Reject unknown keys and wrong types; ints are accepted where floats are due."""
-    where = f"{path}: [{table_name}]" if table_name else f"{path}:"
-    unknown = sorted(set(table) - set(schema))
-    if unknown:
-        raise UsageError(f"{where} unknown key(s) {', '.join(unknown)} (allowed: {', '.join(schema)})")
-    checked = {}
-    for key, value in table.items():
-        expected = schema[key]
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if isinstance(value, bool) and expected is not bool or not isinstance(value, expected):
-            type_name = "number" if isinstance(expected, tuple) else expected.__name__
-            raise UsageError(f"{where} {key} must be {type_name}, got {value!r}")
-        checked[key] = value
-    return checked
 
 
 def _read_sigmas(path: Path, defaults: dict[str, Any]) -> None:
@@ -285,6 +297,20 @@ def _read_loras(path: Path, tables: list[Any]) -> list[LoraSpec]:
             source = str(local.resolve())
         loras.append(LoraSpec(source, entry.get("weight", 1.0), into))
     return loras
+
+
+def _read_components(path: Path, tables: dict[str, Any]) -> dict[str, ComponentSpec]:
+    """[components.NAME] tables, checked like every preset key."""
+    components = {}
+    for name, table in tables.items():
+        if not isinstance(table, dict):
+            raise UsageError(f"{path}: components.{name} must be a table (model, subfolder, revision, class), got {table!r}")
+        entry = _check_table(path, f"components.{name}", table, COMPONENT_KEYS)
+        if "model" not in entry:
+            raise UsageError(f"{path}: [components.{name}] missing key model")
+        location = resolve_model_location(entry["model"], path.parent)
+        components[name] = ComponentSpec(name, location, entry.get("subfolder"), entry.get("revision"), entry.get("class"))
+    return components
 
 
 def read_preset(path: Path) -> Preset:
@@ -322,6 +348,8 @@ def read_preset(path: Path) -> Preset:
         call=dict(data.get("call", {})),
         extras=extras,
         loras=_read_loras(path, data.get("lora", [])),
+        components=_read_components(path, data.get("components", {})),
+        stages=_read_stages(path, data.get("stages", [])),
         source=path,
     )
 

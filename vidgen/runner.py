@@ -21,7 +21,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from vidgen import __version__, ui
+from vidgen import __version__, stages, story, ui
 from vidgen.acceleration import should_compile
 from vidgen.audio import CODECS, Audio
 from vidgen.errors import UsageError
@@ -63,6 +63,8 @@ class LoadingKey(NamedTuple):
     dtype_explicit: bool = False
     device: str = "cpu"
     values: tuple = ()
+    components: tuple = ()  # the preset's [components] (presets.ComponentSpec, hashable)
+    stages: tuple = ()  # the preset's [[stages]] (tables.StageSpec): their LoRAs are loaded with the pipeline
 
     def value(self, name: str) -> Any:
         return dict(self.values).get(name)
@@ -91,7 +93,8 @@ def loading_key(settings: GenerationSettings) -> LoadingKey:
     values = tuple((setting.name, _hashable(resolved.get(setting.name, getattr(settings, setting.name))))
                    for setting in SETTINGS if setting.loads)  # fmt: skip
     return LoadingKey(resolve_model_location(settings.model).location, settings.revision, settings.pipeline_class,
-                      settings.dtype_explicit, device, values)  # fmt: skip
+                      settings.dtype_explicit, device, values, tuple(settings.components),
+                      tuple(settings.stages))  # fmt: skip
 
 
 @dataclass
@@ -279,6 +282,12 @@ def build_recipe(settings: GenerationSettings, seed: int, frames: np.ndarray) ->
             recipe[setting.name] = getattr(settings, setting.name)
     recipe.update(seed=seed, width=width, height=height, frames=count, call=settings.call_kwargs)
     recipe["loras"] = [{"source": lora.source, "scale": lora.scale, **({"into": lora.into} if lora.into else {})} for lora in settings.loras]
+    if settings.components:  # a composite preset: where each component came from
+        recipe["components"] = {spec.name: spec.as_dict() for spec in settings.components}
+    if settings.shots:  # a storyboard: each shot's length, prompt and frames
+        recipe["story"] = story.record(settings)
+    if settings.stages:  # a staged preset: each call's own size, steps, guidance and arguments
+        recipe["stages"] = stages.plan(settings)
     return recipe
 
 
@@ -292,12 +301,12 @@ def audio_record(audio: Audio | None, fmt: str) -> dict[str, Any] | bool:
 
 def render(generator, settings: GenerationSettings, seed: int, *, path: Path | None, image: Any = None, video: np.ndarray | None = None,
            mask: np.ndarray | None = None, progress: ui.Progress | None = None, overwrite: bool = False,
-           write: bool = True) -> tuple[dict[str, Any], bytes | None]:  # fmt: skip
+           last_image: Any = None, write: bool = True) -> tuple[dict[str, Any], bytes | None]:  # fmt: skip
     """Generate one video and write it to `path` atomically (None: return the MP4 bytes).
     Returns (recipe, bytes or None). `write=False`: generate only (a process of a
     `--parallel` group other than the first, which writes)."""
     progress = progress or ui.Progress("", 0, visible=False)
-    frames, audio = generator.generate_with_audio(settings, seed, image=image, video=video, mask=mask, progress=progress)
+    frames, audio = generator.generate_with_audio(settings, seed, image=image, video=video, mask=mask, progress=progress, last_image=last_image)
     audio = audio if settings.audio else None  # --no-audio
     if ui.remote_cancelled():  # the server's client went away during the last step
         raise ui.remote_interruption("interrupted; nothing was written")

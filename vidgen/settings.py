@@ -105,6 +105,8 @@ def build_settings(preset: Preset, layers: list[dict[str, Any]], *, model: str |
         takes_mask=preset.mask,
         takes_reference_image=preset.reference_image,
         call_kwargs=dict(preset.call),
+        components=tuple(preset.components.values()),
+        stages=tuple(preset.stages),
         dtype_explicit=dtype_explicit,
         **{key: value for key, value in merged.items() if key in known - _LAYER_ONLY_KEYS - {"extras"}},
         extras=extras,
@@ -149,8 +151,10 @@ def validate(settings: GenerationSettings) -> None:
         problems.append(f"unknown device {settings.device!r} (use auto, cpu, cuda, cuda:N, mps or xpu)")
     if settings.task == "image-to-video" and not settings.image:
         problems.append(f"preset {settings.preset} is image-to-video: pass --image PATH")
-    if settings.task != "image-to-video" and settings.image and settings.pipeline_class and not settings.takes_reference_image:
+    if settings.task != "image-to-video" and settings.image and settings.pipeline_class and not settings.takes_reference_image and not settings.shots:  # a storyboard may start from an image
         problems.append(f"preset {settings.preset} is {settings.task} and takes no --image")
+    if settings.last_image and not settings.image:
+        problems.append("--last-image needs --image: the video goes from the first image to the last")
     if settings.task == "video-to-video" and not settings.video:
         problems.append(f"preset {settings.preset} is video-to-video: pass --video PATH")
     if settings.task != "video-to-video" and settings.video and settings.pipeline_class:

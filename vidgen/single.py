@@ -67,6 +67,7 @@ def _check_wavs_beside(paths: list[Path | None], *, overwrite: bool) -> None:
         if path is not None and output_format(path) in ("gif", "png") and wav_beside(path).exists() and not overwrite:
             raise UsageError(f"{wav_beside(path)} already exists (pass --overwrite to replace it)")
 
+
 @dataclass
 class _Planned:
     """What every process of the group knows before loading."""
@@ -75,13 +76,14 @@ class _Planned:
     chosen: Any
     paths: list[Path | None]
     image: Any
+    last_image: Any
     video: Any
     mask: Any
 
 
 def _plan(prompt: str, *, preset, model, overrides, options: OutputOptions, strict: bool, env: Environment, group: Processes) -> _Planned:
     """Settings, outputs and inputs, all checked before anything is loaded."""
-    settings, chosen = prepare_settings(prompt, preset=preset, model=model, overrides=overrides, strict=strict)
+    settings, chosen = prepare_settings(prompt, preset=preset, model=model, overrides=overrides, strict=strict, env=env)
     if parallel.check_group(settings.parallel, group.count) is not None:
         settings.seed = group.share(settings.seed)  # a drawn seed: the first process's, in every one
         if group.device and settings.device == "auto":
@@ -91,6 +93,7 @@ def _plan(prompt: str, *, preset, model, overrides, options: OutputOptions, stri
     if chosen.audio and settings.audio:
         _check_wavs_beside(paths, overwrite=options.overwrite)
     image = load_conditioning_image(settings.image, env) if settings.image else None
+    last_image = load_conditioning_image(settings.last_image, env) if settings.last_image else None
     video = load_input_video(settings.video, env) if settings.video else None
     mask = load_input_mask(settings.mask, env) if settings.mask else None  # validate() made sure of a video
     if video is not None:
@@ -98,7 +101,7 @@ def _plan(prompt: str, *, preset, model, overrides, options: OutputOptions, stri
             ui.warn(change)
     if mask is not None:
         mask = fit_mask(mask, settings.mask, settings.input_frames)
-    return _Planned(settings, chosen, paths, image, video, mask)
+    return _Planned(settings, chosen, paths, image, last_image, video, mask)
 
 
 def run(prompt: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], options: OutputOptions, strict: bool = False,
@@ -139,7 +142,7 @@ def run(prompt: str, *, preset: str | None, model: str | None, overrides: dict[s
         label = f"video {index + 1}/{len(paths)}" if len(paths) > 1 else "video"
         with ui.progress(label, settings.steps or 0) as bar:
             recipe, data = render(generator, settings, seed, path=path, image=planned.image, video=planned.video, mask=planned.mask,
-                                  progress=bar, overwrite=options.overwrite, write=group.is_main)  # fmt: skip
+                                  progress=bar, overwrite=options.overwrite, last_image=planned.last_image, write=group.is_main)  # fmt: skip
         if not group.is_main:
             continue  # the first process writes and reports
         if recipe["audio"] and path is not None and output_format(path) in ("gif", "png"):

@@ -139,8 +139,9 @@ class _Runner:
         try:
             target = inside(self.out_dir, job.output)  # again: the folder may have changed
             target.parent.mkdir(parents=True, exist_ok=True)
-            if settings.image and settings.image not in self.images:
-                self.images[settings.image] = load_conditioning_image(settings.image, self.env)
+            for named in (settings.image, settings.last_image):
+                if named and named not in self.images:
+                    self.images[named] = load_conditioning_image(named, self.env)
             image = self.images.get(settings.image) if settings.image else None
             video = None
             if settings.video:
@@ -156,7 +157,7 @@ class _Runner:
                 # Overwriting is decided before the run (--resume, --overwrite); the
                 # temp-then-rename in write_video keeps a killed run from truncating.
                 recipe, _ = render(self.generator, settings, job.seed, path=target, image=image, video=video, progress=bar, overwrite=True,
-                                   write=self.speaks)  # fmt: skip
+                                   last_image=self.images.get(settings.last_image), write=self.speaks)  # fmt: skip
         except VidgenError as error:
             if error.exit_code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
                 raise  # Ctrl-C or a second SIGTERM stops the batch; --resume makes this video later
