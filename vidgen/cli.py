@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -36,6 +37,7 @@ class _DefaultToGenerate(TyperGroup):
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in _GROUP_OPTIONS:
             args = ["generate", *args]
+        args = [a if a != "--ray" or (i + 1 < len(args) and re.match(r"auto$|local$|ray://|[\w.-]+:\d+$", args[i + 1])) else "--ray=local" for i, a in enumerate(args)]  # Typer has no optional value: a bare --ray is a local Ray
         ctx.meta["vidgen.args"] = list(args)  # `batch --processes` runs the same command line in each process
         return super().parse_args(ctx, args)
 
@@ -71,7 +73,8 @@ _BATCH_EXAMPLES = """Examples:
   vidgen batch prompts.txt -O clips --seed 7
   vidgen batch prompts.jsonl -O clips --json | jq -r .path
   cat prompts.txt | vidgen batch - -O clips --resume
-  vidgen batch prompts.txt -O clips --processes 4"""
+  vidgen batch prompts.txt -O clips --processes 4
+  vidgen batch prompts.txt -O /shared/clips --ray ray://head:10001"""
 
 app = typer.Typer(
     cls=_DefaultToGenerate,
@@ -243,6 +246,7 @@ def batch(
     strict: StrictOption = False,
     threads: ThreadsOption = None,
     processes: Annotated[Optional[int], typer.Option("--processes", help="Run the batch in N processes on this machine (one per GPU; without GPUs, CPU processes), started through accelerate; exits with the worst of their codes.", show_default=False)] = None,
+    ray: Annotated[Optional[str], typer.Option("--ray", metavar="[ADDRESS]", help="Run the batch on Ray (pip install 'vidgen[ray]'): a local Ray, or the cluster at ADDRESS (auto, HOST:PORT, ray://HOST:10001); one worker per GPU, --processes N workers; -O must be a folder every node shares.", show_default=False)] = None,
     no_server: NoServerOption = False,
     debug: DebugOption = False,
     **settings: Any,
@@ -252,6 +256,9 @@ def batch(
 
     def action() -> int:
         overrides = _overrides(settings, fast=fast)
+        if ray is not None:
+            from vidgen.batch.cluster import run_on_ray  # here, not at the top: Ray is an extra, and the batch's modules load torch
+            return run_on_ray(ray, prompts_file, out_dir, preset=preset, model=model, overrides=overrides, workers=processes, strict=strict, resume=resume, overwrite=overwrite, as_json=as_json, debug=debug, threads=threads)
         if processes is not None and processes != 1:
             from vidgen.batch.launch import run_in_processes  # here, not at the top: keeps `vidgen --help` light (the batch's modules load torch)
 
