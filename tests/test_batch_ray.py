@@ -7,6 +7,7 @@ Run alone with `pytest -m ray`; skipped where Ray is not installed (`vidgen[ray]
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -124,7 +125,13 @@ def _kill_a_worker_mid_video(out: Path, killed: list[int], stop: threading.Event
 
 
 @pytest.mark.ray
-def test_a_worker_killed_mid_batch_the_batch_still_makes_every_video_as_a_plain_batch_does(ray_batch, plain_batch):
+def test_a_worker_killed_mid_batch_the_batch_still_makes_every_video_as_a_plain_batch_does(ray_batch, plain_batch, monkeypatch):
+    from rich.console import Console
+
+    from vidgen import ui
+
+    screen = io.StringIO()  # stderr as a terminal: the driver's one bar
+    monkeypatch.setattr(ui, "_stderr", Console(file=screen, force_terminal=True, width=120, highlight=False))
     out, killed, stop = Path("out").resolve(), [], threading.Event()
     killer = threading.Thread(target=_kill_a_worker_mid_video, args=(out, killed, stop))
     killer.start()
@@ -134,13 +141,14 @@ def test_a_worker_killed_mid_batch_the_batch_still_makes_every_video_as_a_plain_
         stop.set()
         killer.join()
 
-    assert result.exit_code == 0, result.stderr[-3000:]
+    assert result.exit_code == 0, screen.getvalue()[-3000:]
     assert killed, "no video was made"
     done = _check_whole(out, plain_batch)
     assert len({record["worker"] for record in done}) >= 2  # two workers shared the videos
     retried = [record for record in done if record["try"] == 2]
     assert retried and all(record["worker"] != f"{retried[0]['worker'].split('/')[0]}/{killed[0]}" for record in retried)  # made again, by a new process
-    assert "8 videos done" in result.stderr and f"ray: {len(retried)} video" in result.stderr
+    assert "8 videos done" in screen.getvalue() and f"ray: {len(retried)} video" in screen.getvalue()
+    assert f"8 done, 0 failed, {len(retried)} retried" in screen.getvalue()  # the bar's last state
     assert not (out / LOCK_NAME).exists()
     assert sorted(json.loads(line)["output"] for line in result.stdout.splitlines()) == sorted(plain_batch)  # stdout: the records only
 

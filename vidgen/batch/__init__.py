@@ -22,7 +22,9 @@ splits the work only at step 4, so they all agree on the plan without talking:
 5. the main process waits for the others, reads this run's records and reports.
 
 Modules: plan (steps 1-2), folder (step 3: manifest, lock, temp files, resume),
-processes (accelerate's processes and their barriers), run (the whole run and report).
+processes (accelerate's processes and their barriers), run (the whole run and report),
+launch (`--processes N`), cluster (`--ray`: step 4 as a Ray Data job, the driver writing the
+manifest).
 """
 
 from vidgen.batch.folder import LOCK_NAME, MANIFEST_NAME, file_sha256

@@ -107,8 +107,8 @@ class _VideoWorker:
             return {"fatal": self.problem, "code": int(ExitCode.USAGE)}
         attempt = ray.get(self.tries.start.remote(job.key))
         if attempt > MAX_TRIES:
-            died = MAX_TRIES if MAX_TRIES != 1 else "once"
-            record = self.maker.build_record(job, "failed", error=f"its worker died {died} times while making it (killed, out of memory, or its node lost)")
+            died = f"{MAX_TRIES} times" if MAX_TRIES != 1 else "once"
+            record = self.maker.build_record(job, "failed", error=f"its worker died {died} while making it (killed, out of memory, or its node lost)")
         else:
             self.maker.made = None
             try:
