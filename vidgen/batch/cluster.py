@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import secrets
+import socket
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -124,13 +125,27 @@ def _connect(address: str, debug: bool) -> None:
     quiet = logging.DEBUG if debug else logging.ERROR  # Ray's notes (a local instance started, its token) are not vidgen's
     if not debug:  # nor its core's log lines on stderr (retries while it connects; they stay in Ray's log files)
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    host, _, port = address.rpartition(":")
+    if host and port.isdigit() and "://" not in address:  # a GCS address: ray.init retries a closed port for many minutes
+        try:
+            socket.create_connection((host, int(port)), timeout=10).close()
+        except OSError as error:
+            raise UsageError(f"cannot reach a Ray cluster at {address}: {error.strerror or error}") from None
+    saved = os.dup(2)
     try:
+        if not debug:  # Ray's core says "Set ray log level ..." on fd 2 as it starts, whatever the level
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
         if address == LOCAL:
             ray.init(include_dashboard=False, logging_level=quiet, log_to_driver=debug)
         else:
             ray.init(address=address, logging_level=quiet, log_to_driver=debug)
     except (ConnectionError, ValueError, RuntimeError) as error:
         raise UsageError(f"cannot reach a Ray cluster at {address}: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # vidgen's own bar: videos done, failed and retried
     context.print_on_execution_start = False
