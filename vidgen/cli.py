@@ -246,7 +246,7 @@ def batch(
     strict: StrictOption = False,
     threads: ThreadsOption = None,
     processes: Annotated[Optional[int], typer.Option("--processes", help="Run the batch in N processes on this machine (one per GPU; without GPUs, CPU processes), started through accelerate; exits with the worst of their codes.", show_default=False)] = None,
-    ray: Annotated[Optional[str], typer.Option("--ray", metavar="[ADDRESS]", help="Run the batch on Ray (pip install 'vidgen[ray]'): a local Ray, or the cluster at ADDRESS (auto, HOST:PORT, ray://HOST:10001); one worker per GPU, --processes N workers; -O must be a folder every node shares.", show_default=False)] = None,
+    ray: Annotated[Optional[str], typer.Option("--ray", metavar="[ADDRESS]", help="Run the batch on Ray (pip install 'vidgen\\[ray]'): a local Ray, or the cluster at ADDRESS (auto, HOST:PORT, ray://HOST:10001); one worker per GPU, --processes N workers; -O must be a folder every node shares.", show_default=False)] = None,
     no_server: NoServerOption = False,
     debug: DebugOption = False,
     **settings: Any,
