@@ -18,7 +18,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 from typer.core import TyperGroup
 
-from vidgen import __version__, ui
+from vidgen import __version__, argv, ui
 from vidgen.acceleration import FAST_CACHE, apply_threads
 from vidgen.client import run_batch as run_on_server
 from vidgen.client import run_generate
@@ -27,16 +27,12 @@ from vidgen.guard import guarded as _guarded  # an error: one line and its exit 
 from vidgen.options import BY_NAME, builtin_defaults, option_settings
 from vidgen.presets import DEFAULT_KEYS, TASK_FILTERS, Preset, list_presets, load_preset
 
-_GROUP_OPTIONS = {"--help", "-h", "--version"}
-
-
 class _DefaultToGenerate(TyperGroup):
     """Routes `vidgen PROMPT ...` to `vidgen generate PROMPT ...`, and turns every error
     (Click's usage errors included) into one `Error: ...` line and an exit code."""
 
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in _GROUP_OPTIONS:
-            args = ["generate", *args]
+        args = argv.rewrite(args, self.commands)  # PROMPT -> generate PROMPT; a bare --ray -> --ray=local
         ctx.meta["vidgen.args"] = list(args)  # `batch --processes` runs the same command line in each process
         return super().parse_args(ctx, args)
 
@@ -73,7 +69,8 @@ _BATCH_EXAMPLES = """Examples:
   vidgen batch prompts.jsonl -O clips --json | jq -r .path
   cat prompts.txt | vidgen batch - -O clips --resume
   vidgen batch prompts.txt -O clips --processes 4
-  vidgen batch prompts.txt -O clips --no-gallery   # no clips/index.html"""
+  vidgen batch prompts.txt -O clips --no-gallery   # no clips/index.html
+  vidgen batch prompts.txt -O /shared/clips --ray ray://head:10001"""
 
 app = typer.Typer(
     cls=_DefaultToGenerate,
@@ -228,6 +225,7 @@ def batch(
     strict: StrictOption = False,
     threads: ThreadsOption = None,
     processes: Annotated[Optional[int], typer.Option("--processes", help="Run the batch in N processes on this machine (one per GPU; without GPUs, CPU processes), started through accelerate; exits with the worst of their codes.", show_default=False)] = None,
+    ray: Annotated[Optional[str], typer.Option("--ray", metavar="[ADDRESS]", help="Run the batch on Ray (pip install 'vidgen\\[ray]'): a local Ray, or the cluster at ADDRESS (auto, HOST:PORT, ray://HOST:10001); one worker per GPU, --processes N workers; -O must be a folder every node shares.", show_default=False)] = None,
     no_server: NoServerOption = False,
     debug: DebugOption = False,
     **settings: Any,
@@ -237,6 +235,9 @@ def batch(
 
     def action() -> int:
         overrides = _overrides(settings, fast=fast)
+        if ray is not None:
+            from vidgen.batch.cluster import run_on_ray  # here, not at the top: Ray is an extra, and the batch's modules load torch
+            return run_on_ray(ray, prompts_file, out_dir, preset=preset, model=model, overrides=overrides, workers=processes, strict=strict, resume=resume, overwrite=overwrite, as_json=as_json, debug=debug, threads=threads)
         if processes is not None and processes != 1:
             from vidgen.batch.launch import run_in_processes  # here, not at the top: keeps `vidgen --help` light (the batch's modules load torch)
 

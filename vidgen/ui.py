@@ -28,6 +28,7 @@ from vidgen.errors import SECOND_SIGTERM, ExitCode, Interrupted
 # the streams capture it too.
 _stderr = Console(stderr=True, highlight=False)
 _quiet = False
+_results = None  # stdout while others_output_to_stderr holds sys.stdout
 
 # A job run for a `vidgen serve` client: everything the job would print goes to the
 # client as events instead (vidgen.client replays them through this module), on the
@@ -148,13 +149,32 @@ def emit_result(text: str) -> None:
     if _sink() is not None:
         _sink().send({"event": "result", "text": text})
         return
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    stream = _results or sys.stdout
+    stream.write(text + "\n")
+    stream.flush()
 
 
 def emit_json(obj: Any) -> None:
     """One JSON object per line (JSON Lines), so scripts can stream results."""
     emit_result(json.dumps(obj, ensure_ascii=False))
+
+
+@contextmanager
+def others_output_to_stderr() -> Iterator[None]:
+    """While a library that prints runs (Ray's driver prints its raylet's notes, "a worker
+    died ...", on stdout, some at shutdown): what anything but emit_result writes to stdout
+    goes to stderr, so stdout keeps vidgen's results only (--json). On a terminal, where rich
+    shows results above the progress bar, nothing changes."""
+    global _results
+    if stdout_is_terminal():
+        yield
+        return
+    real, _results = sys.stdout, sys.stdout
+    sys.stdout = sys.stderr
+    try:
+        yield
+    finally:
+        sys.stdout, _results = real, None
 
 
 def emit_bytes(data: bytes) -> None:
@@ -325,6 +345,11 @@ class BatchProgress:
             self._sink.send({"event": "batch_advance"})
         if self._bar is not None:
             self._bar.advance(self._task)
+
+    def describe(self, text: str) -> None:
+        """The overall row's label (a Ray batch: `videos: 5 done, 1 failed, 2 retried`)."""
+        if self._bar is not None:
+            self._bar.update(self._task, description=text)
 
 
 @contextmanager

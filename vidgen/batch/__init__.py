@@ -23,9 +23,10 @@ splits the work only at step 4, so they all agree on the plan without talking:
 6. and writes DIR/index.html, the gallery page of the whole manifest (not with --no-gallery).
 
 Modules: plan (steps 1-2), folder (step 3: manifest, lock, temp files, resume),
-run (the whole run and report), launch (`--processes N`), gallery (step 6, and
-`vidgen gallery DIR`); vidgen.processes holds the processes' places and their barriers
-(also `vidgen generate --parallel`'s).
+run (the whole run and report), launch (`--processes N`), cluster (`--ray`: step 4 as a
+Ray Data job, the driver writing the manifest), gallery (step 6, and `vidgen gallery DIR`);
+vidgen.processes holds the processes' places and their barriers (also `vidgen generate
+--parallel`'s).
 """
 
 from vidgen.batch.folder import LOCK_NAME, MANIFEST_NAME, file_sha256

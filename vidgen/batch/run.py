@@ -46,6 +46,23 @@ def _stop_on_sigterm() -> signals.StopRequest:
     return signals.after_current_video(second=_terminated_now)
 
 
+def publish(record: dict[str, Any], manifest: Manifest, out_dir: Path, *, as_json: bool) -> None:
+    """A video's record into the manifest, then its path or JSON on stdout (a failure: a warning)."""
+    # A record that cannot be written (disk full, DIR removed) stops the batch: going
+    # on would make videos that no manifest knows of.
+    manifest.append(record)
+    if record["status"] == "done":
+        path = str(out_dir / record["output"])
+        if as_json:
+            ui.emit_json({"path": path, **record})
+        else:
+            ui.emit_result(path)
+    else:
+        if as_json:
+            ui.emit_json({"path": None, **record})
+        ui.warn(f"line {record['line']}" + (f" video {record['video']}" if record["output"] else "") + f" failed: {record['error']}")
+
+
 @dataclass
 class _Runner:
     """Generates this process's share, one manifest record per video."""
@@ -72,10 +89,15 @@ class _Runner:
         `--parallel` group only the first, for the group."""
         return self.processes.is_main or not self.flags.get("parallel")
 
-    def record(self, job: Job, status: str, *, settings: dict[str, Any] | None = None, sha256: str | None = None, seconds: float = 0.0, error: str | None = None) -> dict[str, Any] | None:
+    def record(self, job: Job, status: str, **fields: Any) -> dict[str, Any] | None:
         if not self.speaks:
             return None
-        record = {
+        record = self.build_record(job, status, **fields)
+        publish(record, self.manifest, self.out_dir, as_json=self.as_json)
+        return record
+
+    def build_record(self, job: Job, status: str, *, settings: dict[str, Any] | None = None, sha256: str | None = None, seconds: float = 0.0, error: str | None = None) -> dict[str, Any]:
+        return {
             "line": job.line,
             "video": job.video,
             "prompt": job.prompt,
@@ -89,20 +111,6 @@ class _Runner:
             "process": self.processes.index,
             "finished_at": _now(),
         }
-        # A record that cannot be written (disk full, DIR removed) stops the batch: going
-        # on would make videos that no manifest knows of.
-        self.manifest.append(record)
-        if status == "done":
-            path = str(self.out_dir / job.output)
-            if self.as_json:
-                ui.emit_json({"path": path, **record})
-            else:
-                ui.emit_result(path)
-        else:
-            if self.as_json:
-                ui.emit_json({"path": None, **record})
-            ui.warn(f"line {job.line}" + (f" video {job.video}" if job.output else "") + f" failed: {error}")
-        return record
 
     def check_folder(self) -> None:
         """DIR must still be the folder the batch started in: writing on into a new one
