@@ -421,5 +421,6 @@ def test_under_accelerate_a_locked_folder_stops_every_process(tiny_wan_dir):
         os.close(holder)
 
     assert result.returncode != 0  # accelerate reports any failure as 1 (docs/reliability.md)
-    assert result.stderr.count("Error: another vidgen batch is writing to out") == 2, result.stderr[-3000:]
+    # once: the process that met it says it, the other ends with its code in silence (Processes.agree one_voice)
+    assert result.stderr.count("Error: another vidgen batch is writing to out") == 1, result.stderr[-3000:]
     assert files_in(out) == [LOCK_NAME]
