@@ -36,6 +36,24 @@ def gallery_file(relative: Path) -> bool:
     return parts == ("index.html",) or (len(parts) == 2 and parts[0] == ".posters" and not parts[1].startswith("."))
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a launcher's rendezvous)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def standalone_env() -> dict[str, str]:
+    """os.environ for a `vidgen` subprocess that runs alone: no `vidgen serve` of the
+    user's, and none of a launcher's variables (the test starts its own launcher)."""
+    env = {**os.environ, "VIDGEN_NO_SERVER": "1"}
+    for name in [name for name in env if name.startswith("ACCELERATE_") or name in ("WORLD_SIZE", "RANK", "LOCAL_RANK")]:
+        env.pop(name)
+    return env
+
+
 # Small enough to run in well under a second on a CPU; valid for Wan (4k+1, /16).
 TINY_ARGS = ["--steps", "2", "--size", "32x32", "--frames", "9"]
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_ARGS, gallery_file
+from tests.conftest import TINY_ARGS, gallery_file, free_port as _free_port
 from vidgen.batch import LOCK_NAME, MANIFEST_NAME, derive_seed, file_sha256, short_slug
 from vidgen.readback import probe_video, read_recipe
 
@@ -262,12 +261,6 @@ def test_sigkill_mid_batch_then_resume_leaves_every_video_exactly_once(tiny_wan_
     for name in expected:
         assert latest[name]["sha256"] == file_sha256(out / name)
         assert probe_video(out / name).frames == 9
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_accelerate_two_processes_share_the_lines(tiny_wan_dir):

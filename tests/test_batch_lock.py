@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_ARGS, gallery_file
+from tests.conftest import TINY_ARGS, gallery_file, standalone_env as _env
 from vidgen import locking, ui
 from vidgen.batch import LOCK_NAME, MANIFEST_NAME
 from vidgen.batch.folder import FolderLock
@@ -37,13 +37,6 @@ def batch(run_cli, tiny_wan_dir):
 
 def _command(tiny_wan_dir, *args: str) -> list[str]:
     return [sys.executable, "-m", "vidgen", "batch", *args, "--model", str(tiny_wan_dir), *TINY_ARGS]
-
-
-def _env() -> dict[str, str]:
-    env = {**os.environ, "VIDGEN_NO_SERVER": "1"}
-    for name in [name for name in env if name.startswith("ACCELERATE_") or name in ("WORLD_SIZE", "RANK", "LOCAL_RANK")]:
-        env.pop(name)
-    return env
 
 
 def files_in(folder: Path) -> list[str]:

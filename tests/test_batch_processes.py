@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import TINY_ARGS, gallery_file
+from tests.conftest import TINY_ARGS, gallery_file, free_port as _free_port, standalone_env as _env
 from vidgen.batch import LOCK_NAME, MANIFEST_NAME, file_sha256
 from vidgen.batch.launch import without_processes_option, worst_exit_code
 from vidgen.readback import read_frames
@@ -20,13 +20,6 @@ from vidgen.readback import read_frames
 
 def _batch(tiny_wan_dir, *args: str) -> list[str]:
     return [sys.executable, "-m", "vidgen", "batch", *map(str, args), "--model", str(tiny_wan_dir), *TINY_ARGS]
-
-
-def _env() -> dict[str, str]:
-    env = {**os.environ, "VIDGEN_NO_SERVER": "1"}
-    for name in [name for name in env if name.startswith("ACCELERATE_") or name in ("WORLD_SIZE", "RANK", "LOCAL_RANK")]:
-        env.pop(name)
-    return env
 
 
 def _manifest(out: Path) -> list[dict]:
@@ -118,14 +111,6 @@ def test_two_machines_make_every_video_once_into_one_manifest(tiny_wan_dir):
         assert read_frames(out / record["output"]).shape[0] == 9  # a whole video, read back
     # each machine reports its own videos on its own standard output
     assert sorted(json.loads(line)["line"] for stdout, _ in outputs for line in stdout.splitlines()) == [1, 2, 3]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_a_failed_line_exits_1(tiny_wan_dir):

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import gallery_file
+from tests.conftest import gallery_file, free_port as _free_port
 
 from vidgen.batch import LOCK_NAME, MANIFEST_NAME, file_sha256
 from vidgen.readback import probe_video
@@ -35,12 +34,6 @@ PROMPTS = [
     "a red square grows on a white background", "a blue triangle shrinks on a gray background",
     "a green circle moves right on a white background", "a yellow square moves left on a black background",
 ]  # fmt: skip
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _env() -> dict[str, str]:

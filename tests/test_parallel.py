@@ -10,7 +10,6 @@ proves several things.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,20 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import TINY_ARGS
+from tests.conftest import TINY_ARGS, standalone_env as _env
 from vidgen import parallel
 from vidgen.batch import MANIFEST_NAME
 from vidgen.errors import UsageError
 from vidgen.readback import read_frames
 
 LAUNCH_CPU = ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-
-
-def _env() -> dict[str, str]:
-    env = {**os.environ, "VIDGEN_NO_SERVER": "1"}
-    for name in [name for name in env if name.startswith("ACCELERATE_") or name in ("WORLD_SIZE", "RANK", "LOCAL_RANK")]:
-        env.pop(name)
-    return env
 
 
 def _vidgen(*args, launcher: list[str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:

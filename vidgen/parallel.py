@@ -31,7 +31,6 @@ from typing import Any, Iterator
 
 from vidgen.errors import UsageError
 
-KINDS = ("ulysses", "ring")
 _PART = re.compile(r"(ulysses|ring)(?:=(\d+))?")
 # A message, not a lookup: which denoisers declare `_cp_plan` in diffusers 0.42.
 HAS_PLAN = "Wan (not VACE), LTX-Video, LTX-2, Helios, ChronoEdit and Cosmos 3"

@@ -251,8 +251,8 @@ def _prepare(prompts_file: str, out_dir_text: str, processes: Processes, lock: F
     if flags.get("parallel"):
         # Every job's loading settings are the batch's (parallel is no line key), so the first job's stand for all.
         settings, _ = merge_settings(chosen, [flags, jobs[0].line_values()], model=model, strict=strict)
-        if parallel.check_group(settings.parallel, processes.count, command="batch") is not None:
-            check_parallel(settings, processes.count)
+        parallel.check_group(settings.parallel, processes.count, command="batch")
+        check_parallel(settings, processes.count)
     out_dir = prepare_out_dir(str(env.path(out_dir_text)))
 
     # 3. the folder
