@@ -74,6 +74,7 @@ def test_sheet_refuses_what_it_cannot_write(run_cli):
         (["--sheet", "sheet.txt"], "--sheet must end in .png, .jpg, .jpeg"),
         (["--sheet", "no/such/folder/sheet.png"], "no folder no/such/folder"),
         (["--sheet", "sheet.png", "--frames", "0"], "--frames must be at least 1"),
+        (["--frames", "4"], "--frames goes with --sheet"),  # not silently ignored
     ]:
         result = run_cli("inspect", video, *args)
         assert result.exit_code == 2, result.stderr

@@ -23,9 +23,11 @@ from vidgen.acceleration import FAST_CACHE, apply_threads
 from vidgen.client import run_batch as run_on_server
 from vidgen.client import run_generate
 from vidgen.errors import ExitCode, UsageError
+from vidgen.cli_presets import presets_app
+from vidgen.guard import DebugOption
 from vidgen.guard import guarded as _guarded  # an error: one line and its exit code
-from vidgen.options import BY_NAME, builtin_defaults, option_settings
-from vidgen.presets import DEFAULT_KEYS, TASK_FILTERS, Preset, list_presets, load_preset
+from vidgen.options import BY_NAME, option_settings
+from vidgen.presets import Preset, load_preset
 
 class _DefaultToGenerate(TyperGroup):
     """Routes `vidgen PROMPT ...` to `vidgen generate PROMPT ...`, and turns every error
@@ -81,10 +83,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     epilog=_MAIN_EXAMPLES,
 )
-presets_app = typer.Typer(help="List and show model presets.", no_args_is_help=False, pretty_exceptions_enable=False)
 app.add_typer(presets_app, name="presets")
-
-DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks (also VIDGEN_DEBUG=1).")]
 
 
 def _version_callback(value: bool) -> None:
@@ -259,79 +258,24 @@ def batch(
         raise typer.Exit(int(code))
 
 
-@presets_app.callback(invoke_without_command=True)
-def presets_list(
-    ctx: typer.Context,
-    task: Annotated[Optional[str], typer.Option("--task", help="Only presets for this task: text-to-video, image-to-video, video-to-video, or audio (models with sound).")] = None,
-    debug: DebugOption = False,
-) -> None:
-    """List presets (a table on a terminal, tab-separated lines in a pipe)."""
-    if ctx.invoked_subcommand is not None:
-        return
-
-    def action() -> None:
-        if task is not None and task not in TASK_FILTERS:
-            raise UsageError(f"unknown task {task!r} (known: {', '.join(TASK_FILTERS)})")
-        presets, problems = list_presets()
-        for problem in problems:
-            ui.warn(f"skipped a preset: {problem}")
-        rows = []
-        for preset in presets:
-            if task is not None and not preset.has_task(task):
-                continue
-            d = preset.defaults
-            size = f"{d['width']}x{d['height']}" if "width" in d and "height" in d else "-"
-            rows.append([preset.name, preset.task_label, preset.model, size, str(d.get("frames", "-")), str(d.get("fps", "-"))])
-        # VRAM notes are long; `vidgen presets show NAME` has them.
-        ui.emit_table("vidgen presets", ["name", "task", "model", "size", "frames", "fps"], rows, wrap=["task", "model"])
-
-    _guarded(debug, action)
-
-
-@presets_app.command("show")
-def presets_show(
-    name: Annotated[str, typer.Argument(help="Preset name or FILE.toml.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the resolved preset as JSON.")] = False,
-    debug: DebugOption = False,
-) -> None:
-    """Show one preset as resolved (model location, defaults, constraints)."""
-
-    def action() -> None:
-        resolved = load_preset(name).as_dict()
-        # The preset's own defaults first, then the built-in ones of what a preset may set.
-        builtin = {key: value for key, value in builtin_defaults().items()
-                   if value is not None and key in DEFAULT_KEYS and key not in resolved["defaults"]}  # fmt: skip
-        resolved["defaults"] = {**resolved["defaults"], **builtin}
-        if as_json:
-            ui.emit_result(json.dumps(resolved, indent=2, ensure_ascii=False))
-            return
-        for key, value in resolved.items():
-            if isinstance(value, dict):
-                ui.emit_result(f"{key}:")
-                for sub_key, sub_value in value.items():
-                    ui.emit_result(f"  {sub_key}: {sub_value}")
-            else:
-                ui.emit_result(f"{key}: {value}")
-
-    _guarded(debug, action)
-
-
 @app.command("inspect")
 def inspect_file(
     file: Annotated[Path, typer.Argument(help="A video, GIF or PNG folder written by vidgen.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
     sheet: Annotated[Optional[Path], typer.Option("--sheet", help="Write a contact sheet instead (PNG or JPEG): frames in a grid, each with its time, the prompt and seed under it. Example: vidgen inspect clip.mp4 --sheet sheet.png --frames 12", show_default=False)] = None,
-    frames: Annotated[int, typer.Option("--frames", help="With --sheet: how many frames, evenly spread.")] = 8,
+    frames: Annotated[Optional[int], typer.Option("--frames", help="With --sheet: how many frames, evenly spread. Default: 8.", show_default=False)] = None,
     debug: DebugOption = False,
 ) -> None:
     """Show a video's recipe (prompt, seed, model, settings), its frames, size and fps, and its audio stream."""
 
     def action() -> None:
         from vidgen.readback import describe  # here, not at the top: keeps `vidgen --help` light (numpy, Pillow)
-        from vidgen.sheet import write_sheet  # as above
+        from vidgen.sheet import DEFAULT_FRAMES, write_sheet  # as above
 
         if sheet is not None:
-            return ui.emit_result(str(write_sheet(file, sheet, frames)))
+            return ui.emit_result(str(write_sheet(file, sheet, DEFAULT_FRAMES if frames is None else frames)))
+        if frames is not None:  # silently ignoring it would hide a typo'd command line
+            raise UsageError("--frames goes with --sheet (how many frames the contact sheet shows)")
         description = describe(file)
         if as_json:
             ui.emit_json(description)

@@ -7,12 +7,15 @@ Its own module so that cli.py, near its line limit, keeps to parsing and calling
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
 import typer
 
 from vidgen import ui
 from vidgen.errors import outcome
+
+# Every command takes it; here beside the guard it turns on.
+DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks (also VIDGEN_DEBUG=1).")]
 
 
 def guarded(debug: bool, action: Callable[[], Any]) -> Any:
