@@ -175,6 +175,7 @@ def cli_part(name: str, devices: list[str], runs: int, scratch: Path, log: Log, 
             statuses.setdefault(device, []).append(status)
             timings.setdefault(device, []).append(round(seconds, 2))
     return {"part": name, "exit_status": max((max(s) for s in statuses.values()), default=124), "output": encoder,
+            "seconds": round(time.perf_counter() - started, 1),
             "statuses": statuses, "seconds_each": timings,
             "median_seconds": {device: statistics.median(times) for device, times in timings.items() if times},
             "median_seconds_after_first": {device: statistics.median(times[1:]) for device, times in timings.items() if times[1:]}}  # fmt: skip

@@ -228,7 +228,7 @@ COLUMNS = [
     ("step_seconds", "each step s"), ("speedup_per_step_vs_bf16", "x bf16 a step"), ("speedup_per_step", "x plain a step"),
     ("steps", "steps"), ("whole_video_seconds", "whole video s"), ("whole_video_50_steps", "50-step video s"),
     ("whole_video_50_steps_computed", "50-step video s (computed)"), ("speedup_whole_video_50_steps", "x plain, 50-step video"),
-    ("speedup_of_4_step_video", "x the 4-step video"), ("decode_seconds", "decode s"), ("peak_memory_gib", "peak GiB"),
+    ("speedup_of_4_step_video", "4-step video's speed-up"), ("decode_seconds", "decode s"), ("peak_memory_gib", "peak GiB"),
     ("peak_denoise_gib", "peak before decode GiB"), ("transformer_resident_gib", "transformer GiB"),
     ("transformer_predicted_gib", "vidgen's estimate GiB"), ("quantized_linears", "quantized Linear"),
     ("psnr_vs_diffusers_db", "PSNR vs plain dB"), ("psnr_vs_vidgen_db", "PSNR vs lossless dB"),
@@ -245,10 +245,11 @@ def _cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, (list, tuple)):
-        return ", ".join(_cell(item) for item in value)
-    if isinstance(value, dict):
-        return "; ".join(f"{key}: {_cell(item)}" for key, item in value.items())
-    text = " ".join(str(value).split()).replace("|", "/")
+        text = ", ".join(_cell(item) for item in value)
+    elif isinstance(value, dict):
+        text = "; ".join(f"{key}: {_cell(item)}" for key, item in value.items())
+    else:
+        text = " ".join(str(value).split()).replace("|", "/")
     return text if len(text) <= 160 else text[:157] + "..."
 
 
@@ -258,7 +259,8 @@ def markdown(report: dict[str, Any]) -> str:
     versions = ", ".join(f"{name} {env.get(name)}" for name in PACKAGES if env.get(name))
     records = report.get("records", [])
     columns = [(key, title) for key, title in COLUMNS if any(key in record for record in records)]
-    lines = [f"{env.get('device_name', env.get('device', '?'))}; {versions}; CUDA {env.get('cuda')}; workload: {json.dumps(report.get('workload', {}))}", ""]
+    workload = f"; workload: {json.dumps(report['workload'])}" if report.get("workload") else ""
+    lines = [f"{env.get('device_name', env.get('device', '?'))}; {versions}; CUDA {env.get('cuda')}{workload}", ""]
     if columns:
         lines += ["| " + " | ".join(title for _, title in columns) + " |", "|" + "---|" * len(columns)]
         lines += ["| " + " | ".join(_cell(record.get(key)) for key, _ in columns) + " |" for record in records]
