@@ -275,9 +275,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("part", choices=PARTS)
     parser.add_argument("--out", type=Path, required=True, help="the part's JSON, rewritten after every variant")
     parser.add_argument("--budget", type=float, default=600, help="seconds this part may take; variants that would not fit are skipped")
+    parser.add_argument("--until", type=float, help="a wall-clock time (epoch seconds) the part must end by, imports included")
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU: every code path, no figure")
     args = parser.parse_args(argv)
     import torch
+
+    if args.until is not None:  # the seconds spent importing count against the part's limit too
+        args.budget = min(args.budget, args.until - time.time())
 
     device = "cuda" if torch.cuda.is_available() and not args.dry_run else "cpu"
     run = Part(args.part, args.out, args.budget, device)
