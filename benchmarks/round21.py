@@ -1,7 +1,7 @@
 """Issue 21, "GPU figures, second round": one part of the round in this process. gpu_suite.py runs the parts
 in the issue's order, each in its own process with its own limit, and merges what each one wrote:
 
-    python benchmarks/gpu_suite.py OUTDIR                       # the round, on a CUDA card (about 7.5 min on an H200)
+    python benchmarks/gpu_suite.py OUTDIR                       # the round, on a CUDA card (at most 7.5 min: --deadline 450)
     python benchmarks/gpu_suite.py OUTDIR --dry-run             # the same parts at tiny sizes on a CPU
     python benchmarks/round21.py PART --out FILE.json [--budget SECONDS] [--dry-run]   # one part alone
 
@@ -13,33 +13,37 @@ that is not installed) is recorded as skipped with the reason.
 
 Budget (issue 21: 15 minutes of device time in all, one call of at most 8 minutes). Estimates for one H200,
 from issue 12's figures there (Wan 2.1 1.3B at 480p, 81 frames, guidance 5: plain diffusers 1.244 s a step,
-vidgen compiled 1.072, bf16 decode 1.8-2.6 s, a 2-step warm-up with compilation 13.6 s, the built-in model's
-CPU probe about 1 s a video) and about 10 s of imports for each process (that machine's CPU is slow to import):
-  1. big       Wan 2.1 14B, eager, random bf16 weights built on the card (fp32 init there, cast in place):
-               6.0x the 1.3B's FLOPs a step (3.3 PFLOP: linears 1.6, attention 1.8), so about 7.4 s a step
-               in bf16 (up to 12 s if it runs like the issue's "10x"), fp8-dynamic about 6 s (its fp8 matmuls
-               speed up the linears only). bf16 (1 warm-up + 3 timed steps) ~45 s, fp8-dynamic ~40 s,
-               fp8-dynamic with --offload model (3 steps, the first pays the onload) ~35 s, the 4-step
-               guidance-1 video ~15 s, then int8 and fp8 (1 + 2 steps each) ~35 s each. Limit 170 s: int8
-               and fp8 run only if 14B is faster than estimated.
-  2. probe     the built-in model on CUDA, the probe's 100 prompts for lossless, --cache taylorseer,
-               --quantize fp8-dynamic, --quantize int8, --fast: every attribute's score and s/video.
-               About 0.1-0.2 s a video there: 10-20 s a mode. Limit 55 s.
-  3. modes     Wan 1.3B at 480p: plain diffusers, vidgen lossless (compiled), --cache taylorseer (run at
-               the real 50 steps, about 13 of them computed), fp8-dynamic, --fast, int8, SageAttention:
-               2 warm-up + 3 timed steps each, ~10 s plain, ~20 s a compiled variant. Limit 80 s: int8 and
-               SageAttention (skipped anyway: PyPI has sageattention 1.0.6, diffusers' `sage` needs 2.1.1)
-               are the likely cuts.
-  4. lossless  Wan 1.3B at 480p: plain, then vidgen compiled with SDPA, `_native_cudnn`, CUDA graphs
-               (reduce-overhead) on the best backend, `_native_flash`, `flash` (flash-attn: not installed
-               there, skipped), max-autotune-no-cudagraphs (minutes of autotuning: last; the likely cut).
-               Limit 75 s.
-  5. load      a saved 1.3B folder (transformer and VAE, random weights; the built-in model's tiny text
-               encoder: a real folder adds UMT5-XXL's 11 GB): vidgen's load_pipeline against plain
-               from_pretrained(...).to(device), alternating, twice each. ~25 s. Limit 25 s.
-  6. cli       (gpu_suite.py itself) the built-in model's whole command on CUDA, three runs, ~13 s each.
-               Limit 40 s.
-Sum 445 s and the suite's own start; `--deadline 450` (gpu_suite.py) skips a part that would start later.
+vidgen compiled 1.072, bf16 decode 1.8-2.6 s, a 2-step warm-up with compilation 13.6 s, about 6 s of it the
+compile) and about 10 s of imports for each process (that machine's CPU imports slowly: the built-in model's
+whole command on its CPU took 16.9 s). Not measured: every figure below is an estimate.
+  1. big (165 s)      Wan 2.1 14B, eager, random bf16 weights built on the card (float32 init there, cast in
+                      place). A step with guidance is 6.0x the 1.3B's FLOPs (3.3 PFLOP: linears 1.6, attention
+                      1.8), so about 7.4 s a step in bf16 (11-12 s if it scales like the issue's "10x"), about
+                      6 s with fp8-dynamic (fp8 matmuls speed up the linears only). Imports, VAE 12 s; bf16
+                      (1 warm-up + 3 timed steps, decode) ~35 s; fp8-dynamic (build, quantize, 1 + 3) ~32 s;
+                      fp8-dynamic with --offload model (3 steps, the first pays the onload; 14.5 GB each way)
+                      ~31 s; the 4-step guidance-1 video ~14 s: 124 s. Then int8 (1 + 2 steps) ~30 s fits,
+                      fp8 does not unless 14B runs faster than estimated (the part skips what will not fit).
+  2. probe (55 s)     the built-in model on CUDA (7 M parameters, not compiled), the probe's 100 prompts for
+                      lossless, --cache taylorseer, --quantize fp8-dynamic, --quantize int8, --fast: every
+                      attribute's score and s/video. About 0.1-0.2 s a video: 10-20 s a mode; 3 to 5 modes fit.
+  3. modes (80 s)     Wan 1.3B at 480p, 2 warm-up + 3 timed steps a variant: plain diffusers ~10 s, vidgen
+                      lossless (compiled) ~18 s, --cache taylorseer at the real 50 steps (about 13 computed)
+                      ~20 s, fp8-dynamic (compiled) ~20 s, --fast ~9 s, int8 ~20 s: int8 is the likely cut.
+                      SageAttention is recorded as not usable at once (PyPI's sageattention is 1.0.6; diffusers'
+                      `sage` needs 2.1.1, built from source against CUDA).
+  4. lossless (75 s)  Wan 1.3B at 480p: plain ~10 s, then vidgen compiled with SDPA, `_native_cudnn`, CUDA
+                      graphs (reduce-overhead) on the best backend, `_native_flash` at ~14 s each (Inductor's
+                      cache from `modes` shortens the first), `flash` (flash-attn is not there: recorded at
+                      once), max-autotune-no-cudagraphs last (minutes of GEMM autotuning: the likely cut).
+  5. load (30 s)      a saved 1.3B folder (transformer and VAE, random weights, about 3 GB; the built-in model's
+                      tiny text encoder: a real folder adds UMT5-XXL's 11 GB): vidgen's load_pipeline against
+                      plain from_pretrained(...).to(device), alternating, twice each: imports 10 s, writing 6 s,
+                      four loads ~10 s.
+  6. cli (45 s)       (gpu_suite.py itself) the built-in model's whole command on CUDA, three runs, ~13 s each.
+The limits sum to 450 s, gpu_suite.py's default deadline: with the wheels' install (~10 s) the call takes
+about 7.8 minutes; the machine's start (a minute or two) comes on top, and the rest of the 15 minutes is for
+one rerun of a failed part (`--only PART`).
 
 What the issue asks and this round cuts, to fit: warm-up of 1 step (not 2) for the 14B variants (eager, so
 nothing compiles; one step brings cuBLAS and the allocator to their steady state, and a 14B step costs
@@ -232,7 +236,7 @@ COLUMNS = [
     ("peak_denoise_gib", "peak before decode GiB"), ("transformer_resident_gib", "transformer GiB"),
     ("transformer_predicted_gib", "vidgen's estimate GiB"), ("quantized_linears", "quantized Linear"),
     ("psnr_vs_diffusers_db", "PSNR vs plain dB"), ("psnr_vs_vidgen_db", "PSNR vs lossless dB"),
-    ("meets_lossless_target", "<= 0.95 s, >= 40 dB"), ("cached_steps", "cached steps"), ("offload", "offload"),
+    ("meets_lossless_target", "<= 0.95 s, >= 40 dB"), ("targets", "targets"), ("cached_steps", "cached steps"), ("offload", "offload"),
     ("compiled", "compiled"), ("attention_backend", "attention"), ("color", "colour %"), ("background", "background %"),
     ("shape", "shape %"), ("motion", "motion %"), ("visible", "visible %"), ("worst_drop_points", "worst drop (points)"),
     ("within_3_points", "within 3 points"), ("seconds_per_video", "s/video"), ("speedup_per_video", "x lossless"),

@@ -8,7 +8,7 @@ import copy
 from typing import Any
 
 from benchmarks import bench
-from benchmarks.round21_wan import Wan, cached_steps, computed_whole, cuda_only, estimate, quantize_like_vidgen, release, timed, \
+from benchmarks.round21_wan import Wan, cached_steps, cannot_run, computed_whole, cuda_only, estimate, quantize_like_vidgen, release, timed, \
     vidgen_call, warm_decoder, warm_up  # fmt: skip
 
 TARGET_LOSSLESS_S_PER_STEP, TARGET_LOSSLESS_PSNR_DB = 0.95, 40.0  # issue 21, part 3
@@ -87,6 +87,10 @@ class Session:
             release(self.device)
             return self.keep(name, record, frames)
 
+        reason = cannot_run(self.device, backend=overrides.get("attention_backend"), quantize=quantize, compile_mode=compile_mode)
+        if reason:
+            self.run(name, lambda: {"variant": name, "skipped": reason}, None)
+            return
         extra = (self.compile_cost if compiled else 0.0) + (self.records.get("diffusers", {}).get("decode_seconds") or 3.0)
         self.run(name, action, estimate(estimate_steps or self.steps + 2, self.per_step(), extra=extra))
 

@@ -260,3 +260,30 @@ def estimate(steps: float, per_step: float | None, *, extra: float = 0.0) -> flo
 def cuda_only(name: str, device: str) -> None:
     if name in CUDA_ONLY and not device.startswith("cuda"):
         raise Skip(f"{CUDA_ONLY[name]}; this run is on {device}")
+
+
+def cannot_run(device: str, *, backend: str | None = None, quantize: str | None = None, compile_mode: str | None = None) -> str | None:
+    """Why this machine cannot run a variant, found in milliseconds, before its budget is weighed (so an
+    unusable variant says why rather than "budget"): CUDA-only parts, vidgen's --quantize check, diffusers'
+    requirements for an attention backend (a package missing or too old). None: try it."""
+    from vidgen import quantize as quantization
+    from vidgen.errors import UsageError
+
+    try:
+        for name in (backend, compile_mode):
+            if name:
+                cuda_only(name, device)
+        if quantize:
+            quantization.check_runnable({"transformer": quantize}, device)
+    except (Skip, UsageError) as why:
+        return getattr(why, "message", None) or str(why)
+    if backend:
+        try:  # diffusers 0.42's own check, which set_attention_backend runs too (a private name: may move)
+            from diffusers.models.attention_dispatch import AttentionBackendName, _check_attention_backend_requirements
+        except ImportError:
+            return None
+        try:
+            _check_attention_backend_requirements(AttentionBackendName(backend))
+        except (RuntimeError, ValueError, ImportError) as error:
+            return f"attention backend {backend} is not usable here: {' '.join(str(error).split())}"
+    return None
