@@ -20,8 +20,10 @@ install $(VENV_READY):
 	$(VENV)/bin/python -m pip install $(TORCH_PIN)
 	$(VENV)/bin/python -m pip install -e '.[test]'
 
+# One worker per core (the tests are single-threaded: 11 min on 2 cores against 21 one at a time);
+# a module's tests stay on one worker, so a module's fixtures (a Ray cluster) are built once.
 test: $(VENV_READY)
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n auto --dist loadscope
 
 # One clip from the built-in model (needs its weights in vidgen/embedded/weights/shapes).
 demo: $(VENV_READY)
