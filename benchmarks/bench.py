@@ -141,15 +141,19 @@ def build_from_configs(config_dir: Path, device: str, settings: dict[str, Any]):
     for module in (transformer, vae):
         module.eval().requires_grad_(False)
     scheduler = UniPCMultistepScheduler.from_config(config("scheduler"))
-    generator = torch.Generator("cpu").manual_seed(1)
-    shape = (1, settings["text_tokens"], settings["text_dim"])
-    embeddings = {
-        "prompt_embeds": torch.randn(shape, generator=generator).to(device, transformer.dtype),
-        "negative_prompt_embeds": torch.randn(shape, generator=generator).to(device, transformer.dtype),
-    }
+    embeddings = random_embeddings(settings, device, transformer.dtype)
     pipe = WanPipeline(tokenizer=None, text_encoder=None, transformer=transformer, vae=vae, scheduler=scheduler)
     pipe.set_progress_bar_config(disable=True)
     return pipe, embeddings
+
+
+def random_embeddings(settings: dict[str, Any], device: str, dtype: Any) -> dict[str, Any]:
+    """Random prompt and negative prompt embeddings of the text encoder's shape, the same draw every run."""
+    import torch
+
+    generator = torch.Generator("cpu").manual_seed(1)
+    shape = (1, settings["text_tokens"], settings["text_dim"])
+    return {name: torch.randn(shape, generator=generator).to(device, dtype) for name in ("prompt_embeds", "negative_prompt_embeds")}
 
 
 class Variant:

@@ -120,11 +120,7 @@ class Wan:
 
     def embed(self) -> None:
         """The random prompt embeddings (bench.build_from_configs' draw), where no plain pipeline was built."""
-        torch = _torch()
-        generator = torch.Generator("cpu").manual_seed(1)
-        shape = (1, self.workload["text_tokens"], self.workload["text_dim"])
-        self.embeddings = {name: torch.randn(shape, generator=generator).to(self.device, torch.bfloat16)
-                           for name in ("prompt_embeds", "negative_prompt_embeds")}  # fmt: skip
+        self.embeddings = bench.random_embeddings(self.workload, self.device, _torch().bfloat16)
 
     def arguments(self, guidance: float | None = None) -> dict[str, Any]:
         w = self.workload

@@ -20,10 +20,10 @@ from typer.core import TyperGroup
 
 from vidgen import __version__, argv, ui
 from vidgen.acceleration import FAST_CACHE, apply_threads
+from vidgen.cli_presets import presets_app
 from vidgen.client import run_batch as run_on_server
 from vidgen.client import run_generate
 from vidgen.errors import ExitCode, UsageError
-from vidgen.cli_presets import presets_app
 from vidgen.guard import DebugOption
 from vidgen.guard import guarded as _guarded  # an error: one line and its exit code
 from vidgen.options import BY_NAME, option_settings
