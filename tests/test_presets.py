@@ -245,3 +245,15 @@ def test_pull_downloads_the_presets_revision(run_cli, isolated_environment, monk
 
 
 PROMPT_TEXT = "a red fox running in the snow"
+
+
+def test_a_user_presets_relative_model_is_loaded_from_the_presets_folder(run_cli, tiny_wan_dir, isolated_environment, tmp_path):
+    # The preset says ./weights/tiny beside itself; the command runs in another folder
+    # (isolated_environment's work/), where no ./weights exists.
+    import shutil
+
+    shutil.copytree(tiny_wan_dir, isolated_environment / "presets" / "weights" / "tiny")
+    write_preset(isolated_environment / "presets", "mine", 'model = "./weights/tiny"\npipeline = "WanPipeline"\n')
+    result = run_cli("a fox", "--preset", "mine", "--steps", "2", "--size", "32x32", "--frames", "5", "--device", "cpu", "-o", tmp_path / "x.mp4")
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "x.mp4").is_file()

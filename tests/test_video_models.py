@@ -243,7 +243,8 @@ def test_extras_are_snapped_and_causal_blocks_change_the_frame_rule():
 def test_an_extra_the_pipeline_does_not_take_is_one_line(run_cli, tiny_wan_dir, tmp_path):
     result = run_cli("generate", PROMPT, "--model", tiny_wan_dir, *CPU, "--frames", "5", "--extra", "ar_step=5", "-o", tmp_path / "x.mp4")
     assert result.exit_code == 2
-    # Known once the pipeline is loaded (after the "loaded ..." note): the error is the one Error line.
+    # Known from model_index.json's class, before any weights are read: no "loaded ..." note.
+    assert "loaded" not in result.stderr, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
     assert errors == ["Error: WanPipeline takes no ar_step; --extra ar_step is for another preset's pipeline"], result.stderr
     assert "Traceback" not in result.stderr
@@ -289,3 +290,14 @@ def test_each_window_runs_the_steps_and_the_bar_follows(overlap, windows):
     assert len(progress.steps) == 2 * windows  # one callback per step per window
     assert progress.steps == sorted(progress.steps) and progress.steps[-1] == 2
     assert progress.phases[-1] == "decode"
+
+
+def test_an_extra_the_presets_pipeline_does_not_take_is_refused_before_loading():
+    from vidgen.errors import UsageError
+    from vidgen.generate import merge_settings
+    from vidgen.presets import load_preset
+
+    # wan2.1-t2v-14b runs WanPipeline, which has no ar_step (SkyReels-V2 diffusion forcing's):
+    # refused from the class alone, with no weights (none are downloaded here).
+    with pytest.raises(UsageError, match="^WanPipeline takes no ar_step; --extra ar_step is for another preset's pipeline$"):
+        merge_settings(load_preset("wan2.1-t2v-14b"), [{"prompt": PROMPT, "extras": {"ar_step": 2}}], model=None)

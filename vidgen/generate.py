@@ -24,6 +24,7 @@ from vidgen.environment import PROCESS, Environment
 from vidgen.audio import Audio, audio_from_output, fit_to_video
 from vidgen.errors import GenerationError, Interrupted, UsageError, first_line
 from vidgen.extras import fit_extras, windows
+from vidgen.model_check import check_extras_taken
 from vidgen.options import SETTINGS, GenerationSettings
 from vidgen.presets import Preset, choose_preset
 from vidgen.settings import build_settings, draw_seed, snap_to_constraints, validate
@@ -38,6 +39,7 @@ def merge_settings(chosen: Preset, layers: list[dict[str, Any]], *, model: str |
     settings = build_settings(chosen, layers, model=model)
     validate(settings)
     rule, changes = fit_extras(settings, chosen.constraints, strict=strict)  # extras may change the frame rule
+    check_extras_taken(settings.pipeline_class, settings.extras)  # the preset's class; an ad-hoc --model's: when loading
     changes += snap_to_constraints(settings, rule, strict=strict)
     stages.plan(settings)  # a staged preset's stage sizes come out whole: refused before any weights load
     return settings, changes

@@ -147,6 +147,18 @@ def class_to_load(actual: str, expected: str | None) -> str | None:
     return expected
 
 
+def check_extras_taken(class_name: str | None, extras: dict[str, Any]) -> None:
+    """Every `--extra NAME` (or preset `[extras]` key) is a parameter of the pipeline class
+    that will run: refused from the class alone, before any weights are read."""
+    pipeline_class = getattr(diffusers, class_name, None) if class_name else None
+    if pipeline_class is None or not extras:
+        return
+    parameters = inspect.signature(pipeline_class.__call__).parameters
+    for name in extras:
+        if name not in parameters:
+            raise UsageError(f"{class_name} takes no {name}; --extra {name} is for another preset's pipeline")
+
+
 def _takes_image(pipeline_class: Any) -> bool:
     return "image" in inspect.signature(pipeline_class.__call__).parameters
 

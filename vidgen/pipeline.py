@@ -26,7 +26,7 @@ from vidgen.checkpoints import dtype_keyword
 from vidgen.errors import GenerationError, ModelNotAvailableError, UsageError, first_line
 from vidgen.hub import component_config, config_folder, local_only, read_model_index, revision_argument
 from vidgen.lora import apply_loras
-from vidgen.model_check import check_components_serve, check_model_folder, check_pipeline_class, class_to_load
+from vidgen.model_check import check_components_serve, check_extras_taken, check_model_folder, check_pipeline_class, class_to_load
 from vidgen.options import GenerationSettings
 from vidgen.presets import resolve_model_location, vidgen_home
 
@@ -253,6 +253,7 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
     check_components_serve(model_index, location, settings.pipeline_class, settings.preset, settings.revision, provided=set(elsewhere))
     other_repositories.check_available(settings.components, pull_hint)
     load_name = class_to_load(str(class_name), settings.pipeline_class)
+    check_extras_taken(load_name or str(class_name), settings.extras)
     quantization = quantize.resolve_components(quantize.parse_quantize(settings.quantize), model_index) if settings.quantize else {}
     files = {name: getattr(settings, name) for name in SINGLE_FILE_COMPONENTS if getattr(settings, name)}
     _check_files_and_quantization(files, quantization, model_index, elsewhere)

@@ -38,6 +38,13 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+def _preset_model(preset: Preset) -> str:
+    """The preset's model as the run loads it: a relative folder is the preset file's
+    (resolved once here), not the current folder's nor, under `vidgen serve`, the server's."""
+    location = preset.model_location()
+    return location.location if location.kind == "local" else preset.model
+
+
 def build_settings(preset: Preset, layers: list[dict[str, Any]], *, model: str | None = None) -> GenerationSettings:
     """Merge built-in defaults, the preset and each layer (flags, then a batch line) in order."""
     known = {f.name for f in fields(GenerationSettings)} | _LAYER_ONLY_KEYS
@@ -95,7 +102,7 @@ def build_settings(preset: Preset, layers: list[dict[str, Any]], *, model: str |
                              f"(sigmas {listed}), the ones its model was distilled for; leave out --steps")
 
     return GenerationSettings(
-        model=model or preset.model,
+        model=model or _preset_model(preset),
         preset=preset.name,
         # The preset's revision names a branch of its own repository, not of another --model.
         revision=preset.revision if not model or model == preset.model else None,

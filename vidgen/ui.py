@@ -117,7 +117,9 @@ def _say(message: str, style: str | None = None, kind: str = "info") -> None:
 
 
 def info(message: str) -> None:
-    if not _quiet:
+    # A server job's notes go to its client, which applies its own --quiet: the server's
+    # --quiet is for the server's own lines, not for every client's.
+    if _sink() is not None or not _quiet:
         _say(message)
 
 
