@@ -194,3 +194,26 @@ def test_usage_errors_from_click_are_one_line(run_cli):
     assert_one_error_line(result, 2, "Missing argument")
     result = run_cli("a ball", "--no-such-option")
     assert_one_error_line(result, 2, "No such option")
+
+
+@pytest.mark.parametrize(
+    ("where", "code", "fragment"),
+    [
+        # diffusers checks its inputs with ValueError before the first step: the user's input.
+        ("check_inputs", 2, "WanPipeline refused the input: height and width have to be divisible"),
+        # A ValueError from the decode, after the denoising the user waited for: a failure, not bad input.
+        ("decode", 1, "generation failed after denoising began: the decoder broke"),
+    ],
+)
+def test_a_value_error_is_bad_input_only_before_denoising(generate_tiny, monkeypatch, where, code, fragment):
+    from diffusers import AutoencoderKLWan, WanPipeline
+
+    def refuse(*args, **kwargs):
+        raise ValueError("height and width have to be divisible by 16" if where == "check_inputs" else "the decoder broke")
+
+    monkeypatch.setattr(WanPipeline if where == "check_inputs" else AutoencoderKLWan, where, refuse)
+    result = generate_tiny("a ball", "--seed", "1", "-o", "x.mp4")
+    assert result.exit_code == code, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and fragment in errors[0], result.stderr
+    assert_work_folder_empty()

@@ -326,11 +326,14 @@ class VideoGenerator:
                     arguments["callback_on_step_end_tensor_inputs"] = []
             denoiser = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
             hook = None
+            denoising = False  # whether the denoiser has run: a ValueError before it is bad input, after it a failure
             if isinstance(denoiser, torch.nn.Module):
 
                 def mark_denoising(module, args) -> None:
                     # The first denoiser call marks the end of text encoding. Returning
                     # None matters: a forward pre-hook's return value replaces the inputs.
+                    nonlocal denoising
+                    denoising = True
                     progress.phase("denoise")
 
                 hook = denoiser.register_forward_pre_hook(mark_denoising)
@@ -345,7 +348,9 @@ class VideoGenerator:
                 raise GenerationError(f"out of memory on {self.loaded.device}: try {self._memory_advice(settings)}, "
                                       "--vae-tiling, a smaller --size or fewer --frames") from error
             except ValueError as error:
-                # diffusers checks its inputs with ValueError (sizes, frame counts): bad input.
+                if denoising or calls:  # the decode, a scheduler, a model's own check mid-run: not the user's input
+                    raise GenerationError(f"generation failed after denoising began: {first_line(error)}") from error
+                # diffusers checks its inputs with ValueError (sizes, frame counts) before the first step: bad input.
                 raise UsageError(f"{self.loaded.class_name} refused the input: {first_line(error)}") from error
             except (RuntimeError, TypeError) as error:
                 raise GenerationError(f"generation failed: {first_line(error)}") from error
