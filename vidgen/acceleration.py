@@ -1,7 +1,8 @@
 """Speed and memory options applied to a loaded pipeline (pipeline.py calls these).
 
 Each option is measured against plain diffusers by `benchmarks/bench.py`; what is on by
-default is only what PERF.md measured to help without changing the output:
+default is only what was measured to help without changing the output (docs/benchmarks.md,
+the H100 baseline and the GPU rounds):
 - regional compilation of the denoiser's repeated blocks on CUDA, with Inductor's caches
   kept under VIDGEN_HOME so a second invocation does not compile again;
 - the attention backend stays PyTorch SDPA (cuDNN on H100, measured faster than the
@@ -38,7 +39,7 @@ MIN_STEPS_TO_COMPILE = 10
 # first CUDA run was still compiling after 20 s (docs/benchmarks.md).
 MIN_PARAMETERS_TO_COMPILE = 100_000_000
 # Weights times this must fit in free memory for no offloading: activations, the VAE
-# decode (12 GiB for 81 frames at 480p, PERF.md) and the allocator need room too.
+# decode (12 GiB for 81 frames at 480p: docs/benchmarks.md's H100 baseline) and the allocator need room too.
 OFFLOAD_HEADROOM = 1.5
 
 
