@@ -271,7 +271,7 @@ def test_permissions_and_one_server_per_socket(serve, runtime_dir: Path):
     os.chmod(folder, 0o700)
 
 
-def test_bad_requests_get_error_replies(serve):
+def test_a_hand_written_job_runs_and_bad_requests_get_error_replies(serve, tiny_wan_dir: Path):
     served = serve()
 
     def exchange(raw: bytes) -> bytes:
@@ -294,8 +294,18 @@ def test_bad_requests_get_error_replies(serve):
     assert b" 413 " in post("/v1/jobs", b"{}", length=1 << 40).split(b"\r\n")[0]
     assert b'{"error": "400 ' in exchange(b"\x00\xffgarbage\r\n\r\n")
     assert b" 431 " in exchange(b"GET /v1/status HTTP/1.0\r\n" + b"X: " + b"y" * 70000 + b"\r\n\r\n").split(b"\r\n")[0]
-    assert served.process.poll() is None
+    # A field the request does not have, or of the wrong type: 400 and the one line naming it.
+    reply = post("/v1/jobs", b'{"command": "generate", "cwd": "/", "prompt": "x", "overrides": {"steps": "2"}}')
+    assert b" 400 " in reply.split(b"\r\n")[0] and reply.endswith(b'{"error": "overrides.steps must be a whole number, got \'2\'"}'), reply
     assert served.status()["jobs_done"] == 0
+
+    # A job written by hand, as `curl --unix-socket` sends it (docs/api.md): run like a client's.
+    body = {"version": 1, "command": "generate", "cwd": str(Path.cwd()), "prompt": "a red ball", "model": str(tiny_wan_dir),
+            "output": str(Path.cwd() / "by-hand.mp4"), "overrides": {"seed": 5, "steps": 2, "size": "32x32", "frames": 9}}
+    events = [json.loads(line) for line in post("/v1/jobs", json.dumps(body).encode()).split(b"\r\n\r\n", 1)[1].splitlines()]
+    assert events[0]["event"] == "accepted" and events[-1] == {"event": "exit", "code": 0}, events
+    assert read_recipe(Path("by-hand.mp4"))["seed"] == 5 and read_frames(Path("by-hand.mp4")).shape == (9, 32, 32, 3)
+    assert served.process.poll() is None
 
 
 def test_keep_alive_zero_unloads_after_each_job(serve, tiny_wan_dir: Path):
@@ -616,6 +626,7 @@ def test_a_job_runs_with_its_own_folder_and_standard_input_in_the_worker(tiny_wa
     carries) into a folder relative to the client's. While the prompts are read, this
     process's working folder and sys.stdin are still its own, and so after the job."""
     from vidgen.batch import run as batch_run
+    from vidgen.request import BatchRequest
     from vidgen.server.jobs import Job, execute
 
     client = tmp_path / "client"
@@ -630,7 +641,7 @@ def test_a_job_runs_with_its_own_folder_and_standard_input_in_the_worker(tiny_wa
 
     monkeypatch.setattr(batch_run, "open_prompts", watched)
     overrides = {"steps": 2, "size": "32x32", "frames": 9, "seed": 4}
-    job = Job("batch", {"prompts_file": "-", "out_dir": "out", "model": str(tiny_wan_dir), "overrides": overrides}, str(client), None,
+    job = Job(BatchRequest(prompts_file="-", out_dir="out", model=str(tiny_wan_dir), overrides=overrides), str(client), None,
               stdin=b"a red ball\n")  # fmt: skip
     code = execute(job)
     events = []
@@ -653,7 +664,7 @@ def test_a_batch_refused_after_its_standard_input_was_read_runs_here_on_those_by
 
     stdin_at_submit, stdin_when_read = [], []
     monkeypatch.setattr(client, "find_server", lambda: Path("/nonexistent/vidgen.sock"))
-    monkeypatch.setattr(client, "submit", lambda command, args: stdin_at_submit.append(sys.stdin))  # None: not taken
+    monkeypatch.setattr(client, "submit", lambda job, stdin=None: stdin_at_submit.append(sys.stdin))  # None: not taken
     original = batch_run.open_prompts
 
     def watched(*args, **kwargs):

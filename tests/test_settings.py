@@ -126,10 +126,11 @@ def test_command_line_overrides_travel_to_a_server_as_json(tmp_path):
     import json
 
     from vidgen.cli import _overrides
-    from vidgen.client import resolve_common
+    from vidgen.client import resolve_paths
+    from vidgen.request import GenerateRequest
 
     (tmp_path / "style.safetensors").write_bytes(b"")
     overrides = _overrides({"loras": [str(tmp_path / "style.safetensors") + ":0.5"], "extras": ["overlap_history=37"], "steps": 4}, fast=False)
     assert json.loads(json.dumps(overrides))["loras"] == [str(tmp_path / "style.safetensors") + ":0.5"]
-    _, _, resolved = resolve_common(None, None, overrides)
+    resolved = resolve_paths(GenerateRequest(prompt="x", overrides=overrides)).overrides
     assert resolved["loras"] == [str(tmp_path / "style.safetensors") + ":0.5"] and resolved["extras"] == {"overlap_history": 37}

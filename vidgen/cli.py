@@ -28,6 +28,7 @@ from vidgen.guard import DebugOption
 from vidgen.guard import guarded as _guarded  # an error: one line and its exit code
 from vidgen.options import BY_NAME, option_settings
 from vidgen.presets import Preset, load_preset
+from vidgen.request import BatchRequest, GenerateRequest
 
 class _DefaultToGenerate(TyperGroup):
     """Routes `vidgen PROMPT ...` to `vidgen generate PROMPT ...`, and turns every error
@@ -176,11 +177,12 @@ def generate(
 
     def action() -> int:
         text = sys.stdin.read().strip() if prompt == "-" else prompt
-        overrides = _overrides(settings, fast=fast)
+        request = GenerateRequest(prompt=text, preset=preset, model=model, overrides=_overrides(settings, fast=fast), strict=strict,
+                                  output=output, overwrite=overwrite, as_json=as_json, threads=threads, debug=debug)
         if dry_run:
             from vidgen import dryrun  # here, not at the top: keeps `vidgen --help` light (dryrun.py loads torch and diffusers)
 
-            report = dryrun.plan(text, preset=preset, model=model, overrides=overrides, strict=strict)
+            report = dryrun.plan(request)
             if as_json:
                 ui.emit_json(report)
             else:
@@ -188,15 +190,13 @@ def generate(
                     ui.emit_result(line)
             return ExitCode.SUCCESS
         if not no_server and not _server_disabled():
-            code = run_generate(text, preset=preset, model=model, overrides=overrides, strict=strict, output=output,
-                                overwrite=overwrite, as_json=as_json, threads=threads, debug=debug)  # fmt: skip
+            code = run_generate(request)
             if code is not None:  # a server ran it; None: no server, so run it here
                 return code
-        from vidgen.single import OutputOptions, run  # here, not at the top: keeps `vidgen --help` and a served call light (torch)
+        from vidgen.single import run  # here, not at the top: keeps `vidgen --help` and a served call light (torch)
 
         apply_threads(threads)
-        run(text, preset=preset, model=model, overrides=overrides, strict=strict,
-            options=OutputOptions(output=output, overwrite=overwrite, as_json=as_json))  # fmt: skip
+        run(request)
         return ExitCode.SUCCESS
 
     code = _guarded(debug, action)
@@ -233,25 +233,24 @@ def batch(
     ui.configure(quiet=quiet)
 
     def action() -> int:
-        overrides = _overrides(settings, fast=fast)
+        request = BatchRequest(prompts_file=prompts_file, out_dir=out_dir, preset=preset, model=model, overrides=_overrides(settings, fast=fast),
+                               strict=strict, resume=resume, overwrite=overwrite, as_json=as_json, threads=threads, debug=debug)
         if ray is not None:
             from vidgen.batch.cluster import run_on_ray  # here, not at the top: Ray is an extra, and the batch's modules load torch
-            return run_on_ray(ray, prompts_file, out_dir, preset=preset, model=model, overrides=overrides, workers=processes, strict=strict, resume=resume, overwrite=overwrite, as_json=as_json, debug=debug, threads=threads)
+
+            return run_on_ray(ray, request, workers=processes)
         if processes is not None and processes != 1:
             from vidgen.batch.launch import run_in_processes  # here, not at the top: keeps `vidgen --help` light (the batch's modules load torch)
 
-            return run_in_processes(ctx.meta["vidgen.args"], processes, prompts_file=prompts_file, out_dir=out_dir,
-                                    preset=preset, model=model, overrides=overrides, strict=strict)  # fmt: skip
+            return run_in_processes(ctx.meta["vidgen.args"], processes, request)
         launched = any(key == "WORLD_SIZE" or key.startswith("ACCELERATE_") for key in os.environ)
         if not no_server and not _server_disabled() and not launched:  # accelerate's processes share out the work themselves
-            code = run_on_server(prompts_file, out_dir, preset=preset, model=model, overrides=overrides, strict=strict,
-                                 resume=resume, overwrite=overwrite, as_json=as_json, threads=threads, debug=debug)  # fmt: skip
+            code = run_on_server(request)
             if code is not None:
                 return code
         from vidgen.batch import run_batch  # here, not at the top: keeps `vidgen --help` and a served call light (torch)
 
-        return run_batch(prompts_file, out_dir, preset=preset, model=model, overrides=overrides, strict=strict,
-                         resume=resume, overwrite=overwrite, as_json=as_json, debug=debug, threads=threads)  # fmt: skip
+        return run_batch(request)
 
     code = _guarded(debug, action)
     if code:

@@ -38,6 +38,7 @@ from vidgen.environment import Environment
 from vidgen.errors import ExitCode, UsageError
 from vidgen.options import SETTINGS, LoraSpec
 from vidgen.presets import vidgen_home
+from vidgen.request import BatchRequest, GenerateRequest, Request
 from vidgen.video import check_output_path, output_format
 
 API = "v1"
@@ -154,13 +155,12 @@ def _absolute_output(text: str) -> str:
     return absolute + ("/" if folder_like and not absolute.endswith("/") else "")
 
 
-def resolve_common(preset: str | None, model: str | None, overrides: dict[str, Any]) -> tuple[str | None, str | None, dict[str, Any]]:
-    """The preset file, model folder, the settings that name files (the table's `path`) and
-    LoRA files as absolute paths; a missing --image, --video or --mask fails here (exit 2),
-    before anything is sent. A --transformer that is no file here may be REPO/FILENAME."""
-    overrides = dict(overrides)
-    if preset is None:
-        preset = os.environ.get("VIDGEN_PRESET") or None  # the client's environment decides
+def resolve_paths(job: Request) -> Request:
+    """The request with the preset file, model folder, the settings that name files (the
+    table's `path`) and LoRA files as absolute paths; a missing --image, --video or --mask
+    fails here (exit 2), before anything is sent. A --transformer that is no file here may
+    be REPO/FILENAME. No preset: the client's VIDGEN_PRESET decides."""
+    overrides = job.settings_given()
     for name in (setting.name for setting in SETTINGS if setting.path):
         value = overrides.get(name)
         if value and "://" not in value:
@@ -175,7 +175,8 @@ def resolve_common(preset: str | None, model: str | None, overrides: dict[str, A
             source = _local(spec.source)
             resolved.append(text if source == spec.source else f"{source}:{spec.scale!r}")
         overrides["loras"] = resolved
-    return _local(preset), _local(model), overrides
+    preset = job.preset or os.environ.get("VIDGEN_PRESET") or None
+    return job.but(preset=_local(preset), model=_local(job.model), overrides=overrides)
 
 
 # ---- a job ----
@@ -323,19 +324,21 @@ class _Signals:
             self.stop(now=now)
 
 
-def submit(command: str, args: dict[str, Any]) -> int | None:
-    """Run `command` on the server; its exit code, or None when no server took the job
+def submit(job: Request, stdin: bytes | None = None) -> int | None:
+    """Run the request on the server; its exit code, or None when no server took the job
     (none running, or one stopping): then the caller runs it in-process."""
     path = find_server()
     if path is None:
         return None
-    body = {"command": command, "cwd": os.getcwd(), "args": args}
+    body = {**job.to_json(), "cwd": os.getcwd()}
+    if stdin is not None:
+        body["stdin"] = base64.b64encode(stdin).decode("ascii")
     try:
         connection, response = request("POST", "jobs", body, path=path, timeout=30.0)
     except ConnectionError:
         return None  # a stale socket, or a server going away: nothing was sent to run
     replay = _Replay()
-    signals = _Signals(path, connection.raw_socket, replay, batch=command == "batch")
+    signals = _Signals(path, connection.raw_socket, replay, batch=job.command == "batch")
     try:
         if response.status != 200:
             reply = _json_or_empty(response.read())
@@ -381,46 +384,37 @@ def _json_or_empty(data: bytes) -> dict[str, Any]:
 # ---- the commands ----
 
 
-def run_generate(prompt: str, *, preset, model, overrides: dict[str, Any], strict: bool, output: str | None, overwrite: bool, as_json: bool,
-                 threads: int | None, debug: bool) -> int | None:  # fmt: skip
+def run_generate(job: GenerateRequest) -> int | None:
     """`vidgen generate` through a server, or None (no server: run it in-process)."""
     if find_server() is None:
         return None
-    threads = cpu_thread_count(threads)  # --threads or the client's VIDGEN_THREADS
-    preset, model, overrides = resolve_common(preset, model, overrides)
+    job = resolve_paths(job.but(threads=cpu_thread_count(job.threads)))  # --threads or the client's VIDGEN_THREADS
+    output = job.output
     if output not in (None, "-"):
         output_format(output)  # an unsupported suffix fails here
         output = _absolute_output(output)
-        if (overrides.get("num_videos") or 1) == 1:
-            check_output_path(Path(output), overwrite=overwrite)
-    args = {"prompt": prompt, "preset": preset, "model": model, "overrides": overrides, "strict": strict, "output": output,
-            "overwrite": overwrite, "as_json": as_json, "threads": threads, "debug": debug}  # fmt: skip
-    return submit("generate", args)
+        if (job.overrides.get("num_videos") or 1) == 1:
+            check_output_path(Path(output), overwrite=job.overwrite)
+    return submit(job.but(output=output))
 
 
-def run_batch(prompts_file: str, out_dir: str, *, preset, model, overrides: dict[str, Any], strict: bool, resume: bool, overwrite: bool,
-              as_json: bool, threads: int | None, debug: bool) -> int | None:  # fmt: skip
+def run_batch(job: BatchRequest) -> int | None:
     """`vidgen batch` through a server, or None (no server: run it in-process)."""
     if find_server() is None:
         return None
-    given = {"preset": preset, "model": model, "overrides": overrides, "strict": strict, "resume": resume, "overwrite": overwrite,
-             "as_json": as_json, "debug": debug, "threads": threads}  # fmt: skip
-    threads = cpu_thread_count(threads)
-    preset, model, overrides = resolve_common(preset, model, overrides)
+    given = job
+    job = resolve_paths(job.but(threads=cpu_thread_count(job.threads), out_dir=str(Path(job.out_dir).expanduser().absolute())))
     stdin = None
-    if prompts_file == "-":
+    if job.prompts_file == "-":
         stdin = sys.stdin.buffer.read()
     else:
-        prompts_file = str(Path(prompts_file).expanduser().absolute())
-    args = {"prompts_file": prompts_file, "stdin": None if stdin is None else base64.b64encode(stdin).decode("ascii"),
-            "out_dir": str(Path(out_dir).expanduser().absolute()), "preset": preset, "model": model, "overrides": overrides,
-            "strict": strict, "resume": resume, "overwrite": overwrite, "as_json": as_json, "threads": threads, "debug": debug}  # fmt: skip
-    code = submit("batch", args)
+        job = job.but(prompts_file=str(Path(job.prompts_file).expanduser().absolute()))
+    code = submit(job, stdin)
     if code is None and stdin is not None:
         # The server did not take it (stopping) after standard input was read here: run it
         # in-process now, on those bytes, passed in (sys.stdin is left as it is). Imported
         # here: torch and diffusers, only when the batch runs in this process.
         from vidgen.batch import run_batch as run_here
 
-        return run_here("-", out_dir, **given, env=Environment(stdin=stdin))
+        return run_here(given, env=Environment(stdin=stdin))
     return code

@@ -22,6 +22,7 @@ from vidgen.model_check import class_to_load
 from vidgen.options import SETTINGS
 from vidgen.pipeline import SINGLE_FILE_COMPONENTS, resolve_device, run_dtype
 from vidgen.presets import resolve_model_location
+from vidgen.request import GenerateRequest
 
 
 def _component(size: checkpoints.WeightSize, *, source: str, item_bytes: int, method: str | None, stays_quantized: bool = False) -> dict[str, Any]:
@@ -43,9 +44,10 @@ def _file_size(spec: str) -> tuple[checkpoints.CheckpointInfo | None, str]:
     return checkpoints.inspect_checkpoint(path), str(path)
 
 
-def plan(prompt: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], strict: bool = False) -> dict[str, Any]:
-    """What `vidgen generate` would do with these arguments, as one JSON-ready object."""
-    settings, chosen = prepare_settings(prompt, preset=preset, model=model, overrides=overrides, strict=strict)
+def plan(request: GenerateRequest) -> dict[str, Any]:
+    """What `vidgen generate` would do with this request, as one JSON-ready object."""
+    settings, chosen = prepare_settings(request.prompt, preset=request.preset, model=request.model, overrides=request.settings_given(),
+                                        strict=request.strict)
     location = resolve_model_location(settings.model)
     device = resolve_device(settings.device)
     dtype = run_dtype(settings, device)

@@ -23,19 +23,13 @@ from vidgen.options import GenerationSettings
 from vidgen.pipeline import check_parallel  # torch and diffusers: this module runs only to generate
 from vidgen.presets import resolve_model_location
 from vidgen.processes import Processes, current_processes
+from vidgen.request import GenerateRequest
 from vidgen.runner import obtain_pipeline, render
 from vidgen.settings import fit_frames_to_video
 from vidgen.video import check_encoder, check_output_path, output_format, prompt_slug
 
 
-@dataclass
-class OutputOptions:
-    output: str | None = None  # a path, "-" for standard output, None: named after the prompt
-    overwrite: bool = False
-    as_json: bool = False
-
-
-def plan_output_paths(settings: GenerationSettings, options: OutputOptions, env: Environment = PROCESS) -> list[Path | None]:
+def plan_output_paths(settings: GenerationSettings, options: GenerateRequest, env: Environment = PROCESS) -> list[Path | None]:
     """One path per video (None: standard output), all checked before generating; a
     relative -o and the unnamed outputs are in `env`'s folder."""
     seeds = [settings.seed + index for index in range(settings.num_videos)]
@@ -81,9 +75,11 @@ class _Planned:
     mask: Any
 
 
-def _plan(prompt: str, *, preset, model, overrides, options: OutputOptions, strict: bool, env: Environment, group: Processes) -> _Planned:
+def _plan(request: GenerateRequest, env: Environment, group: Processes) -> _Planned:
     """Settings, outputs and inputs, all checked before anything is loaded."""
-    settings, chosen = prepare_settings(prompt, preset=preset, model=model, overrides=overrides, strict=strict, env=env)
+    strict, options = request.strict, request
+    settings, chosen = prepare_settings(request.prompt, preset=request.preset, model=request.model, overrides=request.settings_given(),
+                                        strict=strict, env=env)
     if parallel.check_group(settings.parallel, group.count) is not None:
         settings.seed = group.share(settings.seed)  # a drawn seed: the first process's, in every one
         if group.device and settings.device == "auto":
@@ -104,17 +100,17 @@ def _plan(prompt: str, *, preset, model, overrides, options: OutputOptions, stri
     return _Planned(settings, chosen, paths, image, last_image, video, mask)
 
 
-def run(prompt: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], options: OutputOptions, strict: bool = False,
-        env: Environment = PROCESS) -> list[dict[str, Any]]:  # fmt: skip
+def run(request: GenerateRequest, env: Environment = PROCESS) -> list[dict[str, Any]]:
     """Generate `--num-videos` videos and report each on stdout as it is written; relative
     paths (-o, --image, --video, --mask) are taken from `env`'s folder. Under a launcher
     (`--parallel`) every process runs this; the first writes and reports."""
+    options = request
     group = current_processes()
     if not group.is_main:
         ui.configure(quiet=True)  # one voice: the first process's
     planned, error = None, None
     try:
-        planned = _plan(prompt, preset=preset, model=model, overrides=overrides, options=options, strict=strict, env=env, group=group)
+        planned = _plan(request, env, group)
     except VidgenError as failure:
         error = failure
     group.agree(error, one_voice=True)  # every process goes on, or all stop with the first error

@@ -45,6 +45,7 @@ from vidgen.batch.run import _flags_and_base_seed, _outcomes, _prepare, _Prepare
 from vidgen.environment import PROCESS, Environment
 from vidgen.errors import ExitCode, UsageError, VidgenError
 from vidgen.presets import choose_preset
+from vidgen.request import BatchRequest
 
 try:  # an extra: `pip install 'vidgen[ray]'`; this module is imported only for --ray
     import ray
@@ -162,9 +163,7 @@ def _worker_resources(workers: int | None, threads: int | None, pending: int) ->
     return max(1, min(workers or fit, pending)), each
 
 
-def run_on_ray(address: str, prompts_file: str, out_dir_text: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], workers: int | None = None,
-               strict: bool = False, resume: bool = False, overwrite: bool = False, as_json: bool = False, debug: bool = False, threads: int | None = None,
-               env: Environment = PROCESS) -> ExitCode:  # fmt: skip
+def run_on_ray(address: str, request: BatchRequest, *, workers: int | None = None, env: Environment = PROCESS) -> ExitCode:
     """`vidgen batch ... --ray [ADDRESS]`: SUCCESS only when every line's every video is done."""
     if ray is None:
         raise UsageError("--ray needs Ray: pip install 'vidgen[ray]'")
@@ -172,12 +171,13 @@ def run_on_ray(address: str, prompts_file: str, out_dir_text: str, *, preset: st
         raise UsageError("--ray starts its own workers: give it without `accelerate launch`")
     if workers is not None and workers < 1:
         raise UsageError(f"--processes must be at least 1, got {workers}")
-    flags, base_seed = _flags_and_base_seed(overrides)
-    lock = FolderLock(env.path(out_dir_text))
+    model, strict, as_json, debug = request.model, request.strict, request.as_json, request.debug
+    flags, base_seed = _flags_and_base_seed(request.overrides)
+    lock = FolderLock(env.path(request.out_dir))
     try:
-        chosen = choose_preset(preset, model)
-        prepared = _prepare(prompts_file, out_dir_text, Processes(), lock, chosen=chosen, model=model, flags=flags, base_seed=base_seed,
-                            strict=strict, resume=resume, overwrite=overwrite, env=env)  # fmt: skip
+        chosen = choose_preset(request.preset, model)
+        prepared = _prepare(request.prompts_file, request.out_dir, Processes(), lock, chosen=chosen, model=model, flags=flags, base_seed=base_seed,
+                            strict=strict, resume=request.resume, overwrite=request.overwrite, env=env)  # fmt: skip
         if prepared.skipped:
             ui.info(f"resuming: {len(prepared.skipped)} of {len(prepared.jobs)} videos already done")
         here = _Runner(prepared.out_dir, prepared.manifest, Processes(), as_json, debug, chosen, model, flags, strict, prepared.identity, env)
@@ -188,14 +188,14 @@ def run_on_ray(address: str, prompts_file: str, out_dir_text: str, *, preset: st
         if not pending:
             code = report(prepared.jobs, prepared.skipped, _outcomes(prepared.manifest, prepared.run_start))
         else:
-            settings = dict(chosen=chosen, model=model, flags=flags, strict=strict, cwd=str(env.folder()), threads=threads, debug=debug)
+            settings = dict(chosen=chosen, model=model, flags=flags, strict=strict, cwd=str(env.folder()), threads=request.threads, debug=debug)
             with ui.others_output_to_stderr():
                 _connect(address, debug)
                 try:
                     code = _make_videos(prepared, pending, settings, workers=workers, as_json=as_json)
                 finally:
                     ray.shutdown()  # a local Ray stops; on a cluster, the job's actors go
-        if overrides.get("gallery") is not False:
+        if request.overrides.get("gallery") is not False:
             _write_gallery(prepared.out_dir)  # the driver's, as a plain batch's main process writes it
         return code
     finally:

@@ -36,6 +36,7 @@ from vidgen import parallel, ui
 from vidgen.processes import launched_by_accelerate
 from vidgen.batch.run import check_batch
 from vidgen.errors import ExitCode, UsageError
+from vidgen.request import BatchRequest
 
 PROCESSES_OPTION = "--processes"
 # torchrun sends its processes SIGTERM when it is stopped, then SIGKILL after this many
@@ -133,15 +134,14 @@ def launch(args: list[str], processes: int) -> int:
     return int(ExitCode.SUCCESS)
 
 
-def run_in_processes(args: list[str], processes: int, *, prompts_file: str, out_dir: str, preset: str | None, model: str | None,
-                     overrides: dict, strict: bool) -> int:  # fmt: skip
+def run_in_processes(args: list[str], processes: int, request: BatchRequest) -> int:
     """`vidgen batch ... --processes N` (`args`: its whole command line, from `batch` on)."""
     if processes < 1:
         raise UsageError(f"--processes must be at least 1, got {processes}")
     if launched_by_accelerate():
         raise UsageError("--processes starts its own processes: give it without `accelerate launch`")
-    if prompts_file == "-":
+    if request.prompts_file == "-":
         raise UsageError("--processes needs a prompts file, not - (every process reads it)")
-    check_batch(prompts_file, out_dir, preset=preset, model=model, overrides=overrides, strict=strict)
-    parallel.check_group(overrides.get("parallel"), processes, command="batch")  # the degrees against N, before any process starts
+    check_batch(request)
+    parallel.check_group(request.overrides.get("parallel"), processes, command="batch")  # the degrees against N, before any process starts
     return launch(without_processes_option(args), processes)

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from vidgen import parallel, signals, ui
 from vidgen.acceleration import apply_threads
@@ -27,6 +27,7 @@ from vidgen.generate import VideoGenerator, merge_settings
 from vidgen.pipeline import check_parallel
 from vidgen.presets import choose_preset
 from vidgen.prompts import detect_format, open_prompts, read_prompt_lines
+from vidgen.request import BatchRequest
 from vidgen.runner import loading_key, obtain_pipeline, render
 from vidgen.settings import fit_frames_to_video
 from vidgen.video import check_encoder
@@ -223,19 +224,18 @@ def _read_plan(prompts_file: str, out_dir: Path, env: Environment, *, chosen, mo
     return jobs
 
 
-def check_batch(prompts_file: str, out_dir_text: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], strict: bool = False,
-                env: Environment = PROCESS) -> int:  # fmt: skip
+def check_batch(request: BatchRequest, env: Environment = PROCESS) -> int:
     """Everything a batch checks before it creates anything (options, preset, the whole
     prompts file), without notes: for `--processes`, before any process starts. Returns
     the number of jobs planned; a bad input raises its VidgenError."""
-    flags, base_seed = _flags_and_base_seed(overrides)
-    chosen = choose_preset(preset, model)
-    jobs = _read_plan(prompts_file, env.path(out_dir_text), env, chosen=chosen, model=model, flags=flags, base_seed=base_seed, strict=strict,
-                      flag_notes=False, line_notes=False)  # fmt: skip
+    flags, base_seed = _flags_and_base_seed(request.overrides)
+    chosen = choose_preset(request.preset, request.model)
+    jobs = _read_plan(request.prompts_file, env.path(request.out_dir), env, chosen=chosen, model=request.model, flags=flags, base_seed=base_seed,
+                      strict=request.strict, flag_notes=False, line_notes=False)  # fmt: skip
     return len(jobs)
 
 
-def _flags_and_base_seed(overrides: dict[str, Any]) -> tuple[dict[str, Any], int]:
+def _flags_and_base_seed(overrides: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
     """--seed is the base seed lines derive theirs from, not a setting of every line;
     --no-gallery is the batch's (run_batch reads it), not a setting either."""
     flags = {key: value for key, value in overrides.items() if key not in ("seed", "gallery")}
@@ -280,29 +280,29 @@ def _prepare(prompts_file: str, out_dir_text: str, processes: Processes, lock: F
     return _Prepared(out_dir, jobs, skipped, manifest, manifest.size(), folder_identity(out_dir))
 
 
-def run_batch(prompts_file: str, out_dir_text: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], strict: bool = False, resume: bool = False, overwrite: bool = False, as_json: bool = False, debug: bool = False, threads: int | None = None,
-              env: Environment = PROCESS) -> ExitCode:  # fmt: skip
+def run_batch(request: BatchRequest, env: Environment = PROCESS) -> ExitCode:
     """`vidgen batch`: returns SUCCESS only when every line's every video is done."""
     processes = current_processes()
     if not processes.is_main:
         ui.configure(quiet=True)  # one progress display and one summary: the main process's
-    apply_threads(threads, local_processes=processes.local_count if processes.state is not None else None)
+    apply_threads(request.threads, local_processes=processes.local_count if processes.state is not None else None)
 
-    flags, base_seed = _flags_and_base_seed(overrides)
-    lock = FolderLock(env.path(out_dir_text))
+    model, strict = request.model, request.strict
+    flags, base_seed = _flags_and_base_seed(request.overrides)
+    lock = FolderLock(env.path(request.out_dir))
     chosen = None
     try:
         prepared: _Prepared | None = None
         error: VidgenError | None = None
         try:
-            chosen = choose_preset(preset, model)
-            prepared = _prepare(prompts_file, out_dir_text, processes, lock, chosen=chosen, model=model, flags=flags,
-                                base_seed=base_seed, strict=strict, resume=resume, overwrite=overwrite, env=env)  # fmt: skip
+            chosen = choose_preset(request.preset, model)
+            prepared = _prepare(request.prompts_file, request.out_dir, processes, lock, chosen=chosen, model=model, flags=flags,
+                                base_seed=base_seed, strict=strict, resume=request.resume, overwrite=request.overwrite, env=env)  # fmt: skip
         except VidgenError as failure:
             error = failure
         processes.agree(error, one_voice=True)  # also the barrier: this run's records follow run_start
-        code = _run(prepared, processes, env, chosen=chosen, model=model, flags=flags, strict=strict, as_json=as_json, debug=debug)
-        if processes.is_main and overrides.get("gallery") is not False:
+        code = _run(prepared, processes, env, chosen=chosen, model=model, flags=flags, strict=strict, as_json=request.as_json, debug=request.debug)
+        if processes.is_main and request.overrides.get("gallery") is not False:
             _write_gallery(prepared.out_dir)  # once, by the main process, after the others are done, under DIR's lock
         return code
     finally:

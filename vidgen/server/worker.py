@@ -136,7 +136,7 @@ class Server:
     def _run(self, job: Job) -> None:
         self.current = job
         job.started_at = time.time()
-        code = execute(job, prepare=lambda: self._threads(job.args.get("threads")))
+        code = execute(job, prepare=lambda: self._threads(job.request.threads))
         self.cache.touch_all()
         self.done += 1
         self.current = None
