@@ -220,7 +220,7 @@ def test_the_server_runs_staged_presets_and_storyboards_like_any_other(serve, ti
     assert read_frames(Path("staged.mp4")).shape == (9, 64, 64, 3)
     assert [stage["width"] for stage in read_recipe(Path("staged.mp4"))["stages"]] == [32, 64, 64]
     Path("shots.txt").write_text("1s a fox wakes up\n1s the fox runs\n")
-    story = served.run("shots.txt", "--story", "--preset", "ltx-video-story", "--model", tiny_pipeline_dir("LTXI2VLongMultiPromptPipeline"),
+    story = served.run("shots.txt", "--story", "--preset", "ltx-video-story", "--model", tiny_pipeline_dir("LTXConditionPipeline", "ltx-video-story"),
                        "--size", "32x32", "--steps", "2", "--fps", "8", "--device", "cpu", "--dtype", "float32", "-o", "film")  # fmt: skip
     assert story.returncode == 0, story.stderr.decode() + served.output()
     assert read_frames(Path("film")).shape == (17, 32, 32, 3)
