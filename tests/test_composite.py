@@ -146,3 +146,46 @@ def test_dry_run_counts_the_components_from_their_repositories(run_cli, framepac
     assert report["components"]["transformer"]["parameters"] == parameters
     assert report["components"]["image_encoder"]["source"].endswith("image_encoder")
     assert report["settings"]["components"]["transformer"] == "lllyasviel/FramePackI2V_HY"
+
+
+def test_a_components_run_prints_no_library_deprecation_lines(framepack_repositories, monkeypatch, tmp_path):
+    """In a real process (pytest records warnings in-process, so only a process shows what a user
+    sees): diffusers 0.42.1 passes huggingface_hub the deprecated `local_dir_use_symlinks` for each
+    component it loads from a hub id, a two-line UserWarning on stderr; vidgen's stderr is its own."""
+    import os
+    import subprocess
+    import sys
+
+    hub = put_in_hub_cache(monkeypatch, tmp_path / "hub", framepack_repositories)
+    out = tmp_path / "fox.mp4"
+    run = subprocess.run([sys.executable, "-m", "vidgen", PROMPT, "--preset", "framepack-i2v", "--image", _image(tmp_path / "start.png", "red"),
+                          *TINY, "-o", out], capture_output=True, env={**os.environ, "HF_HUB_CACHE": str(hub)})  # fmt: skip
+    stderr = run.stderr.decode()
+    assert run.returncode == 0, stderr
+    assert read_frames(out).shape == (37, 16, 16, 3)
+    assert "huggingface_hub" not in stderr and "deprecated" not in stderr, stderr
+    assert "loaded HunyuanVideoFramepackPipeline" in stderr  # vidgen's own lines still there
+
+
+def test_only_that_deprecation_is_quieted(framepack_repositories, monkeypatch, tmp_path):
+    """Where diffusers asks huggingface_hub for a component's config (ConfigMixin.load_config), the
+    deprecation shows without vidgen's quieting and not with it; another warning shows in both."""
+    import warnings
+
+    import diffusers
+
+    from vidgen.hub import quiet_hub
+
+    put_in_hub_cache(monkeypatch, tmp_path / "hub", framepack_repositories)
+
+    def warned(quiet: bool) -> list[str]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with quiet_hub() if quiet else warnings.catch_warnings():
+                diffusers.HunyuanVideoFramepackTransformer3DModel.load_config("lllyasviel/FramePackI2V_HY", local_files_only=True)
+                warnings.warn("an unrelated warning", UserWarning)
+        return [str(warning.message).split(".")[0] for warning in caught]
+
+    deprecation = "The `local_dir_use_symlinks` argument is deprecated and ignored in `hf_hub_download`"
+    assert warned(quiet=False) == [deprecation, "an unrelated warning"]
+    assert warned(quiet=True) == ["an unrelated warning"]

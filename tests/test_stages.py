@@ -116,6 +116,30 @@ def test_presets_show_lists_the_stages(run_cli):
     assert shown["stages"][0]["scale"] == 0.5 and shown["stages"][1]["pipeline"] == "LTXLatentUpsamplePipeline"
 
 
+def test_model_folder_stands_in_for_the_presets_own_repository_only_where_it_holds_the_piece(tmp_path):
+    """ltx2-two-stage's upsampler and stage LoRA name Lightricks/LTX-2, its own model repository: a
+    --model folder holding them replaces it for both; one without them (a fine-tune saved bare) and
+    another hub repository leave them to Lightricks/LTX-2."""
+    from vidgen.presets import load_preset
+    from vidgen.settings import build_settings
+
+    lora = "ltx-2-19b-distilled-lora-384.safetensors"
+    copy, bare = tmp_path / "LTX-2", tmp_path / "finetune"
+    (copy / "latent_upsampler").mkdir(parents=True)
+    (copy / lora).write_bytes(b"")
+    bare.mkdir()
+
+    def pieces(model: str) -> tuple[str, str]:
+        settings = build_settings(load_preset("ltx2-two-stage"), [{"prompt": PROMPT}], model=model)
+        (upsampler,) = settings.components
+        return upsampler.where, settings.stages[2].loras[0][0]
+
+    assert pieces(str(copy)) == (f"{copy.resolve()} (subfolder latent_upsampler)", str(copy.resolve() / lora))
+    named = ("Lightricks/LTX-2 (subfolder latent_upsampler)", f"Lightricks/LTX-2/{lora}")
+    assert pieces(str(bare)) == named
+    assert pieces("someone/LTX-2-finetune") == named
+
+
 def _lora_in_use(pipe) -> list[str]:
     """The adapters the transformer's LoRA layers apply now (none while LoRA is disabled)."""
     from peft.tuners.lora import LoraLayer
@@ -128,14 +152,20 @@ def test_ltx2_two_stages_carry_the_audio_and_use_the_distilled_lora_in_the_refin
         run_cli, tiny_pipeline_dir, component_repositories, monkeypatch, tmp_path):  # fmt: skip
     """Stage 1 at half size without the LoRA and with the pipeline's scheduler; stage 2 with the
     stage's LoRA, its fixed sigmas, the scheduler without dynamic shifting, the audio latents of
-    stage 1; the file has the soundtrack."""
+    stage 1; the file has the soundtrack. `--model` is a local copy of Lightricks/LTX-2 as the real
+    repository is laid out (the pipeline, latent_upsampler/ and the LoRA file): the upsampler and the
+    LoRA the preset names in Lightricks/LTX-2 come from it, offline, with an empty Hub cache."""
     import functools
 
     import diffusers
+    import huggingface_hub
 
     from tests.test_audio import read_streams
 
-    put_in_hub_cache(monkeypatch, tmp_path / "hub", {"Lightricks/LTX-2": component_repositories["Lightricks/LTX-2"]})
+    empty = tmp_path / "empty-hub-cache"
+    empty.mkdir()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(empty))
+    monkeypatch.setenv("HF_HUB_CACHE", str(empty))
     seen = []
     original = diffusers.LTX2Pipeline.__call__
 
@@ -148,7 +178,7 @@ def test_ltx2_two_stages_carry_the_audio_and_use_the_distilled_lora_in_the_refin
     # The real repository's scheduler shifts dynamically, towards a terminal sigma; the tiny one's is made so too.
     model = tmp_path / "model"
     model.mkdir()
-    for entry in tiny_pipeline_dir("LTX2Pipeline").iterdir():
+    for entry in [*tiny_pipeline_dir("LTX2Pipeline").iterdir(), *component_repositories["Lightricks/LTX-2"].iterdir()]:
         if entry.name != "scheduler":
             (model / entry.name).symlink_to(entry)
     config = json.loads((tiny_pipeline_dir("LTX2Pipeline") / "scheduler" / "scheduler_config.json").read_text())
@@ -168,7 +198,9 @@ def test_ltx2_two_stages_carry_the_audio_and_use_the_distilled_lora_in_the_refin
     assert read_frames(out).shape == (9, 64, 64, 3)
     assert read_streams(out)["audio"] is not None
     recipe = read_recipe(out)
-    assert recipe["stages"][2]["lora"] == ["Lightricks/LTX-2/ltx-2-19b-distilled-lora-384.safetensors:1"]
+    assert recipe["stages"][2]["lora"] == [f"{model.resolve()}/ltx-2-19b-distilled-lora-384.safetensors:1"]
+    assert recipe["components"]["latent_upsampler"] == {"model": str(model.resolve()), "subfolder": "latent_upsampler", "revision": None, "class": None}
+    assert not any(empty.iterdir())  # nothing looked up in, or written to, the Hub cache
 
 
 from tests.test_server import runtime_dir, serve  # noqa: E402,F401  the `vidgen serve` subprocess fixtures
@@ -188,7 +220,7 @@ def test_the_server_runs_staged_presets_and_storyboards_like_any_other(serve, ti
     assert read_frames(Path("staged.mp4")).shape == (9, 64, 64, 3)
     assert [stage["width"] for stage in read_recipe(Path("staged.mp4"))["stages"]] == [32, 64, 64]
     Path("shots.txt").write_text("1s a fox wakes up\n1s the fox runs\n")
-    story = served.run("shots.txt", "--story", "--preset", "ltx-video-story", "--model", tiny_pipeline_dir("LTXI2VLongMultiPromptPipeline"),
+    story = served.run("shots.txt", "--story", "--preset", "ltx-video-story", "--model", tiny_pipeline_dir("LTXConditionPipeline", "ltx-video-story"),
                        "--size", "32x32", "--steps", "2", "--fps", "8", "--device", "cpu", "--dtype", "float32", "-o", "film")  # fmt: skip
     assert story.returncode == 0, story.stderr.decode() + served.output()
     assert read_frames(Path("film")).shape == (17, 32, 32, 3)

@@ -1,18 +1,21 @@
 """Storyboards (`vidgen SHOTS --story --preset ltx-video-story`): one video from several prompts.
 
-The shipped preset runs on a tiny LTXI2VLongMultiPromptPipeline (a VAE that compresses time 8x,
-as the real one's). Windows of 24 frames overlapping by 8 (3 latent frames, 1 shared) make 49
+The shipped preset runs on a tiny model laid out as its real repository is: saved as
+LTXConditionPipeline (LTX-Video 0.9.8's model_index.json names that class; the preset loads
+LTXI2VLongMultiPromptPipeline from it), with a VAE that compresses time 8x as the real one's. Windows of 24 frames overlapping by 8 (3 latent frames, 1 shared) make 49
 frames in three windows, one a shot. Frames are compared from PNG folders: exact.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from tests.tiny_pipelines import repository_layout
 from vidgen.readback import read_frames, read_recipe
 
 SHOTS = ["a fox wakes up in its den", "the fox runs through the snow", "the fox sleeps under a tree"]
@@ -33,7 +36,9 @@ def story(run_cli, tiny_pipeline_dir, tmp_path):
     def make(shots: list[str], name: str, *args: str):
         board = _storyboard(tmp_path / f"{name}.txt", shots)
         out = tmp_path / name
-        result = run_cli("generate", board, "--story", "--model", tiny_pipeline_dir("LTXI2VLongMultiPromptPipeline"), "--image", image,
+        model = tiny_pipeline_dir(*repository_layout("ltx-video-story", "LTXI2VLongMultiPromptPipeline"))
+        assert json.loads((model / "model_index.json").read_text())["_class_name"] == "LTXConditionPipeline"  # the real layout
+        result = run_cli("generate", board, "--story", "--model", model, "--image", image,
                          *TINY, *args, "-o", out)  # fmt: skip
         assert result.exit_code == 0, result.stderr
         return out

@@ -413,17 +413,27 @@ def _ltx_i2v(variant: str | None):
 
 def _ltx_condition(variant: str | None):
     """LTXConditionPipeline (LTX-Video 0.9.5 and later): it computes its own schedule
-    (linear-quadratic) and passes timesteps, so its scheduler shifts nothing dynamically."""
+    (linear-quadratic) and passes timesteps, so its scheduler shifts nothing dynamically.
+    Variant `ltx-video-story`: the storyboard model's repository (LTX-Video 0.9.8, whose
+    model_index.json names this class), with the VAE that compresses time 8x (_ltx_vae_8x)."""
     from diffusers import FlowMatchEulerDiscreteScheduler, LTXConditionPipeline
 
-    return LTXConditionPipeline(**dict(_ltx_components(), scheduler=FlowMatchEulerDiscreteScheduler(shift_terminal=0.1)))
+    vae = {"vae": _ltx_vae_8x()} if variant == "ltx-video-story" else {}
+    return LTXConditionPipeline(**dict(_ltx_components(), **vae, scheduler=FlowMatchEulerDiscreteScheduler(shift_terminal=0.1)))
 
 
 def _ltx_long_multi_prompt(variant: str | None):
-    """LTXI2VLongMultiPromptPipeline (ltx-video-story), with a VAE that compresses time 8x as the
-    real one does: its windows are counted in latent frames (temporal_tile_size // 8), and with
-    the 4x tiny VAE of the other LTX builders its fused windows come out longer than asked."""
-    from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXI2VLongMultiPromptPipeline
+    """LTXI2VLongMultiPromptPipeline (ltx-video-story), with the VAE that compresses time 8x."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, LTXI2VLongMultiPromptPipeline
+
+    return LTXI2VLongMultiPromptPipeline(**dict(_ltx_components(), vae=_ltx_vae_8x(), scheduler=FlowMatchEulerDiscreteScheduler(shift_terminal=0.1)))
+
+
+def _ltx_vae_8x():
+    """An LTX VAE that compresses time 8x as the real one does: the multi-prompt pipeline counts its
+    windows in latent frames (temporal_tile_size // 8), and with the 4x tiny VAE of the other LTX
+    builders its fused windows come out longer than asked."""
+    from diffusers import AutoencoderKLLTXVideo
 
     torch.manual_seed(0)
     vae = AutoencoderKLLTXVideo(
@@ -434,7 +444,7 @@ def _ltx_long_multi_prompt(variant: str | None):
     ).eval()  # fmt: skip
     vae.use_framewise_encoding = False
     vae.use_framewise_decoding = False
-    return LTXI2VLongMultiPromptPipeline(**dict(_ltx_components(), vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(shift_terminal=0.1)))
+    return vae
 
 
 def build_ltx_upsampler_repository(folder: Path) -> Path:
@@ -1358,6 +1368,7 @@ VARIANTS = {
     "ltx2-condition": "LTX2Pipeline",  # the VAE's encoder compresses time, as a video condition needs
     "helios-mid": "HeliosPyramidPipeline",  # CFG-Zero*, HeliosScheduler
     "helios-distilled": "HeliosPyramidPipeline",  # is_distilled, HeliosDMDScheduler
+    "ltx-video-story": "LTXConditionPipeline",  # the VAE compresses time 8x, as the multi-prompt pipeline counts
 }
 
 
@@ -1396,6 +1407,10 @@ REPOSITORY_LAYOUT = {
     # FramePack's model is hunyuanvideo-community/HunyuanVideo; its [components] come from two
     # other repositories (build_framepack_repositories lays out all three).
     "framepack-i2v": ("HunyuanVideoPipeline", None),
+    # The storyboard model, LTX-Video 0.9.8 (Lightricks/LTX-Video-0.9.8-13B-distilled): its model_index.json
+    # names LTXConditionPipeline (0.9.5 and later; not readable offline here); diffusers' multi-prompt class
+    # takes the same five components (pipeline_ltx_i2v_long_multi_prompt.py's __init__ and docstring).
+    "ltx-video-story": ("LTXConditionPipeline", "ltx-video-story"),
 }
 
 

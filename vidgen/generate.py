@@ -25,7 +25,7 @@ from vidgen.audio import Audio, audio_from_output, fit_to_video
 from vidgen.errors import GenerationError, Interrupted, UsageError, first_line
 from vidgen.extras import fit_extras, windows
 from vidgen.model_check import check_extras_taken
-from vidgen.options import SETTINGS, GenerationSettings
+from vidgen.options import ARGUMENT_ALIASES, SETTINGS, GenerationSettings, argument_name
 from vidgen.presets import Preset, choose_preset
 from vidgen.settings import build_settings, draw_seed, snap_to_constraints, validate
 
@@ -98,23 +98,6 @@ def _as_pil_frames(frames: np.ndarray) -> list:
     return [Image.fromarray(frame) for frame in frames]
 
 
-# Other names some pipelines give a standard argument, and why: where a pipeline lacks the
-# standard name and has the other, the value goes in under the other.
-ARGUMENT_ALIASES = {
-    "num_frames": "frames",  # SANA-Video (SanaVideoPipeline, SanaImageToVideoPipeline)
-    # Stable Video Diffusion: the guidance goes in as its ramp's top value, so it is not one
-    # the pipeline "takes no" of (the warning in _call_arguments).
-    "guidance_scale": "max_guidance_scale",
-    "image": "cond_image",  # LTXI2VLongMultiPromptPipeline (ltx-video-story): a storyboard's start image
-}
-
-
-def _argument_name(name: str, parameters: set[str]) -> str:
-    """`name`, or its alias where the pipeline's __call__ takes only the alias."""
-    alias = ARGUMENT_ALIASES.get(name)
-    return alias if name not in parameters and alias in parameters else name
-
-
 # Helios' pyramid pipeline (Helios-Mid, Helios-Distilled) denoises each chunk in resolution
 # stages and takes its steps per stage as a list, with no num_inference_steps: --steps N is
 # N steps in every stage, as the model's own examples give them ([20, 20, 20], [2, 2, 2]).
@@ -179,7 +162,7 @@ class VideoGenerator:
             defaults["num_inference_steps"] = defaults[PYRAMID_STEPS][0]  # steps per stage
         pairs = {setting.name: setting.call for setting in SETTINGS if setting.pipeline_default}
         for setting, parameter in pairs.items():
-            parameter = _argument_name(parameter, self.loaded.call_parameters)
+            parameter = argument_name(parameter, self.loaded.call_parameters)
             if getattr(settings, setting) is None and isinstance(defaults.get(parameter), (int, float)):
                 setattr(settings, setting, defaults[parameter])
         guider = getattr(self.loaded.pipe, "guider", None)
@@ -205,7 +188,7 @@ class VideoGenerator:
         wanted = {argument: getattr(settings, name) for name, argument in CALL_ARGUMENTS.items()}
         wanted.update(image=image, generator=generator, output_type="np")
         for name in ARGUMENT_ALIASES:
-            wanted[_argument_name(name, parameters)] = wanted.pop(name)
+            wanted[argument_name(name, parameters)] = wanted.pop(name)
         if _takes_pyramid_steps(parameters) and settings.steps is not None:
             wanted[PYRAMID_STEPS] = [settings.steps] * pyramid_stages(self.loaded.pipe)
         if "fps" in parameters:

@@ -15,6 +15,7 @@ import json
 import re
 import threading
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -69,14 +70,23 @@ def hub_reachable(timeout: float = HUB_TIMEOUT) -> bool:
     return bool(answers and answers[0])
 
 
+# diffusers 0.42.1's ConfigMixin.load_config passes huggingface_hub `local_dir_use_symlinks`, which
+# huggingface_hub deprecated and ignores: a two-line UserWarning for every component loaded from a
+# hub id ([components]). Only that warning, by its message and category, from huggingface_hub.
+_SYMLINKS_DEPRECATION = r"The `local_dir_use_symlinks` argument is deprecated and ignored"
+
+
 @contextmanager
 def quiet_hub() -> Iterator[None]:
     """huggingface_hub logs only errors meanwhile (its retry warnings would otherwise come
-    before vidgen's own one line)."""
+    before vidgen's own one line), and its deprecation of an argument diffusers still passes
+    (above) is not shown; every other warning is."""
     verbosity = hub_logging.get_verbosity()
     hub_logging.set_verbosity_error()
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_SYMLINKS_DEPRECATION, category=UserWarning, module=r"huggingface_hub\.")
+            yield
     finally:
         hub_logging.set_verbosity(verbosity)
 

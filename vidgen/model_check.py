@@ -30,6 +30,7 @@ import diffusers
 
 from vidgen.errors import UsageError
 from vidgen.hub import component_config
+from vidgen.options import argument_name
 from vidgen.presets import ModelLocation
 
 _MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors format's own limit
@@ -160,7 +161,10 @@ def check_extras_taken(class_name: str | None, extras: dict[str, Any]) -> None:
 
 
 def _takes_image(pipeline_class: Any) -> bool:
-    return "image" in inspect.signature(pipeline_class.__call__).parameters
+    """Whether the class's __call__ takes a start image, under its standard name or an alias
+    (LTXI2VLongMultiPromptPipeline's `cond_image`)."""
+    parameters = inspect.signature(pipeline_class.__call__).parameters
+    return argument_name("image", parameters) in parameters
 
 
 

@@ -25,6 +25,7 @@ This module is imported by `vidgen --help` and the server's client: no torch her
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 from dataclasses import asdict, dataclass, field, make_dataclass
 from typing import Any, Callable, Optional
 
@@ -69,6 +70,24 @@ EXTRA_TYPES: dict[str, type] = {
     "temporal_tile_size": int,  # LTX's multi-prompt pipeline (storyboards): frames in one window
     "temporal_overlap": int,  # and the frames each window shares with the one before
 }
+
+# Other names some pipelines give a standard call argument, and why: where a pipeline lacks the
+# standard name and has the other, the value goes in under the other (generate.VideoGenerator), and
+# the pipeline counts as taking it (model_check: whether a class takes an image).
+ARGUMENT_ALIASES = {
+    "num_frames": "frames",  # SANA-Video (SanaVideoPipeline, SanaImageToVideoPipeline)
+    # Stable Video Diffusion: the guidance goes in as its ramp's top value, so it is not one
+    # the pipeline "takes no" of (the warning in generate's _call_arguments).
+    "guidance_scale": "max_guidance_scale",
+    "image": "cond_image",  # LTXI2VLongMultiPromptPipeline (ltx-video-story): a storyboard's start image
+}
+
+
+def argument_name(name: str, parameters: Container[str]) -> str:
+    """`name`, or its alias where the pipeline's __call__ (`parameters`: its names) takes only the alias."""
+    alias = ARGUMENT_ALIASES.get(name)
+    return alias if name not in parameters and alias in parameters else name
+
 
 NUMBER = (int, float)  # a type that keeps 16 as 16 and takes 7.5 too (fps)
 

@@ -12,11 +12,12 @@ import math
 import re
 import secrets
 from dataclasses import fields, replace
+from pathlib import Path
 from typing import Any
 
 from vidgen.errors import UsageError
 from vidgen.options import DTYPE_ALIASES, FIELDS, MAX_FPS, MAX_FRAMES, SETTINGS, GenerationSettings, LoraSpec, builtin_defaults
-from vidgen.presets import Constraints, Preset
+from vidgen.presets import Constraints, Preset, resolve_model_location
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|(cuda|xpu|npu)(:\d+)?)$")
 # Keys a layer (flags, batch line) may set that are not settings of their own (size, seconds).
@@ -45,8 +46,36 @@ def _preset_model(preset: Preset) -> str:
     return location.location if location.kind == "local" else preset.model
 
 
+def from_model_folder(preset: Preset, model: str | None) -> Preset:
+    """The preset with `--model DIR` standing in for its own model repository: each piece it takes
+    from that repository besides the pipeline ([components], [[lora]], [[stages.lora]]: ltx2-two-stage's
+    latent upsampler and distilled LoRA are Lightricks/LTX-2's) comes from DIR where DIR holds it
+    (the same subfolder or file name), as a local copy of the repository does; one DIR lacks stays
+    where the preset names it (a fine-tune saved without the upsampler still finds the original's)."""
+    own = preset.model_location().location
+    given = resolve_model_location(model) if model else None
+    if given is None or not given.is_local or given.location == own:
+        return preset
+    folder = Path(given.location)
+
+    def moved(source: str) -> str:  # a LoRA: REPO/FILENAME (or a path) in DIR where DIR has that file
+        if source == own or source.startswith(own + "/"):
+            candidate = folder / source[len(own):].lstrip("/")
+            if candidate.exists():
+                return str(candidate)
+        return source
+
+    components = {name: replace(spec, location=given, revision=None)
+                  if spec.location.location == own and (folder / (spec.subfolder or "")).is_dir() else spec
+                  for name, spec in preset.components.items()}  # fmt: skip
+    loras = [replace(lora, source=moved(lora.source)) for lora in preset.loras]
+    stages = [replace(stage, loras=tuple((moved(source), weight) for source, weight in stage.loras)) for stage in preset.stages]
+    return replace(preset, components=components, loras=loras, stages=stages)
+
+
 def build_settings(preset: Preset, layers: list[dict[str, Any]], *, model: str | None = None) -> GenerationSettings:
     """Merge built-in defaults, the preset and each layer (flags, then a batch line) in order."""
+    preset = from_model_folder(preset, model)
     known = {f.name for f in fields(GenerationSettings)} | _LAYER_ONLY_KEYS
     merged: dict[str, Any] = builtin_defaults()
     merged.update(preset.defaults)
