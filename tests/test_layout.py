@@ -1,5 +1,5 @@
-"""The package's shape: no import circles (imports inside functions count too), and no
-module too long to read as one job (docs/DESIGN.md describes the layers)."""
+"""The package's shape: no import circles (imports inside functions count too), no import
+that runs up the floors docs/DESIGN.md lists, and no module too long to read as one job."""
 
 from __future__ import annotations
 
@@ -77,3 +77,48 @@ def test_no_import_circles_in_vidgen():
 def test_no_module_over_the_line_limit():
     long = {name: count for name, path in _modules().items() if (count := len(path.read_text().splitlines())) > MAX_LINES}
     assert not long, f"modules over {MAX_LINES} lines (split them by job): {long}"
+
+
+DESIGN = PACKAGE.parent / "docs" / "DESIGN.md"
+
+
+def design_floors() -> dict[str, int]:
+    """Module -> its floor, from docs/DESIGN.md's numbered list under "## Floors" (a `name/`
+    entry stands for every module of that folder)."""
+    import re
+
+    section = DESIGN.read_text().split("## Floors", 1)[1].split("\n## ", 1)[0]
+    modules = _modules()
+    floors: dict[str, int] = {}
+    for number, line in re.findall(r"^(\d+)\. (.*)$", section, flags=re.M):
+        for entry in re.findall(r"`([\w./]+)`", line):
+            if entry.endswith("/"):
+                package = "vidgen." + entry.rstrip("/").replace("/", ".")
+                named = [name for name in modules if name == package or name.startswith(package + ".")]
+            else:
+                named = ["vidgen" if entry == "vidgen" else f"vidgen.{entry}"]
+            for name in named:
+                floors[name] = int(number)
+    return floors
+
+
+def floor_violations(graph: dict[str, set[str]], floors: dict[str, int]) -> list[str]:
+    return sorted(f"{module} (floor {floors[module]}) imports {target} (floor {floors[target]})"
+                  for module, targets in graph.items() for target in targets
+                  if module in floors and target in floors and floors[target] > floors[module])
+
+
+def test_every_module_is_on_a_floor_of_design_md():
+    missing = sorted(set(_modules()) - set(design_floors()))
+    assert not missing, f"modules on no floor of docs/DESIGN.md (add them to its list): {missing}"
+
+
+def test_no_module_imports_from_a_floor_above_its_own():
+    violations = floor_violations(import_graph(), design_floors())
+    assert not violations, "imports that run up the floors of docs/DESIGN.md: " + "; ".join(violations)
+
+
+def test_the_floor_check_sees_an_import_that_runs_up():
+    graph, floors = import_graph(), design_floors()
+    graph["vidgen.errors"] = graph["vidgen.errors"] | {"vidgen.runner"}  # errors is on the lowest floor
+    assert any(violation.startswith("vidgen.errors (floor 0) imports vidgen.runner") for violation in floor_violations(graph, floors))
