@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from vidgen.environment import variable
 from vidgen.errors import UsageError
 
 # Step caches on diffusers' `transformer.enable_cache(...)` hooks. Left out: MagCache needs
@@ -292,7 +293,7 @@ def cpu_thread_count(requested: int | None, *, local_processes: int | None = Non
     (torch's default: one per core). Every process taking every core is what made two
     batches on a 2-core machine 70x slower (docs/benchmarks.md)."""
     if requested is None:
-        text = os.environ.get("VIDGEN_THREADS", "").strip()
+        text = variable("VIDGEN_THREADS")
         if text:
             if not text.isdigit() or int(text) < 1:
                 raise UsageError(f"VIDGEN_THREADS must be a whole number of at least 1, got {text!r}")

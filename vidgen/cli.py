@@ -23,6 +23,7 @@ from vidgen.acceleration import FAST_CACHE, apply_threads
 from vidgen.cli_presets import presets_app
 from vidgen.client import run_batch as run_on_server
 from vidgen.client import run_generate
+from vidgen.environment import switched_on
 from vidgen.errors import ExitCode, UsageError
 from vidgen.guard import DebugOption
 from vidgen.guard import guarded as _guarded  # an error: one line and its exit code
@@ -189,7 +190,7 @@ def generate(
                 for line in dryrun.lines(report):
                     ui.emit_result(line)
             return ExitCode.SUCCESS
-        if not no_server and not _server_disabled():
+        if not no_server and not switched_on("VIDGEN_NO_SERVER"):
             code = run_generate(request)
             if code is not None:  # a server ran it; None: no server, so run it here
                 return code
@@ -202,10 +203,6 @@ def generate(
     code = _guarded(debug, action)
     if code:
         raise typer.Exit(int(code))
-
-
-def _server_disabled() -> bool:
-    return os.environ.get("VIDGEN_NO_SERVER", "").strip() not in ("", "0")
 
 
 @app.command(epilog=_BATCH_EXAMPLES)
@@ -244,7 +241,7 @@ def batch(
 
             return run_in_processes(ctx.meta["vidgen.args"], processes, request)
         launched = any(key == "WORLD_SIZE" or key.startswith("ACCELERATE_") for key in os.environ)
-        if not no_server and not _server_disabled() and not launched:  # accelerate's processes share out the work themselves
+        if not no_server and not switched_on("VIDGEN_NO_SERVER") and not launched:  # accelerate's processes share out the work themselves
             code = run_on_server(request)
             if code is not None:
                 return code

@@ -34,7 +34,7 @@ from typing import Any
 
 from vidgen import signals, ui
 from vidgen.acceleration import cpu_thread_count
-from vidgen.environment import Environment
+from vidgen.environment import Environment, variable
 from vidgen.errors import ExitCode, UsageError
 from vidgen.options import SETTINGS, LoraSpec
 from vidgen.presets import vidgen_home
@@ -47,7 +47,7 @@ MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, with its NUL
 
 
 def socket_dir() -> Path:
-    runtime = os.environ.get("XDG_RUNTIME_DIR", "").strip()
+    runtime = variable("XDG_RUNTIME_DIR")
     if runtime:
         return Path(runtime) / "vidgen"
     return vidgen_home() / "run"
@@ -104,10 +104,6 @@ def find_server() -> Path | None:
         ui.warn(f"not using the vidgen server: {problem}")
         return None
     return path
-
-
-def server_disabled() -> bool:
-    return os.environ.get("VIDGEN_NO_SERVER", "").strip() not in ("", "0")
 
 
 def request(method: str, route: str, body: dict[str, Any] | None = None, *, path: Path | None = None, timeout: float | None = 10.0):
@@ -175,7 +171,7 @@ def resolve_paths(job: Request) -> Request:
             source = _local(spec.source)
             resolved.append(text if source == spec.source else f"{source}:{spec.scale!r}")
         overrides["loras"] = resolved
-    preset = job.preset or os.environ.get("VIDGEN_PRESET") or None
+    preset = job.preset or variable("VIDGEN_PRESET") or None
     return job.but(preset=_local(preset), model=_local(job.model), overrides=overrides)
 
 

@@ -11,6 +11,7 @@ sink is per thread (ui.remote_session). Light: the server's client imports it.
 from __future__ import annotations
 
 import io
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,3 +39,32 @@ class Environment:
 
 
 PROCESS = Environment()
+
+
+# ---- the environment variables vidgen reads, each declared once (docs/reference.md lists them) ----
+
+VARIABLES: dict[str, str] = {
+    "VIDGEN_HOME": "vidgen's own folder: user presets (presets/), the server's socket when XDG_RUNTIME_DIR is unset (run/), "
+    "compiled-kernel caches. Default: $XDG_CONFIG_HOME/vidgen, else ~/.config/vidgen.",
+    "VIDGEN_PRESET": "The preset used when --preset is not given (default: shapes, the built-in model).",
+    "VIDGEN_THREADS": "CPU threads for torch and ffmpeg when --threads is not given.",
+    "VIDGEN_NO_SERVER": "1: run every call in its own process even when `vidgen serve` is running (as --no-server).",
+    "VIDGEN_DEBUG": "1: show tracebacks with the error lines (as --debug).",
+    "VIDGEN_KEEP_ALIVE": "`vidgen serve`'s --keep-alive: how long an idle model stays loaded (5m, 30s, 1h, 0, -1).",
+    "XDG_CONFIG_HOME": "The folder VIDGEN_HOME defaults into ($XDG_CONFIG_HOME/vidgen).",
+    "XDG_RUNTIME_DIR": "Where `vidgen serve` puts its socket ($XDG_RUNTIME_DIR/vidgen/vidgen.sock).",
+    "HF_HUB_OFFLINE": "1: never ask the Hugging Face Hub; only downloaded models are used (huggingface_hub's own variable).",
+    "IMAGEIO_FFMPEG_EXE": "The ffmpeg to encode and read videos with (default: the one imageio-ffmpeg bundles).",
+}
+
+
+def variable(name: str) -> str:
+    """A declared variable's value, stripped ("" when unset)."""
+    if name not in VARIABLES:
+        raise KeyError(f"{name} is not declared in vidgen.environment.VARIABLES")
+    return os.environ.get(name, "").strip()
+
+
+def switched_on(name: str) -> bool:
+    """A declared on/off variable: on unless unset, empty or 0."""
+    return variable(name) not in ("", "0")

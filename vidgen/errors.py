@@ -14,10 +14,23 @@ from typing import NamedTuple
 
 class ExitCode(IntEnum):
     SUCCESS = 0
-    FAILURE = 1  # something went wrong while loading a model or generating
-    USAGE = 2  # bad command line or bad input; nothing was attempted
-    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
-    TERMINATED = 143  # SIGTERM (128 + 15): a batch stopped by `kill` or a scheduler
+    FAILURE = 1
+    USAGE = 2
+    INTERRUPTED = 130
+    TERMINATED = 143
+
+
+# What each code means, declared once (docs/reference.md lists them).
+EXIT_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.SUCCESS: "Every video asked for was written (a batch: every line's every video).",
+    ExitCode.FAILURE: "Something failed while loading a model, generating or writing; or a batch line failed (the others "
+    "are made, the manifest says which). A failure after denoising began is this, not 2.",
+    ExitCode.USAGE: "Bad command line or bad input (options, preset, prompts file, images, a model that cannot serve the "
+    "preset), found before any weights were loaded or any denoising ran; nothing was written.",
+    ExitCode.INTERRUPTED: "Ctrl-C (128 + SIGINT): stopped after the current step; no partial file is left.",
+    ExitCode.TERMINATED: "SIGTERM (128 + 15): a batch stopped after the current video (a second SIGTERM: at once); "
+    "--resume makes the rest.",
+}
 
 
 class VidgenError(Exception):

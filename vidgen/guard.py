@@ -6,12 +6,12 @@ Its own module so that cli.py, near its line limit, keeps to parsing and calling
 
 from __future__ import annotations
 
-import os
 from typing import Annotated, Any, Callable
 
 import typer
 
 from vidgen import ui
+from vidgen.environment import switched_on
 from vidgen.errors import outcome
 
 # Every command takes it; here beside the guard it turns on.
@@ -21,7 +21,7 @@ DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks (als
 def guarded(debug: bool, action: Callable[[], Any]) -> Any:
     """Run a command body: an error becomes one line and its exit code (errors.outcome,
     as for a server's job)."""
-    debug = debug or os.environ.get("VIDGEN_DEBUG", "") not in ("", "0")
+    debug = debug or switched_on("VIDGEN_DEBUG")
     try:
         return action()
     except (KeyboardInterrupt, Exception) as error:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vidgen.environment import variable
 from vidgen.errors import UsageError
 from vidgen.options import EXTRA_TYPES, LoraSpec, preset_keys
 from vidgen.tables import StageSpec, check_table as _check_table, read_stages as _read_stages
@@ -83,9 +84,9 @@ CONSTRAINT_KEYS = {
 
 def vidgen_home() -> Path:
     """The user's state and config folder; VIDGEN_HOME moves it (tests use a temp dir)."""
-    if os.environ.get("VIDGEN_HOME"):
-        return Path(os.environ["VIDGEN_HOME"]).expanduser()
-    config_root = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    if variable("VIDGEN_HOME"):
+        return Path(variable("VIDGEN_HOME")).expanduser()
+    config_root = variable("XDG_CONFIG_HOME") or Path.home() / ".config"
     return Path(config_root) / "vidgen"
 
 
@@ -103,8 +104,8 @@ def shipped_presets_dir() -> Path:
 
 def default_preset_name() -> str:
     """VIDGEN_PRESET, else `preset = "..."` in $VIDGEN_HOME/config.toml, else shapes."""
-    if os.environ.get("VIDGEN_PRESET"):
-        return os.environ["VIDGEN_PRESET"]
+    if variable("VIDGEN_PRESET"):
+        return variable("VIDGEN_PRESET")
     config_file = vidgen_home() / "config.toml"
     if config_file.is_file():
         config = _read_toml(config_file)

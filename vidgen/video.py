@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 from vidgen import ui
 from vidgen.acceleration import configured_threads
+from vidgen.environment import variable
 from vidgen.errors import GenerationError, Interrupted, UsageError, VidgenError
 
 VIDEO_SUFFIXES = {".mp4": "mp4", ".webm": "webm", ".gif": "gif"}
@@ -110,7 +111,7 @@ def ffmpeg_exe() -> str:
     Missing or not runnable: GenerationError saying how to fix it."""
     import imageio_ffmpeg  # here, not at the top: keeps the server's client light (a GIF or PNG folder needs no ffmpeg)
 
-    chosen = os.environ.get("IMAGEIO_FFMPEG_EXE")
+    chosen = variable("IMAGEIO_FFMPEG_EXE") or None
     try:
         exe = imageio_ffmpeg.get_ffmpeg_exe()
     except RuntimeError:
