@@ -130,3 +130,23 @@ def probe_audio(path: Path, exe: str) -> dict[str, Any] | None:
         raise ValueError(f"the audio stream of {path} does not decode")
     samples = len(decoded.stdout) // 4
     return {"codec": codec, "sample_rate": rate, "channels": channels, "seconds": round(samples / rate, 3)}
+
+
+def read_audio(path: Path, exe: str) -> Audio | None:
+    """The first audio stream of `path` (a video or a WAV) as float samples at its own rate
+    and channel count, or None when it has none (vidgen post keeps a video's sound)."""
+    stream = probe_audio(path, exe)
+    if stream is None:
+        return None
+    channels = stream["channels"] or 2  # a layout probe_audio does not name: down to stereo
+    decoded = subprocess.run(
+        [exe, "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-ac", str(channels), "-ar", str(stream["sample_rate"]),
+         "-f", "f32le", "-"],
+        capture_output=True,
+        check=False,
+    )  # fmt: skip
+    if decoded.returncode != 0:
+        raise ValueError(f"the audio stream of {path} does not decode")
+    samples = np.frombuffer(decoded.stdout, dtype="<f4")
+    samples = samples[: len(samples) // channels * channels].reshape(-1, channels).T
+    return Audio(np.ascontiguousarray(samples, dtype=np.float32), stream["sample_rate"])

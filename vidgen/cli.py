@@ -28,6 +28,7 @@ from vidgen.errors import ExitCode, UsageError
 from vidgen.guard import DebugOption
 from vidgen.guard import guarded as _guarded  # an error: one line and its exit code
 from vidgen.options import BY_NAME, option_settings
+from vidgen.post.plan import describe_steps
 from vidgen.presets import Preset, load_preset
 from vidgen.request import BatchRequest, GenerateRequest
 
@@ -122,15 +123,15 @@ NoServerOption = Annotated[bool, typer.Option("--no-server", help="Run in this p
 ThreadsOption = Annotated[Optional[int], typer.Option("--threads", help="CPU threads for torch and ffmpeg (also VIDGEN_THREADS); default: one per core, or the cores shared among processes under accelerate.", show_default=False)]
 
 
-def _with_setting_options(command: str) -> Callable:
+def _with_setting_options(command: str, after_option: str = "model") -> Callable:
     """Give a command one Typer option per setting of the table (vidgen.options) that it
-    takes, after --model, and its `**settings` the values given. Typer reads a function's
-    signature, so parsing, types and --help all follow the table."""
+    takes, after --model (or `after_option`), and its `**settings` the values given. Typer
+    reads a function's signature, so parsing, types and --help all follow the table."""
 
     def decorate(function: Callable) -> Callable:
         signature = inspect.signature(function, eval_str=True)
         own = [parameter for parameter in signature.parameters.values() if parameter.kind is not parameter.VAR_KEYWORD]
-        after = [parameter.name for parameter in own].index("model") + 1
+        after = [parameter.name for parameter in own].index(after_option) + 1
         derived = [
             inspect.Parameter(setting.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=Annotated[
                 setting.option_type(),
@@ -289,8 +290,43 @@ def inspect_file(
             ui.warn(f"{file} carries no vidgen recipe")
         for key, value in recipe.items():
             ui.emit_result(f"recipe.{key}: {json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value}")
+        for line in describe_steps(recipe):  # --interpolate, --upscale, vidgen post: one line a step
+            ui.emit_result(line)
 
     _guarded(debug, action)
+
+
+_POST_EXAMPLES = """Examples:
+  vidgen post clip.mp4 --interpolate 2 -o clip-32fps.mp4
+  vidgen post clip.mp4 --upscale 2                      # clip-post.mp4, twice as wide and high
+  vidgen post clip.webm --interpolate 2 --interpolate-model flownet.pkl -o smooth.webm
+  vidgen post frames/ --upscale 4 --upscale-model RealESRGAN_x4plus.pth -o big.mp4"""
+
+
+@app.command(epilog=_POST_EXAMPLES)
+@_with_setting_options("post", after_option="output")
+def post(
+    file: Annotated[str, typer.Argument(metavar="IN", help="A video vidgen can read: MP4, WebM, GIF or a folder of PNG frames (anyone's).")],
+    output: Annotated[Optional[str], typer.Option("-o", "--output", help="FILE.mp4|.webm|.gif or a folder for PNG frames. Default: IN's name with -post.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    quiet: QuietOption = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    threads: ThreadsOption = None,
+    debug: DebugOption = False,
+    **settings: Any,
+) -> None:
+    """Interpolate (more frames a second, same duration and sound) and upscale a video; the recipe records each step."""
+    ui.configure(quiet=quiet)
+
+    def action() -> None:
+        from vidgen.post.command import run_post  # here, not at the top: keeps `vidgen --help` light (numpy; torch for a model)
+
+        apply_threads(threads)
+        run_post(file, output, settings, overwrite=overwrite, as_json=as_json)
+
+    code = _guarded(debug, action)
+    if code:
+        raise typer.Exit(int(code))
 
 
 _GALLERY_EXAMPLES = """Example:

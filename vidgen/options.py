@@ -32,6 +32,8 @@ from typing import Any, Callable, Optional
 from vidgen.acceleration import CACHE_METHODS
 from vidgen.errors import UsageError
 from vidgen.parallel import problem as parallel_problem
+from vidgen.post.plan import DEFAULT_INTERPOLATION, INTERPOLATION_METHODS, interpolate_model_problem, upscale_model_problem
+from vidgen.post.plan import MAX_FACTOR as MAX_POST_FACTOR
 from vidgen.quantize import quantize_problem
 
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit value
@@ -237,7 +239,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("offload", str, "none, model, group, sequential or auto (by free GPU memory).", default="none", preset=True,
             loads=True, choices=OFFLOAD_MODES),
     Setting("vae_tiling", bool, "Decode in tiles to save memory.", default=False, preset=True, loads=True),
-    Setting("crf", int, "Quality, 0 (lossless) to 51; default 18.", default=18, preset=True, minimum=0, maximum=MAX_CRF),
+    Setting("crf", int, "Quality, 0 (lossless) to 51; default 18.", default=18, preset=True, minimum=0, maximum=MAX_CRF,
+            commands=("generate", "batch", "post")),
+    # After the decode, before the write (vidgen/post): N x the frames and fps, same duration; N x the width and height.
+    Setting("interpolate", int, "N x the frame rate after decoding, same duration: N x the frames (e.g. 2: 16 -> 32 fps).",
+            commands=("generate", "batch", "post"), preset=True, line=True, recipe=True, minimum=1, maximum=MAX_POST_FACTOR),
+    Setting("interpolate_method", str, f"How --interpolate makes frames: {', '.join(INTERPOLATION_METHODS)} (default "
+            f"{DEFAULT_INTERPOLATION}; docs/benchmarks.md).", default=DEFAULT_INTERPOLATION, commands=("generate", "batch", "post"),
+            preset=True, line=True, recipe=True, choices=INTERPOLATION_METHODS),
+    Setting("interpolate_model", str, "Interpolate with RIFE instead: ECCV2022-RIFE's HD weights (flownet.pkl); "
+            "--interpolate 2, 4 or 8 (default 2).", commands=("generate", "batch", "post"), preset=True, line=True, recipe=True,
+            path=True, check=interpolate_model_problem),
+    Setting("upscale", int, "N x the width and height after decoding (Lanczos, or --upscale-model).",
+            commands=("generate", "batch", "post"), preset=True, line=True, recipe=True, minimum=1, maximum=MAX_POST_FACTOR),
+    Setting("upscale_model", str, "Upscale with a learned model: a .pth or .safetensors file spandrel knows (Real-ESRGAN, "
+            "SwinIR, SPAN...; pip install 'vidgen\\[post]'); default factor: its own.", commands=("generate", "batch", "post"),
+            preset=True, line=True, recipe=True, path=True, check=upscale_model_problem),
     Setting("cache", str, "Step cache: none, first-block, taylorseer or pab (faster, slightly different output).",
             default="none", loads=True, recipe=True, choices=CACHE_METHODS),
     Setting("compile", bool, "Compile the denoiser's blocks (default: on for CUDA runs of 10+ steps).",

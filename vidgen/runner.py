@@ -26,6 +26,7 @@ from vidgen.acceleration import should_compile
 from vidgen.audio import CODECS, Audio
 from vidgen.errors import UsageError
 from vidgen.options import SETTINGS, GenerationSettings, LoraSpec
+from vidgen.post.apply import after_decode
 from vidgen.presets import resolve_model_location
 from vidgen.video import encode_mp4_bytes, output_format, write_video
 
@@ -315,8 +316,10 @@ def render(generator, settings: GenerationSettings, seed: int, *, path: Path | N
     recipe["audio"] = audio_record(audio, "mp4" if path is None else output_format(path))
     if not write:
         return recipe, None
+    frames, fps = after_decode(frames, settings, recipe, progress)  # --interpolate, --upscale (vidgen/post); the same duration
+    progress.phase("write")
     if path is None:
-        return recipe, encode_mp4_bytes(frames, fps=settings.fps, crf=settings.crf, recipe=recipe, audio=audio)
+        return recipe, encode_mp4_bytes(frames, fps=fps, crf=settings.crf, recipe=recipe, audio=audio)
     ui.writing(path)
-    write_video(frames, path, fps=settings.fps, crf=settings.crf, recipe=recipe, overwrite=overwrite, audio=audio)
+    write_video(frames, path, fps=fps, crf=settings.crf, recipe=recipe, overwrite=overwrite, audio=audio)
     return recipe, None

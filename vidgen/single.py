@@ -21,6 +21,7 @@ from vidgen.errors import UsageError, VidgenError
 from vidgen.generate import VideoGenerator, prepare_settings
 from vidgen.options import GenerationSettings
 from vidgen.pipeline import check_parallel  # torch and diffusers: this module runs only to generate
+from vidgen.post.plan import file_fields
 from vidgen.presets import resolve_model_location
 from vidgen.processes import Processes, current_processes
 from vidgen.request import GenerateRequest
@@ -148,10 +149,7 @@ def run(request: GenerateRequest, env: Environment = PROCESS) -> list[dict[str, 
             "path": "-" if path is None else str(path.resolve()),
             "prompt": settings.prompt,
             "seed": seed,
-            "frames": recipe["frames"],
-            "fps": settings.fps,
-            "width": recipe["width"],
-            "height": recipe["height"],
+            **file_fields(recipe, settings.fps),  # frames, fps, width, height: after --interpolate/--upscale
             "model": recipe["model"],
             "preset": settings.preset,
             "quantize": settings.quantize,
