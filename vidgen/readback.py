@@ -24,6 +24,7 @@ from PIL import Image, ImageSequence
 
 from vidgen.audio import probe_audio, wav_beside
 from vidgen.errors import UsageError
+from vidgen.post.plan import file_fields
 from vidgen.video import PNG_RECIPE_KEY, RECIPE_FILE, ffmpeg_exe
 
 
@@ -168,7 +169,7 @@ def probe_video(path: Path) -> VideoInfo:
     if path.is_dir() or path.suffix.lower() == ".gif":
         frames = read_frames(path)
         recipe = read_recipe(path) or {}
-        fps = float(recipe.get("fps") or 0)
+        fps = float(file_fields(recipe, recipe.get("fps"))["fps"] or 0)  # after --interpolate, the last step's
         if path.suffix.lower() == ".gif":
             with Image.open(path) as image:
                 fps = 1000 / image.info.get("duration", 1000 / fps if fps else 100)

@@ -17,6 +17,7 @@ from typing import Any
 
 from vidgen.errors import UsageError
 from vidgen.options import DTYPE_ALIASES, FIELDS, MAX_FPS, MAX_FRAMES, SETTINGS, GenerationSettings, LoraSpec, builtin_defaults
+from vidgen.post.plan import plan_problem as post_plan_problem
 from vidgen.presets import Constraints, Preset, resolve_model_location
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|(cuda|xpu|npu)(:\d+)?)$")
@@ -205,6 +206,8 @@ def validate(settings: GenerationSettings) -> None:
         # The pipeline runs int(steps x strength) of the steps: none, and diffusers fails deep inside.
         problems.append(f"--steps {settings.steps} with --strength {settings.strength:g} runs no denoising step "
                         f"(steps x strength must be at least 1; try --steps {math.ceil(1 / settings.strength)})")
+    if problem := post_plan_problem(settings):  # --interpolate with --interpolate-model (vidgen/post)
+        problems.append(problem)
     if problems:
         raise UsageError("; ".join(problems))
 

@@ -21,7 +21,7 @@ from vidgen.errors import UsageError
 from vidgen.options import BY_NAME, MAX_SIDE
 from vidgen.post import weights
 from vidgen.post.apply import apply
-from vidgen.post.plan import PostPlan
+from vidgen.post.plan import PostPlan, plan_problem
 from vidgen.readback import probe_video, read_frames, read_recipe
 from vidgen.runner import audio_record
 from vidgen.video import check_output_path, ffmpeg_exe, output_format, write_video
@@ -92,6 +92,8 @@ def run_post(file: str, output: str | None, values: dict[str, Any], *, overwrite
     crf = values.pop("crf", None)
     check_values(values)
     plan = PostPlan.of(values)
+    if problem := plan_problem(values):
+        raise UsageError(problem)
     if not plan.steps:
         raise UsageError("nothing to do: give --interpolate N, --upscale N, --interpolate-model FILE or --upscale-model FILE")
     # 2. The output, checked.

@@ -64,6 +64,17 @@ class PostPlan:
         return next((step.factor for step in self.steps if step.kind == "interpolate"), 1)
 
 
+RIFE_FACTORS = (2, 4, 8)  # its IFNet makes midpoints: 4x and 8x by halving again
+
+
+def plan_problem(values: Any) -> str | None:
+    """What is wrong with the settings together (settings.validate, vidgen post), or None."""
+    for step in PostPlan.of(values).steps:
+        if step.method == "rife" and step.factor not in RIFE_FACTORS:
+            return f"RIFE makes midpoints: --interpolate 2, 4 or 8 with --interpolate-model, not {step.factor}"
+    return None
+
+
 # ---- the checks the settings table runs (settings.validate), before any weights load ----
 
 _checked: dict[tuple, str | None] = {}  # (flag, path, size, mtime) -> problem: a batch checks each line
