@@ -18,6 +18,9 @@ install $(VENV_READY):
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --upgrade pip
 	$(VENV)/bin/python -m pip install $(TORCH_PIN)
+	# vidgen[post]'s spandrel for the --upscale-model tests, without torchvision: PyPI's torchvision
+	# wheels are CUDA builds that do not import beside the CPU torch (vidgen/post/upscaler.py copes).
+	$(VENV)/bin/python -m pip install --no-deps 'spandrel>=0.4' einops
 	$(VENV)/bin/python -m pip install -e '.[test]'
 
 # One worker per core (the tests are single-threaded: 11 min on 2 cores against 21 one at a time);
