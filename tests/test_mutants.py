@@ -199,6 +199,54 @@ MUTATIONS = [
         ("tests/test_sheet.py::test_sheet_tiles_are_the_frames_at_their_times",
          "tests/test_sheet.py::test_sheet_defaults_to_eight_frames_in_two_rows"),
     ),
+    Mutation(
+        "generation-not-post-processed",
+        "--interpolate and --upscale on generate and on a batch line change the written file, and the recipe says how",
+        "vidgen.post.apply:after_decode", lambda original: lambda frames, settings, recipe, progress: (frames, settings.fps),
+        ("tests/test_post.py::test_generate_interpolates_after_the_decode_with_the_recipe_saying_how",
+         "tests/test_post.py::test_batch_lines_take_interpolate_and_upscale"),
+    ),
+    Mutation(
+        "minterpolate-blends",
+        "minterpolate moves the picture halfway instead of mixing its neighbours",
+        "vidgen.post.ffmpeg:_FILTERS", lambda original: {**original, "minterpolate": original["blend"]},
+        ("tests/test_post.py::test_each_method_makes_the_frames_it_says[minterpolate]",),
+    ),
+    Mutation(
+        "interpolation-makes-2n-minus-1",
+        "--interpolate N gives N x n frames: the duration and the sound are kept",
+        "vidgen.post.ffmpeg:interpolate", lambda original: lambda frames, *args: original(frames, *args)[: -(args[1] - 1)],
+        ("tests/test_post.py::test_each_method_makes_the_frames_it_says",
+         "tests/test_post.py::test_post_doubles_frames_and_fps_keeps_duration_and_sound"),
+    ),
+    Mutation(
+        "post-drops-the-sound",
+        "vidgen post keeps the input's sound track",
+        "vidgen.post.command:_read_sound", lambda original: lambda source: None,
+        ("tests/test_post.py::test_post_doubles_frames_and_fps_keeps_duration_and_sound",),
+    ),
+    Mutation(
+        "model-hash-not-recorded",
+        "the recipe names each model file a step used and its sha256",
+        "vidgen.post.weights:record", lambda original: lambda path: {"file": path.name},
+        ("tests/test_post.py::test_rife_from_a_weights_file_is_recorded_with_its_hash",
+         "tests/test_post.py::test_upscaler_spandrel_detects_in_tiles"),
+    ),
+    Mutation(
+        "upscaler-tiles-without-context",
+        "an upscaler's tiles, each run with its neighbours' pixels around it, stitch into the whole frame's answer",
+        "vidgen.post.upscaler:OVERLAP", lambda original: 0,
+        ("tests/test_post.py::test_upscaler_spandrel_detects_in_tiles",),
+    ),
+    Mutation(
+        "model-files-not-checked",
+        "a model file that is junk or of the wrong kind is refused in one line, exit 2, before any work",
+        "vidgen.post.plan:_file_problem", lambda original: lambda flag, value, check: None,
+        ("tests/test_post.py::test_bad_input_is_one_line_exit_2_nothing_written[rife-junk]",
+         "tests/test_post.py::test_bad_input_is_one_line_exit_2_nothing_written[upscaler-junk]",
+         "tests/test_post.py::test_bad_input_is_one_line_exit_2_nothing_written[upscaler-wrong-kind]",
+         "tests/test_post.py::test_generate_refuses_a_bad_upscaler_before_loading"),
+    ),
 ]
 
 

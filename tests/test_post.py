@@ -164,18 +164,18 @@ def _junk(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize(("source", "args", "message"), [
-    ("CLIP", ["--interpolate", "0"], "--interpolate must be from 1 to 8, got 0"),
-    ("CLIP", ["--upscale", "16"], "--upscale must be from 1 to 8, got 16"),
-    ("CLIP", ["--interpolate", "2.5"], "Invalid value for '--interpolate'"),
-    ("CLIP", ["--interpolate", "2", "--interpolate-method", "warp"], "--interpolate-method must be one of minterpolate, blend, repeat"),
-    ("CLIP", ["--interpolate", "3", "--interpolate-model", "RIFE"], "RIFE makes midpoints: --interpolate 2, 4 or 8"),
-    ("CLIP", ["--interpolate-model", "JUNK"], "junk.pth: cannot read as weights"),
-    ("CLIP", ["--upscale-model", "JUNK"], "junk.pth: cannot read as weights"),
-    ("CLIP", ["--upscale-model", "RIFE"], "spandrel does not recognise its architecture"),
-    ("CLIP", ["--interpolate-model", "NOTES"], "not a model file"),
-    ("NOTES", ["--interpolate", "2"], "notes.txt: not a video"),
-    ("CLIP", ["--interpolate", "2", "-o", "TAKEN"], "already exists (pass --overwrite to replace it)"),
-    ("CLIP", [], "nothing to do"),
+    pytest.param("CLIP", ["--interpolate", "0"], "--interpolate must be from 1 to 8, got 0", id="factor-0"),
+    pytest.param("CLIP", ["--upscale", "16"], "--upscale must be from 1 to 8, got 16", id="upscale-16"),
+    pytest.param("CLIP", ["--interpolate", "2.5"], "Invalid value for '--interpolate'", id="factor-2.5"),
+    pytest.param("CLIP", ["--interpolate", "2", "--interpolate-method", "warp"], "--interpolate-method must be one of minterpolate, blend, repeat", id="method-unknown"),
+    pytest.param("CLIP", ["--interpolate", "3", "--interpolate-model", "RIFE"], "RIFE makes midpoints: --interpolate 2, 4 or 8", id="rife-factor-3"),
+    pytest.param("CLIP", ["--interpolate-model", "JUNK"], "junk.pth: cannot read as weights", id="rife-junk"),
+    pytest.param("CLIP", ["--upscale-model", "JUNK"], "junk.pth: cannot read as weights", id="upscaler-junk"),
+    pytest.param("CLIP", ["--upscale-model", "RIFE"], "spandrel does not recognise its architecture", id="upscaler-wrong-kind"),
+    pytest.param("CLIP", ["--interpolate-model", "NOTES"], "not a model file", id="model-not-a-model-file"),
+    pytest.param("NOTES", ["--interpolate", "2"], "notes.txt: not a video", id="input-not-a-video"),
+    pytest.param("CLIP", ["--interpolate", "2", "-o", "TAKEN"], "already exists (pass --overwrite to replace it)", id="output-exists"),
+    pytest.param("CLIP", [], "nothing to do", id="nothing-to-do"),
 ])  # fmt: skip
 def test_bad_input_is_one_line_exit_2_nothing_written(run_cli, tmp_path, tiny_rife, source, args, message):
     if "spandrel" in message and importlib.util.find_spec("spandrel") is None:

@@ -24,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 
+from vidgen.acceleration import configured_threads
 from vidgen.errors import GenerationError
 from vidgen.video import ffmpeg_exe
 
@@ -73,7 +74,7 @@ def run_filter(frames: np.ndarray, fps: float, graph: str, *, report: Report, si
     rate = str(Fraction(fps).limit_denominator())
     command = [
         exe, "-nostdin", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", rate, "-i", "-",
-        "-vf", graph, "-f", "rawvideo", "-pix_fmt", "rgb24", "-",
+        "-vf", graph, *_thread_options(), "-f", "rawvideo", "-pix_fmt", "rgb24", "-",
     ]  # fmt: skip
     frame_bytes = out_width * out_height * 3
     total = expected or limit or count
@@ -104,6 +105,12 @@ def run_filter(frames: np.ndarray, fps: float, graph: str, *, report: Report, si
     if not made:
         raise GenerationError(f"ffmpeg ({exe}) gave no frames for `{graph}`")
     return np.stack(made)
+
+
+def _thread_options() -> list[str]:
+    """--threads / VIDGEN_THREADS reach ffmpeg's filters too (minterpolate runs its slices on them)."""
+    threads = configured_threads()
+    return ["-filter_threads", str(threads)] if threads else []
 
 
 def _feed(process: subprocess.Popen, frames: np.ndarray) -> None:

@@ -26,7 +26,6 @@ from torch import nn
 
 from vidgen.errors import UsageError
 from vidgen.post import weights
-from vidgen.post.plan import RIFE_FACTORS
 
 PAD = 32  # inference_video.py: sizes padded to a multiple of 32 at scale 1
 
@@ -132,7 +131,7 @@ def load(path: Path) -> IFNet:
 
 def interpolate(net: IFNet, frames: np.ndarray, factor: int, report: Callable[[int, int], None]) -> np.ndarray:
     """N x n frames (vidgen.post.plan's rule): between each pair, N - 1 frames by halving."""
-    if factor not in RIFE_FACTORS:  # plan_problem refuses it before any work
+    if factor < 2 or factor & (factor - 1):  # a power of two; plan.plan_problem refuses others before any work
         raise UsageError(f"RIFE makes midpoints: --interpolate 2, 4 or 8 with --interpolate-model, not {factor}")
     count, height, width = frames.shape[:3]
     pad_h, pad_w = -height % PAD, -width % PAD
