@@ -239,13 +239,24 @@ MUTATIONS = [
         ("tests/test_post.py::test_upscaler_spandrel_detects_in_tiles",),
     ),
     Mutation(
+        "post-options-unchecked",
+        "vidgen post refuses a factor out of range and an unknown method in one line, exit 2, before any work",
+        "vidgen.post.command:check_values", noop,
+        ("tests/test_post.py::test_bad_input_is_one_line_exit_2_nothing_written[factor-0]",
+         "tests/test_post.py::test_bad_input_is_one_line_exit_2_nothing_written[upscale-16]",
+         "tests/test_post.py::test_bad_input_is_one_line_exit_2_nothing_written[method-unknown]"),
+    ),
+    Mutation(
+        "post-overwrites-unasked",
+        "vidgen post refuses an output that exists without --overwrite, before any work",
+        "vidgen.post.command:check_output_path", noop,
+        ("tests/test_post.py::test_bad_input_is_one_line_exit_2_nothing_written[output-exists]",),
+    ),
+    Mutation(
         "model-files-not-checked",
-        "a model file that is junk or of the wrong kind is refused in one line, exit 2, before any work",
+        "a model file that is junk is refused in one line, exit 2, before the generation's pipeline loads",
         "vidgen.post.plan:_file_problem", lambda original: lambda flag, value, check: None,
-        ("tests/test_post.py::test_bad_input_is_one_line_exit_2_nothing_written[rife-junk]",
-         "tests/test_post.py::test_bad_input_is_one_line_exit_2_nothing_written[upscaler-junk]",
-         "tests/test_post.py::test_bad_input_is_one_line_exit_2_nothing_written[upscaler-wrong-kind]",
-         "tests/test_post.py::test_generate_refuses_a_bad_upscaler_before_loading"),
+        ("tests/test_post.py::test_generate_refuses_a_bad_model_file_before_loading",),
     ),
 ]
 

@@ -195,8 +195,9 @@ def test_bad_input_is_one_line_exit_2_nothing_written(run_cli, tmp_path, tiny_ri
     assert taken.read_bytes() == b"someone's file"
 
 
-def test_generate_refuses_a_bad_upscaler_before_loading(generate_tiny, tmp_path):
-    result = generate_tiny("a red circle", "--upscale-model", _junk(tmp_path), "-o", "x.mp4")
+@pytest.mark.parametrize("flag", ["--upscale-model", "--interpolate-model"])
+def test_generate_refuses_a_bad_model_file_before_loading(generate_tiny, tmp_path, flag):
+    result = generate_tiny("a red circle", flag, _junk(tmp_path), "-o", "x.mp4")
     assert result.exit_code == 2, result.stderr
-    assert "loaded" not in result.stderr and "cannot read as weights" in result.stderr
+    assert "loaded" not in result.stderr and f"Error: {flag} {tmp_path / 'junk.pth'}: cannot read as weights" in result.stderr
     assert not Path("x.mp4").exists()
