@@ -83,8 +83,12 @@ _checked: dict[tuple, str | None] = {}  # (flag, path, size, mtime) -> problem: 
 def _file_problem(flag: str, value: Any, check) -> str | None:
     if value is None:
         return None
-    path = Path(os.path.expanduser(str(value)))
-    if not path.is_file():
+    try:
+        path = Path(os.path.expanduser(str(value)))
+        found = path.is_file()
+    except (OSError, ValueError):  # a NUL byte, a name too long: no file of that name
+        found = False
+    if not found:
         return f"{flag} {value}: no such file"
     if path.suffix.lower() not in MODEL_SUFFIXES:
         return f"{flag} {value}: not a model file (use a {', '.join(MODEL_SUFFIXES)} file)"
