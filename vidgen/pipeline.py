@@ -20,7 +20,7 @@ import torch
 import transformers
 from diffusers.hooks import apply_group_offloading
 
-from vidgen import acceleration, checkpoints, parallel, quantize, sampling, ui
+from vidgen import acceleration, checkpoints, helios, parallel, quantize, sampling, ui
 from vidgen import components as other_repositories
 from vidgen.checkpoints import dtype_keyword
 from vidgen.errors import GenerationError, ModelNotAvailableError, UsageError, first_line
@@ -320,6 +320,7 @@ def prepare_pipeline(pipe: Any, settings: GenerationSettings, *, device: str, dt
     pipe.set_progress_bar_config(disable=True)
 
     _apply_scheduler(pipe, settings)
+    helios.mend(pipe)  # Helios' pyramid noise at the shipped gamma: a float64 factor (vidgen.helios)
     apply_loras(pipe, settings)
     offload = "none" if placed else _place(pipe, device, settings.offload)
     if device == "cpu":  # PyTorch's own kernel for a video VAE's convolutions is its slowest
