@@ -257,3 +257,40 @@ def test_a_user_presets_relative_model_is_loaded_from_the_presets_folder(run_cli
     result = run_cli("a fox", "--preset", "mine", "--steps", "2", "--size", "32x32", "--frames", "5", "--device", "cpu", "-o", tmp_path / "x.mp4")
     assert result.exit_code == 0, result.stderr
     assert (tmp_path / "x.mp4").is_file()
+
+
+# ---- the makers' recipes (issue 30) ----
+
+# The makers' values for the rows issue 30 found wrong; each preset's comments name the source
+# (Wan-Video/Wan2.1 generate.py; diffusers' LTX-Video docs; Lightricks/LTX-2 constants.py; zai-org/CogVideo
+# cli_demo.py; Tencent-Hunyuan/HunyuanVideo-1.5 README).
+LTX2_0 = {"spatio_temporal_guidance_blocks": [29], "use_cross_timestep": False, "stg_scale": 1.0, "modality_scale": 3.0,
+          "guidance_rescale": 0.7, "audio_guidance_scale": 7.0}  # fmt: skip
+MAKERS = {
+    "wan2.1-vace-1.3b": {"defaults": {"flow_shift": 16.0, "steps": 50}},
+    "ltx-video-0.9.7-two-stage": {"defaults": {"width": 1536, "height": 1024, "guidance": 5.0}, "call": {"guidance_rescale": 0.7}},
+    **{name: {"defaults": {"steps": 40, "guidance": 3.0}, "call": LTX2_0} for name in ("ltx2", "ltx2-i2v", "ltx2-condition", "ltx2-two-stage")},
+    "cogvideox1.5-5b": {"defaults": {"scheduler": "CogVideoXDPMScheduler", "timestep_spacing": "trailing"}, "call": {"use_dynamic_cfg": True}},
+    "hunyuanvideo1.5-480p": {"model": "hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-480p_t2v"},
+    "hunyuanvideo1.5-480p-i2v": {"model": "hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-480p_i2v"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(MAKERS))
+def test_presets_show_gives_the_makers_values(run_cli, name):
+    from diffusers.pipelines.ltx2.utils import DEFAULT_NEGATIVE_PROMPT  # LTX-2's, copied from Lightricks/LTX-2
+
+    result = run_cli("presets", "show", name, "--json")
+    assert result.exit_code == 0, result.stderr
+    shown = json.loads(result.stdout)
+    for table, values in MAKERS[name].items():
+        if isinstance(values, dict):
+            assert {key: shown[table].get(key) for key in values} == values, table
+        else:
+            assert shown[table] == values
+    if name.startswith("ltx2"):
+        assert shown["defaults"]["negative_prompt"] == DEFAULT_NEGATIVE_PROMPT
+    if name.endswith("two-stage"):  # the first pass at 768x512, as the makers' and diffusers' recipes
+        base = shown["stages"][0]
+        assert (shown["defaults"]["width"] * base["scale"], shown["defaults"]["height"] * base["scale"]) == (768, 512)
+

@@ -295,10 +295,11 @@ def _generate_args(name: str, model: Path, tmp_path: Path) -> tuple[list[str], P
 MODEL_SHIFT = 1.5
 
 
-def _with_another_shift(folder: Path, tmp_path: Path) -> Path:
-    """`folder` with its scheduler's shift set to MODEL_SHIFT (everything else linked, not
-    copied). Many tiny models ship the preset's own shift, as the real ones do, so only a
-    model that disagrees shows whether the preset's scheduler settings are applied."""
+def _with_another_shift(folder: Path, tmp_path: Path, defaults: dict) -> Path:
+    """`folder` with its scheduler's shift set to MODEL_SHIFT, and its timestep spacing to one the
+    preset does not ask for (everything else linked, not copied). Many tiny models ship the
+    preset's own values, as the real ones do, so only a model that disagrees shows whether the
+    preset's scheduler settings are applied."""
     model = tmp_path / "model"
     model.mkdir()
     for entry in folder.iterdir():
@@ -306,7 +307,10 @@ def _with_another_shift(folder: Path, tmp_path: Path) -> Path:
             (model / entry.name).symlink_to(entry)
     (model / "scheduler").mkdir()
     config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
-    config["flow_shift" if "flow_shift" in config else "shift"] = MODEL_SHIFT
+    if "flow_shift" in defaults:
+        config["flow_shift" if "flow_shift" in config else "shift"] = MODEL_SHIFT
+    if "timestep_spacing" in defaults:
+        config["timestep_spacing"] = "leading" if defaults["timestep_spacing"] != "leading" else "trailing"
     (model / "scheduler" / "scheduler_config.json").write_text(json.dumps(config))
     return model
 
@@ -319,8 +323,8 @@ def test_preset_generates_video_with_tiny_model(name, tiny_model_dir, tiny_compo
 
     defaults = _preset(name)["defaults"]
     folder = tiny_model_dir(name)
-    if "flow_shift" in defaults:
-        folder = _with_another_shift(folder, tmp_path)
+    if "flow_shift" in defaults or "timestep_spacing" in defaults:
+        folder = _with_another_shift(folder, tmp_path, defaults)
     _cache_tiny_loras(name, tiny_model_dir(name), tmp_path / "hub", monkeypatch)
     tiny_components(name)  # [components] from their repositories, in the Hub cache
     calls = pipeline_calls(getattr(diffusers, _preset(name)["pipeline"]))
@@ -337,6 +341,14 @@ def test_preset_generates_video_with_tiny_model(name, tiny_model_dir, tiny_compo
 
         key = "flow_shift" if "flow_shift" in inspect.signature(type(ran).__init__).parameters else "shift"
         assert ran.config[key] == defaults["flow_shift"] != MODEL_SHIFT
+    if "timestep_spacing" in defaults:  # CogVideoX's trailing spacing (cli_demo.py)
+        assert ran.config["timestep_spacing"] == defaults["timestep_spacing"]
+    if "prompt_suffix" in defaults:  # SANA-Video's motion score: after the prompt in the call, apart in the recipe
+        assert calls[-1].kwargs["prompt"] == PROMPT + defaults["prompt_suffix"]
+        from vidgen.readback import read_recipe
+
+        recipe = read_recipe(out)
+        assert (recipe["prompt"], recipe["prompt_suffix"]) == (PROMPT, defaults["prompt_suffix"])
     if "sigmas" in defaults:  # the preset's schedule, shifted (tests/test_distilled.py checks the values)
         assert len(ran.timesteps) == len(defaults["sigmas"]) and float(ran.sigmas[0]) == 1.0
     if _preset(name).get("lora"):  # each [[lora]] in the expert it names

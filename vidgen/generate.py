@@ -186,6 +186,8 @@ class VideoGenerator:
         # means the same video on a laptop and a GPU server (up to kernel differences).
         generator = torch.Generator("cpu").manual_seed(seed)
         wanted = {argument: getattr(settings, name) for name, argument in CALL_ARGUMENTS.items()}
+        if settings.prompt_suffix and wanted.get("prompt"):  # SANA-Video's motion score: the recipe keeps the two apart
+            wanted["prompt"] += settings.prompt_suffix
         wanted.update(image=image, generator=generator, output_type="np")
         for name in ARGUMENT_ALIASES:
             wanted[argument_name(name, parameters)] = wanted.pop(name)

@@ -187,6 +187,9 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("prompt", str, flag=None, line=True, recipe=True, call="prompt"),
     Setting("negative_prompt", str, "What the video should not show.", preset=True, line=True, recipe=True, call="negative_prompt"),
+    Setting("prompt_suffix", str, "Text the pipeline gets after every prompt, recorded apart from it: SANA-Video's makers end "
+            "theirs with ' motion score: 30.' (more = more motion); --prompt-suffix '' adds none.", preset=True, line=True,
+            recipe=True),
     Setting("seed", int, "Random seed (drawn and printed when absent).", line=True, recipe=True, minimum=0, maximum=MAX_SEED,
             batch_help="Base seed: a line without a seed gets one derived from it and its line number (default 0)."),
     Setting("steps", int, "Denoising steps.", preset=True, line=True, recipe=True, call="num_inference_steps",
@@ -266,6 +269,8 @@ SETTINGS: tuple[Setting, ...] = (
                        "ulysses, ring or ulysses=2,ring=2 (docs/scaling.md)."),
     Setting("scheduler", str, flag=None, preset=True, loads=True, recipe=True),
     Setting("flow_shift", float, flag=None, preset=True, loads=True, recipe=True, minimum=0, maximum=MAX_GUIDANCE),
+    # How the scheduler spaces its steps (CogVideo's cli_demo.py: "trailing"), set on the preset's or the model's scheduler.
+    Setting("timestep_spacing", str, flag=None, preset=True, loads=True, recipe=True, choices=("leading", "linspace", "trailing")),
     Setting("sigmas", list, flag=None, preset=True, loads=True, recipe=True),  # a fixed schedule, before the shift (vidgen.sampling)
     Setting("stochastic_sampling", bool, flag=None, preset=True, loads=True, recipe=True),  # fresh noise at each step (vidgen.sampling)
     Setting("trust_remote_code", bool, "Allow a model's own Python code to run.", default=False, loads=True),

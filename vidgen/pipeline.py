@@ -102,7 +102,8 @@ def resolve_dtype(name: str, device: str):
 def _apply_scheduler(pipe: Any, settings: GenerationSettings) -> None:
     """Swap the scheduler class and/or set the flow shift, keeping the model's config; a
     preset's fixed sigmas and stochastic sampling (a distilled model's sampler: vidgen.sampling)."""
-    if settings.scheduler is None and settings.flow_shift is None and not settings.sigmas and settings.stochastic_sampling is None:
+    if (settings.scheduler is None and settings.flow_shift is None and not settings.sigmas and settings.stochastic_sampling is None
+            and settings.timestep_spacing is None):  # fmt: skip
         return
 
     scheduler_class = type(pipe.scheduler)
@@ -119,6 +120,8 @@ def _apply_scheduler(pipe: Any, settings: GenerationSettings) -> None:
         if shift_key == "flow_shift" and "use_flow_sigmas" in config_keys:
             overrides["use_flow_sigmas"] = True
             overrides.setdefault("prediction_type", "flow_prediction")
+    if settings.timestep_spacing is not None:
+        overrides["timestep_spacing"] = settings.timestep_spacing
     scheduler = scheduler_class.from_config(pipe.scheduler.config, **overrides)
     if settings.sigmas:
         sampling.fix_sigmas(scheduler, settings.sigmas)

@@ -173,7 +173,7 @@ def validate(settings: GenerationSettings) -> None:
         value = getattr(settings, setting.name)
         if setting.minimum is not None:
             in_range(setting.label, value, setting.minimum, setting.maximum)
-        if setting.choices is not None and value not in setting.choices:
+        if setting.choices is not None and value is not None and value not in setting.choices:  # None: not set
             problems.append(f"{setting.label} must be one of {', '.join(setting.choices)}, got {value!r}")
         if setting.check is not None and (problem := setting.check(value)):
             problems.append(problem)
