@@ -6,7 +6,7 @@ VENV ?= .venv
 # (pip then resolves the project's torch range to a CUDA build).
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install test demo train-embedded probe-embedded clean mutants
+.PHONY: install test demo train-embedded probe-embedded clean mutants presets-doc
 
 # The venv as a file: $(VENV)/bin/vidgen, written by the last pip install below, so an
 # install that failed half-way is redone and a finished one is not. `make test` and
@@ -66,6 +66,10 @@ probe-embedded:
 # 5 to 8 minutes on 2 cores; CI runs it after the tests). `make test` runs only its cheap check.
 mutants: $(VENV_READY)
 	$(VENV)/bin/python tests/test_mutants.py
+
+# docs/presets.md's generated part (every preset's defaults and their sources) from presets/*.toml.
+presets-doc: $(VENV_READY)
+	$(VENV)/bin/python tools/presets_doc.py
 
 clean:
 	rm -rf build dist .pytest_cache demo.mp4

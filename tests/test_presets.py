@@ -294,3 +294,26 @@ def test_presets_show_gives_the_makers_values(run_cli, name):
         base = shown["stages"][0]
         assert (shown["defaults"]["width"] * base["scale"], shown["defaults"]["height"] * base["scale"]) == (768, 512)
 
+
+def test_presets_page_is_generated_from_the_files():
+    """docs/presets.md's generated part is what tools/presets_doc.py makes of presets/*.toml, and every
+    preset names a source for each default (its convention: tools/presets_doc.py's docstring)."""
+    from tools import presets_doc
+
+    found = presets_doc.traces()
+    assert len(found) == len(list(shipped_presets_dir().glob("*.toml")))
+    assert presets_doc.problems(found, presets_doc.PAGE.read_text()) == []
+
+
+def test_a_default_without_a_source_is_a_problem(tmp_path):
+    from tools import presets_doc
+
+    path = write_preset(tmp_path, "bare", '# Sources:\n#   [card]  a model card\nmodel = "a/b"\n[defaults]\n'
+                        'steps = 30   # [card]\nguidance = 5.0\nfps = 8   # [cadr] typo\nwidth = 64   # vidgen: small\nheight = 64\n')  # fmt: skip
+    trace = presets_doc.read(path)
+    assert [problem.split(": ", 1)[1] for problem in trace.problems] == [
+        "defaults.guidance names no source (`# [tag] ...` or `# vidgen: reason`)",
+        "defaults.fps: [cadr] is not among the file's sources",
+    ]
+    assert [(entry.where, entry.tags) for entry in trace.entries] == [("steps", ("card",)), ("fps", ("cadr",)), ("width", ("vidgen",)),
+                                                                      ("height", ("vidgen",))]  # fmt: skip
