@@ -80,6 +80,47 @@ def test_auto_offload_choice_from_numbers(total, largest, free, on_cuda, expecte
     assert acceleration.choose_offload(total, largest, free, on_cuda=on_cuda) == expected
 
 
+# `--dtype auto` on a CUDA card without bfloat16: a model known to give black frames in float16 runs in
+# float32 where its float32 weights fit with the run's offloading (--dry-run's estimate), else is refused.
+@pytest.mark.parametrize(
+    "float16_safe, total, largest, free, offload, expected",
+    [
+        (True, 40 * GIB, 20 * GIB, 16 * GIB, "none", "float16"),  # a model that runs in float16 keeps it
+        (False, 10 * GIB, 6 * GIB, 15 * GIB, "none", "float32"),  # all of it fits, with headroom
+        (False, 40 * GIB, 20 * GIB, 30 * GIB, "model", "float32"),  # the largest component fits
+        (False, 40 * GIB, 20 * GIB, 16 * GIB, "group", "float32"),  # layers streamed in
+        (False, 40 * GIB, 20 * GIB, 16 * GIB, "auto", "float32"),  # auto picks an offload that fits
+        (False, 40 * GIB, 20 * GIB, 31 * GIB, "none", "--offload model"),  # refused, with the way out
+        (False, 40 * GIB, 20 * GIB, 16 * GIB, "model", "--offload group"),
+        (False, None, None, 80 * GIB, "none", "vidgen pull cogvideox-5b"),  # sizes unknown: nothing to judge by
+    ],
+)
+def test_dtype_auto_without_bfloat16_from_numbers(float16_safe, total, largest, free, offload, expected):
+    def choose():
+        return acceleration.dtype_without_bfloat16(float16_safe=float16_safe, float32_bytes=total, largest_float32_bytes=largest,
+                                                   free_bytes=free, offload=offload, preset="cogvideox-5b")  # fmt: skip
+
+    if expected.startswith(("float", "bfloat")):
+        assert choose() == expected
+        return
+    with pytest.raises(UsageError) as error:
+        choose()
+    assert "cogvideox-5b gives black or NaN frames in float16 and this card has no bfloat16" in str(error.value)
+    assert expected in str(error.value)
+
+
+def test_presets_known_to_fail_in_float16_say_so():
+    """The presets of CogVideo #559 / #637 and HunyuanVideo #60, and a run's settings carry it."""
+    from vidgen.presets import list_presets
+    from vidgen.settings import build_settings
+
+    presets, _ = list_presets()
+    assert {preset.name for preset in presets if not preset.float16} == {
+        "cogvideox-5b", "cogvideox-5b-i2v", "cogvideox1.5-5b", "hunyuanvideo", "hunyuanvideo-i2v"}  # fmt: skip
+    marked = next(preset for preset in presets if preset.name == "cogvideox-5b")
+    assert build_settings(marked, [{"prompt": "x"}]).float16_safe is False
+
+
 @pytest.mark.parametrize(
     "requested, device, steps, cache, offload, expected",
     [
@@ -219,3 +260,26 @@ def test_routed_conv3d_falls_back_for_good_where_onednn_fails(monkeypatch):
         assert torch.allclose(conv(inputs), expected, atol=1e-6)
         monkeypatch.undo()
         assert "mkldnn_convolution" not in str(_conv_kernels(lambda: conv(inputs)))  # stays on PyTorch's path
+
+
+def test_run_dtype_asks_the_decision_with_the_models_float32_size(tiny_wan_dir, tmp_path, monkeypatch):
+    """run_dtype on a "CUDA card without bfloat16" (its facts patched in): the tiny model's own weights,
+    read from its folder as --dry-run reads them, decide between float32 and a refusal."""
+    import torch
+
+    from vidgen import checkpoints, pipeline
+    from vidgen.presets import read_preset
+    from vidgen.settings import build_settings
+
+    path = tmp_path / "marked.toml"
+    path.write_text(f'model = "{tiny_wan_dir}"\npipeline = "WanPipeline"\nfloat16 = false\n')
+    settings = build_settings(read_preset(path), [{"prompt": "x", "dtype": "auto"}])
+    float32_bytes = sum(size.parameters * 4 for size in checkpoints.component_sizes(tiny_wan_dir).values())
+    monkeypatch.setattr(pipeline, "has_bfloat16", lambda: False)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2 * float32_bytes, 4 * float32_bytes))
+    assert pipeline.run_dtype(settings, "cuda") == torch.float32
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (float32_bytes, 4 * float32_bytes))
+    with pytest.raises(UsageError, match="gives black or NaN frames in float16"):
+        pipeline.run_dtype(settings, "cuda")
+    settings.float16_safe = True  # an unmarked preset keeps float16 there
+    assert pipeline.run_dtype(settings, "cuda") == torch.float16

@@ -134,3 +134,27 @@ def test_command_line_overrides_travel_to_a_server_as_json(tmp_path):
     assert json.loads(json.dumps(overrides))["loras"] == [str(tmp_path / "style.safetensors") + ":0.5"]
     resolved = resolve_paths(GenerateRequest(prompt="x", overrides=overrides)).overrides
     assert resolved["loras"] == [str(tmp_path / "style.safetensors") + ":0.5"] and resolved["extras"] == {"overlap_history": 37}
+
+
+@pytest.mark.parametrize(
+    "preset, overrides, warned",
+    [
+        ("wan2.1-t2v-14b-lightx2v", {"negative_prompt": "blurry"}, True),  # distilled: guidance 1
+        ("wan2.1-t2v-14b", {"negative_prompt": "blurry", "guidance": 1.0}, True),
+        ("wan2.1-t2v-14b", {"negative_prompt": "blurry"}, False),  # guidance 5: it steers
+        ("wan2.1-t2v-14b-lightx2v", {}, False),  # the preset's own, unasked for: no line every run
+    ],
+)
+def test_negative_prompt_that_does_nothing_says_so(preset, overrides, warned):
+    from vidgen.generate import merge_settings
+    from vidgen.presets import load_preset
+
+    _, notes = merge_settings(load_preset(preset), [{"prompt": "x", **overrides}], model=None)
+    said = [note for note in notes if note.startswith("--negative-prompt does nothing at guidance 1")]
+    assert bool(said) is warned, notes
+
+
+def test_negative_prompt_warning_reaches_stderr(run_cli):
+    result = run_cli("a fox", "--preset", "wan2.1-t2v-14b-lightx2v", "--negative-prompt", "blurry", "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert "--negative-prompt does nothing at guidance 1: there is no unconditional pass" in result.stderr

@@ -150,9 +150,11 @@ def read(path: Path) -> Trace:
             trace.problems.append(f"{place}: {key}: keep each value on one line")
             continue
         source = parse_source(comment)
-        if not table:
+        if not table:  # a top-level key's comment is optional; the page shows model's and float16's
             if source:
                 trace.top[key] = source
+                trace.problems += [f"{place}: {key}: [{tag}] is not among the file's sources" for tag in source[0]
+                                   if tag != "vidgen" and tag not in trace.sources]  # fmt: skip
             continue
         grouped = table in GROUPED or table.startswith("components.")
         if grouped and group_source is None:
@@ -240,9 +242,10 @@ def _section(trace: Trace) -> list[str]:
     model = f"`{data['model']}`" + (f" at `{data['revision']}`" if data.get("revision") else "")
     out = [f"### {data['name']}", "", f"{data.get('description', '')}. {model}, {data.get('pipeline', '')}, "
            f"{data.get('task', 'text-to-video')}. VRAM: {data.get('vram', 'not stated')}.", ""]  # fmt: skip
-    if "model" in trace.top:
-        tags, note = trace.top["model"]
-        out += [f"Repository id: {' '.join(f'[{tag}]' for tag in tags)} {note}".rstrip(), ""]
+    for key, label in (("model", "Repository id"), ("float16", "Not run in float16 by `--dtype auto`")):
+        if key in trace.top and (key != "float16" or data.get("float16") is False):
+            tags, note = trace.top[key]
+            out += [f"{label}: {' '.join(f'[{tag}]' for tag in tags)} {note}".rstrip(), ""]
     out += ["| setting | value | source |", "|---|---|---|"]
     out += [f"| `{entry.where}` | {_cell(entry.value)} | {_source_cell(entry)} |" for entry in trace.entries]
     used = {tag for entry in trace.entries for tag in entry.tags} | {tag for tags, _ in trace.top.values() for tag in tags}

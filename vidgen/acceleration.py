@@ -237,6 +237,27 @@ def choose_offload(total_weight_bytes: int, largest_component_bytes: int, free_b
     return "sequential"
 
 
+def dtype_without_bfloat16(*, float16_safe: bool, float32_bytes: int | None, largest_float32_bytes: int | None, free_bytes: int,
+                           offload: str, preset: str) -> str:
+    """`--dtype auto` on a CUDA card that does not compute in bfloat16, from numbers alone (tested without
+    a GPU): float16; but a model its preset marks `float16 = false` gives black or NaN frames in float16,
+    seen only after the whole run (CogVideo #559, HunyuanVideo #60), so float32 when its float32 weights
+    fit the card with the run's --offload (--dry-run's estimate: all of them for none, the largest for
+    model; group and sequential stream layers in, and auto picks what fits), else a refusal saying why."""
+    if float16_safe:
+        return "float16"
+    why = f"{preset} gives black or NaN frames in float16 and this card has no bfloat16"
+    if float32_bytes is None or largest_float32_bytes is None:
+        raise UsageError(f"{why}; float32 may fit, but the model's size is unknown until `vidgen pull {preset}` "
+                         "(or pass --dtype float32)")  # fmt: skip
+    needed = {"none": float32_bytes, "model": largest_float32_bytes}.get(offload, 0)
+    if needed * OFFLOAD_HEADROOM <= free_bytes:
+        return "float32"
+    fits = "model" if offload == "none" and largest_float32_bytes * OFFLOAD_HEADROOM <= free_bytes else "group"
+    raise UsageError(f"{why}, and in float32 it needs {needed / 1e9:.1f} GB with --offload {offload} ({free_bytes / 1e9:.1f} GB "
+                     f"free): use --offload {fits}, or --dtype float16 to try anyway")  # fmt: skip
+
+
 def memory_advice(*, total_bytes: int, denoiser_bytes: int, largest_bytes: int, free_bytes: int, quantized: bool, offload: str) -> str:
     """After a CUDA out-of-memory error: the cheapest next step that the estimate says fits.
     Quantizing the denoiser to 8 bits halves a bf16 one and keeps every step on the card,

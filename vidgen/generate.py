@@ -41,6 +41,10 @@ def merge_settings(chosen: Preset, layers: list[dict[str, Any]], *, model: str |
     rule, changes = fit_extras(settings, chosen.constraints, strict=strict)  # extras may change the frame rule
     check_extras_taken(settings.pipeline_class, settings.extras)  # the preset's class; an ad-hoc --model's: when loading
     changes += snap_to_constraints(settings, rule, strict=strict)
+    if settings.guidance is not None and settings.guidance <= 1 and any(layer.get("negative_prompt") for layer in layers):
+        # diffusers guides by the negative prompt only in classifier-free guidance, which runs above 1.
+        changes.append(f"--negative-prompt does nothing at guidance {settings.guidance:g}: there is no unconditional pass for it "
+                       "to steer (a guidance above 1 uses it; distilled presets run at 1)")  # fmt: skip
     stages.plan(settings)  # a staged preset's stage sizes come out whole: refused before any weights load
     return settings, changes
 

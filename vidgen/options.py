@@ -328,6 +328,7 @@ _IDENTITY = [
     ("video_role", str, field(default="edit")),  # what the input video is to the output (presets.VIDEO_ROLES)
     ("takes_mask", bool, field(default=False)),  # the preset's pipeline takes --mask
     ("takes_reference_image", bool, field(default=False)),  # --image is a reference image (Wan VACE), not a start frame
+    ("float16_safe", bool, field(default=True)),  # False: the preset's model gives black or NaN frames in float16 (presets.float16)
     ("input_frames", Optional[int], field(default=None)),  # how many of the input video's frames go in (set once it is read)
     # True when a layer the user wrote (flags, batch line) set dtype, not just the preset:
     # on a CPU a preset's bf16/fp16 gives way to float32, an explicit choice does not.

@@ -24,7 +24,7 @@ from vidgen import acceleration, checkpoints, helios, parallel, quantize, sampli
 from vidgen import components as other_repositories
 from vidgen.checkpoints import dtype_keyword
 from vidgen.errors import GenerationError, ModelNotAvailableError, UsageError, first_line
-from vidgen.hub import component_config, config_folder, local_only, read_model_index, revision_argument
+from vidgen.hub import cached_folder, component_config, config_folder, local_only, read_model_index, revision_argument
 from vidgen.lora import apply_loras
 from vidgen.model_check import check_components_serve, check_extras_taken, check_model_folder, check_pipeline_class, class_to_load
 from vidgen.options import GenerationSettings
@@ -87,16 +87,34 @@ def resolve_device(name: str) -> str:
     return name
 
 
+def has_bfloat16() -> bool:
+    """Whether the CUDA card computes in bfloat16 itself (Ampere and later, ROCm); emulation does not count."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch before 2.3 has no emulation to leave out
+        return torch.cuda.is_bf16_supported()
+
+
 def resolve_dtype(name: str, device: str):
-    """`auto`: float32 on CPU (fast and exact there), bfloat16 on GPUs that have it, else float16."""
+    """`auto`: float32 on CPU (fast and exact there), bfloat16 on GPUs that have it, else float16
+    (run_dtype makes that float32 for a model that gives black frames in float16)."""
 
     if name == "auto":
         if device.startswith("cpu"):
             return torch.float32
-        if device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+        if device.startswith("cuda") and not has_bfloat16():
             return torch.float16
         return torch.bfloat16
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
+
+
+def _float32_sizes(settings: GenerationSettings) -> tuple[int | None, int | None]:
+    """(all weights, the largest component) at float32, from the model folder's headers (as --dry-run);
+    (None, None) when the weights are not on disk."""
+    location = resolve_model_location(settings.model)
+    folder = Path(location.location) if location.is_local else cached_folder(location, settings.revision)
+    sizes = [size.parameters * 4 for size in checkpoints.component_sizes(folder).values()] if folder else []
+    return (sum(sizes), max(sizes)) if sizes else (None, None)
 
 
 def _apply_scheduler(pipe: Any, settings: GenerationSettings) -> None:
@@ -187,6 +205,11 @@ def _missing_library(error: ImportError) -> str:
 def run_dtype(settings: GenerationSettings, device: str):
     """The dtype a run loads in: --dtype's, except that on a CPU a preset's bf16/fp16 gives way
     to float32 (slow there, no fast kernels, and fp16 can fail) unless the user asked for it."""
+    if settings.dtype == "auto" and device.startswith("cuda") and not has_bfloat16() and not settings.float16_safe:
+        total, largest = _float32_sizes(settings)
+        free_bytes = torch.cuda.mem_get_info(torch.device(device))[0]
+        return getattr(torch, acceleration.dtype_without_bfloat16(float16_safe=False, float32_bytes=total, largest_float32_bytes=largest,
+                                                                  free_bytes=free_bytes, offload=settings.offload, preset=settings.preset))  # fmt: skip
     dtype = resolve_dtype(settings.dtype, device)
     if device.startswith("cpu") and dtype != torch.float32 and not settings.dtype_explicit:
         return torch.float32
@@ -263,8 +286,10 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
 
     device = resolve_device(settings.device)
     dtype = run_dtype(settings, device)
-    if dtype != resolve_dtype(settings.dtype, device):
+    if dtype != resolve_dtype(settings.dtype, device) and device.startswith("cpu"):
         ui.info(f"using float32 on the CPU instead of the preset's {settings.dtype} (--dtype {settings.dtype} keeps it)")
+    elif dtype != resolve_dtype(settings.dtype, device):
+        ui.info(f"using float32: {settings.preset} gives black or NaN frames in float16, and this card has no bfloat16")
     quantize.check_runnable(quantization, device)  # before any weights are read
     components = {name: _single_file_component(name, spec, location, model_index, settings.revision, dtype)
                   for name, spec in files.items()}  # fmt: skip

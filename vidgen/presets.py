@@ -50,6 +50,7 @@ TOP_LEVEL_KEYS = {
     "reference_image": bool,  # --image is a reference image for a video-to-video preset (Wan VACE)
     "video_role": str,  # one of VIDEO_ROLES
     "vram": str,
+    "float16": bool,  # false: the model gives black or NaN frames in float16 (--dtype auto then avoids it)
     "defaults": dict,
     "constraints": dict,
     "call": dict,
@@ -206,6 +207,7 @@ class Preset:
     video_role: str = "edit"
     description: str = ""
     vram: str = ""
+    float16: bool = True  # false: known to give black or NaN frames in float16
     defaults: dict[str, Any] = field(default_factory=dict)
     constraints: Constraints = field(default_factory=Constraints)
     call: dict[str, Any] = field(default_factory=dict)
@@ -247,6 +249,7 @@ class Preset:
             "reference_image": self.reference_image,
             "video_role": self.video_role,
             "vram": self.vram,
+            "float16": self.float16,
             "defaults": dict(self.defaults),
             "constraints": self.constraints.as_dict(),
             "call": dict(self.call),
@@ -344,6 +347,7 @@ def read_preset(path: Path) -> Preset:
         video_role=video_role,
         description=data.get("description", ""),
         vram=data.get("vram", ""),
+        float16=data.get("float16", True),
         defaults=defaults,
         constraints=Constraints(**constraints),
         call=dict(data.get("call", {})),

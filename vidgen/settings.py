@@ -141,6 +141,7 @@ def build_settings(preset: Preset, layers: list[dict[str, Any]], *, model: str |
         video_role=preset.video_role,
         takes_mask=preset.mask,
         takes_reference_image=preset.reference_image,
+        float16_safe=preset.float16,
         call_kwargs=dict(preset.call),
         components=tuple(preset.components.values()),
         stages=tuple(preset.stages),
