@@ -160,5 +160,5 @@ def test_svd_guidance_reaches_the_pipeline_without_an_ignored_warning(run_cli, t
         assert "StableVideoDiffusionPipeline takes no prompt; ignored" in result.stderr  # true: SVD has no text input
         assert read_recipe(out)["guidance"] == float(guidance)
         videos[guidance] = read_frames(out).astype(int)
-    # max_guidance_scale 1.0 (the preset's min too) turns classifier-free guidance off; 3.0 uses it.
+    # max_guidance_scale 1.0 (the preset's min of 1.5 comes down with it) turns classifier-free guidance off; 3.0 uses it.
     assert np.abs(videos["1.0"] - videos["3.0"]).max() > 0

@@ -47,7 +47,9 @@ def test_two_stages_run_half_size_then_upsampled_then_refined(run_cli, two_stage
     recipe = read_recipe(out)
     assert [(stage["name"], stage["width"], stage["height"], stage["steps"]) for stage in recipe["stages"]] == [
         ("base", 32, 32, 2), ("upsample", 64, 64, None), ("refine", 64, 64, 10)]
-    assert recipe["stages"][2]["call"] == {"denoise_strength": 0.4, "image_cond_noise_scale": 0.025}
+    assert recipe["stages"][2]["call"] == {"denoise_strength": 0.4}
+    # diffusers' LTX-Video 0.9.7 example: guidance 5.0 with guidance_rescale 0.7 in both denoising passes
+    assert [(call.kwargs["guidance_scale"], call.kwargs["guidance_rescale"]) for call in (base, refine)] == [(5.0, 0.7)] * 2
     assert recipe["components"]["latent_upsampler"]["model"] == "Lightricks/ltxv-spatial-upscaler-0.9.7"
 
 
@@ -189,7 +191,10 @@ def test_ltx2_two_stages_carry_the_audio_and_use_the_distilled_lora_in_the_refin
     assert result.exit_code == 0, result.stderr
     (base, base_lora, base_dynamic, base_terminal), (refine, refine_lora, dynamic, terminal) = seen
     assert base_dynamic is True and base_terminal == 0.1  # the model's own scheduler in stage 1
-    assert (base["width"], base["num_inference_steps"], base["guidance_scale"], base["output_type"]) == (32, 2, 4.0, "latent")
+    assert (base["width"], base["num_inference_steps"], base["guidance_scale"], base["output_type"]) == (32, 2, 3.0, "latent")
+    # LTX-2.0's guidance (Lightricks/LTX-2 LTX_2_PARAMS) in stage 1; none at all in stage 2, as the makers' refinement
+    assert (base["spatio_temporal_guidance_blocks"], base["use_cross_timestep"], base["stg_scale"], base["audio_guidance_scale"]) == ([29], False, 1.0, 7.0)
+    assert [refine[name] for name in ("stg_scale", "audio_stg_scale", "modality_scale", "audio_modality_scale", "audio_guidance_scale")] == [0.0, 0.0, 1.0, 1.0, 1.0]
     assert base_lora == []
     assert refine_lora == ["stage-refine-0"] and dynamic is False and not terminal
     assert (refine["width"], refine["num_inference_steps"], refine["guidance_scale"]) == (64, 3, 1.0)

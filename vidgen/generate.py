@@ -213,6 +213,10 @@ class VideoGenerator:
             ui.warn(f"{self.loaded.class_name} takes no size: the video's size follows the image; --size ignored")
         arguments = {name: value for name, value in wanted.items() if value is not None and name in parameters}
         arguments.update(settings.call_kwargs)  # the preset's [call] table, as is
+        if arguments.get("min_guidance_scale", 0) > arguments.get("max_guidance_scale", float("inf")):
+            # SVD's guidance ramps from the preset's minimum (1.5) up to --guidance; a lower --guidance lowers both
+            # (at 1 there is no guidance; a ramp that rose above 1 would turn it on half-way and fail).
+            arguments["min_guidance_scale"] = arguments["max_guidance_scale"]
         if image is not None and "image" not in parameters and "reference_images" in parameters:
             arguments["reference_images"] = [image]  # Wan VACE: what the subject looks like
         for name, value in settings.extras.items():  # checked and snapped by vidgen.extras
