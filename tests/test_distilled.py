@@ -289,7 +289,7 @@ def test_shipped_lightx2v_presets_carry_lightx2vs_settings(name):
 def test_the_docs_list_every_lightx2v_preset():
     table = (Path(__file__).resolve().parent.parent / "docs" / "presets.md").read_text()
     for name in LIGHTX2V:
-        assert f"| `{name}` |" in table, name
+        assert f"| [`{name}`](#" in table and f"\n### {name}\n" in table, name  # its row and its section (tools/presets_doc.py)
 
 
 def test_the_boundary_falls_between_the_second_and_third_step():
