@@ -27,7 +27,7 @@ from vidgen.environment import switched_on
 from vidgen.errors import ExitCode, UsageError
 from vidgen.guard import DebugOption
 from vidgen.guard import guarded as _guarded  # an error: one line and its exit code
-from vidgen.options import BY_NAME, option_settings
+from vidgen.options import BY_NAME, EXTEND_HELP, option_settings
 from vidgen.post.plan import describe_steps
 from vidgen.presets import Preset, load_preset
 from vidgen.request import BatchRequest, GenerateRequest
@@ -135,8 +135,8 @@ def _with_setting_options(command: str, after_option: str = "model") -> Callable
         derived = [
             inspect.Parameter(setting.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=Annotated[
                 setting.option_type(),
-                typer.Option(*setting.flags, help=setting.batch_help if command == "batch" and setting.batch_help else setting.help,
-                             show_default=False),
+                typer.Option(*setting.flags, help=EXTEND_HELP.get(setting.name, setting.help) if command == "extend" else
+                             setting.batch_help if command == "batch" and setting.batch_help else setting.help, show_default=False),
             ])
             for setting in option_settings(command)
         ]  # fmt: skip
@@ -255,6 +255,56 @@ def batch(
         raise typer.Exit(int(code))
 
 
+_EXTEND_EXAMPLES = """Examples:
+  vidgen extend clip.mp4 "the fox runs on into the forest" -p wan2.1-vace-1.3b --size 832x480 --seconds 5 -o longer.mp4
+  vidgen extend clip.mp4 "the camera pulls back" -p wan2.1-i2v-480p --frames 160 --seed 7 -o longer.mp4
+  vidgen extend clip.mp4 "..." -p wan2.1-vace-1.3b --overlap 9 --color-match 0.5 --dry-run"""
+
+
+@app.command(epilog=_EXTEND_EXAMPLES)
+@_with_setting_options("extend")
+def extend(
+    input_video: Annotated[str, typer.Argument(metavar="IN", help="The video to continue (any file ffmpeg reads, a GIF or a PNG folder); its size must be the run's.")],
+    prompt: Annotated[str, typer.Argument(help="What happens next.")],
+    output: Annotated[Optional[str], typer.Option("-o", "--output", help="FILE.mp4|.webm|.gif, a folder for PNG frames, or - for MP4 on stdout. Default: named after the prompt and seed.")] = None,
+    preset: PresetOption = None,
+    model: ModelOption = None,
+    fast: FastOption = False,
+    quiet: QuietOption = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    strict: StrictOption = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say the windows and their frames; nothing loaded or written.")] = False,
+    threads: ThreadsOption = None,
+    debug: DebugOption = False,
+    **settings: Any,
+) -> None:
+    """Continue a video: its frames, then --seconds (or --frames) more, made in windows by a preset that takes frames (Wan VACE, Wan image-to-video, LTX condition)."""
+    ui.configure(quiet=quiet)
+
+    def action() -> int:
+        from vidgen import windows  # here, not at the top: keeps `vidgen --help` light (torch, diffusers)
+
+        overrides = _overrides(settings, fast=fast)
+        if dry_run:
+            run = windows.prepare(prompt, preset=preset, model=model, overrides=overrides, strict=strict, source=input_video)
+            report = windows.dry_run_report(run)
+            if as_json:
+                ui.emit_json(report)
+            else:
+                for line in report["lines"]:
+                    ui.emit_result(line)
+            return ExitCode.SUCCESS
+        apply_threads(threads)
+        windows.run_windows(prompt, preset=preset, model=model, overrides=overrides, strict=strict, output=output,
+                            overwrite=overwrite, as_json=as_json, source=input_video)  # fmt: skip
+        return ExitCode.SUCCESS
+
+    code = _guarded(debug, action)
+    if code:
+        raise typer.Exit(int(code))
+
+
 @app.command("inspect")
 def inspect_file(
     file: Annotated[Path, typer.Argument(help="A video, GIF or PNG folder written by vidgen.")],
@@ -266,6 +316,7 @@ def inspect_file(
     """Show a video's recipe (prompt, seed, model, settings), its frames, size and fps, and its audio stream."""
 
     def action() -> None:
+        from vidgen.extend import window_lines  # as below
         from vidgen.readback import describe  # here, not at the top: keeps `vidgen --help` light (numpy, Pillow)
         from vidgen.sheet import DEFAULT_FRAMES, write_sheet  # as above
 
@@ -290,7 +341,7 @@ def inspect_file(
             ui.warn(f"{file} carries no vidgen recipe")
         for key, value in recipe.items():
             ui.emit_result(f"recipe.{key}: {json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value}")
-        for line in describe_steps(recipe):  # --interpolate, --upscale, vidgen post: one line a step
+        for line in [*describe_steps(recipe), *window_lines(recipe)]:  # post's steps, a video's windows (vidgen extend): a line each
             ui.emit_result(line)
 
     _guarded(debug, action)

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from vidgen import acceleration, checkpoints, quantize
+from vidgen import acceleration, checkpoints, quantize, windows
 from vidgen.errors import ModelNotAvailableError
 from vidgen.generate import prepare_settings
 from vidgen.hub import cached_folder, read_model_index, resolve_checkpoint
@@ -46,8 +46,11 @@ def _file_size(spec: str) -> tuple[checkpoints.CheckpointInfo | None, str]:
 
 def plan(request: GenerateRequest) -> dict[str, Any]:
     """What `vidgen generate` would do with this request, as one JSON-ready object."""
-    settings, chosen = prepare_settings(request.prompt, preset=request.preset, model=request.model, overrides=request.settings_given(),
-                                        strict=request.strict)
+    given = request.settings_given()
+    windowed = (windows.prepare(request.prompt, preset=request.preset, model=request.model, overrides=given, strict=request.strict)
+                if windows.wanted(request.preset, request.model, given) else None)  # fmt: skip
+    settings, chosen = (windowed.settings, windowed.chosen) if windowed else prepare_settings(
+        request.prompt, preset=request.preset, model=request.model, overrides=given, strict=request.strict)
     location = resolve_model_location(settings.model)
     device = resolve_device(settings.device)
     dtype = run_dtype(settings, device)
@@ -64,6 +67,8 @@ def plan(request: GenerateRequest) -> dict[str, Any]:
         "offload_auto": None,
         "notes": [],
     }
+    if windowed:  # longer than one window: the windows and their frames (vidgen.windows)
+        report["windows"] = windows.show_plan(windowed)
     report["settings"]["loras"] = [f"{lora.source}:{lora.scale:g}" for lora in settings.loras]
     if settings.components:  # the preset's [components]: where each comes from
         report["settings"]["components"] = {spec.name: spec.where for spec in settings.components}
@@ -127,5 +132,6 @@ def lines(report: dict[str, Any]) -> list[str]:
     out.append(f"memory: {_gigabytes(report['memory_bytes'])} of weights")
     if report["offload_auto"] is not None:
         out.append(f"offload auto: {report['offload_auto']}")
+    out += report.get("windows") or []
     out += [f"note: {note}" for note in report["notes"]]
     return out

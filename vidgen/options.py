@@ -224,6 +224,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("extras", dict, "NAME=VALUE: one of the preset's extras, e.g. --extra overlap_history=37 for skyreels-v2-df-1.3b; "
             "repeatable (vidgen presets show NAME lists them).", default=dict, flag=("--extra",), commands=("generate",),
             read=parse_extras, recipe=True),
+    # Windows (vidgen.extend): `vidgen extend`, and --frames beyond one window of a preset that can continue a video.
+    Setting("window", int, "Windows: frames per window (default: the preset's frames, the length the model was trained for).",
+            commands=("generate", "extend"), recipe=True, minimum=1, maximum=MAX_FRAMES),
+    Setting("overlap", int, "Windows: frames each window continues from the video before it (default: the preset's, else 5 "
+            "for Wan VACE, 1 for image-to-video, 9 for LTX condition).", commands=("generate", "extend"), preset=True,
+            recipe=True, minimum=1, maximum=MAX_FRAMES),
+    Setting("color_match", float, "Windows: match each window's new frames to the colours of the frames they continue, "
+            "0 (off) to 1 (default).", default=1.0, commands=("generate", "extend"), recipe=True, minimum=0, maximum=1),
     Setting("audio", bool, "Keep (default) or leave out the soundtrack of a model that makes one (LTX-2).", default=True,
             flag=("--audio/--no-audio",)),
     Setting("loras", list, "LoRA PATH_OR_ID[:SCALE]; repeatable.", default=list, flag=("--lora",),
@@ -283,8 +291,19 @@ BY_NAME = {setting.name: setting for setting in SETTINGS}
 FIELDS = tuple(setting for setting in SETTINGS if setting.field)
 
 
+# `vidgen extend` takes generate's options but these: its input is the video, --frames and
+# --seconds say how much to add, and the output keeps the input's frame rate.
+EXTEND_LEAVES_OUT = ("fps", "video", "mask", "strength", "story", "last_image", "num_videos")
+EXTEND_HELP = {  # where `vidgen extend` reads a setting differently
+    "frames": "Frames to add after the input's (default: one window's worth).",
+    "seconds": "Seconds to add after the input's, at the input's frame rate.",
+}
+
+
 def option_settings(command: str) -> tuple[Setting, ...]:
-    """The settings that `command` (generate or batch) takes as options."""
+    """The settings that `command` (generate, batch or extend) takes as options."""
+    if command == "extend":
+        return tuple(setting for setting in SETTINGS if setting.on("generate") and setting.name not in EXTEND_LEAVES_OUT)
     return tuple(setting for setting in SETTINGS if setting.on(command))
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vidgen import parallel, ui
+from vidgen import parallel, ui, windows
 from vidgen.audio import wav_beside
 from vidgen.conditioning import fit_mask, load_conditioning_image, load_input_mask, load_input_video
 from vidgen.environment import PROCESS, Environment
@@ -106,6 +106,10 @@ def run(request: GenerateRequest, env: Environment = PROCESS) -> list[dict[str, 
     paths (-o, --image, --video, --mask) are taken from `env`'s folder. Under a launcher
     (`--parallel`) every process runs this; the first writes and reports."""
     options = request
+    if windows.wanted(request.preset, request.model, request.settings_given()):  # longer than one window of a preset that continues videos
+        return [windows.run_windows(request.prompt, preset=request.preset, model=request.model, overrides=request.settings_given(),
+                                    strict=request.strict, output=request.output, overwrite=request.overwrite, as_json=request.as_json,
+                                    env=env)]  # fmt: skip
     group = current_processes()
     if not group.is_main:
         ui.configure(quiet=True)  # one voice: the first process's
