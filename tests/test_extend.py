@@ -92,7 +92,7 @@ def made_frames(monkeypatch):
         @functools.wraps(original)  # vidgen reads the call's parameters from its signature
         def spy(self, *args, **kwargs):
             output = original(self, *args, **kwargs)
-            frames = (np.clip(np.asarray(output.frames[0], dtype=np.float64), 0, 1) * 255).round().astype(np.uint8)
+            frames = (np.clip(np.asarray(output.frames[0]), 0.0, 1.0) * 255.0).round().astype(np.uint8)  # in the pipeline's float32, as vidgen does
             calls.append(SimpleNamespace(kwargs=kwargs, frames=frames))
             return output
 
@@ -107,19 +107,23 @@ def _pil_frames(images) -> np.ndarray:
 
 
 def test_three_vace_windows_join_with_no_repeated_or_missing_frame(run_cli, tiny_pipeline_dir, made_frames, tmp_path):
-    """`vidgen PROMPT -p wan2.1-vace-1.3b --frames 17 --window 9`: the first window from the
-    prompt, two more continuing the last 5 frames under VACE's mask; the output is, frame
-    for frame, window 1 then each later window's frames after its overlap, colour-matched."""
+    """A storyboard of 17 frames at 16 fps with `-p wan2.1-vace-1.3b --window 9`: the first
+    window from its shot's prompt, two more continuing the last 5 frames under VACE's mask;
+    the output is, frame for frame, window 1 then each later window's frames after its
+    overlap, colour-matched."""
     from diffusers import WanVACEPipeline
 
     calls = made_frames(WanVACEPipeline)
+    shots, second = tmp_path / "shots.txt", "the fox runs into the forest"
+    shots.write_text(f"0.5625s {PROMPT}\n0.5s {second}\n")  # 9 then 8 frames
     out = tmp_path / "long"
-    result = run_cli(PROMPT, "--preset", "wan2.1-vace-1.3b", "--model", tiny_pipeline_dir("WanVACEPipeline"), *CPU,
-                     "--frames", "17", "--window", "9", "--seed", "11", "-o", out)  # fmt: skip
+    result = run_cli(shots, "--story", "--preset", "wan2.1-vace-1.3b", "--model", tiny_pipeline_dir("WanVACEPipeline"), *CPU,
+                     "--window", "9", "--seed", "11", "-o", out)  # fmt: skip
     assert result.exit_code == 0, result.stderr
     assert "3 windows of at most 9 frames, overlap 5" in result.stderr  # said before the work starts
     frames = read_frames(out)
     assert len(frames) == 17 and len(calls) == 3
+    assert [call.kwargs["prompt"] for call in calls] == [PROMPT, second, second]  # each window its shot's prompt
     assert all(call.kwargs["num_frames"] <= 9 for call in calls)  # one window on the card at a time
     assert "video" not in calls[0].kwargs  # the first window: from the prompt
     np.testing.assert_array_equal(frames[:9], calls[0].frames)
@@ -134,10 +138,10 @@ def test_three_vace_windows_join_with_no_repeated_or_missing_frame(run_cli, tiny
     np.testing.assert_array_equal(frames, expected)
     recipe = read_recipe(out)
     assert [(w["index"], w["seed"], w["prompt"], w["start"], w["new"], w["keep"]) for w in recipe["windows"]] == [
-        (1, 11, PROMPT, 0, 9, 0), (2, 12, PROMPT, 9, 4, 5), (3, 13, PROMPT, 13, 4, 5)]  # fmt: skip
+        (1, 11, PROMPT, 0, 9, 0), (2, 12, second, 9, 4, 5), (3, 13, second, 13, 4, 5)]  # fmt: skip
     assert (recipe["overlap"], recipe["window"], recipe["color_match"], recipe["frames"]) == (5, 9, 1.0, 17)
     shown = run_cli("inspect", out)
-    assert "window 3: frames 13-16, continues 5, seed 13: " + PROMPT in shown.stdout
+    assert "window 3: frames 13-16, continues 5, seed 13: " + second in shown.stdout
 
 
 @pytest.mark.parametrize("pipeline, preset, window, overlap", [
