@@ -31,7 +31,7 @@ from vidgen.options import BY_NAME, GenerationSettings
 from vidgen.presets import Preset, choose_preset, resolve_model_location
 from vidgen.readback import probe_video
 from vidgen.runner import build_recipe, obtain_pipeline
-from vidgen.settings import build_settings, draw_seed, nearest_valid_frames
+from vidgen.settings import build_settings, draw_seed, frames_rule_text, nearest_valid_frames
 from vidgen.video import check_encoder, check_output_path, encode_mp4_bytes, output_format, prompt_slug, write_video
 
 GREY = 128  # the frames VACE makes, under a white mask (diffusers' WanVACEPipeline example fills them with 128)
@@ -108,8 +108,10 @@ def prepare(prompt: str, *, preset: str | None, model: str | None, overrides: di
     if window is None:
         raise UsageError(f"preset {chosen.name} names no window length: give --window N")
     snapped = nearest_valid_frames(window, rule)
+    if snapped != window and strict:
+        raise UsageError(f"--window {window} is not valid ({frames_rule_text(rule)}; nearest {snapped}) (--strict)")
     if snapped != window:
-        ui.warn(f"window {window} -> {snapped}: this model makes {rule.frames_step}k+{rule.frames_offset} frames, at most {rule.max_frames}")
+        ui.warn(f"window {window} -> {snapped}: this model takes {frames_rule_text(rule)} frames")
     rest = {key: value for key, value in overrides.items() if key not in ("frames", "seconds")}
     settings, changes = merge_settings(layered, [{"prompt": prompt, **rest, "frames": snapped}], model=model, strict=strict)
     for change in changes:
