@@ -7,19 +7,18 @@ subcommand is routed to `generate`.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from typer.core import TyperGroup
 
 from vidgen import __version__, argv, ui
-from vidgen.acceleration import FAST_CACHE, apply_threads
+from vidgen.acceleration import apply_threads
 from vidgen.cli_presets import presets_app
 from vidgen.client import run_batch as run_on_server
 from vidgen.client import run_generate
@@ -27,7 +26,9 @@ from vidgen.environment import switched_on
 from vidgen.errors import ExitCode, UsageError
 from vidgen.guard import DebugOption
 from vidgen.guard import guarded as _guarded  # an error: one line and its exit code
-from vidgen.options import BY_NAME, EXTEND_HELP, option_settings
+from vidgen.cli_options import FastOption, ModelOption, NoServerOption, PresetOption, QuietOption, StrictOption, ThreadsOption
+from vidgen.cli_options import overrides as _overrides  # the setting options given, as settings
+from vidgen.cli_options import with_setting_options as _with_setting_options  # the table's options on a command
 from vidgen.post.plan import describe_steps
 from vidgen.presets import Preset, load_preset
 from vidgen.request import BatchRequest, GenerateRequest
@@ -101,59 +102,6 @@ def _main_options(
 ) -> None:
     """Text-to-video with diffusers pipelines. `vidgen "a prompt" -o clip.mp4`."""
     ui.quiet_library_loggers()
-
-
-def _cache_choice(cache: str | None, fast: bool) -> str | None:
-    """--fast is --cache with the default method; both together must agree."""
-    if not fast:
-        return cache
-    if cache not in (None, FAST_CACHE):
-        raise UsageError(f"--fast means --cache {FAST_CACHE}; give --fast or --cache {cache}, not both")
-    return FAST_CACHE
-
-
-# Options of `generate` and `batch` that are not settings (the settings' options come from
-# the table in vidgen.options, added by _with_setting_options).
-PresetOption = Annotated[Optional[str], typer.Option("--preset", "-p", help="Preset name or FILE.toml (default: VIDGEN_PRESET, else shapes).")]
-ModelOption = Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id or local diffusers folder; overrides the preset's model.")]
-FastOption = Annotated[bool, typer.Option("--fast", help="Fast mode: the default step cache (first-block).")]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr.")]
-StrictOption = Annotated[bool, typer.Option("--strict", help="Refuse sizes and frame counts the model cannot take instead of snapping.")]
-NoServerOption = Annotated[bool, typer.Option("--no-server", help="Run in this process even when `vidgen serve` is running (also VIDGEN_NO_SERVER=1).")]
-ThreadsOption = Annotated[Optional[int], typer.Option("--threads", help="CPU threads for torch and ffmpeg (also VIDGEN_THREADS); default: one per core, or the cores shared among processes under accelerate.", show_default=False)]
-
-
-def _with_setting_options(command: str, after_option: str = "model") -> Callable:
-    """Give a command one Typer option per setting of the table (vidgen.options) that it
-    takes, after --model (or `after_option`), and its `**settings` the values given. Typer
-    reads a function's signature, so parsing, types and --help all follow the table."""
-
-    def decorate(function: Callable) -> Callable:
-        signature = inspect.signature(function, eval_str=True)
-        own = [parameter for parameter in signature.parameters.values() if parameter.kind is not parameter.VAR_KEYWORD]
-        after = [parameter.name for parameter in own].index(after_option) + 1
-        derived = [
-            inspect.Parameter(setting.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=Annotated[
-                setting.option_type(),
-                typer.Option(*setting.flags, help=EXTEND_HELP.get(setting.name, setting.help) if command == "extend" else
-                             setting.batch_help if command == "batch" and setting.batch_help else setting.help, show_default=False),
-            ])
-            for setting in option_settings(command)
-        ]  # fmt: skip
-        function.__signature__ = signature.replace(parameters=own[:after] + derived + own[after:])
-        return function
-
-    return decorate
-
-
-def _overrides(values: dict[str, Any], *, fast: bool) -> dict[str, Any]:
-    """A command's setting options as settings overrides; None means "not given"."""
-    overrides = {}
-    for name, value in values.items():
-        read = BY_NAME[name].read
-        overrides[name] = read(value) if read is not None and value is not None else value
-    overrides["cache"] = _cache_choice(overrides.get("cache"), fast)
-    return overrides
 
 
 @app.command(epilog=_GENERATE_EXAMPLES)

@@ -292,8 +292,9 @@ FIELDS = tuple(setting for setting in SETTINGS if setting.field)
 
 
 # `vidgen extend` takes generate's options but these: its input is the video, --frames and
-# --seconds say how much to add, and the output keeps the input's frame rate.
-EXTEND_LEAVES_OUT = ("fps", "video", "mask", "strength", "story", "last_image", "num_videos")
+# --seconds say how much to add, the output keeps the input's frame rate, and the models that
+# continue a video make no sound and cannot split a window among processes.
+EXTEND_LEAVES_OUT = ("fps", "video", "mask", "strength", "story", "last_image", "num_videos", "audio", "parallel")
 EXTEND_HELP = {  # where `vidgen extend` reads a setting differently
     "frames": "Frames to add after the input's (default: one window's worth).",
     "seconds": "Seconds to add after the input's, at the input's frame rate.",

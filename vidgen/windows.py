@@ -28,6 +28,8 @@ from vidgen.errors import GenerationError, UsageError
 from vidgen.extend import Mode, Window, check_input, choose_overlap, describe, mode_for, plan_windows, refuse_unless_continuable, window_prompts
 from vidgen.generate import VideoGenerator, merge_settings
 from vidgen.options import BY_NAME, GenerationSettings
+from vidgen.post.apply import after_decode
+from vidgen.post.plan import file_fields
 from vidgen.presets import Preset, choose_preset, resolve_model_location
 from vidgen.readback import probe_video
 from vidgen.runner import build_recipe, obtain_pipeline
@@ -222,8 +224,8 @@ def _join(run: WindowedRun, window: Window, made: np.ndarray, video: np.ndarray 
     return new if video is None else np.concatenate([video, new])
 
 
-def make(run: WindowedRun, *, path: Path | None, overwrite: bool, env: Environment = PROCESS) -> tuple[np.ndarray, dict[str, Any], bytes | None]:
-    """Every window in order; the video written to `path` (None: returned as MP4 bytes)."""
+def make(run: WindowedRun, *, path: Path | None, overwrite: bool, env: Environment = PROCESS) -> tuple[np.ndarray, float, dict[str, Any], bytes | None]:
+    """Every window in order; the video written to `path` (None: returned as MP4 bytes): its frames and fps as written."""
     settings = run.settings
     location = resolve_model_location(settings.model)
     loaded = obtain_pipeline(settings, pull_hint=f"vidgen pull {run.chosen.name if run.chosen.source else location.location}")
@@ -253,15 +255,17 @@ def make(run: WindowedRun, *, path: Path | None, overwrite: bool, env: Environme
                     f"{keep_at} PROMPT --preset {run.chosen.name} --frames {remaining} -o OUTPUT")  # fmt: skip
         raise
     recipe = _recipe(run, video, done)
+    with ui.progress("video", 100) as bar:
+        frames, fps = after_decode(video, settings, recipe, bar)  # --interpolate, --upscale (vidgen/post), on the whole video
     data = None
     if path is None:
-        data = encode_mp4_bytes(video, fps=settings.fps, crf=settings.crf, recipe=recipe)
+        data = encode_mp4_bytes(frames, fps=fps, crf=settings.crf, recipe=recipe)
     else:
         ui.writing(path)
-        write_video(video, path, fps=settings.fps, crf=settings.crf, recipe=recipe, overwrite=overwrite)
+        write_video(frames, path, fps=fps, crf=settings.crf, recipe=recipe, overwrite=overwrite)
     if keep_at.exists() and (run.source is None or env.path(run.source).resolve() != keep_at.resolve()):
         keep_at.unlink()  # the whole video is written: the windows so far are in it
-    return video, recipe, data
+    return frames, fps, recipe, data
 
 
 def run_windows(prompt: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], strict: bool = False,
@@ -273,10 +277,10 @@ def run_windows(prompt: str, *, preset: str | None, model: str | None, overrides
     for line in show_plan(run):
         ui.info(line)
     started = time.monotonic()
-    video, recipe, data = make(run, path=path, overwrite=overwrite, env=env)
+    _, _, recipe, data = make(run, path=path, overwrite=overwrite, env=env)
     result = {
         "path": "-" if path is None else str(path.resolve()), "prompt": run.settings.prompt, "seed": run.settings.seed,
-        "frames": len(video), "fps": run.settings.fps, "width": recipe["width"], "height": recipe["height"], "model": recipe["model"],
+        **file_fields(recipe, run.settings.fps), "model": recipe["model"],  # frames, fps, width, height: after --interpolate/--upscale
         "preset": run.settings.preset, "windows": len(run.windows), "audio": False, "seconds": round(time.monotonic() - started, 3),
     }  # fmt: skip
     if path is None:
