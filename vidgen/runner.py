@@ -311,7 +311,6 @@ def render(generator, settings: GenerationSettings, seed: int, *, path: Path | N
     audio = audio if settings.audio else None  # --no-audio
     if ui.remote_cancelled():  # the server's client went away during the last step
         raise ui.remote_interruption("interrupted; nothing was written")
-    progress.phase("write")
     recipe = build_recipe(settings, seed, frames)
     recipe["audio"] = audio_record(audio, "mp4" if path is None else output_format(path))
     if not write:
