@@ -6,7 +6,8 @@
   uint8 frames; the pipeline is loaded once (runner.obtain_pipeline) and reused.
 
 The commands above it (single.py for `vidgen generate`, vidgen.batch) plan outputs and
-write files through vidgen.runner; nothing here writes a file or reads an input file.
+write files through vidgen.runner; nothing here writes a file or reads an input file, but
+for the start image's header (its size, for --size auto).
 """
 
 from __future__ import annotations
@@ -22,24 +23,30 @@ from PIL import Image
 from vidgen import acceleration, signals, stages, story, ui
 from vidgen.environment import PROCESS, Environment
 from vidgen.audio import Audio, audio_from_output, fit_to_video
+from vidgen.conditioning import image_size
 from vidgen.errors import GenerationError, Interrupted, UsageError, first_line
 from vidgen.extras import fit_extras, windows
 from vidgen.model_check import check_extras_taken
 from vidgen.options import ARGUMENT_ALIASES, SETTINGS, GenerationSettings, argument_name
 from vidgen.presets import Preset, choose_preset
-from vidgen.settings import build_settings, draw_seed, snap_to_constraints, validate
+from vidgen.settings import AUTO_SIZE, build_settings, draw_seed, fit_size_to_image, snap_to_constraints, validate
 
 # The settings the pipeline call receives, by the table's `call` (setting -> argument).
 CALL_ARGUMENTS = {setting.name: setting.call for setting in SETTINGS if setting.call}
 
 
-def merge_settings(chosen: Preset, layers: list[dict[str, Any]], *, model: str | None, strict: bool = False) -> tuple[GenerationSettings, list[str]]:
+def merge_settings(chosen: Preset, layers: list[dict[str, Any]], *, model: str | None, strict: bool = False,
+                   env: Environment | None = None) -> tuple[GenerationSettings, list[str]]:  # fmt: skip
     """Merge `layers` (later wins) over the preset, validate and snap. Returns the
-    snapping notes for the caller to show (batch prefixes them with the line)."""
+    snapping notes for the caller to show (batch prefixes them with the line). --size auto
+    reads the start image's size in `env`'s folder; without `env` (a batch checking its
+    flags, before the lines bring their images) it is left to each line."""
     settings = build_settings(chosen, layers, model=model)
     validate(settings)
     rule, changes = fit_extras(settings, chosen.constraints, strict=strict)  # extras may change the frame rule
     check_extras_taken(settings.pipeline_class, settings.extras)  # the preset's class; an ad-hoc --model's: when loading
+    if settings.size == AUTO_SIZE and not (settings.image and env is None):
+        changes += fit_size_to_image(settings, rule, image_size(settings.image, env) if settings.image else None)
     changes += snap_to_constraints(settings, rule, strict=strict)
     if settings.guidance is not None and settings.guidance <= 1 and any(layer.get("negative_prompt") for layer in layers):
         # diffusers guides by the negative prompt only in classifier-free guidance, which runs above 1.
@@ -55,7 +62,7 @@ def prepare_settings(prompt: str, *, preset: str | None, model: str | None, over
     --story the prompt names a storyboard file (in `env`'s folder), read here."""
     chosen = choose_preset(preset, model)
     prompt, overrides = story.expand(prompt, overrides, env)
-    settings, changes = merge_settings(chosen, [{"prompt": prompt, **overrides}], model=model, strict=strict)
+    settings, changes = merge_settings(chosen, [{"prompt": prompt, **overrides}], model=model, strict=strict, env=env)
     story.check_length(settings, chosen.constraints)
     for change in changes:
         ui.warn(change)

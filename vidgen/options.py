@@ -200,7 +200,10 @@ SETTINGS: tuple[Setting, ...] = (
             call="num_frames", pipeline_default=True, minimum=1, maximum=MAX_FRAMES),
     Setting("seconds", float, "Length in seconds (frames = seconds x fps, snapped).", field=False),
     Setting("fps", NUMBER, "Frames per second of the file.", default=16, preset=True, line=True, recipe=True),
-    Setting("size", str, "WIDTHxHEIGHT, e.g. 832x480 (snapped to the model's rule).", field=False),
+    # `auto` stays as asked (the recipe records it beside the width and height it gave); WxH becomes width and height.
+    Setting("size", str, "WIDTHxHEIGHT, e.g. 832x480 (snapped to the model's rule), or auto: the preset's pixel area at the "
+            "--image's aspect ratio (the default of image-to-video presets whose makers size the video from the image).",
+            preset=True, recipe=True),
     Setting("width", int, "Width in pixels.", preset=True, line=True, recipe=True, call="width", pipeline_default=True,
             minimum=1, maximum=MAX_SIDE),
     Setting("height", int, "Height in pixels.", preset=True, line=True, recipe=True, call="height", pipeline_default=True,
