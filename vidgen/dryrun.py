@@ -20,7 +20,7 @@ from vidgen.generate import prepare_settings
 from vidgen.hub import cached_folder, read_model_index, resolve_checkpoint
 from vidgen.model_check import class_to_load
 from vidgen.options import SETTINGS
-from vidgen.pipeline import SINGLE_FILE_COMPONENTS, resolve_device, run_dtype
+from vidgen.pipeline import SINGLE_FILE_COMPONENTS, check_last_image, resolve_device, run_dtype
 from vidgen.presets import resolve_model_location
 from vidgen.request import GenerateRequest
 
@@ -51,6 +51,7 @@ def plan(request: GenerateRequest) -> dict[str, Any]:
                 if windows.wanted(request.preset, request.model, given) else None)  # fmt: skip
     settings, chosen = (windowed.settings, windowed.chosen) if windowed else prepare_settings(
         request.prompt, preset=request.preset, model=request.model, overrides=given, strict=request.strict)
+    check_last_image(settings)  # a run would refuse it before loading too
     location = resolve_model_location(settings.model)
     device = resolve_device(settings.device)
     dtype = run_dtype(settings, device)

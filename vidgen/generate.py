@@ -26,7 +26,7 @@ from vidgen.audio import Audio, audio_from_output, fit_to_video
 from vidgen.conditioning import image_size
 from vidgen.errors import GenerationError, Interrupted, UsageError, first_line
 from vidgen.extras import fit_extras, windows
-from vidgen.model_check import check_extras_taken
+from vidgen.model_check import LAST_IMAGE_PRESETS, check_extras_taken, last_image_problem
 from vidgen.options import ARGUMENT_ALIASES, SETTINGS, GenerationSettings, argument_name
 from vidgen.presets import Preset, choose_preset
 from vidgen.settings import AUTO_SIZE, build_settings, draw_seed, fit_size_to_image, snap_to_constraints, validate
@@ -45,6 +45,8 @@ def merge_settings(chosen: Preset, layers: list[dict[str, Any]], *, model: str |
     validate(settings)
     rule, changes = fit_extras(settings, chosen.constraints, strict=strict)  # extras may change the frame rule
     check_extras_taken(settings.pipeline_class, settings.extras)  # the preset's class; an ad-hoc --model's: when loading
+    if settings.last_image and (problem := last_image_problem(settings.pipeline_class, given=True)):
+        raise UsageError(f"preset {settings.preset}: {problem}")  # from the class's signature: before anything loads
     if settings.size == AUTO_SIZE and not (settings.image and env is None):
         changes += fit_size_to_image(settings, rule, image_size(settings.image, env) if settings.image else None)
     changes += snap_to_constraints(settings, rule, strict=strict)
@@ -283,9 +285,16 @@ class VideoGenerator:
         progress = progress or ui.Progress("", 0, visible=False)
         pipe = self.loaded.pipe
         arguments = self._call_arguments(settings, seed, image)
+        # Checked before loading where the model's files were at hand (pipeline.check_last_image); again here,
+        # from the loaded pipeline, for a pipeline the server kept and for a batch line's own --last-image.
+        transformer = getattr(pipe, "transformer", None)
+        problem = last_image_problem(self.loaded.class_name, given=last_image is not None, model=f"model {settings.model}",
+                                     model_index=dict(getattr(pipe, "config", {})), transformer=dict(getattr(transformer, "config", {})))  # fmt: skip
+        if problem:
+            raise UsageError(problem)
         if last_image is not None:
-            if "last_image" not in self.loaded.call_parameters:
-                raise UsageError(f"{self.loaded.class_name} takes no last image; --last-image is for first-and-last-frame presets such as framepack-i2v")
+            if "last_image" not in self.loaded.call_parameters:  # a pipeline of custom code
+                raise UsageError(f"{self.loaded.class_name} takes no last image; --last-image is for {LAST_IMAGE_PRESETS}")
             arguments["last_image"] = last_image
         if video is not None:
             self._add_input_video(arguments, settings, video, mask)

@@ -212,8 +212,9 @@ SETTINGS: tuple[Setting, ...] = (
             minimum=1, maximum=MAX_NUM_VIDEOS, batch_help="Videos per line, with consecutive seeds."),
     Setting("image", str, "Start image for image-to-video presets (a reference image for wan2.1-vace-1.3b).", line=True,
             recipe=True, path=True, batch_help="Start image for image-to-video presets (a line's image wins)."),
-    Setting("last_image", str, "End image for first-and-last-frame presets: --preset framepack-i2v --image first.png "
-            "--last-image last.png", line=True, recipe=True, path=True),
+    Setting("last_image", str, "End image for presets whose pipeline takes one (wan2.1-flf2v-14b-720p, wan2.2-i2v-a14b, "
+            "framepack-i2v): --preset wan2.1-flf2v-14b-720p --image first.png --last-image last.png", line=True, recipe=True,
+            path=True),
     Setting("story", bool, "PROMPT is a storyboard file: a shot a line, its length then its prompt ('4s a fox wakes up in its "
             "den'); one video of their summed length. Example: vidgen shots.txt --story --preset ltx-video-story -o film.mp4",
             commands=("generate",)),

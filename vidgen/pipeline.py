@@ -23,10 +23,11 @@ from diffusers.hooks import apply_group_offloading
 from vidgen import acceleration, checkpoints, helios, parallel, quantize, sampling, ui
 from vidgen import components as other_repositories
 from vidgen.checkpoints import dtype_keyword
-from vidgen.errors import GenerationError, ModelNotAvailableError, UsageError, first_line
+from vidgen.errors import GenerationError, ModelNotAvailableError, UsageError, VidgenError, first_line
 from vidgen.hub import cached_folder, component_config, config_folder, local_only, read_model_index, revision_argument
 from vidgen.lora import apply_loras
-from vidgen.model_check import check_components_serve, check_extras_taken, check_model_folder, check_pipeline_class, class_to_load
+from vidgen.model_check import (LAST_IMAGE_RULES, check_components_serve, check_extras_taken, check_model_folder, check_pipeline_class,
+                                 class_to_load, last_image_problem)
 from vidgen.options import GenerationSettings
 from vidgen.presets import resolve_model_location, vidgen_home
 
@@ -259,6 +260,27 @@ def check_parallel(settings: GenerationSettings, processes: int) -> None:
     heads = {name: (component_config(location, name, settings.revision) or {}).get("num_attention_heads") for name in denoisers}
     parallel.check_model(settings.parallel, ulysses, ring, pipeline_class=str(model_index.get("_class_name")), denoisers=denoisers,
                          heads=heads, device=resolve_device(settings.device), settings_cache=settings.cache)  # fmt: skip
+
+
+def check_last_image(settings: GenerationSettings) -> None:
+    """--last-image against the model's class and configs (model_check.last_image_problem) before
+    any weights are read: a model that cannot take one, or that needs one (Wan FLF2V). A model not
+    on disk yet is left to loading; generate checks again on the loaded pipeline."""
+    if not settings.last_image and settings.pipeline_class is not None and settings.pipeline_class not in LAST_IMAGE_RULES:
+        return
+    location = resolve_model_location(settings.model)
+    try:
+        model_index = read_model_index(location, "", settings.revision)
+    except VidgenError:
+        return
+    _quiet_library_logging()  # before the class lookups, as in load_pipeline
+    actual = model_index.get("_class_name")
+    actual = str(actual[-1] if isinstance(actual, list) else actual)
+    problem = last_image_problem(class_to_load(actual, settings.pipeline_class) or actual, given=bool(settings.last_image),
+                                 model=f"model {location.location}", model_index=model_index,
+                                 transformer=component_config(location, "transformer", settings.revision))  # fmt: skip
+    if problem:
+        raise UsageError(problem)
 
 
 def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None) -> LoadedPipeline:
