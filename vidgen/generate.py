@@ -178,6 +178,8 @@ class VideoGenerator:
             parameter = argument_name(parameter, self.loaded.call_parameters)
             if getattr(settings, setting) is None and isinstance(defaults.get(parameter), (int, float)):
                 setattr(settings, setting, defaults[parameter])
+        if settings.boundary_ratio is None:  # Wan 2.2 A14B's own switch between its experts, recorded
+            settings.boundary_ratio = getattr(self.loaded.pipe, "config", {}).get("boundary_ratio")
         guider = getattr(self.loaded.pipe, "guider", None)
         if settings.guidance is None and "guidance_scale" in getattr(guider, "config", {}):
             settings.guidance = guider.config["guidance_scale"]  # recorded in the recipe

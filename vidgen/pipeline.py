@@ -25,7 +25,7 @@ from vidgen import components as other_repositories
 from vidgen.checkpoints import dtype_keyword
 from vidgen.errors import GenerationError, ModelNotAvailableError, UsageError, VidgenError, first_line
 from vidgen.hub import cached_folder, component_config, config_folder, local_only, read_model_index, revision_argument
-from vidgen.lora import apply_loras
+from vidgen.lora import apply_loras, check_targets
 from vidgen.model_check import (LAST_IMAGE_RULES, check_components_serve, check_extras_taken, check_model_folder, check_pipeline_class,
                                  class_to_load, last_image_problem)
 from vidgen.options import GenerationSettings
@@ -147,6 +147,19 @@ def _apply_scheduler(pipe: Any, settings: GenerationSettings) -> None:
     if settings.stochastic_sampling:
         sampling.seed_step_noise(scheduler)
     pipe.scheduler = scheduler
+
+
+_NO_SECOND_EXPERT = "--boundary-ratio: {} here has no second expert (transformer_2); only Wan 2.2 A14B switches between two"
+
+
+def _set_boundary(pipe: Any, ratio: float | None) -> None:
+    """Where Wan 2.2 A14B's experts hand over: diffusers' Wan pipelines read `config.boundary_ratio`
+    at every call (t >= ratio x num_train_timesteps runs `transformer`, the rest `transformer_2`)."""
+    if ratio is None:
+        return
+    if getattr(pipe, "transformer_2", None) is None or "boundary_ratio" not in pipe.config:
+        raise UsageError(_NO_SECOND_EXPERT.format(type(pipe).__name__))
+    pipe.register_to_config(boundary_ratio=ratio)
 
 
 def _choose_auto_offload(pipe: Any, device: str) -> str:
@@ -305,6 +318,9 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
     quantization = quantize.resolve_components(quantize.parse_quantize(settings.quantize), model_index) if settings.quantize else {}
     files = {name: getattr(settings, name) for name in SINGLE_FILE_COMPONENTS if getattr(settings, name)}
     _check_files_and_quantization(files, quantization, model_index, elsewhere)
+    check_targets(settings.loras, model_index)
+    if settings.boundary_ratio is not None and not (isinstance(model_index.get("transformer_2"), list) and model_index["transformer_2"][-1]):
+        raise UsageError(_NO_SECOND_EXPERT.format(class_name))
 
     device = resolve_device(settings.device)
     dtype = run_dtype(settings, device)
@@ -371,6 +387,7 @@ def prepare_pipeline(pipe: Any, settings: GenerationSettings, *, device: str, dt
 
     _apply_scheduler(pipe, settings)
     helios.mend(pipe)  # Helios' pyramid noise at the shipped gamma: a float64 factor (vidgen.helios)
+    _set_boundary(pipe, settings.boundary_ratio)
     apply_loras(pipe, settings)
     offload = "none" if placed else _place(pipe, device, settings.offload)
     if device == "cpu":  # PyTorch's own kernel for a video VAE's convolutions is its slowest

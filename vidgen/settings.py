@@ -96,9 +96,11 @@ def build_settings(preset: Preset, layers: list[dict[str, Any]], *, model: str |
     extras = dict(preset.extras)
     seconds: float | None = None
     dtype_explicit = False
+    lora_scales: dict[str, float] = {}
     for layer in layers:
         values = {key: value for key, value in layer.items() if value is not None}
         extras.update(values.pop("extras", None) or {})  # one extra overrides one, not the table
+        lora_scales.update(values.pop("lora_scales", None) or {})
         dtype_explicit = dtype_explicit or "dtype" in values
         unknown = sorted(set(values) - known)
         if unknown:
@@ -138,7 +140,7 @@ def build_settings(preset: Preset, layers: list[dict[str, Any]], *, model: str |
     if isinstance(merged.get("fps"), float) and merged["fps"].is_integer():
         merged["fps"] = int(merged["fps"])  # 16, not 16.0, in names and JSON
     # The preset's [[lora]] first, then --lora (a batch line's too) on top of them.
-    merged["loras"] = list(preset.loras) + [lora if isinstance(lora, LoraSpec) else LoraSpec.parse(lora) for lora in merged.get("loras") or []]
+    merged["loras"] = _reweighted(preset, lora_scales) + [lora if isinstance(lora, LoraSpec) else LoraSpec.parse(lora) for lora in merged.get("loras") or []]
     if merged.get("sigmas"):  # a fixed schedule (a distilled model's) is one step per sigma
         count = len(merged["sigmas"])
         if merged.get("steps") is None:
@@ -166,6 +168,16 @@ def build_settings(preset: Preset, layers: list[dict[str, Any]], *, model: str |
         **{key: value for key, value in merged.items() if key in known - _LAYER_ONLY_KEYS - {"extras"}},
         extras=extras,
     )
+
+
+def _reweighted(preset: Preset, scales: dict[str, float]) -> list[LoraSpec]:
+    """The preset's [[lora]], each at its --lora-scale NAME=SCALE where one names it."""
+    names = [lora.label for lora in preset.loras]
+    for name in scales:
+        if name not in names:
+            have = f"its LoRAs: {', '.join(names)}" if names else "it has no [[lora]]; add one with --lora"
+            raise UsageError(f"--lora-scale {name}: preset {preset.name} has no LoRA of that name ({have})")
+    return [replace(lora, scale=scales.get(lora.label, lora.scale)) for lora in preset.loras]
 
 
 def validate(settings: GenerationSettings) -> None:
