@@ -154,10 +154,12 @@ def test_the_a14b_presets_carry_the_makers_boundaries(run_cli):
 def test_the_component_and_the_reweighting_travel_to_a_server(tmp_path):
     """`vidgen serve`'s client makes a relative LoRA path absolute and must keep its @component."""
     from vidgen.cli import _overrides
-    from vidgen.client import resolve_common
+    from vidgen.client import resolve_paths
+    from vidgen.request import GenerateRequest, from_json
 
     Path("low.safetensors").write_bytes(b"")  # in the command's folder (the test's working folder)
     overrides = _overrides({"loras": ["low.safetensors:0.5@transformer_2"], "lora_scales": ["high_noise=2"], "steps": 4}, fast=False)
-    _, _, resolved = resolve_common(None, None, json.loads(json.dumps(overrides)))
+    request = resolve_paths(GenerateRequest(prompt="x", overrides=overrides))
+    resolved = from_json(json.loads(json.dumps(request.to_json()))).overrides  # as the server decodes it
     assert resolved["loras"] == [f"{Path('low.safetensors').absolute()}:0.5@transformer_2"]
     assert resolved["lora_scales"] == {"high_noise": 2.0}

@@ -149,11 +149,26 @@ def class_to_load(actual: str, expected: str | None) -> str | None:
     return expected
 
 
+def diffusers_class(class_name: str | None) -> Any:
+    """diffusers' class of that name, or None. Importing some pipelines makes transformers warn
+    (CLIPImageProcessor without torchvision) before the command's own lines: quiet while it is looked up."""
+    if not class_name:
+        return None
+    verbosity = transformers.utils.logging.get_verbosity()
+    transformers.utils.logging.set_verbosity_error()
+    try:
+        return getattr(diffusers, class_name, None)
+    finally:
+        transformers.utils.logging.set_verbosity(verbosity)
+
+
 def check_extras_taken(class_name: str | None, extras: dict[str, Any]) -> None:
     """Every `--extra NAME` (or preset `[extras]` key) is a parameter of the pipeline class
     that will run: refused from the class alone, before any weights are read."""
-    pipeline_class = getattr(diffusers, class_name, None) if class_name else None
-    if pipeline_class is None or not extras:
+    if not extras:
+        return
+    pipeline_class = diffusers_class(class_name)
+    if pipeline_class is None:
         return
     parameters = inspect.signature(pipeline_class.__call__).parameters
     for name in extras:
@@ -171,14 +186,7 @@ def _takes_image(pipeline_class: Any) -> bool:
 def takes_argument(class_name: str | None, argument: str) -> bool | None:
     """Whether diffusers' pipeline class `class_name` takes `argument` in its call, from its
     signature (no weights read); None where the class is not diffusers' own (or not given)."""
-    # Importing some pipelines makes transformers warn (CLIPImageProcessor without torchvision), which
-    # would come before the command's own lines: quiet while the class is looked up.
-    verbosity = transformers.utils.logging.get_verbosity()
-    transformers.utils.logging.set_verbosity_error()
-    try:
-        pipeline_class = getattr(diffusers, class_name, None) if class_name else None
-    finally:
-        transformers.utils.logging.set_verbosity(verbosity)
+    pipeline_class = diffusers_class(class_name)
     if not isinstance(pipeline_class, type):
         return None
     return argument in inspect.signature(pipeline_class.__call__).parameters
