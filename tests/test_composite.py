@@ -116,7 +116,7 @@ def test_the_loading_key_sees_the_components(tmp_path):
     from vidgen.presets import resolve_model_location
     from vidgen.runner import loading_key
 
-    settings, _ = prepare_settings(PROMPT, preset="framepack-i2v", model=None, overrides={"image": "x.png", "device": "cpu"})
+    settings, _ = prepare_settings(PROMPT, preset="framepack-i2v", model=None, overrides={"image": str(_image(tmp_path / "x.png", "red")), "device": "cpu"})
     other = list(settings.components)
     other[0] = replace(other[0], location=resolve_model_location(str(tmp_path)))
     changed = replace(settings, components=tuple(other))
@@ -138,6 +138,7 @@ def test_dry_run_counts_the_components_from_their_repositories(run_cli, framepac
     from safetensors import safe_open
 
     put_in_hub_cache(monkeypatch, tmp_path / "hub", framepack_repositories)
+    _image(Path("start.png"), "red")  # read for its size (--size auto)
     result = run_cli("generate", PROMPT, "--preset", "framepack-i2v", "--image", "start.png", "--dry-run", "--json")
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)

@@ -229,7 +229,7 @@ def test_lora_flag_adds_to_the_presets_loras(run_cli, tiny_pipeline_dir, wan_lor
 
 
 @pytest.mark.parametrize(("body", "message"), [
-    ('[[lora]]\nsource = "x.safetensors"\nscale = 1.0\n', "[[lora]] unknown key(s) scale (allowed: source, weight, into)"),
+    ('[[lora]]\nsource = "x.safetensors"\nscale = 1.0\n', "[[lora]] unknown key(s) scale (allowed: source, weight, into, name)"),
     ('[[lora]]\nsource = "x.safetensors"\nweight = "high"\n', "[[lora]] weight must be float, got 'high'"),
     ('[[lora]]\nsource = "x.safetensors"\ninto = "transformer_3"\n', "[[lora]] into must be one of transformer, transformer_2, got 'transformer_3'"),
     ('[[lora]]\nweight = 1.0\n', "[[lora]] missing key source"),

@@ -141,7 +141,8 @@ def test_class_mismatch_is_one_line_in_a_fresh_process(preset, expected, tiny_pi
     torchvision unless library logging is already quiet. The warning comes once per process,
     so this runs the command in a new one."""
     image = _image(tmp_path / "start.png", "white")
-    command = [sys.executable, "-m", "vidgen", "generate", PROMPT, "--preset", preset, "--model", str(tiny_pipeline_dir("LTXPipeline")), "--image", str(image), "-o", str(tmp_path / "x.mp4")]
+    command = [sys.executable, "-m", "vidgen", "generate", PROMPT, "--preset", preset, "--model", str(tiny_pipeline_dir("LTXPipeline")), "--image", str(image),
+               "--size", "64x64", "-o", str(tmp_path / "x.mp4")]  # a size of its own: no `size auto` line  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert result.returncode == 2
     _assert_one_error_line(result.stderr, f"is a LTXPipeline, but preset {preset} expects a {expected}")

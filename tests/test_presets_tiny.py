@@ -103,6 +103,12 @@ def _start_image(path: Path, width: int, height: int) -> Path:
     return path
 
 
+def _needs_last_image(folder: Path) -> bool:
+    """Wan FLF2V's transformer (a positional table over two images' CLIP tokens) needs a last frame."""
+    config = folder / "transformer" / "config.json"
+    return config.is_file() and bool(json.loads(config.read_text()).get("pos_embed_seq_len"))
+
+
 def _input_video(path: Path, width: int, height: int, frames: int) -> Path:
     """An MP4 for video-to-video presets: a bright square sliding right, written with
     imageio-ffmpeg (not vidgen), twice the output size so resizing is exercised too."""
@@ -251,6 +257,8 @@ def test_tiny_pipelines_load_and_run(name, tiny_model_dir, tiny_components, tmp_
         kwargs["prompt"] = PROMPT
     if preset["task"] == "image-to-video":  # by task: HeliosPipeline takes both, optionally
         kwargs["image"] = Image.open(_start_image(tmp_path / "start.png", width, height))
+    if _needs_last_image(folder):
+        kwargs["last_image"] = Image.open(_start_image(tmp_path / "start.png", width, height)).transpose(Image.Transpose.ROTATE_180)
     if preset["task"] == "video-to-video" and "video" in parameters:  # LTX-2 conditioning: tests/test_video_models.py
         kwargs["video"] = [Image.open(_start_image(tmp_path / "start.png", width, height))] * frames
     with torch.no_grad():
@@ -284,6 +292,11 @@ def _generate_args(name: str, model: Path, tmp_path: Path) -> tuple[list[str], P
     ]  # fmt: skip
     if preset["task"] == "image-to-video":
         args += ["--image", str(_start_image(tmp_path / "start.png", width, height))]
+    if _needs_last_image(model):
+        from PIL import Image
+
+        Image.open(tmp_path / "start.png").transpose(Image.Transpose.ROTATE_180).save(tmp_path / "last.png")
+        args += ["--last-image", str(tmp_path / "last.png")]
     if preset["task"] == "video-to-video":
         args += ["--video", str(_input_video(tmp_path / "input.mp4", width, height, frames))]
     for extra in TINY_EXTRAS.get(name, {}).items():

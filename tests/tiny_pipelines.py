@@ -286,8 +286,11 @@ def _wan_i2v(variant: str | None):
 
     tok = _t5_tokenizer()
     image_encoder = _clip_vision(with_projection=False, hidden=16)
-    # 36 = 16 noise latents + 4 mask channels + 16 image-condition latents; image_dim = CLIP hidden size
-    transformer = _wan_transformer(36, 16, image_dim=16)
+    # 36 = 16 noise latents + 4 mask channels + 16 image-condition latents; image_dim = CLIP hidden size.
+    # Wan 2.1 FLF2V: the same, with a positional table over both images' CLIP tokens (the real one's
+    # pos_embed_seq_len is 2 x 257; the tiny CLIP gives 16 patches + 1 class token per image).
+    flf2v = {"pos_embed_seq_len": 2 * 17} if variant == "wan2.1-flf2v-14b-720p" else {}
+    transformer = _wan_transformer(36, 16, image_dim=16, **flf2v)
     return WanImageToVideoPipeline(
         tokenizer=tok,
         text_encoder=_umt5_encoder(tok),
@@ -1364,6 +1367,7 @@ VARIANTS = {
     "cogvideox-2b": "CogVideoXPipeline",
     "cogvideox1.5-5b": "CogVideoXPipeline",
     "wan2.2-i2v-a14b": "WanImageToVideoPipeline",
+    "wan2.1-flf2v-14b-720p": "WanImageToVideoPipeline",  # a positional table for two images' CLIP tokens
     "ltx2-condition": "LTX2Pipeline",  # the VAE's encoder compresses time, as a video condition needs
     "helios-mid": "HeliosPyramidPipeline",  # CFG-Zero*, HeliosScheduler
     "helios-distilled": "HeliosPyramidPipeline",  # is_distilled, HeliosDMDScheduler

@@ -230,6 +230,8 @@ def _rule(data: dict[str, Any]) -> str:
 def _summary_row(trace: Trace) -> str:
     data, defaults = trace.data, trace.data.get("defaults", {})
     size = f"{defaults['width']}x{defaults['height']}" if "width" in defaults and "height" in defaults else "follows the image"
+    if defaults.get("size") == "auto":  # --size auto: that area at the image's aspect ratio
+        size = f"auto ({size} area)"
     task = data.get("task", "text-to-video") + ("+audio" if data.get("audio") else "")
     cells = [f"[`{data['name']}`](#{data['name'].replace('.', '')})", f"`{data['model']}`", data.get("pipeline", ""), task, size,
              str(defaults.get("frames", "the input's")), str(defaults.get("fps", "")), str(defaults.get("steps", "")),

@@ -42,6 +42,8 @@ def presets_list(
                 continue
             d = preset.defaults
             size = f"{d['width']}x{d['height']}" if "width" in d and "height" in d else "-"
+            if d.get("size") == "auto":  # the image's aspect ratio at that area
+                size = f"auto ({size} area)"
             rows.append([preset.name, preset.task_label, preset.model, size, str(d.get("frames", "-")), str(d.get("fps", "-"))])
         # VRAM notes are long; `vidgen presets show NAME` has them.
         ui.emit_table("vidgen presets", ["name", "task", "model", "size", "frames", "fps"], rows, wrap=["task", "model"])

@@ -29,6 +29,7 @@ import shutil
 import socket
 import stat
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +170,7 @@ def resolve_paths(job: Request) -> Request:
         for text in overrides["loras"]:
             spec = LoraSpec.parse(text)
             source = _local(spec.source)
-            resolved.append(text if source == spec.source else f"{source}:{spec.scale!r}")
+            resolved.append(text if source == spec.source else replace(spec, source=source).text())
         overrides["loras"] = resolved
     preset = job.preset or variable("VIDGEN_PRESET") or None
     return job.but(preset=_local(preset), model=_local(job.model), overrides=overrides)

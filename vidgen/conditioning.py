@@ -30,6 +30,26 @@ def load_conditioning_image(path: str, env: Environment = PROCESS):
         raise UsageError(f"cannot read image {path}: {error}") from error
 
 
+_TURNED = (5, 6, 7, 8)  # EXIF orientations that swap width and height (a phone's portrait photo)
+
+
+def image_size(path: str, env: Environment = PROCESS) -> tuple[int, int]:
+    """The --image's (width, height) as the pipeline will get it (EXIF orientation applied, as
+    diffusers' load_image does), from its header only: --size auto needs it before anything
+    loads. Missing or unreadable -> exit 2."""
+    if "://" in path:
+        return load_conditioning_image(path, env).size
+    if not env.path(path).is_file():
+        raise UsageError(f"image not found: {path}")
+    try:
+        with Image.open(env.path(path)) as image:
+            width, height = image.size
+            orientation = image.getexif().get(0x0112)
+    except Exception as error:  # PIL raises several kinds for a bad file
+        raise UsageError(f"cannot read image {path}: {first_line(error)}") from error
+    return (height, width) if orientation in _TURNED else (width, height)
+
+
 def load_input_video(path: str, env: Environment = PROCESS) -> np.ndarray:
     """The --video of a video-to-video preset as uint8 frames (T, H, W, 3): any file
     imageio's ffmpeg reads, a GIF, or a folder of PNG frames; unreadable or empty -> exit 2."""

@@ -18,9 +18,10 @@ from vidgen import acceleration, checkpoints, quantize, windows
 from vidgen.errors import ModelNotAvailableError
 from vidgen.generate import prepare_settings
 from vidgen.hub import cached_folder, read_model_index, resolve_checkpoint
+from vidgen.lora import check_targets
 from vidgen.model_check import class_to_load
 from vidgen.options import SETTINGS
-from vidgen.pipeline import SINGLE_FILE_COMPONENTS, resolve_device, run_dtype
+from vidgen.pipeline import SINGLE_FILE_COMPONENTS, check_last_image, resolve_device, run_dtype
 from vidgen.presets import resolve_model_location
 from vidgen.request import GenerateRequest
 
@@ -51,6 +52,7 @@ def plan(request: GenerateRequest) -> dict[str, Any]:
                 if windows.wanted(request.preset, request.model, given) else None)  # fmt: skip
     settings, chosen = (windowed.settings, windowed.chosen) if windowed else prepare_settings(
         request.prompt, preset=request.preset, model=request.model, overrides=given, strict=request.strict)
+    check_last_image(settings)  # a run would refuse it before loading too
     location = resolve_model_location(settings.model)
     device = resolve_device(settings.device)
     dtype = run_dtype(settings, device)
@@ -69,7 +71,7 @@ def plan(request: GenerateRequest) -> dict[str, Any]:
     }
     if windowed:  # longer than one window: the windows and their frames (vidgen.windows)
         report["windows"] = windows.show_plan(windowed)
-    report["settings"]["loras"] = [f"{lora.source}:{lora.scale:g}" for lora in settings.loras]
+    report["settings"]["loras"] = [f"{lora.source}:{lora.scale:g}" + (f"@{lora.into}" if lora.into else "") for lora in settings.loras]
     if settings.components:  # the preset's [components]: where each comes from
         report["settings"]["components"] = {spec.name: spec.where for spec in settings.components}
     hint = f"vidgen pull {chosen.name if chosen.source else location.location}"
@@ -81,6 +83,7 @@ def plan(request: GenerateRequest) -> dict[str, Any]:
     if model_index is None or folder is None:
         report["notes"].append(f"{location.location} is not on disk: its sizes are unknown until `{hint}`")
         return report
+    check_targets(settings.loras, model_index)  # as loading would, before it
     class_name = str(model_index.get("_class_name"))
     report["pipeline"] = class_to_load(class_name, settings.pipeline_class) or class_name
     mapping = quantize.resolve_components(quantize.parse_quantize(settings.quantize), model_index) if settings.quantize else {}

@@ -6,7 +6,8 @@
   uint8 frames; the pipeline is loaded once (runner.obtain_pipeline) and reused.
 
 The commands above it (single.py for `vidgen generate`, vidgen.batch) plan outputs and
-write files through vidgen.runner; nothing here writes a file or reads an input file.
+write files through vidgen.runner; nothing here writes a file or reads an input file, but
+for the start image's header (its size, for --size auto).
 """
 
 from __future__ import annotations
@@ -22,24 +23,32 @@ from PIL import Image
 from vidgen import acceleration, signals, stages, story, ui
 from vidgen.environment import PROCESS, Environment
 from vidgen.audio import Audio, audio_from_output, fit_to_video
+from vidgen.conditioning import image_size
 from vidgen.errors import GenerationError, Interrupted, UsageError, first_line
 from vidgen.extras import fit_extras, windows
-from vidgen.model_check import check_extras_taken
+from vidgen.model_check import LAST_IMAGE_PRESETS, check_extras_taken, last_image_problem
 from vidgen.options import ARGUMENT_ALIASES, SETTINGS, GenerationSettings, argument_name
 from vidgen.presets import Preset, choose_preset
-from vidgen.settings import build_settings, draw_seed, snap_to_constraints, validate
+from vidgen.settings import AUTO_SIZE, build_settings, draw_seed, fit_size_to_image, snap_to_constraints, validate
 
 # The settings the pipeline call receives, by the table's `call` (setting -> argument).
 CALL_ARGUMENTS = {setting.name: setting.call for setting in SETTINGS if setting.call}
 
 
-def merge_settings(chosen: Preset, layers: list[dict[str, Any]], *, model: str | None, strict: bool = False) -> tuple[GenerationSettings, list[str]]:
+def merge_settings(chosen: Preset, layers: list[dict[str, Any]], *, model: str | None, strict: bool = False,
+                   env: Environment | None = None) -> tuple[GenerationSettings, list[str]]:  # fmt: skip
     """Merge `layers` (later wins) over the preset, validate and snap. Returns the
-    snapping notes for the caller to show (batch prefixes them with the line)."""
+    snapping notes for the caller to show (batch prefixes them with the line). --size auto
+    reads the start image's size in `env`'s folder; without `env` (a batch checking its
+    flags, before the lines bring their images) it is left to each line."""
     settings = build_settings(chosen, layers, model=model)
     validate(settings)
     rule, changes = fit_extras(settings, chosen.constraints, strict=strict)  # extras may change the frame rule
     check_extras_taken(settings.pipeline_class, settings.extras)  # the preset's class; an ad-hoc --model's: when loading
+    if settings.last_image and (problem := last_image_problem(settings.pipeline_class, given=True)):
+        raise UsageError(f"preset {settings.preset}: {problem}")  # from the class's signature: before anything loads
+    if settings.size == AUTO_SIZE and not (settings.image and env is None):
+        changes += fit_size_to_image(settings, rule, image_size(settings.image, env) if settings.image else None)
     changes += snap_to_constraints(settings, rule, strict=strict)
     if settings.guidance is not None and settings.guidance <= 1 and any(layer.get("negative_prompt") for layer in layers):
         # diffusers guides by the negative prompt only in classifier-free guidance, which runs above 1.
@@ -55,7 +64,7 @@ def prepare_settings(prompt: str, *, preset: str | None, model: str | None, over
     --story the prompt names a storyboard file (in `env`'s folder), read here."""
     chosen = choose_preset(preset, model)
     prompt, overrides = story.expand(prompt, overrides, env)
-    settings, changes = merge_settings(chosen, [{"prompt": prompt, **overrides}], model=model, strict=strict)
+    settings, changes = merge_settings(chosen, [{"prompt": prompt, **overrides}], model=model, strict=strict, env=env)
     story.check_length(settings, chosen.constraints)
     for change in changes:
         ui.warn(change)
@@ -169,6 +178,8 @@ class VideoGenerator:
             parameter = argument_name(parameter, self.loaded.call_parameters)
             if getattr(settings, setting) is None and isinstance(defaults.get(parameter), (int, float)):
                 setattr(settings, setting, defaults[parameter])
+        if settings.boundary_ratio is None:  # Wan 2.2 A14B's own switch between its experts, recorded
+            settings.boundary_ratio = getattr(self.loaded.pipe, "config", {}).get("boundary_ratio")
         guider = getattr(self.loaded.pipe, "guider", None)
         if settings.guidance is None and "guidance_scale" in getattr(guider, "config", {}):
             settings.guidance = guider.config["guidance_scale"]  # recorded in the recipe
@@ -276,9 +287,16 @@ class VideoGenerator:
         progress = progress or ui.Progress("", 0, visible=False)
         pipe = self.loaded.pipe
         arguments = self._call_arguments(settings, seed, image)
+        # Checked before loading where the model's files were at hand (pipeline.check_last_image); again here,
+        # from the loaded pipeline, for a pipeline the server kept and for a batch line's own --last-image.
+        transformer = getattr(pipe, "transformer", None)
+        problem = last_image_problem(self.loaded.class_name, given=last_image is not None, model=f"model {settings.model}",
+                                     model_index=dict(getattr(pipe, "config", {})), transformer=dict(getattr(transformer, "config", {})))  # fmt: skip
+        if problem:
+            raise UsageError(problem)
         if last_image is not None:
-            if "last_image" not in self.loaded.call_parameters:
-                raise UsageError(f"{self.loaded.class_name} takes no last image; --last-image is for first-and-last-frame presets such as framepack-i2v")
+            if "last_image" not in self.loaded.call_parameters:  # a pipeline of custom code
+                raise UsageError(f"{self.loaded.class_name} takes no last image; --last-image is for {LAST_IMAGE_PRESETS}")
             arguments["last_image"] = last_image
         if video is not None:
             self._add_input_video(arguments, settings, video, mask)

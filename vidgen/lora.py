@@ -62,6 +62,16 @@ def _lora_misfit(error: BaseException) -> str | None:
     return None
 
 
+def check_targets(loras: list[LoraSpec], model_index: dict[str, Any]) -> None:
+    """Before any weights load: each LoRA's component (`@transformer_2`, a [[lora]]'s `into`) is one
+    the model has, by its model_index.json."""
+    for lora in loras:
+        entry = model_index.get(lora.into) if lora.into else None
+        if lora.into and not (isinstance(entry, list) and entry[-1]):
+            raise UsageError(f"LoRA {lora.source} goes into {lora.into}, which {model_index.get('_class_name')} here has not"
+                             + (" (only Wan 2.2 A14B has a second expert)" if lora.into == "transformer_2" else ""))
+
+
 def apply_loras(pipe: Any, settings: GenerationSettings) -> None:
     """The run's LoRAs (the preset's [[lora]], then --lora) active, and the LoRAs of its
     [[stages]] loaded too, each active only in its stage (vidgen.stages)."""

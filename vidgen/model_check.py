@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import diffusers
+import transformers
 
 from vidgen.errors import UsageError
 from vidgen.hub import component_config
@@ -148,11 +149,26 @@ def class_to_load(actual: str, expected: str | None) -> str | None:
     return expected
 
 
+def diffusers_class(class_name: str | None) -> Any:
+    """diffusers' class of that name, or None. Importing some pipelines makes transformers warn
+    (CLIPImageProcessor without torchvision) before the command's own lines: quiet while it is looked up."""
+    if not class_name:
+        return None
+    verbosity = transformers.utils.logging.get_verbosity()
+    transformers.utils.logging.set_verbosity_error()
+    try:
+        return getattr(diffusers, class_name, None)
+    finally:
+        transformers.utils.logging.set_verbosity(verbosity)
+
+
 def check_extras_taken(class_name: str | None, extras: dict[str, Any]) -> None:
     """Every `--extra NAME` (or preset `[extras]` key) is a parameter of the pipeline class
     that will run: refused from the class alone, before any weights are read."""
-    pipeline_class = getattr(diffusers, class_name, None) if class_name else None
-    if pipeline_class is None or not extras:
+    if not extras:
+        return
+    pipeline_class = diffusers_class(class_name)
+    if pipeline_class is None:
         return
     parameters = inspect.signature(pipeline_class.__call__).parameters
     for name in extras:
@@ -166,6 +182,49 @@ def _takes_image(pipeline_class: Any) -> bool:
     parameters = inspect.signature(pipeline_class.__call__).parameters
     return argument_name("image", parameters) in parameters
 
+
+def takes_argument(class_name: str | None, argument: str) -> bool | None:
+    """Whether diffusers' pipeline class `class_name` takes `argument` in its call, from its
+    signature (no weights read); None where the class is not diffusers' own (or not given)."""
+    pipeline_class = diffusers_class(class_name)
+    if not isinstance(pipeline_class, type):
+        return None
+    return argument in inspect.signature(pipeline_class.__call__).parameters
+
+
+LAST_IMAGE_PRESETS = "wan2.1-flf2v-14b-720p, wan2.2-i2v-a14b or framepack-i2v"  # what a refusal suggests
+
+
+def _wan_last_image(model: str, model_index: dict[str, Any], transformer: dict[str, Any], given: bool) -> str | None:
+    """WanImageToVideoPipeline takes a last image for every Wan model, but only FLF2V's
+    transformer was made for one: a positional table over two images' CLIP tokens
+    (pos_embed_seq_len), without which it cannot run (diffusers reshapes the tokens in pairs).
+    Wan 2.1 I2V's transformer reads one image's tokens (two fail deep inside the call); Wan 2.2
+    TI2V-5B (expand_timesteps) replaces the first latent frame only and drops a last image
+    silently; Wan 2.2 I2V A14B has no CLIP encoder and takes the last frame as latents."""
+    if transformer.get("pos_embed_seq_len") and not given:
+        return f"{model} (Wan FLF2V) makes a video from a first to a last frame: pass --last-image LAST too"
+    if not given:
+        return None
+    if model_index.get("expand_timesteps"):
+        return f"{model} (Wan 2.2 TI2V-5B) takes its first frame only (a last one would be dropped): --last-image needs {LAST_IMAGE_PRESETS}"
+    if transformer.get("image_dim") and not transformer.get("pos_embed_seq_len"):
+        return f"{model} (Wan 2.1 image-to-video) reads one image, not a first and a last: --last-image needs {LAST_IMAGE_PRESETS}"
+    return None
+
+
+# What a model's configs say of --last-image beyond its class's signature, by class.
+LAST_IMAGE_RULES = {"WanImageToVideoPipeline": _wan_last_image}
+
+
+def last_image_problem(class_name: str | None, *, given: bool, model: str = "this model", model_index: dict[str, Any] | None = None,
+                       transformer: dict[str, Any] | None = None) -> str | None:  # fmt: skip
+    """Why --last-image cannot go (or must go) to this pipeline, from its class's signature and,
+    where given, the model's model_index.json and transformer config (no weights read); None: fine."""
+    if given and takes_argument(class_name, "last_image") is False:
+        return f"{class_name} takes no last image; --last-image is for {LAST_IMAGE_PRESETS}"
+    rule = LAST_IMAGE_RULES.get(class_name or "")
+    return rule(model, model_index or {}, transformer or {}, given) if rule else None
 
 
 # Input channels the denoiser of a class needs, from the VAE's latent channels and the

@@ -94,22 +94,58 @@ def argument_name(name: str, parameters: Container[str]) -> str:
 NUMBER = (int, float)  # a type that keeps 16 as 16 and takes 7.5 too (fps)
 
 
+# The denoisers a LoRA goes into: `transformer`, and Wan 2.2 A14B's second (low-noise) expert
+# `transformer_2` (diffusers' load_into_transformer_2).
+LORA_TARGETS = ("transformer", "transformer_2")
+_NUMBER = r"-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?"
+
+
 @dataclass
 class LoraSpec:
-    """`--lora PATH_OR_ID[:SCALE]`, or one `[[lora]]` of a preset (its `weight` is the scale)."""
+    """`--lora PATH_OR_ID[:SCALE][@COMPONENT]`, or one `[[lora]]` of a preset (its `weight` is the scale)."""
 
     source: str
     scale: float = 1.0
-    into: str | None = None  # "transformer" or "transformer_2" (presets.LORA_TARGETS); None: the pipeline's default
+    into: str | None = None  # one of LORA_TARGETS; None: the pipeline's default (transformer)
+    name: str | None = None  # a preset [[lora]]'s name for --lora-scale; None: its file's name (label)
+
+    @property
+    def label(self) -> str:
+        """What --lora-scale calls it: its name, else its file's name without `.safetensors`."""
+        return self.name or self.source.rstrip("/").rsplit("/", 1)[-1].removesuffix(".safetensors")
+
+    def text(self) -> str:
+        """It as --lora takes it (what a server's client sends)."""
+        return f"{self.source}:{self.scale!r}" + (f"@{self.into}" if self.into else "")
 
     @classmethod
     def parse(cls, text: str) -> "LoraSpec":
+        into = None
+        body, at, component = text.rpartition("@")
+        if at and body and re.fullmatch(r"[A-Za-z_]\w*", component):  # a file name's `@v2.safetensors` is no component
+            if component not in LORA_TARGETS:
+                raise UsageError(f"--lora {text}: @{component} is no component a LoRA goes into (@transformer, or "
+                                 "@transformer_2: Wan 2.2 A14B's low-noise expert)")
+            text, into = body, component
         source, sep, scale_text = text.rpartition(":")
         if sep and source and re.fullmatch(r"-?\d+(\.\d*)?", scale_text):
-            return cls(source, float(scale_text))  # validate() refuses a scale too long to be finite
+            return cls(source, float(scale_text), into)  # validate() refuses a scale too long to be finite
         if not text.strip():
             raise UsageError("--lora needs a path or hub id")
-        return cls(text, 1.0)
+        return cls(text, 1.0, into)
+
+
+def parse_lora_scales(texts: list[str] | None) -> dict[str, float] | None:
+    """Every `--lora-scale NAME=SCALE` (a preset [[lora]]'s new weight), later ones winning; None when none was given."""
+    if not texts:
+        return None
+    scales = {}
+    for text in texts:
+        name, sep, scale_text = text.partition("=")
+        if not sep or not name.strip() or not re.fullmatch(_NUMBER, scale_text.strip()):
+            raise UsageError(f"--lora-scale must look like NAME=SCALE (a preset LoRA's name, e.g. high_noise=2.0), got {text!r}")
+        scales[name.strip()] = float(scale_text)
+    return scales
 
 
 def parse_extra(text: str) -> tuple[str, Any]:
@@ -124,7 +160,7 @@ def parse_extra(text: str) -> tuple[str, Any]:
     value_text = value_text.strip()
     if kind is str:  # a choice among words, checked by vidgen.extras
         return name, value_text
-    pattern = r"-?\d+" if kind is int else r"-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?"
+    pattern = r"-?\d+" if kind is int else _NUMBER
     if not re.fullmatch(pattern, value_text):
         raise UsageError(f"--extra {name} must be {'a whole number' if kind is int else 'a number'}, got {value_text!r}")
     return name, kind(value_text)
@@ -200,7 +236,10 @@ SETTINGS: tuple[Setting, ...] = (
             call="num_frames", pipeline_default=True, minimum=1, maximum=MAX_FRAMES),
     Setting("seconds", float, "Length in seconds (frames = seconds x fps, snapped).", field=False),
     Setting("fps", NUMBER, "Frames per second of the file.", default=16, preset=True, line=True, recipe=True),
-    Setting("size", str, "WIDTHxHEIGHT, e.g. 832x480 (snapped to the model's rule).", field=False),
+    # `auto` stays as asked (the recipe records it beside the width and height it gave); WxH becomes width and height.
+    Setting("size", str, "WIDTHxHEIGHT, e.g. 832x480 (snapped to the model's rule), or auto: the preset's pixel area at the "
+            "--image's aspect ratio (the default of image-to-video presets whose makers size the video from the image).",
+            preset=True, recipe=True),
     Setting("width", int, "Width in pixels.", preset=True, line=True, recipe=True, call="width", pipeline_default=True,
             minimum=1, maximum=MAX_SIDE),
     Setting("height", int, "Height in pixels.", preset=True, line=True, recipe=True, call="height", pipeline_default=True,
@@ -209,8 +248,9 @@ SETTINGS: tuple[Setting, ...] = (
             minimum=1, maximum=MAX_NUM_VIDEOS, batch_help="Videos per line, with consecutive seeds."),
     Setting("image", str, "Start image for image-to-video presets (a reference image for wan2.1-vace-1.3b).", line=True,
             recipe=True, path=True, batch_help="Start image for image-to-video presets (a line's image wins)."),
-    Setting("last_image", str, "End image for first-and-last-frame presets: --preset framepack-i2v --image first.png "
-            "--last-image last.png", line=True, recipe=True, path=True),
+    Setting("last_image", str, "End image for presets whose pipeline takes one (wan2.1-flf2v-14b-720p, wan2.2-i2v-a14b, "
+            "framepack-i2v): --preset wan2.1-flf2v-14b-720p --image first.png --last-image last.png", line=True, recipe=True,
+            path=True),
     Setting("story", bool, "PROMPT is a storyboard file: a shot a line, its length then its prompt ('4s a fox wakes up in its "
             "den'); one video of their summed length. Example: vidgen shots.txt --story --preset ltx-video-story -o film.mp4",
             commands=("generate",)),
@@ -234,8 +274,13 @@ SETTINGS: tuple[Setting, ...] = (
             "0 (off) to 1 (default).", default=1.0, commands=("generate", "extend"), recipe=True, minimum=0, maximum=1),
     Setting("audio", bool, "Keep (default) or leave out the soundtrack of a model that makes one (LTX-2).", default=True,
             flag=("--audio/--no-audio",)),
-    Setting("loras", list, "LoRA PATH_OR_ID[:SCALE]; repeatable.", default=list, flag=("--lora",),
+    Setting("loras", list, "LoRA PATH_OR_ID[:SCALE][@COMPONENT], repeatable; @transformer_2 puts it in Wan 2.2 A14B's "
+            "low-noise expert (@transformer, the default: the high-noise one).", default=list, flag=("--lora",),
             loads=True, recipe=True),
+    # Layer-only: build_settings re-weights the preset's LoRAs with it, which the loading key and the recipe then carry.
+    Setting("lora_scales", dict, "NAME=SCALE: a new weight for one of the preset's own LoRAs (vidgen presets show NAME "
+            "names them), e.g. --lora-scale high_noise=2; repeatable.", flag=("--lora-scale",), read=parse_lora_scales,
+            field=False),
     Setting("dtype", str, "auto, float32, float16 or bfloat16.", default="auto", preset=True, loads=True, recipe=True),
     Setting("quantize", str, "Quantize while loading: int8, int8-dynamic, fp8, fp8-dynamic, nf4 or none, for the denoiser(s); "
             "or per component, e.g. transformer=fp8,text_encoder=int8 (pip install 'vidgen\\[quant]').", preset=True, line=True,
@@ -245,6 +290,10 @@ SETTINGS: tuple[Setting, ...] = (
             loads=True, recipe=True, path=True),
     Setting("transformer_2", str, "Wan 2.2 A14B's second (low-noise) expert from one file, as --transformer.",
             flag=("--transformer-2",), preset=True, loads=True, recipe=True, path=True),
+    # diffusers' WanPipeline and WanImageToVideoPipeline read it from their config (register_to_config) at every call.
+    Setting("boundary_ratio", float, "Wan 2.2 A14B: where the high-noise expert hands over to the low-noise one, as a share "
+            "of the 1000 training timesteps (transformer while t >= ratio x 1000); the makers' 0.875 for text-, 0.9 for "
+            "image-to-video.", preset=True, loads=True, recipe=True, minimum=0, maximum=1),
     Setting("device", str, "auto, cpu, cuda, cuda:N, mps or xpu.", default="auto", loads=True,
             batch_help="auto, cpu, cuda, cuda:N, mps or xpu (under accelerate: each process's own)."),
     Setting("offload", str, "none, model, group, sequential or auto (by free GPU memory).", default="none", preset=True,

@@ -23,10 +23,11 @@ from diffusers.hooks import apply_group_offloading
 from vidgen import acceleration, checkpoints, helios, parallel, quantize, sampling, ui
 from vidgen import components as other_repositories
 from vidgen.checkpoints import dtype_keyword
-from vidgen.errors import GenerationError, ModelNotAvailableError, UsageError, first_line
+from vidgen.errors import GenerationError, ModelNotAvailableError, UsageError, VidgenError, first_line
 from vidgen.hub import cached_folder, component_config, config_folder, local_only, read_model_index, revision_argument
-from vidgen.lora import apply_loras
-from vidgen.model_check import check_components_serve, check_extras_taken, check_model_folder, check_pipeline_class, class_to_load
+from vidgen.lora import apply_loras, check_targets
+from vidgen.model_check import (LAST_IMAGE_RULES, check_components_serve, check_extras_taken, check_model_folder, check_pipeline_class,
+                                 class_to_load, last_image_problem)
 from vidgen.options import GenerationSettings
 from vidgen.presets import resolve_model_location, vidgen_home
 
@@ -148,6 +149,19 @@ def _apply_scheduler(pipe: Any, settings: GenerationSettings) -> None:
     pipe.scheduler = scheduler
 
 
+_NO_SECOND_EXPERT = "--boundary-ratio: {} here has no second expert (transformer_2); only Wan 2.2 A14B switches between two"
+
+
+def _set_boundary(pipe: Any, ratio: float | None) -> None:
+    """Where Wan 2.2 A14B's experts hand over: diffusers' Wan pipelines read `config.boundary_ratio`
+    at every call (t >= ratio x num_train_timesteps runs `transformer`, the rest `transformer_2`)."""
+    if ratio is None:
+        return
+    if getattr(pipe, "transformer_2", None) is None or "boundary_ratio" not in pipe.config:
+        raise UsageError(_NO_SECOND_EXPERT.format(type(pipe).__name__))
+    pipe.register_to_config(boundary_ratio=ratio)
+
+
 def _choose_auto_offload(pipe: Any, device: str) -> str:
     """By free memory on the card (the rule itself is acceleration.choose_offload)."""
 
@@ -261,6 +275,27 @@ def check_parallel(settings: GenerationSettings, processes: int) -> None:
                          heads=heads, device=resolve_device(settings.device), settings_cache=settings.cache)  # fmt: skip
 
 
+def check_last_image(settings: GenerationSettings) -> None:
+    """--last-image against the model's class and configs (model_check.last_image_problem) before
+    any weights are read: a model that cannot take one, or that needs one (Wan FLF2V). A model not
+    on disk yet is left to loading; generate checks again on the loaded pipeline."""
+    if not settings.last_image and settings.pipeline_class is not None and settings.pipeline_class not in LAST_IMAGE_RULES:
+        return
+    location = resolve_model_location(settings.model)
+    try:
+        model_index = read_model_index(location, "", settings.revision)
+    except VidgenError:
+        return
+    _quiet_library_logging()  # before the class lookups, as in load_pipeline
+    actual = model_index.get("_class_name")
+    actual = str(actual[-1] if isinstance(actual, list) else actual)
+    problem = last_image_problem(class_to_load(actual, settings.pipeline_class) or actual, given=bool(settings.last_image),
+                                 model=f"model {location.location}", model_index=model_index,
+                                 transformer=component_config(location, "transformer", settings.revision))  # fmt: skip
+    if problem:
+        raise UsageError(problem)
+
+
 def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None) -> LoadedPipeline:
     """Load, check and place the pipeline that `settings` names."""
     location = resolve_model_location(settings.model)
@@ -283,6 +318,9 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
     quantization = quantize.resolve_components(quantize.parse_quantize(settings.quantize), model_index) if settings.quantize else {}
     files = {name: getattr(settings, name) for name in SINGLE_FILE_COMPONENTS if getattr(settings, name)}
     _check_files_and_quantization(files, quantization, model_index, elsewhere)
+    check_targets(settings.loras, model_index)
+    if settings.boundary_ratio is not None and not (isinstance(model_index.get("transformer_2"), list) and model_index["transformer_2"][-1]):
+        raise UsageError(_NO_SECOND_EXPERT.format(class_name))
 
     device = resolve_device(settings.device)
     dtype = run_dtype(settings, device)
@@ -349,6 +387,7 @@ def prepare_pipeline(pipe: Any, settings: GenerationSettings, *, device: str, dt
 
     _apply_scheduler(pipe, settings)
     helios.mend(pipe)  # Helios' pyramid noise at the shipped gamma: a float64 factor (vidgen.helios)
+    _set_boundary(pipe, settings.boundary_ratio)
     apply_loras(pipe, settings)
     offload = "none" if placed else _place(pipe, device, settings.offload)
     if device == "cpu":  # PyTorch's own kernel for a video VAE's convolutions is its slowest

@@ -21,7 +21,7 @@ from typing import Any
 
 from vidgen.environment import variable
 from vidgen.errors import UsageError
-from vidgen.options import EXTRA_TYPES, LoraSpec, preset_keys
+from vidgen.options import EXTRA_TYPES, LORA_TARGETS, LoraSpec, preset_keys
 from vidgen.tables import StageSpec, check_table as _check_table, read_stages as _read_stages
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -60,9 +60,9 @@ TOP_LEVEL_KEYS = {
     "stages": list,  # [[stages]] tables: pipeline calls in order, each taking the last one's latents (STAGE_KEYS)
 }
 # One [[lora]]: its file (a path, from the preset's folder if relative; a hub id; or REPO/FILENAME
-# on the hub), its weight, and the denoiser it goes into (absent: the pipeline's default, `transformer`).
-LORA_KEYS = {"source": str, "weight": float, "into": str}
-LORA_TARGETS = ("transformer", "transformer_2")
+# on the hub), its weight, the denoiser it goes into (absent: the pipeline's default, `transformer`;
+# options.LORA_TARGETS) and the name --lora-scale calls it by (absent: its file's name).
+LORA_KEYS = {"source": str, "weight": float, "into": str, "name": str}
 # One [components.NAME]: the pipeline component NAME from another repository or folder than the
 # preset's model (FramePack's transformer and SigLIP image encoder), at its subfolder and revision;
 # its class is the pipeline's own annotation for NAME unless `class` names another.
@@ -254,7 +254,7 @@ class Preset:
             "constraints": self.constraints.as_dict(),
             "call": dict(self.call),
             "extras": dict(self.extras),
-            "loras": [{"source": lora.source, "weight": lora.scale, "into": lora.into} for lora in self.loras],
+            "loras": [{"source": lora.source, "weight": lora.scale, "into": lora.into, "name": lora.label} for lora in self.loras],
             "components": {name: component.as_dict() for name, component in self.components.items()},
             "stages": [stage.as_dict() for stage in self.stages],
             "source": str(self.source) if self.source else None,
@@ -288,7 +288,7 @@ def _read_loras(path: Path, tables: list[Any]) -> list[LoraSpec]:
     loras = []
     for table in tables:
         if not isinstance(table, dict):
-            raise UsageError(f"{path}: lora must be [[lora]] tables (source, weight, into), got {table!r}")
+            raise UsageError(f"{path}: lora must be [[lora]] tables (source, weight, into, name), got {table!r}")
         entry = _check_table(path, "[lora]", table, LORA_KEYS)
         if "source" not in entry:
             raise UsageError(f"{path}: [[lora]] missing key source")
@@ -299,7 +299,10 @@ def _read_loras(path: Path, tables: list[Any]) -> list[LoraSpec]:
         local = path.parent / Path(source).expanduser()
         if source.startswith((".", "~")) or local.exists():  # else a hub id or REPO/FILENAME, as written
             source = str(local.resolve())
-        loras.append(LoraSpec(source, entry.get("weight", 1.0), into))
+        name = entry.get("name")
+        if name is not None and name in {lora.name for lora in loras}:
+            raise UsageError(f"{path}: two [[lora]] are named {name!r} (--lora-scale NAME=SCALE tells them apart by name)")
+        loras.append(LoraSpec(source, entry.get("weight", 1.0), into, name))
     return loras
 
 

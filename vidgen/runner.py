@@ -227,7 +227,7 @@ class PipelineCache:
                 "offload": loaded.offload,
                 "cache": loaded.cache,
                 "compiled": loaded.compiled,
-                "loras": [f"{source}:{scale:g}" for source, scale, _ in entry.key.value("loras")],
+                "loras": [f"{source}:{scale:g}" + (f"@{into}" if into else "") for source, scale, into in entry.key.value("loras")],
                 "jobs": entry.jobs,
                 "idle_seconds": round(idle, 1),
                 "unloads_in_seconds": None if self.keep_alive == KEEP_FOREVER else round(max(0.0, self.keep_alive - idle), 1),
@@ -282,7 +282,8 @@ def build_recipe(settings: GenerationSettings, seed: int, frames: np.ndarray) ->
         if setting.recipe:
             recipe[setting.name] = getattr(settings, setting.name)
     recipe.update(seed=seed, width=width, height=height, frames=count, call=settings.call_kwargs)
-    recipe["loras"] = [{"source": lora.source, "scale": lora.scale, **({"into": lora.into} if lora.into else {})} for lora in settings.loras]
+    recipe["loras"] = [{"source": lora.source, "scale": lora.scale, **({"into": lora.into} if lora.into else {}),
+                        **({"name": lora.name} if lora.name else {})} for lora in settings.loras]  # fmt: skip
     if settings.components:  # a composite preset: where each component came from
         recipe["components"] = {spec.name: spec.as_dict() for spec in settings.components}
     if settings.shots:  # a storyboard: each shot's length, prompt and frames

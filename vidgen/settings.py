@@ -74,18 +74,33 @@ def from_model_folder(preset: Preset, model: str | None) -> Preset:
     return replace(preset, components=components, loras=loras, stages=stages)
 
 
+AUTO_SIZE = "auto"
+
+
+def _size_values(size: str) -> dict[str, Any]:
+    """A layer's size: `auto` as asked (fit_size_to_image resolves it), WIDTHxHEIGHT as width and height."""
+    if str(size).strip().lower() == AUTO_SIZE:
+        return {"size": AUTO_SIZE}
+    width, height = parse_size(size)
+    return {"width": width, "height": height, "size": None}
+
+
 def build_settings(preset: Preset, layers: list[dict[str, Any]], *, model: str | None = None) -> GenerationSettings:
     """Merge built-in defaults, the preset and each layer (flags, then a batch line) in order."""
     preset = from_model_folder(preset, model)
     known = {f.name for f in fields(GenerationSettings)} | _LAYER_ONLY_KEYS
     merged: dict[str, Any] = builtin_defaults()
     merged.update(preset.defaults)
+    if merged.get("size") is not None:
+        merged.update(_size_values(merged["size"]))
     extras = dict(preset.extras)
     seconds: float | None = None
     dtype_explicit = False
+    lora_scales: dict[str, float] = {}
     for layer in layers:
         values = {key: value for key, value in layer.items() if value is not None}
         extras.update(values.pop("extras", None) or {})  # one extra overrides one, not the table
+        lora_scales.update(values.pop("lora_scales", None) or {})
         dtype_explicit = dtype_explicit or "dtype" in values
         unknown = sorted(set(values) - known)
         if unknown:
@@ -93,9 +108,13 @@ def build_settings(preset: Preset, layers: list[dict[str, Any]], *, model: str |
         if "frames" in values and "seconds" in values:
             raise UsageError("give --frames or --seconds, not both")
         if "size" in values:
-            width, height = parse_size(values.pop("size"))
-            values.setdefault("width", width)
-            values.setdefault("height", height)
+            sized = _size_values(values.pop("size"))
+            if sized["size"] == AUTO_SIZE and ("width" in values or "height" in values):
+                raise UsageError("give --size auto or --width/--height, not both")
+            for key, value in sized.items():
+                values.setdefault(key, value)
+        elif "width" in values or "height" in values:
+            merged["size"] = None  # an explicit side wins over the preset's size auto
         if "seconds" in values:
             seconds = values.pop("seconds")
             merged.pop("frames", None)
@@ -121,7 +140,7 @@ def build_settings(preset: Preset, layers: list[dict[str, Any]], *, model: str |
     if isinstance(merged.get("fps"), float) and merged["fps"].is_integer():
         merged["fps"] = int(merged["fps"])  # 16, not 16.0, in names and JSON
     # The preset's [[lora]] first, then --lora (a batch line's too) on top of them.
-    merged["loras"] = list(preset.loras) + [lora if isinstance(lora, LoraSpec) else LoraSpec.parse(lora) for lora in merged.get("loras") or []]
+    merged["loras"] = _reweighted(preset, lora_scales) + [lora if isinstance(lora, LoraSpec) else LoraSpec.parse(lora) for lora in merged.get("loras") or []]
     if merged.get("sigmas"):  # a fixed schedule (a distilled model's) is one step per sigma
         count = len(merged["sigmas"])
         if merged.get("steps") is None:
@@ -149,6 +168,16 @@ def build_settings(preset: Preset, layers: list[dict[str, Any]], *, model: str |
         **{key: value for key, value in merged.items() if key in known - _LAYER_ONLY_KEYS - {"extras"}},
         extras=extras,
     )
+
+
+def _reweighted(preset: Preset, scales: dict[str, float]) -> list[LoraSpec]:
+    """The preset's [[lora]], each at its --lora-scale NAME=SCALE where one names it."""
+    names = [lora.label for lora in preset.loras]
+    for name in scales:
+        if name not in names:
+            have = f"its LoRAs: {', '.join(names)}" if names else "it has no [[lora]]; add one with --lora"
+            raise UsageError(f"--lora-scale {name}: preset {preset.name} has no LoRA of that name ({have})")
+    return [replace(lora, scale=scales.get(lora.label, lora.scale)) for lora in preset.loras]
 
 
 def validate(settings: GenerationSettings) -> None:
@@ -302,6 +331,38 @@ def _fit_condition_video(settings: GenerationSettings, rule: Constraints, availa
         return []
     why = f"this model takes {frames_rule_text(replace(rule, max_frames=None))} frames" + (f" and the output has {settings.frames}" if settings.frames and available > settings.frames else "")
     return [f"input video frames {available} -> {used}: the first {used} condition the start ({why})"]
+
+
+def size_for_image(area: float, image_size: tuple[int, int], rule: Constraints) -> tuple[int, int]:
+    """About `area` pixels at the image's aspect ratio, each side rounded down to the model's
+    multiple (so never above the area), within its largest sides: as Wan's image-to-video code
+    (Wan2.1 and Wan2.2 wan/image2video.py: sqrt(max_area x aspect), floored to the latent grid)
+    and diffusers' Wan image-to-video example."""
+    image_width, image_height = image_size
+    multiple = rule.size_multiple
+    aspect = image_height / image_width
+    width, height = math.sqrt(area / aspect), math.sqrt(area * aspect)
+    # Too wide or tall for the model's largest side: a smaller area at the same ratio.
+    shrink = min([1.0] + [cap / side for cap, side in ((rule.max_width, width), (rule.max_height, height)) if cap])
+    # The epsilon keeps a side a rounding error under a multiple (479.99999999997) from becoming 464.
+    return tuple(max(multiple, math.floor(side * shrink / multiple + 1e-6) * multiple) for side in (width, height))
+
+
+def fit_size_to_image(settings: GenerationSettings, rule: Constraints, image_size: tuple[int, int] | None) -> list[str]:
+    """--size auto: the preset's pixel area (its width x height) at the start image's aspect
+    ratio, as the makers' image-to-video code sizes its video (Wan's generate.py: max_area and
+    the image's aspect; HunyuanVideo-I2V's and FramePack's buckets of about one area). Without
+    an image the preset's own size stays. Returns the line that says what it chose."""
+    if settings.size != AUTO_SIZE:
+        return []
+    if settings.width is None or settings.height is None:
+        raise UsageError("--size auto takes its pixel area from a preset's size, and there is none here: give --size WIDTHxHEIGHT")
+    asked = f"{settings.width}x{settings.height}"
+    if image_size is None:
+        return [f"size auto -> {asked}: no --image to take the aspect ratio from, so the preset's own size"]
+    settings.width, settings.height = size_for_image(settings.width * settings.height, image_size, rule)
+    return [f"size auto -> {settings.width}x{settings.height}: the preset's {asked} area at the image's "
+            f"{image_size[0]}x{image_size[1]} aspect ratio, sides divisible by {rule.size_multiple}"]
 
 
 def snap_to_constraints(settings: GenerationSettings, rule: Constraints, *, strict: bool) -> list[str]:

@@ -20,7 +20,7 @@ from vidgen.environment import PROCESS, Environment
 from vidgen.errors import UsageError, VidgenError
 from vidgen.generate import VideoGenerator, prepare_settings
 from vidgen.options import GenerationSettings
-from vidgen.pipeline import check_parallel  # torch and diffusers: this module runs only to generate
+from vidgen.pipeline import check_last_image, check_parallel  # torch and diffusers: this module runs only to generate
 from vidgen.post.plan import file_fields
 from vidgen.presets import resolve_model_location
 from vidgen.processes import Processes, current_processes
@@ -86,6 +86,7 @@ def _plan(request: GenerateRequest, env: Environment, group: Processes) -> _Plan
         if group.device and settings.device == "auto":
             settings.device = group.device  # the launcher's device for this process
         check_parallel(settings, group.count)
+    check_last_image(settings)  # the model's configs, where on disk: before the inputs are read
     paths = plan_output_paths(settings, options, env)
     if chosen.audio and settings.audio:
         _check_wavs_beside(paths, overwrite=options.overwrite)

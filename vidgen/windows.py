@@ -115,7 +115,7 @@ def prepare(prompt: str, *, preset: str | None, model: str | None, overrides: di
     if snapped != window:
         ui.warn(f"window {window} -> {snapped}: this model takes {frames_rule_text(rule)} frames")
     rest = {key: value for key, value in overrides.items() if key not in ("frames", "seconds")}
-    settings, changes = merge_settings(layered, [{"prompt": prompt, **rest, "frames": snapped}], model=model, strict=strict)
+    settings, changes = merge_settings(layered, [{"prompt": prompt, **rest, "frames": snapped}], model=model, strict=strict, env=env)
     for change in changes:
         ui.warn(change)
     overlap = choose_overlap(mode, chosen.pipeline, settings.overlap)

@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable
 
 from vidgen import ui
+from vidgen.environment import PROCESS, Environment
 from vidgen.errors import UsageError, VidgenError
 from vidgen.generate import merge_settings
 from vidgen.prompts import PromptLine
@@ -92,10 +93,11 @@ def safe_output(text: str, out_dir: Path) -> str:
 
 
 def plan_jobs(lines: Iterable[PromptLine], *, chosen, model: str | None, flags: dict[str, Any], base_seed: int, out_dir: Path, strict: bool, shown_notes: set[str],
-              warn: Callable[[str], None] | None = ui.warn) -> list[Job]:  # fmt: skip
+              warn: Callable[[str], None] | None = ui.warn, env: Environment = PROCESS) -> list[Job]:  # fmt: skip
     """Every video of every line, in file order; a line that cannot run is one failed job.
     Reads `lines` to the end, so a file refused as a whole is refused before any work.
-    Each line's notes go to `warn` (None: not shown)."""
+    Each line's notes go to `warn` (None: not shown). A line's image is in `env`'s folder
+    (its size is read for --size auto)."""
     jobs: list[Job] = []
     claimed: dict[str, int] = {}  # output -> the line that names it
     for line in lines:
@@ -107,7 +109,7 @@ def plan_jobs(lines: Iterable[PromptLine], *, chosen, model: str | None, flags: 
         output = values.pop("output", None)
         values.setdefault("seed", derive_seed(base_seed, line.number))
         try:
-            settings, notes = merge_settings(chosen, [flags, values], model=model, strict=strict)
+            settings, notes = merge_settings(chosen, [flags, values], model=model, strict=strict, env=env)
             for note in notes:
                 if warn is not None and note not in shown_notes:  # the command line's own notes were shown once
                     warn(f"line {line.number}: {note}")

@@ -134,7 +134,7 @@ class _Runner:
         self.loaded_key = key
 
     def run(self, job: Job, progress: ui.BatchProgress) -> None:
-        settings, _ = merge_settings(self.chosen, [self.flags, job.line_values()], model=self.model, strict=self.strict)  # checked when planned
+        settings, _ = merge_settings(self.chosen, [self.flags, job.line_values()], model=self.model, strict=self.strict, env=self.env)  # checked when planned
         if self.processes.device and settings.device == "auto":
             settings.device = self.processes.device  # accelerate's device for this process
         self._load(settings)
@@ -208,7 +208,8 @@ def _read_plan(prompts_file: str, out_dir: Path, env: Environment, *, chosen, mo
         probe["image"] = "from each line"
     if chosen.task == "video-to-video" and not probe.get("video"):
         probe["video"] = "from each line"
-    _, notes = merge_settings(chosen, [probe], model=model, strict=strict)
+    # --size auto reads a batch-wide --image now (its note once), a line's own with the line.
+    _, notes = merge_settings(chosen, [probe], model=model, strict=strict, env=env if flags.get("image") else None)
     for note in notes if flag_notes else ():
         ui.warn(note)
     check_encoder("mp4")  # batch videos are MP4 unless a line names .webm or .gif
@@ -218,7 +219,7 @@ def _read_plan(prompts_file: str, out_dir: Path, env: Environment, *, chosen, mo
     with file:
         lines = read_prompt_lines(file, name, detect_format(file, name))
         jobs = plan_jobs(lines, chosen=chosen, model=model, flags=flags, base_seed=base_seed, out_dir=out_dir, strict=strict,
-                         shown_notes=set(notes), warn=ui.warn if line_notes else None)  # fmt: skip
+                         shown_notes=set(notes), warn=ui.warn if line_notes else None, env=env)  # fmt: skip
     if not jobs:
         raise UsageError(f"no prompts in {name}")
     return jobs
@@ -250,7 +251,7 @@ def _prepare(prompts_file: str, out_dir_text: str, processes: Processes, lock: F
                       flag_notes=processes.is_main, line_notes=True)  # fmt: skip
     if flags.get("parallel"):
         # Every job's loading settings are the batch's (parallel is no line key), so the first job's stand for all.
-        settings, _ = merge_settings(chosen, [flags, jobs[0].line_values()], model=model, strict=strict)
+        settings, _ = merge_settings(chosen, [flags, jobs[0].line_values()], model=model, strict=strict, env=env)
         parallel.check_group(settings.parallel, processes.count, command="batch")
         check_parallel(settings, processes.count)
     out_dir = prepare_out_dir(str(env.path(out_dir_text)))
