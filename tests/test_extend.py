@@ -162,9 +162,12 @@ def test_extend_keeps_the_input_then_adds_what_was_asked(pipeline, preset, windo
                                 "size_multiple = 32\nmin_frames = 9\nmax_frames = 257\n")  # fmt: skip
     source = _write_input(tmp_path / "in.mp4", 12)
     out = tmp_path / "out"
-    result = run_cli("extend", source, PROMPT, "--preset", preset, "--model", tiny_pipeline_dir(pipeline), *CPU,
+    # wan2.1-i2v-480p's default --size auto continues the 32x32 input at its own size (no --size given).
+    size = () if preset == "wan2.1-i2v-480p" else CPU[2:4]
+    result = run_cli("extend", source, PROMPT, "--preset", preset, "--model", tiny_pipeline_dir(pipeline), *CPU[:2], *CPU[4:], *size,
                      "--window", window, "--frames", "10", "--seed", "4", "-o", out)  # fmt: skip
     assert result.exit_code == 0, result.stderr
+    assert ("size auto -> 32x32: the input video's own size" in result.stderr) == (not size)
     frames, before = read_frames(out), read_frames(source)
     assert len(frames) == 12 + 10
     np.testing.assert_array_equal(frames[:12], before)  # the input, unchanged
@@ -217,7 +220,7 @@ def test_a_failed_window_leaves_the_windows_made_for_extend_to_go_on_from(run_cl
     (12, ("--preset", "wan2.1-t2v-1.3b", "--size", "32x32"), "preset wan2.1-t2v-1.3b (WanPipeline) cannot continue a video"),
     (3, ("--preset", "wan2.1-vace-1.3b", "--size", "32x32"), "the input video has 3 frames; continuing it needs at least the overlap (5)"),
     (12, ("--preset", "wan2.1-vace-1.3b", "--size", "32x32", "--window", "9", "--overlap", "9"), "--overlap 9 is not less than a window of 9 frames"),
-    (12, ("--preset", "wan2.1-vace-1.3b"), "the input video is 32x32 and the run would make 832x480: pass --size 32x32"),
+    (12, ("--preset", "wan2.1-vace-1.3b"), "the input video is 32x32 and the run would make 832x480: pass --size auto (the input's own size)"),
     (12, ("--preset", "wan2.1-i2v-480p", "--size", "32x32", "--overlap", "3"), "--overlap 3: WanImageToVideoPipeline continues from one frame"),
 ])  # fmt: skip
 def test_bad_input_to_extend_is_one_line_exit_2_before_loading(frames, args, message, run_cli, tmp_path):

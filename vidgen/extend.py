@@ -143,7 +143,7 @@ def check_input(frames: int, overlap: int, size: tuple[int, int], wanted: tuple[
             raise UsageError(f"the input video is {width}x{height}; {preset_name} makes sides divisible by {multiple}: "
                              f"resize the video first (the input's frames are kept as they are)")  # fmt: skip
         raise UsageError(f"the input video is {width}x{height} and the run would make {wanted[0]}x{wanted[1]}: "
-                         f"pass --size {width}x{height}")
+                         f"pass --size auto (the input's own size)")
 
 
 def describe(windows: list[Window], *, before: int, fps: float) -> list[str]:

@@ -33,7 +33,7 @@ from vidgen.post.plan import file_fields
 from vidgen.presets import Preset, choose_preset, resolve_model_location
 from vidgen.readback import probe_video
 from vidgen.runner import build_recipe, obtain_pipeline
-from vidgen.settings import build_settings, draw_seed, frames_rule_text, nearest_valid_frames
+from vidgen.settings import AUTO_SIZE, build_settings, draw_seed, frames_rule_text, nearest_valid_frames
 from vidgen.video import check_encoder, check_output_path, encode_mp4_bytes, output_format, prompt_slug, write_video
 
 GREY = 128  # the frames VACE makes, under a white mask (diffusers' WanVACEPipeline example fills them with 128)
@@ -115,6 +115,12 @@ def prepare(prompt: str, *, preset: str | None, model: str | None, overrides: di
     if snapped != window:
         ui.warn(f"window {window} -> {snapped}: this model takes {frames_rule_text(rule)} frames")
     rest = {key: value for key, value in overrides.items() if key not in ("frames", "seconds")}
+    sized = rest.get("width") is not None or rest.get("height") is not None
+    if info is not None and (rest.get("size") or chosen.defaults.get("size")) == AUTO_SIZE and not sized:
+        # --size auto (the image-to-video presets' default) continues a video at its own size: its frames
+        # are kept as they are, so the new ones must match them (check_input still wants the model's multiple).
+        rest["size"] = f"{info.width}x{info.height}"
+        ui.warn(f"size auto -> {info.width}x{info.height}: the input video's own size")
     settings, changes = merge_settings(layered, [{"prompt": prompt, **rest, "frames": snapped}], model=model, strict=strict, env=env)
     for change in changes:
         ui.warn(change)
