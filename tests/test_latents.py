@@ -1,0 +1,101 @@
+"""The latents of a run kept when what comes after the denoising fails, and `vidgen decode`
+making the video the run would have made from them (vidgen.latents, vidgen.decode)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import TINY_ARGS
+from tests.test_reliability import one_error_line, run_vidgen
+from vidgen.readback import read_frames, read_recipe
+
+
+def _out_of_memory_decode(monkeypatch, *, with_tiling_too: bool) -> list[bool]:
+    """AutoencoderKLWan.decode raises CUDA's out-of-memory error (always, or only untiled);
+    returns whether tiling was on at each call."""
+    from diffusers import AutoencoderKLWan
+
+    original = AutoencoderKLWan.decode
+    calls: list[bool] = []
+
+    def decode(self, *args, **kwargs):
+        calls.append(self.use_tiling)
+        if with_tiling_too or not self.use_tiling:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(AutoencoderKLWan, "decode", decode)
+    return calls
+
+
+def _same_video(path: Path, reference: Path) -> None:
+    assert np.array_equal(read_frames(path), read_frames(reference))
+    assert read_recipe(path) == read_recipe(reference)
+
+
+def test_decode_out_of_memory_keeps_the_latents_and_vidgen_decode_makes_the_same_video(generate_tiny, run_cli):
+    reference = generate_tiny("a red ball", "--seed", "3", "-o", "ref.mp4", "--save-latents")
+    assert reference.exit_code == 0, reference.stderr
+    assert Path("ref.latents.safetensors").is_file()  # --save-latents keeps them on purpose
+
+    with pytest.MonkeyPatch.context() as patch:
+        calls = _out_of_memory_decode(patch, with_tiling_too=True)
+        failed = generate_tiny("a red ball", "--seed", "3", "-o", "clip.mp4")
+    assert failed.exit_code == 1, failed.stderr
+    assert calls == [False, True]  # once as loaded, once more with tiling, then it gives up
+    assert "trying once more with VAE tiling" in failed.stderr
+    line = one_error_line(failed.stderr)
+    assert "out of memory in the VAE decode" in line
+    assert "the latents are kept in clip.latents.safetensors: finish with `vidgen decode clip.latents.safetensors -o clip.mp4` --vae-tiling" in line
+    assert not Path("clip.mp4").exists() and Path("clip.latents.safetensors").is_file()
+
+    decoded = run_cli("decode", "clip.latents.safetensors", "-o", "clip.mp4")  # memory enough now
+    assert decoded.exit_code == 0, decoded.stderr
+    assert decoded.stdout.strip() == str(Path("clip.mp4").resolve())
+    _same_video(Path("clip.mp4"), Path("ref.mp4"))
+
+
+def test_decode_out_of_memory_once_is_retried_with_tiling(generate_tiny, monkeypatch):
+    reference = generate_tiny("a red ball", "--seed", "4", "-o", "ref.mp4")
+    calls = _out_of_memory_decode(monkeypatch, with_tiling_too=False)
+    retried = generate_tiny("a red ball", "--seed", "4", "-o", "clip.mp4")
+    assert reference.exit_code == 0 and retried.exit_code == 0, retried.stderr
+    assert calls == [False, True] and "out of memory in the VAE decode; trying once more with VAE tiling" in retried.stderr
+    _same_video(Path("clip.mp4"), Path("ref.mp4"))  # 64x64 is one tile: the same frames
+    assert sorted(path.name for path in Path.cwd().iterdir()) == ["clip.mp4", "ref.mp4"]  # the latents went with the success
+
+
+# Under this file-size limit (ulimit -f) the latents of a 64x64, 33-frame run (about 38 kB)
+# fit and its lossless video (about 62 kB) does not: ffmpeg is killed by SIGXFSZ mid-write.
+LIMIT_ARGS = ["--steps", "2", "--size", "64x64", "--frames", "33", "--crf", "0", "--seed", "5"]
+FILE_SIZE_LIMIT = 50_000
+
+
+def test_a_file_size_limit_keeps_the_latents_and_vidgen_decode_finishes(tiny_wan_dir, run_cli):
+    code, stdout, stderr = run_vidgen("a red ball", "--model", tiny_wan_dir, *LIMIT_ARGS, "-o", "x.mp4", limit_file_size=FILE_SIZE_LIMIT)
+    assert code == 1, stderr
+    line = one_error_line(stderr)
+    assert line.startswith("Error: cannot write x.mp4: ") and "finish with `vidgen decode x.latents.safetensors -o x.mp4`" in line
+    assert sorted(path.name for path in Path.cwd().iterdir()) == ["x.latents.safetensors"]  # no video, no temporary file
+
+    decoded = run_cli("decode", "x.latents.safetensors", "-o", "x.mp4")  # in this process, without the limit
+    reference = run_cli("a red ball", "--model", tiny_wan_dir, *LIMIT_ARGS, "-o", "ref.mp4")
+    assert decoded.exit_code == 0 and reference.exit_code == 0, decoded.stderr + reference.stderr
+    _same_video(Path("x.mp4"), Path("ref.mp4"))
+
+
+@pytest.mark.parametrize("flag", [["--save-latents"], ["--preview", "p.png"]])
+def test_families_not_covered_are_refused_before_loading(run_cli, flag):
+    result = run_cli("a fox", "--preset", "ltx-video", *flag)
+    assert result.exit_code == 2
+    assert f"{flag[0]} covers the Wan family (WanPipeline," in one_error_line(result.stderr) and "LTXPipeline is not covered" in result.stderr
+
+
+def test_decode_refuses_what_is_not_a_finished_runs_latents(run_cli):
+    Path("x.latents.safetensors").write_bytes(b"not safetensors")
+    result = run_cli("decode", "x.latents.safetensors", "-o", "x.mp4")
+    assert result.exit_code == 2 and "is not a latents file vidgen wrote" in one_error_line(result.stderr)
