@@ -38,12 +38,14 @@ from vidgen.errors import ExitCode, GenerationError, Interrupted, UsageError, Vi
 from vidgen.options import GenerationSettings
 from vidgen.presets import vidgen_home
 
-# The pipelines whose tail after the denoising loop is exactly WanPipeline's (diffusers 0.42.1,
-# read in each file): with output_type="latent" they return the latents that their decode would
-# denormalise and decode, so `decode()` writes the frames they would have written. Left out:
-# Wan VACE (drops its reference frames first), Animate, SkyReels-V2 diffusion forcing (windows;
-# its image and video variants change the latents before decoding), and every other family.
-COVERED = ("WanPipeline", "WanImageToVideoPipeline", "WanVideoToVideoPipeline", "SkyReelsV2Pipeline", "SkyReelsV2ImageToVideoPipeline")
+# The pipelines whose tail after the denoising loop is WanPipeline's (diffusers 0.42.1, read in
+# each file): with output_type="latent" they return the latents that their decode would
+# denormalise and decode, so `decode()` writes the frames they would have written
+# (tests/test_latents.py checks each against its own call, Wan 2.2's too). Left out: Wan VACE
+# (drops its reference frames first), Animate, SkyReels-V2 diffusion forcing (windows; its image
+# and video variants change the latents before decoding), SkyReels-V2 image-to-video (the same
+# tail, but no tiny pipeline here to check it), and every other family.
+COVERED = ("WanPipeline", "WanImageToVideoPipeline", "WanVideoToVideoPipeline", "SkyReelsV2Pipeline")
 FORMAT = "vidgen-latents/1"
 SUFFIX = ".latents.safetensors"
 

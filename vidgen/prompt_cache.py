@@ -22,7 +22,7 @@ from typing import Any
 # diffusers 0.42.1: these encode_prompt(prompt, negative_prompt, do_classifier_free_guidance,
 # num_videos_per_prompt, prompt_embeds, negative_prompt_embeds, max_sequence_length, device)
 # return (prompt_embeds, negative_prompt_embeds), and their __call__ takes both and uses guidance > 1.
-ENCODERS = ("WanPipeline", "WanImageToVideoPipeline", "WanVideoToVideoPipeline", "SkyReelsV2Pipeline", "SkyReelsV2ImageToVideoPipeline")
+ENCODERS = ("WanPipeline", "WanImageToVideoPipeline", "WanVideoToVideoPipeline", "SkyReelsV2Pipeline")
 LIMIT = 8  # prompts kept per pipeline (Wan's UMT5: 2 x 4 MB each at 512 tokens in bf16)
 
 _caches: "weakref.WeakKeyDictionary[Any, OrderedDict]" = weakref.WeakKeyDictionary()
