@@ -28,7 +28,9 @@ def encoder_runs():
 
 def test_a_batch_of_2_prompts_by_4_seeds_runs_the_text_encoder_twice(run_cli, tiny_wan_dir, encoder_runs):
     Path("p.txt").write_text("a red ball\na blue cat\n")
-    result = run_cli("batch", "p.txt", "-O", "out", "--model", tiny_wan_dir, *TINY_ARGS, "--num-videos", "4", "--json", "--no-gallery")
+    # Guidance 1: no negative prompt to encode (with guidance, the lines share its one encoding: the other test).
+    args = ["--model", tiny_wan_dir, *TINY_ARGS, "--guidance", "1"]
+    result = run_cli("batch", "p.txt", "-O", "out", *args, "--num-videos", "4", "--json", "--no-gallery")
     assert result.exit_code == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(records) == 8 and len(encoder_runs) == 2
@@ -36,7 +38,7 @@ def test_a_batch_of_2_prompts_by_4_seeds_runs_the_text_encoder_twice(run_cli, ti
     # Each prompt's last video (its embeddings reused three times) against `vidgen generate`, whose own
     # newly loaded pipeline encodes the prompt again.
     for record in (records[3], records[7]):
-        alone = run_cli(record["prompt"], "--model", tiny_wan_dir, *TINY_ARGS, "--seed", record["seed"], "-o", f"alone-{record['seed']}.mp4")
+        alone = run_cli(record["prompt"], *args, "--seed", record["seed"], "-o", f"alone-{record['seed']}.mp4")
         assert alone.exit_code == 0, alone.stderr
         assert np.array_equal(read_frames(Path("out") / record["output"]), read_frames(Path(f"alone-{record['seed']}.mp4")))
     assert len(encoder_runs) == 4
@@ -44,7 +46,8 @@ def test_a_batch_of_2_prompts_by_4_seeds_runs_the_text_encoder_twice(run_cli, ti
 
 def test_served_jobs_reuse_the_embeddings_and_give_the_text_paths_frames(tiny_wan_dir, encoder_runs):
     """Two `vidgen serve` jobs (run as its worker runs them: its pipeline cache, execute()) of one
-    prompt encode it once; their frames are those of WanPipeline called with the prompt's text."""
+    prompt encode it once, and the negative prompt once; their frames are those of WanPipeline
+    called with the texts."""
     from diffusers import WanPipeline
 
     from vidgen.generate import frames_to_uint8
@@ -55,12 +58,12 @@ def test_served_jobs_reuse_the_embeddings_and_give_the_text_paths_frames(tiny_wa
     try:
         for seed in (1, 2):
             overrides = {"steps": 2, "size": "32x32", "frames": 9, "seed": seed}
-            job = Job("generate", {"prompt": "a red ball", "model": str(tiny_wan_dir), "overrides": overrides, "output": f"s{seed}.png"},
+            job = Job("generate", {"prompt": "a red ball", "model": str(tiny_wan_dir), "overrides": overrides, "output": f"s{seed}"},
                       Path.cwd(), client_pid=None)  # fmt: skip
             assert execute(job) == 0
     finally:
         use_cache(None)
-    assert len(encoder_runs) == 1
+    assert len(encoder_runs) == 2  # the prompt and the (empty) negative prompt, once each for both jobs
 
     pipe = WanPipeline.from_pretrained(tiny_wan_dir, torch_dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
@@ -68,4 +71,4 @@ def test_served_jobs_reuse_the_embeddings_and_give_the_text_paths_frames(tiny_wa
         with torch.no_grad():
             output = pipe(prompt="a red ball", num_inference_steps=2, height=32, width=32, num_frames=9, output_type="np",
                           generator=torch.Generator("cpu").manual_seed(seed))  # fmt: skip
-        assert np.array_equal(read_frames(Path(f"s{seed}.png")), frames_to_uint8(output.frames[0]))  # PNG frames: lossless
+        assert np.array_equal(read_frames(Path(f"s{seed}")), frames_to_uint8(output.frames[0]))  # a folder of PNG frames: lossless

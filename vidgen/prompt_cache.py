@@ -1,13 +1,14 @@
 """The text encoder's output reused: a batch's videos of one prompt (and `vidgen serve`'s
 jobs on a pipeline it keeps loaded) encode that prompt once.
 
-Kept with the loaded pipeline (a weak reference: unloading it drops them), keyed by what
-changes the encoder's output: the prompt, the negative prompt where guidance uses it,
-whether guidance is on, the sequence length and the device. The call then gets
-`prompt_embeds` and `negative_prompt_embeds` instead of the texts, computed by the
-pipeline's own `encode_prompt` with the arguments its `__call__` would have used, so
-the frames are the same. With model offloading, the text encoder also stays off the
-card for every video after the first.
+Kept with the loaded pipeline (a weak reference: unloading it drops them), one entry per
+text: the prompt's and, where guidance uses it, the negative prompt's (a batch's lines
+share theirs), keyed by the text, the sequence length and the device. The call then gets
+`prompt_embeds` and `negative_prompt_embeds` instead of the texts. Each is what the
+pipeline's own `encode_prompt` makes of that text (its negative prompt goes through the same
+`_get_t5_prompt_embeds` as its prompt, `""` for none), with the sequence length its
+`__call__` would have used, so the frames are the same. With model offloading, the text
+encoder also stays off the card for every video after the first.
 
 For the pipelines whose `encode_prompt` takes the Wan family's arguments (`ENCODERS`).
 """
@@ -23,7 +24,7 @@ from typing import Any
 # num_videos_per_prompt, prompt_embeds, negative_prompt_embeds, max_sequence_length, device)
 # return (prompt_embeds, negative_prompt_embeds), and their __call__ takes both and uses guidance > 1.
 ENCODERS = ("WanPipeline", "WanImageToVideoPipeline", "WanVideoToVideoPipeline", "SkyReelsV2Pipeline")
-LIMIT = 8  # prompts kept per pipeline (Wan's UMT5: 2 x 4 MB each at 512 tokens in bf16)
+LIMIT = 16  # texts kept per pipeline (Wan's UMT5: 4 MB each at 512 tokens in bf16)
 
 _caches: "weakref.WeakKeyDictionary[Any, OrderedDict]" = weakref.WeakKeyDictionary()
 
@@ -31,6 +32,19 @@ _caches: "weakref.WeakKeyDictionary[Any, OrderedDict]" = weakref.WeakKeyDictiona
 def _call_default(pipe: Any, name: str) -> Any:
     parameter = inspect.signature(type(pipe).__call__).parameters.get(name)
     return None if parameter is None else parameter.default
+
+
+def _embeddings(pipe: Any, text: str, length: int, device: Any) -> Any:
+    cache = _caches.setdefault(pipe, OrderedDict())
+    key = (text, length, str(device))
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    cache[key] = pipe.encode_prompt(prompt=text, do_classifier_free_guidance=False, num_videos_per_prompt=1, max_sequence_length=length,
+                                    device=device)[0]  # fmt: skip
+    while len(cache) > LIMIT:
+        cache.popitem(last=False)
+    return cache[key]
 
 
 def use_cached_embeddings(pipe: Any, arguments: dict[str, Any]) -> bool:
@@ -41,19 +55,10 @@ def use_cached_embeddings(pipe: Any, arguments: dict[str, Any]) -> bool:
         return False
     guidance = arguments.get("guidance_scale", _call_default(pipe, "guidance_scale"))
     guided = guidance is not None and guidance > 1.0  # the pipeline's do_classifier_free_guidance
-    negative = arguments.get("negative_prompt") if guided else None
     length = arguments.get("max_sequence_length", _call_default(pipe, "max_sequence_length"))
     device = pipe._execution_device
-    key = (prompt, negative, guided, length, str(device))
-    cache = _caches.setdefault(pipe, OrderedDict())
-    if key in cache:
-        cache.move_to_end(key)
-    else:
-        cache[key] = pipe.encode_prompt(prompt=prompt, negative_prompt=negative, do_classifier_free_guidance=guided, num_videos_per_prompt=1,
-                                        max_sequence_length=length, device=device)  # fmt: skip
-        while len(cache) > LIMIT:
-            cache.popitem(last=False)
+    negative = arguments.pop("negative_prompt", None)
     arguments.pop("prompt")
-    arguments.pop("negative_prompt", None)
-    arguments["prompt_embeds"], arguments["negative_prompt_embeds"] = cache[key]
+    arguments["prompt_embeds"] = _embeddings(pipe, prompt, length, device)
+    arguments["negative_prompt_embeds"] = _embeddings(pipe, negative or "", length, device) if guided else None
     return True
