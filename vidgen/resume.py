@@ -62,7 +62,7 @@ def scheduler_state(scheduler: Any) -> tuple[dict[str, torch.Tensor], dict[str, 
 
 def _put_back(scheduler: Any, tensors: dict[str, torch.Tensor], values: dict[str, Any], device: torch.device) -> None:
     for name in STATE[type(scheduler).__name__]:
-        if name in values and isinstance(getattr(scheduler, name), list):
+        if name in values and isinstance(getattr(scheduler, name, None), list):
             setattr(scheduler, name, [tensors[f"{name}.{index}"].to(device) if f"{name}.{index}" in tensors else None
                                       for index in range(values[name])])  # fmt: skip
         elif name in tensors:
