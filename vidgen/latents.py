@@ -119,7 +119,7 @@ def decode_denoised(pipe: Any, final: torch.Tensor, keeper: "Keeper | None") -> 
     except torch.OutOfMemoryError as error:
         raise GenerationError(f"out of memory in the VAE decode on {device}, with VAE tiling too; nothing was written") from error
     except (RuntimeError, ValueError, TypeError) as error:
-        raise GenerationError(f"the VAE decode failed: {first_line(error)}; nothing was written") from error
+        raise GenerationError(f"generation failed after denoising began: {first_line(error)}; nothing was written") from error
     finally:
         pipe.maybe_free_model_hooks()  # with model offloading, the VAE off the card again, as after the pipeline's own decode
 
