@@ -297,8 +297,8 @@ class VideoGenerator:
             continuing = resume.continuing(pipe.scheduler, resumed.step, resumed.scheduler_tensors, resumed.info.get("scheduler_state") or {})
         previewer = None
         if settings.preview:
-            previewer = preview.Previewer(pipe, settings.preview, every=settings.preview_every or preview.DEFAULT_EVERY, steps=settings.steps or 0,
-                                          fps=settings.fps, size=(settings.height or 0, settings.width or 0))  # fmt: skip
+            previewer = preview.Previewer(pipe, settings.preview, every=settings.preview_every, steps=settings.steps or 0,
+                                          fps=settings.fps)  # fmt: skip
         if last_image is not None:
             if "last_image" not in self.loaded.call_parameters:
                 raise UsageError(f"{self.loaded.class_name} takes no last image; --last-image is for first-and-last-frame presets such as framepack-i2v")

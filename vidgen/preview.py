@@ -35,7 +35,6 @@ from vidgen import ui
 from vidgen.options import PREVIEW_FORMATS
 from vidgen.presets import vidgen_home
 
-DEFAULT_EVERY = 5
 STRIP_FRAMES = 4  # a PNG's frames, spread over the video
 MAX_FRAMES = 32  # an animation's
 MAX_SIDE = 256  # a preview frame's longer side, at most (never larger than the video)
@@ -165,8 +164,8 @@ class Previewer:
     (and after the last). A preview that cannot be written is said once and previews stop:
     the video matters more."""
 
-    def __init__(self, pipe: Any, path: str | Path, *, every: int, steps: int, fps: float, size: tuple[int, int]):
-        self.pipe, self.path, self.every, self.steps, self.fps, self.size = pipe, Path(path), every, steps, fps, size
+    def __init__(self, pipe: Any, path: str | Path, *, every: int, steps: int, fps: float):
+        self.pipe, self.path, self.every, self.steps, self.fps = pipe, Path(path), every, steps, fps
         self.before: torch.Tensor | None = None  # the latents before the step that ends on a preview
         self.written = 0
         self.broken = False
@@ -200,7 +199,9 @@ class Previewer:
         try:
             weight, bias = projection(self.pipe.vae)
             frames = to_rgb(x0, weight, bias)
-            render(frames, self.path, video_size=self.size, fps=self.fps, temporal=getattr(self.pipe, "vae_scale_factor_temporal", 4))
+            spatial = getattr(self.pipe, "vae_scale_factor_spatial", 8)
+            video_size = (after.shape[-2] * spatial, after.shape[-1] * spatial)
+            render(frames, self.path, video_size=video_size, fps=self.fps, temporal=getattr(self.pipe, "vae_scale_factor_temporal", 4))
         except OSError as error:
             self.broken = True
             ui.warn(f"cannot write the preview {self.path}: {error.strerror or error}; no more previews")
