@@ -56,7 +56,7 @@ def main() -> None:
     generator = VideoGenerator(loaded)
     generator.fill_pipeline_defaults(settings)
     started = time.monotonic()
-    weight, bias = preview.projection(loaded.pipe.vae)
+    preview.projection(loaded.pipe.vae)
     fit_seconds = time.monotonic() - started
 
     written: list[np.ndarray] = []  # every preview of the current video, as rendered

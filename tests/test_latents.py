@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import TINY_ARGS
 from tests.test_reliability import one_error_line, run_vidgen
 from vidgen.readback import read_frames, read_recipe
 
@@ -76,7 +75,7 @@ FILE_SIZE_LIMIT = 50_000
 
 
 def test_a_file_size_limit_keeps_the_latents_and_vidgen_decode_finishes(tiny_wan_dir, run_cli):
-    code, stdout, stderr = run_vidgen("a red ball", "--model", tiny_wan_dir, *LIMIT_ARGS, "-o", "x.mp4", limit_file_size=FILE_SIZE_LIMIT)
+    code, _, stderr = run_vidgen("a red ball", "--model", tiny_wan_dir, *LIMIT_ARGS, "-o", "x.mp4", limit_file_size=FILE_SIZE_LIMIT)
     assert code == 1, stderr
     line = one_error_line(stderr)
     assert line.startswith("Error: cannot write x.mp4: ") and "finish with `vidgen decode x.latents.safetensors -o x.mp4`" in line

@@ -9,7 +9,6 @@ video is the one the run would have written.
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 

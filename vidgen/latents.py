@@ -22,9 +22,10 @@ import gc
 import json
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +35,14 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
 from vidgen import ui
-from vidgen.errors import ExitCode, GenerationError, Interrupted, UsageError, VidgenError, first_line
+from vidgen.errors import (
+    ExitCode,
+    GenerationError,
+    Interrupted,
+    UsageError,
+    VidgenError,
+    first_line,
+)
 from vidgen.options import GenerationSettings
 from vidgen.presets import vidgen_home
 
@@ -108,7 +116,7 @@ def decode(vae: Any, latents: torch.Tensor, processor: Any = None) -> np.ndarray
             vae.disable_tiling()  # a pipeline kept loaded (vidgen serve) goes on as it was loaded
 
 
-def decode_denoised(pipe: Any, final: torch.Tensor, keeper: "Keeper | None") -> np.ndarray:
+def decode_denoised(pipe: Any, final: torch.Tensor, keeper: Keeper | None) -> np.ndarray:
     """A covered pipeline's latents after its last step -> its frames, as its own decode
     makes them; `keeper` writes the latents first."""
     if keeper is not None:

@@ -92,7 +92,7 @@ def fit_projection(vae: Any) -> tuple[torch.Tensor, torch.Tensor]:
     return solution[:-1].float(), solution[-1].float()
 
 
-_fitted: "weakref.WeakKeyDictionary[Any, tuple[torch.Tensor, torch.Tensor]]" = weakref.WeakKeyDictionary()
+_fitted: weakref.WeakKeyDictionary[Any, tuple[torch.Tensor, torch.Tensor]] = weakref.WeakKeyDictionary()
 
 
 def projection(vae: Any) -> tuple[torch.Tensor, torch.Tensor]:

@@ -26,7 +26,7 @@ from typing import Any
 ENCODERS = ("WanPipeline", "WanImageToVideoPipeline", "WanVideoToVideoPipeline", "SkyReelsV2Pipeline")
 LIMIT = 16  # texts kept per pipeline (Wan's UMT5: 4 MB each at 512 tokens in bf16)
 
-_caches: "weakref.WeakKeyDictionary[Any, OrderedDict]" = weakref.WeakKeyDictionary()
+_caches: weakref.WeakKeyDictionary[Any, OrderedDict] = weakref.WeakKeyDictionary()
 
 
 def _call_default(pipe: Any, name: str) -> Any:

@@ -14,8 +14,9 @@ those after step k and starts the scheduler's step index at k.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 

@@ -67,7 +67,7 @@ def _terminate_now() -> None:
     raise Interrupted(SECOND_SIGTERM, ExitCode.TERMINATED)
 
 
-def sigterm_after_current_step() -> "StopRequest | contextlib.AbstractContextManager[None]":
+def sigterm_after_current_step() -> StopRequest | contextlib.AbstractContextManager[None]:
     """SIGTERM while a video is made stops after the current step, as a first Ctrl-C does
     (exit 143), so that --save-latents keeps that step; a second stops at once. Only where
     SIGTERM has its default action: a batch's own handler (stop after the current video)
