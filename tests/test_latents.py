@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from tests.test_reliability import one_error_line, run_vidgen
+from vidgen.errors import GenerationError
+from vidgen.latents import read_file
 from vidgen.readback import read_frames, read_recipe
 
 
@@ -125,3 +127,22 @@ def test_the_covered_pipelines_decode_as_their_own_call_does(class_name, variant
         own = pipe(**kwargs, generator=torch.Generator().manual_seed(0), output_type="np").frames
         kept = pipe(**kwargs, generator=torch.Generator().manual_seed(0), output_type="latent").frames
     assert np.array_equal(latents.decode(pipe.vae, kept, pipe.video_processor), own)
+
+
+def test_latents_go_home_when_the_targets_folder_cannot_take_them(isolated_environment):
+    """The target's folder gone (or full, or read-only): the latents go to $VIDGEN_HOME/latents."""
+    from types import SimpleNamespace
+
+    from vidgen.latents import Keeper
+    from vidgen.options import GenerationSettings
+
+    settings = GenerationSettings(prompt="a red ball", model="builtin:shapes", preset="shapes", steps=4, crf=18)
+    pipe = SimpleNamespace(scheduler=SimpleNamespace(), vae_scale_factor_temporal=4, vae_scale_factor_spatial=8)
+    keeper = Keeper(settings, 9, Path("gone") / "x.mp4", lambda frames, height, width: {"frames": frames, "height": height, "width": width})
+    latents = torch.randn(1, 16, 3, 4, 4)
+    keeper.denoised(pipe, latents)
+    assert keeper.path == isolated_environment / "latents" / "x-9.latents.safetensors" and not Path("gone").exists()
+    kept = read_file(keeper.path)
+    assert torch.equal(kept.latents, latents) and kept.recipe == {"frames": 9, "height": 32, "width": 32} and kept.finished
+    error = keeper.failure(GenerationError("cannot write gone/x.mp4: No such file or directory; nothing was written"))
+    assert f"finish with `vidgen decode {keeper.path} -o gone/x.mp4`" in str(error) and error.exit_code == 1

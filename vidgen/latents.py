@@ -227,9 +227,11 @@ class Keeper:
     def _write(self, kept: Kept) -> Path | None:
         """Beside the target, else under $VIDGEN_HOME; None (and a warning) when neither takes it."""
         problems = []
-        for place in dict.fromkeys((file_beside(self.target, self.seed), file_at_home(self.target, self.seed))):
+        home = file_at_home(self.target, self.seed)
+        for place in dict.fromkeys((file_beside(self.target, self.seed), home)):
             try:
-                place.parent.mkdir(parents=True, exist_ok=True)
+                if place == home:  # the target's folder is never made: its trouble is why the latents go home
+                    place.parent.mkdir(parents=True, exist_ok=True)
                 return write_file(place, kept)
             except OSError as error:
                 problems.append(f"{place}: {error.strerror or error}")
