@@ -76,6 +76,14 @@ def check_covered(class_name: str | None, settings: GenerationSettings) -> None:
         raise UsageError(f"{asked[0]} covers the Wan family ({', '.join(COVERED)}); {class_name} is not covered")
 
 
+def check_one_call(overrides: dict[str, Any]) -> None:
+    """A video made in windows (vidgen.windows: several pipeline calls) has no one set of
+    latents to preview, keep or resume: refused in one line."""
+    for name in ("preview", "save_latents", "resume_latents"):
+        if overrides.get(name):
+            raise UsageError(f"--{name.replace('_', '-')} covers videos made in one pipeline call; this one is made in windows (vidgen extend)")
+
+
 # ---- the decode ----
 
 

@@ -312,9 +312,11 @@ FIELDS = tuple(setting for setting in SETTINGS if setting.field)
 
 
 # `vidgen extend` takes generate's options but these: its input is the video, --frames and
-# --seconds say how much to add, the output keeps the input's frame rate, and the models that
-# continue a video make no sound and cannot split a window among processes.
-EXTEND_LEAVES_OUT = ("fps", "video", "mask", "strength", "story", "last_image", "num_videos", "audio", "parallel")
+# --seconds say how much to add, the output keeps the input's frame rate, the models that
+# continue a video make no sound and cannot split a window among processes, and previews and
+# kept latents are one pipeline call's (a window is one of several).
+EXTEND_LEAVES_OUT = ("fps", "video", "mask", "strength", "story", "last_image", "num_videos", "audio", "parallel",
+                     "preview", "preview_every", "save_latents", "resume_latents")  # vidgen.latents: one pipeline call's
 EXTEND_HELP = {  # where `vidgen extend` reads a setting differently
     "frames": "Frames to add after the input's (default: one window's worth).",
     "seconds": "Seconds to add after the input's, at the input's frame rate.",

@@ -116,6 +116,7 @@ def run(request: GenerateRequest, env: Environment = PROCESS) -> list[dict[str, 
     (`--parallel`) every process runs this; the first writes and reports."""
     options = request
     if windows.wanted(request.preset, request.model, request.settings_given()):  # longer than one window of a preset that continues videos
+        latents.check_one_call(request.settings_given())
         return [windows.run_windows(request.prompt, preset=request.preset, model=request.model, overrides=request.settings_given(),
                                     strict=request.strict, output=request.output, overwrite=request.overwrite, as_json=request.as_json,
                                     env=env)]  # fmt: skip
