@@ -51,6 +51,7 @@ def test_served_jobs_reuse_the_embeddings_and_give_the_text_paths_frames(tiny_wa
     from diffusers import WanPipeline
 
     from vidgen.generate import frames_to_uint8
+    from vidgen.request import GenerateRequest
     from vidgen.runner import PipelineCache, use_cache
     from vidgen.server.jobs import Job, execute
 
@@ -58,8 +59,8 @@ def test_served_jobs_reuse_the_embeddings_and_give_the_text_paths_frames(tiny_wa
     try:
         for seed in (1, 2):
             overrides = {"steps": 2, "size": "32x32", "frames": 9, "seed": seed}
-            job = Job("generate", {"prompt": "a red ball", "model": str(tiny_wan_dir), "overrides": overrides, "output": f"s{seed}"},
-                      Path.cwd(), client_pid=None)  # fmt: skip
+            job = Job(GenerateRequest(prompt="a red ball", model=str(tiny_wan_dir), overrides=overrides, output=f"s{seed}"), Path.cwd(),
+                      client_pid=None)  # fmt: skip
             assert execute(job) == 0
     finally:
         use_cache(None)
