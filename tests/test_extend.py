@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from vidgen import colormatch
+from vidgen import colormatch, latents
 from vidgen.readback import read_frames, read_recipe
 
 
@@ -92,7 +92,10 @@ def made_frames(monkeypatch):
         @functools.wraps(original)  # vidgen reads the call's parameters from its signature
         def spy(self, *args, **kwargs):
             output = original(self, *args, **kwargs)
-            frames = (np.clip(np.asarray(output.frames[0]), 0.0, 1.0) * 255.0).round().astype(np.uint8)  # in the pipeline's float32, as vidgen does
+            decoded = output.frames
+            if kwargs.get("output_type") == "latent":  # the Wan family: vidgen decodes as the pipeline would (vidgen.latents)
+                decoded = latents.decode(self.vae, output.frames, self.video_processor)
+            frames = (np.clip(np.asarray(decoded[0]), 0.0, 1.0) * 255.0).round().astype(np.uint8)  # in the pipeline's float32, as vidgen does
             calls.append(SimpleNamespace(kwargs=kwargs, frames=frames))
             return output
 

@@ -193,7 +193,9 @@ def test_failing_ffmpeg_is_one_line_with_its_reason(tiny_wan_dir, run_cli, monke
     assert result.exit_code == 1
     line = one_error_line(result.stderr)
     assert "ffmpeg" in line and "failed with exit 1: Unknown encoder 'libx264'" in line and "unset it" in line
-    assert files_in(Path.cwd()) == []
+    # No video; the denoised latents are kept for `vidgen decode` (vidgen.latents).
+    assert "finish with `vidgen decode x.latents.safetensors -o x.mp4`" in line
+    assert files_in(Path.cwd()) == ["x.latents.safetensors"]
 
 
 def test_a_file_cut_short_behind_ffmpegs_back_is_caught_before_the_rename(tiny_wan_dir, run_cli, monkeypatch, tmp_path):
@@ -216,7 +218,7 @@ def test_a_file_cut_short_behind_ffmpegs_back_is_caught_before_the_rename(tiny_w
     assert result.exit_code == 1
     line = one_error_line(result.stderr)
     assert line.startswith("Error: cannot write x.mp4: the encoded file does not decode") and "nothing was written" in line
-    assert files_in(Path.cwd()) == []
+    assert files_in(Path.cwd()) == ["x.latents.safetensors"]  # no video; the latents for `vidgen decode`
 
 
 @pytest.mark.parametrize("ffmpeg_first", [False, True], ids=["vidgen-only", "ffmpeg-too"])

@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 
 from vidgen import __version__, argv, ui
 from vidgen.acceleration import apply_threads
+from vidgen.cli_decode import decode_latents
 from vidgen.cli_presets import presets_app
 from vidgen.client import run_batch as run_on_server
 from vidgen.client import run_generate
@@ -88,6 +89,7 @@ app = typer.Typer(
     epilog=_MAIN_EXAMPLES,
 )
 app.add_typer(presets_app, name="presets")
+app.command("decode")(decode_latents)  # vidgen decode LATENTS -o FILE (vidgen.cli_decode)
 
 
 def _version_callback(value: bool) -> None:

@@ -12,6 +12,7 @@ for the start image's header (its size, for --size auto).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import sys
 from typing import Any
@@ -20,11 +21,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vidgen import acceleration, signals, stages, story, ui
+from vidgen import acceleration, latents, preview, prompt_cache, resume, signals, stages, story, ui
 from vidgen.environment import PROCESS, Environment
 from vidgen.audio import Audio, audio_from_output, fit_to_video
 from vidgen.conditioning import image_size
-from vidgen.errors import GenerationError, Interrupted, UsageError, first_line
+from vidgen.errors import ExitCode, GenerationError, Interrupted, UsageError, first_line
 from vidgen.extras import fit_extras, windows
 from vidgen.model_check import LAST_IMAGE_PRESETS, check_extras_taken, last_image_problem
 from vidgen.options import ARGUMENT_ALIASES, SETTINGS, GenerationSettings, argument_name
@@ -89,7 +90,11 @@ def _cancel_on_ctrl_c() -> signals.StopRequest:
 
 def _frames_to_uint8(output: Any) -> np.ndarray:
     """The first video of a pipeline output as uint8 (T, H, W, 3); non-finite -> error."""
-    frames = output.frames[0] if hasattr(output, "frames") else output[0][0]
+    return frames_to_uint8(output.frames[0] if hasattr(output, "frames") else output[0][0])
+
+
+def frames_to_uint8(frames: Any) -> np.ndarray:
+    """One video's frames (PIL images, a tensor or an array, values in [0, 1]) as uint8 (T, H, W, 3)."""
     if isinstance(frames, list):  # some pipelines return PIL images whatever output_type says
         frames = np.stack([np.asarray(image.convert("RGB")) for image in frames])
     if hasattr(frames, "detach"):  # a torch tensor
@@ -281,9 +286,14 @@ class VideoGenerator:
         return self.generate_with_audio(settings, seed, image=image, video=video, mask=mask, progress=progress)[0]
 
     def generate_with_audio(self, settings: GenerationSettings, seed: int, *, image: Any = None, video: np.ndarray | None = None, mask: np.ndarray | None = None,
-                            progress: ui.Progress | None = None, last_image: Any = None) -> tuple[np.ndarray, Audio | None]:  # fmt: skip
+                            progress: ui.Progress | None = None, last_image: Any = None, keeper: latents.Keeper | None = None,
+                            resumed: latents.Kept | None = None) -> tuple[np.ndarray, Audio | None]:  # fmt: skip
         """One video as uint8 frames (T, H, W, 3), and the soundtrack the pipeline made
-        with it (LTX-2), fitted to the frames' length; None for a silent model."""
+        with it (LTX-2), fitted to the frames' length; None for a silent model.
+
+        For the Wan family (vidgen.latents) the decode after the last step is vidgen's own:
+        `keeper` gets the latents first (and, on a stop during denoising with --save-latents,
+        the last finished step's); `resumed` goes on from a stopped run's latents."""
         progress = progress or ui.Progress("", 0, visible=False)
         pipe = self.loaded.pipe
         arguments = self._call_arguments(settings, seed, image)
@@ -294,6 +304,19 @@ class VideoGenerator:
                                      model_index=dict(getattr(pipe, "config", {})), transformer=dict(getattr(transformer, "config", {})))  # fmt: skip
         if problem:
             raise UsageError(problem)
+        latents.check_covered(self.loaded.class_name, settings)  # an ad-hoc --model is known only now
+        own_decode = latents.covered(self.loaded.class_name) and not settings.stages
+        if own_decode:
+            arguments["output_type"] = "latent"
+        start = 0  # steps done before this call: a resumed run's
+        continuing = contextlib.nullcontext()
+        if resumed is not None:
+            arguments["latents"], start = resumed.latents, resumed.step
+            continuing = resume.continuing(pipe.scheduler, resumed.step, resumed.scheduler_tensors, resumed.info.get("scheduler_state") or {})
+        previewer = None
+        if settings.preview:
+            previewer = preview.Previewer(pipe, settings.preview, every=settings.preview_every, steps=settings.steps or 0,
+                                          fps=settings.fps)  # fmt: skip
         if last_image is not None:
             if "last_image" not in self.loaded.call_parameters:  # a pipeline of custom code
                 raise UsageError(f"{self.loaded.class_name} takes no last image; --last-image is for {LAST_IMAGE_PRESETS}")
@@ -315,17 +338,24 @@ class VideoGenerator:
             progress, expected_calls = stages.StageProgress(progress, ""), stages.denoising_steps(settings)
         calls = 0
 
-        with _cancel_on_ctrl_c() as cancel:
+        with _cancel_on_ctrl_c() as cancel, signals.sigterm_after_current_step() as terminate:
 
             def on_step_end(pipeline, step: int, timestep, callback_kwargs: dict) -> dict:
                 nonlocal calls
                 calls += 1
-                progress.step(min(total_steps, calls * total_steps // max(expected_calls, 1)))
-                if calls >= expected_calls:
+                done = start + calls
+                progress.step(min(total_steps, done * total_steps // max(expected_calls, 1)))
+                if done >= expected_calls:
                     progress.phase("decode")
-                if cancel.requested or ui.remote_cancelled():  # Ctrl-C, or a server's client gone or stopped
+                if previewer is not None and "latents" in callback_kwargs:
+                    previewer.after_step(callback_kwargs["latents"], done)
+                terminated = terminate is not None and terminate.requested
+                if cancel.requested or terminated or ui.remote_cancelled():  # Ctrl-C, SIGTERM, or a server's client gone or stopped
                     message = "interrupted during denoising; nothing was written"
-                    raise ui.remote_interruption(message) or Interrupted(message)
+                    if keeper is not None and "latents" in callback_kwargs:
+                        message += keeper.interrupted(pipeline, callback_kwargs["latents"], done, resume.scheduler_state(pipeline.scheduler))
+                    remote = ui.remote_interruption(message)
+                    raise remote or Interrupted(message, ExitCode.TERMINATED if terminated else None)
                 return callback_kwargs
 
             if "callback_on_step_end" in self.loaded.call_parameters:
@@ -351,10 +381,15 @@ class VideoGenerator:
             progress.phase("encode")
             try:
                 with torch.inference_mode():
+                    if previewer is not None:
+                        previewer.prepare()
+                    if own_decode:
+                        prompt_cache.use_cached_embeddings(pipe, arguments)
                     if settings.stages:
                         output = stages.run(self.loaded, arguments, settings, progress, lambda stage_pipe, kwargs: stage_pipe(**kwargs))
                     else:
-                        output = pipe(**arguments)
+                        with continuing:
+                            output = pipe(**arguments)
             except torch.OutOfMemoryError as error:
                 raise GenerationError(f"out of memory on {self.loaded.device}: try {self._memory_advice(settings)}, "
                                       "--vae-tiling, a smaller --size or fewer --frames") from error
@@ -368,6 +403,8 @@ class VideoGenerator:
             finally:
                 if hook is not None:
                     hook.remove()
+        if own_decode:
+            output = type(output)(frames=latents.decode_denoised(pipe, output.frames, keeper))
         frames = _frames_to_uint8(output)
         try:
             audio = audio_from_output(output, pipe)

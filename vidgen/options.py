@@ -24,6 +24,7 @@ This module is imported by `vidgen --help` and the server's client: no torch her
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Container
 from dataclasses import asdict, dataclass, field, make_dataclass
@@ -89,6 +90,16 @@ def argument_name(name: str, parameters: Container[str]) -> str:
     """`name`, or its alias where the pipeline's __call__ (`parameters`: its names) takes only the alias."""
     alias = ARGUMENT_ALIASES.get(name)
     return alias if name not in parameters and alias in parameters else name
+
+
+PREVIEW_FORMATS = {".png": "PNG", ".gif": "GIF", ".webp": "WEBP"}  # --preview's suffixes, and Pillow's names for them
+
+
+def preview_suffix_problem(value: Any) -> str | None:
+    """--preview must name a format the preview is written in (vidgen.preview)."""
+    if isinstance(value, str) and os.path.splitext(value)[1].lower() not in PREVIEW_FORMATS:
+        return f"--preview {value!r}: give a .png, .gif or .webp file"
+    return None
 
 
 NUMBER = (int, float)  # a type that keeps 16 as 16 and takes 7.5 too (fps)
@@ -299,6 +310,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("offload", str, "none, model, group, sequential or auto (by free GPU memory).", default="none", preset=True,
             loads=True, choices=OFFLOAD_MODES),
     Setting("vae_tiling", bool, "Decode in tiles to save memory.", default=False, preset=True, loads=True),
+    Setting("preview", str, "Rewrite FILE (.png: a strip of frames; .gif or .webp: an animation) every --preview-every steps "
+            "with the video as it forms (Wan family). Example: --preview p.png, then watch it in an image viewer.", path=True,
+            check=preview_suffix_problem, batch_help="As for generate: FILE shows the video in progress."),
+    Setting("preview_every", int, "Steps between previews (default 5; the last step always writes one).", default=5,
+            minimum=1, maximum=MAX_STEPS),
+    Setting("save_latents", bool, "Keep the final latents and the recipe beside the video (NAME.latents.safetensors; "
+            "`vidgen decode` makes the video from them); on Ctrl-C or SIGTERM during denoising, the last finished step's."),
+    Setting("resume_latents", str, "Go on from the latents a run stopped with --save-latents left (same command otherwise): "
+            "the frames an uninterrupted run makes.", commands=("generate",), path=True),
     Setting("crf", int, "Quality, 0 (lossless) to 51; default 18.", default=18, preset=True, minimum=0, maximum=MAX_CRF,
             commands=("generate", "batch", "post")),
     # After the decode, before the write (vidgen/post): N x the frames and fps, same duration; N x the width and height.
@@ -341,9 +361,11 @@ FIELDS = tuple(setting for setting in SETTINGS if setting.field)
 
 
 # `vidgen extend` takes generate's options but these: its input is the video, --frames and
-# --seconds say how much to add, the output keeps the input's frame rate, and the models that
-# continue a video make no sound and cannot split a window among processes.
-EXTEND_LEAVES_OUT = ("fps", "video", "mask", "strength", "story", "last_image", "num_videos", "audio", "parallel")
+# --seconds say how much to add, the output keeps the input's frame rate, the models that
+# continue a video make no sound and cannot split a window among processes, and previews and
+# kept latents are one pipeline call's (a window is one of several).
+EXTEND_LEAVES_OUT = ("fps", "video", "mask", "strength", "story", "last_image", "num_videos", "audio", "parallel",
+                     "preview", "preview_every", "save_latents", "resume_latents")  # vidgen.latents: one pipeline call's
 EXTEND_HELP = {  # where `vidgen extend` reads a setting differently
     "frames": "Frames to add after the input's (default: one window's worth).",
     "seconds": "Seconds to add after the input's, at the input's frame rate.",

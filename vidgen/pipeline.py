@@ -13,6 +13,7 @@ import inspect
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import diffusers
@@ -425,3 +426,27 @@ def prepare_pipeline(pipe: Any, settings: GenerationSettings, *, device: str, dt
         compiled=compiled,
         parallel=parallel.describe(pipe),
     )
+
+
+def load_vae(model: str, *, revision: str | None, dtype_name: str, device_name: str = "auto", tiling: bool = False) -> Any:
+    """Only the VAE of a model, as `load_pipeline` would have loaded and placed it (its dtype,
+    the CPU's oneDNN convolutions, tiling): `vidgen decode` writes the frames the run would have."""
+    location = resolve_model_location(model)
+    model_index = read_model_index(location, f"vidgen pull {location.location}", revision)
+    entry = model_index.get("vae")
+    vae_class = getattr(diffusers, entry[-1], None) if isinstance(entry, list) and entry and entry[-1] else None
+    if vae_class is None:
+        raise GenerationError(f"{location.location} has no VAE that diffusers knows ({entry})")
+    device = resolve_device(device_name)
+    _quiet_library_logging()
+    try:
+        vae = vae_class.from_pretrained(location.location, subfolder="vae", **{dtype_keyword(): resolve_dtype(dtype_name, device)}, use_safetensors=True,
+                                        local_files_only=local_only(), **revision_argument(location, revision))  # fmt: skip
+    except (OSError, ValueError) as error:
+        raise GenerationError(f"cannot load the VAE of {location.location}: {first_line(error)}") from error
+    vae.to(device).eval()
+    if device == "cpu":
+        acceleration.use_onednn_conv3d(SimpleNamespace(components={"vae": vae}))
+    if tiling:
+        vae.enable_tiling()
+    return vae

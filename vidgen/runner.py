@@ -267,10 +267,11 @@ def obtain_pipeline(settings: GenerationSettings, *, pull_hint: str | None = Non
 # ---- one video ----
 
 
-def build_recipe(settings: GenerationSettings, seed: int, frames: np.ndarray) -> dict[str, Any]:
+def build_recipe(settings: GenerationSettings, seed: int, frames: np.ndarray | tuple[int, int, int]) -> dict[str, Any]:
     """What went into a video, stored inside it: every setting the table marks `recipe`,
-    with the seed this video used and the sizes read from the real frames."""
-    count, height, width = frames.shape[:3]
+    with the seed this video used and the sizes read from the real frames (or, for latents
+    kept before the decode, the (frames, height, width) they decode to)."""
+    count, height, width = frames[:3] if isinstance(frames, tuple) else frames.shape[:3]
     recipe = {
         "vidgen_version": __version__,
         "model": resolve_model_location(settings.model).location,
@@ -307,19 +308,43 @@ def render(generator, settings: GenerationSettings, seed: int, *, path: Path | N
     """Generate one video and write it to `path` atomically (None: return the MP4 bytes).
     Returns (recipe, bytes or None). `write=False`: generate only (a process of a
     `--parallel` group other than the first, which writes)."""
+    from vidgen import latents, resume  # here, not at the top: `vidgen serve` imports this module and listens before torch loads
+
     progress = progress or ui.Progress("", 0, visible=False)
-    frames, audio = generator.generate_with_audio(settings, seed, image=image, video=video, mask=mask, progress=progress, last_image=last_image)
-    audio = audio if settings.audio else None  # --no-audio
-    if ui.remote_cancelled():  # the server's client went away during the last step
-        raise ui.remote_interruption("interrupted; nothing was written")
-    recipe = build_recipe(settings, seed, frames)
-    recipe["audio"] = audio_record(audio, "mp4" if path is None else output_format(path))
-    if not write:
-        return recipe, None
-    frames, fps = after_decode(frames, settings, recipe, progress)  # --interpolate, --upscale (vidgen/post); the same duration
-    progress.phase("write")
-    if path is None:
-        return recipe, encode_mp4_bytes(frames, fps=fps, crf=settings.crf, recipe=recipe, audio=audio)
-    ui.writing(path)
-    write_video(frames, path, fps=fps, crf=settings.crf, recipe=recipe, overwrite=overwrite, audio=audio)
-    return recipe, None
+    fmt = "mp4" if path is None else output_format(path)
+
+    def recipe_for(*shape: int) -> dict[str, Any]:
+        return {**build_recipe(settings, seed, shape), "audio": audio_record(None, fmt)}
+
+    # The latents of the last step are written before the decode (the Wan family's): kept with
+    # --save-latents, named in the error line when anything after the denoising fails (vidgen.latents).
+    keeper = latents.Keeper(settings, seed, path, recipe_for) if write else None
+    resumed = None
+    if settings.resume_latents:
+        resumed = latents.read_file(Path(settings.resume_latents))
+        resume.check_matches(resumed.recipe, recipe_for(settings.frames, settings.height, settings.width))
+    try:
+        frames, audio = generator.generate_with_audio(settings, seed, image=image, video=video, mask=mask, progress=progress,
+                                                      last_image=last_image, keeper=keeper, resumed=resumed)  # fmt: skip
+        audio = audio if settings.audio else None  # --no-audio
+        if ui.remote_cancelled():  # the server's client went away during the last step
+            raise ui.remote_interruption("interrupted; nothing was written")
+        recipe = build_recipe(settings, seed, frames)
+        recipe["audio"] = audio_record(audio, fmt)
+        if not write:
+            return recipe, None
+        frames, fps = after_decode(frames, settings, recipe, progress)  # --interpolate, --upscale (vidgen/post); the same duration
+        progress.phase("write")
+        data = None
+        if path is None:
+            data = encode_mp4_bytes(frames, fps=fps, crf=settings.crf, recipe=recipe, audio=audio)
+        else:
+            ui.writing(path)
+            write_video(frames, path, fps=fps, crf=settings.crf, recipe=recipe, overwrite=overwrite, audio=audio)
+    except BaseException as error:
+        replaced = error if keeper is None else keeper.failure(error)  # after the last step: how to finish from the latents
+        if replaced is error:
+            raise
+        raise replaced from error
+    keeper.finished()
+    return recipe, data

@@ -10,11 +10,13 @@ server's own signals and cancellations apply.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 from typing import Callable
 
 from vidgen import ui
+from vidgen.errors import SECOND_SIGTERM, ExitCode, Interrupted
 
 
 class StopRequest:
@@ -59,3 +61,17 @@ def after_current_video(*, second: Callable[[], None], first: Callable[[], None]
 def after_current_step(*, second: Callable[[], None], first: Callable[[], None] | None = None) -> StopRequest:
     """Ctrl-C while a video is made: a first stops it after the current step, a second at once."""
     return StopRequest(signal.SIGINT, notice="stopping after this step (Ctrl-C again to stop now)", first=first, second=second)
+
+
+def _terminate_now() -> None:
+    raise Interrupted(SECOND_SIGTERM, ExitCode.TERMINATED)
+
+
+def sigterm_after_current_step() -> StopRequest | contextlib.AbstractContextManager[None]:
+    """SIGTERM while a video is made stops after the current step, as a first Ctrl-C does
+    (exit 143), so that --save-latents keeps that step; a second stops at once. Only where
+    SIGTERM has its default action: a batch's own handler (stop after the current video)
+    stays. Entered, it gives None where it does nothing."""
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return contextlib.nullcontext(None)
+    return StopRequest(signal.SIGTERM, notice="SIGTERM: stopping after this step (send it again to stop now)", second=_terminate_now)

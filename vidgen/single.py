@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vidgen import parallel, ui, windows
+from vidgen import latents, parallel, resume, ui, windows
 from vidgen.audio import wav_beside
 from vidgen.conditioning import fit_mask, load_conditioning_image, load_input_mask, load_input_video
 from vidgen.environment import PROCESS, Environment
@@ -25,7 +25,7 @@ from vidgen.post.plan import file_fields
 from vidgen.presets import resolve_model_location
 from vidgen.processes import Processes, current_processes
 from vidgen.request import GenerateRequest
-from vidgen.runner import obtain_pipeline, render
+from vidgen.runner import build_recipe, obtain_pipeline, render
 from vidgen.settings import fit_frames_to_video
 from vidgen.video import check_encoder, check_output_path, output_format, prompt_slug
 
@@ -79,8 +79,17 @@ class _Planned:
 def _plan(request: GenerateRequest, env: Environment, group: Processes) -> _Planned:
     """Settings, outputs and inputs, all checked before anything is loaded."""
     strict, options = request.strict, request
-    settings, chosen = prepare_settings(request.prompt, preset=request.preset, model=request.model, overrides=request.settings_given(),
-                                        strict=strict, env=env)
+    overrides, kept = request.settings_given(), None
+    if overrides.get("resume_latents"):  # the stopped run's seed, unless one is given (then it must be the same)
+        overrides["resume_latents"] = str(env.path(overrides["resume_latents"]))
+        kept = latents.read_file(Path(overrides["resume_latents"]))
+        overrides["seed"] = kept.recipe.get("seed") if overrides.get("seed") is None else overrides["seed"]
+    settings, chosen = prepare_settings(request.prompt, preset=request.preset, model=request.model, overrides=overrides, strict=strict, env=env)
+    if settings.preview:
+        settings.preview = str(env.path(settings.preview))
+    latents.check_covered(settings.pipeline_class, settings)
+    if kept is not None:
+        resume.check_before_loading(kept, settings, build_recipe(settings, settings.seed, (settings.frames, settings.height, settings.width)))
     if parallel.check_group(settings.parallel, group.count) is not None:
         settings.seed = group.share(settings.seed)  # a drawn seed: the first process's, in every one
         if group.device and settings.device == "auto":
@@ -108,6 +117,7 @@ def run(request: GenerateRequest, env: Environment = PROCESS) -> list[dict[str, 
     (`--parallel`) every process runs this; the first writes and reports."""
     options = request
     if windows.wanted(request.preset, request.model, request.settings_given()):  # longer than one window of a preset that continues videos
+        latents.check_one_call(request.settings_given())
         return [windows.run_windows(request.prompt, preset=request.preset, model=request.model, overrides=request.settings_given(),
                                     strict=request.strict, output=request.output, overwrite=request.overwrite, as_json=request.as_json,
                                     env=env)]  # fmt: skip

@@ -85,6 +85,14 @@ def writing(path) -> None:
         sink.send({"event": "writing", "path": str(path)})
 
 
+def preview(path, step: int, steps: int) -> None:
+    """--preview rewrote `path` after `step` of `steps`: a server's client gets an event
+    (a front end can reload it); in a terminal the file itself is the news."""
+    sink = _sink()
+    if sink is not None:
+        sink.send({"event": "preview", "path": str(path), "step": step, "steps": steps})
+
+
 # Loggers of libraries that speak on stderr on their own at import: peft imports torchao
 # when it is installed (vidgen[quant]), and torchao logs each of its compiled kernels this
 # machine cannot load, then torch's pytree warns about torchao's enums: six lines before

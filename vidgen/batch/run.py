@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
-from vidgen import parallel, signals, ui
+from vidgen import latents, parallel, signals, ui
 from vidgen.acceleration import apply_threads
 from vidgen.batch.folder import FolderLock, Manifest, file_sha256, finished_jobs, folder_identity, prepare_out_dir, remove_stale_temp_files
 from vidgen.batch.gallery import write_gallery
@@ -209,7 +209,8 @@ def _read_plan(prompts_file: str, out_dir: Path, env: Environment, *, chosen, mo
     if chosen.task == "video-to-video" and not probe.get("video"):
         probe["video"] = "from each line"
     # --size auto reads a batch-wide --image now (its note once), a line's own with the line.
-    _, notes = merge_settings(chosen, [probe], model=model, strict=strict, env=env if flags.get("image") else None)
+    probed, notes = merge_settings(chosen, [probe], model=model, strict=strict, env=env if flags.get("image") else None)
+    latents.check_covered(probed.pipeline_class, probed)  # --preview, --save-latents: the Wan family's
     for note in notes if flag_notes else ():
         ui.warn(note)
     check_encoder("mp4")  # batch videos are MP4 unless a line names .webm or .gif
