@@ -1,10 +1,9 @@
 """The one place that loads diffusers pipelines.
 
-`load_pipeline(settings)` turns a model location into a ready pipeline: weights
-found (hub cache, local folder or built-in), the preset's class loaded (its folder's
-components checked first to serve it), dtype,
-scheduler and flow shift, LoRA adapters, device placement or offloading, VAE tiling.
-Loading is separate from generating so a batch loads once and generates many times.
+`load_pipeline(settings)` turns a model location into a ready pipeline: weights found (hub cache,
+local folder or built-in), the preset's class loaded (its folder's components checked first to
+serve it), dtype, scheduler and flow shift, LoRA adapters, device placement or offloading, VAE
+tiling; `load_vae` only a model's VAE (`vidgen decode`). A batch loads once, generates many times.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ from diffusers.hooks import apply_group_offloading
 
 from vidgen import acceleration, checkpoints, helios, parallel, quantize, sampling, ui
 from vidgen import components as other_repositories
-from vidgen.checkpoints import dtype_keyword
 from vidgen.errors import GenerationError, ModelNotAvailableError, UsageError, VidgenError, first_line
 from vidgen.hub import cached_folder, component_config, config_folder, local_only, read_model_index, revision_argument
 from vidgen.lora import apply_loras, check_targets
@@ -354,7 +352,7 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
             location.location,
             **components,
             quantization_config=quantize.pipeline_quantization_config(quantization, model_index, compute_dtype=dtype),
-            **{dtype_keyword(): dtype},
+            **{checkpoints.dtype_keyword(): dtype},
             use_safetensors=True,
             trust_remote_code=settings.trust_remote_code,
             local_files_only=local_only(),
@@ -440,7 +438,7 @@ def load_vae(model: str, *, revision: str | None, dtype_name: str, device_name: 
     device = resolve_device(device_name)
     _quiet_library_logging()
     try:
-        vae = vae_class.from_pretrained(location.location, subfolder="vae", **{dtype_keyword(): resolve_dtype(dtype_name, device)}, use_safetensors=True,
+        vae = vae_class.from_pretrained(location.location, subfolder="vae", **{checkpoints.dtype_keyword(): resolve_dtype(dtype_name, device)}, use_safetensors=True,
                                         local_files_only=local_only(), **revision_argument(location, revision))  # fmt: skip
     except (OSError, ValueError) as error:
         raise GenerationError(f"cannot load the VAE of {location.location}: {first_line(error)}") from error
