@@ -39,13 +39,14 @@ def _same_video(path: Path, reference: Path) -> None:
 
 
 def test_decode_out_of_memory_keeps_the_latents_and_vidgen_decode_makes_the_same_video(generate_tiny, run_cli):
-    reference = generate_tiny("a red ball", "--seed", "3", "-o", "ref.mp4", "--save-latents")
+    args = ["--seed", "3", "--interpolate", "2"]  # vidgen decode applies the run's --interpolate too, from its recipe
+    reference = generate_tiny("a red ball", *args, "-o", "ref.mp4", "--save-latents")
     assert reference.exit_code == 0, reference.stderr
     assert Path("ref.latents.safetensors").is_file()  # --save-latents keeps them on purpose
 
     with pytest.MonkeyPatch.context() as patch:
         calls = _out_of_memory_decode(patch, with_tiling_too=True)
-        failed = generate_tiny("a red ball", "--seed", "3", "-o", "clip.mp4")
+        failed = generate_tiny("a red ball", *args, "-o", "clip.mp4")
     assert failed.exit_code == 1, failed.stderr
     assert calls == [False, True]  # once as loaded, once more with tiling, then it gives up
     assert "trying once more with VAE tiling" in failed.stderr
