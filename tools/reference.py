@@ -1,5 +1,6 @@
 """Write docs/reference.md from the code: every command and option (Typer's, whose settings'
-options come from the table in vidgen/options.py), the environment variables
+options come from the table in vidgen/options.py), the keys a prompts-file line may set
+(vidgen.prompts.LINE_KEYS, from the same table), the environment variables
 (vidgen.environment.VARIABLES) and the exit codes (vidgen.errors.EXIT_MEANINGS).
 
     python tools/reference.py            # rewrite docs/reference.md
@@ -19,6 +20,8 @@ sys.path.insert(0, str(ROOT))  # this checkout's vidgen, whatever is installed
 from vidgen.cli import app  # noqa: E402
 from vidgen.environment import VARIABLES  # noqa: E402
 from vidgen.errors import EXIT_MEANINGS  # noqa: E402
+from vidgen.options import NUMBER, SETTINGS  # noqa: E402
+from vidgen.prompts import LINE_KEYS  # noqa: E402
 
 PAGE = ROOT / "docs" / "reference.md"
 
@@ -58,16 +61,43 @@ def _commands(group, prefix: str = "") -> list[str]:
     for name in group.list_commands(context):
         command = group.get_command(context, name)
         path = f"{prefix}{name}"
-        if hasattr(command, "list_commands"):  # a group: `vidgen presets show`
+        if hasattr(command, "list_commands"):  # a group (`vidgen presets`): its own options, then `presets show`
+            lines += _command(path, command)
             lines += _commands(command, path + " ")
         else:
             lines += _command(path, command)
     return lines
 
 
+def _type_name(kind) -> str:
+    return "number" if kind is NUMBER else getattr(kind, "__name__", str(kind))
+
+
+# The line keys with no option of their own, and the seed, which a line sets as is.
+_LINE_ONLY = {
+    "prompt": "The line's prompt (required).",
+    "seed": "The line's seed, used as is; absent: derived from --seed (default 0) and the line number.",
+    "output": "Where the line's video goes: a .mp4, .webm or .gif path relative to -O (N videos: -1, -2, ... added).",
+}
+
+
+def _line_keys() -> list[str]:
+    """Each key a .jsonl line or a CSV column may set: its type and the option it stands for."""
+    by_name = {setting.name: setting for setting in SETTINGS}
+    rows = []
+    for key, kind in LINE_KEYS.items():
+        setting = by_name.get(key)
+        if key in _LINE_ONLY or setting is None or not setting.flags:
+            meaning = _LINE_ONLY.get(key, "")
+        else:
+            meaning = f"as `{setting.flags[0]}`: " + (setting.batch_help or setting.help)
+        rows.append(f"| `{key}` | {_type_name(kind)} | {_cell(meaning)} |")
+    return rows
+
+
 def render() -> str:
     lines = [
-        "# Reference: commands, options, environment, exit codes",
+        "# Reference: commands, options, prompts-file keys, environment, exit codes",
         "",
         "Written by `python tools/reference.py` from the code (the options of the settings come from the",
         "table in `vidgen/options.py`); `tests/test_reference.py` fails when this page and the code differ.",
@@ -76,6 +106,15 @@ def render() -> str:
         "## Commands",
         "",
         *_commands(typer.main.get_command(app)),
+        "## Prompts-file line keys",
+        "",
+        "What a `.jsonl` line or a `.csv` column of `vidgen batch` may set (docs/batch.md); any other key",
+        "fails that line. A line's value wins over the command line's.",
+        "",
+        "| key | type | |",
+        "|---|---|---|",
+        *_line_keys(),
+        "",
         "## Environment variables",
         "",
         "| variable | |",
