@@ -23,7 +23,7 @@ install $(VENV_READY):
 	$(VENV)/bin/python -m pip install --no-deps 'spandrel>=0.4' einops
 	$(VENV)/bin/python -m pip install -e '.[test]'
 
-# One worker per core (the tests are single-threaded: 11 min on 2 cores against 21 one at a time);
+# One worker per core (the tests are single-threaded; times in docs/benchmarks.md);
 # a module's tests stay on one worker, so a module's fixtures (a Ray cluster) are built once.
 test: $(VENV_READY)
 	$(VENV)/bin/python -m pytest -q -n auto --dist loadscope
@@ -63,7 +63,7 @@ probe-embedded:
 	$(VENV)/bin/python benchmarks/probe_shapes.py --count 100 --ceiling --canonical --json docs/probe-shapes-ceiling-canonical.json
 
 # Break what each listed test claims and check that the test then fails (tests/test_mutants.py;
-# 5 to 8 minutes on 2 cores; CI runs it after the tests). `make test` runs only its cheap check.
+# about 5 minutes on 2 cores, docs/benchmarks.md; CI runs it after the tests). `make test` runs only its cheap check.
 mutants: $(VENV_READY)
 	$(VENV)/bin/python tests/test_mutants.py
 

@@ -8,7 +8,7 @@ the built-in model as separate processes, alternating one call through a warm se
 (started here, in a temporary XDG_RUNTIME_DIR, and warmed by one call first) with one
 call with VIDGEN_NO_SERVER=1, and prints each call's wall-clock time and the medians.
 Not a test: the figures depend on the machine and its load. On a CPU shared with other
-busy processes, both kinds of call get VIDGEN_THREADS=1 (`--threads`, as README's "CPU
+busy processes, both kinds of call get VIDGEN_THREADS=1 (`--threads`, as docs/generate.md's "CPU
 threads" advises; `--threads 0` leaves torch's default).
 """
 

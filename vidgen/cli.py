@@ -177,7 +177,7 @@ def batch(
     debug: DebugOption = False,
     **settings: Any,
 ) -> None:
-    """Generate a video for every line of a prompts file into a folder (see README, Batch)."""
+    """Generate a video for every line of a prompts file into a folder (docs/batch.md)."""
     ui.configure(quiet=quiet)
 
     def action() -> int:

@@ -26,7 +26,7 @@ def cache_choice(cache: str | None, fast: bool) -> str | None:
 
 # Options of the generating commands that are not settings (the settings' options come from
 # the table in vidgen.options, added by with_setting_options).
-PresetOption = Annotated[Optional[str], typer.Option("--preset", "-p", help="Preset name or FILE.toml (default: VIDGEN_PRESET, else shapes).")]
+PresetOption = Annotated[Optional[str], typer.Option("--preset", "-p", help="Preset name or FILE.toml (default: VIDGEN_PRESET, else `preset` in $VIDGEN_HOME/config.toml, else shapes).")]
 ModelOption = Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id or local diffusers folder; overrides the preset's model.")]
 FastOption = Annotated[bool, typer.Option("--fast", help="Fast mode: the default step cache (first-block).")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr.")]

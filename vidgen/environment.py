@@ -46,7 +46,7 @@ PROCESS = Environment()
 VARIABLES: dict[str, str] = {
     "VIDGEN_HOME": "vidgen's own folder: user presets (presets/), the server's socket when XDG_RUNTIME_DIR is unset (run/), "
     "compiled-kernel caches. Default: $XDG_CONFIG_HOME/vidgen, else ~/.config/vidgen.",
-    "VIDGEN_PRESET": "The preset used when --preset is not given (default: shapes, the built-in model).",
+    "VIDGEN_PRESET": "The preset used when --preset is not given (before `preset` in $VIDGEN_HOME/config.toml; else shapes, the built-in model).",
     "VIDGEN_THREADS": "CPU threads for torch and ffmpeg when --threads is not given.",
     "VIDGEN_NO_SERVER": "1: run every call in its own process even when `vidgen serve` is running (as --no-server).",
     "VIDGEN_DEBUG": "1: show tracebacks with the error lines (as --debug).",
