@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 
 from tests.tiny_pipelines import PIPELINE_CLASSES, repository_layout
-from vidgen import helios
+from vidgen.families import helios
 
 REPO = Path(__file__).resolve().parent.parent
 PRESET_DIR = REPO / "presets"
@@ -229,7 +229,7 @@ def test_tiny_pipelines_load_and_run(name, tiny_model_dir, tiny_components, tmp_
 
     pipe = getattr(diffusers, preset["pipeline"]).from_pretrained(folder, use_safetensors=True, **tiny_components(name))
     assert type(pipe).__name__ == preset["pipeline"]
-    helios.mend(pipe)  # as vidgen.pipeline does: Helios' pyramid noise at the shipped gamma (vidgen.helios)
+    helios.mend(pipe)  # as vidgen.pipeline does: Helios' pyramid noise at the shipped gamma (vidgen.families.helios)
     for component, (library, class_name) in ((k, v) for k, v in index.items() if isinstance(v, list) and v[1]):
         if component not in preset.get("components", {}):  # else from its own repository
             assert type(getattr(pipe, component)).__name__ == class_name, component
@@ -249,7 +249,7 @@ def test_tiny_pipelines_load_and_run(name, tiny_model_dir, tiny_components, tmp_
     if frames_argument:
         kwargs[frames_argument] = frames
     if "latent_window_size" in parameters:  # FramePack counts sections from num_frames (vidgen.generate)
-        from vidgen.generate import framepack_sections
+        from vidgen.families.framepack import framepack_sections
 
         kwargs["num_frames"] = framepack_sections(pipe, frames, parameters["latent_window_size"].default)[1]
     kwargs["generator"] = torch.Generator("cpu").manual_seed(0)

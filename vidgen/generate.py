@@ -13,8 +13,6 @@ for the start image's header (its size, for --size auto).
 from __future__ import annotations
 
 import contextlib
-import inspect
-import sys
 from typing import Any
 
 import numpy as np
@@ -27,6 +25,9 @@ from vidgen.audio import Audio, audio_from_output, fit_to_video
 from vidgen.conditioning import image_size
 from vidgen.errors import ExitCode, GenerationError, Interrupted, UsageError, first_line
 from vidgen.extras import fit_extras, windows
+from vidgen.families.framepack import framepack_sections, framepack_window
+from vidgen.families.helios import PYRAMID_STEPS, pyramid_stages, takes_pyramid_steps
+from vidgen.families.ltx import start_condition
 from vidgen.model_check import LAST_IMAGE_PRESETS, check_extras_taken, last_image_problem
 from vidgen.options import ARGUMENT_ALIASES, SETTINGS, GenerationSettings, argument_name
 from vidgen.presets import Preset, choose_preset
@@ -116,56 +117,6 @@ def _as_pil_frames(frames: np.ndarray) -> list:
     return [Image.fromarray(frame) for frame in frames]
 
 
-# Helios' pyramid pipeline (Helios-Mid, Helios-Distilled) denoises each chunk in resolution
-# stages and takes its steps per stage as a list, with no num_inference_steps: --steps N is
-# N steps in every stage, as the model's own examples give them ([20, 20, 20], [2, 2, 2]).
-PYRAMID_STEPS = "pyramid_num_inference_steps_list"
-
-
-def pyramid_stages(pipe: Any) -> int:
-    """How many resolution stages a pyramid pipeline runs: its scheduler's `stages` (the
-    list's length must equal it), else the length of the pipeline's own default list."""
-    stages = getattr(getattr(pipe, "scheduler", None), "config", {}).get("stages")
-    if isinstance(stages, int) and stages > 0:
-        return stages
-    default = inspect.signature(type(pipe).__call__).parameters[PYRAMID_STEPS].default
-    return len(default) if isinstance(default, (list, tuple)) and default else 1
-
-
-# FramePack (HunyuanVideoFramepackPipeline) makes its video in sections of latent_window_size
-# latent frames each: it takes num_frames only to count sections (rounded up), and returns
-# sections x latent_window_size x the VAE's time compression + 1 frames (36k+1 with its
-# default window of 9). --frames is the video's own count (the preset's rule is 36k+1).
-FRAMEPACK_WINDOW = "latent_window_size"
-
-
-def framepack_sections(pipe: Any, frames: int, window: int) -> tuple[int, int]:
-    """(sections, the num_frames that makes the pipeline run that many) for `frames` output frames."""
-    temporal = getattr(pipe, "vae_scale_factor_temporal", 4)
-    sections = max(1, (frames - 1) // (window * temporal))
-    return sections, sections * ((window - 1) * temporal + 1)
-
-
-def _framepack_window(parameters: set[str], arguments: dict[str, Any], pipe: Any) -> int | None:
-    if FRAMEPACK_WINDOW not in parameters:
-        return None
-    return arguments.get(FRAMEPACK_WINDOW) or inspect.signature(type(pipe).__call__).parameters[FRAMEPACK_WINDOW].default
-
-
-def _takes_pyramid_steps(parameters: set[str]) -> bool:
-    return "num_inference_steps" not in parameters and PYRAMID_STEPS in parameters
-
-
-def _start_condition(pipe: Any, frames: list) -> Any:
-    """LTX-2's conditioning item for a video at the start of the output (latent index 0,
-    full strength, as the example in LTX2ConditionPipeline's docstring places a first frame);
-    its class lives in the pipeline's own module."""
-    condition_class = getattr(sys.modules[type(pipe).__module__], "LTX2VideoCondition", None)
-    if condition_class is None:
-        raise UsageError(f"{type(pipe).__name__} takes no input video; --video needs a video-to-video preset or model")
-    return condition_class(frames=frames, index=0, strength=1.0)
-
-
 class VideoGenerator:
     """Calls a loaded pipeline for one video at a time; reuse it for many videos."""
 
@@ -176,7 +127,7 @@ class VideoGenerator:
     def fill_pipeline_defaults(self, settings: GenerationSettings) -> None:
         """An ad-hoc --model has no preset defaults: take the pipeline's own."""
         defaults = self.loaded.call_defaults()
-        if _takes_pyramid_steps(self.loaded.call_parameters) and isinstance(defaults.get(PYRAMID_STEPS), (list, tuple)):
+        if takes_pyramid_steps(self.loaded.call_parameters) and isinstance(defaults.get(PYRAMID_STEPS), (list, tuple)):
             defaults["num_inference_steps"] = defaults[PYRAMID_STEPS][0]  # steps per stage
         pairs = {setting.name: setting.call for setting in SETTINGS if setting.pipeline_default}
         for setting, parameter in pairs.items():
@@ -211,7 +162,7 @@ class VideoGenerator:
         wanted.update(image=image, generator=generator, output_type="np")
         for name in ARGUMENT_ALIASES:
             wanted[argument_name(name, parameters)] = wanted.pop(name)
-        if _takes_pyramid_steps(parameters) and settings.steps is not None:
+        if takes_pyramid_steps(parameters) and settings.steps is not None:
             wanted[PYRAMID_STEPS] = [settings.steps] * pyramid_stages(self.loaded.pipe)
         if "fps" in parameters:
             wanted["fps"] = round(settings.fps)  # SVD conditions on the frame rate
@@ -245,7 +196,7 @@ class VideoGenerator:
             arguments["prompt_segments"] = story.segments(self.loaded.pipe, settings, arguments)
         elif settings.shots:
             raise UsageError(f"{self.loaded.class_name} takes one prompt; a storyboard (--story) needs a preset such as ltx-video-story")
-        window = _framepack_window(parameters, arguments, self.loaded.pipe)
+        window = framepack_window(parameters, arguments, self.loaded.pipe)
         if window and settings.frames:
             arguments["num_frames"] = framepack_sections(self.loaded.pipe, settings.frames, window)[1]
         return arguments
@@ -260,7 +211,7 @@ class VideoGenerator:
         if "video" in parameters:
             arguments["video"] = frames
         elif "conditions" in parameters:
-            arguments["conditions"] = [_start_condition(self.loaded.pipe, frames)]
+            arguments["conditions"] = [start_condition(self.loaded.pipe, frames)]
         else:
             raise UsageError(f"{self.loaded.class_name} takes no input video; --video needs a video-to-video preset or model")
         if mask is not None:
@@ -332,7 +283,7 @@ class VideoGenerator:
         expected_calls = total_steps * windows(settings)
         if PYRAMID_STEPS in arguments:  # the steps run once per resolution stage
             expected_calls *= len(arguments[PYRAMID_STEPS])
-        if window := _framepack_window(self.loaded.call_parameters, arguments, pipe):  # and FramePack's once per section
+        if window := framepack_window(self.loaded.call_parameters, arguments, pipe):  # and FramePack's once per section
             expected_calls *= framepack_sections(pipe, settings.frames or 1, window)[0]
         if settings.stages:  # a staged preset: every stage's steps, the bar naming the stage
             progress, expected_calls = stages.StageProgress(progress, ""), stages.denoising_steps(settings)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import re
 import struct
 from pathlib import Path
 from typing import Any
@@ -282,3 +283,17 @@ def check_components_serve(model_index: dict[str, Any], location: ModelLocation,
             f"model {model} ({actual}) has a transformer with {transformer['in_channels']} input channels; "
             f"preset {preset}'s {expected} needs {' or '.join(map(str, sorted(needed)))}; {hint}"
         )
+
+
+def missing_library(error: ImportError) -> str:
+    """One line from an ImportError raised while loading: transformers says "X requires the
+    Y library but it was not found in your environment" over several lines."""
+    text = " ".join(str(error).split())
+    found = re.search(r"(\w+) requires the (\w+) library", text)
+    if found:
+        library = found.group(2).lower()
+        return f"{found.group(1)} needs {library}, which is not installed (pip install {library})"
+    found = re.search(r"`(\w+)` is not installed\. Please install it to use (.+?): `pip install ([\w.-]+)`", text)
+    if found:  # diffusers' own wording, e.g. Cosmos' required safety checker
+        return f"it needs {found.group(1)} for {found.group(2)}, which is not installed (pip install {found.group(3)})"
+    return f"a library it needs is missing ({text.split('. ')[0] if text else type(error).__name__})"

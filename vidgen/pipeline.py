@@ -9,7 +9,6 @@ tiling; `load_vae` only a model's VAE (`vidgen decode`). A batch loads once, gen
 from __future__ import annotations
 
 import inspect
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,12 +19,13 @@ import torch
 import transformers
 from diffusers.hooks import apply_group_offloading
 
-from vidgen import acceleration, checkpoints, helios, parallel, quantize, sampling, ui
+from vidgen import acceleration, checkpoints, parallel, quantize, sampling, ui
+from vidgen.families import helios
 from vidgen import components as other_repositories
-from vidgen.errors import GenerationError, ModelNotAvailableError, UsageError, VidgenError, first_line
+from vidgen.errors import GenerationError, UsageError, VidgenError, first_line
 from vidgen.hub import cached_folder, component_config, config_folder, local_only, read_model_index, revision_argument
 from vidgen.lora import apply_loras, check_targets
-from vidgen.model_check import (LAST_IMAGE_RULES, check_components_serve, check_extras_taken, check_model_folder, check_pipeline_class,
+from vidgen.model_check import (LAST_IMAGE_RULES, missing_library, check_components_serve, check_extras_taken, check_model_folder, check_pipeline_class,
                                  class_to_load, last_image_problem)
 from vidgen.options import GenerationSettings
 from vidgen.presets import resolve_model_location, vidgen_home
@@ -201,20 +201,6 @@ def _place(pipe: Any, device: str, offload: str) -> str:
     return offload
 
 
-def _missing_library(error: ImportError) -> str:
-    """One line from an ImportError raised while loading: transformers says "X requires the
-    Y library but it was not found in your environment" over several lines."""
-    text = " ".join(str(error).split())
-    found = re.search(r"(\w+) requires the (\w+) library", text)
-    if found:
-        library = found.group(2).lower()
-        return f"{found.group(1)} needs {library}, which is not installed (pip install {library})"
-    found = re.search(r"`(\w+)` is not installed\. Please install it to use (.+?): `pip install ([\w.-]+)`", text)
-    if found:  # diffusers' own wording, e.g. Cosmos' required safety checker
-        return f"it needs {found.group(1)} for {found.group(2)}, which is not installed (pip install {found.group(3)})"
-    return f"a library it needs is missing ({text.split('. ')[0] if text else type(error).__name__})"
-
-
 def run_dtype(settings: GenerationSettings, device: str):
     """The dtype a run loads in: --dtype's, except that on a CPU a preset's bf16/fp16 gives way
     to float32 (slow there, no fast kernels, and fp16 can fail) unless the user asked for it."""
@@ -363,7 +349,7 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
         # A component class needs a library vidgen does not depend on: Kandinsky 5's
         # Qwen2VLProcessor needs torchvision in transformers 5. transformers' own message
         # spans several lines; the class and the library are what the user needs.
-        raise GenerationError(f"cannot load {location.location}: {_missing_library(error)}") from error
+        raise GenerationError(f"cannot load {location.location}: {missing_library(error)}") from error
     except (OSError, ValueError, EnvironmentError) as error:
         if "safetensors" in str(error).lower():
             raise GenerationError(
@@ -385,7 +371,7 @@ def prepare_pipeline(pipe: Any, settings: GenerationSettings, *, device: str, dt
     pipe.set_progress_bar_config(disable=True)
 
     _apply_scheduler(pipe, settings)
-    helios.mend(pipe)  # Helios' pyramid noise at the shipped gamma: a float64 factor (vidgen.helios)
+    helios.mend(pipe)  # Helios' pyramid noise at the shipped gamma: a float64 factor (vidgen.families.helios)
     _set_boundary(pipe, settings.boundary_ratio)
     apply_loras(pipe, settings)
     offload = "none" if placed else _place(pipe, device, settings.offload)

@@ -1,5 +1,6 @@
-"""Helios' pyramid sampling (helios-mid, helios-distilled and their -i2v presets), mended where
-diffusers 0.42.1 fails on strict CPU LAPACK builds and some accelerators.
+"""Helios' pyramid sampling (helios-mid, helios-distilled and their -i2v presets): its steps given per
+resolution stage (`PYRAMID_STEPS`), and its noise mended where diffusers 0.42.1 fails on strict CPU
+LAPACK builds and some accelerators.
 
 Between resolution stages HeliosPyramidPipeline.sample_block_noise draws each 2x2 patch's noise
 with covariance (1 + gamma) I - gamma J (J: all ones). At the schedulers' shipped gamma = 1/3 the
@@ -18,9 +19,30 @@ mends its own. pipeline.py calls it on every pipeline it loads; it touches only 
 from __future__ import annotations
 
 import types
+import inspect
 from typing import Any
 
 import torch
+
+# Helios' pyramid pipeline (Helios-Mid, Helios-Distilled) denoises each chunk in resolution
+# stages and takes its steps per stage as a list, with no num_inference_steps: --steps N is
+# N steps in every stage, as the model's own examples give them ([20, 20, 20], [2, 2, 2]).
+PYRAMID_STEPS = "pyramid_num_inference_steps_list"
+
+
+def pyramid_stages(pipe: Any) -> int:
+    """How many resolution stages a pyramid pipeline runs: its scheduler's `stages` (the
+    list's length must equal it), else the length of the pipeline's own default list."""
+    stages = getattr(getattr(pipe, "scheduler", None), "config", {}).get("stages")
+    if isinstance(stages, int) and stages > 0:
+        return stages
+    default = inspect.signature(type(pipe).__call__).parameters[PYRAMID_STEPS].default
+    return len(default) if isinstance(default, (list, tuple)) and default else 1
+
+
+def takes_pyramid_steps(parameters: set[str]) -> bool:
+    return "num_inference_steps" not in parameters and PYRAMID_STEPS in parameters
+
 
 JITTER = 1e-8  # diffusers' own jitter, which float64 can hold next to 1 + gamma
 
