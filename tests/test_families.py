@@ -42,8 +42,8 @@ def test_sana_frames_default_is_read_under_its_own_name():
     pipe = make_tiny_pipeline("SanaVideoPipeline")
     loaded = LoadedPipeline(pipe=pipe, class_name="SanaVideoPipeline", device="cpu", dtype="float32", offload="none",
                             call_parameters=set(inspect.signature(type(pipe).__call__).parameters))  # fmt: skip
-    settings = GenerationSettings(prompt=PROMPT, model="unused", preset="custom")
-    VideoGenerator(loaded).fill_pipeline_defaults(settings)
+    asked = GenerationSettings(prompt=PROMPT, model="unused", preset="custom")
+    settings = VideoGenerator(loaded).run_facts(asked).filled_in(asked)
     assert (settings.frames, settings.width, settings.height, settings.guidance) == (81, 832, 480, 6.0)
 
 
@@ -116,7 +116,7 @@ def test_helios_pyramid_takes_steps_per_stage():
     assert arguments["is_amplify_first_chunk"] is True and arguments["guidance_scale"] == 1.0
 
     adhoc = GenerationSettings(prompt=PROMPT, model="unused", preset="custom")
-    generator.fill_pipeline_defaults(adhoc)
+    adhoc = generator.run_facts(adhoc).filled_in(adhoc)
     assert (adhoc.steps, adhoc.frames, adhoc.width, adhoc.height) == (10, 132, 640, 384)
 
 

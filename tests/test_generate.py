@@ -156,7 +156,8 @@ def test_seconds_convert_with_fps_then_snap(generate_tiny, tiny_wan_dir, tmp_pat
     chosen = read_preset(preset)
     settings = build_settings(chosen, [{"prompt": "x", "seconds": 1, "fps": 8}])
     assert settings.frames == 8
-    assert snap_to_constraints(settings, chosen.constraints, strict=False) == ["frames 8 -> 9: this model takes 4k+1 frames"]
+    snapped, notes = snap_to_constraints(settings, chosen.constraints, strict=False)
+    assert notes == ["frames 8 -> 9: this model takes 4k+1 frames"] and snapped.frames == 9
 
 
 def test_explicit_generate_subcommand_and_prompt_named_like_a_command(generate_tiny, run_cli, tiny_wan_dir):

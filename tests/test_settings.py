@@ -43,14 +43,14 @@ def test_unknown_setting_in_a_layer_is_refused():
 @pytest.mark.parametrize(("frames", "expected"), [(20, 21), (19, 21), (18, 17), (1, 5), (200, 81), (81, 81)])
 def test_frames_snap_to_4k_plus_1_within_limits(frames, expected):
     settings = build_settings(wan_preset(), [{"prompt": "x", "frames": frames}])
-    changes = snap_to_constraints(settings, WAN_RULES, strict=False)
+    settings, changes = snap_to_constraints(settings, WAN_RULES, strict=False)
     assert settings.frames == expected
     assert len(changes) == (0 if frames == expected else 1)
 
 
 def test_snap_message_and_strict_refusal():
     settings = build_settings(wan_preset(), [{"prompt": "x", "frames": 18, "size": "500x300"}])
-    assert snap_to_constraints(settings, WAN_RULES, strict=False) == [
+    assert snap_to_constraints(settings, WAN_RULES, strict=False)[1] == [
         "frames 18 -> 17: this model takes 4k+1, at most 81 frames",
         "size 500x300 -> 496x304: this model takes sides divisible by 16, at most 1280x1280",
     ]
@@ -61,7 +61,7 @@ def test_snap_message_and_strict_refusal():
 
 def test_size_snaps_up_to_at_least_one_multiple_and_down_to_the_limit():
     settings = build_settings(wan_preset(), [{"prompt": "x", "size": "4x5000"}])
-    snap_to_constraints(settings, WAN_RULES, strict=False)
+    settings, _ = snap_to_constraints(settings, WAN_RULES, strict=False)
     assert (settings.width, settings.height) == (16, 1280)
 
 
@@ -158,3 +158,68 @@ def test_negative_prompt_warning_reaches_stderr(run_cli):
     result = run_cli("a fox", "--preset", "wan2.1-t2v-14b-lightx2v", "--negative-prompt", "blurry", "--dry-run")
     assert result.exit_code == 0, result.stderr
     assert "--negative-prompt does nothing at guidance 1: there is no unconditional pass" in result.stderr
+
+
+def test_settings_are_frozen_and_each_field_typed_as_its_setting():
+    """GenerationSettings is derived from the table, frozen, each field typed (never Any); a
+    change is a new value (dataclasses.replace), and the snapping returns one."""
+    from dataclasses import FrozenInstanceError, fields
+    from typing import Any, Optional, Union, get_args, get_origin
+
+    from vidgen.options import FIELDS, GenerationSettings
+
+    types = {item.name: item.type for item in fields(GenerationSettings)}
+    assert not [name for name, kind in types.items() if kind is Any or kind in (list, dict, tuple)], types
+    for setting in FIELDS:  # the table's type, Optional where it may be unset; a list is a tuple of its items
+        members = [kind for kind in get_args(types[setting.name]) if kind is not type(None)] \
+            if get_origin(types[setting.name]) is Union else [types[setting.name]]  # fmt: skip
+        wanted = {list: tuple, dict: dict}.get(setting.type)
+        if wanted:
+            assert [get_origin(kind) for kind in members] == [wanted], (setting.name, types[setting.name])
+        else:
+            assert set(members) == set(setting.type if isinstance(setting.type, tuple) else (setting.type,)), setting.name
+    assert (types["steps"], types["fps"], types["loras"]) == (Optional[int], Union[int, float], tuple[LoraSpec, ...])
+
+    settings = build_settings(wan_preset(), [{"prompt": "x", "frames": 18, "loras": ["a/b:0.5"]}])
+    assert isinstance(settings.loras, tuple) and settings.loras[0].scale == 0.5
+    with pytest.raises(FrozenInstanceError):
+        settings.dtype = "float32"
+    snapped, _ = snap_to_constraints(settings, WAN_RULES, strict=False)
+    assert (snapped.frames, settings.frames) == (17, 18)  # a new value; the one asked for is as it was
+
+
+def test_the_model_location_is_resolved_once_when_the_settings_are_built(tmp_path, monkeypatch):
+    """--model ./w is the folder it named where the settings were built, whatever the current
+    folder later (the loading key and the recipe read the resolved location); a preset's own
+    relative model is from the preset's folder."""
+    from vidgen.runner import build_recipe, loading_key
+
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    (here / "w").mkdir(parents=True)
+    (elsewhere / "w").mkdir(parents=True)
+    monkeypatch.chdir(here)
+    settings = build_settings(wan_preset(), [{"prompt": "x"}], model="./w")
+    monkeypatch.chdir(elsewhere)
+    assert settings.location.location == str(here / "w")
+    assert loading_key(settings).model == str(here / "w")
+    assert build_recipe(settings, 1, (5, 16, 16))["model"] == str(here / "w")
+
+    folder = tmp_path / "presets"
+    (folder / "weights").mkdir(parents=True)
+    own = Preset(name="mine", model="./weights", source=folder / "mine.toml")
+    assert build_settings(own, [{"prompt": "x"}]).location.location == str(folder / "weights")
+
+
+def test_the_recipe_records_what_ran_beside_what_was_asked():
+    """RunFacts holds what ran (dtype, class, the pipeline's defaults); the settings keep what
+    was asked, and the recipe is built from both."""
+    from vidgen.runfacts import RunFacts
+    from vidgen.runner import build_recipe
+
+    asked = build_settings(Preset(name="custom", model="a/b"), [{"prompt": "x"}])
+    facts = RunFacts(device="cpu", dtype="float32", pipeline_class="WanPipeline", defaults=(("steps", 7), ("guidance", 4.5)))
+    recipe = build_recipe(asked, 1, (5, 16, 16), facts)
+    assert (recipe["dtype"], recipe["pipeline"], recipe["steps"], recipe["guidance"]) == ("float32", "WanPipeline", 7, 4.5)
+    assert (asked.dtype, asked.pipeline_class, asked.steps) == ("auto", None, None)  # what was asked, untouched
+    assert facts.filled_in(asked).steps == 7
+    assert build_recipe(asked, 1, (5, 16, 16))["dtype"] == "auto"  # before loading: nothing ran yet

@@ -22,7 +22,6 @@ from vidgen.lora import check_targets
 from vidgen.model_check import class_to_load
 from vidgen.options import SETTINGS
 from vidgen.pipeline import SINGLE_FILE_COMPONENTS, check_last_image, resolve_device, run_dtype
-from vidgen.presets import resolve_model_location
 from vidgen.request import GenerateRequest
 
 
@@ -53,7 +52,7 @@ def plan(request: GenerateRequest) -> dict[str, Any]:
     settings, chosen = (windowed.settings, windowed.chosen) if windowed else prepare_settings(
         request.prompt, preset=request.preset, model=request.model, overrides=given, strict=request.strict)
     check_last_image(settings)  # a run would refuse it before loading too
-    location = resolve_model_location(settings.model)
+    location = settings.location
     device = resolve_device(settings.device)
     dtype = run_dtype(settings, device)
     report: dict[str, Any] = {

@@ -47,10 +47,11 @@ def frames_rule(rule, extras: dict[str, Any]):
     return _block_rule(rule, extras.get("causal_block_size") or 1)
 
 
-def fit_extras(settings, rule, *, strict: bool) -> tuple[Any, list[str]]:
-    """Check the extras, snap the frame counts among them, and return the frame rule
-    for --frames with the notes to show. Every problem is one UsageError line."""
-    extras = settings.extras
+def fit_extras(settings, rule, *, strict: bool) -> tuple[Any, Any, list[str]]:
+    """Check the extras, snap the frame counts among them, and return the settings with
+    the snapped extras, the frame rule for --frames and the notes to show. Every problem
+    is one UsageError line."""
+    extras = dict(settings.extras)  # snapped in this copy: the settings are frozen
     problems: list[str] = []
     for name, value in extras.items():
         kind = EXTRA_TYPES.get(name)
@@ -101,7 +102,7 @@ def fit_extras(settings, rule, *, strict: bool) -> tuple[Any, list[str]]:
     overlap, base = extras.get("overlap_history"), extras.get("base_num_frames")
     if overlap is not None and base is not None and overlap >= base:
         raise UsageError(f"extra overlap_history ({overlap}) must be fewer frames than base_num_frames ({base}), the window it overlaps")
-    return block_rule, changes
+    return replace(settings, extras=extras), block_rule, changes
 
 
 def windows(settings) -> int:

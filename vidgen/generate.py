@@ -13,6 +13,7 @@ for the start image's header (its size, for --size auto).
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ from vidgen.families.ltx import start_condition
 from vidgen.model_check import LAST_IMAGE_PRESETS, check_extras_taken, last_image_problem
 from vidgen.options import ARGUMENT_ALIASES, SETTINGS, GenerationSettings, argument_name
 from vidgen.presets import Preset, choose_preset
+from vidgen.runfacts import RunFacts
 from vidgen.settings import AUTO_SIZE, build_settings, draw_seed, fit_size_to_image, snap_to_constraints, validate
 
 # The settings the pipeline call receives, by the table's `call` (setting -> argument).
@@ -45,13 +47,15 @@ def merge_settings(chosen: Preset, layers: list[dict[str, Any]], *, model: str |
     flags, before the lines bring their images) it is left to each line."""
     settings = build_settings(chosen, layers, model=model)
     validate(settings)
-    rule, changes = fit_extras(settings, chosen.constraints, strict=strict)  # extras may change the frame rule
+    settings, rule, changes = fit_extras(settings, chosen.constraints, strict=strict)  # extras may change the frame rule
     check_extras_taken(settings.pipeline_class, settings.extras)  # the preset's class; an ad-hoc --model's: when loading
     if settings.last_image and (problem := last_image_problem(settings.pipeline_class, given=True)):
         raise UsageError(f"preset {settings.preset}: {problem}")  # from the class's signature: before anything loads
     if settings.size == AUTO_SIZE and not (settings.image and env is None):
-        changes += fit_size_to_image(settings, rule, image_size(settings.image, env) if settings.image else None)
-    changes += snap_to_constraints(settings, rule, strict=strict)
+        settings, notes = fit_size_to_image(settings, rule, image_size(settings.image, env) if settings.image else None)
+        changes += notes
+    settings, notes = snap_to_constraints(settings, rule, strict=strict)
+    changes += notes
     if settings.guidance is not None and settings.guidance <= 1 and any(layer.get("negative_prompt") for layer in layers):
         # diffusers guides by the negative prompt only in classifier-free guidance, which runs above 1.
         changes.append(f"--negative-prompt does nothing at guidance {settings.guidance:g}: there is no unconditional pass for it "
@@ -71,7 +75,7 @@ def prepare_settings(prompt: str, *, preset: str | None, model: str | None, over
     for change in changes:
         ui.warn(change)
     if settings.seed is None:
-        settings.seed = draw_seed()
+        settings = replace(settings, seed=draw_seed())
     return settings, chosen
 
 
@@ -124,21 +128,24 @@ class VideoGenerator:
         self.loaded = loaded
         self._warned: set[str] = set()
 
-    def fill_pipeline_defaults(self, settings: GenerationSettings) -> None:
-        """An ad-hoc --model has no preset defaults: take the pipeline's own."""
+    def run_facts(self, settings: GenerationSettings) -> RunFacts:
+        """What runs for `settings` (built once after loading): the device, dtype and class loaded, and the
+        pipeline's own values for what the settings leave unset (an ad-hoc --model has no preset defaults)."""
         defaults = self.loaded.call_defaults()
         if takes_pyramid_steps(self.loaded.call_parameters) and isinstance(defaults.get(PYRAMID_STEPS), (list, tuple)):
             defaults["num_inference_steps"] = defaults[PYRAMID_STEPS][0]  # steps per stage
-        pairs = {setting.name: setting.call for setting in SETTINGS if setting.pipeline_default}
-        for setting, parameter in pairs.items():
-            parameter = argument_name(parameter, self.loaded.call_parameters)
-            if getattr(settings, setting) is None and isinstance(defaults.get(parameter), (int, float)):
-                setattr(settings, setting, defaults[parameter])
-        if settings.boundary_ratio is None:  # Wan 2.2 A14B's own switch between its experts, recorded
-            settings.boundary_ratio = getattr(self.loaded.pipe, "config", {}).get("boundary_ratio")
+        filled = {}
+        for setting in SETTINGS:
+            parameter = argument_name(setting.call, self.loaded.call_parameters) if setting.pipeline_default else None
+            if parameter and getattr(settings, setting.name) is None and isinstance(defaults.get(parameter), (int, float)):
+                filled[setting.name] = defaults[parameter]
+        boundary = getattr(self.loaded.pipe, "config", {}).get("boundary_ratio")
+        if settings.boundary_ratio is None and boundary is not None:  # Wan 2.2 A14B's own switch between its experts, recorded
+            filled["boundary_ratio"] = boundary
         guider = getattr(self.loaded.pipe, "guider", None)
-        if settings.guidance is None and "guidance_scale" in getattr(guider, "config", {}):
-            settings.guidance = guider.config["guidance_scale"]  # recorded in the recipe
+        if settings.guidance is None and "guidance" not in filled and "guidance_scale" in getattr(guider, "config", {}):
+            filled["guidance"] = guider.config["guidance_scale"]  # recorded in the recipe
+        return RunFacts(self.loaded.device, self.loaded.dtype, self.loaded.class_name, tuple(filled.items()))
 
     def _set_guider_scale(self, guidance: float | None) -> bool:
         """Pipelines built on diffusers' guiders (HunyuanVideo 1.5) take no guidance_scale

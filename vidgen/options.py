@@ -15,9 +15,9 @@ where it may come from and go to:
 - `minimum`/`maximum`, `choices` and `check`: what settings.validate() refuses;
 - `path`: it names a local file, which the server's client resolves in its own folder.
 
-`GenerationSettings`, the object a run carries, is built from the table too: a new
-setting is one `Setting(...)` line here plus the code that uses it. Limits and choices
-are checked by settings.validate(), which reads them from the table.
+`GenerationSettings`, the object a run carries, is built from the table too (frozen, each field
+typed as its setting): a new setting is one `Setting(...)` line here plus the code that uses it.
+Limits and choices are checked by settings.validate(), which reads them from the table.
 
 This module is imported by `vidgen --help` and the server's client: no torch here.
 """
@@ -28,14 +28,16 @@ import os
 import re
 from collections.abc import Container
 from dataclasses import asdict, dataclass, field, make_dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 from vidgen.acceleration import CACHE_METHODS
 from vidgen.errors import UsageError
+from vidgen.locations import ComponentSpec, ModelLocation, resolve_model_location
 from vidgen.parallel import problem as parallel_problem
 from vidgen.post.plan import DEFAULT_INTERPOLATION, INTERPOLATION_METHODS, interpolate_model_problem, upscale_model_problem
 from vidgen.post.plan import MAX_FACTOR as MAX_POST_FACTOR
 from vidgen.quantize import quantize_problem
+from vidgen.tables import StageSpec
 
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit value
 MAX_CRF = 51  # libx264's range; libvpx-vp9 takes up to 63 but 51 is plenty
@@ -48,16 +50,8 @@ MAX_NUM_VIDEOS = 100_000
 MAX_FPS = 1_000
 MAX_GUIDANCE = 100  # classifier-free guidance beyond this only saturates the frames
 
-DTYPE_ALIASES = {
-    "auto": "auto",
-    "float32": "float32",
-    "fp32": "float32",
-    "float16": "float16",
-    "fp16": "float16",
-    "half": "float16",
-    "bfloat16": "bfloat16",
-    "bf16": "bfloat16",
-}
+DTYPE_ALIASES = {"auto": "auto", "float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16", "half": "float16",
+                 "bfloat16": "bfloat16", "bf16": "bfloat16"}
 OFFLOAD_MODES = ("none", "model", "group", "sequential", "auto")
 
 # A preset's [extras] table and --extra NAME=VALUE: pipeline parameters beyond the common
@@ -208,6 +202,7 @@ class Setting:
     choices: tuple[str, ...] | None = None
     check: Callable[[Any], str | None] | None = None  # the problem with a value, or None
     path: bool = False  # names a local file: the server's client makes it absolute
+    item: Any = None  # a list's items' type, a dict's values' (GenerationSettings' field types)
 
     @property
     def label(self) -> str:
@@ -274,7 +269,7 @@ SETTINGS: tuple[Setting, ...] = (
             path=True),
     Setting("extras", dict, "NAME=VALUE: one of the preset's extras, e.g. --extra overlap_history=37 for skyreels-v2-df-1.3b; "
             "repeatable (vidgen presets show NAME lists them).", default=dict, flag=("--extra",), commands=("generate",),
-            read=parse_extras, recipe=True),
+            read=parse_extras, recipe=True, item=Union[int, float, str]),
     # Windows (vidgen.extend): `vidgen extend`, and --frames beyond one window of a preset that can continue a video.
     Setting("window", int, "Windows: frames per window (default: the preset's frames, the length the model was trained for).",
             commands=("generate", "extend"), recipe=True, minimum=1, maximum=MAX_FRAMES),
@@ -287,11 +282,11 @@ SETTINGS: tuple[Setting, ...] = (
             flag=("--audio/--no-audio",)),
     Setting("loras", list, "LoRA PATH_OR_ID[:SCALE][@COMPONENT], repeatable; @transformer_2 puts it in Wan 2.2 A14B's "
             "low-noise expert (@transformer, the default: the high-noise one).", default=list, flag=("--lora",),
-            loads=True, recipe=True),
+            loads=True, recipe=True, item=LoraSpec),
     # Layer-only: build_settings re-weights the preset's LoRAs with it, which the loading key and the recipe then carry.
     Setting("lora_scales", dict, "NAME=SCALE: a new weight for one of the preset's own LoRAs (vidgen presets show NAME "
             "names them), e.g. --lora-scale high_noise=2; repeatable.", flag=("--lora-scale",), read=parse_lora_scales,
-            field=False),
+            field=False, item=float),
     Setting("dtype", str, "auto, float32, float16 or bfloat16.", default="auto", preset=True, loads=True, recipe=True),
     Setting("quantize", str, "Quantize while loading: int8, int8-dynamic, fp8, fp8-dynamic, nf4 or none, for the denoiser(s); "
             "or per component, e.g. transformer=fp8,text_encoder=int8 (pip install 'vidgen\\[quant]').", preset=True, line=True,
@@ -348,7 +343,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("flow_shift", float, flag=None, preset=True, loads=True, recipe=True, minimum=0, maximum=MAX_GUIDANCE),
     # How the scheduler spaces its steps (CogVideo's cli_demo.py: "trailing"), set on the preset's or the model's scheduler.
     Setting("timestep_spacing", str, flag=None, preset=True, loads=True, recipe=True, choices=("leading", "linspace", "trailing")),
-    Setting("sigmas", list, flag=None, preset=True, loads=True, recipe=True),  # a fixed schedule, before the shift (vidgen.sampling)
+    Setting("sigmas", list, flag=None, preset=True, loads=True, recipe=True, item=float),  # a fixed schedule, before the shift (vidgen.sampling)
     Setting("stochastic_sampling", bool, flag=None, preset=True, loads=True, recipe=True),  # fresh noise at each step (vidgen.sampling)
     Setting("trust_remote_code", bool, "Allow a model's own Python code to run.", default=False, loads=True),
     # A batch's, not a video's: batch.run takes it out of the flags (as --seed), so it travels to a server and to
@@ -397,24 +392,26 @@ def builtin_defaults() -> dict[str, Any]:
 # ---- the object a run carries ----
 
 
-def _as_dict(self) -> dict[str, Any]:
-    return asdict(self)
-
-
 def _field_of(setting: Setting):
-    if callable(setting.default):
-        return (setting.name, Any, field(default_factory=setting.default))
-    return (setting.name, Any, field(default=setting.default))
+    """A field, typed as its setting: a list is a tuple of its items (frozen: a run's settings never change), a dict
+    a dict of its values; Optional where nothing need set it (a preset or the pipeline decides)."""
+    kind = {list: tuple[setting.item, ...], dict: dict[str, setting.item]}.get(setting.type) or Union[setting.type]
+    if callable(setting.default) and setting.type is not list:
+        return (setting.name, kind, field(default_factory=setting.default))
+    default = () if setting.type is list and setting.default else setting.default
+    return (setting.name, kind if default is not None else Optional[kind], field(default=default))
 
 
 # What a run knows besides the settings: where the model is and what its preset says of it.
 # These come from the preset and the model, never from a flag or a line.
 _IDENTITY = [
     ("prompt", str),
-    ("model", str),  # as given: hub id, folder or builtin:NAME
+    ("model", str),  # as given: hub id, folder or builtin:NAME (a preset's relative folder made absolute)
     ("preset", str),
+    # `model` resolved once, when built (a preset's relative folder from the preset's; None given: the current one)
+    ("location", Optional[ModelLocation], field(default=None)),
     ("revision", Optional[str], field(default=None)),  # of a hub model: the preset's, for its own model only
-    ("pipeline_class", Optional[str], field(default=None)),
+    ("pipeline_class", Optional[str], field(default=None)),  # the preset's; what ran is in runfacts.RunFacts
     ("task", str, field(default="text-to-video")),
     ("video_role", str, field(default="edit")),  # what the input video is to the output (presets.VIDEO_ROLES)
     ("takes_mask", bool, field(default=False)),  # the preset's pipeline takes --mask
@@ -424,14 +421,29 @@ _IDENTITY = [
     # True when a layer the user wrote (flags, batch line) set dtype, not just the preset:
     # on a CPU a preset's bf16/fp16 gives way to float32, an explicit choice does not.
     ("dtype_explicit", bool, field(default=False)),
-    ("call_kwargs", dict, field(default_factory=dict)),  # the preset's [call] table, passed as is
-    ("components", tuple, field(default=())),  # the preset's [components] (presets.ComponentSpec): part of the loading key
-    ("shots", tuple, field(default=())),  # a storyboard's (seconds, prompt) per shot (vidgen.story)
-    ("stages", tuple, field(default=())),  # the preset's [[stages]] (tables.StageSpec): its pipeline calls, in order
+    ("call_kwargs", dict[str, Any], field(default_factory=dict)),  # the preset's [call] table, passed as is
+    ("components", tuple[ComponentSpec, ...], field(default=())),  # the preset's [components]: part of the loading key
+    ("shots", tuple[tuple[float, str], ...], field(default=())),  # a storyboard's (seconds, prompt) per shot (vidgen.story)
+    ("stages", tuple[StageSpec, ...], field(default=())),  # the preset's [[stages]]: its pipeline calls, in order
 ]
-GenerationSettings = make_dataclass(
-    "GenerationSettings",
-    _IDENTITY + [_field_of(setting) for setting in FIELDS if setting.name != "prompt"],
-    namespace={"as_dict": _as_dict, "__doc__": "Everything that decides what one video looks like (outputs live elsewhere)."},
-)
+_TUPLES = ("components", "shots", "stages") + tuple(setting.name for setting in FIELDS if setting.type is list)
+
+
+def _post_init(self) -> None:
+    """A list given becomes a tuple; the model's location is resolved now if not given (never again later)."""
+    for name in _TUPLES:
+        if isinstance(getattr(self, name), list):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+    if self.location is None:
+        object.__setattr__(self, "location", resolve_model_location(self.model))
+
+
+def _as_dict(self) -> dict[str, Any]:  # a failed video's manifest record: without the resolved location
+    return {key: value for key, value in asdict(self).items() if key != "location"}
+
+
+# Frozen: a change is dataclasses.replace(), a new value; what ran beside it is runfacts.RunFacts.
+GenerationSettings = make_dataclass("GenerationSettings", _IDENTITY + [_field_of(setting) for setting in FIELDS if setting.name != "prompt"],
+                                    namespace={"as_dict": _as_dict, "__post_init__": _post_init, "__doc__": "Everything that "
+                                               "decides what one video looks like (outputs live elsewhere)."}, frozen=True)  # fmt: skip
 GenerationSettings.__module__ = __name__

@@ -111,7 +111,7 @@ def resolve_dtype(name: str, device: str):
 def _float32_sizes(settings: GenerationSettings) -> tuple[int | None, int | None]:
     """(all weights, the largest component) at float32, from the model folder's headers (as --dry-run);
     (None, None) when the weights are not on disk."""
-    location = resolve_model_location(settings.model)
+    location = settings.location
     folder = Path(location.location) if location.is_local else cached_folder(location, settings.revision)
     sizes = [size.parameters * 4 for size in checkpoints.component_sizes(folder).values()] if folder else []
     return (sum(sizes), max(sizes)) if sizes else (None, None)
@@ -251,7 +251,7 @@ def check_parallel(settings: GenerationSettings, processes: int) -> None:
     if settings.stages or settings.components:
         # Untried: stages at other sizes (whose tokens must divide too) and denoisers from other repositories.
         raise UsageError(f"--parallel does not run presets with [[stages]] or [components] yet ({settings.preset})")
-    location = resolve_model_location(settings.model)
+    location = settings.location
     model_index = read_model_index(location, f"vidgen pull {location.location}", settings.revision)
     denoisers = {name: entry[1] for name in ("transformer", "transformer_2")
                  if isinstance(entry := model_index.get(name), list) and len(entry) == 2 and entry[1]}  # fmt: skip
@@ -266,7 +266,7 @@ def check_last_image(settings: GenerationSettings) -> None:
     on disk yet is left to loading; generate checks again on the loaded pipeline."""
     if not settings.last_image and settings.pipeline_class is not None and settings.pipeline_class not in LAST_IMAGE_RULES:
         return
-    location = resolve_model_location(settings.model)
+    location = settings.location
     try:
         model_index = read_model_index(location, "", settings.revision)
     except VidgenError:
@@ -283,7 +283,7 @@ def check_last_image(settings: GenerationSettings) -> None:
 
 def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None) -> LoadedPipeline:
     """Load, check and place the pipeline that `settings` names."""
-    location = resolve_model_location(settings.model)
+    location = settings.location
     pull_hint = pull_hint or f"vidgen pull {settings.preset if settings.preset != 'custom' else location.location}"
     model_index = read_model_index(location, pull_hint, settings.revision)
     class_name = model_index.get("_class_name")

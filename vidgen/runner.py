@@ -27,7 +27,7 @@ from vidgen.audio import CODECS, Audio
 from vidgen.errors import UsageError
 from vidgen.options import SETTINGS, GenerationSettings, LoraSpec
 from vidgen.post.apply import after_decode
-from vidgen.presets import resolve_model_location
+from vidgen.runfacts import RunFacts
 from vidgen.video import encode_mp4_bytes, output_format, write_video
 
 # ---- keep-alive ----
@@ -93,7 +93,7 @@ def loading_key(settings: GenerationSettings) -> LoadingKey:
     }
     values = tuple((setting.name, _hashable(resolved.get(setting.name, getattr(settings, setting.name))))
                    for setting in SETTINGS if setting.loads)  # fmt: skip
-    return LoadingKey(resolve_model_location(settings.model).location, settings.revision, settings.pipeline_class,
+    return LoadingKey(settings.location.location, settings.revision, settings.pipeline_class,
                       settings.dtype_explicit, device, values, tuple(settings.components),
                       tuple(settings.stages))  # fmt: skip
 
@@ -248,7 +248,7 @@ def obtain_pipeline(settings: GenerationSettings, *, pull_hint: str | None = Non
     """The pipeline for `settings`: from the server's cache, else loaded now."""
     from vidgen import pipeline as pipeline_loader  # here, not at the top: `vidgen serve` imports this module and listens before torch loads
 
-    location = resolve_model_location(settings.model)
+    location = settings.location
     started = time.monotonic()
     if _cache is None:
         with ui.status(f"loading {location.location}"):
@@ -267,21 +267,24 @@ def obtain_pipeline(settings: GenerationSettings, *, pull_hint: str | None = Non
 # ---- one video ----
 
 
-def build_recipe(settings: GenerationSettings, seed: int, frames: np.ndarray | tuple[int, int, int]) -> dict[str, Any]:
+def build_recipe(settings: GenerationSettings, seed: int, frames: np.ndarray | tuple[int, int, int], facts: RunFacts | None = None) -> dict[str, Any]:
     """What went into a video, stored inside it: every setting the table marks `recipe`,
     with the seed this video used and the sizes read from the real frames (or, for latents
-    kept before the decode, the (frames, height, width) they decode to)."""
+    kept before the decode, the (frames, height, width) they decode to). With `facts`
+    (after loading), what ran: the dtype, the pipeline class and the defaults it filled in."""
     count, height, width = frames[:3] if isinstance(frames, tuple) else frames.shape[:3]
+    ran = facts.recorded(settings) if facts is not None else {}
     recipe = {
         "vidgen_version": __version__,
-        "model": resolve_model_location(settings.model).location,
+        "model": settings.location.location,
         "revision": settings.revision,
         "preset": settings.preset,
-        "pipeline": settings.pipeline_class,
+        "pipeline": ran.get("pipeline_class", settings.pipeline_class),
     }
     for setting in SETTINGS:
         if setting.recipe:
-            recipe[setting.name] = getattr(settings, setting.name)
+            value = ran.get(setting.name, getattr(settings, setting.name))
+            recipe[setting.name] = list(value) if isinstance(value, tuple) else value  # JSON's list, as read back
     recipe.update(seed=seed, width=width, height=height, frames=count, call=settings.call_kwargs)
     recipe["loras"] = [{"source": lora.source, "scale": lora.scale, **({"into": lora.into} if lora.into else {}),
                         **({"name": lora.name} if lora.name else {})} for lora in settings.loras]  # fmt: skip
@@ -302,19 +305,21 @@ def audio_record(audio: Audio | None, fmt: str) -> dict[str, Any] | bool:
     return {"codec": codec, "sample_rate": audio.rate, "channels": audio.channels}
 
 
-def render(generator, settings: GenerationSettings, seed: int, *, path: Path | None, image: Any = None, video: np.ndarray | None = None,
+def render(generator, settings: GenerationSettings, seed: int, *, facts: RunFacts, path: Path | None, image: Any = None, video: np.ndarray | None = None,
            mask: np.ndarray | None = None, progress: ui.Progress | None = None, overwrite: bool = False,
            last_image: Any = None, write: bool = True) -> tuple[dict[str, Any], bytes | None]:  # fmt: skip
     """Generate one video and write it to `path` atomically (None: return the MP4 bytes).
     Returns (recipe, bytes or None). `write=False`: generate only (a process of a
-    `--parallel` group other than the first, which writes)."""
+    `--parallel` group other than the first, which writes). `facts`: what ran, for the recipe
+    (generator.run_facts); the settings run with the pipeline's defaults it holds filled in."""
     from vidgen import latents, resume  # here, not at the top: `vidgen serve` imports this module and listens before torch loads
 
+    settings = facts.filled_in(settings)
     progress = progress or ui.Progress("", 0, visible=False)
     fmt = "mp4" if path is None else output_format(path)
 
     def recipe_for(*shape: int) -> dict[str, Any]:
-        return {**build_recipe(settings, seed, shape), "audio": audio_record(None, fmt)}
+        return {**build_recipe(settings, seed, shape, facts), "audio": audio_record(None, fmt)}
 
     # The latents of the last step are written before the decode (the Wan family's): kept with
     # --save-latents, named in the error line when anything after the denoising fails (vidgen.latents).
@@ -329,7 +334,7 @@ def render(generator, settings: GenerationSettings, seed: int, *, path: Path | N
         audio = audio if settings.audio else None  # --no-audio
         if ui.remote_cancelled():  # the server's client went away during the last step
             raise ui.remote_interruption("interrupted; nothing was written")
-        recipe = build_recipe(settings, seed, frames)
+        recipe = build_recipe(settings, seed, frames, facts)
         recipe["audio"] = audio_record(audio, fmt)
         if not write:
             return recipe, None

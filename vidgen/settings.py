@@ -18,7 +18,7 @@ from typing import Any
 from vidgen.errors import UsageError
 from vidgen.options import DTYPE_ALIASES, FIELDS, MAX_FPS, MAX_FRAMES, SETTINGS, GenerationSettings, LoraSpec, builtin_defaults
 from vidgen.post.plan import plan_problem as post_plan_problem
-from vidgen.presets import Constraints, Preset, resolve_model_location
+from vidgen.presets import Constraints, ModelLocation, Preset, resolve_model_location
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|(cuda|xpu|npu)(:\d+)?)$")
 # Keys a layer (flags, batch line) may set that are not settings of their own (size, seconds).
@@ -47,14 +47,13 @@ def _preset_model(preset: Preset) -> str:
     return location.location if location.kind == "local" else preset.model
 
 
-def from_model_folder(preset: Preset, model: str | None) -> Preset:
+def from_model_folder(preset: Preset, given: ModelLocation | None) -> Preset:
     """The preset with `--model DIR` standing in for its own model repository: each piece it takes
     from that repository besides the pipeline ([components], [[lora]], [[stages.lora]]: ltx2-two-stage's
     latent upsampler and distilled LoRA are Lightricks/LTX-2's) comes from DIR where DIR holds it
     (the same subfolder or file name), as a local copy of the repository does; one DIR lacks stays
     where the preset names it (a fine-tune saved without the upsampler still finds the original's)."""
     own = preset.model_location().location
-    given = resolve_model_location(model) if model else None
     if given is None or not given.is_local or given.location == own:
         return preset
     folder = Path(given.location)
@@ -87,7 +86,8 @@ def _size_values(size: str) -> dict[str, Any]:
 
 def build_settings(preset: Preset, layers: list[dict[str, Any]], *, model: str | None = None) -> GenerationSettings:
     """Merge built-in defaults, the preset and each layer (flags, then a batch line) in order."""
-    preset = from_model_folder(preset, model)
+    given = resolve_model_location(model) if model else None  # --model, from the current folder: once, here
+    preset = from_model_folder(preset, given)
     known = {f.name for f in fields(GenerationSettings)} | _LAYER_ONLY_KEYS
     merged: dict[str, Any] = builtin_defaults()
     merged.update(preset.defaults)
@@ -152,6 +152,7 @@ def build_settings(preset: Preset, layers: list[dict[str, Any]], *, model: str |
 
     return GenerationSettings(
         model=model or _preset_model(preset),
+        location=given or preset.model_location(),  # a preset's relative folder is from the preset's
         preset=preset.name,
         # The preset's revision names a branch of its own repository, not of another --model.
         revision=preset.revision if not model or model == preset.model else None,
@@ -284,12 +285,13 @@ def frames_rule_text(rule: Constraints) -> str:
     return ", ".join(limits)
 
 
-def fit_frames_to_video(settings: GenerationSettings, rule: Constraints, available: int, *, strict: bool) -> list[str]:
+def fit_frames_to_video(settings: GenerationSettings, rule: Constraints, available: int, *, strict: bool) -> tuple[GenerationSettings, list[str]]:
     """Video-to-video: the frame count is the input video's, or --frames if fewer, snapped
-    down to the model's rule so that every frame exists. Returns the note for a change;
+    down to the model's rule so that every frame exists. Returns the settings with the
+    frames fitted (input_frames: how many of the video's go in) and the note for a change;
     a video too short for the model is bad input. A video that conditions the start
     (video_role "condition") or is extended ("extend") leaves --frames as it is."""
-    settings.input_frames = available  # fewer below, where the model uses fewer
+    settings = replace(settings, input_frames=available)  # fewer below, where the model uses fewer
     if settings.video_role == "condition":
         return _fit_condition_video(settings, rule, available)
     if settings.video_role == "extend":
@@ -299,7 +301,7 @@ def fit_frames_to_video(settings: GenerationSettings, rule: Constraints, availab
         if overlap is not None and settings.frames is not None and settings.frames <= overlap:
             # The new frames' first overlap_history re-render the input's last ones.
             raise UsageError(f"--frames {settings.frames} adds nothing: extending starts with the input's last overlap_history ({overlap}) frames; ask for more")
-        return []
+        return settings, []
     wanted = settings.frames if settings.frames is not None else available
     limit = min(wanted, available, rule.max_frames or available)
     step, offset = rule.frames_step, rule.frames_offset
@@ -313,11 +315,10 @@ def fit_frames_to_video(settings: GenerationSettings, rule: Constraints, availab
         if strict:
             raise UsageError(f"frames {wanted} is not valid ({why}; nearest {valid}) (--strict)")
         changes.append(f"frames {wanted} -> {valid}: {why}")
-    settings.frames = settings.input_frames = valid
-    return changes
+    return replace(settings, frames=valid, input_frames=valid), changes
 
 
-def _fit_condition_video(settings: GenerationSettings, rule: Constraints, available: int) -> list[str]:
+def _fit_condition_video(settings: GenerationSettings, rule: Constraints, available: int) -> tuple[GenerationSettings, list[str]]:
     """A video that conditions the start of the output (LTX-2): the pipeline uses its
     first frames, as many as the model's rule allows and the output has (LTX2ConditionPipeline's
     trim_conditioning_sequence); say so when that is fewer than the video has."""
@@ -326,11 +327,11 @@ def _fit_condition_video(settings: GenerationSettings, rule: Constraints, availa
     used = offset + step * math.floor((limit - offset) / step) if limit >= offset else 0
     if used < 1:
         raise UsageError(f"the input video has {available} frames; this model needs at least {max(offset, 1)} to condition on ({frames_rule_text(rule)})")
-    settings.input_frames = used
+    settings = replace(settings, input_frames=used)
     if used == available:
-        return []
+        return settings, []
     why = f"this model takes {frames_rule_text(replace(rule, max_frames=None))} frames" + (f" and the output has {settings.frames}" if settings.frames and available > settings.frames else "")
-    return [f"input video frames {available} -> {used}: the first {used} condition the start ({why})"]
+    return settings, [f"input video frames {available} -> {used}: the first {used} condition the start ({why})"]
 
 
 def size_for_image(area: float, image_size: tuple[int, int], rule: Constraints) -> tuple[int, int]:
@@ -348,31 +349,33 @@ def size_for_image(area: float, image_size: tuple[int, int], rule: Constraints) 
     return tuple(max(multiple, math.floor(side * shrink / multiple + 1e-6) * multiple) for side in (width, height))
 
 
-def fit_size_to_image(settings: GenerationSettings, rule: Constraints, image_size: tuple[int, int] | None) -> list[str]:
+def fit_size_to_image(settings: GenerationSettings, rule: Constraints, image_size: tuple[int, int] | None) -> tuple[GenerationSettings, list[str]]:
     """--size auto: the preset's pixel area (its width x height) at the start image's aspect
     ratio, as the makers' image-to-video code sizes its video (Wan's generate.py: max_area and
     the image's aspect; HunyuanVideo-I2V's and FramePack's buckets of about one area). Without
-    an image the preset's own size stays. Returns the line that says what it chose."""
+    an image the preset's own size stays. Returns the settings sized and the line that says what it chose."""
     if settings.size != AUTO_SIZE:
-        return []
+        return settings, []
     if settings.width is None or settings.height is None:
         raise UsageError("--size auto takes its pixel area from a preset's size, and there is none here: give --size WIDTHxHEIGHT")
     asked = f"{settings.width}x{settings.height}"
     if image_size is None:
-        return [f"size auto -> {asked}: no --image to take the aspect ratio from, so the preset's own size"]
-    settings.width, settings.height = size_for_image(settings.width * settings.height, image_size, rule)
-    return [f"size auto -> {settings.width}x{settings.height}: the preset's {asked} area at the image's "
-            f"{image_size[0]}x{image_size[1]} aspect ratio, sides divisible by {rule.size_multiple}"]
+        return settings, [f"size auto -> {asked}: no --image to take the aspect ratio from, so the preset's own size"]
+    width, height = size_for_image(settings.width * settings.height, image_size, rule)
+    note = (f"size auto -> {width}x{height}: the preset's {asked} area at the image's {image_size[0]}x{image_size[1]} aspect "
+            f"ratio, sides divisible by {rule.size_multiple}")
+    return replace(settings, width=width, height=height), [note]
 
 
-def snap_to_constraints(settings: GenerationSettings, rule: Constraints, *, strict: bool) -> list[str]:
+def snap_to_constraints(settings: GenerationSettings, rule: Constraints, *, strict: bool) -> tuple[GenerationSettings, list[str]]:
     """Move frames and size to the nearest values the model takes.
 
-    Returns one message per change for the caller to show; with `strict`, raises a
-    UsageError naming every value that would have changed instead.
+    Returns the settings snapped and one message per change for the caller to show; with
+    `strict`, raises a UsageError naming every value that would have changed instead.
     """
     changes: list[str] = []
     refusals: list[str] = []
+    snapped: dict[str, int] = {}
     # An edited video's count is fitted to the video once it is read (fit_frames_to_video);
     # a video that conditions or is extended leaves --frames the output's own count.
     if settings.frames is not None and settings.frames >= 1 and not (settings.video and settings.video_role == "edit"):
@@ -380,7 +383,7 @@ def snap_to_constraints(settings: GenerationSettings, rule: Constraints, *, stri
         if valid != settings.frames:
             changes.append(f"frames {settings.frames} -> {valid}: this model takes {frames_rule_text(rule)} frames")
             refusals.append(f"frames {settings.frames} is not valid ({frames_rule_text(rule)}; nearest {valid})")
-            settings.frames = valid
+            snapped["frames"] = valid
     if settings.width is not None and settings.height is not None and settings.width >= 1 and settings.height >= 1:
         width = _nearest_valid_side(settings.width, rule.size_multiple, rule.min_width, rule.max_width)
         height = _nearest_valid_side(settings.height, rule.size_multiple, rule.min_height, rule.max_height)
@@ -390,7 +393,7 @@ def snap_to_constraints(settings: GenerationSettings, rule: Constraints, *, stri
                 why += f", at most {rule.max_width or '-'}x{rule.max_height or '-'}"
             changes.append(f"size {settings.width}x{settings.height} -> {width}x{height}: this model takes {why}")
             refusals.append(f"size {settings.width}x{settings.height} is not valid ({why}; nearest {width}x{height})")
-            settings.width, settings.height = width, height
+            snapped.update(width=width, height=height)
     if strict and refusals:
         raise UsageError("; ".join(refusals) + " (--strict)")
-    return changes
+    return replace(settings, **snapped), changes

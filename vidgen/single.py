@@ -9,7 +9,7 @@ same flow for a prompts file (vidgen.batch).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,6 @@ from vidgen.generate import VideoGenerator, prepare_settings
 from vidgen.options import GenerationSettings
 from vidgen.pipeline import check_last_image, check_parallel  # torch and diffusers: this module runs only to generate
 from vidgen.post.plan import file_fields
-from vidgen.presets import resolve_model_location
 from vidgen.processes import Processes, current_processes
 from vidgen.request import GenerateRequest
 from vidgen.runner import build_recipe, obtain_pipeline, render
@@ -86,14 +85,14 @@ def _plan(request: GenerateRequest, env: Environment, group: Processes) -> _Plan
         overrides["seed"] = kept.recipe.get("seed") if overrides.get("seed") is None else overrides["seed"]
     settings, chosen = prepare_settings(request.prompt, preset=request.preset, model=request.model, overrides=overrides, strict=strict, env=env)
     if settings.preview:
-        settings.preview = str(env.path(settings.preview))
+        settings = replace(settings, preview=str(env.path(settings.preview)))
     latents.check_covered(settings.pipeline_class, settings)
     if kept is not None:
         resume.check_before_loading(kept, settings, build_recipe(settings, settings.seed, (settings.frames, settings.height, settings.width)))
     if parallel.check_group(settings.parallel, group.count) is not None:
-        settings.seed = group.share(settings.seed)  # a drawn seed: the first process's, in every one
+        settings = replace(settings, seed=group.share(settings.seed))  # a drawn seed: the first process's, in every one
         if group.device and settings.device == "auto":
-            settings.device = group.device  # the launcher's device for this process
+            settings = replace(settings, device=group.device)  # the launcher's device for this process
         check_parallel(settings, group.count)
     check_last_image(settings)  # the model's configs, where on disk: before the inputs are read
     paths = plan_output_paths(settings, options, env)
@@ -104,7 +103,8 @@ def _plan(request: GenerateRequest, env: Environment, group: Processes) -> _Plan
     video = load_input_video(settings.video, env) if settings.video else None
     mask = load_input_mask(settings.mask, env) if settings.mask else None  # validate() made sure of a video
     if video is not None:
-        for change in fit_frames_to_video(settings, chosen.constraints, len(video), strict=strict):
+        settings, changes = fit_frames_to_video(settings, chosen.constraints, len(video), strict=strict)
+        for change in changes:
             ui.warn(change)
     if mask is not None:
         mask = fit_mask(mask, settings.mask, settings.input_frames)
@@ -132,7 +132,7 @@ def run(request: GenerateRequest, env: Environment = PROCESS) -> list[dict[str, 
     group.agree(error, one_voice=True)  # every process goes on, or all stop with the first error
     settings, chosen, paths = planned.settings, planned.chosen, planned.paths
 
-    location = resolve_model_location(settings.model)
+    location = settings.location
     loaded, error = None, None
     try:
         loaded = obtain_pipeline(settings, pull_hint=f"vidgen pull {chosen.name if chosen.source else location.location}")
@@ -142,9 +142,8 @@ def run(request: GenerateRequest, env: Environment = PROCESS) -> list[dict[str, 
         error = failure
     group.agree(error, one_voice=True)
     generator = VideoGenerator(loaded)
-    generator.fill_pipeline_defaults(settings)
-    settings.dtype = loaded.dtype  # record what ran, not "auto"
-    settings.pipeline_class = settings.pipeline_class or loaded.class_name
+    facts = generator.run_facts(settings)  # what ran (dtype, class, the pipeline's defaults): the recipe records it
+    settings = facts.filled_in(settings)
 
     results = []
     for index, path in enumerate(paths):
@@ -153,7 +152,7 @@ def run(request: GenerateRequest, env: Environment = PROCESS) -> list[dict[str, 
         started = time.monotonic()
         label = f"video {index + 1}/{len(paths)}" if len(paths) > 1 else "video"
         with ui.progress(label, settings.steps or 0) as bar:
-            recipe, data = render(generator, settings, seed, path=path, image=planned.image, video=planned.video, mask=planned.mask,
+            recipe, data = render(generator, settings, seed, facts=facts, path=path, image=planned.image, video=planned.video, mask=planned.mask,
                                   progress=bar, overwrite=options.overwrite, last_image=planned.last_image, write=group.is_main)  # fmt: skip
         if not group.is_main:
             continue  # the first process writes and reports

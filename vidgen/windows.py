@@ -30,8 +30,9 @@ from vidgen.generate import VideoGenerator, merge_settings
 from vidgen.options import BY_NAME, GenerationSettings
 from vidgen.post.apply import after_decode
 from vidgen.post.plan import file_fields
-from vidgen.presets import Preset, choose_preset, resolve_model_location
+from vidgen.presets import Preset, choose_preset
 from vidgen.readback import probe_video
+from vidgen.runfacts import RunFacts
 from vidgen.runner import build_recipe, obtain_pipeline
 from vidgen.settings import AUTO_SIZE, build_settings, draw_seed, frames_rule_text, nearest_valid_frames
 from vidgen.video import check_encoder, check_output_path, encode_mp4_bytes, output_format, prompt_slug, write_video
@@ -126,7 +127,7 @@ def prepare(prompt: str, *, preset: str | None, model: str | None, overrides: di
         ui.warn(change)
     overlap = choose_overlap(mode, chosen.pipeline, settings.overlap)
     if settings.seed is None:
-        settings.seed = draw_seed()
+        settings = replace(settings, seed=draw_seed())
     if before is not None:
         check_input(len(before), overlap, (info.width, info.height), (settings.width, settings.height), chosen.name, rule.size_multiple)
         add = asked.frames if given else snapped - overlap
@@ -144,8 +145,7 @@ def prepare(prompt: str, *, preset: str | None, model: str | None, overrides: di
             bounds.append((start, round(elapsed / length * total)))
         for window, text in zip(windows, window_prompts([text for _, text in settings.shots], windows, bounds)):
             window.prompt = text
-    settings.overlap = overlap
-    settings.window = snapped
+    settings = replace(settings, overlap=overlap, window=snapped)
     image = load_conditioning_image(settings.image, env) if settings.image else None
     return WindowedRun(settings, chosen, mode, windows, before, source, image)
 
@@ -161,7 +161,7 @@ def show_plan(run: WindowedRun) -> list[str]:
 def dry_run_report(run: WindowedRun) -> dict[str, Any]:
     settings = run.settings
     return {
-        "prompt": settings.prompt, "preset": settings.preset, "model": resolve_model_location(settings.model).location,
+        "prompt": settings.prompt, "preset": settings.preset, "model": settings.location.location,
         "pipeline": settings.pipeline_class, "input": run.source, "input_frames": None if run.before is None else len(run.before),
         "width": settings.width, "height": settings.height, "fps": settings.fps, "window": settings.window, "overlap": settings.overlap,
         "color_match": settings.color_match, "frames": run.frames, "windows": [window.record() for window in run.windows],
@@ -192,8 +192,8 @@ def so_far_path(path: Path | None, run: WindowedRun, env: Environment) -> Path:
     return path.with_name(path.name.rstrip("/") + SO_FAR)
 
 
-def _recipe(run: WindowedRun, frames: np.ndarray, done: list[Window]) -> dict[str, Any]:
-    recipe = build_recipe(replace(run.settings, frames=len(frames)), run.settings.seed, frames)
+def _recipe(run: WindowedRun, frames: np.ndarray, done: list[Window], facts: RunFacts) -> dict[str, Any]:
+    recipe = build_recipe(replace(run.settings, frames=len(frames)), run.settings.seed, frames, facts)
     recipe["windows"] = [window.record() for window in done]
     if run.source is not None:
         recipe["extended_from"] = {"path": run.source, "frames": len(run.before)}
@@ -232,13 +232,12 @@ def _join(run: WindowedRun, window: Window, made: np.ndarray, video: np.ndarray 
 
 def make(run: WindowedRun, *, path: Path | None, overwrite: bool, env: Environment = PROCESS) -> tuple[np.ndarray, float, dict[str, Any], bytes | None]:
     """Every window in order; the video written to `path` (None: returned as MP4 bytes): its frames and fps as written."""
-    settings = run.settings
-    location = resolve_model_location(settings.model)
-    loaded = obtain_pipeline(settings, pull_hint=f"vidgen pull {run.chosen.name if run.chosen.source else location.location}")
+    location = run.settings.location
+    loaded = obtain_pipeline(run.settings, pull_hint=f"vidgen pull {run.chosen.name if run.chosen.source else location.location}")
     generator = VideoGenerator(loaded)
-    generator.fill_pipeline_defaults(settings)
-    settings.dtype = loaded.dtype
-    settings.pipeline_class = settings.pipeline_class or loaded.class_name
+    facts = generator.run_facts(run.settings)  # what ran (dtype, class, the pipeline's defaults): the recipe records it
+    run = replace(run, settings=facts.filled_in(run.settings))  # every window runs with the pipeline's defaults filled in
+    settings = run.settings
     keep_at = so_far_path(path, run, env)
     video, done = run.before, []
     try:
@@ -253,14 +252,14 @@ def make(run: WindowedRun, *, path: Path | None, overwrite: bool, env: Environme
                 done.append(window)
                 if window is not run.windows[-1]:
                     bar.phase("write")
-                    write_video(video, keep_at, fps=settings.fps, crf=settings.crf, recipe=_recipe(run, video, done), overwrite=True)
+                    write_video(video, keep_at, fps=settings.fps, crf=settings.crf, recipe=_recipe(run, video, done, facts), overwrite=True)
     except (Exception, KeyboardInterrupt):
         if done and keep_at.exists():
             remaining = run.frames - len(video)
             ui.warn(f"windows 1-{len(done)} of {len(run.windows)} are in {keep_at} ({len(video)} frames); go on with: vidgen extend "
                     f"{keep_at} PROMPT --preset {run.chosen.name} --frames {remaining} -o OUTPUT")  # fmt: skip
         raise
-    recipe = _recipe(run, video, done)
+    recipe = _recipe(run, video, done, facts)
     with ui.progress("video", 100) as bar:
         frames, fps = after_decode(video, settings, recipe, bar)  # --interpolate, --upscale (vidgen/post), on the whole video
     data = None

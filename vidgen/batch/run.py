@@ -9,7 +9,7 @@ a client's under `vidgen serve`.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -136,12 +136,11 @@ class _Runner:
     def run(self, job: Job, progress: ui.BatchProgress) -> None:
         settings, _ = merge_settings(self.chosen, [self.flags, job.line_values()], model=self.model, strict=self.strict, env=self.env)  # checked when planned
         if self.processes.device and settings.device == "auto":
-            settings.device = self.processes.device  # accelerate's device for this process
+            settings = replace(settings, device=self.processes.device)  # accelerate's device for this process
         self._load(settings)
         loaded = self.generator.loaded
-        self.generator.fill_pipeline_defaults(settings)
-        settings.dtype = loaded.dtype  # record what ran, not "auto"
-        settings.pipeline_class = settings.pipeline_class or loaded.class_name
+        facts = self.generator.run_facts(settings)  # what ran (dtype, class, the pipeline's defaults): the records hold it
+        settings = facts.filled_in(settings)
 
         self.check_folder()
         started = time.monotonic()
@@ -157,7 +156,8 @@ class _Runner:
                 if self.input_video is None or self.input_video[0] != settings.video:
                     self.input_video = (settings.video, load_input_video(settings.video, self.env))
                 video = self.input_video[1]
-                for note in fit_frames_to_video(settings, self.chosen.constraints, len(video), strict=self.strict):
+                settings, notes = fit_frames_to_video(settings, self.chosen.constraints, len(video), strict=self.strict)
+                for note in notes:
                     ui.warn(f"line {job.line}: {note}")
             if settings.parallel:  # this line's size and frames must divide among the group
                 parallel.check_sequence(loaded.pipe, settings.parallel, self.processes.count, frames=settings.frames, height=settings.height,
@@ -165,22 +165,22 @@ class _Runner:
             with progress.video(f"line {job.line} video {job.video}", settings.steps or 0) as bar:
                 # Overwriting is decided before the run (--resume, --overwrite); the
                 # temp-then-rename in write_video keeps a killed run from truncating.
-                recipe, _ = render(self.generator, settings, job.seed, path=target, image=image, video=video, progress=bar, overwrite=True,
+                recipe, _ = render(self.generator, settings, job.seed, facts=facts, path=target, image=image, video=video, progress=bar, overwrite=True,
                                    last_image=self.images.get(settings.last_image), write=self.speaks)  # fmt: skip
         except VidgenError as error:
             if error.exit_code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
                 raise  # Ctrl-C or a second SIGTERM stops the batch; --resume makes this video later
             self.check_folder()  # a write that failed because DIR is gone stops the batch
-            self.record(job, "failed", settings=settings.as_dict(), seconds=time.monotonic() - started, error=error.message)
+            self.record(job, "failed", settings={**settings.as_dict(), **facts.recorded(settings)}, seconds=time.monotonic() - started, error=error.message)
             return
         except OSError as error:  # making a subfolder for the line's output
             self.check_folder()
-            self.record(job, "failed", settings=settings.as_dict(), seconds=time.monotonic() - started, error=f"cannot write {job.output}: {error.strerror or error}")
+            self.record(job, "failed", settings={**settings.as_dict(), **facts.recorded(settings)}, seconds=time.monotonic() - started, error=f"cannot write {job.output}: {error.strerror or error}")
             return
         except Exception as error:  # a pipeline's own failure: this video fails, the batch goes on
             if self.debug:
                 ui.print_traceback()
-            self.record(job, "failed", settings=settings.as_dict(), seconds=time.monotonic() - started, error=f"unexpected {type(error).__name__}: {error}")
+            self.record(job, "failed", settings={**settings.as_dict(), **facts.recorded(settings)}, seconds=time.monotonic() - started, error=f"unexpected {type(error).__name__}: {error}")
             return
         if self.speaks:
             self.record(job, "done", settings=recipe, sha256=file_sha256(target), seconds=time.monotonic() - started)
