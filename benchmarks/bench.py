@@ -32,7 +32,7 @@ import platform
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -218,8 +218,8 @@ class _StepTimes:
 
 def _vidgen_call(state: dict[str, Any], settings, seed: int) -> Callable[[int, Timer], np.ndarray]:
     def call(steps: int, timer: Timer) -> np.ndarray:
-        settings.steps = steps
-        return state["generator"].generate(settings, seed, progress=_StepTimes(timer))
+        ran = replace(state.get("settings", settings), steps=steps)  # the settings are frozen: a new value per step count
+        return state["generator"].generate(ran, seed, progress=_StepTimes(timer))
 
     return call
 
@@ -268,8 +268,7 @@ def run(args) -> dict[str, Any]:
             state: dict[str, Any] = {}
             settings = vidgen_settings(args, cache=cache, preset=preset, model=None)
             # No text encoder: the same embeddings go in through the preset's call arguments.
-            settings.prompt, settings.negative_prompt = None, None
-            settings.call_kwargs = {**settings.call_kwargs, **embeddings}
+            settings = replace(settings, prompt=None, negative_prompt=None, call_kwargs={**settings.call_kwargs, **embeddings})
 
             def prepare() -> None:
                 vae = pipe.vae
@@ -325,7 +324,7 @@ def run(args) -> dict[str, Any]:
                 state["loaded"] = loaded = loader.load_pipeline(settings)
                 state["pipe"] = loaded.pipe
                 state["generator"] = VideoGenerator(loaded)
-                state["generator"].fill_pipeline_defaults(settings)
+                state["settings"] = state["generator"].run_facts(settings).filled_in(settings)
 
             return Variant(name, prepare, _vidgen_call(state, settings, args.seed), lambda: loader.acceleration.denoiser_of(state["pipe"]),
                            lambda: _chosen(state["loaded"]))

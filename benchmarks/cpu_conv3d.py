@@ -48,8 +48,7 @@ def main() -> None:
     settings, _ = prepare_settings(PROMPT, preset=None, model=None, overrides={"seed": 1})
     loaded = load_pipeline(settings)
     generator = VideoGenerator(loaded)
-    generator.fill_pipeline_defaults(settings)
-    settings.dtype, settings.pipeline_class = loaded.dtype, loaded.class_name
+    facts = generator.run_facts(settings)  # what ran: the recipe records it
     vae = loaded.pipe.vae
     convolutions = [module for module in vae.modules() if isinstance(module, torch.nn.Conv3d)]
     latents = torch.randn(1, vae.config.z_dim, 5, 16, 16, generator=torch.Generator().manual_seed(0))
@@ -68,7 +67,7 @@ def main() -> None:
             vae.decode(latents)
             decode = time.perf_counter() - started
         started = time.perf_counter()
-        render(generator, settings, 1, path=folder / f"{kind}.mp4", overwrite=True)
+        render(generator, settings, 1, facts=facts, path=folder / f"{kind}.mp4", overwrite=True)
         return decode, time.perf_counter() - started
 
     for kind in ("torch", "onednn"):  # warm-up

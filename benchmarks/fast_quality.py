@@ -19,6 +19,7 @@ import random
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,9 +47,8 @@ def evaluate(*, count: int, seed: int, cache: str, model: str | None, overrides:
         prompt, video_seed = shapes.caption(spec, rng), rng.randrange(2**31)
         videos = {}
         for name, generator, settings in (("lossless", lossless, lossless_settings), ("fast", fast, fast_settings)):
-            settings.prompt = prompt
             started = time.monotonic()
-            videos[name] = generator.generate(settings, video_seed)
+            videos[name] = generator.generate(replace(settings, prompt=prompt), video_seed)
             seconds[name] += time.monotonic() - started
             judged[name].append((spec, probe.judge(videos[name])))
         psnrs.append(psnr(videos["lossless"], videos["fast"]))

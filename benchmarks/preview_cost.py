@@ -39,8 +39,7 @@ def main() -> None:
     with_preview, _ = prepare_settings(args.prompt, preset="shapes", model=None, overrides={**overrides, "preview": str(target)})
     loaded = obtain_pipeline(plain)
     generator = VideoGenerator(loaded)
-    for settings in (plain, with_preview):
-        generator.fill_pipeline_defaults(settings)
+    plain, with_preview = (generator.run_facts(settings).filled_in(settings) for settings in (plain, with_preview))
 
     inside = [0.0]
     after_step = preview.Previewer.after_step

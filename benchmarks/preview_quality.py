@@ -20,6 +20,7 @@ import random
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,7 @@ def main() -> None:
     settings, _ = prepare_settings("probe", preset="shapes", model=None, overrides=overrides)
     loaded = obtain_pipeline(settings)
     generator = VideoGenerator(loaded)
-    generator.fill_pipeline_defaults(settings)
+    settings = generator.run_facts(settings).filled_in(settings)
     started = time.monotonic()
     preview.projection(loaded.pipe.vae)
     fit_seconds = time.monotonic() - started
@@ -72,7 +73,7 @@ def main() -> None:
     temporal = loaded.pipe.vae_scale_factor_temporal
     for index in range(args.count):
         spec = shapes.sample_spec(rng)
-        settings.prompt = shapes.caption(spec, rng)
+        settings = replace(settings, prompt=shapes.caption(spec, rng))
         written.clear()
         video = generator.generate(settings, rng.randrange(2**31))
         videos.append(video)

@@ -21,6 +21,7 @@ import random
 import sys
 import time
 from collections import Counter
+from dataclasses import replace
 
 from vidgen import pipeline as pipeline_loader
 from vidgen.embedded import probe, shapes
@@ -63,7 +64,7 @@ def evaluate(*, count: int, seed: int, held_out: bool, model: str | None, overri
     results, confusions, started = [], Counter(), time.monotonic()
     for index in range(count):
         spec = shapes.sample_spec(rng, held_out=held_out)
-        settings.prompt = shapes.caption(spec, rng)
+        settings = replace(settings, prompt=shapes.caption(spec, rng))
         frames = generator.generate(settings, rng.randrange(2**31))
         judgement = probe.judge(frames)
         results.append((spec, judgement))

@@ -15,6 +15,7 @@ import gc
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -138,9 +139,7 @@ class Wan:
         values.update({key: value for key, value in overrides.items() if value is not None})
         settings, _ = prepare_settings(bench.PROMPT, preset=w["preset"], model=None, overrides=values)
         # No text encoder: the embeddings go in through the call's arguments, as in bench.py.
-        settings.prompt, settings.negative_prompt = None, None
-        settings.call_kwargs = {**settings.call_kwargs, **self.embeddings}
-        return settings
+        return replace(settings, prompt=None, negative_prompt=None, call_kwargs={**settings.call_kwargs, **self.embeddings})
 
     def vidgen(self, transformer: Any, vae: Any, settings: Any):
         """vidgen's path after loading (placement, offloading, backend, cache, compilation) on these modules."""
@@ -228,8 +227,7 @@ def vidgen_call(loaded: Any, settings: Any) -> Callable[[int, Any], Any]:
     generator = VideoGenerator(loaded)
 
     def call(steps: int, timer: Any) -> Any:
-        settings.steps = steps
-        return generator.generate(settings, 0, progress=bench._StepTimes(timer))
+        return generator.generate(replace(settings, steps=steps), 0, progress=bench._StepTimes(timer))
 
     return call
 
