@@ -52,18 +52,15 @@ def test_served_jobs_reuse_the_embeddings_and_give_the_text_paths_frames(tiny_wa
 
     from vidgen.generate import frames_to_uint8
     from vidgen.request import GenerateRequest
-    from vidgen.runner import PipelineCache, use_cache
+    from vidgen.runner import PipelineCache
     from vidgen.server.jobs import Job, execute
 
-    use_cache(PipelineCache(keep_alive=-1))
-    try:
-        for seed in (1, 2):
-            overrides = {"steps": 2, "size": "32x32", "frames": 9, "seed": seed}
-            job = Job(GenerateRequest(prompt="a red ball", model=str(tiny_wan_dir), overrides=overrides, output=f"s{seed}"), Path.cwd(),
-                      client_pid=None)  # fmt: skip
-            assert execute(job) == 0
-    finally:
-        use_cache(None)
+    cache = PipelineCache(keep_alive=-1)
+    for seed in (1, 2):
+        overrides = {"steps": 2, "size": "32x32", "frames": 9, "seed": seed}
+        job = Job(GenerateRequest(prompt="a red ball", model=str(tiny_wan_dir), overrides=overrides, output=f"s{seed}"), Path.cwd(),
+                  client_pid=None)  # fmt: skip
+        assert execute(job, cache=cache) == 0
     assert len(encoder_runs) == 2  # the prompt and the (empty) negative prompt, once each for both jobs
 
     pipe = WanPipeline.from_pretrained(tiny_wan_dir, torch_dtype=torch.float32)

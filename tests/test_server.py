@@ -677,25 +677,3 @@ def test_a_batch_refused_after_its_standard_input_was_read_runs_here_on_those_by
     assert len(stdin_at_submit) == 1 and stdin_when_read == stdin_at_submit
     [path] = done.stdout.split()
     assert Path(path).parent == Path.cwd() / "out" and Path(path).is_file()
-
-
-def test_the_servers_quiet_does_not_silence_its_clients_notes():
-    # `vidgen serve --quiet` configures ui quiet for the server process; a job's notes
-    # (seed N, loaded ...) still go to its client, whose own --quiet decides.
-    from vidgen import ui
-
-    class Sink:
-        def __init__(self):
-            self.events = []
-
-        def send(self, event):
-            self.events.append(event)
-
-    sink = Sink()
-    ui.configure(quiet=True)
-    try:
-        with ui.remote_session(sink):
-            ui.info("seed 7")
-    finally:
-        ui.configure(quiet=False)
-    assert sink.events == [{"event": "info", "message": "seed 7"}]

@@ -297,7 +297,9 @@ def stored_bytes(tensor: Any) -> int:
 
 # ---- CPU threads ----
 
-# Set by apply_threads; video.py passes it to ffmpeg as -threads.
+# What apply_threads gave torch; video.py and post/ffmpeg.py pass it to ffmpeg as -threads.
+# Process state, not a run's: torch's CPU thread pool is one per process (a server sets it
+# for each job before running it, vidgen.server.worker), and this records what it was set to.
 _configured_threads: int | None = None
 
 
@@ -343,3 +345,13 @@ def apply_threads(requested: int | None, *, local_processes: int | None = None) 
 
 def configured_threads() -> int | None:
     return _configured_threads
+
+
+def restore_threads(count: int) -> None:
+    """torch back to `count` threads (a server's own, for a job that asked for none) and
+    ffmpeg to its default."""
+    global _configured_threads
+    import torch  # here, not at the top: as in apply_threads
+
+    torch.set_num_threads(count)
+    _configured_threads = None

@@ -23,6 +23,7 @@ from vidgen.cli_decode import decode_latents
 from vidgen.cli_presets import presets_app
 from vidgen.client import run_batch as run_on_server
 from vidgen.client import run_generate
+from vidgen.context import RunContext
 from vidgen.environment import switched_on
 from vidgen.errors import ExitCode, UsageError
 from vidgen.guard import DebugOption
@@ -125,8 +126,6 @@ def generate(
     **settings: Any,
 ) -> None:
     """Generate a video from a prompt (the default command)."""
-    ui.configure(quiet=quiet)
-
     def action() -> int:
         text = sys.stdin.read().strip() if prompt == "-" else prompt
         request = GenerateRequest(prompt=text, preset=preset, model=model, overrides=_overrides(settings, fast=fast), strict=strict,
@@ -151,7 +150,7 @@ def generate(
         run(request)
         return ExitCode.SUCCESS
 
-    code = _guarded(debug, action)
+    code = _guarded(debug, action, RunContext(quiet=quiet, threads=threads))
     if code:
         raise typer.Exit(int(code))
 
@@ -178,8 +177,6 @@ def batch(
     **settings: Any,
 ) -> None:
     """Generate a video for every line of a prompts file into a folder (docs/batch.md)."""
-    ui.configure(quiet=quiet)
-
     def action() -> int:
         request = BatchRequest(prompts_file=prompts_file, out_dir=out_dir, preset=preset, model=model, overrides=_overrides(settings, fast=fast),
                                strict=strict, resume=resume, overwrite=overwrite, as_json=as_json, threads=threads, debug=debug)
@@ -200,7 +197,7 @@ def batch(
 
         return run_batch(request)
 
-    code = _guarded(debug, action)
+    code = _guarded(debug, action, RunContext(quiet=quiet, threads=threads))
     if code:
         raise typer.Exit(int(code))
 
@@ -230,8 +227,6 @@ def extend(
     **settings: Any,
 ) -> None:
     """Continue a video: its frames, then --seconds (or --frames) more, made in windows by a preset that takes frames (Wan VACE, Wan image-to-video, LTX condition)."""
-    ui.configure(quiet=quiet)
-
     def action() -> int:
         from vidgen import windows  # here, not at the top: keeps `vidgen --help` light (torch, diffusers)
 
@@ -250,7 +245,7 @@ def extend(
                             overwrite=overwrite, as_json=as_json, source=input_video)  # fmt: skip
         return ExitCode.SUCCESS
 
-    code = _guarded(debug, action)
+    code = _guarded(debug, action, RunContext(quiet=quiet, threads=threads))
     if code:
         raise typer.Exit(int(code))
 
@@ -317,15 +312,13 @@ def post(
     **settings: Any,
 ) -> None:
     """Interpolate (more frames a second, same duration and sound) and upscale a video; the recipe records each step."""
-    ui.configure(quiet=quiet)
-
     def action() -> None:
         from vidgen.post.command import run_post  # here, not at the top: keeps `vidgen --help` light (numpy; torch for a model)
 
         apply_threads(threads)
         run_post(file, output, settings, overwrite=overwrite, as_json=as_json)
 
-    code = _guarded(debug, action)
+    code = _guarded(debug, action, RunContext(quiet=quiet, threads=threads))
     if code:
         raise typer.Exit(int(code))
 
@@ -363,8 +356,6 @@ def serve(
     debug: DebugOption = False,
 ) -> None:
     """Keep models loaded between calls: while it runs, `vidgen "prompt"`, `generate` and `batch` hand their jobs to it."""
-    ui.configure(quiet=quiet)
-
     def action() -> int:
         # here, not at the top: keeps `vidgen --help` light (the server's modules load numpy; its worker, torch)
         from vidgen import server
@@ -378,7 +369,7 @@ def serve(
             return server.stop_server()
         return server.serve(parse_keep_alive(keep_alive))
 
-    code = _guarded(debug, action)
+    code = _guarded(debug, action, RunContext(quiet=quiet))
     if code:
         raise typer.Exit(int(code))
 

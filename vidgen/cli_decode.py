@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from vidgen import ui
 from vidgen.acceleration import apply_threads
 from vidgen.cli_options import QuietOption, ThreadsOption
+from vidgen.context import RunContext
 from vidgen.guard import DebugOption, guarded
 
 
@@ -25,14 +25,12 @@ def decode_latents(
     debug: DebugOption = False,
 ) -> None:
     """Write the video a run would have written from the latents it kept (loads only the VAE)."""
-    ui.configure(quiet=quiet)
-
     def action() -> None:
         from vidgen import decode  # here, not at the top: keeps `vidgen --help` light (torch, diffusers)
 
         apply_threads(threads)  # as generate does: a CPU's convolutions add up in the same order with the same threads
         decode.run(latents_file, output, vae_tiling=vae_tiling, device=device, overwrite=overwrite, as_json=as_json)
 
-    code = guarded(debug, action)
+    code = guarded(debug, action, RunContext(quiet=quiet, threads=threads))
     if code:
         raise typer.Exit(int(code))

@@ -35,6 +35,7 @@ from typing import Any
 
 from vidgen import signals, ui
 from vidgen.acceleration import cpu_thread_count
+from vidgen.context import Accepted, BatchEnd, BatchStart, Event, Exit, ProgressEnd, ProgressStart, Refused, Status, StatusEnd, Writing, decode
 from vidgen.environment import Environment, variable
 from vidgen.errors import ExitCode, UsageError
 from vidgen.options import SETTINGS, LoraSpec
@@ -192,77 +193,39 @@ def _remove_partial(path_text: str) -> None:
 
 
 class _Replay:
-    """Draws what the server's events describe, through ui (so --quiet, terminals and
-    pipes behave as in-process)."""
+    """Renders what the server's events describe through ui, as the job's own run would
+    (so --quiet, terminals and pipes behave as in-process), and keeps what the client
+    itself needs: the job's number, the files being written, the exit code."""
 
     def __init__(self) -> None:
-        self.bars: dict[int, Any] = {}
-        self.batch = None
-        self.status = None
+        self.open: list[Event] = []  # what close() ends if the stream stops: bars, the batch's bar, spinners
         self.writing: list[str] = []
         self.code: int | None = None
         self.job: int | None = None  # the server's number for this job
 
-    def handle(self, event: dict[str, Any]) -> None:
-        kind = event.get("event")
-        if kind == "info":
-            ui.info(event["message"])
-        elif kind == "warn":
-            ui.warn(event["message"])
-        elif kind == "error":
-            ui.error(event["message"])
-        elif kind == "traceback":
-            ui.print_traceback(event["text"])
-        elif kind == "result":
-            ui.emit_result(event["text"])
-        elif kind == "bytes":
-            ui.emit_bytes(base64.b64decode(event["data"]))
-        elif kind == "table":
-            ui.report_table(event["title"], event["columns"], event["rows"])
-        elif kind == "bar":
-            if event.get("batch") and self.batch is not None:
-                bar = self.batch.video(event["label"], event["total"])
-            else:
-                bar = ui.progress(event["label"], event["total"])
-            self.bars[event["id"]] = bar.__enter__()
-        elif kind in ("phase", "step", "bar_end") and event.get("id") in self.bars:
-            bar = self.bars[event["id"]]
-            if kind == "phase":
-                bar.phase(event["name"])
-            elif kind == "step":
-                bar.step(event["completed"])
-            else:
-                self.bars.pop(event["id"]).__exit__(None, None, None)
-        elif kind == "batch_bar":
-            self.batch = ui.BatchProgress(event["total"]).__enter__()
-        elif kind == "batch_advance" and self.batch is not None:
-            self.batch.video_finished()
-        elif kind == "batch_bar_end" and self.batch is not None:
-            self.batch.__exit__(None, None, None)
-            self.batch = None
-        elif kind == "status":
-            self.status = ui.status(event["message"])
-            self.status.__enter__()
-        elif kind == "status_end" and self.status is not None:
-            self.status.__exit__(None, None, None)
-            self.status = None
-        elif kind == "writing":
-            self.writing.append(event["path"])
-        elif kind == "exit":
-            self.code = int(event["code"])
-        elif kind == "accepted":
-            self.job = event.get("job")
+    def handle(self, data: dict[str, Any]) -> None:
+        event = decode(data)
+        if isinstance(event, Accepted):
+            self.job = event.job
+        elif isinstance(event, Exit):
+            self.code = event.code
+        elif isinstance(event, Writing):
+            self.writing.append(event.path)
+        elif event is not None and not isinstance(event, Refused):
+            self._track(event)
+            ui.show(event)
+
+    def _track(self, event: Event) -> None:
+        ending = {ProgressStart: lambda: ProgressEnd(event.id), BatchStart: BatchEnd, Status: StatusEnd}.get(type(event))
+        if ending is not None:
+            self.open.append(ending())
+        elif event in self.open:  # an end the server sent: the last one of its kind
+            del self.open[len(self.open) - 1 - self.open[::-1].index(event)]
 
     def close(self) -> None:
-        for bar in reversed(list(self.bars.values())):
-            bar.__exit__(None, None, None)
-        self.bars.clear()
-        if self.batch is not None:
-            self.batch.__exit__(None, None, None)
-            self.batch = None
-        if self.status is not None:
-            self.status.__exit__(None, None, None)
-            self.status = None
+        """End what the server left open (it went away mid-job)."""
+        while self.open:
+            ui.show(self.open.pop())
 
 
 class _Signals:

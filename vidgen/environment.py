@@ -4,8 +4,8 @@ folder its relative paths mean something in, and its standard input.
 In-process (`vidgen generate`, `vidgen batch`) that is the process's own: `PROCESS`. A
 `vidgen serve` job runs with its client's (the client's folder, the bytes the client read
 from its standard input), so the server changes nothing of its own process to run it
-and two jobs could run side by side. The job's output goes through vidgen.ui, whose
-sink is per thread (ui.remote_session). Light: the server's client imports it.
+and two jobs could run side by side. A run's Environment is part of its RunContext
+(vidgen.context). Light: the server's client imports it.
 """
 
 from __future__ import annotations

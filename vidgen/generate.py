@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from vidgen import acceleration, latents, preview, prompt_cache, resume, signals, stages, story, ui
+from vidgen.context import current
 from vidgen.environment import PROCESS, Environment
 from vidgen.audio import Audio, audio_from_output, fit_to_video
 from vidgen.conditioning import image_size
@@ -308,11 +309,11 @@ class VideoGenerator:
                 if previewer is not None and "latents" in callback_kwargs:
                     previewer.after_step(callback_kwargs["latents"], done)
                 terminated = terminate is not None and terminate.requested
-                if cancel.requested or terminated or ui.remote_cancelled():  # Ctrl-C, SIGTERM, or a server's client gone or stopped
+                if cancel.requested or terminated or current().cancel.cancelled():  # Ctrl-C, SIGTERM, or a served job's client gone or stopped
                     message = "interrupted during denoising; nothing was written"
                     if keeper is not None and "latents" in callback_kwargs:
                         message += keeper.interrupted(pipeline, callback_kwargs["latents"], done, resume.scheduler_state(pipeline.scheduler))
-                    remote = ui.remote_interruption(message)
+                    remote = current().cancel.interruption(message)
                     raise remote or Interrupted(message, ExitCode.TERMINATED if terminated else None)
                 return callback_kwargs
 

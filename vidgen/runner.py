@@ -1,8 +1,8 @@
 """The job runner shared by `vidgen generate`, `vidgen batch` and `vidgen serve`:
 settings -> a loaded pipeline (kept in a cache by the server) -> frames -> a written file.
 
-- `obtain_pipeline(settings)` loads the pipeline that `settings` names, or, inside a
-  server, takes it from the `PipelineCache` installed with `use_cache()`;
+- `obtain_pipeline(settings)` loads the pipeline that `settings` names, or, in a served
+  job, takes it from the run context's `PipelineCache` (the server's: vidgen.context);
 - `render(generator, settings, seed, path=...)` makes one video and writes it atomically
   (or returns the MP4 bytes for `-o -`).
 
@@ -24,6 +24,7 @@ import numpy as np
 from vidgen import __version__, stages, story, ui
 from vidgen.acceleration import should_compile
 from vidgen.audio import CODECS, Audio
+from vidgen.context import current
 from vidgen.errors import UsageError
 from vidgen.options import SETTINGS, GenerationSettings, LoraSpec
 from vidgen.post.apply import after_decode
@@ -235,28 +236,20 @@ class PipelineCache:
         return rows
 
 
-_cache: PipelineCache | None = None
-
-
-def use_cache(cache: PipelineCache | None) -> None:
-    """Install (or remove, with None) the cache that obtain_pipeline() uses: the server's."""
-    global _cache
-    _cache = cache
-
-
 def obtain_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None):
-    """The pipeline for `settings`: from the server's cache, else loaded now."""
+    """The pipeline for `settings`: from the run's cache (a served job's), else loaded now."""
     from vidgen import pipeline as pipeline_loader  # here, not at the top: `vidgen serve` imports this module and listens before torch loads
 
     location = settings.location
     started = time.monotonic()
-    if _cache is None:
+    cache = current().cache
+    if cache is None:
         with ui.status(f"loading {location.location}"):
             loaded = pipeline_loader.load_pipeline(settings, pull_hint=pull_hint)
         hit = False
     else:
         with ui.status(f"loading {location.location}"):
-            loaded, hit = _cache.get(settings, pull_hint)
+            loaded, hit = cache.get(settings, pull_hint)
     if hit:
         ui.info(f"using {loaded.class_name} from {location.location} on {loaded.device} ({loaded.dtype}), kept loaded by vidgen serve")
     else:
@@ -332,8 +325,8 @@ def render(generator, settings: GenerationSettings, seed: int, *, facts: RunFact
         frames, audio = generator.generate_with_audio(settings, seed, image=image, video=video, mask=mask, progress=progress,
                                                       last_image=last_image, keeper=keeper, resumed=resumed)  # fmt: skip
         audio = audio if settings.audio else None  # --no-audio
-        if ui.remote_cancelled():  # the server's client went away during the last step
-            raise ui.remote_interruption("interrupted; nothing was written")
+        if interruption := current().cancel.interruption("interrupted; nothing was written"):
+            raise interruption  # a served job's client went away during the last step
         recipe = build_recipe(settings, seed, frames, facts)
         recipe["audio"] = audio_record(audio, fmt)
         if not write:

@@ -1,96 +1,50 @@
-"""The only module that prints.
+"""The only module that prints: it renders the run's events.
 
-Results (paths, JSON objects, tables the user asked for) go to standard output;
-everything else (notes, warnings, errors, progress) goes to standard error through
-a rich Console, so `vidgen ... > list.txt` and `vidgen ... -o - | ffmpeg ...` stay clean.
+The module's functions (`info`, `warn`, `progress`, `emit_json`, ...) are the API the rest
+of vidgen calls: each sends a typed event (vidgen.context) to the current run's sink, unless
+the run is --quiet and the event is one quiet hides. Two sinks:
+- `TerminalSink`, this process's terminal: results (paths, JSON objects, tables the user
+  asked for) on standard output; everything else (notes, warnings, errors, progress) on
+  standard error through a rich Console, so `vidgen ... > list.txt` and
+  `vidgen ... -o - | ffmpeg ...` stay clean. Bars and spinners only on a terminal;
+- `RemoteSink`, a `vidgen serve` job's: each event's wire form onto the job's stream; its
+  client (vidgen.client) decodes them and renders them here, with its own --quiet. So a
+  served call prints the same lines as an in-process one by construction.
 """
 
 from __future__ import annotations
 
-import base64
+import itertools
 import json
 import logging
 import os
 import sys
-import threading
 import traceback
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.progress import Progress as RichProgress
-from rich.table import Table
+from rich.table import Table as RichTable
 
-from vidgen.errors import SECOND_SIGTERM, ExitCode, Interrupted
+from vidgen.context import (BatchAdvance, BatchDescribe, BatchEnd, BatchStart, Bytes, Error, Event, Info, Preview, ProgressEnd,
+                            ProgressPhase, ProgressStart, ProgressStep, Result, ResultTable, Status, StatusEnd, Table, Traceback, Warn,
+                            Writing, current, quieted)  # fmt: skip
 
-# Console(stderr=True) looks up sys.stderr on every write, so test runners that swap
-# the streams capture it too.
+# Process state, not a run's: this process's standard error (Console(stderr=True) looks up
+# sys.stderr on every write, so test runners that swap the streams capture it too), and its
+# standard output while others_output_to_stderr holds sys.stdout.
 _stderr = Console(stderr=True, highlight=False)
-_quiet = False
-_results = None  # stdout while others_output_to_stderr holds sys.stdout
-
-# A job run for a `vidgen serve` client: everything the job would print goes to the
-# client as events instead (vidgen.client replays them through this module), on the
-# worker thread that runs the job only. None: print here.
-_remote = threading.local()
+_results = None
 
 
-def _sink():
-    return getattr(_remote, "sink", None)
-
-
-@contextmanager
-def remote_session(sink) -> Iterator[None]:
-    """Send this thread's output to `sink` (an object with `send(event: dict)`,
-    `cancelled() -> bool`, `stop_requested() -> bool` and `cancel_code`) instead of
-    printing it."""
-    _remote.sink = sink
-    try:
-        yield
-    finally:
-        _remote.sink = None
-
-
-def remote_cancelled() -> bool:
-    """True when the client of the job running on this thread has gone (Ctrl-C, closed)."""
-    sink = _sink()
-    return sink is not None and sink.cancelled()
-
-
-def remote_interruption(message: str):
-    """The Interrupted to raise for this thread's cancelled server job, or None: exit 130
-    with `message` (its client's Ctrl-C, or the client gone), or exit 143 when a
-    batch's client was sent SIGTERM twice (the sink's `cancel_code`), as in-process."""
-    sink = _sink()
-    if sink is None or not sink.cancelled():
-        return None
-    if getattr(sink, "cancel_code", ExitCode.INTERRUPTED) == ExitCode.TERMINATED:
-        return Interrupted(SECOND_SIGTERM, ExitCode.TERMINATED)
-    return Interrupted(message)
-
-
-def remote_stop_requested() -> bool:
-    """True when the client of this thread's server job was sent SIGTERM: a batch stops
-    after the current video, as it does in-process."""
-    sink = _sink()
-    return sink is not None and sink.stop_requested()
-
-
-def writing(path) -> None:
-    """A file is about to be written under a temporary name beside `path`: a client
-    removes what is left of it if the server dies while writing."""
-    sink = _sink()
-    if sink is not None:
-        sink.send({"event": "writing", "path": str(path)})
-
-
-def preview(path, step: int, steps: int) -> None:
-    """--preview rewrote `path` after `step` of `steps`: a server's client gets an event
-    (a front end can reload it); in a terminal the file itself is the news."""
-    sink = _sink()
-    if sink is not None:
-        sink.send({"event": "preview", "path": str(path), "step": step, "steps": steps})
+def show(event: Event) -> None:
+    """`event` to the current run's sink, unless the run is --quiet and quiet hides it."""
+    run = current()
+    if run.quiet and event.hushed:
+        return
+    (run.events or TERMINAL).send(event)
 
 
 # Loggers of libraries that speak on stderr on their own at import: peft imports torchao
@@ -109,64 +63,68 @@ def quiet_library_loggers() -> None:
 
 
 def configure(*, quiet: bool = False) -> None:
-    """Apply the --quiet flag: notes and progress are hidden, errors are not."""
-    global _quiet
-    _quiet = quiet
-    quiet_library_loggers()
-
-
-def _say(message: str, style: str | None = None, kind: str = "info") -> None:
-    sink = _sink()
-    if sink is not None:
-        sink.send({"event": kind, "message": message})
-        return
-    # soft_wrap keeps each message on one line, whatever the terminal width.
-    _stderr.print(message, style=style, markup=False, soft_wrap=True)
+    """The current run is `quiet` from here to its end (a launched process other than the
+    first: one voice). The command line sets --quiet in the run's context (vidgen.guard)."""
+    quieted(quiet)
 
 
 def info(message: str) -> None:
-    # A server job's notes go to its client, which applies its own --quiet: the server's
-    # --quiet is for the server's own lines, not for every client's.
-    if _sink() is not None or not _quiet:
-        _say(message)
+    show(Info(message))
 
 
 def warn(message: str) -> None:
     """Something the user asked for was changed or ignored: shown even with --quiet."""
-    _say(message, style="yellow", kind="warn")
+    show(Warn(message))
 
 
 def error(message: str) -> None:
-    if _sink() is not None:
-        _say(message, kind="error")
-        return
-    _say(f"Error: {message}", style="bold red")
+    show(Error(message))
 
 
 def print_traceback(text: str | None = None) -> None:
-    """The traceback of the exception being handled (or `text`, one a server sent)."""
-    text = traceback.format_exc() if text is None else text
-    if _sink() is not None:
-        _sink().send({"event": "traceback", "text": text})
-        return
-    _stderr.print(text, markup=False, highlight=False, soft_wrap=True)
+    """The traceback of the exception being handled (or `text`)."""
+    show(Traceback(traceback.format_exc() if text is None else text))
+
+
+def writing(path) -> None:
+    """A file is about to be written under a temporary name beside `path` (a served job's
+    client removes what is left of it if the server dies while writing)."""
+    show(Writing(str(path)))
+
+
+def preview(path, step: int, steps: int) -> None:
+    """--preview rewrote `path` after `step` of `steps`."""
+    show(Preview(str(path), step, steps))
 
 
 # ---- results on standard output ----
 
 
 def emit_result(text: str) -> None:
-    if _sink() is not None:
-        _sink().send({"event": "result", "text": text})
-        return
-    stream = _results or sys.stdout
-    stream.write(text + "\n")
-    stream.flush()
+    show(Result(text))
 
 
 def emit_json(obj: Any) -> None:
     """One JSON object per line (JSON Lines), so scripts can stream results."""
     emit_result(json.dumps(obj, ensure_ascii=False))
+
+
+def emit_bytes(data: bytes) -> None:
+    show(Bytes(data))
+
+
+def emit_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], wrap: Sequence[str] = ()) -> None:
+    """A rich table on a terminal, tab-separated lines (no header) in a pipe.
+
+    Only the columns named in `wrap` may wrap on a narrow terminal.
+    """
+    show(ResultTable(title, tuple(columns), tuple(tuple(row) for row in rows), tuple(wrap)))
+
+
+def report_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """A table for the user on standard error (a batch's summary), not a result:
+    standard output stays clean for paths and JSON. Shown even with --quiet."""
+    show(Table(title, tuple(columns), tuple(tuple(row) for row in rows)))
 
 
 @contextmanager
@@ -187,15 +145,6 @@ def others_output_to_stderr() -> Iterator[None]:
         sys.stdout, _results = real, None
 
 
-def emit_bytes(data: bytes) -> None:
-    if _sink() is not None:
-        _sink().send({"event": "bytes", "data": base64.b64encode(data).decode("ascii")})
-        return
-    sys.stdout.flush()
-    sys.stdout.buffer.write(data)
-    sys.stdout.buffer.flush()
-
-
 def detach_stdout() -> None:
     """Point stdout at /dev/null after its reader went away, so the interpreter's final flush
     does not raise a second BrokenPipeError on the way out."""
@@ -207,38 +156,78 @@ def stdout_is_terminal() -> bool:
     return sys.stdout.isatty()
 
 
-def emit_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], wrap: Sequence[str] = ()) -> None:
-    """A rich table on a terminal, tab-separated lines (no header) in a pipe.
-
-    Only the columns named in `wrap` may wrap on a narrow terminal.
-    """
-    if stdout_is_terminal():
-        table = Table(title=title)
-        for column in columns:
-            table.add_column(column, no_wrap=column not in wrap, overflow="fold")
-        for row in rows:
-            table.add_row(*row)
-        Console(highlight=False).print(table)
-    else:
-        for row in rows:
-            emit_result("\t".join(row))
-
-
-def report_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """A table for the user on standard error (a batch's summary), not a result:
-    standard output stays clean for paths and JSON. Shown even with --quiet."""
-    if _sink() is not None:
-        _sink().send({"event": "table", "title": title, "columns": list(columns), "rows": [list(row) for row in rows]})
-        return
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*row)
-    _stderr.print(table)
-
-
 # ---- progress ----
+
+
+class Progress:
+    """Progress of one video through its phases: load, encode, denoise, decode, write.
+
+    It sends events; the sink draws them (a rich bar over the denoising steps on a terminal,
+    nothing in a pipe or with --quiet), so callers never check. `visible=False`: no events
+    at all (a caller that wants no bar)."""
+
+    _ids = itertools.count(1)  # process-wide, so no two bars of this process share an id
+
+    def __init__(self, label: str, total_steps: int, *, visible: bool = True, in_batch: bool = False):
+        self.label, self.total_steps = label, total_steps
+        self._id = next(self._ids)
+        self._show: Callable[[Event], None] = show if visible else (lambda event: None)
+        self._in_batch = in_batch
+
+    def __enter__(self) -> "Progress":
+        self._show(ProgressStart(self._id, self.label, self.total_steps, self._in_batch))
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._show(ProgressEnd(self._id))
+
+    def phase(self, name: str) -> None:
+        self._show(ProgressPhase(self._id, name))
+
+    def step(self, completed: int) -> None:
+        self._show(ProgressStep(self._id, completed))
+
+
+def progress(label: str, total_steps: int) -> Progress:
+    return Progress(label, total_steps)
+
+
+class BatchProgress:
+    """A batch's overall bar (videos done / total, ETA) with each video's step bar below it."""
+
+    def __init__(self, total_videos: int):
+        self.total_videos = total_videos
+
+    def __enter__(self) -> "BatchProgress":
+        show(BatchStart(self.total_videos))
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        show(BatchEnd())
+
+    def video(self, label: str, total_steps: int) -> Progress:
+        """The step bar of one video, shown under the overall bar while it runs."""
+        return Progress(label, total_steps, in_batch=True)
+
+    def video_finished(self) -> None:
+        show(BatchAdvance())
+
+    def describe(self, text: str) -> None:
+        """The overall row's label (a Ray batch: `videos: 5 done, 1 failed, 2 retried`)."""
+        show(BatchDescribe(text))
+
+
+@contextmanager
+def status(message: str) -> Iterator[None]:
+    """A spinner for a phase without steps (loading a model), on a terminal only."""
+    show(Status(message))
+    try:
+        yield
+    finally:
+        show(StatusEnd())
+
+
+# ---- the sinks ----
 
 
 def _rich_bar(*extra_columns, **options):
@@ -247,134 +236,134 @@ def _rich_bar(*extra_columns, **options):
     return RichProgress(*columns, console=_stderr, transient=True, **options)
 
 
-class Progress:
-    """Progress of one video through its phases: load, encode, denoise, decode, write.
+class TerminalSink:
+    """Draws events on this process's terminal. It keeps what is on screen (open bars by
+    id, the batch's bar, spinners): one terminal a process, rich allowing one live display."""
 
-    It draws a rich bar over the denoising steps only when standard error is a terminal
-    and --quiet is off; otherwise every method is a no-op, so callers never check.
-    """
+    def __init__(self) -> None:
+        self._bars: dict[int, tuple[Any, Any, str, bool]] = {}  # id -> (rich bar, task, label, owns the bar)
+        self._batch: tuple[Any, Any] | None = None  # (rich bar, task) while a batch's bar is drawn
+        self._statuses: list[Any] = []  # spinners, innermost last (None: not drawn)
 
-    def __init__(self, label: str, total_steps: int, *, visible: bool, shared_bar=None):
-        self.label = label
-        self.total_steps = total_steps
-        self._bar = shared_bar  # a batch's bar: this video is one more row under it
-        self._owns_bar = shared_bar is None
-        self._task = None
-        if visible and shared_bar is None:
-            self._bar = _rich_bar()
+    def send(self, event: Event) -> None:
+        getattr(self, f"_{event.kind}", self._nothing)(event)
 
-    def __enter__(self) -> "Progress":
-        if self._bar is not None:
-            if self._owns_bar:
-                self._bar.start()
-            self._task = self._bar.add_task(self.label, total=self.total_steps)
-        return self
+    def _nothing(self, event: Event) -> None:
+        pass  # writing, preview: the file itself is the news on a terminal
 
-    def __exit__(self, *exc_info) -> None:
-        if self._bar is not None:
-            if self._owns_bar:
-                self._bar.stop()
-            else:
-                self._bar.remove_task(self._task)
+    def _say(self, message: str, style: str | None = None) -> None:
+        _stderr.print(message, style=style, markup=False, soft_wrap=True)  # soft_wrap: one line, whatever the width
 
-    def phase(self, name: str) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, description=f"{self.label} {name}")
+    def _info(self, event: Info) -> None:
+        self._say(event.message)
 
-    def step(self, completed: int) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, completed=completed)
+    def _warn(self, event: Warn) -> None:
+        self._say(event.message, style="yellow")
+
+    def _error(self, event: Error) -> None:
+        self._say(f"Error: {event.message}", style="bold red")
+
+    def _traceback(self, event: Traceback) -> None:
+        _stderr.print(event.text, markup=False, highlight=False, soft_wrap=True)
+
+    def _result(self, event: Result) -> None:
+        stream = _results or sys.stdout
+        stream.write(event.text + "\n")
+        stream.flush()
+
+    def _bytes(self, event: Bytes) -> None:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(event.data)
+        sys.stdout.buffer.flush()
+
+    def _result_table(self, event: ResultTable) -> None:
+        if not stdout_is_terminal():
+            for row in event.rows:
+                self._result(Result("\t".join(row)))
+            return
+        table = RichTable(title=event.title)
+        for column in event.columns:
+            table.add_column(column, no_wrap=column not in event.wrap, overflow="fold")
+        for row in event.rows:
+            table.add_row(*row)
+        Console(highlight=False).print(table)
+
+    def _table(self, event: Table) -> None:
+        table = RichTable(title=event.title, title_justify="left")
+        for column in event.columns:
+            table.add_column(column, overflow="fold")
+        for row in event.rows:
+            table.add_row(*row)
+        _stderr.print(table)
+
+    def _bar(self, event: ProgressStart) -> None:
+        if event.batch:  # a row under the batch's bar; none without one
+            if self._batch is not None:
+                self._bars[event.id] = (self._batch[0], self._batch[0].add_task(event.label, total=event.total), event.label, False)
+            return
+        if _stderr.is_terminal:
+            bar = _rich_bar()
+            bar.start()
+            self._bars[event.id] = (bar, bar.add_task(event.label, total=event.total), event.label, True)
+
+    def _phase(self, event: ProgressPhase) -> None:
+        if event.id in self._bars:
+            bar, task, label, _ = self._bars[event.id]
+            bar.update(task, description=f"{label} {event.name}")
+
+    def _step(self, event: ProgressStep) -> None:
+        if event.id in self._bars:
+            bar, task, _, _ = self._bars[event.id]
+            bar.update(task, completed=event.completed)
+
+    def _bar_end(self, event: ProgressEnd) -> None:
+        if event.id in self._bars:
+            bar, task, _, owns = self._bars.pop(event.id)
+            bar.stop() if owns else bar.remove_task(task)
+
+    def _batch_bar(self, event: BatchStart) -> None:
+        if _stderr.is_terminal and self._batch is None:
+            # Results are written while the bar runs: into a pipe they must go to stdout as
+            # they are; on a terminal rich prints them above the bar.
+            bar = _rich_bar(TimeRemainingColumn(), redirect_stdout=stdout_is_terminal())
+            bar.start()
+            self._batch = (bar, bar.add_task("videos", total=event.total))
+
+    def _batch_advance(self, event: BatchAdvance) -> None:
+        if self._batch is not None:
+            self._batch[0].advance(self._batch[1])
+
+    def _batch_describe(self, event: BatchDescribe) -> None:
+        if self._batch is not None:
+            self._batch[0].update(self._batch[1], description=event.text)
+
+    def _batch_bar_end(self, event: BatchEnd) -> None:
+        if self._batch is not None:
+            self._batch[0].stop()
+            self._batch = None
+
+    def _status(self, event: Status) -> None:
+        spinner = _stderr.status(event.message) if _stderr.is_terminal else None
+        if spinner is not None:
+            spinner.__enter__()
+        self._statuses.append(spinner)
+
+    def _status_end(self, event: StatusEnd) -> None:
+        spinner = self._statuses.pop() if self._statuses else None
+        if spinner is not None:
+            spinner.__exit__(None, None, None)
 
 
-class RemoteProgress:
-    """A Progress whose bar is drawn by the client of a `vidgen serve` job."""
-
-    _ids = iter(range(1, 1 << 62))
-
-    def __init__(self, sink, label: str, total_steps: int, *, in_batch: bool = False):
-        self._sink, self.label, self.total_steps, self._in_batch = sink, label, total_steps, in_batch
-        self._id = next(self._ids)
-
-    def __enter__(self) -> "RemoteProgress":
-        self._sink.send({"event": "bar", "id": self._id, "label": self.label, "total": self.total_steps, "batch": self._in_batch})
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._sink.send({"event": "bar_end", "id": self._id})
-
-    def phase(self, name: str) -> None:
-        self._sink.send({"event": "phase", "id": self._id, "name": name})
-
-    def step(self, completed: int) -> None:
-        self._sink.send({"event": "step", "id": self._id, "completed": completed})
+# This process's terminal: the sink of a run whose context names none (the command line's).
+TERMINAL = TerminalSink()
 
 
-def progress(label: str, total_steps: int) -> Progress:
-    if _sink() is not None:
-        return RemoteProgress(_sink(), label, total_steps)
-    return Progress(label, total_steps, visible=(not _quiet) and _stderr.is_terminal)
+class RemoteSink:
+    """A `vidgen serve` job's: each event's wire form (Event.to_json) onto the job's stream,
+    which vidgen.server.transport writes to its client."""
 
+    def __init__(self, put: Callable[[dict[str, Any]], None]):
+        self._put = put
 
-class BatchProgress:
-    """A batch's overall bar (videos done / total, ETA) with each video's step bar
-    below it. rich allows one live display at a time, so both are rows of one bar.
-    Off a terminal, or with --quiet, every method is a no-op."""
-
-    def __init__(self, total_videos: int):
-        self.total_videos = total_videos
-        self._bar = None
-        self._task = None
-        self._sink = _sink()
-        if self._sink is None and (not _quiet) and _stderr.is_terminal:
-            # Results are written while the bar runs: into a pipe they must go to
-            # stdout as they are; on a terminal rich prints them above the bar.
-            self._bar = _rich_bar(TimeRemainingColumn(), redirect_stdout=stdout_is_terminal())
-
-    def __enter__(self) -> "BatchProgress":
-        if self._sink is not None:
-            self._sink.send({"event": "batch_bar", "total": self.total_videos})
-        if self._bar is not None:
-            self._bar.start()
-            self._task = self._bar.add_task("videos", total=self.total_videos)
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        if self._sink is not None:
-            self._sink.send({"event": "batch_bar_end"})
-        if self._bar is not None:
-            self._bar.stop()
-
-    def video(self, label: str, total_steps: int) -> Progress:
-        """The step bar of one video, shown under the overall bar while it runs."""
-        if self._sink is not None:
-            return RemoteProgress(self._sink, label, total_steps, in_batch=True)
-        return Progress(label, total_steps, visible=self._bar is not None, shared_bar=self._bar)
-
-    def video_finished(self) -> None:
-        if self._sink is not None:
-            self._sink.send({"event": "batch_advance"})
-        if self._bar is not None:
-            self._bar.advance(self._task)
-
-    def describe(self, text: str) -> None:
-        """The overall row's label (a Ray batch: `videos: 5 done, 1 failed, 2 retried`)."""
-        if self._bar is not None:
-            self._bar.update(self._task, description=text)
-
-
-@contextmanager
-def status(message: str) -> Iterator[None]:
-    """A spinner for a phase without steps (loading a model), on a terminal only."""
-    sink = _sink()
-    if sink is not None:
-        sink.send({"event": "status", "message": message})
-        try:
-            yield
-        finally:
-            sink.send({"event": "status_end"})
-        return
-    if _quiet or not _stderr.is_terminal:
-        yield
-        return
-    with _stderr.status(message):
-        yield
+    def send(self, event: Event) -> None:
+        self._put(event.to_json())

@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 
     from vidgen.audio import Audio
 
-from vidgen import ui
 from vidgen.acceleration import configured_threads
+from vidgen.context import current
 from vidgen.environment import variable
 from vidgen.errors import GenerationError, Interrupted, UsageError, VidgenError
 
@@ -340,10 +340,10 @@ def write_video(frames: np.ndarray, path: Path, *, fps: float, crf: int = 18, re
         else:
             _write_png_folder(frames, temporary, recipe_json)
         _sync(temporary)
-        if ui.remote_cancelled():
-            # A server's client interrupted while the file was being written: it is
+        if interruption := current().cancel.interruption("interrupted while writing the video; nothing was written"):
+            # A served job's client interrupted while the file was being written: it is
             # not given its name, as in-process Ctrl-C during the write leaves nothing.
-            raise ui.remote_interruption("interrupted while writing the video; nothing was written")
+            raise interruption
         if path.exists() and not overwrite:
             raise UsageError(f"{path} appeared while generating (pass --overwrite to replace it)")
         if path.is_dir():

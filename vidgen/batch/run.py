@@ -19,6 +19,7 @@ from vidgen.acceleration import apply_threads
 from vidgen.batch.folder import FolderLock, Manifest, file_sha256, finished_jobs, folder_identity, prepare_out_dir, remove_stale_temp_files
 from vidgen.batch.gallery import write_gallery
 from vidgen.batch.plan import DEFAULT_BASE_SEED, Job, inside, plan_jobs
+from vidgen.context import current
 from vidgen.processes import Processes, current_processes
 from vidgen.errors import SECOND_SIGTERM, ExitCode, GenerationError, Interrupted, UsageError, VidgenError
 from vidgen.conditioning import load_conditioning_image, load_input_video
@@ -332,14 +333,14 @@ def _run(prepared: _Prepared, processes: Processes, env: Environment, *, chosen,
         ui.info(f"resuming: {len(skipped)} of {len(jobs)} videos already done")
     with _stop_on_sigterm() as stop, ui.BatchProgress(sum(1 for job in mine if job.error is None)) as progress:
         for job in mine:
-            if stop.requested or ui.remote_stop_requested():  # SIGTERM here, or to a server's client
+            if stop.requested or current().cancel.stop_requested():  # SIGTERM here, or to a server's client
                 break
             if job.error is not None:
                 runner.record(job, "failed", error=job.error)
                 continue
             runner.run(job, progress)
             progress.video_finished()
-    if stop.requested or ui.remote_stop_requested():
+    if stop.requested or current().cancel.stop_requested():
         # Stopped on purpose: no waiting for the other processes (they got the signal
         # too from the launcher, or will finish their share on their own).
         report(jobs, skipped, _outcomes(manifest, prepared.run_start), stopped=True)

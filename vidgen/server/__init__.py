@@ -4,9 +4,9 @@ One process, in the foreground:
 - the listener (transport.py: the standard library's HTTP server on a Unix socket, one
   thread per connection) reads each request, checks it and queues its job;
 - one worker thread (worker.py) runs the jobs in arrival order through the same
-  functions as in-process (jobs.py: single.run, batch.run_batch), with vidgen.runner's
-  PipelineCache installed and the job's output sent to its client as JSON lines
-  (ui.remote_session). A job carries its client's folder, standard input and its own
+  functions as in-process (jobs.py: single.run, batch.run_batch), each in its own run
+  context (vidgen.context: the server's PipelineCache, the job's cancel token, its output
+  sent to its client as JSON lines). A job carries its client's folder, standard input and its own
   output stream: the worker changes neither the working folder nor sys.stdin;
 - the main thread (serve, below) waits for Ctrl-C or SIGTERM (or `vidgen serve --stop`):
   the first stops taking jobs, refuses the queued ones (their clients run them
@@ -29,7 +29,6 @@ from pathlib import Path
 from vidgen import locking, ui
 from vidgen.client import private_dir_problem, socket_dir
 from vidgen.errors import ExitCode, GenerationError, UsageError
-from vidgen.runner import use_cache
 from vidgen.server.control import LOCK_NAME, describe_keep_alive, print_status, stop_server
 from vidgen.server.transport import bind
 from vidgen.server.worker import Server
@@ -102,7 +101,6 @@ def serve(keep_alive: float) -> int:
             for number, handler in previous.items():
                 signal.signal(number, handler)
         server.cache.clear()
-        use_cache(None)
         time.sleep(0.3)  # the last handlers flush their clients' final lines
         ui.info("vidgen serve: stopped")
         return ExitCode.SUCCESS

@@ -5,9 +5,9 @@ process to run it (no working folder changed, no sys.stdin swapped) and another 
 could run another job beside it: its request (vidgen.request), with the paths of its
 options made absolute by the client; the client's folder, for the relative paths only
 the job reads (a prompts file's image and video values, the default output names); the
-client's standard input as bytes (`batch -`); and its own output stream, `events`, which
-the job's ui calls fill on the worker's thread (ui.remote_session: a per-thread sink)
-and its connection's handler sends to the client.
+client's standard input as bytes (`batch -`); its cancel token; and its own output
+stream, `events`: `execute()` runs it in its RunContext (vidgen.context), whose sink puts
+each event's wire form there, and its connection's handler sends them to the client.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import base64
 import binascii
 import os
 import queue
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from vidgen import ui
+from vidgen.context import CancelToken, Event, PipelineSource, RunContext, running
 from vidgen.environment import Environment
 from vidgen.errors import ExitCode, UsageError, outcome
 from vidgen.request import BatchRequest, GenerateRequest, from_json
@@ -36,10 +36,9 @@ class Job:
         self.request, self.client_pid = request, client_pid
         self.command = request.command
         self.env = Environment(cwd=Path(cwd), stdin=stdin)  # the client's folder and standard input
-        self.events: queue.Queue = queue.Queue()
-        self._cancel = threading.Event()
-        self._stop = threading.Event()  # a batch: stop after the current video
-        self.cancel_code = ExitCode.INTERRUPTED  # TERMINATED when its client was sent SIGTERM twice
+        self.events: queue.Queue = queue.Queue()  # the events' wire forms, for its client
+        self.sink = ui.RemoteSink(self.events.put)
+        self.token = CancelToken()  # its client gone (Ctrl-C, killed) or sent SIGTERM
         self.queued_at = time.time()
         self.started_at: float | None = None
 
@@ -67,23 +66,31 @@ class Job:
                 return "stdin must be base64 text"
         return cls(request, cwd, client_pid, stdin)
 
-    # the ui.remote_session sink
-    def send(self, event: dict[str, Any]) -> None:
-        self.events.put(event)
+    def send(self, event: Event) -> None:
+        """An event to its client that is not the run's own (accepted, exit, refused)."""
+        self.sink.send(event)
+
+    @property
+    def cancel_code(self) -> ExitCode:
+        return self.token.code
 
     def cancelled(self) -> bool:
-        return self._cancel.is_set()
+        return self.token.cancelled()
 
     def cancel(self, code: ExitCode = ExitCode.INTERRUPTED) -> None:
-        if not self._cancel.is_set():
-            self.cancel_code = code
-        self._cancel.set()
+        self.token.cancel(code)
 
     def stop_requested(self) -> bool:
-        return self._stop.is_set()
+        return self.token.stop_requested()
 
     def request_stop(self) -> None:
-        self._stop.set()
+        self.token.request_stop()
+
+    def context(self, cache: PipelineSource | None = None) -> RunContext:
+        """What its run runs with: its client's folder and standard input, its stream, its
+        cancel token, its client's --threads, the server's pipelines; never quiet (its client
+        applies its own --quiet to what it is sent)."""
+        return RunContext(env=self.env, events=self.sink, cancel=self.token, threads=self.request.threads, cache=cache)
 
     def summary(self) -> dict[str, Any]:
         what = self.request.prompt if isinstance(self.request, GenerateRequest) else self.request.prompts_file
@@ -99,10 +106,11 @@ class Job:
         }
 
 
-def execute(job: Job, prepare: Callable[[], None] | None = None) -> int:
-    """`prepare()` then the command's body, on this thread, its output sent to the job's
-    client; errors become lines and codes as on the command line (errors.outcome)."""
-    with ui.remote_session(job):
+def execute(job: Job, prepare: Callable[[], None] | None = None, *, cache: PipelineSource | None = None) -> int:
+    """`prepare()` then the command's body, on this thread, in the job's context (its output
+    sent to its client; `cache`: the server's pipelines); errors become lines and codes as on
+    the command line (errors.outcome)."""
+    with running(job.context(cache)):
         try:
             if prepare is not None:
                 prepare()

@@ -20,6 +20,7 @@ from typing import Any
 
 from vidgen import ui
 from vidgen.client import API, MAX_SOCKET_PATH
+from vidgen.context import Accepted
 from vidgen.errors import ExitCode, GenerationError, UsageError
 from vidgen.server.jobs import Job
 
@@ -134,7 +135,7 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(job, str):
             self._reply(400, {"error": job})
             return
-        job.send({"event": "accepted", "job": job.number})  # the first line: the number `jobs/N/stop` takes
+        job.send(Accepted(job.number))  # the first line: the number `jobs/N/stop` takes
         if not self.server.vidgen.submit(job):
             self._reply(503, {"error": "the vidgen server is stopping", "refused": True})
             return

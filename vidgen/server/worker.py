@@ -1,10 +1,11 @@
 """The server's queue, its worker and its pipeline cache.
 
 One worker thread runs the jobs in arrival order (vidgen.server.jobs.execute: the same
-functions as in-process), with vidgen.runner's PipelineCache installed; a job carries its
-own folder, standard input and output stream, so the worker changes no process state per
-job but the CPU thread count (torch's is per process). Idle pipelines are unloaded after
-the keep-alive.
+functions as in-process), each in its own RunContext with the server's PipelineCache; a job
+carries its own folder, standard input and output stream, so the worker changes no process
+state per job but the CPU thread count (torch's is per process). The worker's own lines go
+to the server's terminal in the server's context (`vidgen serve --quiet`). Idle pipelines
+are unloaded after the keep-alive.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import Any
 
 from vidgen import acceleration, ui
 from vidgen.client import API
-from vidgen.runner import PipelineCache, use_cache
+from vidgen.context import Error, Exit, Refused, RunContext, current, running
+from vidgen.runner import PipelineCache
 from vidgen.server.control import describe_keep_alive
 from vidgen.server.jobs import Job, execute
 
@@ -44,8 +46,9 @@ def _memory(libraries_ready: bool) -> dict[str, Any]:
 class Server:
     """The queue, the worker and the cache; the HTTP side calls submit() and status()."""
 
-    def __init__(self, socket_file: Path, keep_alive: float):
+    def __init__(self, socket_file: Path, keep_alive: float, context: RunContext | None = None):
         self.socket_file = socket_file
+        self.context = current() if context is None else context  # the server's own (`vidgen serve`'s): its --quiet, its terminal
         self.cache = PipelineCache(keep_alive)
         self.jobs: queue.Queue = queue.Queue()
         self.current: Job | None = None
@@ -90,7 +93,12 @@ class Server:
     # ---- the worker ----
 
     def work(self) -> None:
-        """Run jobs one at a time, in arrival order, until stopped."""
+        """Run jobs one at a time, in arrival order, until stopped; the worker's own lines in
+        the server's context (a thread starts outside any)."""
+        with running(self.context):
+            self._work()
+
+    def _work(self) -> None:
         # Imported here, on the worker's thread: `vidgen serve --status` and `--stop` import
         # this package without torch, and the socket is up before these long imports end.
         import torch
@@ -100,7 +108,6 @@ class Server:
         _quiet_library_logging()  # imports diffusers and transformers once, before any job
         self.libraries_ready.set()
         self._default_threads = torch.get_num_threads()
-        use_cache(self.cache)
         while True:
             try:
                 job = self.jobs.get(timeout=1.0)
@@ -110,11 +117,11 @@ class Server:
             if job is None:
                 return
             if job.cancelled():  # its client left (or was interrupted) while it waited
-                job.send({"event": "error", "message": "interrupted before the job started; nothing was written"})
-                job.send({"event": "exit", "code": int(job.cancel_code)})
+                job.send(Error("interrupted before the job started; nothing was written"))
+                job.send(Exit(int(job.cancel_code)))
                 continue
             if self.stopping.is_set():
-                job.send({"event": "refused", "message": "the vidgen server is stopping"})
+                job.send(Refused("the vidgen server is stopping"))
                 continue
             self._run(job)
             self._expire()
@@ -123,23 +130,22 @@ class Server:
         for model in self.cache.expire():
             ui.info(f"unloaded {model} (idle for the keep-alive, {describe_keep_alive(self.cache.keep_alive)})")
 
-    def _threads(self, threads: Any) -> None:
-        """The job's --threads (or its VIDGEN_THREADS), else the server's own count."""
+    def _threads(self) -> None:
+        """The running job's --threads (its context's: its client's --threads or VIDGEN_THREADS),
+        else the server's own count."""
+        threads = current().threads
         if isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1:
             acceleration.apply_threads(threads)
         elif self._default_threads is not None:
-            import torch  # here, not at the top: `vidgen serve` listens before torch loads (work() has imported it)
-
-            torch.set_num_threads(self._default_threads)
-            acceleration._configured_threads = None
+            acceleration.restore_threads(self._default_threads)
 
     def _run(self, job: Job) -> None:
         self.current = job
         job.started_at = time.time()
-        code = execute(job, prepare=lambda: self._threads(job.request.threads))
+        code = execute(job, prepare=self._threads, cache=self.cache)
         self.cache.touch_all()
         self.done += 1
         self.current = None
         outcome = "cancelled" if job.cancelled() else f"exit {int(code)}"
         ui.info(f"job {job.number} ({job.command}): {outcome} in {time.time() - job.started_at:.1f}s")
-        job.send({"event": "exit", "code": int(code)})
+        job.send(Exit(int(code)))
