@@ -95,10 +95,6 @@ class Server:
     def work(self) -> None:
         """Run jobs one at a time, in arrival order, until stopped; the worker's own lines in
         the server's context (a thread starts outside any)."""
-        with running(self.context):
-            self._work()
-
-    def _work(self) -> None:
         # Imported here, on the worker's thread: `vidgen serve --status` and `--stop` import
         # this package without torch, and the socket is up before these long imports end.
         import torch
@@ -108,23 +104,24 @@ class Server:
         _quiet_library_logging()  # imports diffusers and transformers once, before any job
         self.libraries_ready.set()
         self._default_threads = torch.get_num_threads()
-        while True:
-            try:
-                job = self.jobs.get(timeout=1.0)
-            except queue.Empty:
+        with running(self.context):
+            while True:
+                try:
+                    job = self.jobs.get(timeout=1.0)
+                except queue.Empty:
+                    self._expire()
+                    continue
+                if job is None:
+                    return
+                if job.cancelled():  # its client left (or was interrupted) while it waited
+                    job.send(Error("interrupted before the job started; nothing was written"))
+                    job.send(Exit(int(job.cancel_code)))
+                    continue
+                if self.stopping.is_set():
+                    job.send(Refused("the vidgen server is stopping"))
+                    continue
+                self._run(job)
                 self._expire()
-                continue
-            if job is None:
-                return
-            if job.cancelled():  # its client left (or was interrupted) while it waited
-                job.send(Error("interrupted before the job started; nothing was written"))
-                job.send(Exit(int(job.cancel_code)))
-                continue
-            if self.stopping.is_set():
-                job.send(Refused("the vidgen server is stopping"))
-                continue
-            self._run(job)
-            self._expire()
 
     def _expire(self) -> None:
         for model in self.cache.expire():
