@@ -56,6 +56,9 @@ def standalone_env() -> dict[str, str]:
 
 # Small enough to run in well under a second on a CPU; valid for Wan (4k+1, /16).
 TINY_ARGS = ["--steps", "2", "--size", "32x32", "--frames", "9"]
+# The fake pipeline's folder holds its own pipeline code (tests/fake_pipeline.py), which diffusers
+# runs only when told to: every run of it passes --trust-remote-code after `--model FOLDER`.
+FAKE_ARGS = ["--trust-remote-code", *TINY_ARGS]
 
 
 @pytest.fixture(autouse=True)
@@ -78,6 +81,15 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
 def tiny_wan_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One tiny random WanPipeline in diffusers layout, shared by the whole session."""
     return build_tiny_pipeline("WanPipeline", tmp_path_factory.mktemp("models") / "tiny-wan")
+
+
+@pytest.fixture(scope="session")
+def fake_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fake pipeline's model folder (tests/fake_pipeline.py): for the tests where the
+    pipeline is not the point (output, formats, exit codes, batch bookkeeping)."""
+    from tests.fake_pipeline import build_fake_model
+
+    return build_fake_model(tmp_path_factory.mktemp("models") / "fake")
 
 
 @pytest.fixture(scope="session")
@@ -142,6 +154,17 @@ def generate_tiny(run_cli, tiny_wan_dir):
 
     def invoke(prompt: str, *args: str, input: str | bytes | None = None) -> CliResult:
         return run_cli(prompt, "--model", tiny_wan_dir, *TINY_ARGS, *args, input=input)
+
+    return invoke
+
+
+@pytest.fixture
+def generate_fake(run_cli, fake_model_dir):
+    """`vidgen PROMPT --model FAKE --trust-remote-code --steps 2 --size 32x32 --frames 9 ARGS...`:
+    generate_tiny's command on the fake pipeline (frames in milliseconds, no weights)."""
+
+    def invoke(prompt: str, *args: str, input: str | bytes | None = None) -> CliResult:
+        return run_cli(prompt, "--model", fake_model_dir, *FAKE_ARGS, *args, input=input)
 
     return invoke
 

@@ -63,12 +63,12 @@ def test_empty_prompt_from_stdin(run_cli):
     assert_one_error_line(run_cli("-", input=""), 2, "the prompt is empty")
 
 
-def test_cuda_device_absent_is_usage_error(generate_tiny):
+def test_cuda_device_absent_is_usage_error(generate_fake):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    assert_one_error_line(generate_tiny("a ball", "--device", "cuda"), 2, "device 'cuda' is not available")
+    assert_one_error_line(generate_fake("a ball", "--device", "cuda"), 2, "device 'cuda' is not available")
 
 
 def test_missing_local_model_folder(run_cli):
@@ -92,6 +92,7 @@ def test_missing_builtin_weights(run_cli, tmp_path):
     assert_one_error_line(run_cli("a ball", "--preset", preset, "-o", "x.mp4"), 1, "the built-in model has no weights")
 
 
+@pytest.mark.model
 def test_pipeline_class_mismatch(generate_tiny, tmp_path):
     preset = tmp_path / "cog.toml"
     preset.write_text('model = "THUDM/CogVideoX-2b"\npipeline = "CogVideoXPipeline"\n')
@@ -118,11 +119,11 @@ def test_same_family_or_subclass_pipeline_class_is_accepted(monkeypatch):
             check_pipeline_class(actual, expected, "m", "p")
 
 
-def test_unreadable_image(generate_tiny, tmp_path):
+def test_unreadable_image(generate_fake, tmp_path):
     image = tmp_path / "broken.png"
     image.write_bytes(b"not a png")
-    assert_one_error_line(generate_tiny("a ball", "--image", image, "-o", "x.mp4"), 2, "cannot read image")
-    assert_one_error_line(generate_tiny("a ball", "--image", tmp_path / "none.png", "-o", "x.mp4"), 2, "image not found")
+    assert_one_error_line(generate_fake("a ball", "--image", image, "-o", "x.mp4"), 2, "cannot read image")
+    assert_one_error_line(generate_fake("a ball", "--image", tmp_path / "none.png", "-o", "x.mp4"), 2, "image not found")
     assert_work_folder_empty()
 
 
@@ -139,6 +140,7 @@ def test_debug_shows_traceback(run_cli, monkeypatch):
     assert "Traceback" in run_cli("a ball", "--steps", "0").stderr
 
 
+@pytest.mark.model
 def test_non_finite_frames_are_an_error_and_nothing_is_written(generate_tiny, monkeypatch):
     """NaN starting latents make NaN frames: the real pipeline, a real failure."""
     import torch
@@ -161,12 +163,12 @@ def test_non_finite_frames_are_an_error_and_nothing_is_written(generate_tiny, mo
     assert_work_folder_empty()
 
 
-def test_ctrl_c_during_denoising_exits_130_and_leaves_nothing(generate_tiny, monkeypatch):
+def test_ctrl_c_during_denoising_exits_130_and_leaves_nothing(generate_fake, monkeypatch):
     """A real SIGINT at the first step: the handler asks to stop, the step callback stops."""
     from vidgen import ui
 
     monkeypatch.setattr(ui.Progress, "step", lambda self, completed: os.kill(os.getpid(), signal.SIGINT))
-    result = generate_tiny("a ball", "--seed", "1", "-o", "stop.mp4")
+    result = generate_fake("a ball", "--seed", "1", "-o", "stop.mp4")
     assert result.exit_code == 130
     assert "Error: interrupted during denoising; nothing was written" in result.stderr
     assert_work_folder_empty()
@@ -196,6 +198,18 @@ def test_usage_errors_from_click_are_one_line(run_cli):
     assert_one_error_line(result, 2, "No such option")
 
 
+def test_a_value_error_before_denoising_is_bad_input(generate_fake):
+    """diffusers checks its inputs with ValueError before the first step: the user's input (the
+    fake pipeline refuses sides not divisible by 16 as Wan does; the ad-hoc --model snaps nothing)."""
+    result = generate_fake("a ball", "--seed", "1", "--size", "40x40", "-o", "x.mp4")
+    assert result.exit_code == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and "FakeVideoPipeline refused the input: `height` and `width` have to be divisible by 16" in errors[0], result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert_work_folder_empty()
+
+
+@pytest.mark.model
 @pytest.mark.parametrize(
     ("where", "code", "fragment"),
     [

@@ -1,4 +1,6 @@
-"""The single-video path end to end: prompt -> tiny real WanPipeline -> file on disk."""
+"""The single-video path end to end: prompt -> pipeline -> file on disk. The output, naming and
+exit-code tests run the fake pipeline (tests/fake_pipeline.py); the scheduler, placement and
+LoRA tests the tiny real WanPipeline (marked `model`)."""
 
 from __future__ import annotations
 
@@ -6,12 +8,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from vidgen.readback import probe_video, read_frames, read_recipe
 
 
-def test_prompt_becomes_mp4_with_recipe(generate_tiny):
-    result = generate_tiny("a red ball", "--seed", "7", "--fps", "8", "-o", "clip.mp4")
+def test_prompt_becomes_mp4_with_recipe(generate_fake):
+    result = generate_fake("a red ball", "--seed", "7", "--fps", "8", "-o", "clip.mp4")
 
     assert result.exit_code == 0, result.stderr
     path = Path("clip.mp4").resolve()
@@ -27,28 +30,28 @@ def test_prompt_becomes_mp4_with_recipe(generate_tiny):
     assert "seed 7" in result.stderr
 
 
-def test_mp4_is_h264_yuv420p_with_faststart(generate_tiny):
+def test_mp4_is_h264_yuv420p_with_faststart(generate_fake):
     import subprocess
 
     import imageio_ffmpeg
 
-    assert generate_tiny("a cat", "--seed", "1", "-o", "clip.mp4").exit_code == 0
+    assert generate_fake("a cat", "--seed", "1", "-o", "clip.mp4").exit_code == 0
     probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", "clip.mp4"], capture_output=True, text=True)
     assert "h264" in probe.stderr and "yuv420p" in probe.stderr
     data = Path("clip.mp4").read_bytes()
     assert data.find(b"moov") < data.find(b"mdat")  # +faststart: index before the media
 
 
-def test_same_seed_same_frames_other_seed_other_frames(generate_tiny):
+def test_same_seed_same_frames_other_seed_other_frames(generate_fake):
     for name, seed in (("a.mp4", "5"), ("b.mp4", "5"), ("c.mp4", "6")):
-        assert generate_tiny("a blue square", "--seed", seed, "-o", name).exit_code == 0
+        assert generate_fake("a blue square", "--seed", seed, "-o", name).exit_code == 0
     a, b, c = (read_frames(Path(name)).astype(int) for name in ("a.mp4", "b.mp4", "c.mp4"))
     assert np.abs(a - b).max() <= 1
     assert np.abs(a - c).max() > 1
 
 
-def test_json_output_one_object_per_video(generate_tiny):
-    result = generate_tiny("a dog", "--seed", "10", "--num-videos", "2", "--json", "-o", "dog.mp4")
+def test_json_output_one_object_per_video(generate_fake):
+    result = generate_fake("a dog", "--seed", "10", "--num-videos", "2", "--json", "-o", "dog.mp4")
 
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -63,22 +66,22 @@ def test_json_output_one_object_per_video(generate_tiny):
         assert o["prompt"] == "a dog"
 
 
-def test_default_name_from_prompt_and_seed_and_no_overwrite(generate_tiny):
-    first = generate_tiny("A Red Ball, bouncing!", "--seed", "3")
+def test_default_name_from_prompt_and_seed_and_no_overwrite(generate_fake):
+    first = generate_fake("A Red Ball, bouncing!", "--seed", "3")
     assert first.exit_code == 0, first.stderr
     assert Path("a-red-ball-bouncing-3.mp4").is_file()
 
-    again = generate_tiny("A Red Ball, bouncing!", "--seed", "3")
+    again = generate_fake("A Red Ball, bouncing!", "--seed", "3")
     assert again.exit_code == 2
     assert again.stderr.strip().endswith("already exists (pass --overwrite to replace it)")
     assert again.stdout == ""
 
-    replaced = generate_tiny("A Red Ball, bouncing!", "--seed", "3", "--overwrite")
+    replaced = generate_fake("A Red Ball, bouncing!", "--seed", "3", "--overwrite")
     assert replaced.exit_code == 0, replaced.stderr
 
 
-def test_random_seed_is_drawn_printed_and_recorded(generate_tiny):
-    result = generate_tiny("a ball", "--json", "-o", "x.mp4")
+def test_random_seed_is_drawn_printed_and_recorded(generate_fake):
+    result = generate_fake("a ball", "--json", "-o", "x.mp4")
 
     assert result.exit_code == 0, result.stderr
     seed = json.loads(result.stdout)["seed"]
@@ -86,8 +89,8 @@ def test_random_seed_is_drawn_printed_and_recorded(generate_tiny):
     assert read_recipe(Path("x.mp4"))["seed"] == seed
 
 
-def test_stdout_output_is_mp4_bytes(generate_tiny, tmp_path):
-    result = generate_tiny("a ball", "--seed", "1", "-o", "-")
+def test_stdout_output_is_mp4_bytes(generate_fake, tmp_path):
+    result = generate_fake("a ball", "--seed", "1", "-o", "-")
 
     assert result.exit_code == 0, result.stderr
     data = result.stdout_bytes
@@ -99,21 +102,21 @@ def test_stdout_output_is_mp4_bytes(generate_tiny, tmp_path):
     assert list(Path.cwd().iterdir()) == []  # nothing written beside
 
 
-def test_prompt_from_stdin(generate_tiny):
-    result = generate_tiny("-", "--seed", "2", "-o", "s.mp4", input="a green triangle\n")
+def test_prompt_from_stdin(generate_fake):
+    result = generate_fake("-", "--seed", "2", "-o", "s.mp4", input="a green triangle\n")
 
     assert result.exit_code == 0, result.stderr
     assert read_recipe(Path("s.mp4"))["prompt"] == "a green triangle"
 
 
-def test_no_temporary_files_left(generate_tiny):
-    assert generate_tiny("a ball", "--seed", "1", "-o", "clip.mp4").exit_code == 0
+def test_no_temporary_files_left(generate_fake):
+    assert generate_fake("a ball", "--seed", "1", "-o", "clip.mp4").exit_code == 0
     assert sorted(p.name for p in Path.cwd().iterdir()) == ["clip.mp4"]
 
 
-def test_webm_gif_and_png_folder(generate_tiny):
+def test_webm_gif_and_png_folder(generate_fake):
     for output in ("clip.webm", "clip.gif", "frames/"):
-        result = generate_tiny("a ball", "--seed", "4", "--fps", "8", "-o", output)
+        result = generate_fake("a ball", "--seed", "4", "--fps", "8", "-o", output)
         assert result.exit_code == 0, result.stderr
         path = Path(output)
         info = probe_video(path)
@@ -123,13 +126,13 @@ def test_webm_gif_and_png_folder(generate_tiny):
     assert round(probe_video(Path("clip.webm")).fps) == 8
 
 
-def test_snapping_says_what_changed(generate_tiny, tiny_wan_dir, tmp_path):
+def test_snapping_says_what_changed(generate_fake, fake_model_dir, tmp_path):
     preset = tmp_path / "wanlike.toml"
     preset.write_text(
-        f'model = "{tiny_wan_dir}"\npipeline = "WanPipeline"\n'
+        f'model = "{fake_model_dir}"\n'
         "[constraints]\nframes_step = 4\nframes_offset = 1\nsize_multiple = 16\n"
     )
-    result = generate_tiny("a ball", "--preset", preset, "--frames", "10", "--size", "40x30", "--seed", "1", "--json", "-o", "s.mp4")
+    result = generate_fake("a ball", "--preset", preset, "--frames", "10", "--size", "40x30", "--seed", "1", "--json", "-o", "s.mp4")
 
     assert result.exit_code == 0, result.stderr
     assert "frames 10 -> 9: this model takes 4k+1 frames" in result.stderr
@@ -137,17 +140,17 @@ def test_snapping_says_what_changed(generate_tiny, tiny_wan_dir, tmp_path):
     record = json.loads(result.stdout)
     assert (record["frames"], record["width"], record["height"]) == (9, 48, 32)
 
-    strict = generate_tiny("a ball", "--preset", preset, "--frames", "10", "--strict", "-o", "t.mp4")
+    strict = generate_fake("a ball", "--preset", preset, "--frames", "10", "--strict", "-o", "t.mp4")
     assert strict.exit_code == 2
     assert strict.stderr.count("\n") == 1 and "frames 10 is not valid" in strict.stderr
     assert not Path("t.mp4").exists()
 
 
-def test_seconds_convert_with_fps_then_snap(generate_tiny, tiny_wan_dir, tmp_path):
+def test_seconds_convert_with_fps_then_snap(generate_fake, fake_model_dir, tmp_path):
     preset = tmp_path / "wanlike.toml"
-    preset.write_text(f'model = "{tiny_wan_dir}"\n[constraints]\nframes_step = 4\nframes_offset = 1\n')
-    result = generate_tiny("a ball", "--preset", preset, "--seconds", "1", "--fps", "8", "--json", "-o", "s.mp4")
-    # --frames 9 from TINY_ARGS conflicts with --seconds
+    preset.write_text(f'model = "{fake_model_dir}"\n[constraints]\nframes_step = 4\nframes_offset = 1\n')
+    result = generate_fake("a ball", "--preset", preset, "--seconds", "1", "--fps", "8", "--json", "-o", "s.mp4")
+    # --frames 9 from FAKE_ARGS conflicts with --seconds
     assert result.exit_code == 2 and "not both" in result.stderr
 
     from vidgen.presets import read_preset
@@ -160,28 +163,29 @@ def test_seconds_convert_with_fps_then_snap(generate_tiny, tiny_wan_dir, tmp_pat
     assert notes == ["frames 8 -> 9: this model takes 4k+1 frames"] and snapped.frames == 9
 
 
-def test_explicit_generate_subcommand_and_prompt_named_like_a_command(generate_tiny, run_cli, tiny_wan_dir):
-    from tests.conftest import TINY_ARGS
+def test_explicit_generate_subcommand_and_prompt_named_like_a_command(generate_fake, run_cli, fake_model_dir):
+    from tests.conftest import FAKE_ARGS
 
-    result = run_cli("generate", "presets", "--model", tiny_wan_dir, *TINY_ARGS, "--seed", "1", "-o", "p.mp4")
+    result = run_cli("generate", "presets", "--model", fake_model_dir, *FAKE_ARGS, "--seed", "1", "-o", "p.mp4")
     assert result.exit_code == 0, result.stderr
     assert read_recipe(Path("p.mp4"))["prompt"] == "presets"
 
 
-def test_options_before_prompt_route_to_generate(run_cli, tiny_wan_dir):
-    from tests.conftest import TINY_ARGS
+def test_options_before_prompt_route_to_generate(run_cli, fake_model_dir):
+    from tests.conftest import FAKE_ARGS
 
-    result = run_cli("--model", tiny_wan_dir, *TINY_ARGS, "--seed", "1", "-o", "q.mp4", "a ball")
+    result = run_cli("--model", fake_model_dir, *FAKE_ARGS, "--seed", "1", "-o", "q.mp4", "a ball")
     assert result.exit_code == 0, result.stderr
     assert Path("q.mp4").is_file()
 
 
-def test_quiet_hides_notes(generate_tiny):
-    result = generate_tiny("a ball", "--seed", "1", "--quiet", "-o", "q.mp4")
+def test_quiet_hides_notes(generate_fake):
+    result = generate_fake("a ball", "--seed", "1", "--quiet", "-o", "q.mp4")
     assert result.exit_code == 0
     assert result.stderr == ""
 
 
+@pytest.mark.model
 def test_scheduler_and_flow_shift_from_preset(generate_tiny, tiny_wan_dir, tmp_path, pipeline_calls):
     """The pipeline runs with the preset's scheduler and shift, not the model's own (the tiny
     model ships UniPC with flow_shift 3.0, so both presets here differ from it)."""
@@ -206,6 +210,7 @@ def test_scheduler_and_flow_shift_from_preset(generate_tiny, tiny_wan_dir, tmp_p
     assert len(calls) == 2
 
 
+@pytest.mark.model
 def test_cpu_options_offload_tiling_dtype_in_one_run(generate_tiny, pipeline_calls):
     import torch
     from diffusers import WanPipeline
@@ -232,6 +237,7 @@ def test_cpu_options_offload_tiling_dtype_in_one_run(generate_tiny, pipeline_cal
     assert calls[-1].vae_tiling is False
 
 
+@pytest.mark.model
 def test_lora_without_peft_or_support_is_a_clear_error(generate_tiny):
     import importlib.util
 
@@ -263,7 +269,7 @@ def test_flow_shift_goes_to_the_right_scheduler_key():
     assert pipe.scheduler.config.flow_shift == 5.0 and pipe.scheduler.config.use_flow_sigmas
 
 
-def test_progress_bar_on_a_terminal(generate_tiny, monkeypatch):
+def test_progress_bar_on_a_terminal(generate_fake, monkeypatch):
     """With a terminal on stderr the rich bar runs through every phase without harm."""
     import io
 
@@ -276,9 +282,9 @@ def test_progress_bar_on_a_terminal(generate_tiny, monkeypatch):
     phases = []
     original_phase = ui.Progress.phase
     monkeypatch.setattr(ui.Progress, "phase", lambda self, name: (phases.append(name), original_phase(self, name)))
-    result = generate_tiny("a ball", "--seed", "1", "-o", "bar.mp4")
+    result = generate_fake("a ball", "--seed", "1", "-o", "bar.mp4")
 
     assert result.exit_code == 0, screen.getvalue()[-3000:]
     assert phases[0] == "encode" and "denoise" in phases and phases[-2:] == ["decode", "write"]
-    assert "loaded WanPipeline" in screen.getvalue()
+    assert "loaded FakeVideoPipeline" in screen.getvalue()
     assert result.stdout.strip().endswith("bar.mp4")
