@@ -6,7 +6,7 @@ VENV ?= .venv
 # (pip then resolves the project's torch range to a CUDA build).
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install test demo train-embedded probe-embedded clean mutants presets-doc
+.PHONY: install test check demo train-embedded probe-embedded clean mutants presets-doc
 
 # The venv as a file: $(VENV)/bin/vidgen, written by the last pip install below, so an
 # install that failed half-way is redone and a finished one is not. `make test` and
@@ -27,6 +27,13 @@ install $(VENV_READY):
 # a module's tests stay on one worker, so a module's fixtures (a Ray cluster) are built once.
 test: $(VENV_READY)
 	$(VENV)/bin/python -m pytest -q -n auto --dist loadscope
+
+# The inner loop: everything but the tests marked `slow` (processes, servers, launchers, Ray, a
+# browser) and `model` (tiny real pipelines: presets, families, loading, quantization, LoRA);
+# the command line, batch, output and exit-code tests run on the fake pipeline (tests/fake_pipeline.py).
+# Run `make test` before a commit that touches loading, a preset or a process.
+check: $(VENV_READY)
+	$(VENV)/bin/python -m pytest -q -n auto --dist loadscope -m "not slow and not model"
 
 # One clip from the built-in model (needs its weights in vidgen/embedded/weights/shapes).
 demo: $(VENV_READY)

@@ -61,6 +61,22 @@ TINY_ARGS = ["--steps", "2", "--size", "32x32", "--frames", "9"]
 FAKE_ARGS = ["--trust-remote-code", *TINY_ARGS]
 
 
+# The tiers (pyproject's markers; `make check` leaves out `slow` and `model`): a test that uses a
+# fixture building tiny real pipelines is a `model` test whether or not it says so, and a
+# browser or Ray test is `slow`; a test that builds a pipeline or starts a process by itself is
+# marked in its file.
+MODEL_FIXTURES = {"tiny_wan_dir", "generate_tiny", "tiny_pipeline_dir", "framepack_repositories", "component_repositories"}
+SLOW_MARKS = ("browser", "ray")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if MODEL_FIXTURES & set(item.fixturenames) and item.get_closest_marker("model") is None:
+            item.add_marker(pytest.mark.model)
+        if any(item.get_closest_marker(name) for name in SLOW_MARKS) and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """VIDGEN_HOME in a temp dir, offline Hub, and a fresh working folder per test."""

@@ -1,4 +1,4 @@
-"""`vidgen batch` end to end on the tiny WanPipeline: formats, merging, seeds, names,
+"""`vidgen batch` end to end on the fake pipeline (tests/fake_pipeline.py): formats, merging, seeds, names,
 path safety, manifest, resume (after a real SIGKILL), bad lines, exit codes, --json,
 standard input, and two processes under `accelerate launch`."""
 
@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_ARGS, gallery_file, free_port as _free_port
+from tests.conftest import FAKE_ARGS, gallery_file, free_port as _free_port
 from vidgen.batch import LOCK_NAME, MANIFEST_NAME, derive_seed, file_sha256, short_slug
 from vidgen.readback import probe_video, read_recipe
 
 
 @pytest.fixture
-def batch(run_cli, tiny_wan_dir):
+def batch(run_cli, fake_model_dir):
     """`vidgen batch FILE -O out --model TINY --steps 2 --size 32x32 --frames 9 ARGS...`."""
 
     def invoke(prompts_file: str | Path, *args: str, out: str | Path = "out", input: str | None = None):
-        return run_cli("batch", prompts_file, "-O", out, "--model", tiny_wan_dir, *TINY_ARGS, *args, input=input)
+        return run_cli("batch", prompts_file, "-O", out, "--model", fake_model_dir, *FAKE_ARGS, *args, input=input)
 
     return invoke
 
@@ -238,11 +238,12 @@ def _vidgen_process(*args, **popen) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "vidgen", *map(str, args)], env=os.environ.copy(), **popen)
 
 
-def test_sigkill_mid_batch_then_resume_leaves_every_video_exactly_once(tiny_wan_dir, batch):
+@pytest.mark.slow
+def test_sigkill_mid_batch_then_resume_leaves_every_video_exactly_once(fake_model_dir, batch):
     prompts = ["a red ball", "a blue cat", "a green dog", "a white sea"]
     Path("p.txt").write_text("\n".join(prompts) + "\n")
     out = Path("out")
-    args = ["batch", "p.txt", "-O", out, "--model", tiny_wan_dir, *TINY_ARGS, "--json"]
+    args = ["batch", "p.txt", "-O", out, "--model", fake_model_dir, *FAKE_ARGS, "--json"]
 
     process = _vidgen_process(*args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     first_line = process.stdout.readline()  # --json streams: a record while the batch runs
@@ -263,7 +264,8 @@ def test_sigkill_mid_batch_then_resume_leaves_every_video_exactly_once(tiny_wan_
         assert probe_video(out / name).frames == 9
 
 
-def test_accelerate_two_processes_share_the_lines(tiny_wan_dir):
+@pytest.mark.slow
+def test_accelerate_two_processes_share_the_lines(fake_model_dir):
     Path("p.txt").write_text("a red ball\na blue cat\na green dog\n")
     accelerate = Path(sys.executable).with_name("accelerate")
     # `--cpu` alone starts one process (accelerate forks CPU workers only through MPI);
@@ -272,7 +274,7 @@ def test_accelerate_two_processes_share_the_lines(tiny_wan_dir):
     command = [
         accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-        "-m", "vidgen", "batch", "p.txt", "-O", "out", "--model", tiny_wan_dir, *TINY_ARGS, "--json",
+        "-m", "vidgen", "batch", "p.txt", "-O", "out", "--model", fake_model_dir, *FAKE_ARGS, "--json",
     ]  # fmt: skip
 
     result = subprocess.run(list(map(str, command)), env=env, capture_output=True, text=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_ARGS, gallery_file, standalone_env as _env
+from tests.conftest import FAKE_ARGS, gallery_file, standalone_env as _env
 from vidgen import locking, ui
 from vidgen.batch import LOCK_NAME, MANIFEST_NAME
 from vidgen.batch.folder import FolderLock
@@ -26,17 +26,17 @@ from vidgen.errors import UsageError
 
 
 @pytest.fixture
-def batch(run_cli, tiny_wan_dir):
+def batch(run_cli, fake_model_dir):
     """`vidgen batch FILE -O out --model TINY --steps 2 --size 32x32 --frames 9 ARGS...`, in-process."""
 
     def invoke(prompts_file: str, *args: str, out: str = "out"):
-        return run_cli("batch", prompts_file, "-O", out, "--model", tiny_wan_dir, *TINY_ARGS, *args)
+        return run_cli("batch", prompts_file, "-O", out, "--model", fake_model_dir, *FAKE_ARGS, *args)
 
     return invoke
 
 
-def _command(tiny_wan_dir, *args: str) -> list[str]:
-    return [sys.executable, "-m", "vidgen", "batch", *args, "--model", str(tiny_wan_dir), *TINY_ARGS]
+def _command(fake_model_dir, *args: str) -> list[str]:
+    return [sys.executable, "-m", "vidgen", "batch", *args, "--model", str(fake_model_dir), *FAKE_ARGS]
 
 
 def files_in(folder: Path) -> list[str]:
@@ -92,7 +92,8 @@ def test_a_batch_that_fails_or_is_refused_after_taking_the_lock_removes_it_too(b
     assert LOCK_NAME not in files_in(out)
 
 
-def test_a_second_batch_is_refused_while_the_first_holds_the_folder(batch, tiny_wan_dir, monkeypatch):
+@pytest.mark.slow
+def test_a_second_batch_is_refused_while_the_first_holds_the_folder(batch, fake_model_dir, monkeypatch):
     """The second is a real `vidgen batch` process, started by the first (this process)
     between two of its videos; its refusal leaves the first's lock in place."""
     Path("p.txt").write_text("a red ball\na blue cat\n")
@@ -103,7 +104,7 @@ def test_a_second_batch_is_refused_while_the_first_holds_the_folder(batch, tiny_
         if seen:
             return
         before = os.stat(lock).st_ino
-        second = subprocess.run(_command(tiny_wan_dir, "p.txt", "-O", "out"), env=_env(), capture_output=True, text=True)
+        second = subprocess.run(_command(fake_model_dir, "p.txt", "-O", "out"), env=_env(), capture_output=True, text=True)
         seen.append((second, before, os.stat(lock).st_ino, locking.is_held(lock)))
 
     on_each_video(monkeypatch, second_batch)
@@ -118,6 +119,7 @@ def test_a_second_batch_is_refused_while_the_first_holds_the_folder(batch, tiny_
     assert files_in(Path("out")) == sorted([MANIFEST_NAME, *outputs(Path("out"))])
 
 
+@pytest.mark.slow
 def test_the_lock_file_of_a_killed_batch_blocks_nothing_and_the_next_batch_removes_it(batch):
     Path("p.txt").write_text("a red ball\n")
     out = Path("out")
@@ -215,12 +217,13 @@ def test_the_lock_file_is_removed_while_still_held(batch, monkeypatch):
     assert LOCK_NAME not in files_in(Path("out"))
 
 
-def test_two_processes_leave_no_lock_file(tiny_wan_dir):
+@pytest.mark.slow
+def test_two_processes_leave_no_lock_file(fake_model_dir):
     """Under accelerate only the main process takes the lock; it removes it after the
     other has finished its share."""
     Path("p.txt").write_text("a red ball\na blue cat\n")
 
-    result = subprocess.run(_command(tiny_wan_dir, "p.txt", "-O", "out", "--processes", "2"), env=_env(), capture_output=True, text=True)
+    result = subprocess.run(_command(fake_model_dir, "p.txt", "-O", "out", "--processes", "2"), env=_env(), capture_output=True, text=True)
 
     assert result.returncode == 0, result.stderr[-3000:]
     out = Path("out")

@@ -26,6 +26,9 @@ from tests.conftest import gallery_file, free_port as _free_port
 from vidgen.batch import LOCK_NAME, MANIFEST_NAME, file_sha256
 from vidgen.readback import probe_video
 
+# Processes, a server, launchers or Ray: `slow` (make check leaves it out).
+pytestmark = pytest.mark.slow
+
 # the built-in model (default preset), as small as it goes: each video takes about half a second
 ARGS = ["--steps", "2", "--size", "32x32", "--frames", "5", "--seed", "11"]
 PROMPTS = [

@@ -8,8 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import TINY_ARGS
 from vidgen.readback import probe_video, read_recipe
+
+# Processes, a server, launchers or Ray: `slow` (make check leaves it out).
+pytestmark = pytest.mark.slow
 
 
 def vidgen(*args: str, input: bytes | None = None) -> subprocess.CompletedProcess:

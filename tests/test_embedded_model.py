@@ -9,10 +9,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import vidgen
 from vidgen.embedded import probe, shapes
 from vidgen.readback import probe_video, read_frames, read_recipe
+
+# The built-in model generates here: a `model` test (make check leaves it out).
+pytestmark = pytest.mark.model
 
 WEIGHTS = Path(vidgen.__file__).parent / "embedded" / "weights" / "shapes"
 

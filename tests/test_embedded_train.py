@@ -13,6 +13,9 @@ import torch
 
 from vidgen.readback import probe_video, read_frames
 
+# Each training stage runs in a subprocess: `slow` (make check leaves it out).
+pytestmark = pytest.mark.slow
+
 
 def train_process(stage: str, work: Path, *args: str) -> str:
     """`python -m vidgen.embedded.train STAGE ...` in a real process, as `make train-embedded` runs it."""

@@ -2,7 +2,7 @@
 when it ends, `--no-gallery`, `vidgen gallery DIR`, and the page in a real headless
 Chromium (marked `browser`: `pytest -m browser` runs it alone).
 
-One batch of the tiny WanPipeline (3 videos, MP4 and WebM, and a line that fails, one
+One batch of the fake pipeline (tests/fake_pipeline.py; 3 videos, MP4 and WebM, and a line that fails, one
 prompt hostile HTML) is made once for the module and only read by the tests."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from tests.browser import Browser, file_url, find_chromium
-from tests.conftest import TINY_ARGS
+from tests.conftest import FAKE_ARGS
 from vidgen.batch import MANIFEST_NAME
 from vidgen.readback import read_frames
 
@@ -36,14 +36,14 @@ def _write_lines(path: Path, lines: list[dict]) -> None:
 
 
 @pytest.fixture(scope="module")
-def batch_dir(tmp_path_factory, tiny_wan_dir) -> Path:
+def batch_dir(tmp_path_factory, fake_model_dir) -> Path:
     """`vidgen batch` of LINES, run once for the module (its own home, no server)."""
     root = tmp_path_factory.mktemp("gallery")
     _write_lines(root / "prompts.jsonl", LINES)
     env = {"VIDGEN_HOME": str(root / "home"), "HF_HUB_OFFLINE": "1", "VIDGEN_NO_SERVER": "1"}
     from vidgen.cli import app
 
-    result = CliRunner().invoke(app, ["batch", str(root / "prompts.jsonl"), "-O", str(root / "out"), "--model", str(tiny_wan_dir), *TINY_ARGS],
+    result = CliRunner().invoke(app, ["batch", str(root / "prompts.jsonl"), "-O", str(root / "out"), "--model", str(fake_model_dir), *FAKE_ARGS],
                                 env=env, prog_name="vidgen")  # fmt: skip
     assert result.exit_code == 1, result.stderr  # one line failed
     assert "gallery: " in result.stderr
@@ -112,10 +112,10 @@ def test_a_batch_writes_a_page_of_its_videos_in_line_order(batch_dir):
     assert failed["text"]["error"] == "--steps must be at least 1, got 0"
 
 
-def test_no_gallery_leaves_it_out_and_vidgen_gallery_writes_it_later(run_cli, tiny_wan_dir):
+def test_no_gallery_leaves_it_out_and_vidgen_gallery_writes_it_later(run_cli, fake_model_dir):
     _write_lines(Path("prompts.jsonl"), LINES[:1])
 
-    made = run_cli("batch", "prompts.jsonl", "-O", "out", "--model", tiny_wan_dir, *TINY_ARGS, "--no-gallery")
+    made = run_cli("batch", "prompts.jsonl", "-O", "out", "--model", fake_model_dir, *FAKE_ARGS, "--no-gallery")
 
     assert made.exit_code == 0, made.stderr
     out = Path("out")
@@ -131,14 +131,14 @@ def test_no_gallery_leaves_it_out_and_vidgen_gallery_writes_it_later(run_cli, ti
     assert (Path("old") / page.cards[0]["media"][0][1]["poster"]).is_file()
 
 
-def test_resume_writes_the_page_again_with_the_new_videos(run_cli, tiny_wan_dir):
+def test_resume_writes_the_page_again_with_the_new_videos(run_cli, fake_model_dir):
     _write_lines(Path("prompts.jsonl"), [LINES[0], LINES[3]])
-    first = run_cli("batch", "prompts.jsonl", "-O", "out", "--model", tiny_wan_dir, *TINY_ARGS)
+    first = run_cli("batch", "prompts.jsonl", "-O", "out", "--model", fake_model_dir, *FAKE_ARGS)
     assert first.exit_code == 1 and "gallery: " in first.stderr
     assert [card["class"] for card in parse(Path("out/index.html")).cards] == ["card", "card failed"]
 
     _write_lines(Path("prompts.jsonl"), [LINES[0], {"prompt": "a line that runs now"}])
-    again = run_cli("batch", "prompts.jsonl", "-O", "out", "--model", tiny_wan_dir, *TINY_ARGS, "--resume")
+    again = run_cli("batch", "prompts.jsonl", "-O", "out", "--model", fake_model_dir, *FAKE_ARGS, "--resume")
 
     assert again.exit_code == 0, again.stderr
     cards = parse(Path("out/index.html")).cards

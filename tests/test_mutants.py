@@ -45,6 +45,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import pytest
+
 
 @dataclass(frozen=True)
 class Mutation:
@@ -676,6 +678,7 @@ def _run_self(*args: str):
     return subprocess.run([sys.executable, os.path.abspath(__file__), *args], cwd=root, capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_the_runner_reports_a_caught_mutation_and_a_survivor():
     caught = _run_self("line-seeds-derived-differently")
     assert caught.returncode == 0 and caught.stdout.startswith("caught "), caught.stdout + caught.stderr

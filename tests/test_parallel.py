@@ -23,6 +23,9 @@ from vidgen.batch import MANIFEST_NAME
 from vidgen.errors import UsageError
 from vidgen.readback import read_frames
 
+# Processes, a server, launchers or Ray: `slow` (make check leaves it out).
+pytestmark = pytest.mark.slow
+
 LAUNCH_CPU = ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
 
 

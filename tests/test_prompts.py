@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_ARGS
+from tests.conftest import FAKE_ARGS
 from vidgen.batch import MANIFEST_NAME
 from vidgen.prompts import MAX_LINE_BYTES, detect_format, open_prompts, read_prompt_lines
 
 
 @pytest.fixture
-def batch(run_cli, tiny_wan_dir):
+def batch(run_cli, fake_model_dir):
     def invoke(prompts_file, *args, out="out", input=None):
-        return run_cli("batch", prompts_file, "-O", out, "--model", tiny_wan_dir, *TINY_ARGS, *args, input=input)
+        return run_cli("batch", prompts_file, "-O", out, "--model", fake_model_dir, *FAKE_ARGS, *args, input=input)
 
     return invoke
 
@@ -122,6 +122,7 @@ def test_reading_100000_lines_keeps_memory_flat(tmp_path):
     assert peak < 256 * 1024, peak  # the whole text would be 5.7 MB
 
 
+@pytest.mark.slow
 def test_resume_reads_the_manifest_without_holding_its_records(tmp_path):
     """--resume over a manifest of 20,000 done records keeps one checksum per planned
     output, not the records (prompts, names and settings a second time). Measured in a fresh

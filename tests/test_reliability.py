@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_ARGS, gallery_file
+from tests.conftest import FAKE_ARGS, TINY_ARGS, gallery_file
 from vidgen.batch import LOCK_NAME, MANIFEST_NAME, file_sha256
 from vidgen.readback import probe_video
 
@@ -103,6 +103,7 @@ def wait_for(path: Path) -> int:
 # ---- writing: file-size limit, full disk, ffmpeg ----
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".mp4", ".gif"])
 def test_file_size_limit_is_an_error_and_leaves_no_file(tiny_wan_dir, suffix):
     code, stdout, stderr = run_vidgen("a red ball", "--model", tiny_wan_dir, *BIG_ARGS, "--seed", "1", "-o", f"x{suffix}",
@@ -139,7 +140,7 @@ def test_batch_under_a_file_size_limit_records_failures_and_resume_completes(tin
         assert probe_video(out / record["output"]).frames == 9
 
 
-def test_disk_full_on_the_manifest_stops_the_batch_and_resume_completes(batch_cli, monkeypatch):
+def test_disk_full_on_the_manifest_stops_the_batch_and_resume_completes(fake_batch_cli, monkeypatch):
     """/dev/full answers every write with ENOSPC: the manifest is pointed at it after the
     first video, as a disk that fills up would."""
     from vidgen import ui
@@ -155,7 +156,7 @@ def test_disk_full_on_the_manifest_stops_the_batch_and_resume_completes(batch_cl
             (out / MANIFEST_NAME).symlink_to("/dev/full")
 
     monkeypatch.setattr(ui.BatchProgress, "video_finished", fill_the_disk)
-    result = batch_cli("p.txt")
+    result = fake_batch_cli("p.txt")
 
     assert result.exit_code == 1
     line = one_error_line(result.stderr)
@@ -165,7 +166,7 @@ def test_disk_full_on_the_manifest_stops_the_batch_and_resume_completes(batch_cl
     assert not [name for name in files_in(out) if ".part" in name]
     monkeypatch.setattr(ui.BatchProgress, "video_finished", original)
 
-    resumed = batch_cli("p.txt", "--resume")
+    resumed = fake_batch_cli("p.txt", "--resume")
 
     assert resumed.exit_code == 0, resumed.stderr
     latest = {r["line"]: r for r in manifest(out)}
@@ -174,9 +175,9 @@ def test_disk_full_on_the_manifest_stops_the_batch_and_resume_completes(batch_cl
     assert sorted(videos) == sorted(r["output"] for r in latest.values())  # each once
 
 
-def test_missing_ffmpeg_is_one_line_before_any_work(tiny_wan_dir, run_cli, monkeypatch):
+def test_missing_ffmpeg_is_one_line_before_any_work(fake_model_dir, run_cli, monkeypatch):
     monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", "/no/such/ffmpeg")
-    result = run_cli("a red ball", "--model", tiny_wan_dir, *TINY_ARGS, "-o", "x.mp4")
+    result = run_cli("a red ball", "--model", fake_model_dir, *FAKE_ARGS, "-o", "x.mp4")
     assert result.exit_code == 1
     line = one_error_line(result.stderr)
     assert "ffmpeg not found" in line and "/no/such/ffmpeg" in line and "IMAGEIO_FFMPEG_EXE" in line
@@ -221,6 +222,7 @@ def test_a_file_cut_short_behind_ffmpegs_back_is_caught_before_the_rename(tiny_w
     assert files_in(Path.cwd()) == ["x.latents.safetensors"]  # no video; the latents for `vidgen decode`
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ffmpeg_first", [False, True], ids=["vidgen-only", "ffmpeg-too"])
 def test_ctrl_c_while_ffmpeg_writes_exits_130_and_leaves_nothing(tiny_wan_dir, stand_in_ffmpeg, ffmpeg_first):
     """A terminal's Ctrl-C signals vidgen's process group; ffmpeg may get one too."""
@@ -243,7 +245,7 @@ def test_ctrl_c_while_ffmpeg_writes_exits_130_and_leaves_nothing(tiny_wan_dir, s
 # ---- folders ----
 
 
-def test_read_only_output_folder_is_refused_before_any_work(batch_cli, tmp_path):
+def test_read_only_output_folder_is_refused_before_any_work(fake_batch_cli, tmp_path):
     Path("p.txt").write_text("a red ball\n")
     if os.geteuid() == 0:
         folder = Path("/sys")  # permission bits do not stop root; sysfs does
@@ -253,13 +255,13 @@ def test_read_only_output_folder_is_refused_before_any_work(batch_cli, tmp_path)
         folder = tmp_path / "read-only"
         folder.mkdir()
         folder.chmod(0o555)
-    result = batch_cli("p.txt", out=folder)
+    result = fake_batch_cli("p.txt", out=folder)
     assert result.exit_code == 2
     assert f"cannot write to output folder {folder}" in one_error_line(result.stderr)
     assert not (folder / MANIFEST_NAME).exists()
 
 
-def test_output_folder_removed_during_a_batch_stops_it(batch_cli, monkeypatch):
+def test_output_folder_removed_during_a_batch_stops_it(fake_batch_cli, monkeypatch):
     from vidgen import ui
 
     Path("p.txt").write_text("a red ball\na blue cat\na green dog\n")
@@ -271,7 +273,7 @@ def test_output_folder_removed_during_a_batch_stops_it(batch_cli, monkeypatch):
         shutil.rmtree(out, ignore_errors=True)
 
     monkeypatch.setattr(ui.BatchProgress, "video_finished", remove_folder)
-    result = batch_cli("p.txt")
+    result = fake_batch_cli("p.txt")
 
     assert result.exit_code == 1
     assert "was removed or replaced during the batch" in one_error_line(result.stderr)
@@ -321,6 +323,7 @@ def test_damaged_model_folder_is_one_line_naming_the_file(tiny_wan_dir, run_cli,
 # ---- SIGTERM and concurrent batches ----
 
 
+@pytest.mark.slow
 def test_sigterm_stops_the_batch_after_the_current_video_then_resume_finishes(tiny_wan_dir, run_cli):
     prompts = ["a red ball", "a blue cat", "a green dog", "a white sea", "a black car", "a yellow sun"]
     Path("p.txt").write_text("\n".join(prompts) + "\n")
@@ -347,6 +350,7 @@ def test_sigterm_stops_the_batch_after_the_current_video_then_resume_finishes(ti
     assert len([name for name in files_in(out) if name.endswith(".mp4")]) == len(prompts)
 
 
+@pytest.mark.slow
 def test_second_sigterm_stops_at_once_and_leaves_no_partial_file(tiny_wan_dir, stand_in_ffmpeg):
     script, marker = stand_in_ffmpeg
     Path("p.txt").write_text("a red ball\na blue cat\n")
@@ -367,6 +371,7 @@ def test_second_sigterm_stops_at_once_and_leaves_no_partial_file(tiny_wan_dir, s
     assert files_in(out) == [MANIFEST_NAME] and manifest(out) == []  # the lock file removed on the way out
 
 
+@pytest.mark.slow
 def test_second_batch_on_the_same_folder_is_refused_and_a_dead_ones_lock_is_not(batch_cli, tiny_wan_dir, stand_in_ffmpeg):
     script, marker = stand_in_ffmpeg
     Path("p.txt").write_text("a red ball\n")
@@ -397,6 +402,17 @@ def batch_cli(run_cli, tiny_wan_dir):
     return invoke
 
 
+@pytest.fixture
+def fake_batch_cli(run_cli, fake_model_dir):
+    """batch_cli on the fake pipeline (tests/fake_pipeline.py): where the folder's bookkeeping is the point."""
+
+    def invoke(prompts_file, *args, out="out"):
+        return run_cli("batch", prompts_file, "-O", out, "--model", fake_model_dir, *FAKE_ARGS, *args)
+
+    return invoke
+
+
+@pytest.mark.slow
 def test_under_accelerate_a_locked_folder_stops_every_process(tiny_wan_dir):
     """Only the main process takes the lock; the other must learn of the refusal instead
     of waiting at the barrier for a process that has stopped."""

@@ -27,6 +27,9 @@ from tests.conftest import TINY_ARGS, gallery_file
 from vidgen.batch import file_sha256
 from vidgen.readback import read_frames, read_recipe
 
+# Processes, a server, launchers or Ray: `slow` (make check leaves it out).
+pytestmark = pytest.mark.slow
+
 HANG = 300  # seconds: only to stop a hung test, never a measure
 
 
