@@ -179,6 +179,23 @@ def test_options_before_prompt_route_to_generate(run_cli, fake_model_dir):
     assert Path("q.mp4").is_file()
 
 
+def test_argv_rewrite_routes_to_generate_and_gives_a_bare_ray_its_address():
+    """The words before Typer parses them (vidgen.argv), without rendering a video: the two
+    tests above check the same routing end to end on the fake pipeline."""
+    from vidgen.argv import rewrite
+
+    commands = {"generate": None, "batch": None, "presets": None}
+    assert rewrite(["a ball"], commands) == ["generate", "a ball"]
+    assert rewrite(["--model", "m", "a ball"], commands) == ["generate", "--model", "m", "a ball"]
+    assert rewrite(["presets"], commands) == ["presets"]
+    assert rewrite(["generate", "presets"], commands) == ["generate", "presets"]
+    assert rewrite(["--help"], commands) == ["--help"]
+    assert rewrite(["batch", "p.txt", "--ray"], commands) == ["batch", "p.txt", "--ray=local"]
+    assert rewrite(["batch", "--ray", "p.txt"], commands) == ["batch", "--ray=local", "p.txt"]
+    for address in ("auto", "local", "ray://head:10001", "head:6379"):
+        assert rewrite(["batch", "p.txt", "--ray", address], commands) == ["batch", "p.txt", "--ray", address]
+
+
 def test_quiet_hides_notes(generate_fake):
     result = generate_fake("a ball", "--seed", "1", "--quiet", "-o", "q.mp4")
     assert result.exit_code == 0
