@@ -11,6 +11,9 @@ from vidgen import acceleration
 from vidgen.errors import UsageError
 from vidgen.readback import probe_video, read_recipe
 
+# speed options applied to tiny real pipelines: `model` (make check leaves it out).
+pytestmark = pytest.mark.model
+
 GIB = 2**30
 
 

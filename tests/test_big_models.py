@@ -14,6 +14,9 @@ from tests.tiny_checkpoints import build_checkpoint_pipeline, write_checkpoints
 from vidgen import pipeline as pipeline_module
 from vidgen.readback import read_frames, read_recipe
 
+# tiny real pipelines, quantized and single-file denoisers (and the offline Hub retries): `model` (make check leaves it out).
+pytestmark = pytest.mark.model
+
 TINY = ("--steps", "2", "--size", "32x32", "--frames", "9", "--seed", "3", "--no-server")
 
 

@@ -7,6 +7,9 @@ import pytest
 
 from vidgen.embedded import probe, shapes
 
+# the built-in model's renderer and probe, tens of seconds alone: `model` (make check leaves it out).
+pytestmark = pytest.mark.model
+
 
 def test_render_is_deterministic_given_a_seed():
     first = shapes.render_clip(shapes.sample_spec(random.Random(42)))

@@ -14,6 +14,9 @@ from vidgen.errors import GenerationError
 from vidgen.latents import read_file
 from vidgen.readback import read_frames, read_recipe
 
+# tiny real Wan pipelines decode here: `model` (make check leaves it out).
+pytestmark = pytest.mark.model
+
 
 def _out_of_memory_decode(monkeypatch, *, with_tiling_too: bool) -> list[bool]:
     """AutoencoderKLWan.decode raises CUDA's out-of-memory error (always, or only untiled);

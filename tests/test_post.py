@@ -22,6 +22,9 @@ from vidgen.post.weights import sha256
 from vidgen.readback import describe_audio, probe_video, read_frames, read_recipe
 from vidgen.video import ffmpeg_exe
 
+# post-processing models (RIFE, spandrel upscalers) and tiny real pipelines: `model` (make check leaves it out).
+pytestmark = pytest.mark.model
+
 
 def _clip_with_sound(path: Path, *, size: str = "64x48", fps: int = 12, seconds: int = 1) -> Path:
     """A test pattern with a 440 Hz tone, made by ffmpeg (not by vidgen: no recipe)."""

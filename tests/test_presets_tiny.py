@@ -36,6 +36,9 @@ import pytest
 from tests.tiny_pipelines import PIPELINE_CLASSES, repository_layout
 from vidgen.families import helios
 
+# every preset on a tiny real pipeline: `model` (make check leaves it out).
+pytestmark = pytest.mark.model
+
 REPO = Path(__file__).resolve().parent.parent
 PRESET_DIR = REPO / "presets"
 PRESETS = sorted(p.stem for p in PRESET_DIR.glob("*.toml") if p.stem != "shapes")

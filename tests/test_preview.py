@@ -6,10 +6,14 @@ import os
 import threading
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from vidgen.request import BatchRequest
 from vidgen.server.jobs import Job, execute
+
+# previews of the built-in model's runs, one through a served batch: `model` (make check leaves it out).
+pytestmark = pytest.mark.model
 
 # The built-in model at its smallest size: 20 steps take seconds.
 SMALL = ["--size", "32x32", "--frames", "5", "--seed", "1"]
