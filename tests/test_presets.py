@@ -317,3 +317,16 @@ def test_a_default_without_a_source_is_a_problem(tmp_path):
     ]
     assert [(entry.where, entry.tags) for entry in trace.entries] == [("steps", ("card",)), ("fps", ("cadr",)), ("width", ("vidgen",)),
                                                                       ("height", ("vidgen",))]  # fmt: skip
+
+
+def test_a_preset_file_is_read_once_per_version(tmp_path):
+    """`--model X` looks through every preset: each file is parsed once, and again when it changes."""
+    from vidgen.presets import read_preset
+
+    path = tmp_path / "mine.toml"
+    path.write_text('model = "org/one"\n[defaults]\nsteps = 4\n')
+    first = read_preset(path)
+    assert read_preset(path) is first  # the same file: not parsed again
+    path.write_text('model = "org/two"\n[defaults]\nsteps = 40\n')
+    again = read_preset(path)
+    assert (again.model, again.defaults["steps"]) == ("org/two", 40)  # a changed file is read afresh

@@ -265,8 +265,26 @@ def _read_components(path: Path, tables: dict[str, Any]) -> dict[str, ComponentS
     return components
 
 
+# Presets read, by file and its size and modification time: `--model X` looks through every preset
+# for the one made for X, and reading the 52 shipped files took about half of a whole `vidgen` call
+# on the fake pipeline. A file changed on disk (a server running for days) is read again.
+_read: dict[tuple[Path, int, int], Preset] = {}
+
+
 def read_preset(path: Path) -> Preset:
+    """A preset file, read and checked (once per version of the file: the Preset is not changed by its users)."""
     path = path.resolve()
+    try:
+        status = path.stat()
+    except OSError as error:
+        raise UsageError(f"cannot read {path}: {error.strerror}") from error
+    key = (path, status.st_mtime_ns, status.st_size)
+    if key not in _read:
+        _read[key] = _read_preset(path)
+    return _read[key]
+
+
+def _read_preset(path: Path) -> Preset:
     data = _check_table(path, "", _read_toml(path), TOP_LEVEL_KEYS)
     if "model" not in data:
         raise UsageError(f"{path}: missing key model")
