@@ -80,3 +80,23 @@ presets-doc: $(VENV_READY)
 
 clean:
 	rm -rf build dist .pytest_cache demo.mp4
+
+# The declared dependency floors, tested: a second venv with every dependency of vidgen and of its
+# test extra at the floor pyproject.toml declares (constraints/floors.txt pins each;
+# tests/test_floors.py keeps the two equal), and the fast tier run in it. The venv is a file
+# target as VENV_READY is, rebuilt in place when pyproject.toml or the pins change.
+FLOORS_VENV ?= .venv-floors
+FLOORS_READY = $(FLOORS_VENV)/bin/vidgen
+FLOORS = constraints/floors.txt
+
+.PHONY: test-floors
+$(FLOORS_READY): pyproject.toml $(FLOORS)
+	test -x $(FLOORS_VENV)/bin/python || $(PYTHON) -m venv $(FLOORS_VENV)
+	$(FLOORS_VENV)/bin/python -m pip install --upgrade pip
+	$(FLOORS_VENV)/bin/python -m pip install -c $(FLOORS) torch
+	$(FLOORS_VENV)/bin/python -m pip install -c $(FLOORS) --no-deps spandrel einops
+	$(FLOORS_VENV)/bin/python -m pip install -c $(FLOORS) -e '.[test]'
+	touch $(FLOORS_READY)
+
+test-floors: $(FLOORS_READY)
+	$(FLOORS_VENV)/bin/python -m pytest -q -n auto --dist loadscope -m "not slow"
