@@ -142,11 +142,11 @@ FP8_DYNAMIC = "--quantize fp8-dynamic needs a CUDA GPU of compute capability 8.9
     "method, facts, problem",
     [
         ("int8", dict(device_kind="cpu", torchao="0.18.0"), None),
-        ("fp8", dict(device_kind="cuda", capability=(7, 5), torchao="0.15.0"), None),
+        ("fp8", dict(device_kind="cuda", capability=(7, 5), torchao="0.18.0"), None),
         ("none", dict(device_kind="cpu"), None),
         ("int8", dict(device_kind="cpu"), "--quantize int8 needs torchao: pip install 'vidgen[quant]'"),
-        ("fp8", dict(device_kind="cuda", capability=(9, 0), torchao="0.14.1"),
-         "--quantize fp8 needs torchao 0.15 or newer (installed: 0.14.1): pip install -U 'vidgen[quant]'"),
+        ("fp8", dict(device_kind="cuda", capability=(9, 0), torchao="0.17.0"),  # the old int8 weights below 0.18
+         "--quantize fp8 needs torchao 0.18 or newer (installed: 0.17.0): pip install -U 'vidgen[quant]'"),
         ("fp8-dynamic", dict(device_kind="cuda", capability=(8, 9), torchao="0.18.0"), None),
         ("fp8-dynamic", dict(device_kind="cuda", capability=(9, 0), torchao="0.18.0"), None),
         ("fp8-dynamic", dict(device_kind="xpu", torchao="0.18.0"), None),

@@ -43,7 +43,7 @@ TORCHAO_CONFIGS = {
     "fp8": "Float8WeightOnlyConfig",  # weights float8_e4m3fn, matmuls in the load dtype: CPU too
     "fp8-dynamic": "Float8DynamicActivationFloat8WeightConfig",  # fp8 matmuls: CUDA 8.9+, MI300/MI350, XPU
 }
-TORCHAO_MIN = "0.15"  # diffusers' TorchAoConfig refuses older torchao (the config-object API)
+TORCHAO_MIN = "0.18"  # the declared floor: from 0.18 the int8 configs default to the new Int8Tensor (0.15-0.17 gave the deprecated one)
 BITSANDBYTES_MIN = "0.43.3"  # diffusers' 4-bit floor
 FP8_MIN_CAPABILITY = (8, 9)  # torchao asserts it for fp8-dynamic (Ada, Hopper, Blackwell)
 FP8_ROCM_ARCHES = ("gfx94", "gfx95")  # MI300 (gfx940-942), MI350 (gfx950): torchao's other fp8 devices
