@@ -182,6 +182,12 @@ MUTATIONS = [
         ("tests/test_server.py::test_a_job_runs_with_its_own_folder_and_standard_input_in_the_worker",),
     ),
     Mutation(
+        "one-front-door-makes-its-own-video",
+        "the same request through the command line, a server and a batch makes the same record and frames",
+        "vidgen.single:make_video", lambda original: _seed_off_by_one(original),
+        ("tests/test_server.py::test_one_request_makes_the_same_video_through_every_front_door",),
+    ),
+    Mutation(
         "no-gallery-when-a-batch-ends",
         "a batch (again after --resume) writes DIR/index.html when it ends",
         "vidgen.batch.run:write_gallery_page", noop,
@@ -288,6 +294,15 @@ def _traceback_on_failure(original):
         return original(self, job, error, **kwargs)
 
     return failed
+
+
+def _seed_off_by_one(original):
+    def make_video(job, generator, context=None):
+        from dataclasses import replace
+
+        return original(replace(job, seed=job.seed + 1), generator, *(() if context is None else (context,)))
+
+    return make_video
 
 
 def _refuse_every_file(file, name, fmt):
