@@ -47,7 +47,7 @@ if stage == "check":
     jobs = batch_run.check_batch(prompts, out, preset=None, model=None, overrides={})
 else:
     lock = FolderLock(Path(out))
-    prepared = batch_run._prepare(prompts, out, Processes(), lock, chosen=choose_preset(None, None), model=None, flags={},
+    prepared = batch_run.prepare(prompts, out, Processes(), lock, chosen=choose_preset(None, None), model=None, flags={},
                                   base_seed=0, strict=False, resume=True, overwrite=False)
     jobs = len(prepared.jobs)
     lock.release()

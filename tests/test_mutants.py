@@ -77,7 +77,7 @@ MUTATIONS = [
     Mutation(
         "failed-lines-show-a-traceback",
         "a batch of random prompts prints no traceback, whatever its exit code",
-        "vidgen.batch.run:_Runner.record", lambda original: _traceback_on_failure(original),
+        "vidgen.batch.executor:Executor.failed", lambda original: _traceback_on_failure(original),
         ("tests/test_properties.py::test_random_json_lines_as_a_prompts_file",
          "tests/test_properties.py::test_random_csv_as_a_prompts_file"),
     ),
@@ -182,9 +182,15 @@ MUTATIONS = [
         ("tests/test_server.py::test_a_job_runs_with_its_own_folder_and_standard_input_in_the_worker",),
     ),
     Mutation(
+        "one-front-door-makes-its-own-video",
+        "the same request through the command line, a server and a batch makes the same record and frames",
+        "vidgen.single:make_video", lambda original: _seed_off_by_one(original),
+        ("tests/test_server.py::test_one_request_makes_the_same_video_through_every_front_door",),
+    ),
+    Mutation(
         "no-gallery-when-a-batch-ends",
         "a batch (again after --resume) writes DIR/index.html when it ends",
-        "vidgen.batch.run:_write_gallery", noop,
+        "vidgen.batch.run:write_gallery_page", noop,
         ("tests/test_gallery.py::test_resume_writes_the_page_again_with_the_new_videos",),
     ),
     Mutation(
@@ -281,14 +287,22 @@ def _in_the_jobs_folder(original):
 
 
 def _traceback_on_failure(original):
-    def record(self, job, status, **kwargs):
-        if status == "failed":
-            from vidgen import ui
+    def failed(self, job, error, **kwargs):
+        from vidgen import ui
 
-            ui.warn('Traceback (most recent call last):\n  File "vidgen/batch/run.py", in run\nValueError: leaked')
-        return original(self, job, status, **kwargs)
+        ui.warn('Traceback (most recent call last):\n  File "vidgen/batch/executor.py", in make\nValueError: leaked')
+        return original(self, job, error, **kwargs)
 
-    return record
+    return failed
+
+
+def _seed_off_by_one(original):
+    def make_video(job, generator, context=None):
+        from dataclasses import replace
+
+        return original(replace(job, seed=job.seed + 1), generator, *(() if context is None else (context,)))
+
+    return make_video
 
 
 def _refuse_every_file(file, name, fmt):

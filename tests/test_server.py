@@ -160,6 +160,35 @@ def test_generate_through_server_matches_in_process(serve, tiny_wan_dir: Path, t
     assert read_recipe(Path("served.mp4"))["seed"] == 5
 
 
+def test_one_request_makes_the_same_video_through_every_front_door(serve, tiny_wan_dir: Path, run_cli):
+    """One code path makes a video (issue 31): the same request through the command line in
+    this process, a server's job and a batch of one line (no Ray) gives the same record, less
+    where and how long (and the batch's own fields), and the same frames."""
+    args = ["--model", str(tiny_wan_dir), *TINY_ARGS]
+    served = serve()
+    remote = served.run("a red ball", *args, "--seed", "5", "-o", "served.mp4", "--json")
+    assert remote.returncode == 0, remote.stderr.decode()
+    local = run_cli("a red ball", *args, "--seed", "5", "-o", "local.mp4", "--json")  # no server in sight: in-process
+    assert local.exit_code == 0, local.stderr
+    Path("line.jsonl").write_text('{"prompt": "a red ball", "seed": 5}\n')
+    batch = run_cli("batch", "line.jsonl", "-O", "batch", *args, "--json", "--no-gallery")
+    assert batch.exit_code == 0, batch.stderr
+    assert served.status()["jobs_done"] == 1
+    records = {"cli": json.loads(local.stdout), "server": json.loads(remote.stdout), "batch": json.loads(batch.stdout)}
+    [manifest] = [json.loads(line) for line in (Path("batch") / "manifest.jsonl").read_text().splitlines()]
+    assert manifest == {key: value for key, value in records["batch"].items() if key != "path"}  # stdout: the record and its path
+    batch_own = {"line", "video", "output", "status", "error", "process", "finished_at"}
+    assert set(records["batch"]) == set(records["cli"]) | batch_own
+    made = {door: {key: value for key, value in record.items() if key not in {"path", "seconds", *batch_own}} for door, record in records.items()}
+    assert made["cli"] == made["server"] == made["batch"], made
+    assert (made["cli"]["seed"], made["cli"]["settings"]["seed"], made["cli"]["frames"]) == (5, 5, 9)
+    frames = {door: read_frames(Path(record["path"])) for door, record in records.items()}
+    assert Path(records["batch"]["path"]) == Path.cwd() / "batch" / records["batch"]["output"]
+    for door, record in records.items():
+        assert record["sha256"] == file_sha256(Path(record["path"])), door
+        assert np.array_equal(frames[door], frames["cli"]), door
+
+
 def test_client_imports_no_torch(serve, tiny_wan_dir: Path):
     served = serve()
     script = (

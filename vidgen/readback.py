@@ -7,11 +7,13 @@
   frames asked for (contact sheets, poster frames), holding no others;
 - `probe_video()` counts frames and reads size, fps and duration by decoding, since
   imageio-ffmpeg ships no ffprobe;
-- `describe()` is all of that for `vidgen inspect`, with `describe_audio()`'s soundtrack.
+- `describe()` is all of that for `vidgen inspect`, with `describe_audio()`'s soundtrack;
+- `file_sha256()`: a written file's checksum (a batch's manifest, `--json`'s records).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from dataclasses import dataclass
@@ -26,6 +28,15 @@ from vidgen.audio import probe_audio, wav_beside
 from vidgen.errors import UsageError
 from vidgen.post.plan import file_fields
 from vidgen.video import PNG_RECIPE_KEY, RECIPE_FILE, ffmpeg_exe
+
+
+def file_sha256(path: Path) -> str:
+    """A written file's SHA-256 (a batch's manifest, `vidgen generate --json`), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @dataclass

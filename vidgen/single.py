@@ -8,7 +8,6 @@ same flow for a prompts file (vidgen.batch).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,12 @@ from vidgen.conditioning import fit_mask, load_conditioning_image, load_input_ma
 from vidgen.environment import PROCESS, Environment
 from vidgen.errors import UsageError, VidgenError
 from vidgen.generate import VideoGenerator, prepare_settings
+from vidgen.making import Inputs, MakeContext, VideoJob, VideoResult, make_video
 from vidgen.options import GenerationSettings
 from vidgen.pipeline import check_last_image, check_parallel  # torch and diffusers: this module runs only to generate
-from vidgen.post.plan import file_fields
 from vidgen.processes import Processes, current_processes
 from vidgen.request import GenerateRequest
-from vidgen.runner import build_recipe, obtain_pipeline, render
+from vidgen.runner import build_recipe, obtain_pipeline
 from vidgen.settings import fit_frames_to_video
 from vidgen.video import check_encoder, check_output_path, output_format, prompt_slug
 
@@ -111,7 +110,7 @@ def _plan(request: GenerateRequest, env: Environment, group: Processes) -> _Plan
     return _Planned(settings, chosen, paths, image, last_image, video, mask)
 
 
-def run(request: GenerateRequest, env: Environment = PROCESS) -> list[dict[str, Any]]:
+def run(request: GenerateRequest, env: Environment = PROCESS) -> list[VideoResult]:
     """Generate `--num-videos` videos and report each on stdout as it is written; relative
     paths (-o, --image, --video, --mask) are taken from `env`'s folder. Under a launcher
     (`--parallel`) every process runs this; the first writes and reports."""
@@ -142,40 +141,20 @@ def run(request: GenerateRequest, env: Environment = PROCESS) -> list[dict[str, 
         error = failure
     group.agree(error, one_voice=True)
     generator = VideoGenerator(loaded)
-    facts = generator.run_facts(settings)  # what ran (dtype, class, the pipeline's defaults): the recipe records it
-    settings = facts.filled_in(settings)
+    inputs = Inputs(image=planned.image, last_image=planned.last_image, video=planned.video, mask=planned.mask)
 
     results = []
     for index, path in enumerate(paths):
-        seed = settings.seed + index
-        ui.info(f"seed {seed}")
-        started = time.monotonic()
         label = f"video {index + 1}/{len(paths)}" if len(paths) > 1 else "video"
-        with ui.progress(label, settings.steps or 0) as bar:
-            recipe, data = render(generator, settings, seed, facts=facts, path=path, image=planned.image, video=planned.video, mask=planned.mask,
-                                  progress=bar, overwrite=options.overwrite, last_image=planned.last_image, write=group.is_main)  # fmt: skip
-        if not group.is_main:
+        context = MakeContext(label=label, write=group.is_main, parallel=loaded.parallel, processes=group.count)
+        result = make_video(VideoJob(settings, settings.seed + index, path, inputs, overwrite=options.overwrite), generator, context)
+        if result is None:
             continue  # the first process writes and reports
-        if recipe["audio"] and path is not None and output_format(path) in ("gif", "png"):
-            kind = "a GIF carries" if output_format(path) == "gif" else "PNG frames carry"
-            ui.warn(f"{kind} no sound: the audio is in {wav_beside(path)}")
-        result = {
-            "path": "-" if path is None else str(path.resolve()),
-            "prompt": settings.prompt,
-            "seed": seed,
-            **file_fields(recipe, settings.fps),  # frames, fps, width, height: after --interpolate/--upscale
-            "model": recipe["model"],
-            "preset": settings.preset,
-            "quantize": settings.quantize,
-            **({"parallel": loaded.parallel, "processes": group.count} if loaded.parallel else {}),
-            "audio": bool(recipe["audio"]),
-            "seconds": round(time.monotonic() - started, 3),
-        }
         if path is None:
-            ui.emit_bytes(data)
+            ui.emit_bytes(result.data)
         elif options.as_json:
-            ui.emit_json(result)
+            ui.emit_json(result.to_json())
         else:
-            ui.emit_result(result["path"])
+            ui.emit_result(result.path)
         results.append(result)
     return results

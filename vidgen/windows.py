@@ -27,9 +27,9 @@ from vidgen.environment import PROCESS, Environment
 from vidgen.errors import GenerationError, UsageError
 from vidgen.extend import Mode, Window, check_input, choose_overlap, describe, mode_for, plan_windows, refuse_unless_continuable, window_prompts
 from vidgen.generate import VideoGenerator, merge_settings
+from vidgen.making import VideoResult, result_of
 from vidgen.options import BY_NAME, GenerationSettings
 from vidgen.post.apply import after_decode
-from vidgen.post.plan import file_fields
 from vidgen.presets import Preset, choose_preset
 from vidgen.readback import probe_video
 from vidgen.runfacts import RunFacts
@@ -275,7 +275,7 @@ def make(run: WindowedRun, *, path: Path | None, overwrite: bool, env: Environme
 
 def run_windows(prompt: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], strict: bool = False,
                 output: str | None = None, overwrite: bool = False, as_json: bool = False, env: Environment = PROCESS,
-                source: str | None = None) -> dict[str, Any]:  # fmt: skip
+                source: str | None = None) -> VideoResult:  # fmt: skip
     """`vidgen extend` (with `source`) or a windowed `vidgen generate`: plan, say the plan, make, report."""
     run = prepare(prompt, preset=preset, model=model, overrides=overrides, strict=strict, env=env, source=source)
     path = _output_path(run, output, overwrite, as_json, env)
@@ -283,15 +283,12 @@ def run_windows(prompt: str, *, preset: str | None, model: str | None, overrides
         ui.info(line)
     started = time.monotonic()
     _, _, recipe, data = make(run, path=path, overwrite=overwrite, env=env)
-    result = {
-        "path": "-" if path is None else str(path.resolve()), "prompt": run.settings.prompt, "seed": run.settings.seed,
-        **file_fields(recipe, run.settings.fps), "model": recipe["model"],  # frames, fps, width, height: after --interpolate/--upscale
-        "preset": run.settings.preset, "windows": len(run.windows), "audio": False, "seconds": round(time.monotonic() - started, 3),
-    }  # fmt: skip
+    result = result_of(run.settings, run.settings.seed, path, recipe, seconds=time.monotonic() - started, data=data,
+                       windows=len(run.windows))  # frames, fps, width, height: after --interpolate/--upscale
     if path is None:
         ui.emit_bytes(data)
     elif as_json:
-        ui.emit_json(result)
+        ui.emit_json(result.to_json())
     else:
-        ui.emit_result(result["path"])
+        ui.emit_result(result.path)
     return result

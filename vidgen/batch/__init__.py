@@ -16,14 +16,16 @@ splits the work only at step 4, so they all agree on the plan without talking:
    process only, before anyone writes), and with --resume skip every video whose
    latest record says done and whose file still has the recorded SHA-256; every
    process learns whether all others got this far, so none waits for one that failed;
-4. each process takes jobs i % N, loads the model once and appends one manifest record
+4. each process takes jobs i % N and makes them with an `Executor` (executor.py: the model
+   loaded once, each video through vidgen.making.make_video), appending one manifest record
    per finished or failed video (a single O_APPEND write, so processes never interleave);
    a first SIGTERM stops it after the current video, a second at once;
 5. the main process waits for the others, reads this run's records and reports;
 6. and writes DIR/index.html, the gallery page of the whole manifest (not with --no-gallery).
 
 Modules: plan (steps 1-2), folder (step 3: manifest, lock, temp files, resume),
-run (the whole run and report), launch (`--processes N`), cluster (`--ray`: step 4 as a
+executor (step 4, one video: the public interface run and cluster share), run (the whole run
+and report), launch (`--processes N`), cluster (`--ray`: step 4 as a
 Ray Data job, the driver writing the manifest), gallery (step 6, and `vidgen gallery DIR`);
 vidgen.processes holds the processes' places and their barriers (also `vidgen generate
 --parallel`'s).

@@ -41,7 +41,8 @@ from vidgen.acceleration import apply_threads
 from vidgen.batch.folder import FolderLock, folder_identity, remove_stale_temp_files
 from vidgen.batch.plan import Job
 from vidgen.processes import Processes, launched_by_accelerate
-from vidgen.batch.run import _flags_and_base_seed, _outcomes, _prepare, _Prepared, _Runner, _stop_on_sigterm, _write_gallery, publish, report
+from vidgen.batch.executor import Executor, Lines
+from vidgen.batch.run import Prepared, flags_and_base_seed, outcomes, prepare, publish, report, stop_on_sigterm, write_gallery_page
 from vidgen.environment import PROCESS, Environment
 from vidgen.errors import ExitCode, UsageError, VidgenError
 from vidgen.presets import choose_preset
@@ -71,20 +72,10 @@ class _Tries:
         return sum(1 for count in self.counts.values() if count > 1)
 
 
-class _Maker(_Runner):
-    """A worker's _Runner: a video's record is kept for the driver, which writes the manifest."""
-
-    made: dict[str, Any] | None = None
-
-    def record(self, job: Job, status: str, **fields: Any) -> dict[str, Any]:
-        self.made = self.build_record(job, status, **fields)
-        return self.made
-
-
 class _VideoWorker:
     """A Ray Data actor: one loaded pipeline, a video per call, its record as JSON text."""
 
-    def __init__(self, *, out_dir: str, probe: tuple[str, str], chosen, model, flags, strict, cwd: str, threads: int | None, tries, debug: bool):
+    def __init__(self, *, out_dir: str, probe: tuple[str, str], lines: Lines, cwd: str, threads: int | None, tries, debug: bool):
         ui.configure(quiet=True)  # its output goes to Ray's log files; the driver reports
         apply_threads(threads)
         self.where = f"{ray.util.get_node_ip_address()}/{os.getpid()}"  # the manifest's `worker`
@@ -99,7 +90,7 @@ class _VideoWorker:
             "every node can write under the same path (a shared filesystem)"
         )  # fmt: skip
         identity = folder_identity(folder) if shared else (0, 0)  # this node's view: st_dev differs between NFS clients
-        self.maker = _Maker(folder, None, Processes(), False, debug, chosen, model, flags, strict, identity, Environment(cwd=Path(cwd)))
+        self.executor = Executor(folder, identity, lines, Environment(cwd=Path(cwd)), Processes(), debug)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
         return {"record": [json.dumps(self._make(Job(**json.loads(text))), default=str) for text in batch["job"]]}
@@ -110,14 +101,12 @@ class _VideoWorker:
         attempt = ray.get(self.tries.start.remote(job.key))
         if attempt > MAX_TRIES:
             died = f"{MAX_TRIES} times" if MAX_TRIES != 1 else "once"
-            record = self.maker.build_record(job, "failed", error=f"its worker died {died} while making it (killed, out of memory, or its node lost)")
+            record = self.executor.failed(job, f"its worker died {died} while making it (killed, out of memory, or its node lost)")
         else:
-            self.maker.made = None
             try:
-                self.maker.run(job, ui.BatchProgress(0))
+                record = self.executor.make(job, ui.BatchProgress(0))
             except VidgenError as error:  # DIR removed or replaced: the whole batch stops
                 return {"fatal": error.message, "code": int(error.exit_code)}
-            record = self.maker.made
         return {**record, "worker": self.where, "try": attempt}
 
 
@@ -172,23 +161,24 @@ def run_on_ray(address: str, request: BatchRequest, *, workers: int | None = Non
     if workers is not None and workers < 1:
         raise UsageError(f"--processes must be at least 1, got {workers}")
     model, strict, as_json, debug = request.model, request.strict, request.as_json, request.debug
-    flags, base_seed = _flags_and_base_seed(request.overrides)
+    flags, base_seed = flags_and_base_seed(request.overrides)
     lock = FolderLock(env.path(request.out_dir))
     try:
         chosen = choose_preset(request.preset, model)
-        prepared = _prepare(request.prompts_file, request.out_dir, Processes(), lock, chosen=chosen, model=model, flags=flags, base_seed=base_seed,
+        prepared = prepare(request.prompts_file, request.out_dir, Processes(), lock, chosen=chosen, model=model, flags=flags, base_seed=base_seed,
                             strict=strict, resume=request.resume, overwrite=request.overwrite, env=env)  # fmt: skip
         if prepared.skipped:
             ui.info(f"resuming: {len(prepared.skipped)} of {len(prepared.jobs)} videos already done")
-        here = _Runner(prepared.out_dir, prepared.manifest, Processes(), as_json, debug, chosen, model, flags, strict, prepared.identity, env)
+        lines = Lines(chosen, model, flags, strict)
+        here = Executor(prepared.out_dir, prepared.identity, lines, env, Processes(), debug)
         for job in prepared.jobs:  # lines that cannot run: failed records now, as a plain batch makes them
             if job.error is not None and job.key not in prepared.skipped:
-                here.record(job, "failed", error=job.error)
+                publish(here.failed(job, job.error), prepared.manifest, prepared.out_dir, as_json=as_json)
         pending = [job for job in prepared.jobs if job.error is None and job.key not in prepared.skipped]
         if not pending:
-            code = report(prepared.jobs, prepared.skipped, _outcomes(prepared.manifest, prepared.run_start))
+            code = report(prepared.jobs, prepared.skipped, outcomes(prepared.manifest, prepared.run_start))
         else:
-            settings = dict(chosen=chosen, model=model, flags=flags, strict=strict, cwd=str(env.folder()), threads=request.threads, debug=debug)
+            settings = dict(lines=lines, cwd=str(env.folder()), threads=request.threads, debug=debug)
             with ui.others_output_to_stderr():
                 _connect(address, debug)
                 try:
@@ -196,13 +186,13 @@ def run_on_ray(address: str, request: BatchRequest, *, workers: int | None = Non
                 finally:
                     ray.shutdown()  # a local Ray stops; on a cluster, the job's actors go
         if request.overrides.get("gallery") is not False:
-            _write_gallery(prepared.out_dir)  # the driver's, as a plain batch's main process writes it
+            write_gallery_page(prepared.out_dir)  # the driver's, as a plain batch's main process writes it
         return code
     finally:
         lock.release()
 
 
-def _make_videos(prepared: _Prepared, pending: list[Job], settings: dict[str, Any], *, workers: int | None, as_json: bool) -> ExitCode:
+def _make_videos(prepared: Prepared, pending: list[Job], settings: dict[str, Any], *, workers: int | None, as_json: bool) -> ExitCode:
     """The Ray Data job: records stream back and are written here, one per video."""
     count, each = _worker_resources(workers, settings["threads"], len(pending))
     ui.info(f"ray: {count} worker{'s' if count != 1 else ''} ({'a GPU' if 'num_gpus' in each else str(each['num_cpus']) + ' CPU'} each) for {len(pending)} videos")
@@ -220,7 +210,7 @@ def _make_videos(prepared: _Prepared, pending: list[Job], settings: dict[str, An
     seen: set[tuple[int, int]] = set()
     done = failed = 0
     try:
-        with _stop_on_sigterm() as stop, ui.BatchProgress(len(pending)) as progress:
+        with stop_on_sigterm() as stop, ui.BatchProgress(len(pending)) as progress:
             for row in dataset.iter_rows():
                 record = json.loads(row["record"])
                 if "fatal" in record:
@@ -242,4 +232,4 @@ def _make_videos(prepared: _Prepared, pending: list[Job], settings: dict[str, An
         (prepared.out_dir / probe[0]).unlink(missing_ok=True)
     if retried:
         ui.info(f"ray: {retried} video{'s' if retried != 1 else ''} retried after a worker died")
-    return report(prepared.jobs, prepared.skipped, _outcomes(prepared.manifest, prepared.run_start), stopped=stop.requested)
+    return report(prepared.jobs, prepared.skipped, outcomes(prepared.manifest, prepared.run_start), stopped=stop.requested)

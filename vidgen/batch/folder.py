@@ -4,7 +4,6 @@ in it, and which videos --resume may skip.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -14,6 +13,7 @@ from typing import Any, Iterator
 from vidgen import locking
 from vidgen.batch.plan import Job
 from vidgen.errors import GenerationError, UsageError
+from vidgen.readback import file_sha256
 from vidgen.video import describe_os_error
 
 MANIFEST_NAME = "manifest.jsonl"
@@ -88,14 +88,6 @@ class Manifest:
                     continue  # blank, or torn by a crash
                 if isinstance(record, dict):
                     yield record
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def remove_stale_temp_files(out_dir: Path) -> int:
