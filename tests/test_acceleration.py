@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from vidgen import acceleration
+from vidgen.grammar import CACHE_METHODS
 from vidgen.errors import UsageError
 from vidgen.readback import probe_video, read_recipe
 
@@ -45,10 +46,10 @@ CACHE_CONFIGS = {"first-block": "FirstBlockCacheConfig", "taylorseer": "TaylorSe
 
 
 def test_every_cache_method_is_named_here():
-    assert set(CACHE_CONFIGS) == set(acceleration.CACHE_METHODS) - {"none"}
+    assert set(CACHE_CONFIGS) == set(CACHE_METHODS) - {"none"}
 
 
-@pytest.mark.parametrize("name", [name for name in acceleration.CACHE_METHODS if name != "none"])
+@pytest.mark.parametrize("name", [name for name in CACHE_METHODS if name != "none"])
 def test_every_cache_method_installs_on_wan(name):
     import diffusers
 
@@ -207,7 +208,7 @@ def test_cpu_conv3d_runs_on_onednn_with_the_same_values():
     import torch
     from diffusers import AutoencoderKLWan
 
-    from vidgen.presets import BUILTIN_WEIGHTS_DIR
+    from vidgen.locations import BUILTIN_WEIGHTS_DIR
 
     vae = AutoencoderKLWan.from_pretrained(BUILTIN_WEIGHTS_DIR / "shapes", subfolder="vae").eval()
     latents = torch.randn(1, vae.config.z_dim, 2, 8, 8, generator=torch.Generator().manual_seed(0))

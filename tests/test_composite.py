@@ -113,7 +113,7 @@ def test_the_loading_key_sees_the_components(tmp_path):
     from dataclasses import replace
 
     from vidgen.generate import prepare_settings
-    from vidgen.presets import resolve_model_location
+    from vidgen.locations import resolve_model_location
     from vidgen.runner import loading_key
 
     settings, _ = prepare_settings(PROMPT, preset="framepack-i2v", model=None, overrides={"image": str(_image(tmp_path / "x.png", "red")), "device": "cpu"})

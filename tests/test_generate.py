@@ -305,3 +305,19 @@ def test_progress_bar_on_a_terminal(generate_fake, monkeypatch):
     assert phases[0] == "encode" and "denoise" in phases and phases[-2:] == ["decode", "write"]
     assert "loaded FakeVideoPipeline" in screen.getvalue()
     assert result.stdout.strip().endswith("bar.mp4")
+
+
+def test_max_sequence_length_reaches_the_text_encoder_and_the_recipe(generate_tiny, pipeline_calls):
+    """--max-sequence-length is one line of the settings table: the text encoder's output has
+    that many tokens, and the recipe records it; absent, the pipeline's own (Wan: 512) is recorded."""
+    from diffusers import WanPipeline
+
+    calls = pipeline_calls(WanPipeline)
+    short = generate_tiny("a red ball", "--max-sequence-length", "16", "--seed", "1", "-o", "short.mp4")
+    assert short.exit_code == 0, short.stderr
+    assert calls[-1].kwargs["prompt_embeds"].shape[1] == 16
+    assert read_recipe(Path("short.mp4"))["max_sequence_length"] == 16
+    plain = generate_tiny("a red ball", "--seed", "1", "-o", "plain.mp4")
+    assert plain.exit_code == 0, plain.stderr
+    assert calls[-1].kwargs["prompt_embeds"].shape[1] == 512
+    assert read_recipe(Path("plain.mp4"))["max_sequence_length"] == 512

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import TINY_ARGS, standalone_env as _env
-from vidgen import parallel
+from vidgen import grammar, parallel
 from vidgen.batch import MANIFEST_NAME
 from vidgen.errors import UsageError
 from vidgen.readback import read_frames
@@ -57,7 +57,7 @@ def test_degrees_fill_the_group_and_refuse_what_does_not_fit():
         with pytest.raises(UsageError):
             parallel.degrees(spec, processes)
     for bad in ("ulyses", "ulysses=0", "ulysses,ring", "ring,ring=2", ""):
-        assert parallel.problem(bad), bad
+        assert grammar.parallel_problem(bad), bad
 
 
 def test_parallel_without_a_launcher_is_one_line_before_loading(run_cli, tiny_wan_dir):

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from vidgen.errors import UsageError
-from vidgen.presets import BUILTIN_WEIGHTS_DIR, choose_preset, load_preset, read_preset, shipped_presets_dir
+from vidgen.locations import BUILTIN_WEIGHTS_DIR
+from vidgen.presets import choose_preset, load_preset, read_preset, shipped_presets_dir
 
 
 def write_preset(folder: Path, name: str, body: str) -> Path:

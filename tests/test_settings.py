@@ -6,7 +6,8 @@ import pytest
 
 from vidgen.errors import UsageError
 from vidgen.presets import Constraints, Preset
-from vidgen.settings import LoraSpec, build_settings, parse_size, snap_to_constraints, validate
+from vidgen.grammar import LoraSpec
+from vidgen.settings import build_settings, parse_size, snap_to_constraints, validate
 
 WAN_RULES = Constraints(frames_step=4, frames_offset=1, size_multiple=16, min_frames=5, max_frames=81, max_width=1280, max_height=1280)
 

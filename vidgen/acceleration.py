@@ -24,13 +24,13 @@ from typing import Any
 
 from vidgen.environment import variable
 from vidgen.errors import UsageError
+from vidgen.grammar import CACHE_METHODS, DENOISERS
 
 # Step caches on diffusers' `transformer.enable_cache(...)` hooks. Left out: MagCache needs
 # magnitude ratios calibrated per checkpoint and scheduler (diffusers 0.42 ships them only
 # for Flux; a calibration run costs a whole uncached video); FasterCache's reuse of the
 # unconditional branch expects both guidance passes in one batch, and on WanPipeline
 # (two separate passes) diffusers 0.42.1 fails with an IndexError.
-CACHE_METHODS = ("none", "first-block", "taylorseer", "pab")
 FAST_CACHE = "first-block"  # what --fast means: adaptive, no per-model tuning
 FIRST_BLOCK_THRESHOLD = 0.05  # diffusers' default; higher skips more steps
 
@@ -75,7 +75,8 @@ def cache_config(name: str, pipe: Any) -> Any:
 
 
 def denoiser_of(pipe: Any) -> Any:
-    return getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
+    """The pipeline's (first) denoiser, or None."""
+    return next((denoiser for name in DENOISERS if (denoiser := getattr(pipe, name, None)) is not None), None)
 
 
 def apply_cache(pipe: Any, name: str) -> None:

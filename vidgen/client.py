@@ -38,7 +38,8 @@ from vidgen.acceleration import cpu_thread_count
 from vidgen.context import Accepted, BatchEnd, BatchStart, Event, Exit, ProgressEnd, ProgressStart, Refused, Status, StatusEnd, Writing, decode
 from vidgen.environment import Environment, variable
 from vidgen.errors import ExitCode, UsageError
-from vidgen.options import SETTINGS, LoraSpec
+from vidgen.grammar import LoraSpec
+from vidgen.options import SETTINGS
 from vidgen.presets import vidgen_home
 from vidgen.request import BatchRequest, GenerateRequest, Request
 from vidgen.video import check_output_path, output_format

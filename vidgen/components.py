@@ -26,7 +26,7 @@ from vidgen.checkpoints import dtype_keyword
 from vidgen.errors import GenerationError, ModelNotAvailableError, UsageError, first_line
 from vidgen.hub import is_offline, local_only, quiet_hub, refusals
 from vidgen.model_check import check_safetensors
-from vidgen.presets import ComponentSpec
+from vidgen.locations import ComponentSpec
 
 
 def component_class(spec: ComponentSpec, pipeline_classes: list[str | None]) -> type:

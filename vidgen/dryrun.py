@@ -21,7 +21,8 @@ from vidgen.hub import cached_folder, read_model_index, resolve_checkpoint
 from vidgen.lora import check_targets
 from vidgen.model_check import class_to_load
 from vidgen.options import SETTINGS
-from vidgen.pipeline import SINGLE_FILE_COMPONENTS, check_last_image, resolve_device, run_dtype
+from vidgen.grammar import TRANSFORMERS, parse_quantize
+from vidgen.pipeline import check_last_image, resolve_device, run_dtype
 from vidgen.request import GenerateRequest
 
 
@@ -85,7 +86,7 @@ def plan(request: GenerateRequest) -> dict[str, Any]:
     check_targets(settings.loras, model_index)  # as loading would, before it
     class_name = str(model_index.get("_class_name"))
     report["pipeline"] = class_to_load(class_name, settings.pipeline_class) or class_name
-    mapping = quantize.resolve_components(quantize.parse_quantize(settings.quantize), model_index) if settings.quantize else {}
+    mapping = quantize.resolve_components(parse_quantize(settings.quantize), model_index) if settings.quantize else {}
     item_bytes = torch.tensor([], dtype=dtype).element_size()
     components = {}
     for name, size in checkpoints.component_sizes(folder).items():
@@ -98,7 +99,7 @@ def plan(request: GenerateRequest) -> dict[str, Any]:
             report["notes"].append(f"component {spec.name} ({spec.where}) is not on disk: its size is unknown until `{hint}`")
             continue
         components[spec.name] = _component(size, source=str(root / (spec.subfolder or "")), item_bytes=item_bytes, method=None)
-    for name in SINGLE_FILE_COMPONENTS:
+    for name in TRANSFORMERS:
         spec = getattr(settings, name)
         if not spec:
             continue

@@ -1,7 +1,7 @@
 """Preset extras: pipeline parameters beyond the common settings, checked and snapped.
 
 A preset's `[extras]` table sets them (SkyReels-V2 diffusion forcing's window and overlap)
-and `--extra NAME=VALUE` overrides one for a run (their names and types: options.EXTRA_TYPES). Unlike the `[call]` table, which goes to
+and `--extra NAME=VALUE` overrides one for a run (their names and types: grammar.EXTRA_TYPES). Unlike the `[call]` table, which goes to
 the pipeline as written, an extra is known here by name: its type and range are checked,
 frame counts are snapped to the model's rule with a visible note (refused with --strict),
 and what extras imply for the frame count itself (`frames_rule`) applies to --frames.
@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import Any
 
 from vidgen.errors import UsageError
-from vidgen.options import EXTRA_TYPES
+from vidgen.grammar import EXTRA_TYPES
 from vidgen.settings import frames_rule_text, nearest_valid_frames
 
 MAX_AR_STEP = 1_000

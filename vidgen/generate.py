@@ -324,7 +324,7 @@ class VideoGenerator:
                     # and takes them back as the packed ones, which breaks the next step: ask for no tensors
                     # (vidgen reads none).
                     arguments["callback_on_step_end_tensor_inputs"] = []
-            denoiser = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
+            denoiser = acceleration.denoiser_of(pipe)
             hook = None
             denoising = False  # whether the denoiser has run: a ValueError before it is bad input, after it a failure
             if isinstance(denoiser, torch.nn.Module):

@@ -32,7 +32,8 @@ from huggingface_hub.errors import (
 )
 
 from vidgen.errors import GenerationError, ModelNotAvailableError, UsageError, first_line
-from vidgen.presets import ModelLocation, Preset
+from vidgen.locations import ModelLocation
+from vidgen.presets import Preset
 
 FORMATS = {".gguf": "gguf", ".safetensors": "safetensors"}
 _HUB_FILE = re.compile(r"^([\w.-]+/[\w.-]+)/((?:[\w.-]+/)*[\w.-]+)$")  # org/name/sub/dir/file

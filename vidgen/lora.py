@@ -25,7 +25,8 @@ from huggingface_hub.errors import LocalEntryNotFoundError
 
 from vidgen.errors import UsageError, first_line
 from vidgen.hub import fetch_hub_file, local_only
-from vidgen.options import GenerationSettings, LoraSpec
+from vidgen.grammar import LoraSpec
+from vidgen.options import GenerationSettings
 from vidgen.stages import adapter_name
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")

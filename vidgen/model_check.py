@@ -33,7 +33,7 @@ import transformers
 from vidgen.errors import UsageError
 from vidgen.hub import component_config
 from vidgen.options import argument_name
-from vidgen.presets import ModelLocation
+from vidgen.locations import ModelLocation
 
 _MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors format's own limit
 _LIBRARIES = ("diffusers", "transformers")  # what vidgen can check without running model code

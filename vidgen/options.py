@@ -24,19 +24,15 @@ This module is imported by `vidgen --help` and the server's client: no torch her
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Container
 from dataclasses import asdict, dataclass, field, make_dataclass
 from typing import Any, Callable, Optional, Union
 
-from vidgen.acceleration import CACHE_METHODS
-from vidgen.errors import UsageError
+from vidgen.grammar import (CACHE_METHODS, LoraSpec, parallel_problem, parse_extras, parse_lora_scales, preview_suffix_problem,
+                            quantize_problem)
 from vidgen.locations import ComponentSpec, ModelLocation, resolve_model_location
-from vidgen.parallel import problem as parallel_problem
 from vidgen.post.plan import DEFAULT_INTERPOLATION, INTERPOLATION_METHODS, interpolate_model_problem, upscale_model_problem
 from vidgen.post.plan import MAX_FACTOR as MAX_POST_FACTOR
-from vidgen.quantize import quantize_problem
 from vidgen.tables import StageSpec
 
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit value
@@ -48,25 +44,12 @@ MAX_FRAMES = 100_000
 MAX_SIDE = 16_384  # libx264's and libvpx's largest frame side
 MAX_NUM_VIDEOS = 100_000
 MAX_FPS = 1_000
+MAX_TOKENS = 8192  # --max-sequence-length: above every video pipeline's text encoder (LTX-2: 1024)
 MAX_GUIDANCE = 100  # classifier-free guidance beyond this only saturates the frames
 
 DTYPE_ALIASES = {"auto": "auto", "float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16", "half": "float16",
                  "bfloat16": "bfloat16", "bf16": "bfloat16"}
 OFFLOAD_MODES = ("none", "model", "group", "sequential", "auto")
-
-# A preset's [extras] table and --extra NAME=VALUE: pipeline parameters beyond the common
-# settings (vidgen.extras checks and snaps them). name -> type; the pipeline parameter
-# has the same name.
-EXTRA_TYPES: dict[str, type] = {
-    "overlap_history": int,  # frames each window shares with the one before
-    "base_num_frames": int,  # frames in one window (the model's context)
-    "ar_step": int,  # asynchronous mode: steps each block lags the one before (0: synchronous)
-    "causal_block_size": int,  # asynchronous mode: latent frames denoised together
-    "addnoise_condition": float,  # noise added to the overlap frames that condition a window
-    "sampling_type": str,  # FramePack: "inverted_anti_drifting" (the default; takes --last-image) or "vanilla"
-    "temporal_tile_size": int,  # LTX's multi-prompt pipeline (storyboards): frames in one window
-    "temporal_overlap": int,  # and the frames each window shares with the one before
-}
 
 # Other names some pipelines give a standard call argument, and why: where a pipeline lacks the
 # standard name and has the other, the value goes in under the other (generate.VideoGenerator), and
@@ -86,96 +69,7 @@ def argument_name(name: str, parameters: Container[str]) -> str:
     return alias if name not in parameters and alias in parameters else name
 
 
-PREVIEW_FORMATS = {".png": "PNG", ".gif": "GIF", ".webp": "WEBP"}  # --preview's suffixes, and Pillow's names for them
-
-
-def preview_suffix_problem(value: Any) -> str | None:
-    """--preview must name a format the preview is written in (vidgen.preview)."""
-    if isinstance(value, str) and os.path.splitext(value)[1].lower() not in PREVIEW_FORMATS:
-        return f"--preview {value!r}: give a .png, .gif or .webp file"
-    return None
-
-
 NUMBER = (int, float)  # a type that keeps 16 as 16 and takes 7.5 too (fps)
-
-
-# The denoisers a LoRA goes into: `transformer`, and Wan 2.2 A14B's second (low-noise) expert
-# `transformer_2` (diffusers' load_into_transformer_2).
-LORA_TARGETS = ("transformer", "transformer_2")
-_NUMBER = r"-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?"
-
-
-@dataclass
-class LoraSpec:
-    """`--lora PATH_OR_ID[:SCALE][@COMPONENT]`, or one `[[lora]]` of a preset (its `weight` is the scale)."""
-
-    source: str
-    scale: float = 1.0
-    into: str | None = None  # one of LORA_TARGETS; None: the pipeline's default (transformer)
-    name: str | None = None  # a preset [[lora]]'s name for --lora-scale; None: its file's name (label)
-
-    @property
-    def label(self) -> str:
-        """What --lora-scale calls it: its name, else its file's name without `.safetensors`."""
-        return self.name or self.source.rstrip("/").rsplit("/", 1)[-1].removesuffix(".safetensors")
-
-    def text(self) -> str:
-        """It as --lora takes it (what a server's client sends)."""
-        return f"{self.source}:{self.scale!r}" + (f"@{self.into}" if self.into else "")
-
-    @classmethod
-    def parse(cls, text: str) -> "LoraSpec":
-        into = None
-        body, at, component = text.rpartition("@")
-        if at and body and re.fullmatch(r"[A-Za-z_]\w*", component):  # a file name's `@v2.safetensors` is no component
-            if component not in LORA_TARGETS:
-                raise UsageError(f"--lora {text}: @{component} is no component a LoRA goes into (@transformer, or "
-                                 "@transformer_2: Wan 2.2 A14B's low-noise expert)")
-            text, into = body, component
-        source, sep, scale_text = text.rpartition(":")
-        if sep and source and re.fullmatch(r"-?\d+(\.\d*)?", scale_text):
-            return cls(source, float(scale_text), into)  # validate() refuses a scale too long to be finite
-        if not text.strip():
-            raise UsageError("--lora needs a path or hub id")
-        return cls(text, 1.0, into)
-
-
-def parse_lora_scales(texts: list[str] | None) -> dict[str, float] | None:
-    """Every `--lora-scale NAME=SCALE` (a preset [[lora]]'s new weight), later ones winning; None when none was given."""
-    if not texts:
-        return None
-    scales = {}
-    for text in texts:
-        name, sep, scale_text = text.partition("=")
-        if not sep or not name.strip() or not re.fullmatch(_NUMBER, scale_text.strip()):
-            raise UsageError(f"--lora-scale must look like NAME=SCALE (a preset LoRA's name, e.g. high_noise=2.0), got {text!r}")
-        scales[name.strip()] = float(scale_text)
-    return scales
-
-
-def parse_extra(text: str) -> tuple[str, Any]:
-    """`--extra NAME=VALUE` -> (name, value of the extra's type)."""
-    name, sep, value_text = text.partition("=")
-    name = name.strip().replace("-", "_")
-    if not sep or not name:
-        raise UsageError(f"--extra must look like NAME=VALUE (for example overlap_history=37), got {text!r}")
-    if name not in EXTRA_TYPES:
-        raise UsageError(f"unknown extra {name!r} (known: {', '.join(EXTRA_TYPES)})")
-    kind = EXTRA_TYPES[name]
-    value_text = value_text.strip()
-    if kind is str:  # a choice among words, checked by vidgen.extras
-        return name, value_text
-    pattern = r"-?\d+" if kind is int else _NUMBER
-    if not re.fullmatch(pattern, value_text):
-        raise UsageError(f"--extra {name} must be {'a whole number' if kind is int else 'a number'}, got {value_text!r}")
-    return name, kind(value_text)
-
-
-def parse_extras(texts: list[str] | None) -> dict[str, Any] | None:
-    """Every --extra, later ones winning; None when none was given."""
-    if not texts:
-        return None
-    return dict(parse_extra(text) for text in texts)
 
 
 @dataclass(frozen=True)
@@ -232,6 +126,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("prompt_suffix", str, "Text the pipeline gets after every prompt, recorded apart from it: SANA-Video's makers end "
             "theirs with ' motion score: 30.' (more = more motion); --prompt-suffix '' adds none.", preset=True, line=True,
             recipe=True),
+    Setting("max_sequence_length", int, "The prompt's length limit in the text encoder's tokens; a longer prompt is cut. "
+            "Absent: the pipeline's own (Wan 512, LTX-Video 128, CogVideoX 226).", preset=True, line=True, recipe=True,
+            call="max_sequence_length", pipeline_default=True, minimum=1, maximum=MAX_TOKENS),
     Setting("seed", int, "Random seed (drawn and printed when absent).", line=True, recipe=True, minimum=0, maximum=MAX_SEED,
             batch_help="Base seed: a line without a seed gets one derived from it and its line number (default 0)."),
     Setting("steps", int, "Denoising steps.", preset=True, line=True, recipe=True, call="num_inference_steps",

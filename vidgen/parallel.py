@@ -23,47 +23,18 @@ depends on the model's compression: it must divide among the processes too.
 
 from __future__ import annotations
 
-import re
 import sys
 import warnings
 from contextlib import contextmanager
 from typing import Any, Iterator
 
 from vidgen.errors import UsageError
+from vidgen.grammar import TRANSFORMERS
+from vidgen.grammar import parse_parallel as parse  # the spec's grammar is the table's
 
-_PART = re.compile(r"(ulysses|ring)(?:=(\d+))?")
 # A message, not a lookup: which denoisers declare `_cp_plan` in diffusers 0.42.
 HAS_PLAN = "Wan (not VACE), LTX-Video, LTX-2, Helios, ChronoEdit and Cosmos 3"
 LAUNCH_HINT = "accelerate launch --num_processes N -m vidgen ... or torchrun --nproc-per-node N -m vidgen ..."
-
-
-def parse(text: str) -> dict[str, int | None]:
-    """`ulysses`, `ring=2`, `ulysses=2,ring=2` -> {kind: degree or None (the rest of the group)}."""
-    parts: dict[str, int | None] = {}
-    for part in text.replace(" ", "").lower().split(","):
-        match = _PART.fullmatch(part)
-        if not match:
-            raise UsageError(f"--parallel must be ulysses, ring, or degrees such as ulysses=2,ring=2; got {text!r}")
-        kind, degree = match.group(1), match.group(2)
-        if kind in parts:
-            raise UsageError(f"--parallel names {kind} twice: {text!r}")
-        if degree is not None and int(degree) < 1:
-            raise UsageError(f"--parallel {kind} degree must be at least 1, got {degree}")
-        parts[kind] = None if degree is None else int(degree)
-    if sum(degree is None for degree in parts.values()) > 1:
-        raise UsageError(f"--parallel {text}: give a degree to one of them at least (for example ulysses=2,ring=2)")
-    return parts
-
-
-def problem(text: str | None) -> str | None:
-    """The table's check: the spec's syntax only (the group is known later)."""
-    if text is None:
-        return None
-    try:
-        parse(text)
-    except UsageError as error:
-        return error.message
-    return None
 
 
 def degrees(text: str, processes: int) -> tuple[int, int]:
@@ -157,7 +128,7 @@ def enable(pipe: Any, spec: str) -> None:
     ulysses, ring = degrees(spec, torch.distributed.get_world_size())
     # torch's own deprecation, raised inside diffusers' gather at every step of every process.
     warnings.filterwarnings("ignore", message=r".*all_gather_tensor.* is deprecated", category=FutureWarning)
-    for name in ("transformer", "transformer_2"):
+    for name in TRANSFORMERS:  # the denoisers that declare a _cp_plan
         denoiser = getattr(pipe, name, None)
         if denoiser is None:
             continue

@@ -21,6 +21,7 @@ from diffusers.hooks import apply_group_offloading
 
 from vidgen import acceleration, checkpoints, parallel, quantize, sampling, ui
 from vidgen.families import helios
+from vidgen.grammar import TRANSFORMERS, parse_quantize
 from vidgen import components as other_repositories
 from vidgen.errors import GenerationError, UsageError, VidgenError, first_line
 from vidgen.hub import cached_folder, component_config, config_folder, local_only, read_model_index, revision_argument
@@ -28,7 +29,8 @@ from vidgen.lora import apply_loras, check_targets
 from vidgen.model_check import (LAST_IMAGE_RULES, missing_library, check_components_serve, check_extras_taken, check_model_folder, check_pipeline_class,
                                  class_to_load, last_image_problem)
 from vidgen.options import GenerationSettings
-from vidgen.presets import resolve_model_location, vidgen_home
+from vidgen.locations import resolve_model_location
+from vidgen.presets import vidgen_home
 
 @dataclass
 class LoadedPipeline:
@@ -215,10 +217,6 @@ def run_dtype(settings: GenerationSettings, device: str):
     return dtype
 
 
-# The denoisers a single file may replace (--transformer, --transformer-2): setting = component.
-SINGLE_FILE_COMPONENTS = ("transformer", "transformer_2")
-
-
 def _check_files_and_quantization(files: dict[str, str], quantization: dict[str, str], model_index: dict[str, Any],
                                   elsewhere: dict[str, Any] | None = None) -> None:  # fmt: skip
     """Before loading: each file replaces a denoiser the model has, and is not also quantized;
@@ -253,7 +251,7 @@ def check_parallel(settings: GenerationSettings, processes: int) -> None:
         raise UsageError(f"--parallel does not run presets with [[stages]] or [components] yet ({settings.preset})")
     location = settings.location
     model_index = read_model_index(location, f"vidgen pull {location.location}", settings.revision)
-    denoisers = {name: entry[1] for name in ("transformer", "transformer_2")
+    denoisers = {name: entry[1] for name in TRANSFORMERS
                  if isinstance(entry := model_index.get(name), list) and len(entry) == 2 and entry[1]}  # fmt: skip
     heads = {name: (component_config(location, name, settings.revision) or {}).get("num_attention_heads") for name in denoisers}
     parallel.check_model(settings.parallel, ulysses, ring, pipeline_class=str(model_index.get("_class_name")), denoisers=denoisers,
@@ -300,8 +298,8 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
     other_repositories.check_available(settings.components, pull_hint)
     load_name = class_to_load(str(class_name), settings.pipeline_class)
     check_extras_taken(load_name or str(class_name), settings.extras)
-    quantization = quantize.resolve_components(quantize.parse_quantize(settings.quantize), model_index) if settings.quantize else {}
-    files = {name: getattr(settings, name) for name in SINGLE_FILE_COMPONENTS if getattr(settings, name)}
+    quantization = quantize.resolve_components(parse_quantize(settings.quantize), model_index) if settings.quantize else {}
+    files = {name: getattr(settings, name) for name in TRANSFORMERS if getattr(settings, name)}
     _check_files_and_quantization(files, quantization, model_index, elsewhere)
     check_targets(settings.loras, model_index)
     if settings.boundary_ratio is not None and not (isinstance(model_index.get("transformer_2"), list) and model_index["transformer_2"][-1]):

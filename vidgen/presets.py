@@ -21,8 +21,9 @@ from typing import Any
 from vidgen.environment import variable
 from vidgen.errors import UsageError
 # Model locations live below the table of settings (a run's settings hold one resolved); still named here for their users.
-from vidgen.locations import BUILTIN_WEIGHTS_DIR, ComponentSpec, ModelLocation, resolve_model_location  # noqa: F401
-from vidgen.options import EXTRA_TYPES, LORA_TARGETS, LoraSpec, preset_keys
+from vidgen.locations import ComponentSpec, ModelLocation, resolve_model_location
+from vidgen.grammar import EXTRA_TYPES, TRANSFORMERS, LoraSpec
+from vidgen.options import preset_keys
 from vidgen.tables import StageSpec, check_table as _check_table, read_stages as _read_stages
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -61,7 +62,7 @@ TOP_LEVEL_KEYS = {
 }
 # One [[lora]]: its file (a path, from the preset's folder if relative; a hub id; or REPO/FILENAME
 # on the hub), its weight, the denoiser it goes into (absent: the pipeline's default, `transformer`;
-# options.LORA_TARGETS) and the name --lora-scale calls it by (absent: its file's name).
+# options.TRANSFORMERS) and the name --lora-scale calls it by (absent: its file's name).
 LORA_KEYS = {"source": str, "weight": float, "into": str, "name": str}
 # One [components.NAME]: the pipeline component NAME from another repository or folder than the
 # preset's model (FramePack's transformer and SigLIP image encoder), at its subfolder and revision;
@@ -238,8 +239,8 @@ def _read_loras(path: Path, tables: list[Any]) -> list[LoraSpec]:
         if "source" not in entry:
             raise UsageError(f"{path}: [[lora]] missing key source")
         into = entry.get("into")
-        if into is not None and into not in LORA_TARGETS:
-            raise UsageError(f"{path}: [[lora]] into must be one of {', '.join(LORA_TARGETS)}, got {into!r}")
+        if into is not None and into not in TRANSFORMERS:
+            raise UsageError(f"{path}: [[lora]] into must be one of {', '.join(TRANSFORMERS)}, got {into!r}")
         source = entry["source"]
         local = path.parent / Path(source).expanduser()
         if source.startswith((".", "~")) or local.exists():  # else a hub id or REPO/FILENAME, as written

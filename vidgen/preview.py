@@ -32,7 +32,7 @@ from diffusers.utils.torch_utils import get_module_execution_device
 from PIL import Image
 
 from vidgen import ui
-from vidgen.options import PREVIEW_FORMATS
+from vidgen.grammar import PREVIEW_FORMATS
 from vidgen.presets import vidgen_home
 
 STRIP_FRAMES = 4  # a PNG's frames, spread over the video

@@ -27,14 +27,8 @@ import re
 from typing import Any, Iterable, Mapping
 
 from vidgen.errors import UsageError
+from vidgen.grammar import DENOISERS, DENOISERS_KEY, METHODS  # a choice's grammar is the table's
 
-METHODS = ("int8", "int8-dynamic", "fp8", "fp8-dynamic", "nf4", "none")
-# The key `parse_quantize` gives a bare method: "the denoiser(s)", resolved against a model's components.
-DENOISERS_KEY = "*"
-# What video pipelines call their denoisers in diffusers 0.42: `transformer` (Wan, LTX, CogVideoX, HunyuanVideo,
-# Mochi, ...), `transformer_2` (Wan 2.2 A14B's low-noise expert), `unet` (StableVideoDiffusion, I2VGenXL,
-# AnimateDiff, TextToVideoSD).
-DENOISERS = ("transformer", "transformer_2", "unet")
 # torchao 0.18 config classes (torchao.quantization), all at their defaults: version 2; int8 and fp8 weights
 # per row (one float32 scale per output row); fp8-dynamic per tensor for activations and weights.
 TORCHAO_CONFIGS = {
@@ -48,46 +42,6 @@ BITSANDBYTES_MIN = "0.43.3"  # diffusers' 4-bit floor
 FP8_MIN_CAPABILITY = (8, 9)  # torchao asserts it for fp8-dynamic (Ada, Hopper, Blackwell)
 FP8_ROCM_ARCHES = ("gfx94", "gfx95")  # MI300 (gfx940-942), MI350 (gfx950): torchao's other fp8 devices
 NF4_BLOCK = 64  # bitsandbytes' 4-bit block: one float32 absmax per 64 weights (no double quantization)
-
-_COMPONENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def parse_quantize(text: str, *, source: str = "--quantize") -> dict[str, str]:
-    """`int8` -> {"*": "int8"} (the denoisers); `transformer=fp8,text_encoder=int8` -> per component;
-    `fp8,text_encoder=int8` -> both; `none` -> {}. A component set to `none` is left out. No torch here."""
-    mapping: dict[str, str] = {}
-    items = [item.strip() for item in str(text).split(",")]
-    if not any(items):
-        raise UsageError(f"{source} needs a method ({', '.join(METHODS)}) or COMPONENT=METHOD pairs")
-    for item in items:
-        if not item:
-            raise UsageError(f"{source}: an empty item in {text!r}")
-        component, equals, method = (part.strip() for part in item.partition("="))
-        if not equals:
-            component, method = DENOISERS_KEY, component
-        elif not _COMPONENT.fullmatch(component) or not method:
-            raise UsageError(f"{source}: {item!r} is not METHOD or COMPONENT=METHOD (e.g. transformer=fp8,text_encoder=int8)")
-        if method not in METHODS:
-            raise UsageError(f"{source}: unknown method {method!r} (known: {', '.join(METHODS)})")
-        if component in mapping:
-            what = "the denoisers" if component == DENOISERS_KEY else component
-            raise UsageError(f"{source} gives {what} twice: {text!r}")
-        mapping[component] = method
-    if len(mapping) > 1 and mapping.get(DENOISERS_KEY) == "none":
-        raise UsageError(f"{source}: 'none' cannot be combined with other methods: {text!r}")
-    return {component: method for component, method in mapping.items() if method != "none"}
-
-
-def quantize_problem(text: str | None) -> str | None:
-    """What is wrong with a --quantize value, as settings.validate() reports it; None: nothing."""
-    if text is None:
-        return None
-    try:
-        parse_quantize(text)
-    except UsageError as error:
-        return error.message
-    return None
-
 
 def describe(mapping: Mapping[str, str]) -> str:
     """The choice as one stable string for the recipe, the JSON and the server's cache key: `none`,

@@ -26,7 +26,8 @@ from vidgen.acceleration import should_compile
 from vidgen.audio import CODECS, Audio
 from vidgen.context import current
 from vidgen.errors import UsageError
-from vidgen.options import SETTINGS, GenerationSettings, LoraSpec
+from vidgen.grammar import LoraSpec
+from vidgen.options import SETTINGS, GenerationSettings
 from vidgen.post.apply import after_decode
 from vidgen.runfacts import RunFacts
 from vidgen.video import encode_mp4_bytes, output_format, write_video
@@ -65,7 +66,7 @@ class LoadingKey(NamedTuple):
     dtype_explicit: bool = False
     device: str = "cpu"
     values: tuple = ()
-    components: tuple = ()  # the preset's [components] (presets.ComponentSpec, hashable)
+    components: tuple = ()  # the preset's [components] (locations.ComponentSpec, hashable)
     stages: tuple = ()  # the preset's [[stages]] (tables.StageSpec): their LoRAs are loaded with the pipeline
 
     def value(self, name: str) -> Any:

@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from vidgen.errors import UsageError
-from vidgen.options import DTYPE_ALIASES, FIELDS, MAX_FPS, MAX_FRAMES, SETTINGS, GenerationSettings, LoraSpec, builtin_defaults
+from vidgen.grammar import LoraSpec
+from vidgen.options import DTYPE_ALIASES, FIELDS, MAX_FPS, MAX_FRAMES, SETTINGS, GenerationSettings, builtin_defaults
 from vidgen.post.plan import plan_problem as post_plan_problem
-from vidgen.presets import Constraints, ModelLocation, Preset, resolve_model_location
+from vidgen.locations import ModelLocation, resolve_model_location
+from vidgen.presets import Constraints, Preset
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|(cuda|xpu|npu)(:\d+)?)$")
 # Keys a layer (flags, batch line) may set that are not settings of their own (size, seconds).
