@@ -235,13 +235,14 @@ class PipelineCache:
         return rows
 
 
-_cache: PipelineCache | None = None
+# Per thread: the server's worker installs its cache on its own thread, where its jobs run;
+# a call on any other thread of the process (a test's, beside a server on a thread) loads afresh.
+_slot = threading.local()
 
 
 def use_cache(cache: PipelineCache | None) -> None:
-    """Install (or remove, with None) the cache that obtain_pipeline() uses: the server's."""
-    global _cache
-    _cache = cache
+    """Install (or remove, with None) the cache that obtain_pipeline() uses on this thread: the server's."""
+    _slot.cache = cache
 
 
 def obtain_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None):
@@ -250,13 +251,14 @@ def obtain_pipeline(settings: GenerationSettings, *, pull_hint: str | None = Non
 
     location = settings.location
     started = time.monotonic()
-    if _cache is None:
+    cache: PipelineCache | None = getattr(_slot, "cache", None)
+    if cache is None:
         with ui.status(f"loading {location.location}"):
             loaded = pipeline_loader.load_pipeline(settings, pull_hint=pull_hint)
         hit = False
     else:
         with ui.status(f"loading {location.location}"):
-            loaded, hit = _cache.get(settings, pull_hint)
+            loaded, hit = cache.get(settings, pull_hint)
     if hit:
         ui.info(f"using {loaded.class_name} from {location.location} on {loaded.device} ({loaded.dtype}), kept loaded by vidgen serve")
     else:
