@@ -53,12 +53,13 @@ def test_without_processes_option_keeps_everything_else():
     assert without_processes_option(["batch", "p.txt", "--processes=4", "--seed", "3"]) == ["batch", "p.txt", "--seed", "3"]
 
 
-def test_a_bad_prompts_file_exits_2_before_any_process_starts(tiny_wan_dir):
+def test_a_bad_prompts_file_exits_2_before_any_process_starts(tiny_wan_dir, run_cli):
+    """Refused by the command itself (here, in this process), before it starts the launcher."""
     Path("p.csv").write_text("title,seed\nx,1\n")
 
-    result = subprocess.run(_batch(tiny_wan_dir, "p.csv", "-O", "out", "--processes", "2"), env=_env(), capture_output=True, text=True)
+    result = run_cli(*_batch(tiny_wan_dir, "p.csv", "-O", "out", "--processes", "2")[3:])
 
-    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.exit_code == 2, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert errors == ["Error: p.csv is not a CSV prompts file: its header (title, seed) has no prompt column"]
     assert "starting" not in result.stderr and "Traceback" not in result.stderr

@@ -97,10 +97,10 @@ def test_denoisers_without_a_plan_and_heads_that_do_not_divide_are_refused_befor
 # ---- real groups of processes ----
 
 
-def test_a_wan_video_made_by_two_processes_has_one_process_frames(tmp_path, tiny_wan_dir):
+def test_a_wan_video_made_by_two_processes_has_one_process_frames(tmp_path, tiny_wan_dir, run_cli):
     """accelerate launch, 2 CPU processes, Ulysses: one file, one JSON line, one process's
     frames. No --seed: the seed the first process draws is every process's (the video is
-    then the one a single process makes with that seed)."""
+    then the one a single process makes with that seed: made in this process)."""
     args = ["a fox running through snow", "--model", tiny_wan_dir, *TINY_ARGS, "--threads", "1", "--json"]
     group = _vidgen(*args, "-o", tmp_path / "group.mp4", "--parallel", "ulysses", launcher=LAUNCH_CPU, cwd=tmp_path)
 
@@ -109,8 +109,8 @@ def test_a_wan_video_made_by_two_processes_has_one_process_frames(tmp_path, tiny
     assert len(lines) == 1 and json.loads(lines[0])["path"] == str(tmp_path / "group.mp4")
     # read back from the denoiser diffusers split, not the request
     assert (json.loads(lines[0])["parallel"], json.loads(lines[0])["processes"]) == ("ulysses=2,ring=1", 2)
-    alone = _vidgen(*args, "-o", tmp_path / "alone.mp4", "--seed", json.loads(lines[0])["seed"])
-    assert alone.returncode == 0, alone.stderr
+    alone = run_cli(*args, "-o", tmp_path / "alone.mp4", "--seed", json.loads(lines[0])["seed"])
+    assert alone.exit_code == 0, alone.stderr
     assert sorted(path.name for path in tmp_path.iterdir() if path.suffix == ".mp4") == ["alone.mp4", "group.mp4"]
     assert group.stderr.count("loaded WanPipeline") == 1  # the other process prints nothing
     first, second = read_frames(tmp_path / "alone.mp4"), read_frames(tmp_path / "group.mp4")
@@ -119,14 +119,14 @@ def test_a_wan_video_made_by_two_processes_has_one_process_frames(tmp_path, tiny
     assert np.abs(first.astype(int) - second.astype(int)).max() == 0
 
 
-def test_a_batch_of_ltx_videos_made_together_has_one_process_frames(tmp_path, tiny_pipeline_dir):
+def test_a_batch_of_ltx_videos_made_together_has_one_process_frames(tmp_path, tiny_pipeline_dir, run_cli):
     """`vidgen batch --processes 2 --parallel ulysses`: the group makes each video together
-    (every video once, one manifest record each), frames as one process makes them."""
+    (every video once, one manifest record each), frames as one process makes them (this one)."""
     model = tiny_pipeline_dir("LTXPipeline")
     (tmp_path / "p.txt").write_text("a fox\na boat on the sea\n")
     args = ["batch", tmp_path / "p.txt", "--model", model, "--steps", "2", "--size", "32x32", "--frames", "9", "--threads", "1"]
-    alone = _vidgen(*args, "-O", tmp_path / "alone")
-    assert alone.returncode == 0, alone.stderr
+    alone = run_cli(*args, "-O", tmp_path / "alone")
+    assert alone.exit_code == 0, alone.stderr
 
     group = _vidgen(*args, "-O", tmp_path / "group", "--processes", "2", "--parallel", "ulysses")
 
@@ -151,12 +151,13 @@ def test_a_refusal_in_every_process_is_one_line_and_the_honest_code(tmp_path, ti
     assert not (tmp_path / "out").exists()
 
 
-def test_degrees_that_do_not_match_the_processes_are_refused_before_any_starts(tmp_path, tiny_wan_dir):
+def test_degrees_that_do_not_match_the_processes_are_refused_before_any_starts(tmp_path, tiny_wan_dir, run_cli):
+    """Refused by the command itself (here, in this process), before it starts the launcher."""
     (tmp_path / "p.txt").write_text("a fox\n")
 
-    result = _vidgen("batch", tmp_path / "p.txt", "-O", tmp_path / "out", "--model", tiny_wan_dir, *TINY_ARGS,
+    result = run_cli("batch", tmp_path / "p.txt", "-O", tmp_path / "out", "--model", tiny_wan_dir, *TINY_ARGS,
                      "--processes", "2", "--parallel", "ulysses=4")  # fmt: skip
 
-    assert result.returncode == 2
+    assert result.exit_code == 2
     assert _errors(result.stderr) == ["Error: --parallel ulysses=4 needs 4 processes; this group has 2 (the degrees multiply to the number of processes)"]
     assert "starting 2 processes" not in result.stderr

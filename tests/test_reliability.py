@@ -5,6 +5,7 @@ what is left on disk (docs/reliability.md lists them)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -27,6 +28,19 @@ from vidgen.readback import probe_video
 # Under this limit a video cannot be written but the manifest can take a few records.
 FILE_SIZE_LIMIT = 10_000
 BIG_ARGS = ["--steps", "2", "--size", "256x256", "--frames", "9"]
+
+
+@contextlib.contextmanager
+def file_size_limit(limit: int):
+    """`ulimit -f` on this process while the block runs (the tests' own command runs in it):
+    every writer (this process, the ffmpeg it starts) is refused past `limit` bytes, as by a
+    full quota. Python ignores SIGXFSZ, so a write over it fails with EFBIG (ffmpeg dies of it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
 
 
 def vidgen_process(*args, limit_file_size: int | None = None, env: dict | None = None, **popen) -> subprocess.Popen:
@@ -105,23 +119,25 @@ def wait_for(path: Path) -> int:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".mp4", ".gif"])
-def test_file_size_limit_is_an_error_and_leaves_no_file(tiny_wan_dir, suffix):
-    code, stdout, stderr = run_vidgen("a red ball", "--model", tiny_wan_dir, *BIG_ARGS, "--seed", "1", "-o", f"x{suffix}",
-                                      limit_file_size=FILE_SIZE_LIMIT)  # fmt: skip
-    assert code == 1
-    line = one_error_line(stderr)
+def test_file_size_limit_is_an_error_and_leaves_no_file(tiny_wan_dir, run_cli, suffix):
+    with file_size_limit(FILE_SIZE_LIMIT):
+        result = run_cli("a red ball", "--model", tiny_wan_dir, *BIG_ARGS, "--seed", "1", "-o", f"x{suffix}")
+    assert result.exit_code == 1
+    line = one_error_line(result.stderr)
     assert line.startswith(f"Error: cannot write x{suffix}: ") and ("file size limit" in line or "File too large" in line), line
     assert "nothing was written" in line
-    assert stdout == ""
+    assert result.stdout == ""
     assert files_in(Path.cwd()) == []
 
 
 def test_batch_under_a_file_size_limit_records_failures_and_resume_completes(tiny_wan_dir, run_cli):
     Path("p.txt").write_text("a red ball\na blue cat\n")
     args = ["batch", "p.txt", "-O", "out", "--model", tiny_wan_dir, *BIG_ARGS]
-    code, stdout, stderr = run_vidgen(*args, limit_file_size=FILE_SIZE_LIMIT)
+    with file_size_limit(FILE_SIZE_LIMIT):
+        result = run_cli(*args)
+    stdout, stderr = result.stdout, result.stderr
 
-    assert code == 1, stderr
+    assert result.exit_code == 1, stderr
     out = Path("out")
     records = manifest(out)
     assert [(r["line"], r["status"]) for r in records] == [(1, "failed"), (2, "failed")]
@@ -129,7 +145,7 @@ def test_batch_under_a_file_size_limit_records_failures_and_resume_completes(tin
     assert files_in(out) == [MANIFEST_NAME]  # no video, no temporary file, no lock file
     assert stdout == "" and "2 failed" in stderr and "Traceback" not in stderr
 
-    # The limit is gone for the resume, which runs in this process (a fresh one only imported torch again).
+    # The limit is gone for the resume.
     resumed = run_cli(*args, "--resume")
 
     assert resumed.exit_code == 0, resumed.stderr

@@ -1,9 +1,12 @@
 """`vidgen serve`: jobs handed to a running server look exactly like in-process runs.
 
-Every server runs as a real subprocess with its own XDG_RUNTIME_DIR (short, under /tmp,
-since a Unix socket's path is limited to 107 bytes) and VIDGEN_HOME, and is stopped in
-the fixture's teardown (SIGKILL if SIGTERM does not end it). Clients are real `vidgen`
-processes. Timeouts only guard against hangs.
+Most tests share one server per module, run on a thread of the test process
+(tests/server_fixtures.py: vidgen.server.serve itself, its socket in a short folder under
+/tmp), so no test pays for a server process importing torch; its clients are real: `vidgen`
+processes (which import no torch), or `run_cli` in this process through vidgen.client over
+the socket. A few checks need a real `vidgen serve` process and start one: its signals
+(SIGTERM), a kill -9 of the server, a status asked while its worker still imports torch.
+Timeouts only guard against hangs.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,103 +26,19 @@ import numpy as np
 import pytest
 
 from tests.conftest import TINY_ARGS, gallery_file
+from tests.server_fixtures import HANG, ProcessServer, client_env, runtime_dir, serve_process, serve_thread, served, short_runtime_dir, thread_server, vidgen_command  # noqa: F401  fixtures
 from vidgen.batch import file_sha256
 from vidgen.readback import read_frames, read_recipe
 
 # Processes, a server, launchers or Ray: `slow` (make check leaves it out).
 pytestmark = pytest.mark.slow
 
-HANG = 300  # seconds: only to stop a hung test, never a measure
+_vidgen = vidgen_command
 
 
-def _env(runtime: Path, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), **extra}
-    env.pop("VIDGEN_NO_SERVER", None)
-    return env
-
-
-def _ctrl_c_default() -> None:
-    """A shell starts background jobs with Ctrl-C ignored, and children inherit that: in a suite run
-    with `&` the clients would ignore the SIGINT these tests send, as a CLI should."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def _vidgen(*args: str) -> list[str]:
-    return [sys.executable, "-m", "vidgen", *map(str, args)]
-
-
-class Served:
-    """A `vidgen serve` subprocess and helpers to talk to it."""
-
-    def __init__(self, runtime: Path, *args: str, cwd: Path | None = None):
-        self.runtime = runtime
-        self.env = _env(runtime)
-        self.log = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(_vidgen("serve", *args), env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-                                        preexec_fn=_ctrl_c_default, cwd=cwd)
-        self.socket = runtime / "vidgen" / "vidgen.sock"
-        deadline = time.monotonic() + HANG
-        while not self.socket.exists():
-            assert self.process.poll() is None, self.output()
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.1)
-
-    def output(self) -> str:
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
-
-    def run(self, *args: str, **options) -> subprocess.CompletedProcess:
-        return subprocess.run(_vidgen(*args), env=self.env, capture_output=True, timeout=HANG, **options)
-
-    def client(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen(_vidgen(*args), env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                preexec_fn=_ctrl_c_default)
-
-    def status(self) -> dict:
-        done = self.run("serve", "--status", "--json")
-        return json.loads(done.stdout)
-
-    def wait_running(self) -> dict:
-        deadline = time.monotonic() + HANG
-        while time.monotonic() < deadline:
-            status = self.status()
-            if status.get("running"):
-                return status
-            time.sleep(0.2)
-        raise AssertionError("no job started")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
-
-
-@pytest.fixture
-def runtime_dir():
-    folder = Path(tempfile.mkdtemp(prefix="vg-", dir="/tmp"))
-    os.chmod(folder, 0o700)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture
-def serve(runtime_dir):
-    """`serve(*args, cwd=None)` starts a server (at most one per test is expected); all are stopped."""
-    started: list[Served] = []
-
-    def start(*args: str, cwd: Path | None = None) -> Served:
-        served = Served(runtime_dir, *args, cwd=cwd)
-        started.append(served)
-        return served
-
-    yield start
-    for served in started:
-        served.stop()
+def _model_jobs(status: dict, model: Path) -> list[int]:
+    """The jobs of each cached pipeline loaded from `model` (one entry per loading key)."""
+    return [entry["jobs"] for entry in status["models"] if entry["model"] == str(model)]
 
 
 def _tiny(model: Path, prompt: str, *args: str) -> list[str]:
@@ -132,48 +50,51 @@ def _no_partial_files(folder: Path) -> None:
     assert leftovers == []
 
 
-def test_generate_through_server_matches_in_process(serve, tiny_wan_dir: Path, tmp_path: Path, run_cli, monkeypatch):
-    served = serve()
-    first = served.run(*_tiny(tiny_wan_dir, "a red ball", "--seed", "5", "-o", "served.mp4"))
-    assert first.returncode == 0, first.stderr.decode()
-    assert first.stdout.decode().strip() == str(Path.cwd() / "served.mp4")
-    assert "seed 5" in first.stderr.decode()
-    again = served.run(*_tiny(tiny_wan_dir, "a red ball", "--seed", "5", "-o", "again.mp4", "--json"))
-    assert again.returncode == 0, again.stderr.decode()
+def test_generate_through_server_matches_in_process(served, tiny_wan_dir: Path, tmp_path: Path, run_cli):
+    before = served.status()
+    # clients in this process, through vidgen.client and the socket (real client processes: the tests below)
+    first = run_cli(*_tiny(tiny_wan_dir, "a red ball", "--seed", "5", "-o", "served.mp4"))
+    assert first.exit_code == 0, first.stderr
+    assert first.stdout.strip() == str(Path.cwd() / "served.mp4")
+    assert "seed 5" in first.stderr
+    again = run_cli(*_tiny(tiny_wan_dir, "a red ball", "--seed", "5", "-o", "again.mp4", "--json"))
+    assert again.exit_code == 0, again.stderr
     assert json.loads(again.stdout)["seed"] == 5
-    assert "kept loaded by vidgen serve" in again.stderr.decode()
-    streamed = served.run(*_tiny(tiny_wan_dir, "a red ball", "--seed", "5", "-o", "-"))
-    assert streamed.returncode == 0, streamed.stderr.decode()
-    (tmp_path / "streamed.mp4").write_bytes(streamed.stdout)
+    assert "kept loaded by vidgen serve" in again.stderr
+    streamed = run_cli(*_tiny(tiny_wan_dir, "a red ball", "--seed", "5", "-o", "-"))
+    assert streamed.exit_code == 0, streamed.stderr
+    (tmp_path / "streamed.mp4").write_bytes(streamed.stdout_bytes)
     status = served.status()
-    assert status["jobs_done"] == 3 and len(status["models"]) == 1 and status["models"][0]["jobs"] == 3
+    # three jobs, one pipeline: the one its first job loaded (or an earlier test's), used three times more
+    assert status["jobs_done"] == before["jobs_done"] + 3
+    assert len(status["models"]) == max(1, len(before["models"])) and _model_jobs(status, tiny_wan_dir) == [(_model_jobs(before, tiny_wan_dir) or [0])[0] + 3]
 
-    # The reference runs in this process (a fresh one only imported torch again), in sight of the
-    # server's socket: --no-server must keep it away from the server.
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(served.runtime))
+    # The reference runs in this process (its pipeline loaded afresh: the server's cache is its
+    # worker thread's), in sight of the server's socket: --no-server must keep it away from the server.
     local = run_cli(*_tiny(tiny_wan_dir, "a red ball", "--seed", "5", "-o", "local.mp4", "--no-server"))
     assert local.exit_code == 0, local.stderr
-    assert served.status()["jobs_done"] == 3  # --no-server ran in-process
+    assert "kept loaded" not in local.stderr
+    assert served.status()["jobs_done"] == before["jobs_done"] + 3  # --no-server ran in-process
     reference = read_frames(Path("local.mp4"))
     for name in ("served.mp4", "again.mp4", tmp_path / "streamed.mp4"):
         assert np.array_equal(read_frames(Path(name)), reference), name
     assert read_recipe(Path("served.mp4"))["seed"] == 5
 
 
-def test_one_request_makes_the_same_video_through_every_front_door(serve, tiny_wan_dir: Path, run_cli):
+def test_one_request_makes_the_same_video_through_every_front_door(served, tiny_wan_dir: Path, run_cli):
     """One code path makes a video (issue 31): the same request through the command line in
     this process, a server's job and a batch of one line (no Ray) gives the same record, less
     where and how long (and the batch's own fields), and the same frames."""
     args = ["--model", str(tiny_wan_dir), *TINY_ARGS]
-    served = serve()
+    before = served.status()["jobs_done"]
     remote = served.run("a red ball", *args, "--seed", "5", "-o", "served.mp4", "--json")
     assert remote.returncode == 0, remote.stderr.decode()
-    local = run_cli("a red ball", *args, "--seed", "5", "-o", "local.mp4", "--json")  # no server in sight: in-process
+    local = run_cli("a red ball", *args, "--seed", "5", "-o", "local.mp4", "--json", "--no-server")  # in this process
     assert local.exit_code == 0, local.stderr
     Path("line.jsonl").write_text('{"prompt": "a red ball", "seed": 5}\n')
-    batch = run_cli("batch", "line.jsonl", "-O", "batch", *args, "--json", "--no-gallery")
+    batch = run_cli("batch", "line.jsonl", "-O", "batch", *args, "--json", "--no-gallery", "--no-server")
     assert batch.exit_code == 0, batch.stderr
-    assert served.status()["jobs_done"] == 1
+    assert served.status()["jobs_done"] == before + 1
     records = {"cli": json.loads(local.stdout), "server": json.loads(remote.stdout), "batch": json.loads(batch.stdout)}
     [manifest] = [json.loads(line) for line in (Path("batch") / "manifest.jsonl").read_text().splitlines()]
     assert manifest == {key: value for key, value in records["batch"].items() if key != "path"}  # stdout: the record and its path
@@ -189,8 +110,8 @@ def test_one_request_makes_the_same_video_through_every_front_door(serve, tiny_w
         assert np.array_equal(frames[door], frames["cli"]), door
 
 
-def test_client_imports_no_torch(serve, tiny_wan_dir: Path):
-    served = serve()
+def test_client_imports_no_torch(served, tiny_wan_dir: Path):
+    before = served.status()["jobs_done"]
     script = (
         "import atexit, sys\n"
         "heavy = ('torch', 'diffusers', 'transformers', 'numpy')\n"
@@ -202,15 +123,19 @@ def test_client_imports_no_torch(serve, tiny_wan_dir: Path):
     done = subprocess.run([sys.executable, "-c", script], env=served.env, capture_output=True, timeout=HANG)
     assert done.returncode == 0, done.stderr.decode()
     assert "HEAVY=\n" in done.stderr.decode()
-    assert Path("light.mp4").is_file() and served.status()["jobs_done"] == 1
-    # and without a server, the same script does import them (the check can fail)
-    served.stop()
-    done = subprocess.run([sys.executable, "-c", script.replace("light.mp4", "heavy.mp4")], env=served.env, capture_output=True, timeout=HANG)
+    assert Path("light.mp4").is_file() and served.status()["jobs_done"] == before + 1
+    # and without a server (a socket folder with none in it), the same script does import them (the check can fail)
+    nowhere = short_runtime_dir()
+    try:
+        done = subprocess.run([sys.executable, "-c", script.replace("light.mp4", "heavy.mp4")], env=client_env(nowhere), capture_output=True, timeout=HANG)
+    finally:
+        shutil.rmtree(nowhere, ignore_errors=True)
     assert done.returncode == 0 and "HEAVY=torch" in done.stderr.decode()
+    assert served.status()["jobs_done"] == before + 1
 
 
-def test_three_clients_at_once(serve, tiny_wan_dir: Path):
-    served = serve()
+def test_three_clients_at_once(served, tiny_wan_dir: Path):
+    before = served.status()["jobs_done"]
     clients = [served.client(*_tiny(tiny_wan_dir, f"ball {i}", "--seed", str(i), "-o", f"c{i}.mp4")) for i in range(3)]
     for i, client in enumerate(clients):
         out, err = client.communicate(timeout=HANG)
@@ -218,18 +143,18 @@ def test_three_clients_at_once(serve, tiny_wan_dir: Path):
         assert out.decode().strip() == str(Path.cwd() / f"c{i}.mp4")
         recipe = read_recipe(Path(f"c{i}.mp4"))
         assert (recipe["seed"], recipe["prompt"]) == (i, f"ball {i}")
-    assert served.status()["jobs_done"] == 3
+    assert served.status()["jobs_done"] == before + 3
 
 
-def test_cancel_one_leaves_the_others_and_status_during_a_job(serve, tiny_wan_dir: Path):
-    served = serve()
+def test_cancel_one_leaves_the_others_and_status_during_a_job(served, tiny_wan_dir: Path, run_cli):
     # Long enough to be caught running while three more processes start on a busy machine; it is
     # cancelled long before its end.
     slow = served.client(*_tiny(tiny_wan_dir, "slow", "--seed", "1", "-o", "slow.mp4"), "--steps", "10000")
     status = served.wait_running()
     assert status["running"]["what"] == "slow" and status["running"]["client_pid"] == slow.pid
-    text = served.run("serve", "--status")
-    assert text.returncode == 0 and 'running: job 1 generate "slow"' in text.stdout.decode()
+    number = status["running"]["job"]
+    text = run_cli("serve", "--status")
+    assert text.exit_code == 0 and f'running: job {number} generate "slow"' in text.stdout
     others = [served.client(*_tiny(tiny_wan_dir, f"fast {i}", "--seed", str(i), "-o", f"fast{i}.mp4")) for i in range(2)]
     deadline = time.monotonic() + HANG
     while len(served.status()["queued"]) < 2:
@@ -246,11 +171,12 @@ def test_cancel_one_leaves_the_others_and_status_during_a_job(serve, tiny_wan_di
         assert read_recipe(Path(f"fast{i}.mp4"))["seed"] == i
     assert not Path("slow.mp4").exists()
     _no_partial_files(Path.cwd())
-    assert "job 1 (generate): cancelled" in served.output()
+    assert f"job {number} (generate): cancelled" in served.output()
 
 
-def test_server_killed_mid_job(serve, tiny_wan_dir: Path, run_cli, monkeypatch):
-    served = serve()
+def test_server_killed_mid_job(serve_process, serve_thread, runtime_dir: Path, tiny_wan_dir: Path, run_cli, monkeypatch):
+    """A real `vidgen serve` process, killed (SIGKILL) while a client's job runs."""
+    served = serve_process()
     client = served.client(*_tiny(tiny_wan_dir, "doomed", "--seed", "1", "-o", "doomed.mp4"), "--steps", "2000")
     served.wait_running()
     served.process.kill()
@@ -261,50 +187,43 @@ def test_server_killed_mid_job(serve, tiny_wan_dir: Path, run_cli, monkeypatch):
     assert lines[-1].startswith("Error: the vidgen server stopped before finishing this job; nothing was written")
     assert not Path("doomed.mp4").exists()
     _no_partial_files(Path.cwd())
-    # The socket it left is stale: the next call runs in-process (here, this one: a fresh process
-    # only imported torch again) ...
+    # The socket it left is stale: the next call runs in-process (here, this one) ...
     assert served.socket.exists()
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(served.runtime))
     done = run_cli(*_tiny(tiny_wan_dir, "after", "--seed", "2", "-o", "after.mp4"))
     assert done.exit_code == 0, done.stderr
     assert "kept loaded" not in done.stderr and Path("after.mp4").is_file()
     # ... and a new server replaces it.
-    again = serve()
-    assert "replaced a stale socket" in _wait_for(again, "listening on")
-    assert served.run(*_tiny(tiny_wan_dir, "new", "--seed", "3", "-o", "new.mp4")).returncode == 0
+    again = serve_thread(runtime=runtime_dir)
+    assert "replaced a stale socket" in again.output()
+    new = run_cli(*_tiny(tiny_wan_dir, "new", "--seed", "3", "-o", "new.mp4"))
+    assert new.exit_code == 0, new.stderr
     assert again.status()["jobs_done"] == 1
 
 
-def _wait_for(served: Served, text: str) -> str:
-    deadline = time.monotonic() + HANG
-    while text not in served.output():
-        assert time.monotonic() < deadline and served.process.poll() is None, served.output()
-        time.sleep(0.1)
-    return served.output()
-
-
-def test_permissions_and_one_server_per_socket(serve, runtime_dir: Path):
-    served = serve()
-    folder = runtime_dir / "vidgen"
+def test_permissions_and_one_server_per_socket(serve_thread, run_cli):
+    """`vidgen serve`, `--stop` run in this process (the server on its thread)."""
+    served = serve_thread()
+    folder = served.runtime / "vidgen"
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert stat.S_IMODE(served.socket.stat().st_mode) == 0o600
-    second = served.run("serve")
-    assert second.returncode == 1
-    assert "a vidgen server is already running" in second.stderr.decode()
-    stopped = served.run("serve", "--stop")
-    assert stopped.returncode == 0 and "stopped the vidgen server" in stopped.stderr.decode()
-    assert served.process.wait(HANG) == 0
+    second = run_cli("serve")
+    assert second.exit_code == 1
+    assert "a vidgen server is already running" in second.stderr
+    stopped = run_cli("serve", "--stop")
+    assert stopped.exit_code == 0 and "stopped the vidgen server" in stopped.stderr
+    assert not served.thread.is_alive() and served.stop() == 0  # serve() returned 0 before --stop saw its lock free
     assert not served.socket.exists()  # a clean stop removes it
 
     os.chmod(folder, 0o755)
-    refused = subprocess.run(_vidgen("serve"), env=served.env, capture_output=True, timeout=HANG)
-    assert refused.returncode == 2
-    assert "refusing to serve" in refused.stderr.decode() and "0755" in refused.stderr.decode()
+    refused = run_cli("serve")
+    assert refused.exit_code == 2
+    assert "refusing to serve" in refused.stderr and "0755" in refused.stderr
     os.chmod(folder, 0o700)
 
 
-def test_a_hand_written_job_runs_and_bad_requests_get_error_replies(serve, tiny_wan_dir: Path):
-    served = serve()
+def test_a_hand_written_job_runs_and_bad_requests_get_error_replies(served, tiny_wan_dir: Path):
+    before = served.status()["jobs_done"]
 
     def exchange(raw: bytes) -> bytes:
         with socket.socket(socket.AF_UNIX) as sock:
@@ -329,7 +248,7 @@ def test_a_hand_written_job_runs_and_bad_requests_get_error_replies(serve, tiny_
     # A field the request does not have, or of the wrong type: 400 and the one line naming it.
     reply = post("/v1/jobs", b'{"command": "generate", "cwd": "/", "prompt": "x", "overrides": {"steps": "2"}}')
     assert b" 400 " in reply.split(b"\r\n")[0] and reply.endswith(b'{"error": "overrides.steps must be a whole number, got \'2\'"}'), reply
-    assert served.status()["jobs_done"] == 0
+    assert served.status()["jobs_done"] == before
 
     # A job written by hand, as `curl --unix-socket` sends it (docs/api.md): run like a client's.
     body = {"version": 1, "command": "generate", "cwd": str(Path.cwd()), "prompt": "a red ball", "model": str(tiny_wan_dir),
@@ -337,23 +256,24 @@ def test_a_hand_written_job_runs_and_bad_requests_get_error_replies(serve, tiny_
     events = [json.loads(line) for line in post("/v1/jobs", json.dumps(body).encode()).split(b"\r\n\r\n", 1)[1].splitlines()]
     assert events[0]["event"] == "accepted" and events[-1] == {"event": "exit", "code": 0}, events
     assert read_recipe(Path("by-hand.mp4"))["seed"] == 5 and read_frames(Path("by-hand.mp4")).shape == (9, 32, 32, 3)
-    assert served.process.poll() is None
+    assert served.thread.is_alive() and served.status()["jobs_done"] == before + 1
 
 
-def test_keep_alive_zero_unloads_after_each_job(serve, tiny_wan_dir: Path):
-    served = serve("--keep-alive", "0")
-    done = served.run(*_tiny(tiny_wan_dir, "a ball", "--seed", "1", "-o", "k.mp4"))
-    assert done.returncode == 0, done.stderr.decode()
+def test_keep_alive_zero_unloads_after_each_job(serve_thread, tiny_wan_dir: Path, run_cli):
+    served = serve_thread(keep_alive=0)
+    done = run_cli(*_tiny(tiny_wan_dir, "a ball", "--seed", "1", "-o", "k.mp4"))
+    assert done.exit_code == 0, done.stderr
+    assert "loaded WanPipeline" in done.stderr  # through the server: its worker loaded it (in-process says the same)
     status = served.status()
     assert status["jobs_done"] == 1 and status["models"] == [] and status["keep_alive_seconds"] == 0
 
 
-def test_status_and_stop_without_a_server(runtime_dir: Path):
-    env = _env(runtime_dir)
-    status = subprocess.run(_vidgen("serve", "--status", "--json"), env=env, capture_output=True, timeout=HANG)
-    assert status.returncode == 1 and json.loads(status.stdout)["running"] is False
-    stop = subprocess.run(_vidgen("serve", "--stop"), env=env, capture_output=True, timeout=HANG)
-    assert stop.returncode == 1 and "no vidgen server is running" in stop.stderr.decode()
+def test_status_and_stop_without_a_server(runtime_dir: Path, run_cli, monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime_dir))
+    status = run_cli("serve", "--status", "--json")
+    assert status.exit_code == 1 and json.loads(status.stdout)["running"] is False
+    stop = run_cli("serve", "--stop")
+    assert stop.exit_code == 1 and "no vidgen server is running" in stop.stderr
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("5m", 300), ("30s", 30), ("1h", 3600), ("90", 90), ("0", 0), ("-1", -1)])
@@ -368,38 +288,46 @@ def test_bad_keep_alive_is_a_usage_error(run_cli):
     assert result.exit_code == 2 and "--keep-alive 'soon'" in result.stderr
 
 
-def test_batch_through_server_matches_in_process(serve, tiny_wan_dir: Path, run_cli, monkeypatch):
-    served = serve()
+def test_batch_through_server_matches_in_process(served, tiny_wan_dir: Path, run_cli):
+    before = served.status()["jobs_done"]
     Path("prompts.txt").write_text("a red ball\na blue square\n")
     args = ["--model", str(tiny_wan_dir), *TINY_ARGS, "--seed", "4"]
-    done = served.run("batch", "prompts.txt", "-O", "served", *args)
-    assert done.returncode == 0, done.stderr.decode()
-    paths = done.stdout.decode().split()
+    done = run_cli("batch", "prompts.txt", "-O", "served", *args)
+    assert done.exit_code == 0, done.stderr
+    paths = done.stdout.split()
     assert len(paths) == 2 and all(Path(path).parent == Path.cwd() / "served" for path in paths)
-    piped = served.run("batch", "-", "-O", "piped", *args, "--no-gallery", input=b"a red ball\na blue square\n")
-    assert piped.returncode == 0, piped.stderr.decode()
+    piped = run_cli("batch", "-", "-O", "piped", *args, "--no-gallery", input=b"a red ball\na blue square\n")
+    assert piped.exit_code == 0, piped.stderr
     # the gallery page, written by the server's job; --no-gallery reaches the server with the other flags
     assert (Path("served") / "index.html").read_text(encoding="utf-8").count('<figure class="card"') == 2
     assert not (Path("piped") / "index.html").exists()
-    assert served.status()["jobs_done"] == 2
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(served.runtime))  # in this process, in sight of the server
-    local = run_cli("batch", "prompts.txt", "-O", "local", *args, "--no-server")
+    assert served.status()["jobs_done"] == before + 2
+    local = run_cli("batch", "prompts.txt", "-O", "local", *args, "--no-server")  # in this process, in sight of the server
     assert local.exit_code == 0, local.stderr
-    assert served.status()["jobs_done"] == 2
+    assert served.status()["jobs_done"] == before + 2
     for path in map(Path, paths):
         reference = read_frames(Path("local") / path.name)
         assert np.array_equal(read_frames(path), reference)
         assert np.array_equal(read_frames(Path("piped") / path.name), reference)
     # A failing line fails the same way: exit 1, the error in the summary.
     Path("bad.jsonl").write_text('{"prompt": "ok"}\n{"prompt": "x", "steps": -3}\n')
-    bad = served.run("batch", "bad.jsonl", "-O", "bad", *args)
-    assert bad.returncode == 1 and "1 failed" in bad.stderr.decode()
+    bad = run_cli("batch", "bad.jsonl", "-O", "bad", *args)
+    assert bad.exit_code == 1 and "1 failed" in bad.stderr
+    assert served.status()["jobs_done"] == before + 3
 
 
-def test_sigterm_finishes_the_job_in_hand_and_queued_jobs_run_in_their_clients(serve, tiny_wan_dir: Path):
+def test_sigterm_finishes_the_job_in_hand_and_queued_jobs_run_in_their_clients(serve_process, tiny_wan_dir: Path):
+    """A real `vidgen serve` process from its start to its SIGTERM: status replies while its
+    worker still imports torch, its socket's permissions, and SIGTERM finishing the job in
+    hand while the queued one runs in its client."""
     from vidgen.client import get_json
 
-    served = serve()
+    served = serve_process()
+    # Right after the socket appears the worker is still importing torch and diffusers; a status
+    # request then must still get a whole reply (it used to fail on a half-imported torch).
+    replies = [get_json("GET", "status", path=served.socket) for _ in range(200)]
+    assert all(reply is not None and "jobs_done" in reply for reply in replies), [r for r in replies if not r][:1]
+    assert stat.S_IMODE(served.socket.parent.stat().st_mode) == 0o700 and stat.S_IMODE(served.socket.stat().st_mode) == 0o600
 
     def wait_for(condition) -> dict:
         """The server's status once `condition` holds, asked from this process: a `vidgen serve
@@ -446,7 +374,7 @@ def _videos(out: Path) -> list[str]:
                   if path.is_file() and path.name not in ("manifest.jsonl", ".vidgen-batch.lock") and not gallery_file(path.relative_to(out)))  # fmt: skip
 
 
-def _start_slow_batch(served: Served, model: Path, count: int) -> subprocess.Popen:
+def _start_slow_batch(served, model: Path, count: int) -> subprocess.Popen:
     Path("p.txt").write_text("".join(f"a red ball number {index}\n" for index in range(count)))
     client = served.client("batch", "p.txt", "-O", "out", "--model", str(model), *TINY_ARGS, "--steps", "300")
     while not _manifest(Path("out")):  # a first video is done: the batch is under way
@@ -465,8 +393,8 @@ def _consistent(out: Path) -> list[dict]:
     return done
 
 
-def test_sigterm_to_a_batch_client_stops_after_the_current_video_then_resume_finishes(serve, tiny_wan_dir: Path):
-    served = serve()
+def test_sigterm_to_a_batch_client_stops_after_the_current_video_then_resume_finishes(served, tiny_wan_dir: Path, run_cli):
+    before = served.status()["jobs_done"]
     # Three lines of 300 steps: the first done, SIGTERM during the second, the third not started;
     # more lines only made the resume longer.
     client = _start_slow_batch(served, tiny_wan_dir, 3)
@@ -480,16 +408,17 @@ def test_sigterm_to_a_batch_client_stops_after_the_current_video_then_resume_fin
     assert "Traceback" not in stderr and "Error:" not in stderr
     done = _consistent(Path("out"))
     assert 1 <= len(done) < 3
-    assert served.process.poll() is None  # the server goes on
-    resumed = served.run("batch", "p.txt", "-O", "out", "--model", str(tiny_wan_dir), *TINY_ARGS, "--steps", "300", "--resume")
-    assert resumed.returncode == 0, resumed.stderr.decode()
+    assert served.thread.is_alive()  # the server goes on
+    resumed = run_cli("batch", "p.txt", "-O", "out", "--model", str(tiny_wan_dir), *TINY_ARGS, "--steps", "300", "--resume")
+    assert resumed.exit_code == 0, resumed.stderr
     assert len(_consistent(Path("out"))) == 3
-    assert served.status()["jobs_done"] == 2
+    assert served.status()["jobs_done"] == before + 2
 
 
-def test_second_sigterm_to_a_batch_client_stops_at_once_without_a_partial_file(serve, tiny_wan_dir: Path):
-    served = serve()
+def test_second_sigterm_to_a_batch_client_stops_at_once_without_a_partial_file(served, tiny_wan_dir: Path):
+    mark = served.mark()
     client = _start_slow_batch(served, tiny_wan_dir, 6)
+    number = served.wait_running()["running"]["job"]
 
     client.send_signal(signal.SIGTERM)
     for line in client.stderr:  # the first has been handled (two signals at once may arrive as one)
@@ -501,10 +430,11 @@ def test_second_sigterm_to_a_batch_client_stops_at_once_without_a_partial_file(s
     assert client.returncode == 143, err.decode()
     assert "Error: terminated (second SIGTERM); the video in progress was not written" in err.decode()
     _consistent(Path("out"))
-    assert "cancelled" in served.output()
+    served.wait_idle()
+    assert f"job {number} (batch): cancelled" in served.output(since=mark)
 
 
-def test_ctrl_c_while_the_server_writes_the_file_leaves_nothing_and_exits_130(serve, tiny_wan_dir: Path, tmp_path: Path, monkeypatch):
+def test_ctrl_c_while_the_server_writes_the_file_leaves_nothing_and_exits_130(served, tiny_wan_dir: Path, tmp_path: Path, monkeypatch):
     """The server is held inside ffmpeg's encode until the client's Ctrl-C has reached it:
     the finished file is then not given its name (as in-process), and the client exits
     only once the server has finished with the job."""
@@ -515,12 +445,12 @@ def test_ctrl_c_while_the_server_writes_the_file_leaves_nothing_and_exits_130(se
     gate.write_text(f'#!/bin/sh\ncase "$*" in *rawvideo*) touch {marker}; while [ ! -e {go} ]; do sleep 0.05; done;; esac\n'
                     f'exec {imageio_ffmpeg.get_ffmpeg_exe()} "$@"\n')  # fmt: skip
     gate.chmod(0o755)
-    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(gate))
-    served = serve()
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(gate))  # the server on this process's thread encodes with it
     client = served.client(*_tiny(tiny_wan_dir, "a red ball", "--seed", "1", "-o", "x.mp4"))
     while not marker.exists():
         assert client.poll() is None, client.communicate()[1].decode()
         time.sleep(0.05)
+    number = served.status()["running"]["job"]
 
     client.send_signal(signal.SIGINT)
     while not (served.status().get("running") or {}).get("cancelled"):
@@ -534,25 +464,24 @@ def test_ctrl_c_while_the_server_writes_the_file_leaves_nothing_and_exits_130(se
     assert errors == ["Error: interrupted while writing the video; nothing was written"]
     assert not Path("x.mp4").exists()
     _no_partial_files(Path.cwd())
-    assert "job 1 (generate): cancelled" in served.output()
-    assert served.process.poll() is None
+    assert f"job {number} (generate): cancelled" in served.output()
+    assert served.thread.is_alive()
 
 
-def test_a_client_killed_mid_job_cancels_it_and_the_server_goes_on(serve, tiny_wan_dir: Path):
+def test_a_client_killed_mid_job_cancels_it_and_the_server_goes_on(served, tiny_wan_dir: Path, run_cli):
     """A client that disconnects without a word (SIGKILL): its job is cancelled after the
     current step, nothing is written, and the next job runs."""
-    served = serve()
     client = served.client(*_tiny(tiny_wan_dir, "killed", "--seed", "1", "-o", "killed.mp4"), "--steps", "2000")
-    served.wait_running()
+    number = served.wait_running()["running"]["job"]
     client.kill()
     client.wait()
-    while served.status().get("running"):
-        time.sleep(0.1)
-    assert "job 1 (generate): cancelled" in served.output()
+    served.wait_idle()
+    assert f"job {number} (generate): cancelled" in served.output()
     assert not Path("killed.mp4").exists()
     _no_partial_files(Path.cwd())
-    after = served.run(*_tiny(tiny_wan_dir, "after", "--seed", "2", "-o", "after.mp4"))
-    assert after.returncode == 0, after.stderr.decode()
+    after = run_cli(*_tiny(tiny_wan_dir, "after", "--seed", "2", "-o", "after.mp4"))
+    assert after.exit_code == 0, after.stderr
+    assert "kept loaded by vidgen serve" in after.stderr  # made by the server
     assert read_frames(Path("after.mp4")).shape[0] == 9
 
 
@@ -588,17 +517,6 @@ def test_least_recently_used_pipelines_make_room_on_a_full_gpu(tiny_wan_dir: Pat
     assert [key.model for key in cache._entries] == [folders[1]]  # enough room now: nothing more goes
 
 
-def test_status_replies_whole_while_the_server_is_still_importing(serve, monkeypatch):
-    """Right after the socket appears the worker is still importing torch and diffusers; a status
-    request then must still get a whole reply (it used to fail on a half-imported torch)."""
-    from vidgen.client import get_json
-
-    served = serve()
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(served.runtime))
-    replies = [get_json("GET", "status", path=served.socket) for _ in range(200)]
-    assert all(reply is not None and "jobs_done" in reply for reply in replies), [r for r in replies if not r][:1]
-
-
 # ---- a job carries its client's folder and standard input; the server's process state stays its own (issue 22) ----
 
 
@@ -615,15 +533,17 @@ def _write_clip(path: Path, frames: int = 9, size: int = 32) -> Path:
 
 
 @pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="reads the server's working folder from /proc")
-def test_relative_paths_mean_the_clients_folder_and_the_server_never_changes_its_own(serve, tiny_pipeline_dir, tiny_wan_dir: Path, tmp_path: Path):
-    """A server started in another folder: a prompts file on standard input whose lines name
-    their input videos relative to the client's folder, and a video named after its prompt
-    (no -o), land where they would in-process, while the server's own working folder,
+def test_relative_paths_mean_the_clients_folder_and_the_server_never_changes_its_own(served, tiny_pipeline_dir, tiny_wan_dir: Path, tmp_path: Path, monkeypatch):
+    """A server whose process works in another folder: a prompts file on standard input whose
+    lines name their input videos relative to the client's folder, and a video named after its
+    prompt (no -o), land where they would in-process, while the server's own working folder,
     sampled all through both jobs, never moves (it used to chdir into the client's)."""
+    before = served.status()["jobs_done"]
+    work = Path.cwd()
     elsewhere = tmp_path / "server-home"
     elsewhere.mkdir()
-    served = serve(cwd=elsewhere)
-    _write_clip(Path("clips/in.mp4"))
+    monkeypatch.chdir(elsewhere)  # the server runs on a thread of this process: its folder is this one
+    _write_clip(work / "clips/in.mp4")
     seen: set[str] = set()
 
     def sample_while(client: subprocess.Popen, data: bytes | None = None) -> tuple[bytes, bytes]:
@@ -631,24 +551,24 @@ def test_relative_paths_mean_the_clients_folder_and_the_server_never_changes_its
             client.stdin.write(data)
             client.stdin.close()
         while client.poll() is None:
-            seen.add(os.readlink(f"/proc/{served.process.pid}/cwd"))
+            seen.add(os.readlink(f"/proc/{os.getpid()}/cwd"))
             time.sleep(0.002)
         return client.stdout.read(), client.stderr.read()
 
     line = {"prompt": "a fox", "video": "clips/in.mp4", "seed": 5, "output": "fox.mp4"}
     batch = subprocess.Popen(_vidgen("batch", "-", "-O", "out", "--preset", "wan2.1-v2v-1.3b", "--model", tiny_pipeline_dir("WanPipeline"),
                                      "--steps", "2", "--size", "32x32", "--device", "cpu", "--dtype", "float32", "--json"),
-                             env=served.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+                             env=served.env, cwd=work, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     out, err = sample_while(batch, json.dumps(line).encode() + b"\n")
     assert batch.returncode == 0, err.decode() + served.output()
     [record] = [json.loads(text) for text in out.decode().splitlines()]
-    assert record["status"] == "done" and record["path"] == str(Path.cwd() / "out" / "fox.mp4")
+    assert record["status"] == "done" and record["path"] == str(work / "out" / "fox.mp4")
     assert record["settings"]["video"] == "clips/in.mp4"  # as the line says, as in-process
-    generate = served.client(*_tiny(tiny_wan_dir, "a red ball", "--seed", "3"))
+    generate = served.client(*_tiny(tiny_wan_dir, "a red ball", "--seed", "3"), cwd=work)
     out, err = sample_while(generate)
     assert generate.returncode == 0, err.decode()
-    assert out.decode().strip() == str(Path.cwd() / "a-red-ball-3.mp4") and Path("a-red-ball-3.mp4").is_file()
-    assert served.status()["jobs_done"] == 2
+    assert out.decode().strip() == str(work / "a-red-ball-3.mp4") and (work / "a-red-ball-3.mp4").is_file()
+    assert served.status()["jobs_done"] == before + 2
     assert seen == {str(elsewhere)}, seen
     assert list(elsewhere.iterdir()) == []
 

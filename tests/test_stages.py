@@ -208,27 +208,31 @@ def test_ltx2_two_stages_carry_the_audio_and_use_the_distilled_lora_in_the_refin
     assert not any(empty.iterdir())  # nothing looked up in, or written to, the Hub cache
 
 
-from tests.test_server import runtime_dir, serve  # noqa: E402,F401  the `vidgen serve` subprocess fixtures
+from tests.server_fixtures import serve_thread  # noqa: E402,F401  `vidgen serve` on a thread of this process
 
 
-def test_the_server_runs_staged_presets_and_storyboards_like_any_other(serve, tiny_pipeline_dir, component_repositories, monkeypatch, tmp_path):
-    """Through `vidgen serve` (a subprocess started in another folder, its Hub cache from the
-    environment): the two-stage preset with its upsampler, and a storyboard named relative to the
-    client's folder; each video as in-process, each preset's pipeline kept under its own key."""
+def test_the_server_runs_staged_presets_and_storyboards_like_any_other(serve_thread, tiny_pipeline_dir, component_repositories, monkeypatch, tmp_path):
+    """Through `vidgen serve` (on a thread of this process, which works in another folder; its
+    Hub cache from the environment) and real client processes: the two-stage preset with its
+    upsampler, and a storyboard named relative to the client's folder; each video as
+    in-process, each preset's pipeline kept under its own key."""
     hub = put_in_hub_cache(monkeypatch, tmp_path / "hub", {"Lightricks/ltxv-spatial-upscaler-0.9.7": component_repositories["Lightricks/ltxv-spatial-upscaler-0.9.7"]})
     monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    work = Path.cwd()
     elsewhere = tmp_path / "server-home"
     elsewhere.mkdir()
-    served = serve(cwd=elsewhere)
-    staged = served.run("generate", PROMPT, "--preset", PRESET, "--model", tiny_pipeline_dir("LTXConditionPipeline"), *TINY, "-o", "staged.mp4")
+    served = serve_thread()
+    monkeypatch.chdir(elsewhere)  # the server's process works there; its clients here, in `work`
+    staged = served.run("generate", PROMPT, "--preset", PRESET, "--model", tiny_pipeline_dir("LTXConditionPipeline"), *TINY, "-o", "staged.mp4", cwd=work)
     assert staged.returncode == 0, staged.stderr.decode() + served.output()
-    assert read_frames(Path("staged.mp4")).shape == (9, 64, 64, 3)
-    assert [stage["width"] for stage in read_recipe(Path("staged.mp4"))["stages"]] == [32, 64, 64]
-    Path("shots.txt").write_text("1s a fox wakes up\n1s the fox runs\n")
+    assert read_frames(work / "staged.mp4").shape == (9, 64, 64, 3)
+    assert [stage["width"] for stage in read_recipe(work / "staged.mp4")["stages"]] == [32, 64, 64]
+    (work / "shots.txt").write_text("1s a fox wakes up\n1s the fox runs\n")
     story = served.run("shots.txt", "--story", "--preset", "ltx-video-story", "--model", tiny_pipeline_dir("LTXConditionPipeline", "ltx-video-story"),
-                       "--size", "32x32", "--steps", "2", "--fps", "8", "--device", "cpu", "--dtype", "float32", "-o", "film")  # fmt: skip
+                       "--size", "32x32", "--steps", "2", "--fps", "8", "--device", "cpu", "--dtype", "float32", "-o", "film", cwd=work)  # fmt: skip
     assert story.returncode == 0, story.stderr.decode() + served.output()
-    assert read_frames(Path("film")).shape == (17, 32, 32, 3)
-    assert [shot["prompt"] for shot in read_recipe(Path("film"))["story"]] == ["a fox wakes up", "the fox runs"]
+    assert read_frames(work / "film").shape == (17, 32, 32, 3)
+    assert [shot["prompt"] for shot in read_recipe(work / "film")["story"]] == ["a fox wakes up", "the fox runs"]
     status = served.status()
     assert status["jobs_done"] == 2 and len(status["models"]) == 2, status
+    assert list(elsewhere.iterdir()) == []

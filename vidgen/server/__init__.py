@@ -79,7 +79,10 @@ def serve(keep_alive: float) -> int:
                 ui.info("stopping the job in hand after its current step")
                 server.current.cancel()
 
-        previous = {number: signal.signal(number, on_signal) for number in (signal.SIGINT, signal.SIGTERM)}
+        # Signal handlers can only be set on the main thread; a server run on another thread
+        # (the tests') is stopped through its socket (`POST /v1/stop`, as `--stop` does).
+        on_main = threading.current_thread() is threading.main_thread()
+        previous = {number: signal.signal(number, on_signal) for number in (signal.SIGINT, signal.SIGTERM)} if on_main else {}
         listener = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="vidgen-listener", daemon=True)
         worker = threading.Thread(target=server.work, name="vidgen-worker", daemon=True)
         listener.start()
