@@ -19,7 +19,7 @@ install $(VENV_READY):
 	$(VENV)/bin/python -m pip install --upgrade pip
 	$(VENV)/bin/python -m pip install $(TORCH_PIN)
 	# vidgen[post]'s spandrel for the --upscale-model tests, without torchvision: PyPI's torchvision
-	# wheels are CUDA builds that do not import beside the CPU torch (vidgen/post/upscaler.py copes).
+	# wheels are CUDA builds that do not import beside the CPU torch (vidgen/media/post/upscaler.py copes).
 	$(VENV)/bin/python -m pip install --no-deps 'spandrel>=0.4' einops
 	$(VENV)/bin/python -m pip install -e '.[test]'
 
@@ -45,7 +45,7 @@ demo: $(VENV_READY)
 # `make train-embedded` again later, and it goes on where it stopped. Minutes are each stage's budget.
 # DEVICE=cuda runs the latent pool, the decoder and the denoiser on a GPU with the batches and minutes
 # the shipped weights were trained with (an H200, about 20 minutes in all); the autoencoder stays on the CPU.
-TRAIN = $(VENV)/bin/python -m vidgen.embedded.train
+TRAIN = $(VENV)/bin/python -m training.train
 DEVICE ?= cpu
 ifeq ($(DEVICE),cpu)
 DECODER_ON = --minutes 90

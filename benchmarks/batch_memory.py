@@ -39,8 +39,8 @@ def rss_kib():
 from vidgen.batch import run as batch_run
 from vidgen.batch.folder import FolderLock
 from vidgen.processes import Processes
-from vidgen.presets import choose_preset
-import vidgen.generate, vidgen.video  # imported by the stages themselves: part of the baseline
+from vidgen.settings.presets import choose_preset
+import vidgen.engine.generate, vidgen.media.video  # imported by the stages themselves: part of the baseline
 stage, prompts, out = sys.argv[1:4]
 baseline = rss_kib()
 if stage == "check":

@@ -225,7 +225,7 @@ def _vidgen_call(state: dict[str, Any], settings, seed: int) -> Callable[[int, T
 
 
 def vidgen_settings(args, *, cache: str, preset: str | None, model: str | None):
-    from vidgen.generate import prepare_settings
+    from vidgen.engine.generate import prepare_settings
 
     overrides = {
         "steps": args.steps, "frames": args.frames, "width": args.width, "height": args.height,
@@ -240,9 +240,9 @@ def vidgen_settings(args, *, cache: str, preset: str | None, model: str | None):
 def run(args) -> dict[str, Any]:
     import torch
 
-    from vidgen import pipeline as loader
-    from vidgen.checkpoints import dtype_keyword
-    from vidgen.generate import VideoGenerator
+    from vidgen.engine import loading as loader
+    from vidgen.engine.checkpoints import dtype_keyword
+    from vidgen.engine.generate import VideoGenerator
 
     device = loader.resolve_device(args.device)
     args.device = device
@@ -475,7 +475,7 @@ def parse_args(argv: list[str] | None = None):
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.model is None:
-        from vidgen.pipeline import resolve_device
+        from vidgen.engine.loading import resolve_device
 
         if not resolve_device(args.device).startswith("cuda") and not args.allow_cpu_full_size:
             if not (BUILTIN_WEIGHTS / "model_index.json").is_file():

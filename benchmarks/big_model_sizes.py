@@ -3,7 +3,7 @@
     python benchmarks/big_model_sizes.py
 
 The architecture is Wan-AI/Wan2.1-T2V-14B-Diffusers' transformer/config.json (written out
-below: the Hub is out of reach here). Sizes use the same arithmetic as vidgen/dryrun.py: every
+below: the Hub is out of reach here). Sizes use the same arithmetic as vidgen/cli/dryrun.py: every
 parameter at the dtype's bytes, the block Linear weights at quantize.bytes_per_weight.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from diffusers import WanTransformer3DModel
 
-from vidgen import checkpoints, quantize
+from vidgen.engine import checkpoints, quantize
 
 WAN_14B = dict(
     patch_size=(1, 2, 2), num_attention_heads=40, attention_head_dim=128, in_channels=16, out_channels=16, text_dim=4096,

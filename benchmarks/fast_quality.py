@@ -8,7 +8,7 @@ Prompts and seeds are drawn from the Shapes caption grammar (reproducibly from -
 Each prompt is generated twice on the same seed through vidgen's own path, once lossless
 and once with the step cache, both loaded once. Reported: PSNR of fast against lossless
 (mean, median, worst), the share of prompts at or above 28 dB (issue 5's target), the
-time of each, and vidgen.embedded.probe's accuracy of each (issue 5: at most 2 points lost).
+time of each, and training.probe's accuracy of each (issue 5: at most 2 points lost).
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks.bench import psnr  # noqa: E402
-from vidgen import pipeline as pipeline_loader  # noqa: E402
-from vidgen.embedded import probe, shapes  # noqa: E402
-from vidgen.generate import VideoGenerator, prepare_settings  # noqa: E402
+from vidgen.engine import loading as pipeline_loader  # noqa: E402
+from training import probe, shapes  # noqa: E402
+from vidgen.engine.generate import VideoGenerator, prepare_settings  # noqa: E402
 
 TARGET_PSNR_DB = 28.0
 

@@ -148,7 +148,7 @@ def encoder_output() -> tuple[str, str]:
     a GIF (written without ffmpeg), said in the results."""
     sys.path.insert(0, str(REPO))
     try:
-        from vidgen.video import ffmpeg_exe
+        from vidgen.media.video import ffmpeg_exe
 
         return ".mp4", f"ffmpeg {ffmpeg_exe()}"
     except Exception as error:  # no ffmpeg on this machine

@@ -9,7 +9,7 @@
 # denoiser the shipped decoder: every pairing can be scored on the CPU afterwards.
 # What comes back in OUTDIR: denoiser.pt (EMA weights in float16, configs, latent statistics, steps),
 # decoder-best/ and decoder-last/ (EMA folders), the logs. Put them in a work folder here as train.py lays it out
-# (vae/best, decoder/best, denoiser/state.pt) and `python -m vidgen.embedded.train export --work DIR`
+# (vae/best, decoder/best, denoiser/state.pt) and `python -m training.train export --work DIR`
 # writes the pipeline; benchmarks/probe_shapes.py scores it on the CPU, which decides what ships.
 #
 #   bash benchmarks/gpu_train.sh OUTDIR [MINUTES] [POOL]
@@ -27,7 +27,7 @@ batch=${BATCH:-256}
 decoder_batch=${DECODER_BATCH:-32}
 decoder_crop=${DECODER_CROP:-64}
 workers=${WORKERS:-10}
-train="$python -m vidgen.embedded.train"
+train="$python -m training.train"
 mkdir -p "$out" "$work/vae"
 rm -rf "$work/vae/best" && cp -r vidgen/embedded/weights/shapes/vae "$work/vae/best"
 { nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true; } | tee -a "$out/train.log"

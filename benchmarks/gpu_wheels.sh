@@ -6,7 +6,7 @@
 #   diffusers 0.42.1 (vidgen's pin in practice: what every figure so far was taken with),
 #   torchao 0.18.0 (--quantize; its own table: built for torch >= 2.11, the machine's),
 #   gguf (vidgen's quant extra), ftfy and its wcwidth (Wan's prompt cleaning calls ftfy.fix_text),
-#   imageio-ffmpeg (vidgen.readback imports it; video.py encodes with its ffmpeg),
+#   imageio-ffmpeg (vidgen.media.readback imports it; video.py encodes with its ffmpeg),
 #   sageattention 1.0.6, the newest on PyPI: diffusers' `sage` backend wants 2.1.1, built from source against
 #   CUDA, so part 2 records SageAttention as not usable there, with diffusers' reason.
 # Not carried, though `pip install -e .` there would fetch them: av (PyAV, ~35 MB; only LTX-2's image-to-video

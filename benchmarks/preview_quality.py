@@ -7,7 +7,7 @@ vidgen's own path with `--preview FILE.webp` (every latent frame, lossless) at t
 settings and the default interval. Every preview the run writes is kept as it is written;
 the last one is also read back from its file. Each preview frame (latent frame j) is compared
 with the video's frame 4j (the last of the frames latent j encodes, frame 0 for j = 0):
-PSNR over RGB, and the probe's judgement (vidgen.embedded.probe: colour, background, shape,
+PSNR over RGB, and the probe's judgement (training.probe: colour, background, shape,
 motion) of the preview frames against the video's. For scale: the PSNR of each video against
 the next prompt's video (an unrelated clip of the same kind).
 """
@@ -26,10 +26,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageSequence
 
-from vidgen import preview
-from vidgen.embedded import probe, shapes
-from vidgen.generate import VideoGenerator, prepare_settings
-from vidgen.runner import obtain_pipeline
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout: training/ is not installed
+
+from vidgen.engine import preview
+from training import probe, shapes
+from vidgen.engine.generate import VideoGenerator, prepare_settings
+from vidgen.engine.runner import obtain_pipeline
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -9,7 +9,7 @@
     python benchmarks/probe_shapes.py --count 100 --quantize int8   # the denoiser quantized while loading (vidgen --quantize)
 
 Prompts and seeds are drawn at random (reproducibly from --seed). Each video goes through vidgen's own
-loading and generation path, then vidgen.embedded.probe reads it back from the pixels: background,
+loading and generation path, then training.probe reads it back from the pixels: background,
 object colour, shape, motion, and the share of frames where the object is visible.
 """
 
@@ -19,13 +19,16 @@ import argparse
 import json
 import random
 import sys
+from pathlib import Path
 import time
 from collections import Counter
 from dataclasses import replace
 
-from vidgen import pipeline as pipeline_loader
-from vidgen.embedded import probe, shapes
-from vidgen.generate import VideoGenerator, prepare_settings
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout: training/ is not installed
+
+from vidgen.engine import loading as pipeline_loader
+from training import probe, shapes
+from vidgen.engine.generate import VideoGenerator, prepare_settings
 
 
 def swap_decoder(pipe, folder: str) -> None:
@@ -33,7 +36,7 @@ def swap_decoder(pipe, folder: str) -> None:
     the pipeline's latent statistics: another decoder judged on the same generations, before any export."""
     from diffusers import AutoencoderKLWan
 
-    from vidgen.embedded.model import with_latent_stats
+    from training.model import with_latent_stats
 
     vae = with_latent_stats(AutoencoderKLWan.from_pretrained(folder), pipe.vae.config.latents_mean,
                             pipe.vae.config.latents_std)

@@ -144,8 +144,8 @@ def part_probe(run: Part, device: str, count: int) -> None:
     """The probe's prompts through vidgen's path for each mode: every attribute's score, s/video, and the
     drop in points from lossless (issue 21's bar: within 3 points on every attribute)."""
     from benchmarks.probe_shapes import evaluate
-    from vidgen.acceleration import FAST_CACHE
-    from vidgen.embedded.probe import ATTRIBUTES
+    from vidgen.engine.acceleration import FAST_CACHE
+    from training.probe import ATTRIBUTES
 
     modes = [("lossless", {}), ("--cache taylorseer", {"cache": "taylorseer"}), ("--quantize fp8-dynamic", {"quantize": "fp8-dynamic"}),
              ("--quantize int8", {"quantize": "int8"}), (f"--fast ({FAST_CACHE})", {"cache": FAST_CACHE})]  # fmt: skip
@@ -181,8 +181,8 @@ def part_load(run: Part, device: str, dry: bool, scratch: Path) -> None:
     import torch
     from diffusers import DiffusionPipeline
 
-    from vidgen import pipeline as loader
-    from vidgen.generate import prepare_settings
+    from vidgen.engine import loading as loader
+    from vidgen.engine.generate import prepare_settings
 
     folder = scratch / "wan2.1-t2v-1.3b-random"
     wan = wan_parts.Wan(wan_parts.config_folder("wan2.1-t2v-1.3b", scratch, dry), device)

@@ -108,7 +108,7 @@ class Session:
 def part_modes(run, wan: Wan) -> None:
     """Plain diffusers, vidgen lossless (compiled), --cache taylorseer (at the real 50 steps), --quantize
     fp8-dynamic, --fast, --quantize int8, SageAttention: s/step, whole video, PSNR against lossless."""
-    from vidgen.acceleration import FAST_CACHE
+    from vidgen.engine.acceleration import FAST_CACHE
 
     session = Session(run, wan, timed_steps=3)
     session.plain_variant()

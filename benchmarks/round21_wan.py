@@ -63,7 +63,7 @@ def release(device: str) -> None:
 
 def resident_bytes(module: Any) -> int:
     """What a module's parameters and buffers hold in memory (a torchao weight counts its inner tensors)."""
-    from vidgen.acceleration import stored_bytes
+    from vidgen.engine.acceleration import stored_bytes
 
     return sum(stored_bytes(tensor) for tensor in [*module.parameters(), *module.buffers()])
 
@@ -131,7 +131,7 @@ class Wan:
     def settings(self, **overrides: Any):
         """vidgen's settings for the workload's preset. Steps are the real count (50), so that vidgen decides
         compilation as for a user's run; each call sets its own steps."""
-        from vidgen.generate import prepare_settings
+        from vidgen.engine.generate import prepare_settings
 
         w = self.workload
         values = {"steps": w["steps"], "frames": w["frames"], "width": w["width"], "height": w["height"], "guidance": w["guidance"],
@@ -145,7 +145,7 @@ class Wan:
         """vidgen's path after loading (placement, offloading, backend, cache, compilation) on these modules."""
         from diffusers import UniPCMultistepScheduler, WanPipeline
 
-        from vidgen import pipeline as loader
+        from vidgen.engine import loading as loader
 
         scheduler = UniPCMultistepScheduler.from_config(self.config("scheduler"))
         pipe = WanPipeline(tokenizer=None, text_encoder=None, transformer=transformer, vae=vae, scheduler=scheduler)
@@ -153,15 +153,15 @@ class Wan:
 
 
 def quantize_like_vidgen(transformer: Any, method: str, device: str) -> dict[str, Any]:
-    """`--quantize METHOD` on a config-built denoiser. vidgen's own check and config (vidgen.quantize: the
+    """`--quantize METHOD` on a config-built denoiser. vidgen's own check and config (vidgen.engine.quantize: the
     torchao config inside the diffusers TorchAoConfig that vidgen hands to from_pretrained), applied as
     diffusers' torchao quantizer applies it while loading: quantize_ on each nn.Linear except the model's
-    _keep_in_fp32_modules (vidgen.quantize's own matching rule). The script does this itself: a model built
+    _keep_in_fp32_modules (vidgen.engine.quantize's own matching rule). The script does this itself: a model built
     from its config is never read by from_pretrained."""
     torch = _torch()
     from torchao.quantization import quantize_
 
-    from vidgen import quantize
+    from vidgen.engine import quantize
 
     quantize.check_runnable({"transformer": method}, device)  # a UsageError here: this machine cannot run it
     before = resident_bytes(transformer)
@@ -222,7 +222,7 @@ def timed(call: Callable[[int, Any], Any], steps: int, device: str) -> tuple[dic
 
 
 def vidgen_call(loaded: Any, settings: Any) -> Callable[[int, Any], Any]:
-    from vidgen.generate import VideoGenerator
+    from vidgen.engine.generate import VideoGenerator
 
     generator = VideoGenerator(loaded)
 
@@ -260,7 +260,7 @@ def cannot_run(device: str, *, backend: str | None = None, quantize: str | None 
     """Why this machine cannot run a variant, found in milliseconds, before its budget is weighed (so an
     unusable variant says why rather than "budget"): CUDA-only parts, vidgen's --quantize check, diffusers'
     requirements for an attention backend (a package missing or too old). None: try it."""
-    from vidgen import quantize as quantization
+    from vidgen.engine import quantize as quantization
     from vidgen.errors import UsageError
 
     try:

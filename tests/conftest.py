@@ -155,7 +155,7 @@ class CliResult:
 @pytest.fixture
 def run_cli():
     """Run `vidgen ARGS` in-process; stdout and stderr are kept apart."""
-    from vidgen.cli import app
+    from vidgen.cli.app import app
 
     def invoke(*args: str, input: str | bytes | None = None) -> CliResult:
         result = CliRunner().invoke(app, [str(arg) for arg in args], input=input, prog_name="vidgen")

@@ -4,7 +4,7 @@ checks that need one (its signals, a kill -9, a process that has not imported to
 
 A server on a thread costs no process and no second torch import: a module shares one
 (`thread_server`, scope="module"), and `served` points the test's in-process clients at it
-(XDG_RUNTIME_DIR). Clients stay real: `run_cli(...)` goes through vidgen.client over the
+(XDG_RUNTIME_DIR). Clients stay real: `run_cli(...)` goes through vidgen.cli.client over the
 socket, and `served.run(...)` / `served.client(...)` start real `vidgen` processes, which
 import no torch. The server's own lines (what `vidgen serve` prints on its standard error)
 are collected in `served.output()`: vidgen.ui's console writes what a thread other than the
@@ -70,8 +70,8 @@ class _Clients:
                                 preexec_fn=ctrl_c_default, **options)  # fmt: skip
 
     def status(self) -> dict:
-        """GET /v1/status through vidgen.client (what `vidgen serve --status --json` sends)."""
-        from vidgen.client import get_json
+        """GET /v1/status through vidgen.cli.client (what `vidgen serve --status --json` sends)."""
+        from vidgen.server.address import get_json
 
         reply = get_json("GET", "status", path=self.socket)
         assert reply is not None, "the server did not answer"
@@ -157,7 +157,7 @@ class ThreadServer(_Clients):
     stop() asks it to stop as `vidgen serve --stop` does (POST /v1/stop) and waits for its end."""
 
     def __init__(self, keep_alive: float = KEEP_ALIVE, runtime: Path | None = None):
-        from vidgen.server import serve
+        from vidgen.server.serve import serve
 
         self.runtime = runtime or short_runtime_dir()
         self.env = client_env(self.runtime)
@@ -189,7 +189,7 @@ class ThreadServer(_Clients):
     def stop(self) -> int:
         """Stop it through its socket (if it still runs); its exit code."""
         if self.thread.is_alive():
-            from vidgen.client import get_json
+            from vidgen.server.address import get_json
 
             get_json("POST", "stop", path=self.socket)
             self.thread.join(HANG)

@@ -7,10 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from vidgen import acceleration
-from vidgen.grammar import CACHE_METHODS
+from vidgen.engine import acceleration
+from vidgen.settings.grammar import CACHE_METHODS
 from vidgen.errors import UsageError
-from vidgen.readback import probe_video, read_recipe
+from vidgen.media.readback import probe_video, read_recipe
 
 # speed options applied to tiny real pipelines: `model` (make check leaves it out).
 pytestmark = pytest.mark.model
@@ -115,8 +115,8 @@ def test_dtype_auto_without_bfloat16_from_numbers(float16_safe, total, largest, 
 
 def test_presets_known_to_fail_in_float16_say_so():
     """The presets of CogVideo #559 / #637 and HunyuanVideo #60, and a run's settings carry it."""
-    from vidgen.presets import list_presets
-    from vidgen.settings import build_settings
+    from vidgen.settings.presets import list_presets
+    from vidgen.settings.layers import build_settings
 
     presets, _ = list_presets()
     assert {preset.name for preset in presets if not preset.float16} == {
@@ -208,7 +208,7 @@ def test_cpu_conv3d_runs_on_onednn_with_the_same_values():
     import torch
     from diffusers import AutoencoderKLWan
 
-    from vidgen.locations import BUILTIN_WEIGHTS_DIR
+    from vidgen.settings.locations import BUILTIN_WEIGHTS_DIR
 
     vae = AutoencoderKLWan.from_pretrained(BUILTIN_WEIGHTS_DIR / "shapes", subfolder="vae").eval()
     latents = torch.randn(1, vae.config.z_dim, 2, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -271,9 +271,9 @@ def test_run_dtype_asks_the_decision_with_the_models_float32_size(tiny_wan_dir, 
     read from its folder as --dry-run reads them, decide between float32 and a refusal."""
     import torch
 
-    from vidgen import checkpoints, pipeline
-    from vidgen.presets import read_preset
-    from vidgen.settings import build_settings
+    from vidgen.engine import checkpoints, loading as pipeline
+    from vidgen.settings.presets import read_preset
+    from vidgen.settings.layers import build_settings
 
     path = tmp_path / "marked.toml"
     path.write_text(f'model = "{tiny_wan_dir}"\npipeline = "WanPipeline"\nfloat16 = false\n')

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vidgen.audio import Audio, fit_to_video
+from vidgen.media.audio import Audio, fit_to_video
 
 PROMPT = "a red fox barking in the snow"
 FPS = 8
@@ -88,7 +88,7 @@ def test_mp4_carries_aac_at_the_models_rate(generate_ltx2, run_cli):
 
 
 def test_webm_carries_opus(generate_ltx2):
-    from vidgen.readback import read_recipe
+    from vidgen.media.readback import read_recipe
 
     result = generate_ltx2("-o", "clip.webm", "-q")
     assert result.exit_code == 0, result.stderr
@@ -138,7 +138,7 @@ def test_no_audio_leaves_the_sound_out(generate_ltx2):
     assert json.loads(result.stdout)["audio"] is False
     streams = read_streams(Path("quiet.mp4"))
     assert streams == {"frames": FRAMES, "audio": None}
-    from vidgen.readback import read_recipe
+    from vidgen.media.readback import read_recipe
 
     assert read_recipe(Path("quiet.mp4"))["audio"] is False
 
@@ -199,7 +199,7 @@ def test_a_soundtrack_longer_than_the_video_is_refused_and_nothing_is_left(tmp_p
     """write_video checks the encoded file: audio that outlasts the video by more than a
     frame (a caller that skipped fit_to_video) is an error, not a file."""
     from vidgen.errors import GenerationError
-    from vidgen.video import write_video
+    from vidgen.media.video import write_video
 
     folder = tmp_path / "out"
     folder.mkdir()
@@ -210,7 +210,7 @@ def test_a_soundtrack_longer_than_the_video_is_refused_and_nothing_is_left(tmp_p
 
 
 def test_opus_takes_a_rate_it_cannot_encode_at_48k(tmp_path):
-    from vidgen.video import write_video
+    from vidgen.media.video import write_video
 
     frames = np.zeros((FRAMES, 32, 32, 3), dtype=np.uint8)
     path = write_video(frames, tmp_path / "clip.webm", fps=FPS, recipe={}, audio=fit_to_video(_tone(1.0, 22050), FRAMES, FPS))

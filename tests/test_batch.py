@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import FAKE_ARGS, gallery_file, free_port as _free_port
 from vidgen.batch import LOCK_NAME, MANIFEST_NAME, derive_seed, file_sha256, short_slug
-from vidgen.readback import probe_video, read_recipe
+from vidgen.media.readback import probe_video, read_recipe
 
 
 @pytest.fixture
@@ -298,9 +298,9 @@ def test_a_plain_line_is_planned_without_a_dict_of_its_own(tmp_path):
     no values dict (a third of a 100,000-line plan, docs/reliability.md), and a line that does
     keeps only its own values, from which the settings merge again to the planned ones."""
     from vidgen.batch.plan import plan_jobs
-    from vidgen.generate import merge_settings
-    from vidgen.presets import choose_preset
-    from vidgen.prompts import PromptLine
+    from vidgen.engine.generate import merge_settings
+    from vidgen.settings.presets import choose_preset
+    from vidgen.settings.prompts import PromptLine
 
     chosen = choose_preset(None, None)
     lines = [PromptLine(1, {"prompt": "a red ball"}), PromptLine(2, {"prompt": "a blue cat", "seed": 40, "steps": 3, "num_videos": 2})]

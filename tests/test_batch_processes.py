@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import TINY_ARGS, gallery_file, free_port as _free_port, standalone_env as _env
 from vidgen.batch import LOCK_NAME, MANIFEST_NAME, file_sha256
 from vidgen.batch.launch import without_processes_option, worst_exit_code
-from vidgen.readback import read_frames
+from vidgen.media.readback import read_frames
 
 # Processes, a server, launchers or Ray: `slow` (make check leaves it out).
 pytestmark = pytest.mark.slow

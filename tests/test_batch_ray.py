@@ -24,7 +24,7 @@ import pytest
 from tests.conftest import gallery_file, free_port as _free_port
 
 from vidgen.batch import LOCK_NAME, MANIFEST_NAME, file_sha256
-from vidgen.readback import probe_video
+from vidgen.media.readback import probe_video
 
 # Processes, a server, launchers or Ray: `slow` (make check leaves it out).
 pytestmark = pytest.mark.slow
@@ -78,7 +78,7 @@ def plain_batch(tmp_path_factory, ray_head):
     Made while the module's Ray starts (a test asks for it before the Ray's address)."""
     from typer.testing import CliRunner
 
-    from vidgen.cli import app
+    from vidgen.cli.app import app
 
     folder = tmp_path_factory.mktemp("plain")
     (folder / "p.txt").write_text("\n".join(PROMPTS) + "\n")
@@ -192,7 +192,7 @@ def test_the_driver_killed_then_resume_completes_the_batch_nothing_twice(plain_b
 
 def test_ray_without_ray_installed_is_one_line_naming_the_extra():
     Path("p.txt").write_text("a red circle\n")
-    hide_ray = "import sys; sys.modules['ray'] = None; from vidgen.cli import main; main()"  # `import ray` fails as if not installed
+    hide_ray = "import sys; sys.modules['ray'] = None; from vidgen.cli.app import main; main()"  # `import ray` fails as if not installed
 
     result = subprocess.run([sys.executable, "-c", hide_ray, "batch", "p.txt", "--ray", "-O", "out"], env=_env(), capture_output=True, text=True)
 

@@ -1,6 +1,6 @@
 """The big models on small cards, through the real command: --quantize and single-file
-denoisers (--transformer), on tiny pipelines built here (vidgen/quantize.py and
-vidgen/checkpoints.py have their own library tests)."""
+denoisers (--transformer), on tiny pipelines built here (vidgen/engine/quantize.py and
+vidgen/engine/checkpoints.py have their own library tests)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from tests.tiny_checkpoints import build_checkpoint_pipeline, write_checkpoints
 
-from vidgen import pipeline as pipeline_module
-from vidgen.readback import read_frames, read_recipe
+from vidgen.engine import loading as pipeline_module
+from vidgen.media.readback import read_frames, read_recipe
 
 # tiny real pipelines, quantized and single-file denoisers (and the offline Hub retries): `model` (make check leaves it out).
 pytestmark = pytest.mark.model
@@ -53,7 +53,7 @@ def test_quantize_loads_torchao_weights_and_writes_the_video(run_cli, tiny_wan_d
     assert read_frames(out).shape == (9, 32, 32, 3)
     assert read_recipe(out)["quantize"] == method
     # What --offload auto counts: the bytes the quantized weights hold, not their float32 size.
-    from vidgen.acceleration import stored_bytes
+    from vidgen.engine.acceleration import stored_bytes
 
     held = sum(stored_bytes(parameter) for parameter in transformer.parameters())
     full = sum(parameter.numel() * 4 for parameter in transformer.parameters())
@@ -179,7 +179,7 @@ def test_offline_without_hf_hub_offline_is_one_line_and_no_retries(tmp_path):
     import subprocess
     import sys
 
-    from vidgen import hub
+    from vidgen.engine import hub
 
     if hub.hub_reachable():
         pytest.skip("the Hugging Face Hub answers from this machine")
@@ -202,7 +202,7 @@ def test_offline_without_hf_hub_offline_is_one_line_and_no_retries(tmp_path):
     (12, True, "group", "--offload sequential"),  # already the step that should have fitted: the next one
 ])  # fmt: skip
 def test_out_of_memory_names_the_cheapest_next_step_that_fits(free_gb, quantized, offload, advice):
-    from vidgen.acceleration import memory_advice
+    from vidgen.engine.acceleration import memory_advice
 
     gb = 10**9
     total, largest = (22 * gb, 14 * gb) if quantized else (36 * gb, 28 * gb)

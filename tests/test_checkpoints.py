@@ -1,4 +1,4 @@
-"""Single-file checkpoints (vidgen/checkpoints.py) on a tiny Wan transformer.
+"""Single-file checkpoints (vidgen/engine/checkpoints.py) on a tiny Wan transformer.
 
 GGUF Q8_0/Q4_0/Q5_1, a ComfyUI-prefixed bf16 and an fp8_e4m3fn safetensors file, all in
 Wan's original key names (tests/tiny_checkpoints.py), load through `from_single_file`
@@ -26,8 +26,8 @@ from diffusers.quantizers.gguf.utils import GGUFLinear
 from safetensors.torch import load_file
 
 from tests.tiny_checkpoints import build_checkpoint_pipeline, write_checkpoints
-from vidgen import checkpoints
-from vidgen import hub
+from vidgen.engine import checkpoints
+from vidgen.engine import hub
 from vidgen.errors import ModelNotAvailableError, UsageError
 
 WAN = "WanTransformer3DModel"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY_ARGS
-from vidgen.readback import probe_video, read_recipe
+from vidgen.media.readback import probe_video, read_recipe
 
 # Processes, a server, launchers or Ray: `slow` (make check leaves it out).
 pytestmark = pytest.mark.slow
@@ -26,7 +26,7 @@ def test_help_and_version_are_fast_paths():
     assert result.returncode == 0 and result.stdout.decode().startswith("vidgen ")
     assert b"generate" in vidgen("--help").stdout
     # cli.py must not import torch at module top (keeps --help fast)
-    probe = subprocess.run([sys.executable, "-c", "import sys, vidgen.cli; print('torch' in sys.modules)"], capture_output=True, text=True)
+    probe = subprocess.run([sys.executable, "-c", "import sys, vidgen.cli.app; print('torch' in sys.modules)"], capture_output=True, text=True)
     assert probe.stdout.strip() == "False"
 
 

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from tests.tiny_pipelines import put_in_hub_cache
-from vidgen.readback import read_frames, read_recipe
+from vidgen.media.readback import read_frames, read_recipe
 
 PROMPT = "a red fox running in the snow"
 TINY = ["--steps", "2", "--size", "16x16", "--frames", "37", "--seed", "1", "--device", "cpu", "--dtype", "float32"]
@@ -100,8 +100,8 @@ def test_pull_and_show_name_every_repository(run_cli):
 
 
 def test_pull_downloads_each_repository_once_with_the_subfolders_it_uses(monkeypatch):
-    from vidgen.hub import preset_repositories
-    from vidgen.presets import load_preset
+    from vidgen.engine.hub import preset_repositories
+    from vidgen.settings.presets import load_preset
 
     wanted = [(location.location, folders) for location, _, folders in preset_repositories(load_preset("framepack-i2v"))]
     assert wanted == [(FRAMEPACK_REPOSITORIES[0], None), (FRAMEPACK_REPOSITORIES[1], None),
@@ -112,9 +112,9 @@ def test_the_loading_key_sees_the_components(tmp_path):
     """The server keeps a pipeline per loading key: another component source is another pipeline."""
     from dataclasses import replace
 
-    from vidgen.generate import prepare_settings
-    from vidgen.locations import resolve_model_location
-    from vidgen.runner import loading_key
+    from vidgen.engine.generate import prepare_settings
+    from vidgen.settings.locations import resolve_model_location
+    from vidgen.engine.runner import loading_key
 
     settings, _ = prepare_settings(PROMPT, preset="framepack-i2v", model=None, overrides={"image": str(_image(tmp_path / "x.png", "red")), "device": "cpu"})
     other = list(settings.components)
@@ -175,7 +175,7 @@ def test_only_that_deprecation_is_quieted(framepack_repositories, monkeypatch, t
 
     import diffusers
 
-    from vidgen.hub import quiet_hub
+    from vidgen.engine.hub import quiet_hub
 
     put_in_hub_cache(monkeypatch, tmp_path / "hub", framepack_repositories)
 

@@ -11,7 +11,7 @@ from vidgen import ui
 from vidgen.context import (EVENTS, PROCESS_CONTEXT, Accepted, BatchAdvance, BatchDescribe, BatchEnd, BatchStart, Bytes, Error, Exit, Info,
                             Preview, ProgressEnd, ProgressPhase, ProgressStart, ProgressStep, Refused, Result, ResultTable, RunContext,
                             Status, StatusEnd, Table, Traceback, Warn, Writing, current, decode, running)  # fmt: skip
-from vidgen.request import GenerateRequest
+from vidgen.settings.request import GenerateRequest
 
 HANG = 300  # seconds: only to stop a hung test, never a measure
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vidgen.readback import read_recipe
+from vidgen.media.readback import read_recipe
 
 
 def test_preset_bf16_becomes_float32_on_cpu(generate_tiny):

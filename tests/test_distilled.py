@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import torch
 
-from vidgen.presets import load_preset
-from vidgen.readback import read_frames, read_recipe
+from vidgen.settings.presets import load_preset
+from vidgen.media.readback import read_frames, read_recipe
 
 PROMPT = "a red fox running in the snow"
 COMMON = ["--size", "32x32", "--frames", "9", "--seed", "3", "--device", "cpu", "--dtype", "float32", "-q"]

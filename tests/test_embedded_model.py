@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import vidgen
-from vidgen.embedded import probe, shapes
-from vidgen.readback import probe_video, read_frames, read_recipe
+from training import probe, shapes
+from vidgen.media.readback import probe_video, read_frames, read_recipe
 
 # The built-in model generates here: a `model` test (make check leaves it out).
 pytestmark = pytest.mark.model

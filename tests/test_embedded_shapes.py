@@ -5,7 +5,7 @@ import random
 import numpy as np
 import pytest
 
-from vidgen.embedded import probe, shapes
+from training import probe, shapes
 
 # the built-in model's renderer and probe, tens of seconds alone: `model` (make check leaves it out).
 pytestmark = pytest.mark.model

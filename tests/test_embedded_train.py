@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from vidgen.readback import probe_video, read_frames
+from vidgen.media.readback import probe_video, read_frames
 
 # Each training stage runs in a subprocess: `slow` (make check leaves it out).
 pytestmark = pytest.mark.slow
 
 
 def train_process(stage: str, work: Path, *args: str) -> str:
-    """`python -m vidgen.embedded.train STAGE ...` in a real process, as `make train-embedded` runs it."""
-    result = subprocess.run([sys.executable, "-m", "vidgen.embedded.train", stage, "--work", str(work), *args],
+    """`python -m training.train STAGE ...` in a real process, as `make train-embedded` runs it."""
+    result = subprocess.run([sys.executable, "-m", "training.train", stage, "--work", str(work), *args],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr + result.stdout
     return result.stdout
@@ -31,10 +31,10 @@ def train(monkeypatch, capsys):
     stage spent about 5 CPU-seconds importing torch, diffusers and transformers again; every stage
     reads what it resumes from the work folder, not from memory. main() seeds torch's global
     generator and sets its thread count: both are put back for the tests that follow."""
-    from vidgen.embedded import train as recipe
+    from training import train as recipe
 
     def run(stage: str, work: Path, *args: str) -> str:
-        monkeypatch.setattr(sys, "argv", ["vidgen.embedded.train", stage, "--work", str(work), *args])
+        monkeypatch.setattr(sys, "argv", ["training.train", stage, "--work", str(work), *args])
         capsys.readouterr()
         threads = torch.get_num_threads()
         try:
@@ -83,7 +83,7 @@ def test_every_stage_resumes_and_the_export_generates(tmp_path, run_cli, train, 
     # Probe on every check: the in-training score runs the real WanPipeline on the EMA weights.
     # On 2 prompts rather than the recipe's 16 (10 steps each, most of this test's time): what is
     # checked is that the score is made and recorded, not its value.
-    from vidgen.embedded import train_denoiser
+    from training import train_denoiser
 
     sample_scores = train_denoiser.sample_scores
     monkeypatch.setattr(train_denoiser, "sample_scores",
@@ -119,7 +119,7 @@ def test_latent_object_masks_cover_the_rendered_object_and_little_else():
     import numpy as np
     import torch.nn.functional as F
 
-    from vidgen.embedded import data, shapes
+    from training import data, shapes
 
     rng = random.Random(7)
     specs = [shapes.sample_spec(rng) for _ in range(12)] + [shapes.sample_spec(rng, canonical=True) for _ in range(4)]
@@ -138,7 +138,7 @@ def test_latent_object_masks_cover_the_rendered_object_and_little_else():
 def test_corner_masks_hold_the_four_box_corners_inside_the_object_mask():
     import random
 
-    from vidgen.embedded import data, shapes
+    from training import data, shapes
 
     rng = random.Random(3)
     specs = [shapes.sample_spec(rng, canonical=True) for _ in range(8)]
@@ -157,7 +157,7 @@ def test_decoder_corner_pixels_sit_on_a_rendered_square_s_corners():
 
     import numpy as np
 
-    from vidgen.embedded import data, shapes
+    from training import data, shapes
 
     spec = shapes.ClipSpec(**{**shapes.sample_spec(random.Random(5)).__dict__, "shape": "square"})
     near, clip = data.box_corner_pixels(spec), shapes.render_clip(spec)
@@ -171,7 +171,7 @@ def test_decoder_corner_pixels_sit_on_a_rendered_square_s_corners():
 
 
 def test_noisy_latents_leave_a_quarter_exact_and_scale_noise_by_channel():
-    from vidgen.embedded.train_autoencoder import noisy_latents
+    from training.train_autoencoder import noisy_latents
 
     generator = torch.Generator().manual_seed(0)
     # Channels of very different spread: the noise must follow each channel's own.
@@ -192,7 +192,7 @@ def test_sampled_pairs_keep_each_clip_s_layout_and_attributes(tmp_path):
     own latent noised part way: decoded, they must show that clip's colour, background and motion."""
     from diffusers import AutoencoderKLWan
 
-    from vidgen.embedded import data, latents, probe, shapes
+    from training import data, latents, probe, shapes
 
     weights = Path(shapes.__file__).parent / "weights" / "shapes"
     latents.sample_pairs(tmp_path, weights, 4)
@@ -214,7 +214,7 @@ def test_swapped_latents_are_the_same_clip_with_each_other_shape(tmp_path):
 
     from diffusers import AutoencoderKLWan
 
-    from vidgen.embedded import data, latents, probe, shapes
+    from training import data, latents, probe, shapes
 
     weights = Path(shapes.__file__).parent / "weights" / "shapes"
     (tmp_path / "vae").mkdir()
@@ -242,7 +242,7 @@ def test_the_shipped_weights_fit_the_layouts_in_model_py():
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
     from transformers import PreTrainedTokenizerFast, UMT5EncoderModel
 
-    from vidgen.embedded import model
+    from training import model
 
     weights = Path(model.__file__).parent / "weights" / "shapes"
     tokenizer = model.build_tokenizer()

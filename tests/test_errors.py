@@ -104,7 +104,7 @@ def test_same_family_or_subclass_pipeline_class_is_accepted(monkeypatch):
     import diffusers
 
     from vidgen.errors import UsageError
-    from vidgen.pipeline import check_pipeline_class
+    from vidgen.engine.loading import check_pipeline_class
 
     # A specialised pipeline from another package (a plugin's): a subclass, not of the family.
     special = type("SpecialWanPipeline", (diffusers.WanPipeline,), {"__module__": "someplugin.pipelines.special"})
@@ -145,7 +145,7 @@ def test_non_finite_frames_are_an_error_and_nothing_is_written(generate_tiny, mo
     """NaN starting latents make NaN frames: the real pipeline, a real failure."""
     import torch
 
-    from vidgen.generate import VideoGenerator
+    from vidgen.engine.generate import VideoGenerator
 
     original = VideoGenerator._call_arguments
 
@@ -177,7 +177,7 @@ def test_ctrl_c_during_denoising_exits_130_and_leaves_nothing(generate_fake, mon
 def test_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
     import numpy as np
 
-    from vidgen import video
+    from vidgen.media import video
     from vidgen.errors import GenerationError
 
     def broken_ffmpeg(frames, path, *args, **kwargs):  # kwargs: audio=
@@ -230,7 +230,7 @@ def test_a_value_error_is_bad_input_only_before_denoising(generate_tiny, monkeyp
     assert result.exit_code == code, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
     assert len(errors) == 1 and fragment in errors[0], result.stderr
-    if where == "decode":  # the denoising is kept for `vidgen decode` (vidgen.latents)
+    if where == "decode":  # the denoising is kept for `vidgen decode` (vidgen.engine.latents)
         assert "finish with `vidgen decode x.latents.safetensors -o x.mp4`" in errors[0]
         assert sorted(os.listdir()) == ["x.latents.safetensors"]
     else:

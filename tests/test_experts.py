@@ -14,7 +14,7 @@ import torch
 
 from tests.test_distilled import _transformer, lora_table, write_lightx2v_lora, write_preset
 from tests.test_pipeline_class import _without_weights
-from vidgen.readback import read_recipe
+from vidgen.media.readback import read_recipe
 
 PROMPT = "a red fox running in the snow"
 COMMON = ["--size", "32x32", "--frames", "9", "--seed", "3", "--device", "cpu", "--dtype", "float32", "-q"]
@@ -153,9 +153,9 @@ def test_the_a14b_presets_carry_the_makers_boundaries(run_cli):
 
 def test_the_component_and_the_reweighting_travel_to_a_server(tmp_path):
     """`vidgen serve`'s client makes a relative LoRA path absolute and must keep its @component."""
-    from vidgen.cli import _overrides
-    from vidgen.client import resolve_paths
-    from vidgen.request import GenerateRequest, from_json
+    from vidgen.cli.app import _overrides
+    from vidgen.cli.client import resolve_paths
+    from vidgen.settings.request import GenerateRequest, from_json
 
     Path("low.safetensors").write_bytes(b"")  # in the command's folder (the test's working folder)
     overrides = _overrides({"loras": ["low.safetensors:0.5@transformer_2"], "lora_scales": ["high_noise=2"], "steps": 4}, fast=False)

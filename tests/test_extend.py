@@ -1,4 +1,4 @@
-"""Longer than one window (issue 33): the colour match at a join (vidgen.colormatch),
+"""Longer than one window (issue 33): the colour match at a join (vidgen.media.colormatch),
 `vidgen extend` on tiny real pipelines, and sliding windows for Wan VACE.
 
 Outputs are PNG folders where frames are compared exactly; input videos are written with
@@ -14,8 +14,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from vidgen import colormatch, latents
-from vidgen.readback import read_frames, read_recipe
+from vidgen.media import colormatch
+from vidgen.engine import latents
+from vidgen.media.readback import read_frames, read_recipe
 
 
 def _scene(frames: int, size: int = 48) -> np.ndarray:
@@ -93,7 +94,7 @@ def made_frames(monkeypatch):
         def spy(self, *args, **kwargs):
             output = original(self, *args, **kwargs)
             decoded = output.frames
-            if kwargs.get("output_type") == "latent":  # the Wan family: vidgen decodes as the pipeline would (vidgen.latents)
+            if kwargs.get("output_type") == "latent":  # the Wan family: vidgen decodes as the pipeline would (vidgen.engine.latents)
                 decoded = latents.decode(self.vae, output.frames, self.video_processor)
             frames = (np.clip(np.asarray(decoded[0]), 0.0, 1.0) * 255.0).round().astype(np.uint8)  # in the pipeline's float32, as vidgen does
             calls.append(SimpleNamespace(kwargs=kwargs, frames=frames))

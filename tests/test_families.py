@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from tests.tiny_pipelines import make_tiny_pipeline
-from vidgen.readback import read_frames, read_recipe
+from vidgen.media.readback import read_frames, read_recipe
 
 PROMPT = "a red fox running in the snow"
 CPU = ["--steps", "2", "--seed", "1", "--device", "cpu", "--dtype", "float32"]
@@ -35,9 +35,9 @@ def test_sana_frames_default_is_read_under_its_own_name():
     """An ad-hoc --model takes the pipeline's own defaults; SANA-Video's frame count is `frames`."""
     import inspect
 
-    from vidgen.generate import VideoGenerator
-    from vidgen.pipeline import LoadedPipeline
-    from vidgen.settings import GenerationSettings
+    from vidgen.engine.generate import VideoGenerator
+    from vidgen.engine.loading import LoadedPipeline
+    from vidgen.settings.layers import GenerationSettings
 
     pipe = make_tiny_pipeline("SanaVideoPipeline")
     loaded = LoadedPipeline(pipe=pipe, class_name="SanaVideoPipeline", device="cpu", dtype="float32", offload="none",
@@ -100,9 +100,9 @@ def test_helios_pyramid_takes_steps_per_stage():
     an ad-hoc --model takes the pipeline's own steps per stage (10)."""
     import inspect
 
-    from vidgen.generate import VideoGenerator, prepare_settings
-    from vidgen.pipeline import LoadedPipeline
-    from vidgen.settings import GenerationSettings
+    from vidgen.engine.generate import VideoGenerator, prepare_settings
+    from vidgen.engine.loading import LoadedPipeline
+    from vidgen.settings.layers import GenerationSettings
 
     pipe = make_tiny_pipeline("HeliosPyramidPipeline", "helios-distilled")
     loaded = LoadedPipeline(pipe=pipe, class_name="HeliosPyramidPipeline", device="cpu", dtype="float32", offload="none",

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from tests.browser import Browser, file_url, find_chromium
 from tests.conftest import FAKE_ARGS
 from vidgen.batch import MANIFEST_NAME
-from vidgen.readback import read_frames
+from vidgen.media.readback import read_frames
 
 HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)> a blue square"
 LINES = [
@@ -41,7 +41,7 @@ def batch_dir(tmp_path_factory, fake_model_dir) -> Path:
     root = tmp_path_factory.mktemp("gallery")
     _write_lines(root / "prompts.jsonl", LINES)
     env = {"VIDGEN_HOME": str(root / "home"), "HF_HUB_OFFLINE": "1", "VIDGEN_NO_SERVER": "1"}
-    from vidgen.cli import app
+    from vidgen.cli.app import app
 
     result = CliRunner().invoke(app, ["batch", str(root / "prompts.jsonl"), "-O", str(root / "out"), "--model", str(fake_model_dir), *FAKE_ARGS],
                                 env=env, prog_name="vidgen")  # fmt: skip

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vidgen.readback import probe_video, read_frames, read_recipe
+from vidgen.media.readback import probe_video, read_frames, read_recipe
 
 
 def test_prompt_becomes_mp4_with_recipe(generate_fake):
@@ -153,8 +153,8 @@ def test_seconds_convert_with_fps_then_snap(generate_fake, fake_model_dir, tmp_p
     # --frames 9 from FAKE_ARGS conflicts with --seconds
     assert result.exit_code == 2 and "not both" in result.stderr
 
-    from vidgen.presets import read_preset
-    from vidgen.settings import build_settings, snap_to_constraints
+    from vidgen.settings.presets import read_preset
+    from vidgen.settings.layers import build_settings, snap_to_constraints
 
     chosen = read_preset(preset)
     settings = build_settings(chosen, [{"prompt": "x", "seconds": 1, "fps": 8}])
@@ -180,9 +180,9 @@ def test_options_before_prompt_route_to_generate(run_cli, fake_model_dir):
 
 
 def test_argv_rewrite_routes_to_generate_and_gives_a_bare_ray_its_address():
-    """The words before Typer parses them (vidgen.argv), without rendering a video: the two
+    """The words before Typer parses them (vidgen.cli.argv), without rendering a video: the two
     tests above check the same routing end to end on the fake pipeline."""
-    from vidgen.argv import rewrite
+    from vidgen.cli.argv import rewrite
 
     commands = {"generate": None, "batch": None, "presets": None}
     assert rewrite(["a ball"], commands) == ["generate", "a ball"]
@@ -245,7 +245,7 @@ def test_cpu_options_offload_tiling_dtype_in_one_run(generate_tiny, pipeline_cal
     # What the pipeline ran with, not what the recipe echoes: a tiling VAE, float32 weights.
     [call] = calls
     assert call.vae_tiling is True
-    # The prompt arrives encoded (vidgen.prompt_cache); at guidance 1 Wan encodes no negative prompt.
+    # The prompt arrives encoded (vidgen.engine.prompt_cache); at guidance 1 Wan encodes no negative prompt.
     assert call.kwargs["guidance_scale"] == 1.0 and call.kwargs["negative_prompt_embeds"] is None and "negative_prompt" not in call.kwargs
     assert {p.dtype for p in call.pipe.transformer.parameters()} == {torch.float32}
 
@@ -272,9 +272,9 @@ def test_flow_shift_goes_to_the_right_scheduler_key():
 
     from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 
-    from vidgen.pipeline import _apply_scheduler
-    from vidgen.presets import Preset
-    from vidgen.settings import build_settings
+    from vidgen.engine.loading import _apply_scheduler
+    from vidgen.settings.presets import Preset
+    from vidgen.settings.layers import build_settings
 
     pipe = SimpleNamespace(scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0))
     _apply_scheduler(pipe, build_settings(Preset("p", "a/b", defaults={"flow_shift": 3.0}), [{"prompt": "x"}]))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vidgen.readback import read_frames, read_recipe
+from vidgen.media.readback import read_frames, read_recipe
 
 PROMPT = "a bird takes off"
 CPU = ["--steps", "2", "--size", "32x32", "--frames", "9", "--seed", "3", "--device", "cpu", "--dtype", "float32"]

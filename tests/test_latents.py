@@ -1,5 +1,5 @@
 """The latents of a run kept when what comes after the denoising fails, and `vidgen decode`
-making the video the run would have made from them (vidgen.latents, vidgen.decode)."""
+making the video the run would have made from them (vidgen.engine.latents, vidgen.engine.decode)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import torch
 
 from tests.test_reliability import one_error_line, run_vidgen
 from vidgen.errors import GenerationError
-from vidgen.latents import read_file
-from vidgen.readback import read_frames, read_recipe
+from vidgen.engine.latents import read_file
+from vidgen.media.readback import read_frames, read_recipe
 
 # tiny real Wan pipelines decode here: `model` (make check leaves it out).
 pytestmark = pytest.mark.model
@@ -110,12 +110,12 @@ def test_decode_refuses_what_is_not_a_finished_runs_latents(run_cli):
                                                  ("WanImageToVideoPipeline", None), ("WanImageToVideoPipeline", "wan2.2-i2v-a14b"),
                                                  ("WanVideoToVideoPipeline", None), ("SkyReelsV2Pipeline", None)])  # fmt: skip
 def test_the_covered_pipelines_decode_as_their_own_call_does(class_name, variant):
-    """vidgen.latents.COVERED: the latents a call returns with output_type="latent", decoded
+    """vidgen.engine.latents.COVERED: the latents a call returns with output_type="latent", decoded
     by vidgen, are the frames the same call decodes itself."""
     from PIL import Image
 
     from tests.tiny_pipelines import make_tiny_pipeline
-    from vidgen import latents
+    from vidgen.engine import latents
 
     assert class_name in latents.COVERED
     pipe = make_tiny_pipeline(class_name, variant)
@@ -137,8 +137,8 @@ def test_latents_go_home_when_the_targets_folder_cannot_take_them(isolated_envir
     """The target's folder gone (or full, or read-only): the latents go to $VIDGEN_HOME/latents."""
     from types import SimpleNamespace
 
-    from vidgen.latents import Keeper
-    from vidgen.options import GenerationSettings
+    from vidgen.engine.latents import Keeper
+    from vidgen.settings.table import GenerationSettings
 
     settings = GenerationSettings(prompt="a red ball", model="builtin:shapes", preset="shapes", steps=4, crf=18)
     pipe = SimpleNamespace(scheduler=SimpleNamespace(), vae_scale_factor_temporal=4, vae_scale_factor_spatial=8)

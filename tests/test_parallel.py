@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 
 from tests.conftest import TINY_ARGS, standalone_env as _env
-from vidgen import grammar, parallel
+from vidgen.settings import grammar
+from vidgen.engine import parallel
 from vidgen.batch import MANIFEST_NAME
 from vidgen.errors import UsageError
-from vidgen.readback import read_frames
+from vidgen.media.readback import read_frames
 
 # Processes, a server, launchers or Ray: `slow` (make check leaves it out).
 pytestmark = pytest.mark.slow
@@ -75,8 +76,8 @@ def test_parallel_without_a_launcher_is_one_line_before_loading(run_cli, tiny_wa
 
 
 def test_denoisers_without_a_plan_and_heads_that_do_not_divide_are_refused_before_loading(tiny_pipeline_dir, tiny_wan_dir):
-    from vidgen.generate import prepare_settings
-    from vidgen.pipeline import check_parallel
+    from vidgen.engine.generate import prepare_settings
+    from vidgen.engine.loading import check_parallel
 
     def check(model: Path, spec: str, processes: int, **overrides) -> str:
         settings, _ = prepare_settings("a fox", preset=None, model=str(model), overrides={"parallel": spec, **overrides})
@@ -135,7 +136,7 @@ def test_a_batch_of_ltx_videos_made_together_has_one_process_frames(tmp_path, ti
     assert [(record["line"], record["status"], record["process"]) for record in records] == [(1, "done", 0), (2, "done", 0)]
     for record in records:
         made, reference = read_frames(tmp_path / "group" / record["output"]), read_frames(tmp_path / "alone" / record["output"])
-        # LTX's text mask is repeated for every head: vidgen hands Ulysses one head's (vidgen.parallel).
+        # LTX's text mask is repeated for every head: vidgen hands Ulysses one head's (vidgen.engine.parallel).
         assert np.abs(made.astype(int) - reference.astype(int)).max() == 0
 
 

@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 
 from tests.tiny_pipelines import REPOSITORY_LAYOUT
-from vidgen.readback import read_frames, read_recipe
+from vidgen.media.readback import read_frames, read_recipe
 
 REPO = Path(__file__).resolve().parent.parent
 PROMPT = "a red fox running in the snow"

@@ -16,11 +16,11 @@ import torch
 
 from tests.conftest import TINY_ARGS
 from vidgen.batch import MANIFEST_NAME
-from vidgen.post import ffmpeg as post_ffmpeg
-from vidgen.post.rife import IFNet
-from vidgen.post.weights import sha256
-from vidgen.readback import describe_audio, probe_video, read_frames, read_recipe
-from vidgen.video import ffmpeg_exe
+from vidgen.media.post import ffmpeg as post_ffmpeg
+from vidgen.media.post.rife import IFNet
+from vidgen.media.post.weights import sha256
+from vidgen.media.readback import describe_audio, probe_video, read_frames, read_recipe
+from vidgen.media.video import ffmpeg_exe
 
 # post-processing models (RIFE, spandrel upscalers) and tiny real pipelines: `model` (make check leaves it out).
 pytestmark = pytest.mark.model
@@ -136,7 +136,7 @@ def test_rife_from_a_weights_file_is_recorded_with_its_hash(run_cli, tmp_path, t
 def test_upscaler_spandrel_detects_in_tiles(run_cli, tmp_path):
     if importlib.util.find_spec("spandrel") is None:
         pytest.skip("spandrel is not installed: pip install 'vidgen[post]' (make install adds it)")
-    from vidgen.post import upscaler
+    from vidgen.media.post import upscaler
 
     upscaler._spandrel()  # spandrel imported as vidgen does (with a stand-in where torchvision cannot load)
     from spandrel.architectures.ESRGAN import ESRGAN

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from vidgen.errors import UsageError
-from vidgen.locations import BUILTIN_WEIGHTS_DIR
-from vidgen.presets import choose_preset, load_preset, read_preset, shipped_presets_dir
+from vidgen.settings.locations import BUILTIN_WEIGHTS_DIR
+from vidgen.settings.presets import choose_preset, load_preset, read_preset, shipped_presets_dir
 
 
 def write_preset(folder: Path, name: str, body: str) -> Path:
@@ -171,7 +171,7 @@ def _hub_preset(folder: Path, name: str = "branchy") -> None:
 
 def _hub_answers(monkeypatch) -> None:
     """The stand-in Hub of these tests is reachable (vidgen asks before reading the Hub)."""
-    from vidgen import hub
+    from vidgen.engine import hub
 
     monkeypatch.setattr(hub, "hub_reachable", lambda timeout=hub.HUB_TIMEOUT: True)
     monkeypatch.setattr(hub, "_reachability", None)
@@ -184,7 +184,7 @@ def test_revision_reaches_the_hub_downloads_and_from_pretrained(run_cli, tiny_wa
     import diffusers
     import huggingface_hub
 
-    from vidgen.readback import read_recipe
+    from vidgen.media.readback import read_recipe
 
     _hub_preset(isolated_environment / "presets")
     downloads, loads = [], []
@@ -322,7 +322,7 @@ def test_a_default_without_a_source_is_a_problem(tmp_path):
 
 def test_a_preset_file_is_read_once_per_version(tmp_path):
     """`--model X` looks through every preset: each file is parsed once, and again when it changes."""
-    from vidgen.presets import read_preset
+    from vidgen.settings.presets import read_preset
 
     path = tmp_path / "mine.toml"
     path.write_text('model = "org/one"\n[defaults]\nsteps = 4\n')

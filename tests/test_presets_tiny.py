@@ -156,8 +156,8 @@ def tiny_components(request, monkeypatch, tmp_path):
         import torch
 
         from tests.tiny_pipelines import put_in_hub_cache
-        from vidgen.components import load_components
-        from vidgen.presets import load_preset
+        from vidgen.engine.components import load_components
+        from vidgen.settings.presets import load_preset
 
         put_in_hub_cache(monkeypatch, tmp_path / "hub-components", request.getfixturevalue("component_repositories"))
 
@@ -232,7 +232,7 @@ def test_tiny_pipelines_load_and_run(name, tiny_model_dir, tiny_components, tmp_
 
     pipe = getattr(diffusers, preset["pipeline"]).from_pretrained(folder, use_safetensors=True, **tiny_components(name))
     assert type(pipe).__name__ == preset["pipeline"]
-    helios.mend(pipe)  # as vidgen.pipeline does: Helios' pyramid noise at the shipped gamma (vidgen.families.helios)
+    helios.mend(pipe)  # as vidgen.engine.loading does: Helios' pyramid noise at the shipped gamma (vidgen.families.helios)
     for component, (library, class_name) in ((k, v) for k, v in index.items() if isinstance(v, list) and v[1]):
         if component not in preset.get("components", {}):  # else from its own repository
             assert type(getattr(pipe, component)).__name__ == class_name, component
@@ -251,7 +251,7 @@ def test_tiny_pipelines_load_and_run(name, tiny_model_dir, tiny_components, tmp_
     frames_argument = next((name for name in ("num_frames", "frames") if name in parameters), None)
     if frames_argument:
         kwargs[frames_argument] = frames
-    if "latent_window_size" in parameters:  # FramePack counts sections from num_frames (vidgen.generate)
+    if "latent_window_size" in parameters:  # FramePack counts sections from num_frames (vidgen.engine.generate)
         from vidgen.families.framepack import framepack_sections
 
         kwargs["num_frames"] = framepack_sections(pipe, frames, parameters["latent_window_size"].default)[1]
@@ -361,7 +361,7 @@ def test_preset_generates_video_with_tiny_model(name, tiny_model_dir, tiny_compo
         assert ran.config["timestep_spacing"] == defaults["timestep_spacing"]
     if "prompt_suffix" in defaults:  # SANA-Video's motion score: after the prompt in the call, apart in the recipe
         assert calls[-1].kwargs["prompt"] == PROMPT + defaults["prompt_suffix"]
-        from vidgen.readback import read_recipe
+        from vidgen.media.readback import read_recipe
 
         recipe = read_recipe(out)
         assert (recipe["prompt"], recipe["prompt_suffix"]) == (PROMPT, defaults["prompt_suffix"])
@@ -420,7 +420,7 @@ def _check_generated_video(name: str, stdout: str, out: Path, tmp_path: Path) ->
         assert abs(audio["seconds"] - frames_out / 8) <= 1 / 8
 
     # The recipe in the file shows the preset's own settings were used, not just its model class.
-    from vidgen.readback import read_recipe
+    from vidgen.media.readback import read_recipe
 
     recipe = read_recipe(out)
     assert recipe["preset"] == name and recipe["pipeline"] == preset["pipeline"]
@@ -435,7 +435,7 @@ def _check_generated_video(name: str, stdout: str, out: Path, tmp_path: Path) ->
 def _loaded(pipe):
     import inspect
 
-    from vidgen.pipeline import LoadedPipeline
+    from vidgen.engine.loading import LoadedPipeline
 
     pipe.set_progress_bar_config(disable=True)
     return LoadedPipeline(pipe=pipe, class_name=type(pipe).__name__, device="cpu", dtype="float32", offload="none",
@@ -443,7 +443,7 @@ def _loaded(pipe):
 
 
 def _settings(name: str, **values):
-    from vidgen.generate import prepare_settings
+    from vidgen.engine.generate import prepare_settings
 
     width, height, frames = _tiny_shape(name)
     overrides = {"steps": 2, "width": width, "height": height, "frames": frames, "seed": 1, **values}
@@ -453,7 +453,7 @@ def _settings(name: str, **values):
 def test_ltx_gets_the_frame_rate():
     """LTX's positional encoding of time depends on frame_rate: it must be the video's fps."""
     from tests.tiny_pipelines import PIPELINE_CLASSES
-    from vidgen.generate import VideoGenerator
+    from vidgen.engine.generate import VideoGenerator
 
     generator = VideoGenerator(_loaded(PIPELINE_CLASSES["LTXPipeline"](None)))
     arguments = generator._call_arguments(_settings("ltx-video", fps=12), seed=1, image=None)
@@ -463,7 +463,7 @@ def test_ltx_gets_the_frame_rate():
 def test_hunyuanvideo15_guidance_goes_to_its_guider(capsys):
     """HunyuanVideo 1.5 has no guidance_scale argument; --guidance sets the guider's scale."""
     from tests.tiny_pipelines import PIPELINE_CLASSES
-    from vidgen.generate import VideoGenerator
+    from vidgen.engine.generate import VideoGenerator
 
     pipe = PIPELINE_CLASSES["HunyuanVideo15Pipeline"](None)
     generator = VideoGenerator(_loaded(pipe))

@@ -1,4 +1,4 @@
-"""--preview: the file rewritten while the video forms (vidgen.preview)."""
+"""--preview: the file rewritten while the video forms (vidgen.engine.preview)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from vidgen.request import BatchRequest
+from vidgen.settings.request import BatchRequest
 from vidgen.server.jobs import Job, execute
 
 # previews of the built-in model's runs, one through a served batch: `model` (make check leaves it out).

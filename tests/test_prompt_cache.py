@@ -1,5 +1,5 @@
 """The text encoder runs once per prompt in a batch and across `vidgen serve`'s jobs
-(vidgen.prompt_cache), and the frames are those of the pipeline's own text path."""
+(vidgen.engine.prompt_cache), and the frames are those of the pipeline's own text path."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tests.conftest import TINY_ARGS
-from vidgen.readback import read_frames
+from vidgen.media.readback import read_frames
 
 
 @pytest.fixture
@@ -50,9 +50,9 @@ def test_served_jobs_reuse_the_embeddings_and_give_the_text_paths_frames(tiny_wa
     called with the texts."""
     from diffusers import WanPipeline
 
-    from vidgen.generate import frames_to_uint8
-    from vidgen.request import GenerateRequest
-    from vidgen.runner import PipelineCache
+    from vidgen.engine.generate import frames_to_uint8
+    from vidgen.settings.request import GenerateRequest
+    from vidgen.engine.runner import PipelineCache
     from vidgen.server.jobs import Job, execute
 
     cache = PipelineCache(keep_alive=-1)

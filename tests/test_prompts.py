@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import FAKE_ARGS
 from vidgen.batch import MANIFEST_NAME
-from vidgen.prompts import MAX_LINE_BYTES, detect_format, open_prompts, read_prompt_lines
+from vidgen.settings.prompts import MAX_LINE_BYTES, detect_format, open_prompts, read_prompt_lines
 
 
 @pytest.fixture

@@ -24,10 +24,10 @@ from hypothesis import strategies as st
 from tests.conftest import gallery_file
 from vidgen.batch import LOCK_NAME, MANIFEST_NAME
 from vidgen.errors import UsageError
-from vidgen.generate import merge_settings
-from vidgen.presets import choose_preset
-from vidgen.prompts import LINE_KEYS
-from vidgen.settings import GenerationSettings, validate
+from vidgen.engine.generate import merge_settings
+from vidgen.settings.presets import choose_preset
+from vidgen.settings.prompts import LINE_KEYS
+from vidgen.settings.layers import GenerationSettings, validate
 
 QUICK = settings(max_examples=60, deadline=None, derandomize=True, database=None)
 # Each batch example loads the tiny model and may make a few videos.

@@ -1,4 +1,4 @@
-"""vidgen.quantize, at the library level: parsing, resolving against a model, the machine checks,
+"""vidgen.engine.quantize, at the library level: parsing, resolving against a model, the machine checks,
 the configs, the sizes, and a tiny WanPipeline loaded quantized through diffusers on the CPU.
 
 torchao is in the `test` extra; bitsandbytes is not (diffusers runs it on CUDA only), so its
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from vidgen.errors import ExitCode, UsageError
-from vidgen.grammar import parse_quantize
-from vidgen.quantize import (
+from vidgen.settings.grammar import parse_quantize
+from vidgen.engine.quantize import (
     check_runnable,
     describe,
     method_problem,
@@ -99,7 +99,7 @@ def test_describe_is_stable_denoisers_first():
 def test_parsing_and_the_checks_import_no_torch():
     """`vidgen --help` and settings validation import this module: they must stay light."""
     code = (
-        "import sys, vidgen.quantize as q, vidgen.grammar as g; q.describe(g.parse_quantize('fp8,text_encoder=int8'));"
+        "import sys, vidgen.engine.quantize as q, vidgen.settings.grammar as g; q.describe(g.parse_quantize('fp8,text_encoder=int8'));"
         "q.method_problem('fp8-dynamic', device_kind='cuda', capability=(8, 0), torchao='0.18');"
         "q.check_runnable({'transformer': 'int8'}, 'cpu');"
         "print(sorted(m for m in ('torch', 'torchao', 'diffusers', 'transformers') if m in sys.modules))"

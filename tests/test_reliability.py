@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import FAKE_ARGS, TINY_ARGS, gallery_file
 from vidgen.batch import LOCK_NAME, MANIFEST_NAME, file_sha256
-from vidgen.readback import probe_video
+from vidgen.media.readback import probe_video
 
 # 256x256 videos of the tiny model are about 13 kB; a failed manifest record about 1.5 kB (it
 # grows with every setting the table gains: at 64x64 and 3 kB two records no longer fit).
@@ -210,7 +210,7 @@ def test_failing_ffmpeg_is_one_line_with_its_reason(tiny_wan_dir, run_cli, monke
     assert result.exit_code == 1
     line = one_error_line(result.stderr)
     assert "ffmpeg" in line and "failed with exit 1: Unknown encoder 'libx264'" in line and "unset it" in line
-    # No video; the denoised latents are kept for `vidgen decode` (vidgen.latents).
+    # No video; the denoised latents are kept for `vidgen decode` (vidgen.engine.latents).
     assert "finish with `vidgen decode x.latents.safetensors -o x.mp4`" in line
     assert files_in(Path.cwd()) == ["x.latents.safetensors"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from vidgen.errors import UsageError
-from vidgen.request import BatchRequest, GenerateRequest, from_json, json_schema, with_schema
+from vidgen.settings.request import BatchRequest, GenerateRequest, from_json, json_schema, with_schema
 from vidgen.server.jobs import Job
 
 # What `curl --unix-socket ... -d '...'` sends: written by hand, not by vidgen's client.
@@ -62,7 +62,7 @@ def test_a_request_goes_through_json_unchanged_and_cannot_change_after():
 def test_the_api_page_holds_the_schema_the_code_makes():
     page = Path(__file__).parents[1] / "docs" / "api.md"
     text = page.read_text()
-    assert with_schema(text) == text, "docs/api.md's schema is stale: run `python -m vidgen.request docs/api.md`"
+    assert with_schema(text) == text, "docs/api.md's schema is stale: run `python -m vidgen.settings.request docs/api.md`"
     schema = json_schema()
     [generate] = [variant for variant in schema["oneOf"] if variant["title"] == "GenerateRequest"]
     assert generate["required"] == ["command", "prompt", "cwd"] and generate["additionalProperties"] is False

@@ -1,5 +1,5 @@
 """A run stopped during denoising with --save-latents keeps its last finished step, and
---resume-latents goes on from it to the frames of a run that was never stopped (vidgen.resume)."""
+--resume-latents goes on from it to the frames of a run that was never stopped (vidgen.engine.resume)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from tests.test_reliability import one_error_line
-from vidgen.latents import read_file
-from vidgen.readback import read_frames, read_recipe
+from vidgen.engine.latents import read_file
+from vidgen.media.readback import read_frames, read_recipe
 
 
 @pytest.fixture

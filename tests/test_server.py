@@ -3,7 +3,7 @@
 Most tests share one server per module, run on a thread of the test process
 (tests/server_fixtures.py: vidgen.server.serve itself, its socket in a short folder under
 /tmp), so no test pays for a server process importing torch; its clients are real: `vidgen`
-processes (which import no torch), or `run_cli` in this process through vidgen.client over
+processes (which import no torch), or `run_cli` in this process through vidgen.cli.client over
 the socket. A few checks need a real `vidgen serve` process and start one: its signals
 (SIGTERM), a kill -9 of the server, a status asked while its worker still imports torch.
 Timeouts only guard against hangs.
@@ -28,7 +28,7 @@ import pytest
 from tests.conftest import TINY_ARGS, gallery_file
 from tests.server_fixtures import HANG, ProcessServer, client_env, runtime_dir, serve_process, serve_thread, served, short_runtime_dir, thread_server, vidgen_command  # noqa: F401  fixtures
 from vidgen.batch import file_sha256
-from vidgen.readback import read_frames, read_recipe
+from vidgen.media.readback import read_frames, read_recipe
 
 # Processes, a server, launchers or Ray: `slow` (make check leaves it out).
 pytestmark = pytest.mark.slow
@@ -52,7 +52,7 @@ def _no_partial_files(folder: Path) -> None:
 
 def test_generate_through_server_matches_in_process(served, tiny_wan_dir: Path, tmp_path: Path, run_cli):
     before = served.status()
-    # clients in this process, through vidgen.client and the socket (real client processes: the tests below)
+    # clients in this process, through vidgen.cli.client and the socket (real client processes: the tests below)
     first = run_cli(*_tiny(tiny_wan_dir, "a red ball", "--seed", "5", "-o", "served.mp4"))
     assert first.exit_code == 0, first.stderr
     assert first.stdout.strip() == str(Path.cwd() / "served.mp4")
@@ -116,7 +116,7 @@ def test_client_imports_no_torch(served, tiny_wan_dir: Path):
         "import atexit, sys\n"
         "heavy = ('torch', 'diffusers', 'transformers', 'numpy')\n"
         "atexit.register(lambda: sys.stderr.write('HEAVY=' + ','.join(m for m in heavy if m in sys.modules) + '\\n'))\n"
-        "from vidgen.cli import main\n"
+        "from vidgen.cli.app import main\n"
         f"sys.argv = ['vidgen', *{_tiny(tiny_wan_dir, 'a ball', '--seed', '1', '-o', 'light.mp4')!r}]\n"
         "main()\n"
     )
@@ -278,7 +278,7 @@ def test_status_and_stop_without_a_server(runtime_dir: Path, run_cli, monkeypatc
 
 @pytest.mark.parametrize(("text", "seconds"), [("5m", 300), ("30s", 30), ("1h", 3600), ("90", 90), ("0", 0), ("-1", -1)])
 def test_keep_alive_durations(text: str, seconds: float):
-    from vidgen.runner import parse_keep_alive
+    from vidgen.engine.runner import parse_keep_alive
 
     assert parse_keep_alive(text) == seconds
 
@@ -320,7 +320,7 @@ def test_sigterm_finishes_the_job_in_hand_and_queued_jobs_run_in_their_clients(s
     """A real `vidgen serve` process from its start to its SIGTERM: status replies while its
     worker still imports torch, its socket's permissions, and SIGTERM finishing the job in
     hand while the queued one runs in its client."""
-    from vidgen.client import get_json
+    from vidgen.server.address import get_json
 
     served = serve_process()
     # Right after the socket appears the worker is still importing torch and diffusers; a status
@@ -489,9 +489,9 @@ def test_least_recently_used_pipelines_make_room_on_a_full_gpu(tiny_wan_dir: Pat
     """The eviction rule of the server's pipeline cache, on real tiny pipelines loaded on the CPU
     and a simulated card that holds two of them: a third unloads only the least recently used.
     (No GPU here: free memory is what the loaded folders leave of the card, not a CUDA reading.)"""
-    from vidgen import pipeline as pipeline_loader
-    from vidgen.generate import prepare_settings
-    from vidgen.runner import CachedPipeline, LoadingKey, PipelineCache, _model_bytes
+    from vidgen.engine import loading as pipeline_loader
+    from vidgen.engine.generate import prepare_settings
+    from vidgen.engine.runner import CachedPipeline, LoadingKey, PipelineCache, _model_bytes
 
     folders = []
     for name in ("a", "b", "c"):
@@ -578,7 +578,7 @@ def test_a_job_runs_with_its_own_folder_and_standard_input_in_the_worker(tiny_wa
     carries) into a folder relative to the client's. While the prompts are read, this
     process's working folder and sys.stdin are still its own, and so after the job."""
     from vidgen.batch import run as batch_run
-    from vidgen.request import BatchRequest
+    from vidgen.settings.request import BatchRequest
     from vidgen.server.jobs import Job, execute
 
     client = tmp_path / "client"
@@ -611,7 +611,7 @@ def test_a_batch_refused_after_its_standard_input_was_read_runs_here_on_those_by
     """A server that refuses a `batch -` (it is stopping) once the client has read standard
     input: the batch runs in the client's process on the bytes it read, which are passed in;
     sys.stdin is not replaced with them."""
-    from vidgen import client
+    from vidgen.cli import client
     from vidgen.batch import run as batch_run
 
     stdin_at_submit, stdin_when_read = [], []

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from vidgen.errors import UsageError
-from vidgen.presets import Constraints, Preset
-from vidgen.grammar import LoraSpec
-from vidgen.settings import build_settings, parse_size, snap_to_constraints, validate
+from vidgen.settings.presets import Constraints, Preset
+from vidgen.settings.grammar import LoraSpec
+from vidgen.settings.layers import build_settings, parse_size, snap_to_constraints, validate
 
 WAN_RULES = Constraints(frames_step=4, frames_offset=1, size_multiple=16, min_frames=5, max_frames=81, max_width=1280, max_height=1280)
 
@@ -99,8 +99,8 @@ def test_dtype_aliases():
 
 
 def test_dtype_explicit_only_when_a_user_layer_sets_it():
-    from vidgen.presets import load_preset
-    from vidgen.settings import build_settings
+    from vidgen.settings.presets import load_preset
+    from vidgen.settings.layers import build_settings
 
     preset = load_preset("wan2.1-t2v-1.3b")
     from_preset = build_settings(preset, [{"prompt": "a cat", "dtype": None}])
@@ -126,9 +126,9 @@ def test_command_line_overrides_travel_to_a_server_as_json(tmp_path):
     it can resolve in its own folder (a LoraSpec object would break both)."""
     import json
 
-    from vidgen.cli import _overrides
-    from vidgen.client import resolve_paths
-    from vidgen.request import GenerateRequest
+    from vidgen.cli.app import _overrides
+    from vidgen.cli.client import resolve_paths
+    from vidgen.settings.request import GenerateRequest
 
     (tmp_path / "style.safetensors").write_bytes(b"")
     overrides = _overrides({"loras": [str(tmp_path / "style.safetensors") + ":0.5"], "extras": ["overlap_history=37"], "steps": 4}, fast=False)
@@ -147,8 +147,8 @@ def test_command_line_overrides_travel_to_a_server_as_json(tmp_path):
     ],
 )
 def test_negative_prompt_that_does_nothing_says_so(preset, overrides, warned):
-    from vidgen.generate import merge_settings
-    from vidgen.presets import load_preset
+    from vidgen.engine.generate import merge_settings
+    from vidgen.settings.presets import load_preset
 
     _, notes = merge_settings(load_preset(preset), [{"prompt": "x", **overrides}], model=None)
     said = [note for note in notes if note.startswith("--negative-prompt does nothing at guidance 1")]
@@ -167,7 +167,7 @@ def test_settings_are_frozen_and_each_field_typed_as_its_setting():
     from dataclasses import FrozenInstanceError, fields
     from typing import Any, Optional, Union, get_args, get_origin
 
-    from vidgen.options import FIELDS, GenerationSettings
+    from vidgen.settings.table import FIELDS, GenerationSettings
 
     types = {item.name: item.type for item in fields(GenerationSettings)}
     assert not [name for name, kind in types.items() if kind is Any or kind in (list, dict, tuple)], types
@@ -193,7 +193,7 @@ def test_the_model_location_is_resolved_once_when_the_settings_are_built(tmp_pat
     """--model ./w is the folder it named where the settings were built, whatever the current
     folder later (the loading key and the recipe read the resolved location); a preset's own
     relative model is from the preset's folder."""
-    from vidgen.runner import build_recipe, loading_key
+    from vidgen.engine.runner import build_recipe, loading_key
 
     here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
     (here / "w").mkdir(parents=True)
@@ -214,8 +214,8 @@ def test_the_model_location_is_resolved_once_when_the_settings_are_built(tmp_pat
 def test_the_recipe_records_what_ran_beside_what_was_asked():
     """RunFacts holds what ran (dtype, class, the pipeline's defaults); the settings keep what
     was asked, and the recipe is built from both."""
-    from vidgen.runfacts import RunFacts
-    from vidgen.runner import build_recipe
+    from vidgen.settings.runfacts import RunFacts
+    from vidgen.engine.runner import build_recipe
 
     asked = build_settings(Preset(name="custom", model="a/b"), [{"prompt": "x"}])
     facts = RunFacts(device="cpu", dtype="float32", pipeline_class="WanPipeline", defaults=(("steps", 7), ("guidance", 4.5)))

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vidgen import sheet as sheet_module
-from vidgen.readback import read_frames
-from vidgen.video import write_video
+from vidgen.media import sheet as sheet_module
+from vidgen.media.readback import read_frames
+from vidgen.media.video import write_video
 
 RECIPE = {"prompt": "a red circle moves left", "seed": 42, "preset": "shapes", "fps": 8}
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vidgen.presets import Constraints
-from vidgen.readback import read_frames, read_recipe
-from vidgen.settings import size_for_image
+from vidgen.settings.presets import Constraints
+from vidgen.media.readback import read_frames, read_recipe
+from vidgen.settings.layers import size_for_image
 
 REPO = Path(__file__).resolve().parent.parent
 WAN = Constraints(frames_step=4, frames_offset=1, size_multiple=16, min_frames=5, max_frames=81, max_width=1280, max_height=1280)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.tiny_pipelines import put_in_hub_cache
-from vidgen.readback import read_frames, read_recipe
+from vidgen.media.readback import read_frames, read_recipe
 
 PROMPT = "a red fox running in the snow"
 PRESET = "ltx-video-0.9.7-two-stage"
@@ -55,8 +55,8 @@ def test_two_stages_run_half_size_then_upsampled_then_refined(run_cli, two_stage
 
 def test_the_progress_bar_names_each_stage(two_stage, tiny_pipeline_dir):
     """The bar's phases say which stage runs, and it fills over every stage's steps."""
-    from vidgen.generate import VideoGenerator, prepare_settings
-    from vidgen.pipeline import load_pipeline
+    from vidgen.engine.generate import VideoGenerator, prepare_settings
+    from vidgen.engine.loading import load_pipeline
 
     class Recorder:
         phases: list[str] = []
@@ -122,8 +122,8 @@ def test_model_folder_stands_in_for_the_presets_own_repository_only_where_it_hol
     """ltx2-two-stage's upsampler and stage LoRA name Lightricks/LTX-2, its own model repository: a
     --model folder holding them replaces it for both; one without them (a fine-tune saved bare) and
     another hub repository leave them to Lightricks/LTX-2."""
-    from vidgen.presets import load_preset
-    from vidgen.settings import build_settings
+    from vidgen.settings.presets import load_preset
+    from vidgen.settings.layers import build_settings
 
     lora = "ltx-2-19b-distilled-lora-384.safetensors"
     copy, bare = tmp_path / "LTX-2", tmp_path / "finetune"

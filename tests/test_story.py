@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from tests.tiny_pipelines import repository_layout
-from vidgen.readback import read_frames, read_recipe
+from vidgen.media.readback import read_frames, read_recipe
 
 SHOTS = ["a fox wakes up in its den", "the fox runs through the snow", "the fox sleeps under a tree"]
 TINY = ["--preset", "ltx-video-story", "--size", "32x32", "--steps", "2", "--fps", "8", "--seed", "1", "--device", "cpu",

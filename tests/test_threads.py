@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY_ARGS
-from vidgen import acceleration
+from vidgen import threads as acceleration
 from vidgen.errors import UsageError
-from vidgen.readback import probe_video
-from vidgen.video import encoder_thread_options
+from vidgen.media.readback import probe_video
+from vidgen.media.video import encoder_thread_options
 
 
 @pytest.fixture(autouse=True)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from vidgen.errors import UsageError
-from vidgen.readback import probe_video, read_frames, read_recipe
-from vidgen.video import check_output_path, encode_mp4_bytes, output_format, write_video
+from vidgen.media.readback import probe_video, read_frames, read_recipe
+from vidgen.media.video import check_output_path, encode_mp4_bytes, output_format, write_video
 
 AWKWARD_RECIPE = {
     "prompt": 'a "quoted" = ; # \\ back\\slash\nnew line, ünïcødé 猫',

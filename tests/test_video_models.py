@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from tests.test_video_input import _write_video
-from vidgen.readback import read_frames, read_recipe
+from vidgen.media.readback import read_frames, read_recipe
 
 PROMPT = "a red fox running in the snow"
 CPU = ["--device", "cpu", "--dtype", "float32", "--seed", "5", "--steps", "2", "--size", "32x32"]
@@ -225,8 +225,8 @@ def test_bad_extras_are_one_line_exit_2(extras, message, run_cli, tmp_path):
 
 
 def test_extras_are_snapped_and_causal_blocks_change_the_frame_rule():
-    from vidgen.generate import merge_settings
-    from vidgen.presets import load_preset
+    from vidgen.engine.generate import merge_settings
+    from vidgen.settings.presets import load_preset
 
     preset = load_preset("skyreels-v2-df-1.3b")
     settings, notes = merge_settings(preset, [{"prompt": PROMPT, "frames": 250, "extras": {"overlap_history": 18}}], model=None)
@@ -271,10 +271,10 @@ def test_each_window_runs_the_steps_and_the_bar_follows(overlap, windows):
     import inspect
 
     from tests.tiny_pipelines import make_tiny_pipeline
-    from vidgen.extras import windows as count_windows
-    from vidgen.generate import VideoGenerator, merge_settings
-    from vidgen.pipeline import LoadedPipeline
-    from vidgen.presets import load_preset
+    from vidgen.settings.extras import windows as count_windows
+    from vidgen.engine.generate import VideoGenerator, merge_settings
+    from vidgen.engine.loading import LoadedPipeline
+    from vidgen.settings.presets import load_preset
 
     pipe = make_tiny_pipeline("SkyReelsV2DiffusionForcingPipeline")
     pipe.set_progress_bar_config(disable=True)
@@ -294,8 +294,8 @@ def test_each_window_runs_the_steps_and_the_bar_follows(overlap, windows):
 
 def test_an_extra_the_presets_pipeline_does_not_take_is_refused_before_loading():
     from vidgen.errors import UsageError
-    from vidgen.generate import merge_settings
-    from vidgen.presets import load_preset
+    from vidgen.engine.generate import merge_settings
+    from vidgen.settings.presets import load_preset
 
     # wan2.1-t2v-14b runs WanPipeline, which has no ar_step (SkyReels-V2 diffusion forcing's):
     # refused from the class alone, with no weights (none are downloaded here).

@@ -1,6 +1,6 @@
 """Write docs/reference.md from the code: every command and option (Typer's, whose settings'
-options come from the table in vidgen/options.py), the keys a prompts-file line may set
-(vidgen.prompts.LINE_KEYS, from the same table), the environment variables
+options come from the table in vidgen/settings/table.py), the keys a prompts-file line may set
+(vidgen.settings.prompts.LINE_KEYS, from the same table), the environment variables
 (vidgen.environment.VARIABLES) and the exit codes (vidgen.errors.EXIT_MEANINGS).
 
     python tools/reference.py            # rewrite docs/reference.md
@@ -17,11 +17,11 @@ import typer
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's vidgen, whatever is installed
 
-from vidgen.cli import app  # noqa: E402
+from vidgen.cli.app import app  # noqa: E402
 from vidgen.environment import VARIABLES  # noqa: E402
 from vidgen.errors import EXIT_MEANINGS  # noqa: E402
-from vidgen.options import NUMBER, SETTINGS  # noqa: E402
-from vidgen.prompts import LINE_KEYS  # noqa: E402
+from vidgen.settings.table import NUMBER, SETTINGS  # noqa: E402
+from vidgen.settings.prompts import LINE_KEYS  # noqa: E402
 
 PAGE = ROOT / "docs" / "reference.md"
 
@@ -100,7 +100,7 @@ def render() -> str:
         "# Reference: commands, options, prompts-file keys, environment, exit codes",
         "",
         "Written by `python tools/reference.py` from the code (the options of the settings come from the",
-        "table in `vidgen/options.py`); `tests/test_reference.py` fails when this page and the code differ.",
+        "table in `vidgen/settings/table.py`); `tests/test_reference.py` fails when this page and the code differ.",
         "`vidgen COMMAND --help` says the same, with examples.",
         "",
         "## Commands",

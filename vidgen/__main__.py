@@ -1,6 +1,6 @@
 """`python -m vidgen` (and `accelerate launch -m vidgen`)."""
 
-from vidgen.cli import main
+from vidgen.cli.app import main
 
 if __name__ == "__main__":
     main()

@@ -2,7 +2,7 @@
 threads, pipeline cache, quiet), and the typed events a run sends (what vidgen.ui renders).
 
 The current context is a `contextvars.ContextVar`, set for the length of a run by the one
-that starts it (`running()`): the command line's guard (vidgen.guard) for a command, the
+that starts it (`running()`): the command line's guard (vidgen.cli.guard) for a command, the
 server's `execute()` (vidgen.server.jobs) for a job. Why a context variable, and not an
 argument through every function: what reads it (ui's lines and bars, a write's cancel check,
 the pipeline cache) sits under dozens of library functions that would each have to pass it
@@ -340,7 +340,7 @@ NOT_CANCELLED = _NeverCancelled()
 
 
 class PipelineSource(Protocol):
-    """vidgen.runner.PipelineCache (the server's): (the loaded pipeline, whether it was kept)."""
+    """vidgen.engine.runner.PipelineCache (the server's): (the loaded pipeline, whether it was kept)."""
 
     def get(self, settings: Any, pull_hint: str | None) -> tuple[Any, bool]: ...
 

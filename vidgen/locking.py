@@ -4,7 +4,7 @@ The kernel drops a flock when its process ends, however it ends (SIGKILL include
 dead holder never leaves the lock stuck; a file left by one (kill -9) is simply locked
 again by the next. The holder's pid is written into the file only so that the one
 refused can say who holds it. Used for a batch's output folder (vidgen.batch), which
-removes the file when the batch ends, and for the server's socket folder (vidgen.server).
+removes the file when the batch ends, and for the server's socket folder (vidgen.server.serve).
 
 Removing a lock file safely takes both sides: the holder unlinks it while it still holds
 the lock, then closes (release(fd, remove=path)); whoever takes the lock checks, once it

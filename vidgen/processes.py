@@ -1,6 +1,6 @@
 """This process's place among those `accelerate launch` or `torchrun` started (or the
 only one), and the barriers at which they agree: a batch's shares (vidgen.batch), and the
-group that makes one video together (`--parallel`, vidgen.parallel).
+group that makes one video together (`--parallel`, vidgen.engine.parallel).
 """
 
 from __future__ import annotations

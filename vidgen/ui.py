@@ -8,7 +8,7 @@ the run is --quiet and the event is one quiet hides. Two sinks:
   standard error through a rich Console, so `vidgen ... > list.txt` and
   `vidgen ... -o - | ffmpeg ...` stay clean. Bars and spinners only on a terminal;
 - `RemoteSink`, a `vidgen serve` job's: each event's wire form onto the job's stream; its
-  client (vidgen.client) decodes them and renders them here, with its own --quiet. So a
+  client (vidgen.cli.client) decodes them and renders them here, with its own --quiet. So a
   served call prints the same lines as an in-process one by construction.
 """
 
@@ -64,7 +64,7 @@ def quiet_library_loggers() -> None:
 
 def configure(*, quiet: bool = False) -> None:
     """The current run is `quiet` from here to its end (a launched process other than the
-    first: one voice). The command line sets --quiet in the run's context (vidgen.guard)."""
+    first: one voice). The command line sets --quiet in the run's context (vidgen.cli.guard)."""
     quieted(quiet)
 
 

@@ -4,7 +4,7 @@ Every process (one, or each of N under `accelerate launch`) runs the same steps 
 splits the work only at step 4, so they all agree on the plan without talking:
 
 1. read the prompts file (.txt, .jsonl, .csv, or `-` for standard input) as a stream
-   (vidgen.prompts); a bad line keeps its error and becomes a failed record instead of
+   (vidgen.settings.prompts); a bad line keeps its error and becomes a failed record instead of
    stopping the batch, a file that cannot be a prompts file stops it before anything
    is created;
 2. plan jobs: one small record per video. Settings merge preset < command line < line; a line
@@ -17,7 +17,7 @@ splits the work only at step 4, so they all agree on the plan without talking:
    latest record says done and whose file still has the recorded SHA-256; every
    process learns whether all others got this far, so none waits for one that failed;
 4. each process takes jobs i % N and makes them with an `Executor` (executor.py: the model
-   loaded once, each video through vidgen.making.make_video), appending one manifest record
+   loaded once, each video through vidgen.engine.making.make_video), appending one manifest record
    per finished or failed video (a single O_APPEND write, so processes never interleave);
    a first SIGTERM stops it after the current video, a second at once;
 5. the main process waits for the others, reads this run's records and reports;

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from vidgen import ui
-from vidgen.acceleration import apply_threads
+from vidgen.threads import apply_threads
 from vidgen.batch.folder import FolderLock, folder_identity, remove_stale_temp_files
 from vidgen.batch.plan import Job
 from vidgen.processes import Processes, launched_by_accelerate
@@ -45,8 +45,8 @@ from vidgen.batch.executor import Executor, Lines
 from vidgen.batch.run import Prepared, flags_and_base_seed, outcomes, prepare, publish, report, stop_on_sigterm, write_gallery_page
 from vidgen.environment import PROCESS, Environment
 from vidgen.errors import ExitCode, UsageError, VidgenError
-from vidgen.presets import choose_preset
-from vidgen.request import BatchRequest
+from vidgen.settings.presets import choose_preset
+from vidgen.settings.request import BatchRequest
 
 try:  # an extra: `pip install 'vidgen[ray]'`; this module is imported only for --ray
     import ray

@@ -4,7 +4,7 @@ in one process and returns each one's manifest record.
 The local batch (run.py, and so each `--processes` shard and a server's batch job) and each
 of Ray's actors (cluster.py) hold one Executor: `load(settings)` keeps one pipeline while the
 lines' loading settings stay the same, `make(job, progress)` makes a video through
-vidgen.making.make_video and returns its record, `failed(job, error)` the record of a video
+vidgen.engine.making.make_video and returns its record, `failed(job, error)` the record of a video
 that cannot be made. Publishing a record (the manifest, standard output) is the caller's: the
 local batch appends it at once, a Ray actor hands it to the driver, which appends it.
 
@@ -21,19 +21,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from vidgen import parallel, ui
+from vidgen.engine import parallel
+from vidgen import ui
 from vidgen.batch.folder import folder_identity
 from vidgen.batch.plan import Job, inside
-from vidgen.conditioning import load_conditioning_image, load_input_video
+from vidgen.media.conditioning import load_conditioning_image, load_input_video
 from vidgen.environment import PROCESS, Environment
 from vidgen.errors import ExitCode, GenerationError, VidgenError
-from vidgen.generate import VideoGenerator, merge_settings
-from vidgen.making import Inputs, MakeContext, VideoJob, VideoResult, make_video
-from vidgen.options import GenerationSettings
+from vidgen.engine.generate import VideoGenerator, merge_settings
+from vidgen.engine.making import Inputs, MakeContext, VideoJob, VideoResult, make_video
+from vidgen.settings.table import GenerationSettings
 from vidgen.processes import Processes
-from vidgen.runfacts import RunFacts
-from vidgen.runner import loading_key, obtain_pipeline
-from vidgen.settings import fit_frames_to_video
+from vidgen.settings.runfacts import RunFacts
+from vidgen.engine.runner import loading_key, obtain_pipeline
+from vidgen.settings.layers import fit_frames_to_video
 
 
 def _now() -> str:

@@ -13,8 +13,8 @@ from typing import Any, Iterator
 from vidgen import locking
 from vidgen.batch.plan import Job
 from vidgen.errors import GenerationError, UsageError
-from vidgen.readback import file_sha256
-from vidgen.video import describe_os_error
+from vidgen.media.readback import file_sha256
+from vidgen.media.video import describe_os_error
 
 MANIFEST_NAME = "manifest.jsonl"
 LOCK_NAME = ".vidgen-batch.lock"  # hidden, not a temp-file name; removed by its holder when the batch ends

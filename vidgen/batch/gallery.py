@@ -36,10 +36,10 @@ from urllib.parse import quote
 from PIL import Image
 
 from vidgen import __version__
-from vidgen.audio import wav_beside
+from vidgen.media.audio import wav_beside
 from vidgen.batch.folder import MANIFEST_NAME, Manifest, file_sha256
 from vidgen.errors import UsageError, VidgenError
-from vidgen.readback import read_frames_at
+from vidgen.media.readback import read_frames_at
 
 INDEX_NAME = "index.html"
 POSTERS = ".posters"  # hidden: the folder stays a folder of videos
@@ -189,7 +189,7 @@ def _card_html(out_dir: Path, card: _Card, batch: dict[str, Any]) -> tuple[str, 
         if path.suffix.lower() == ".gif":
             still = _href(poster) if poster else href
             parts.append(f'<img src="{still}" data-poster="{still}" data-animated="{href}" alt="">')
-            wav = wav_beside(path)  # a GIF's soundtrack is a WAV beside it (vidgen.audio)
+            wav = wav_beside(path)  # a GIF's soundtrack is a WAV beside it (vidgen.media.audio)
             if wav.is_file():
                 parts.append(f'<audio src="{_href(wav.relative_to(out_dir).as_posix())}" loop preload="none"></audio>')
                 meta.append("sound")

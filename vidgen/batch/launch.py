@@ -32,11 +32,12 @@ from accelerate.commands.launch import launch_command, launch_command_parser
 from torch.distributed.elastic.multiprocessing import SignalException
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-from vidgen import parallel, ui
+from vidgen.engine import parallel
+from vidgen import ui
 from vidgen.processes import launched_by_accelerate
 from vidgen.batch.run import check_batch
 from vidgen.errors import ExitCode, UsageError
-from vidgen.request import BatchRequest
+from vidgen.settings.request import BatchRequest
 
 PROCESSES_OPTION = "--processes"
 # torchrun sends its processes SIGTERM when it is stopped, then SIGKILL after this many

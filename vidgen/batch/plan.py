@@ -15,9 +15,9 @@ from typing import Any, Callable, Iterable
 from vidgen import ui
 from vidgen.environment import PROCESS, Environment
 from vidgen.errors import UsageError, VidgenError
-from vidgen.generate import merge_settings
-from vidgen.prompts import PromptLine
-from vidgen.video import prompt_slug
+from vidgen.engine.generate import merge_settings
+from vidgen.settings.prompts import PromptLine
+from vidgen.media.video import prompt_slug
 
 DEFAULT_BASE_SEED = 0  # without --seed, reruns of the same file repeat the same videos
 BATCH_SUFFIXES = (".mp4", ".webm", ".gif")  # files, so each has one SHA-256

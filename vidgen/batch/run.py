@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from vidgen import latents, parallel, signals, ui
-from vidgen.acceleration import apply_threads
+from vidgen.engine import latents, parallel
+from vidgen import signals, ui
+from vidgen.threads import apply_threads
 from vidgen.batch.executor import Executor, Lines
 from vidgen.batch.folder import FolderLock, Manifest, finished_jobs, folder_identity, prepare_out_dir, remove_stale_temp_files
 from vidgen.batch.gallery import write_gallery
@@ -22,12 +23,12 @@ from vidgen.context import current
 from vidgen.processes import Processes, current_processes
 from vidgen.errors import SECOND_SIGTERM, ExitCode, GenerationError, Interrupted, UsageError, VidgenError
 from vidgen.environment import PROCESS, Environment
-from vidgen.generate import merge_settings
-from vidgen.pipeline import check_parallel
-from vidgen.presets import choose_preset
-from vidgen.prompts import detect_format, open_prompts, read_prompt_lines
-from vidgen.request import BatchRequest
-from vidgen.video import check_encoder
+from vidgen.engine.generate import merge_settings
+from vidgen.engine.loading import check_parallel
+from vidgen.settings.presets import choose_preset
+from vidgen.settings.prompts import detect_format, open_prompts, read_prompt_lines
+from vidgen.settings.request import BatchRequest
+from vidgen.media.video import check_encoder
 
 
 def _terminated_now():

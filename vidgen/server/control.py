@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 
 from vidgen import locking, ui
-from vidgen.client import get_json, socket_path
+from vidgen.server.address import get_json, socket_path
 from vidgen.errors import ExitCode
-from vidgen.runner import KEEP_FOREVER
+from vidgen.engine.runner import KEEP_FOREVER
 
 LOCK_NAME = "server.lock"  # flock held while a server runs: one server per socket
 

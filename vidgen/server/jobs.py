@@ -2,7 +2,7 @@
 
 A job carries everything its run needs, so the server changes nothing of its own
 process to run it (no working folder changed, no sys.stdin swapped) and another worker
-could run another job beside it: its request (vidgen.request), with the paths of its
+could run another job beside it: its request (vidgen.settings.request), with the paths of its
 options made absolute by the client; the client's folder, for the relative paths only
 the job reads (a prompts file's image and video values, the default output names); the
 client's standard input as bytes (`batch -`); its cancel token; and its own output
@@ -24,7 +24,7 @@ from vidgen import ui
 from vidgen.context import CancelToken, Event, PipelineSource, RunContext, running
 from vidgen.environment import Environment
 from vidgen.errors import ExitCode, UsageError, outcome
-from vidgen.request import BatchRequest, GenerateRequest, from_json
+from vidgen.settings.request import BatchRequest, GenerateRequest, from_json
 
 class Job:
     """One client's request, from the queue to its exit event."""
@@ -45,7 +45,7 @@ class Job:
     @classmethod
     def from_request(cls, body: dict[str, Any], client_pid: int | None) -> "Job | str":
         """The job a `POST /v1/jobs` body asks for, or why it cannot be one: the request's
-        JSON (vidgen.request, docs/api.md) with the client's folder, `cwd`, and for
+        JSON (vidgen.settings.request, docs/api.md) with the client's folder, `cwd`, and for
         `batch -` its standard input, `stdin` (base64)."""
         if not isinstance(body, dict):
             return "a job must be a JSON object"
@@ -129,7 +129,7 @@ def _call(job: Job) -> int:
     if isinstance(job.request, GenerateRequest):
         # Imported here, not at the top: `vidgen serve --status` and `--stop` import this
         # package and stay free of torch and diffusers (the worker imports them first thing).
-        from vidgen.single import run
+        from vidgen.engine.single import run
 
         run(job.request, env=job.env)
         return ExitCode.SUCCESS

@@ -1,7 +1,7 @@
 """HTTP over the Unix socket: the standard library's HTTP server, one thread per
 connection. Each request is checked (API version, size, JSON, the peer's uid); a job's
 is queued with the server and answered with the job's events as JSON lines, while a
-watcher cancels the job if its client leaves. Protocol: vidgen/client.py.
+watcher cancels the job if its client leaves. Protocol: vidgen/cli/client.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vidgen import ui
-from vidgen.client import API, MAX_SOCKET_PATH
+from vidgen.server.address import API, MAX_SOCKET_PATH
 from vidgen.context import Accepted
 from vidgen.errors import ExitCode, GenerationError, UsageError
 from vidgen.server.jobs import Job

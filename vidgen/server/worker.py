@@ -19,10 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vidgen import acceleration, ui
-from vidgen.client import API
+from vidgen import threads as threads_module
+from vidgen import ui
+from vidgen.server.address import API
 from vidgen.context import Error, Exit, Refused, RunContext, current, running
-from vidgen.runner import PipelineCache
+from vidgen.engine.runner import PipelineCache
 from vidgen.server.control import describe_keep_alive
 from vidgen.server.jobs import Job, execute
 
@@ -99,7 +100,7 @@ class Server:
         # this package without torch, and the socket is up before these long imports end.
         import torch
 
-        from vidgen.pipeline import _quiet_library_logging
+        from vidgen.engine.loading import _quiet_library_logging
 
         _quiet_library_logging()  # imports diffusers and transformers once, before any job
         self.libraries_ready.set()
@@ -132,9 +133,9 @@ class Server:
         else the server's own count."""
         threads = current().threads
         if isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1:
-            acceleration.apply_threads(threads)
+            threads_module.apply_threads(threads)
         elif self._default_threads is not None:
-            acceleration.restore_threads(self._default_threads)
+            threads_module.restore_threads(self._default_threads)
 
     def _run(self, job: Job) -> None:
         self.current = job

@@ -1,0 +1,1 @@
+"""The command line: Typer commands, argument handling, the client of `vidgen serve`."""

@@ -1,0 +1,1 @@
+"""The engine: loading pipelines, the call, stages, sampling, acceleration, making videos."""

@@ -1,0 +1,351 @@
+"""The job runner shared by `vidgen generate`, `vidgen batch` and `vidgen serve`:
+settings -> a loaded pipeline (kept in a cache by the server) -> frames -> a written file.
+
+- `obtain_pipeline(settings)` loads the pipeline that `settings` names, or, in a served
+  job, takes it from the run context's `PipelineCache` (the server's: vidgen.context);
+- `render(generator, settings, seed, path=...)` makes one video and writes it atomically
+  (or returns the MP4 bytes for `-o -`).
+
+A pipeline is cached under `loading_key(settings)`: everything that changes what loading
+does. Generation-only settings (prompt, seed, size, frames, guidance...) are not in it.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+from vidgen import __version__, ui
+from vidgen.engine import stages
+from vidgen.settings import story
+from vidgen.engine.acceleration import should_compile
+from vidgen.media.audio import CODECS, Audio
+from vidgen.context import current
+from vidgen.errors import UsageError
+from vidgen.settings.grammar import LoraSpec
+from vidgen.settings.table import SETTINGS, GenerationSettings
+from vidgen.media.post.apply import after_decode
+from vidgen.settings.runfacts import RunFacts
+from vidgen.media.video import encode_mp4_bytes, output_format, write_video
+
+# ---- keep-alive ----
+
+KEEP_FOREVER = -1.0
+
+
+def parse_keep_alive(text: str) -> float:
+    """`5m`, `30s`, `1h`, `90` (seconds), `0` (unload after each job), `-1` (never):
+    seconds, or KEEP_FOREVER. Anything else is a usage error."""
+    value = str(text).strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, scale = (value[:-1], units[value[-1]]) if value and value[-1] in units else (value, 1)
+    try:
+        seconds = float(number) * scale
+    except ValueError:
+        raise UsageError(f"--keep-alive {text!r}: give a duration such as 5m, 30s, 1h, 0 (unload after each job) or -1 (never)") from None
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        raise UsageError(f"--keep-alive {text!r} is not a finite duration")
+    return KEEP_FOREVER if seconds < 0 else seconds
+
+
+# ---- the pipeline cache ----
+
+
+class LoadingKey(NamedTuple):
+    """What decides how a pipeline is loaded: two jobs with the same key share it. Named, so
+    that a field added later cannot shift what the cache reads (the device, the model).
+    `values` holds every setting the table marks `loads`, as (name, value) pairs."""
+
+    model: str
+    revision: str | None = None
+    pipeline: str | None = None
+    dtype_explicit: bool = False
+    device: str = "cpu"
+    values: tuple = ()
+    components: tuple = ()  # the preset's [components] (locations.ComponentSpec, hashable)
+    stages: tuple = ()  # the preset's [[stages]] (tables.StageSpec): their LoRAs are loaded with the pipeline
+
+    def value(self, name: str) -> Any:
+        return dict(self.values).get(name)
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(_hashable(item) for item in value)
+    if isinstance(value, dict):
+        return tuple(sorted((key, _hashable(item)) for key, item in value.items()))
+    if isinstance(value, LoraSpec):
+        return (value.source, value.scale, value.into)
+    return value
+
+
+def loading_key(settings: GenerationSettings) -> LoadingKey:
+    """The LoadingKey of a job's settings: the device and compilation as they resolve on
+    this machine ("auto" and None name different things on different machines)."""
+    from vidgen.engine.loading import resolve_device  # here, not at the top: `vidgen serve` imports this module and listens before torch loads
+
+    device = resolve_device(settings.device)
+    resolved = {
+        "device": device,
+        "compile": should_compile(settings.compile, device=device, steps=settings.steps, cache=settings.cache, offload=settings.offload),
+    }
+    values = tuple((setting.name, _hashable(resolved.get(setting.name, getattr(settings, setting.name))))
+                   for setting in SETTINGS if setting.loads)  # fmt: skip
+    return LoadingKey(settings.location.location, settings.revision, settings.pipeline_class,
+                      settings.dtype_explicit, device, values, tuple(settings.components),
+                      tuple(settings.stages))  # fmt: skip
+
+
+@dataclass
+class CachedPipeline:
+    key: tuple
+    loaded: Any  # pipeline.LoadedPipeline
+    model: str
+    loaded_at: float = field(default_factory=time.time)
+    last_used: float = field(default_factory=time.monotonic)
+    jobs: int = 0
+
+
+def _model_bytes(location: str) -> int:
+    """The safetensors bytes of a model on disk (local folder or hub cache), 0 if unknown."""
+    folder = Path(location)
+    if not folder.is_dir():
+        try:
+            from huggingface_hub import snapshot_download  # here, not at the top: `vidgen serve` imports this module (huggingface_hub)
+
+            folder = Path(snapshot_download(location, local_files_only=True))
+        except Exception:  # not cached, or not a hub id: no estimate
+            return 0
+    return sum(path.stat().st_size for path in folder.rglob("*.safetensors") if path.is_file())
+
+
+class PipelineCache:
+    """Loaded pipelines by loading key, each unloaded after `keep_alive` idle seconds
+    (0: after each job; KEEP_FOREVER: never). On a GPU, the least recently used ones
+    are unloaded first when a new model would not fit in free memory."""
+
+    def __init__(self, keep_alive: float):
+        self.keep_alive = keep_alive
+        self._entries: dict[tuple, CachedPipeline] = {}
+        self._lock = threading.Lock()  # --status reads while the worker changes
+
+    def get(self, settings: GenerationSettings, pull_hint: str | None) -> tuple[Any, bool]:
+        """(loaded pipeline, True if it was already loaded)."""
+        from vidgen.engine import loading as pipeline_loader  # here, not at the top: `vidgen serve` imports this module and listens before torch loads
+
+        key = loading_key(settings)
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is None:
+            self._make_room(key)
+            loaded = pipeline_loader.load_pipeline(settings, pull_hint=pull_hint)
+            entry = CachedPipeline(key, loaded, key.model)
+            with self._lock:
+                self._entries[key] = entry
+            hit = False
+        else:
+            hit = True
+        entry.last_used = time.monotonic()
+        entry.jobs += 1
+        return entry.loaded, hit
+
+    def touch_all(self) -> None:
+        """After a job: its idle time starts now."""
+        now = time.monotonic()
+        with self._lock:
+            for entry in self._entries.values():
+                entry.last_used = now
+
+    def _make_room(self, key: tuple, free_bytes: Callable[[str], int] | None = None) -> None:
+        """Unload least recently used pipelines on the new one's GPU until its weights (x1.2)
+        fit in free memory, or nothing is left to unload. free_bytes(device) defaults to
+        torch.cuda.mem_get_info; tests pass their own."""
+        device = key.device
+        if not device.startswith("cuda") or not self._entries:
+            return
+        if free_bytes is None:
+            import torch  # here, not at the top: `vidgen serve` imports this module and listens before torch loads
+
+            def free_bytes(device: str) -> int:
+                return torch.cuda.mem_get_info(torch.device(device))[0]
+
+        needed = _model_bytes(key.model) * 1.2
+        with self._lock:
+            order = sorted(self._entries.values(), key=lambda entry: entry.last_used)
+        for entry in order:
+            if free_bytes(device) >= needed:
+                return
+            ui.info(f"unloading {entry.model} to make room on {device}")
+            self._unload(entry.key)
+
+    def _unload(self, key: tuple) -> None:
+        with self._lock:
+            entry = self._entries.pop(key, None)
+        if entry is None:
+            return
+        device = entry.loaded.device
+        del entry
+        gc.collect()
+        if str(device).startswith("cuda"):
+            import torch  # here, not at the top: `vidgen serve` imports this module and listens before torch loads
+
+            torch.cuda.empty_cache()
+
+    def expire(self) -> list[str]:
+        """Unload what has been idle longer than the keep-alive; the models unloaded."""
+        if self.keep_alive == KEEP_FOREVER:
+            return []
+        now = time.monotonic()
+        with self._lock:
+            stale = [entry for entry in self._entries.values() if now - entry.last_used >= self.keep_alive]
+        for entry in stale:
+            self._unload(entry.key)
+        return [entry.model for entry in stale]
+
+    def clear(self) -> None:
+        with self._lock:
+            keys = list(self._entries)
+        for key in keys:
+            self._unload(key)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """What is loaded, for `vidgen serve --status`."""
+        now = time.monotonic()
+        rows = []
+        with self._lock:
+            entries = list(self._entries.values())
+        for entry in entries:
+            loaded = entry.loaded
+            idle = now - entry.last_used
+            rows.append({
+                "model": entry.model,
+                "pipeline": loaded.class_name,
+                "device": loaded.device,
+                "dtype": loaded.dtype,
+                "offload": loaded.offload,
+                "cache": loaded.cache,
+                "compiled": loaded.compiled,
+                "loras": [f"{source}:{scale:g}" + (f"@{into}" if into else "") for source, scale, into in entry.key.value("loras")],
+                "jobs": entry.jobs,
+                "idle_seconds": round(idle, 1),
+                "unloads_in_seconds": None if self.keep_alive == KEEP_FOREVER else round(max(0.0, self.keep_alive - idle), 1),
+            })  # fmt: skip
+        return rows
+
+
+def obtain_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None):
+    """The pipeline for `settings`: from the run's cache (a served job's), else loaded now."""
+    from vidgen.engine import loading as pipeline_loader  # here, not at the top: `vidgen serve` imports this module and listens before torch loads
+
+    location = settings.location
+    started = time.monotonic()
+    cache = current().cache
+    if cache is None:
+        with ui.status(f"loading {location.location}"):
+            loaded = pipeline_loader.load_pipeline(settings, pull_hint=pull_hint)
+        hit = False
+    else:
+        with ui.status(f"loading {location.location}"):
+            loaded, hit = cache.get(settings, pull_hint)
+    if hit:
+        ui.info(f"using {loaded.class_name} from {location.location} on {loaded.device} ({loaded.dtype}), kept loaded by vidgen serve")
+    else:
+        ui.info(f"loaded {loaded.class_name} from {location.location} on {loaded.device} ({loaded.dtype}) in {time.monotonic() - started:.1f}s")
+    return loaded
+
+
+# ---- one video ----
+
+
+def build_recipe(settings: GenerationSettings, seed: int, frames: np.ndarray | tuple[int, int, int], facts: RunFacts | None = None) -> dict[str, Any]:
+    """What went into a video, stored inside it: every setting the table marks `recipe`,
+    with the seed this video used and the sizes read from the real frames (or, for latents
+    kept before the decode, the (frames, height, width) they decode to). With `facts`
+    (after loading), what ran: the dtype, the pipeline class and the defaults it filled in."""
+    count, height, width = frames[:3] if isinstance(frames, tuple) else frames.shape[:3]
+    ran = facts.recorded(settings) if facts is not None else {}
+    recipe = {
+        "vidgen_version": __version__,
+        "model": settings.location.location,
+        "revision": settings.revision,
+        "preset": settings.preset,
+        "pipeline": ran.get("pipeline_class", settings.pipeline_class),
+    }
+    for setting in SETTINGS:
+        if setting.recipe:
+            value = ran.get(setting.name, getattr(settings, setting.name))
+            recipe[setting.name] = list(value) if isinstance(value, tuple) else value  # JSON's list, as read back
+    recipe.update(seed=seed, width=width, height=height, frames=count, call=settings.call_kwargs)
+    recipe["loras"] = [{"source": lora.source, "scale": lora.scale, **({"into": lora.into} if lora.into else {}),
+                        **({"name": lora.name} if lora.name else {})} for lora in settings.loras]  # fmt: skip
+    if settings.components:  # a composite preset: where each component came from
+        recipe["components"] = {spec.name: spec.as_dict() for spec in settings.components}
+    if settings.shots:  # a storyboard: each shot's length, prompt and frames
+        recipe["story"] = story.record(settings)
+    if settings.stages:  # a staged preset: each call's own size, steps, guidance and arguments
+        recipe["stages"] = stages.plan(settings)
+    return recipe
+
+
+def audio_record(audio: Audio | None, fmt: str) -> dict[str, Any] | bool:
+    """The recipe's `audio`: the soundtrack written (codec, rate, channels), or false."""
+    if audio is None:
+        return False
+    codec = {"aac": "aac", "libopus": "opus"}.get(CODECS.get(fmt, ""), "pcm_s16le, WAV beside")
+    return {"codec": codec, "sample_rate": audio.rate, "channels": audio.channels}
+
+
+def render(generator, settings: GenerationSettings, seed: int, *, facts: RunFacts, path: Path | None, image: Any = None, video: np.ndarray | None = None,
+           mask: np.ndarray | None = None, progress: ui.Progress | None = None, overwrite: bool = False,
+           last_image: Any = None, write: bool = True) -> tuple[dict[str, Any], bytes | None]:  # fmt: skip
+    """Generate one video and write it to `path` atomically (None: return the MP4 bytes).
+    Returns (recipe, bytes or None). `write=False`: generate only (a process of a
+    `--parallel` group other than the first, which writes). `facts`: what ran, for the recipe
+    (generator.run_facts); the settings run with the pipeline's defaults it holds filled in."""
+    from vidgen.engine import latents, resume  # here, not at the top: `vidgen serve` imports this module and listens before torch loads
+
+    settings = facts.filled_in(settings)
+    progress = progress or ui.Progress("", 0, visible=False)
+    fmt = "mp4" if path is None else output_format(path)
+
+    def recipe_for(*shape: int) -> dict[str, Any]:
+        return {**build_recipe(settings, seed, shape, facts), "audio": audio_record(None, fmt)}
+
+    # The latents of the last step are written before the decode (the Wan family's): kept with
+    # --save-latents, named in the error line when anything after the denoising fails (vidgen.engine.latents).
+    keeper = latents.Keeper(settings, seed, path, recipe_for) if write else None
+    resumed = None
+    if settings.resume_latents:
+        resumed = latents.read_file(Path(settings.resume_latents))
+        resume.check_matches(resumed.recipe, recipe_for(settings.frames, settings.height, settings.width))
+    try:
+        frames, audio = generator.generate_with_audio(settings, seed, image=image, video=video, mask=mask, progress=progress,
+                                                      last_image=last_image, keeper=keeper, resumed=resumed)  # fmt: skip
+        audio = audio if settings.audio else None  # --no-audio
+        if interruption := current().cancel.interruption("interrupted; nothing was written"):
+            raise interruption  # a served job's client went away during the last step
+        recipe = build_recipe(settings, seed, frames, facts)
+        recipe["audio"] = audio_record(audio, fmt)
+        if not write:
+            return recipe, None
+        frames, fps = after_decode(frames, settings, recipe, progress)  # --interpolate, --upscale (vidgen/post); the same duration
+        progress.phase("write")
+        data = None
+        if path is None:
+            data = encode_mp4_bytes(frames, fps=fps, crf=settings.crf, recipe=recipe, audio=audio)
+        else:
+            ui.writing(path)
+            write_video(frames, path, fps=fps, crf=settings.crf, recipe=recipe, overwrite=overwrite, audio=audio)
+    except BaseException as error:
+        replaced = error if keeper is None else keeper.failure(error)  # after the last step: how to finish from the latents
+        if replaced is error:
+            raise
+        raise replaced from error
+    keeper.finished()
+    return recipe, data

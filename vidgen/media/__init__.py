@@ -1,0 +1,1 @@
+"""Media: frames to files and back, sound, inputs, post-processing."""

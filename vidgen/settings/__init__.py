@@ -1,0 +1,1 @@
+"""Settings: the table, the layers, presets, prompts files, the request (torch-free)."""
