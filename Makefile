@@ -6,7 +6,7 @@ VENV ?= .venv
 # (pip then resolves the project's torch range to a CUDA build).
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install test check demo train-embedded probe-embedded clean mutants presets-doc
+.PHONY: install lint test check demo train-embedded probe-embedded clean mutants presets-doc
 
 # The venv as a file: $(VENV)/bin/vidgen, written by the last pip install below, so an
 # install that failed half-way is redone and a finished one is not. `make test` and
@@ -34,6 +34,12 @@ test: $(VENV_READY)
 # Run `make test` before a commit that touches loading, a preset or a process.
 check: $(VENV_READY)
 	$(VENV)/bin/python -m pytest -q -n auto --dist loadscope -m "not slow and not model"
+
+# The formatter and the linter (ruff, configured in pyproject.toml): `make lint` checks as CI does;
+# `ruff format . && ruff check --fix .` (in the venv) rewrites.
+lint: $(VENV_READY)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
 
 # One clip from the built-in model (needs its weights in vidgen/embedded/weights/shapes).
 demo: $(VENV_READY)

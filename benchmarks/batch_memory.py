@@ -70,9 +70,20 @@ def write_inputs(folder: Path, lines: int) -> tuple[Path, Path]:
             file.write(prompt + "\n")
             seed = derive_seed(0, number)
             slug = prompt.replace(",", "").replace(" ", "-")[:40].rstrip("-")
-            record = {"line": number, "video": 1, "prompt": prompt, "seed": seed, "output": f"{number:04d}-{slug}-s{seed}.mp4",
-                      "status": "done", "sha256": "0" * 64, "seconds": 0.8, "error": None, "settings": {"steps": 20},
-                      "process": 0, "finished_at": "2026-11-26T12:00:00+00:00"}  # fmt: skip
+            record = {
+                "line": number,
+                "video": 1,
+                "prompt": prompt,
+                "seed": seed,
+                "output": f"{number:04d}-{slug}-s{seed}.mp4",
+                "status": "done",
+                "sha256": "0" * 64,
+                "seconds": 0.8,
+                "error": None,
+                "settings": {"steps": 20},
+                "process": 0,
+                "finished_at": "2026-11-26T12:00:00+00:00",
+            }
             manifest.write(json.dumps(record) + "\n")
     return prompts, out
 
@@ -98,8 +109,13 @@ def main() -> None:
         for lines in options.lines:
             prompts, out = write_inputs(folder, lines)
             for stage in ("check", "resume"):
-                figures = {"lines": lines, "stage": stage, "file_mib": round(prompts.stat().st_size / 2**20, 1),
-                           "manifest_mib": round((out / "manifest.jsonl").stat().st_size / 2**20, 1), **measure(stage, prompts, out)}  # fmt: skip
+                figures = {
+                    "lines": lines,
+                    "stage": stage,
+                    "file_mib": round(prompts.stat().st_size / 2**20, 1),
+                    "manifest_mib": round((out / "manifest.jsonl").stat().st_size / 2**20, 1),
+                    **measure(stage, prompts, out),
+                }
                 print(json.dumps(figures), flush=True)
                 results.append(figures)
     finally:

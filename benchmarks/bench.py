@@ -32,9 +32,10 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -159,8 +160,14 @@ def random_embeddings(settings: dict[str, Any], device: str, dtype: Any) -> dict
 class Variant:
     """One way of making the video: `prepare()` once (timed as load), then `call(steps, timer)`."""
 
-    def __init__(self, name: str, prepare: Callable[[], Any], call: Callable[[int, Timer], np.ndarray], denoiser: Callable[[], Any],
-                 chosen: Callable[[], dict[str, Any]] = dict):
+    def __init__(
+        self,
+        name: str,
+        prepare: Callable[[], Any],
+        call: Callable[[int, Timer], np.ndarray],
+        denoiser: Callable[[], Any],
+        chosen: Callable[[], dict[str, Any]] = dict,
+    ):
         self.name, self.prepare, self.call, self.denoiser, self.chosen = name, prepare, call, denoiser, chosen
 
 
@@ -196,8 +203,13 @@ def _plain_call(pipe, arguments: dict[str, Any], seed: int) -> Callable[[int, Ti
             return callback_kwargs
 
         with torch.inference_mode():
-            output = pipe(**arguments, num_inference_steps=steps, generator=torch.Generator("cpu").manual_seed(seed),
-                          output_type="np", callback_on_step_end=on_step_end)  # fmt: skip
+            output = pipe(
+                **arguments,
+                num_inference_steps=steps,
+                generator=torch.Generator("cpu").manual_seed(seed),
+                output_type="np",
+                callback_on_step_end=on_step_end,
+            )
         return output.frames[0]
 
     return call
@@ -228,11 +240,20 @@ def vidgen_settings(args, *, cache: str, preset: str | None, model: str | None):
     from vidgen.engine.generate import prepare_settings
 
     overrides = {
-        "steps": args.steps, "frames": args.frames, "width": args.width, "height": args.height,
-        "guidance": args.guidance, "seed": args.seed, "device": args.device, "dtype": args.dtype,
-        "offload": args.offload, "vae_tiling": args.vae_tiling or None, "cache": cache,
-        "compile": args.compile, "attention_backend": args.attention_backend,
-    }  # fmt: skip
+        "steps": args.steps,
+        "frames": args.frames,
+        "width": args.width,
+        "height": args.height,
+        "guidance": args.guidance,
+        "seed": args.seed,
+        "device": args.device,
+        "dtype": args.dtype,
+        "offload": args.offload,
+        "vae_tiling": args.vae_tiling or None,
+        "cache": cache,
+        "compile": args.compile,
+        "attention_backend": args.attention_backend,
+    }
     settings, _ = prepare_settings(PROMPT, preset=preset, model=model, overrides=overrides)
     return settings
 
@@ -240,13 +261,13 @@ def vidgen_settings(args, *, cache: str, preset: str | None, model: str | None):
 def run(args) -> dict[str, Any]:
     import torch
 
+    from vidgen.engine import devices
     from vidgen.engine import loading as loader
     from vidgen.engine.checkpoints import dtype_keyword
     from vidgen.engine.generate import VideoGenerator
 
-    device = loader.resolve_device(args.device)
+    device = devices.resolve_device(args.device)
     args.device = device
-    variants: list[Variant] = []
     workload: dict[str, Any]
 
     if args.model is None:  # the full-size architecture from configs
@@ -259,7 +280,13 @@ def run(args) -> dict[str, Any]:
                 setattr(args, key, workload[key])
             workload[key] = getattr(args, key)
         pipe, embeddings = build_from_configs(Path(args.config), device, workload)
-        plain_arguments = {**embeddings, "height": args.height, "width": args.width, "num_frames": args.frames, "guidance_scale": args.guidance}
+        plain_arguments = {
+            **embeddings,
+            "height": args.height,
+            "width": args.width,
+            "num_frames": args.frames,
+            "guidance_scale": args.guidance,
+        }
         args.dtype = args.dtype or workload["transformer_dtype"]
         preset, model = workload["preset"], str(args.config)
         source = f"random weights from {Path(args.config).relative_to(REPO) if Path(args.config).is_relative_to(REPO) else args.config}"
@@ -272,7 +299,7 @@ def run(args) -> dict[str, Any]:
 
             def prepare() -> None:
                 vae = pipe.vae
-                vidgen_dtype = loader.resolve_dtype(settings.dtype, device)
+                vidgen_dtype = devices.resolve_dtype(settings.dtype, device)
                 if vae.dtype != vidgen_dtype:  # vidgen loads every component in one dtype
                     vae = type(vae).from_config(vae.config).to(device, vidgen_dtype)
                     vae.load_state_dict(pipe.vae.state_dict())
@@ -285,13 +312,17 @@ def run(args) -> dict[str, Any]:
                 state["loaded"] = loader.prepare_pipeline(mine, settings, device=device, dtype=vidgen_dtype)
                 state["generator"] = VideoGenerator(state["loaded"])
 
-            return Variant(name, prepare, _vidgen_call(state, settings, args.seed), lambda: pipe.transformer,
-                           lambda: _chosen(state["loaded"]))
+            return Variant(
+                name, prepare, _vidgen_call(state, settings, args.seed), lambda: pipe.transformer, lambda: _chosen(state["loaded"])
+            )
 
         plain = Variant("diffusers", lambda: None, _plain_call(pipe, plain_arguments, args.seed), lambda: pipe.transformer)
         # Order matters: compilation changes the transformer in place, so it comes last.
-        ordered = {"diffusers": plain, **{name: vidgen_variant(name, cache) for name, cache in CACHE_VARIANTS.items() if name != "vidgen"},
-                   "vidgen": vidgen_variant("vidgen", "none")}  # fmt: skip
+        ordered = {
+            "diffusers": plain,
+            **{name: vidgen_variant(name, cache) for name, cache in CACHE_VARIANTS.items() if name != "vidgen"},
+            "vidgen": vidgen_variant("vidgen", "none"),
+        }
     else:  # a model folder: what a user runs on any machine
         import diffusers
 
@@ -307,13 +338,20 @@ def run(args) -> dict[str, Any]:
         def prepare_plain() -> None:
             from diffusers import DiffusionPipeline
 
-            dtype = loader.resolve_dtype(base.dtype, device)
+            dtype = devices.resolve_dtype(base.dtype, device)
             state_plain["pipe"] = DiffusionPipeline.from_pretrained(args.model, **{dtype_keyword(): dtype}).to(device)
             state_plain["pipe"].set_progress_bar_config(disable=True)
 
         def plain_call(steps: int, timer: Timer) -> np.ndarray:
-            arguments = {"prompt": PROMPT, "negative_prompt": base.negative_prompt, "height": base.height, "width": base.width,
-                         "num_frames": base.frames, "guidance_scale": base.guidance, **base.call_kwargs}  # fmt: skip
+            arguments = {
+                "prompt": PROMPT,
+                "negative_prompt": base.negative_prompt,
+                "height": base.height,
+                "width": base.width,
+                "num_frames": base.frames,
+                "guidance_scale": base.guidance,
+                **base.call_kwargs,
+            }
             return _plain_call(state_plain["pipe"], {k: v for k, v in arguments.items() if v is not None}, args.seed)(steps, timer)
 
         def vidgen_variant(name: str, cache: str) -> Variant:
@@ -326,14 +364,26 @@ def run(args) -> dict[str, Any]:
                 state["generator"] = VideoGenerator(loaded)
                 state["settings"] = state["generator"].run_facts(settings).filled_in(settings)
 
-            return Variant(name, prepare, _vidgen_call(state, settings, args.seed), lambda: loader.acceleration.denoiser_of(state["pipe"]),
-                           lambda: _chosen(state["loaded"]))
+            return Variant(
+                name,
+                prepare,
+                _vidgen_call(state, settings, args.seed),
+                lambda: loader.acceleration.denoiser_of(state["pipe"]),
+                lambda: _chosen(state["loaded"]),
+            )
 
         plain = Variant("diffusers", prepare_plain, plain_call, lambda: loader.acceleration.denoiser_of(state_plain["pipe"]))
         ordered = {"diffusers": plain, **{name: vidgen_variant(name, cache) for name, cache in CACHE_VARIANTS.items()}}
-        workload = {"model": args.model, "preset": preset, "width": base.width, "height": base.height, "frames": base.frames,
-                    "steps": args.steps or base.steps, "guidance": "pipeline default" if base.guidance is None else base.guidance,
-                    "dtype": base.dtype}  # fmt: skip
+        workload = {
+            "model": args.model,
+            "preset": preset,
+            "width": base.width,
+            "height": base.height,
+            "frames": base.frames,
+            "steps": args.steps or base.steps,
+            "guidance": "pipeline default" if base.guidance is None else base.guidance,
+            "dtype": base.dtype,
+        }
         args.steps = args.steps or base.steps
         source = f"model folder {args.model}"
 
@@ -366,12 +416,22 @@ def run(args) -> dict[str, Any]:
         "device": device,
         "device_name": torch.cuda.get_device_name(device) if device.startswith("cuda") else (platform.processor() or platform.machine()),
         "cpu_threads": torch.get_num_threads(),
-        "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__, "python": platform.python_version(),
-                     "cuda": torch.version.cuda},  # fmt: skip
+        "versions": {
+            "torch": torch.__version__,
+            "diffusers": diffusers.__version__,
+            "python": platform.python_version(),
+            "cuda": torch.version.cuda,
+        },
         "source": source,
         "workload": workload,
-        "options": {"offload": args.offload, "vae_tiling": args.vae_tiling, "compile": args.compile,
-                    "attention_backend": args.attention_backend, "warmup_steps": args.warmup_steps, "seed": args.seed},  # fmt: skip
+        "options": {
+            "offload": args.offload,
+            "vae_tiling": args.vae_tiling,
+            "compile": args.compile,
+            "attention_backend": args.attention_backend,
+            "warmup_steps": args.warmup_steps,
+            "seed": args.seed,
+        },
         "results": results,
     }
 
@@ -406,8 +466,13 @@ def measure_decode(vae, device: str, workload: dict[str, Any], *, vidgen_dtype: 
                 started = time.perf_counter()
                 decoder.decode(z)
                 _sync(device)
-            records.append({"variant": f"decode {dtype_name}{' tiled' if tiled else ''}",
-                            "decode_seconds": round(time.perf_counter() - started, 4), "peak_memory_gib": _peak_memory_gib(device)})  # fmt: skip
+            records.append(
+                {
+                    "variant": f"decode {dtype_name}{' tiled' if tiled else ''}",
+                    "decode_seconds": round(time.perf_counter() - started, 4),
+                    "peak_memory_gib": _peak_memory_gib(device),
+                }
+            )
         del decoder
     return records
 
@@ -417,11 +482,19 @@ def _round(value: float) -> float | str:
 
 
 COLUMNS = [
-    ("variant", "variant"), ("seconds_per_step_median", "s/step (median)"), ("decode_seconds", "VAE decode s"),
-    ("whole_video_seconds", "whole video s"), ("peak_memory_gib", "peak GiB"), ("warmup_seconds", "warm-up s"),
-    ("load_seconds", "load s"), ("speedup_per_step", "speed-up/step"), ("speedup_whole_video", "speed-up/video"),
-    ("psnr_vs_diffusers_db", "PSNR vs diffusers dB"), ("offload", "offload"), ("compiled", "compiled"),
-]  # fmt: skip
+    ("variant", "variant"),
+    ("seconds_per_step_median", "s/step (median)"),
+    ("decode_seconds", "VAE decode s"),
+    ("whole_video_seconds", "whole video s"),
+    ("peak_memory_gib", "peak GiB"),
+    ("warmup_seconds", "warm-up s"),
+    ("load_seconds", "load s"),
+    ("speedup_per_step", "speed-up/step"),
+    ("speedup_whole_video", "speed-up/video"),
+    ("psnr_vs_diffusers_db", "PSNR vs diffusers dB"),
+    ("offload", "offload"),
+    ("compiled", "compiled"),
+]
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -458,8 +531,9 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--guidance", type=float)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--warmup-steps", type=int, default=2, help="steps of the untimed first call (compile cost shows here)")
-    parser.add_argument("--variants", default="diffusers,vidgen,vidgen-fast",
-                        help=f"comma-separated, from: diffusers, {', '.join(CACHE_VARIANTS)}")
+    parser.add_argument(
+        "--variants", default="diffusers,vidgen,vidgen-fast", help=f"comma-separated, from: diffusers, {', '.join(CACHE_VARIANTS)}"
+    )
     parser.add_argument("--decode", action="store_true", help="also time the VAE decode alone, whole and tiled (config workload)")
     parser.add_argument("--offload", default=None, help="vidgen's --offload for the vidgen variants")
     parser.add_argument("--vae-tiling", action="store_true")
@@ -475,7 +549,7 @@ def parse_args(argv: list[str] | None = None):
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.model is None:
-        from vidgen.engine.loading import resolve_device
+        from vidgen.engine.devices import resolve_device
 
         if not resolve_device(args.device).startswith("cuda") and not args.allow_cpu_full_size:
             if not (BUILTIN_WEIGHTS / "model_index.json").is_file():

@@ -36,21 +36,60 @@ def commands(args, out_dir: Path) -> dict[str, list[str]]:
     bin_dir = Path(sys.executable).parent
     width, height = args.size.split("x")
     vidgen = [
-        str(bin_dir / "vidgen"), PROMPT, "--model", args.model, "--steps", str(args.steps),
-        "--guidance", str(args.guidance), "--size", args.size, "--frames", str(args.frames), "--fps", str(args.fps),
-        "--seed", str(args.seed), "--dtype", "float32", "--device", "cpu", "--quiet", "--overwrite",
-        "-o", str(out_dir / "vidgen.mp4"),
-    ]  # fmt: skip
+        str(bin_dir / "vidgen"),
+        PROMPT,
+        "--model",
+        args.model,
+        "--steps",
+        str(args.steps),
+        "--guidance",
+        str(args.guidance),
+        "--size",
+        args.size,
+        "--frames",
+        str(args.frames),
+        "--fps",
+        str(args.fps),
+        "--seed",
+        str(args.seed),
+        "--dtype",
+        "float32",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--overwrite",
+        "-o",
+        str(out_dir / "vidgen.mp4"),
+    ]
     if args.preset:
         vidgen += ["--preset", args.preset]
-    call = {"prompt": PROMPT, "num_inference_steps": args.steps, "guidance_scale": args.guidance,
-            "width": int(width), "height": int(height), "num_frames": args.frames}  # fmt: skip
+    call = {
+        "prompt": PROMPT,
+        "num_inference_steps": args.steps,
+        "guidance_scale": args.guidance,
+        "width": int(width),
+        "height": int(height),
+        "num_frames": args.frames,
+    }
     call.update(json.loads(args.extra_call))
     diffusers_cli = [
-        str(bin_dir / "diffusers-cli"), "run", "--model", args.model, "--dtype", "float32", "--device-map", "cpu",
-        "--pipeline-kwargs", json.dumps(call), "--seed", str(args.seed), "--fps", str(args.fps),
-        "-o", str(out_dir / "diffusers-cli.mp4"),
-    ]  # fmt: skip
+        str(bin_dir / "diffusers-cli"),
+        "run",
+        "--model",
+        args.model,
+        "--dtype",
+        "float32",
+        "--device-map",
+        "cpu",
+        "--pipeline-kwargs",
+        json.dumps(call),
+        "--seed",
+        str(args.seed),
+        "--fps",
+        str(args.fps),
+        "-o",
+        str(out_dir / "diffusers-cli.mp4"),
+    ]
     return {"vidgen": vidgen, "diffusers-cli": diffusers_cli}
 
 
@@ -65,7 +104,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--frames", type=int, default=17)
     parser.add_argument("--fps", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--extra-call", default='{"max_sequence_length": 16}', help="JSON merged into diffusers-cli's pipeline kwargs (vidgen takes these from its preset)")
+    parser.add_argument(
+        "--extra-call",
+        default='{"max_sequence_length": 16}',
+        help="JSON merged into diffusers-cli's pipeline kwargs (vidgen takes these from its preset)",
+    )
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args(argv)
     if not (Path(args.model) / "model_index.json").is_file():
@@ -76,8 +119,13 @@ def main(argv: list[str] | None = None) -> dict:
     out_dir = Path(tempfile.mkdtemp(prefix="cli-vs-diffusers-cli-"))
     try:
         runs = commands(args, out_dir)
-        times = alternate({name: (command, None) for name, command in runs.items()}, runs=args.runs, cwd=out_dir, swap=True,
-                          report=print_round("run", sys.stderr))
+        times = alternate(
+            {name: (command, None) for name, command in runs.items()},
+            runs=args.runs,
+            cwd=out_dir,
+            swap=True,
+            report=print_round("run", sys.stderr),
+        )
         times = {name: [round(value, 3) for value in values] for name, values in times.items()}
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
@@ -89,8 +137,17 @@ def main(argv: list[str] | None = None) -> dict:
     report = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs visible, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}",
         "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__, "python": platform.python_version()},
-        "settings": {"model": args.model, "preset": args.preset, "steps": args.steps, "guidance": args.guidance,
-                     "size": args.size, "frames": args.frames, "fps": args.fps, "seed": args.seed, "dtype": "float32"},  # fmt: skip
+        "settings": {
+            "model": args.model,
+            "preset": args.preset,
+            "steps": args.steps,
+            "guidance": args.guidance,
+            "size": args.size,
+            "frames": args.frames,
+            "fps": args.fps,
+            "seed": args.seed,
+            "dtype": "float32",
+        },
         "seconds": times,
         "median_seconds": median_seconds,
         "vidgen_over_diffusers_cli": round(median_seconds["vidgen"] / median_seconds["diffusers-cli"], 3),

@@ -106,7 +106,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     options = parser.parse_args()
 
-    results = {"machine": f"{platform.machine()}, {platform.processor() or 'unknown CPU'}, python {platform.python_version()}", "overlap": OVERLAP, "clips": {}}
+    results = {
+        "machine": f"{platform.machine()}, {platform.processor() or 'unknown CPU'}, python {platform.python_version()}",
+        "overlap": OVERLAP,
+        "clips": {},
+    }
     for path in fetch_clips(options.clips):
         frames = read_frames(path)
         print(f"\n{path.name}: {len(frames)} frames, {frames.shape[2]}x{frames.shape[1]}, join after frame {len(frames) // 2 - 1}")
@@ -117,7 +121,9 @@ def main() -> None:
             figures = measure(frames, drift_name)
             clip[drift_name] = figures
             for method in figures["join"]:
-                print(f"| {drift_name} | {method} | {figures['join'][method]:.2f} (clip's own: {figures['natural_join']:.2f}) | {figures['truth'][method]:.2f} |")
+                print(
+                    f"| {drift_name} | {method} | {figures['join'][method]:.2f} (clip's own: {figures['natural_join']:.2f}) | {figures['truth'][method]:.2f} |"
+                )
         results["clips"][path.name] = clip
     if options.json:
         options.json.write_text(json.dumps(results, indent=2))

@@ -78,9 +78,13 @@ def main() -> None:
             decode, video = one_round(kind)
             times[kind]["decode"].append(round(decode, 3))
             times[kind]["video"].append(round(video, 3))
-        print(f"round {index + 1}: " + ", ".join(f"{kind} decode {times[kind]['decode'][-1]:.3f} s video {times[kind]['video'][-1]:.3f} s" for kind in times), flush=True)
+        print(
+            f"round {index + 1}: "
+            + ", ".join(f"{kind} decode {times[kind]['decode'][-1]:.3f} s video {times[kind]['video'][-1]:.3f} s" for kind in times),
+            flush=True,
+        )
 
-    difference = (read_frames(folder / "torch.mp4").astype(int) - read_frames(folder / "onednn.mp4").astype(int))
+    difference = read_frames(folder / "torch.mp4").astype(int) - read_frames(folder / "onednn.mp4").astype(int)
     result = {
         "threads": options.threads or f"torch default ({torch.get_num_threads()})",
         "convolutions": len(convolutions),

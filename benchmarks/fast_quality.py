@@ -27,8 +27,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks.bench import psnr  # noqa: E402
-from vidgen.engine import loading as pipeline_loader  # noqa: E402
 from training import probe, shapes  # noqa: E402
+from vidgen.engine import loading as pipeline_loader  # noqa: E402
 from vidgen.engine.generate import VideoGenerator, prepare_settings  # noqa: E402
 
 TARGET_PSNR_DB = 28.0
@@ -58,8 +58,13 @@ def evaluate(*, count: int, seed: int, cache: str, model: str | None, overrides:
         "prompts": count,
         "seed": seed,
         "cache": cache,
-        "settings": {"steps": lossless_settings.steps, "guidance": lossless_settings.guidance, "frames": lossless_settings.frames,
-                     "width": lossless_settings.width, "height": lossless_settings.height},  # fmt: skip
+        "settings": {
+            "steps": lossless_settings.steps,
+            "guidance": lossless_settings.guidance,
+            "frames": lossless_settings.frames,
+            "width": lossless_settings.width,
+            "height": lossless_settings.height,
+        },
         "psnr_db": {
             "mean": round(statistics.mean(finite), 2) if finite else "inf",
             "median": round(statistics.median(psnrs), 2) if finite else "inf",

@@ -130,7 +130,16 @@ def bench_part(name: str, arguments: list[str], limit: float, scratch: Path, dry
 def round21_part(name: str, kind: str, limit: float, scratch: Path, dry_run: bool, log: Log) -> dict:
     """One round21.py part in its own process; what it wrote is kept even when it failed or ran out of time."""
     out = scratch / f"{name}.json"
-    command = [*ROUND21, kind, "--out", str(out), "--budget", str(max(limit - PART_MARGIN, 5)), "--until", f"{time.time() + limit - PART_MARGIN:.1f}"]
+    command = [
+        *ROUND21,
+        kind,
+        "--out",
+        str(out),
+        "--budget",
+        str(max(limit - PART_MARGIN, 5)),
+        "--until",
+        f"{time.time() + limit - PART_MARGIN:.1f}",
+    ]
     command += ["--dry-run"] if dry_run else []
     status, seconds = run_logged(command, log, limit)
     part = {"part": name, "exit_status": status, "seconds": round(seconds, 1), "limit_seconds": limit}
@@ -175,11 +184,16 @@ def cli_part(name: str, devices: list[str], runs: int, scratch: Path, log: Log, 
             status, seconds = run_logged(command, log, left, env=environment)
             statuses.setdefault(device, []).append(status)
             timings.setdefault(device, []).append(round(seconds, 2))
-    return {"part": name, "exit_status": max((max(s) for s in statuses.values()), default=124), "output": encoder,
-            "seconds": round(time.perf_counter() - started, 1),
-            "statuses": statuses, "seconds_each": timings,
-            "median_seconds": {device: statistics.median(times) for device, times in timings.items() if times},
-            "median_seconds_after_first": {device: statistics.median(times[1:]) for device, times in timings.items() if times[1:]}}  # fmt: skip
+    return {
+        "part": name,
+        "exit_status": max((max(s) for s in statuses.values()), default=124),
+        "output": encoder,
+        "seconds": round(time.perf_counter() - started, 1),
+        "statuses": statuses,
+        "seconds_each": timings,
+        "median_seconds": {device: statistics.median(times) for device, times in timings.items() if times},
+        "median_seconds_after_first": {device: statistics.median(times[1:]) for device, times in timings.items() if times[1:]},
+    }
 
 
 def load_part(config_dir: Path, folder: Path, device: str, log: Log) -> dict:
@@ -203,8 +217,13 @@ def load_part(config_dir: Path, folder: Path, device: str, log: Log) -> dict:
             timings[name].append(round(time.perf_counter() - started, 3))
             del model
     log(f"load {json.dumps(timings)}")
-    return {"part": "load", "exit_status": 0, "weights_gib": round(size / 2**30, 2), "seconds_each": timings,
-            "load_seconds": {name: times[-1] for name, times in timings.items()}}  # fmt: skip
+    return {
+        "part": "load",
+        "exit_status": 0,
+        "weights_gib": round(size / 2**30, 2),
+        "seconds_each": timings,
+        "load_seconds": {name: times[-1] for name, times in timings.items()},
+    }
 
 
 def dry_run_config(folder: Path) -> Path:
@@ -241,10 +260,14 @@ def markdown(results: list[dict], header: dict) -> str:
         elif "report" in part:
             lines.append(bench_markdown(part["report"]))
         elif part["part"] == "load":
-            lines.append(f"{part.get('weights_gib')} GiB of bf16 weights; seconds {part.get('load_seconds')} (each: {part.get('seconds_each')}) {part.get('error', '')}")
+            lines.append(
+                f"{part.get('weights_gib')} GiB of bf16 weights; seconds {part.get('load_seconds')} (each: {part.get('seconds_each')}) {part.get('error', '')}"
+            )
         elif "median_seconds" in part:
-            lines.append(f"median seconds {part['median_seconds']} (after the first run: {part['median_seconds_after_first']}), "
-                         f"each {part['seconds_each']}, exit statuses {part['statuses']}; {part['output']}")  # fmt: skip
+            lines.append(
+                f"median seconds {part['median_seconds']} (after the first run: {part['median_seconds_after_first']}), "
+                f"each {part['seconds_each']}, exit statuses {part['statuses']}; {part['output']}"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -259,8 +282,12 @@ def environment_header(log: Log, round_name: str) -> dict:
         except importlib.metadata.PackageNotFoundError:
             header[package] = None
     try:
-        query = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm,compute_cap", "--format=csv,noheader"],
-                               capture_output=True, text=True, timeout=30)  # fmt: skip
+        query = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm,compute_cap", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         header["nvidia_smi"] = query.stdout.strip() or query.stderr.strip()
         header["device_name"] = header["nvidia_smi"].split(",")[0] if query.returncode == 0 and query.stdout.strip() else "cpu"
     except (OSError, subprocess.SubprocessError):

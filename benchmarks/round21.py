@@ -67,8 +67,9 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -78,13 +79,29 @@ from benchmarks import round21_big, round21_small  # noqa: E402
 from benchmarks import round21_wan as wan_parts  # noqa: E402
 
 BUILTIN = REPO / "vidgen" / "embedded" / "weights" / "shapes"
-PACKAGES = ("torch", "diffusers", "torchao", "transformers", "accelerate", "triton", "typer", "imageio-ffmpeg", "sageattention", "flash-attn")
+PACKAGES = (
+    "torch",
+    "diffusers",
+    "torchao",
+    "transformers",
+    "accelerate",
+    "triton",
+    "typer",
+    "imageio-ffmpeg",
+    "sageattention",
+    "flash-attn",
+)
 
 
 def environment(device: str) -> dict[str, Any]:
     import torch
 
-    facts: dict[str, Any] = {"python": sys.version.split()[0], "cuda": torch.version.cuda, "device": device, "cpu_threads": torch.get_num_threads()}
+    facts: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "cuda": torch.version.cuda,
+        "device": device,
+        "cpu_threads": torch.get_num_threads(),
+    }
     for name in PACKAGES:
         try:
             facts[name] = importlib.metadata.version(name)
@@ -144,18 +161,28 @@ def part_probe(run: Part, device: str, count: int) -> None:
     """The probe's prompts through vidgen's path for each mode: every attribute's score, s/video, and the
     drop in points from lossless (issue 21's bar: within 3 points on every attribute)."""
     from benchmarks.probe_shapes import evaluate
-    from vidgen.engine.acceleration import FAST_CACHE
     from training.probe import ATTRIBUTES
+    from vidgen.engine.acceleration import FAST_CACHE
 
-    modes = [("lossless", {}), ("--cache taylorseer", {"cache": "taylorseer"}), ("--quantize fp8-dynamic", {"quantize": "fp8-dynamic"}),
-             ("--quantize int8", {"quantize": "int8"}), (f"--fast ({FAST_CACHE})", {"cache": FAST_CACHE})]  # fmt: skip
+    modes = [
+        ("lossless", {}),
+        ("--cache taylorseer", {"cache": "taylorseer"}),
+        ("--quantize fp8-dynamic", {"quantize": "fp8-dynamic"}),
+        ("--quantize int8", {"quantize": "int8"}),
+        (f"--fast ({FAST_CACHE})", {"cache": FAST_CACHE}),
+    ]
     lossless: dict[str, Any] = {}
     for name, overrides in modes:
 
         def action(name=name, overrides=overrides) -> dict[str, Any]:
             report = evaluate(count=count, seed=0, held_out=False, model=None, overrides={"device": device, **overrides})
-            record = {"variant": name, "prompts": count, **{k: round(100 * v, 1) for k, v in report["accuracy"].items()},
-                      "seconds_per_video": report["seconds_per_video"], "most_common_errors": report["most_common_errors"][:4]}  # fmt: skip
+            record = {
+                "variant": name,
+                "prompts": count,
+                **{k: round(100 * v, 1) for k, v in report["accuracy"].items()},
+                "seconds_per_video": report["seconds_per_video"],
+                "most_common_errors": report["most_common_errors"][:4],
+            }
             if lossless:
                 drops = {a: round(lossless[a] - record[a], 1) for a in (*ATTRIBUTES, "visible")}
                 record["worst_drop_points"] = max(drops.values())
@@ -204,7 +231,9 @@ def part_load(run: Part, device: str, dry: bool, scratch: Path) -> None:
         return DiffusionPipeline.from_pretrained(folder, torch_dtype=torch.bfloat16).to(device)
 
     def mine() -> Any:
-        settings, _ = prepare_settings("load", preset="wan2.1-t2v-1.3b", model=str(folder), overrides={"device": device, "dtype": "bfloat16"})
+        settings, _ = prepare_settings(
+            "load", preset="wan2.1-t2v-1.3b", model=str(folder), overrides={"device": device, "dtype": "bfloat16"}
+        )
         return loader.load_pipeline(settings)
 
     loaders = {"diffusers from_pretrained(...).to(device)": plain, "vidgen load_pipeline": mine}
@@ -221,28 +250,64 @@ def part_load(run: Part, device: str, dry: bool, scratch: Path) -> None:
                 return {"variant": f"{name}, load {attempt}", "load_seconds": times[name][-1]}
 
             run(f"{name}, load {attempt}", action, max(times[name], default=0) * 1.5 or None)
-    run("load time (the second of each)", lambda: {"variant": "load time (the second of each)", "seconds_each": times,
-                                                    "load_seconds": {name: values[-1] for name, values in times.items() if values}}, None)  # fmt: skip
+    run(
+        "load time (the second of each)",
+        lambda: {
+            "variant": "load time (the second of each)",
+            "seconds_each": times,
+            "load_seconds": {name: values[-1] for name, values in times.items() if values},
+        },
+        None,
+    )
 
 
 # ---- the table ----
 
 COLUMNS = [
-    ("variant", "variant"), ("skipped", "skipped"), ("error", "error"), ("seconds_per_step_median", "s/step"),
-    ("step_seconds", "each step s"), ("speedup_per_step_vs_bf16", "x bf16 a step"), ("speedup_per_step", "x plain a step"),
-    ("steps", "steps"), ("whole_video_seconds", "whole video s"), ("whole_video_50_steps", "50-step video s"),
-    ("whole_video_50_steps_computed", "50-step video s (computed)"), ("speedup_whole_video_50_steps", "x plain, 50-step video"),
-    ("speedup_of_4_step_video", "4-step video's speed-up"), ("decode_seconds", "decode s"), ("peak_memory_gib", "peak GiB"),
-    ("peak_denoise_gib", "peak before decode GiB"), ("transformer_resident_gib", "transformer GiB"),
-    ("transformer_predicted_gib", "vidgen's estimate GiB"), ("quantized_linears", "quantized Linear"),
-    ("psnr_vs_diffusers_db", "PSNR vs plain dB"), ("psnr_vs_vidgen_db", "PSNR vs lossless dB"),
-    ("meets_lossless_target", "<= 0.95 s, >= 40 dB"), ("targets", "targets"), ("cached_steps", "cached steps"), ("offload", "offload"),
-    ("compiled", "compiled"), ("attention_backend", "attention"), ("color", "colour %"), ("background", "background %"),
-    ("shape", "shape %"), ("motion", "motion %"), ("visible", "visible %"), ("worst_drop_points", "worst drop (points)"),
-    ("within_3_points", "within 3 points"), ("seconds_per_video", "s/video"), ("speedup_per_video", "x lossless"),
-    ("weights_gib", "weights GiB"), ("load_seconds", "load s"), ("warmup_seconds", "warm-up s"), ("build_seconds", "build s"),
-    ("computed", "how"), ("note", "note"), ("seconds", "seconds"),
-]  # fmt: skip
+    ("variant", "variant"),
+    ("skipped", "skipped"),
+    ("error", "error"),
+    ("seconds_per_step_median", "s/step"),
+    ("step_seconds", "each step s"),
+    ("speedup_per_step_vs_bf16", "x bf16 a step"),
+    ("speedup_per_step", "x plain a step"),
+    ("steps", "steps"),
+    ("whole_video_seconds", "whole video s"),
+    ("whole_video_50_steps", "50-step video s"),
+    ("whole_video_50_steps_computed", "50-step video s (computed)"),
+    ("speedup_whole_video_50_steps", "x plain, 50-step video"),
+    ("speedup_of_4_step_video", "4-step video's speed-up"),
+    ("decode_seconds", "decode s"),
+    ("peak_memory_gib", "peak GiB"),
+    ("peak_denoise_gib", "peak before decode GiB"),
+    ("transformer_resident_gib", "transformer GiB"),
+    ("transformer_predicted_gib", "vidgen's estimate GiB"),
+    ("quantized_linears", "quantized Linear"),
+    ("psnr_vs_diffusers_db", "PSNR vs plain dB"),
+    ("psnr_vs_vidgen_db", "PSNR vs lossless dB"),
+    ("meets_lossless_target", "<= 0.95 s, >= 40 dB"),
+    ("targets", "targets"),
+    ("cached_steps", "cached steps"),
+    ("offload", "offload"),
+    ("compiled", "compiled"),
+    ("attention_backend", "attention"),
+    ("color", "colour %"),
+    ("background", "background %"),
+    ("shape", "shape %"),
+    ("motion", "motion %"),
+    ("visible", "visible %"),
+    ("worst_drop_points", "worst drop (points)"),
+    ("within_3_points", "within 3 points"),
+    ("seconds_per_video", "s/video"),
+    ("speedup_per_video", "x lossless"),
+    ("weights_gib", "weights GiB"),
+    ("load_seconds", "load s"),
+    ("warmup_seconds", "warm-up s"),
+    ("build_seconds", "build s"),
+    ("computed", "how"),
+    ("note", "note"),
+    ("seconds", "seconds"),
+]
 
 
 def _cell(value: Any) -> str:

@@ -6,9 +6,20 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from benchmarks.round21_wan import Wan, computed_whole, estimate, gib, quantize_like_vidgen, release, resident_bytes, sync, timed, \
-    vidgen_call, warm_decoder, warm_up  # fmt: skip
-
+from benchmarks.round21_wan import (
+    Wan,
+    computed_whole,
+    estimate,
+    gib,
+    quantize_like_vidgen,
+    release,
+    resident_bytes,
+    sync,
+    timed,
+    vidgen_call,
+    warm_decoder,
+    warm_up,
+)
 
 # Issue 21's targets for 14B at 480p with fp8-dynamic (text encoder excluded: the workload has none).
 TARGET_PEAK_GIB = {"none": 20, "model": 12}
@@ -77,23 +88,35 @@ def part_big(run, wan: Wan) -> None:
     build = 10.0 if on_cuda else 0.0  # build, cast and quantize 14B on the card (a guess until measured)
     run("bf16", variant("bf16", "bf16", warm=1, steps=3), None)
     run("fp8-dynamic", variant("fp8-dynamic", "fp8-dynamic", warm=1, steps=3), estimate(4, per_step("bf16"), extra=build + decode()))
-    run("fp8-dynamic + offload model", variant("fp8-dynamic + offload model", "fp8-dynamic", warm=0, steps=3, offload="model"),
-        estimate(3, per_step("fp8-dynamic"), extra=decode() + (12.0 if on_cuda else 0.0)))  # fmt: skip
-    speeds = {m: measured[m]["seconds_per_step_median"] for m in ("bf16", "fp8-dynamic") if measured.get(m, {}).get("seconds_per_step_median")}
+    run(
+        "fp8-dynamic + offload model",
+        variant("fp8-dynamic + offload model", "fp8-dynamic", warm=0, steps=3, offload="model"),
+        estimate(3, per_step("fp8-dynamic"), extra=decode() + (12.0 if on_cuda else 0.0)),
+    )
+    speeds = {
+        m: measured[m]["seconds_per_step_median"] for m in ("bf16", "fp8-dynamic") if measured.get(m, {}).get("seconds_per_step_median")
+    }
     fastest = min(speeds, key=speeds.get) if speeds else "bf16"
     # guidance 1 makes one denoiser pass a step instead of two; kernels are warm when the model is held
     name = f"4 steps, guidance 1, {fastest}"
-    run(name, variant(name, fastest, warm=0 if fastest in held else 1, steps=4, guidance=1.0),
-        estimate(2.5, per_step(fastest), extra=decode() + (0 if fastest in held else build)))  # fmt: skip
+    run(
+        name,
+        variant(name, fastest, warm=0 if fastest in held else 1, steps=4, guidance=1.0),
+        estimate(2.5, per_step(fastest), extra=decode() + (0 if fastest in held else build)),
+    )
     if "bf16" in measured:
         whole = computed_whole(measured["bf16"], wan.workload["steps"])
         four = measured.get(name, {}).get("whole_video_seconds")
-        run("50 steps, guidance 5, bf16 (computed)", lambda: {
-            "variant": "50 steps, guidance 5, bf16 (computed)", "whole_video_seconds": whole,
-            "computed": f"{wan.workload['steps']} x bf16's median s/step + its decode (not run: it would take the whole call)",
-            "speedup_of_4_step_video": round(whole / four, 2) if whole and four else None}, None)  # fmt: skip
+        run(
+            "50 steps, guidance 5, bf16 (computed)",
+            lambda: {
+                "variant": "50 steps, guidance 5, bf16 (computed)",
+                "whole_video_seconds": whole,
+                "computed": f"{wan.workload['steps']} x bf16's median s/step + its decode (not run: it would take the whole call)",
+                "speedup_of_4_step_video": round(whole / four, 2) if whole and four else None,
+            },
+            None,
+        )
     for method in ("int8", "fp8"):  # weight-only: matmuls in bf16 after dequantizing, so not the fastest here
         run(method, variant(method, method, warm=1, steps=2), estimate(3, per_step("bf16"), extra=build + decode()))
     held.clear()
-
-

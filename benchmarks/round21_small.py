@@ -8,8 +8,20 @@ import copy
 from typing import Any
 
 from benchmarks import bench
-from benchmarks.round21_wan import Wan, cached_steps, cannot_run, computed_whole, cuda_only, estimate, quantize_like_vidgen, release, timed, \
-    vidgen_call, warm_decoder, warm_up  # fmt: skip
+from benchmarks.round21_wan import (
+    Wan,
+    cached_steps,
+    cannot_run,
+    computed_whole,
+    cuda_only,
+    estimate,
+    quantize_like_vidgen,
+    release,
+    timed,
+    vidgen_call,
+    warm_decoder,
+    warm_up,
+)
 
 TARGET_LOSSLESS_S_PER_STEP, TARGET_LOSSLESS_PSNR_DB = 0.95, 40.0  # issue 21, part 3
 
@@ -33,8 +45,9 @@ class Session:
         def action() -> dict[str, Any]:
             warm = warm_up(self.pipe, self.wan.arguments(), 2, self.device)
             record, frames = timed(bench._plain_call(self.pipe, self.wan.arguments(), 0), self.steps, self.device)
-            return self.keep("diffusers", {"variant": "diffusers", "warmup_seconds": warm, "compiled": False, **record, "steps": self.steps},
-                             frames)
+            return self.keep(
+                "diffusers", {"variant": "diffusers", "warmup_seconds": warm, "compiled": False, **record, "steps": self.steps}, frames
+            )
 
         self.run("diffusers", action, None)
 
@@ -52,8 +65,17 @@ class Session:
     def per_step(self) -> float | None:
         return self.records.get("diffusers", {}).get("seconds_per_step_median")
 
-    def vidgen_variant(self, name: str, *, steps: int | None = None, quantize: str | None = None, compile_mode: str | None = None,
-                       estimate_steps: float = 0, compiled: bool = True, **overrides: Any) -> None:  # fmt: skip
+    def vidgen_variant(
+        self,
+        name: str,
+        *,
+        steps: int | None = None,
+        quantize: str | None = None,
+        compile_mode: str | None = None,
+        estimate_steps: float = 0,
+        compiled: bool = True,
+        **overrides: Any,
+    ) -> None:
         import torch
 
         def action() -> dict[str, Any]:
@@ -73,8 +95,12 @@ class Session:
                 else:  # the dry run: the same regional compile through Dynamo, with its eager backend (Inductor on 2 CPU cores takes minutes)
                     transformer.compile_repeated_blocks(fullgraph=True, backend="eager")
                     record["note"] = f"dry run: Dynamo's eager backend in place of mode {compile_mode}"
-            record.update(offload=loaded.offload, compiled=compile_mode or loaded.compiled, cache=loaded.cache,
-                          attention_backend=overrides.get("attention_backend") or "default (SDPA)")  # fmt: skip
+            record.update(
+                offload=loaded.offload,
+                compiled=compile_mode or loaded.compiled,
+                cache=loaded.cache,
+                attention_backend=overrides.get("attention_backend") or "default (SDPA)",
+            )
             record["warmup_seconds"] = warm_up(loaded.pipe, self.wan.arguments(), 2, self.device)
             result, frames = timed(vidgen_call(loaded, settings), steps or self.steps, self.device)
             record.update(result, steps=steps or self.steps)
@@ -132,20 +158,29 @@ def part_lossless(run, wan: Wan) -> None:
     session.vidgen_variant("vidgen _native_cudnn", attention_backend="_native_cudnn", estimate_steps=5)
 
     def best() -> str | None:
-        good = {r.get("attention_backend"): r["seconds_per_step_median"] for r in session.records.values()
-                if r.get("seconds_per_step_median") and r.get("compiled") is True and (r.get("psnr_vs_diffusers_db") or 0) >= TARGET_LOSSLESS_PSNR_DB}  # fmt: skip
+        good = {
+            r.get("attention_backend"): r["seconds_per_step_median"]
+            for r in session.records.values()
+            if r.get("seconds_per_step_median")
+            and r.get("compiled") is True
+            and (r.get("psnr_vs_diffusers_db") or 0) >= TARGET_LOSSLESS_PSNR_DB
+        }
         name = min(good, key=good.get) if good else None
         return None if name in (None, "default (SDPA)") else name
 
-    session.vidgen_variant("vidgen + CUDA graphs (reduce-overhead)", compile_mode="reduce-overhead", attention_backend=best(), estimate_steps=5)
+    session.vidgen_variant(
+        "vidgen + CUDA graphs (reduce-overhead)", compile_mode="reduce-overhead", attention_backend=best(), estimate_steps=5
+    )
     session.vidgen_variant("vidgen _native_flash", attention_backend="_native_flash", estimate_steps=5)
     session.vidgen_variant("vidgen flash (flash-attn)", attention_backend="flash", estimate_steps=5)
     # Autotuning every GEMM shape takes minutes of compile: last, where the budget allows it
-    session.vidgen_variant("vidgen max-autotune-no-cudagraphs", compile_mode="max-autotune-no-cudagraphs", attention_backend=best(),
-                           estimate_steps=40)  # fmt: skip
+    session.vidgen_variant(
+        "vidgen max-autotune-no-cudagraphs", compile_mode="max-autotune-no-cudagraphs", attention_backend=best(), estimate_steps=40
+    )
     for record in session.records.values():
         if record.get("seconds_per_step_median") and "psnr_vs_diffusers_db" in record:
             psnr = record["psnr_vs_diffusers_db"]
             record["meets_lossless_target"] = record["seconds_per_step_median"] <= TARGET_LOSSLESS_S_PER_STEP and (
-                psnr == "inf" or psnr >= TARGET_LOSSLESS_PSNR_DB)
+                psnr == "inf" or psnr >= TARGET_LOSSLESS_PSNR_DB
+            )
     run.save()

@@ -15,9 +15,10 @@ import gc
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -27,8 +28,11 @@ from benchmarks import bench  # noqa: E402  (Timer, build_from_configs, psnr, th
 
 CONFIGS = REPO / "benchmarks" / "configs"
 # The dry run: the same architectures' code paths, two thin layers, 64x64, 9 frames, 16 text tokens.
-THIN = {"transformer.json": {"num_layers": 2, "num_attention_heads": 2, "attention_head_dim": 16, "ffn_dim": 64, "freq_dim": 32},
-        "vae.json": {"base_dim": 8}, "workload.json": {"text_tokens": 16, "width": 64, "height": 64, "frames": 9}}  # fmt: skip
+THIN = {
+    "transformer.json": {"num_layers": 2, "num_attention_heads": 2, "attention_head_dim": 16, "ffn_dim": 64, "freq_dim": 32},
+    "vae.json": {"base_dim": 8},
+    "workload.json": {"text_tokens": 16, "width": 64, "height": 64, "frames": 9},
+}
 GIB = 2**30
 # Variants that only a CUDA card runs; elsewhere they are recorded as skipped with this reason.
 CUDA_ONLY = {
@@ -125,8 +129,13 @@ class Wan:
 
     def arguments(self, guidance: float | None = None) -> dict[str, Any]:
         w = self.workload
-        return {**self.embeddings, "height": w["height"], "width": w["width"], "num_frames": w["frames"],
-                "guidance_scale": w["guidance"] if guidance is None else guidance}  # fmt: skip
+        return {
+            **self.embeddings,
+            "height": w["height"],
+            "width": w["width"],
+            "num_frames": w["frames"],
+            "guidance_scale": w["guidance"] if guidance is None else guidance,
+        }
 
     def settings(self, **overrides: Any):
         """vidgen's settings for the workload's preset. Steps are the real count (50), so that vidgen decides
@@ -134,8 +143,16 @@ class Wan:
         from vidgen.engine.generate import prepare_settings
 
         w = self.workload
-        values = {"steps": w["steps"], "frames": w["frames"], "width": w["width"], "height": w["height"], "guidance": w["guidance"],
-                  "seed": 0, "device": self.device, "dtype": "bfloat16"}  # fmt: skip
+        values = {
+            "steps": w["steps"],
+            "frames": w["frames"],
+            "width": w["width"],
+            "height": w["height"],
+            "guidance": w["guidance"],
+            "seed": 0,
+            "device": self.device,
+            "dtype": "bfloat16",
+        }
         values.update({key: value for key, value in overrides.items() if value is not None})
         settings, _ = prepare_settings(bench.PROMPT, preset=w["preset"], model=None, overrides=values)
         # No text encoder: the embeddings go in through the call's arguments, as in bench.py.
@@ -172,8 +189,11 @@ def quantize_like_vidgen(transformer: Any, method: str, device: str) -> dict[str
     chosen = [module for name, module in linears if not quantize._skipped(name, keep, "diffusers")]
     for module in chosen:
         quantize_(module, config)
-    return {"quantized_linears": f"{len(chosen)} of {len(linears)}", "transformer_bf16_gib": gib(before),
-            "transformer_predicted_gib": gib(predicted)}  # fmt: skip
+    return {
+        "quantized_linears": f"{len(chosen)} of {len(linears)}",
+        "transformer_bf16_gib": gib(before),
+        "transformer_predicted_gib": gib(predicted),
+    }
 
 
 class StepTimer(bench.Timer):
@@ -201,7 +221,13 @@ def warm_decoder(vae: Any, wan: Wan) -> None:
     """One small decode per VAE and process, so no timed decode pays the first call's set-up."""
     torch = _torch()
     config = vae.config
-    shape = (1, config.z_dim, 2, wan.workload["height"] // config.scale_factor_spatial, wan.workload["width"] // config.scale_factor_spatial)
+    shape = (
+        1,
+        config.z_dim,
+        2,
+        wan.workload["height"] // config.scale_factor_spatial,
+        wan.workload["width"] // config.scale_factor_spatial,
+    )
     with torch.inference_mode():
         vae.decode(torch.randn(shape).to(wan.device, vae.dtype))
     sync(wan.device)

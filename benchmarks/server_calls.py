@@ -60,8 +60,7 @@ def main() -> None:
         warm_up = time_command(command, cwd=work, env=env)  # loads the model into the server
         load = os.getloadavg()
         kinds = {"server": (command, env), "no server": (command, {**env, "VIDGEN_NO_SERVER": "1"})}
-        times = alternate(kinds, runs=options.calls, cwd=work, swap=False,
-                          report=print_round("call"))
+        times = alternate(kinds, runs=options.calls, cwd=work, swap=False, report=print_round("call"))
         served, in_process = times["server"], times["no server"]
         load_after = os.getloadavg()
     finally:

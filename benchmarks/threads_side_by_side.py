@@ -62,8 +62,10 @@ def main() -> None:
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     share = max(1, cores // 2)
-    print(f"machine: {platform.machine()}, {cores} cores, load average before: {os.getloadavg()[0]:.2f}; "
-          f"Python {platform.python_version()}", file=sys.stderr)  # fmt: skip
+    print(
+        f"machine: {platform.machine()}, {cores} cores, load average before: {os.getloadavg()[0]:.2f}; Python {platform.python_version()}",
+        file=sys.stderr,
+    )
     rows = []
     with tempfile.TemporaryDirectory(prefix="vidgen-threads-") as folder:
         for round_index in range(args.rounds):

@@ -8,8 +8,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TextIO
 
 
 def time_command(command: list[str], *, cwd: Path, env: dict[str, str] | None = None) -> float:
@@ -22,8 +23,14 @@ def time_command(command: list[str], *, cwd: Path, env: dict[str, str] | None = 
     return seconds
 
 
-def alternate(kinds: dict[str, tuple[list[str], dict[str, str] | None]], *, runs: int, cwd: Path, swap: bool,
-              report: Callable[[int, dict[str, float]], None]) -> dict[str, list[float]]:  # fmt: skip
+def alternate(
+    kinds: dict[str, tuple[list[str], dict[str, str] | None]],
+    *,
+    runs: int,
+    cwd: Path,
+    swap: bool,
+    report: Callable[[int, dict[str, float]], None],
+) -> dict[str, list[float]]:
     """`runs` rounds in which each kind (name -> (command, env)) runs once; with `swap`
     every other round runs them in reverse order. `report(round, seconds)` after each."""
     times: dict[str, list[float]] = {name: [] for name in kinds}

@@ -67,10 +67,24 @@ class Browser:
             os.dup2(write_end, 4)
 
         self.process = subprocess.Popen(
-            [executable, "--headless", "--remote-debugging-pipe", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             "--mute-audio", "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={self.profile}", "about:blank"],
-            preexec_fn=onto_3_and_4, close_fds=False, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                executable,
+                "--headless",
+                "--remote-debugging-pipe",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--mute-audio",
+                "--autoplay-policy=no-user-gesture-required",
+                f"--user-data-dir={self.profile}",
+                "about:blank",
+            ],
+            preexec_fn=onto_3_and_4,
+            close_fds=False,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         os.close(commands_read)
         os.close(answers_write)
         self._buffer = b""
@@ -129,7 +143,9 @@ class Browser:
         """The value of a JavaScript expression (a promise is awaited)."""
         result = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True}, session)
         if "exceptionDetails" in result:
-            raise RuntimeError(f"JavaScript failed: {result['exceptionDetails'].get('exception', {}).get('description') or result['exceptionDetails']}")
+            raise RuntimeError(
+                f"JavaScript failed: {result['exceptionDetails'].get('exception', {}).get('description') or result['exceptionDetails']}"
+            )
         return result["result"].get("value")
 
     def close(self) -> None:

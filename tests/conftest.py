@@ -28,6 +28,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from tests.tiny_pipelines import build_tiny_pipeline  # noqa: E402
 
+
 def gallery_file(relative: Path) -> bool:
     """DIR/index.html or one of its posters (vidgen.batch.gallery): what every batch now
     writes beside its videos, left out where a test lists a batch folder's videos (a
@@ -139,8 +140,11 @@ def component_repositories(framepack_repositories, tmp_path_factory: pytest.Temp
     from tests.tiny_pipelines import build_ltx2_stage_files, build_ltx_upsampler_repository
 
     root = tmp_path_factory.mktemp("upsamplers")
-    return {**framepack_repositories, "Lightricks/ltxv-spatial-upscaler-0.9.7": build_ltx_upsampler_repository(root / "ltxv-upscaler"),
-            "Lightricks/LTX-2": build_ltx2_stage_files(root / "LTX-2")}  # its upsampler and stage-2 LoRA; the pipeline is --model
+    return {
+        **framepack_repositories,
+        "Lightricks/ltxv-spatial-upscaler-0.9.7": build_ltx_upsampler_repository(root / "ltxv-upscaler"),
+        "Lightricks/LTX-2": build_ltx2_stage_files(root / "LTX-2"),
+    }  # its upsampler and stage-2 LoRA; the pipeline is --model
 
 
 @dataclass
@@ -199,7 +203,11 @@ def pipeline_calls(monkeypatch):
         @functools.wraps(original)  # vidgen reads the call's parameters from its signature
         def spy(self, *args, **kwargs):
             vae = getattr(self, "vae", None)
-            calls.append(SimpleNamespace(pipe=self, scheduler=getattr(self, "scheduler", None), vae_tiling=getattr(vae, "use_tiling", None), kwargs=kwargs))
+            calls.append(
+                SimpleNamespace(
+                    pipe=self, scheduler=getattr(self, "scheduler", None), vae_tiling=getattr(vae, "use_tiling", None), kwargs=kwargs
+                )
+            )
             return original(self, *args, **kwargs)
 
         monkeypatch.setattr(cls, "__call__", spy)

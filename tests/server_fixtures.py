@@ -66,8 +66,9 @@ class _Clients:
         return subprocess.run(vidgen_command(*args), env=self.env, capture_output=True, timeout=HANG, **options)
 
     def client(self, *args: str, **options) -> subprocess.Popen:
-        return subprocess.Popen(vidgen_command(*args), env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                preexec_fn=ctrl_c_default, **options)  # fmt: skip
+        return subprocess.Popen(
+            vidgen_command(*args), env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=ctrl_c_default, **options
+        )
 
     def status(self) -> dict:
         """GET /v1/status through vidgen.cli.client (what `vidgen serve --status --json` sends)."""
@@ -207,8 +208,9 @@ class ProcessServer(_Clients):
         self.runtime = runtime
         self.env = client_env(runtime)
         self.log = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(vidgen_command("serve", *args), env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-                                        preexec_fn=ctrl_c_default, cwd=cwd)  # fmt: skip
+        self.process = subprocess.Popen(
+            vidgen_command("serve", *args), env=self.env, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=ctrl_c_default, cwd=cwd
+        )
         self.socket = runtime / "vidgen" / "vidgen.sock"
         deadline = time.monotonic() + HANG
         while not self.socket.exists():

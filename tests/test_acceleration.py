@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import pytest
 
 from vidgen.engine import acceleration
-from vidgen.settings.grammar import CACHE_METHODS
 from vidgen.errors import UsageError
 from vidgen.media.readback import probe_video, read_recipe
+from vidgen.settings.grammar import CACHE_METHODS
 
 # speed options applied to tiny real pipelines: `model` (make check leaves it out).
 pytestmark = pytest.mark.model
@@ -101,8 +101,14 @@ def test_auto_offload_choice_from_numbers(total, largest, free, on_cuda, expecte
 )
 def test_dtype_auto_without_bfloat16_from_numbers(float16_safe, total, largest, free, offload, expected):
     def choose():
-        return acceleration.dtype_without_bfloat16(float16_safe=float16_safe, float32_bytes=total, largest_float32_bytes=largest,
-                                                   free_bytes=free, offload=offload, preset="cogvideox-5b")  # fmt: skip
+        return acceleration.dtype_without_bfloat16(
+            float16_safe=float16_safe,
+            float32_bytes=total,
+            largest_float32_bytes=largest,
+            free_bytes=free,
+            offload=offload,
+            preset="cogvideox-5b",
+        )
 
     if expected.startswith(("float", "bfloat")):
         assert choose() == expected
@@ -115,12 +121,17 @@ def test_dtype_auto_without_bfloat16_from_numbers(float16_safe, total, largest, 
 
 def test_presets_known_to_fail_in_float16_say_so():
     """The presets of CogVideo #559 / #637 and HunyuanVideo #60, and a run's settings carry it."""
-    from vidgen.settings.presets import list_presets
     from vidgen.settings.layers import build_settings
+    from vidgen.settings.presets import list_presets
 
     presets, _ = list_presets()
     assert {preset.name for preset in presets if not preset.float16} == {
-        "cogvideox-5b", "cogvideox-5b-i2v", "cogvideox1.5-5b", "hunyuanvideo", "hunyuanvideo-i2v"}  # fmt: skip
+        "cogvideox-5b",
+        "cogvideox-5b-i2v",
+        "cogvideox1.5-5b",
+        "hunyuanvideo",
+        "hunyuanvideo-i2v",
+    }
     marked = next(preset for preset in presets if preset.name == "cogvideox-5b")
     assert build_settings(marked, [{"prompt": "x"}]).float16_safe is False
 
@@ -190,8 +201,11 @@ def test_native_attention_backend_runs_on_cpu(generate_tiny, pipeline_calls):
     # Every attention processor of the denoiser the pipeline ran with uses the backend asked for
     # (left alone, they have none: diffusers' default).
     [call] = calls
-    backends = {getattr(module.processor, "_attention_backend", "no processor") for module in call.pipe.transformer.modules()
-                if hasattr(module, "processor")}  # fmt: skip
+    backends = {
+        getattr(module.processor, "_attention_backend", "no processor")
+        for module in call.pipe.transformer.modules()
+        if hasattr(module, "processor")
+    }
     assert backends == {"native"}
 
 
@@ -271,9 +285,10 @@ def test_run_dtype_asks_the_decision_with_the_models_float32_size(tiny_wan_dir, 
     read from its folder as --dry-run reads them, decide between float32 and a refusal."""
     import torch
 
-    from vidgen.engine import checkpoints, loading as pipeline
-    from vidgen.settings.presets import read_preset
+    from vidgen.engine import checkpoints
+    from vidgen.engine import devices as pipeline
     from vidgen.settings.layers import build_settings
+    from vidgen.settings.presets import read_preset
 
     path = tmp_path / "marked.toml"
     path.write_text(f'model = "{tiny_wan_dir}"\npipeline = "WanPipeline"\nfloat16 = false\n')

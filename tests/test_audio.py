@@ -19,8 +19,24 @@ from vidgen.media.audio import Audio, fit_to_video
 PROMPT = "a red fox barking in the snow"
 FPS = 8
 FRAMES = 9  # 8k+1; 1.125 s at 8 fps
-TINY_LTX2 = ["--preset", "ltx2", "--steps", "2", "--size", "32x32", "--frames", str(FRAMES), "--fps", str(FPS),
-             "--device", "cpu", "--dtype", "float32", "--seed", "3"]  # fmt: skip
+TINY_LTX2 = [
+    "--preset",
+    "ltx2",
+    "--steps",
+    "2",
+    "--size",
+    "32x32",
+    "--frames",
+    str(FRAMES),
+    "--fps",
+    str(FPS),
+    "--device",
+    "cpu",
+    "--dtype",
+    "float32",
+    "--seed",
+    "3",
+]
 
 
 @pytest.fixture

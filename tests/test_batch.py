@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAKE_ARGS, gallery_file, free_port as _free_port
+from tests.conftest import FAKE_ARGS, gallery_file
+from tests.conftest import free_port as _free_port
 from vidgen.batch import LOCK_NAME, MANIFEST_NAME, derive_seed, file_sha256, short_slug
 from vidgen.media.readback import probe_video, read_recipe
 
@@ -33,8 +34,11 @@ def manifest(out: Path) -> list[dict]:
 
 def videos_in(out: Path) -> list[str]:
     """Every file in the folder but the manifest, the lock and the gallery, hidden (temporary) ones included."""
-    return sorted(str(path.relative_to(out)) for path in out.rglob("*")
-                  if path.is_file() and path.name not in (MANIFEST_NAME, LOCK_NAME) and not gallery_file(path.relative_to(out)))  # fmt: skip
+    return sorted(
+        str(path.relative_to(out))
+        for path in out.rglob("*")
+        if path.is_file() and path.name not in (MANIFEST_NAME, LOCK_NAME) and not gallery_file(path.relative_to(out))
+    )
 
 
 def test_txt_lines_become_named_videos_with_manifest_and_checksums(batch):
@@ -55,8 +59,11 @@ def test_txt_lines_become_named_videos_with_manifest_and_checksums(batch):
     assert result.stdout.splitlines() == [str((out / name).resolve()) for name in expected]  # paths only
     records = manifest(out)
     assert [(r["line"], r["video"], r["output"], r["status"]) for r in records] == [
-        (2, 1, expected[0], "done"), (2, 2, expected[1], "done"), (4, 1, expected[2], "done"), (4, 2, expected[3], "done"),
-    ]  # fmt: skip
+        (2, 1, expected[0], "done"),
+        (2, 2, expected[1], "done"),
+        (4, 1, expected[2], "done"),
+        (4, 2, expected[3], "done"),
+    ]
     for record in records:
         path = out / record["output"]
         assert record["sha256"] == file_sha256(path)
@@ -120,7 +127,12 @@ def test_jsonl_line_wins_over_flags_which_win_over_preset(batch):
     assert result.exit_code == 0, result.stderr
     objects = [json.loads(line) for line in result.stdout.splitlines()]
     by_output = {o["output"]: o for o in objects}
-    assert set(by_output) == {"sub/ball.mp4", "0002-a-green-cat-s10.mp4", "0002-a-green-cat-s11.mp4", f"0003-a-dog-s{derive_seed(100, 3)}.mp4"}
+    assert set(by_output) == {
+        "sub/ball.mp4",
+        "0002-a-green-cat-s10.mp4",
+        "0002-a-green-cat-s11.mp4",
+        f"0003-a-dog-s{derive_seed(100, 3)}.mp4",
+    }
     ball = probe_video(Path("out/sub/ball.mp4"))
     assert (ball.frames, ball.width, ball.height, ball.fps) == (5, 48, 32, 12.0)  # the line's values
     assert read_recipe(Path("out/sub/ball.mp4"))["negative_prompt"] == "blur"
@@ -272,10 +284,30 @@ def test_accelerate_two_processes_share_the_lines(fake_model_dir):
     # `--multi_gpu` starts them with torchrun, and vidgen forms a gloo group on the CPU.
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "CUDA_VISIBLE_DEVICES": ""}
     command = [
-        accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-        "-m", "vidgen", "batch", "p.txt", "-O", "out", "--model", fake_model_dir, *FAKE_ARGS, "--json",
-    ]  # fmt: skip
+        accelerate,
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+        "-m",
+        "vidgen",
+        "batch",
+        "p.txt",
+        "-O",
+        "out",
+        "--model",
+        fake_model_dir,
+        *FAKE_ARGS,
+        "--json",
+    ]
 
     result = subprocess.run(list(map(str, command)), env=env, capture_output=True, text=True)
 
@@ -306,7 +338,10 @@ def test_a_plain_line_is_planned_without_a_dict_of_its_own(tmp_path):
     lines = [PromptLine(1, {"prompt": "a red ball"}), PromptLine(2, {"prompt": "a blue cat", "seed": 40, "steps": 3, "num_videos": 2})]
     jobs = plan_jobs(lines, chosen=chosen, model=None, flags={}, base_seed=7, out_dir=tmp_path, strict=False, shown_notes=set(), warn=None)
     assert [(job.line, job.video, job.seed, job.values) for job in jobs] == [
-        (1, 1, derive_seed(7, 1), None), (2, 1, 40, {"steps": 3, "num_videos": 2}), (2, 2, 41, {"steps": 3, "num_videos": 2})]  # fmt: skip
+        (1, 1, derive_seed(7, 1), None),
+        (2, 1, 40, {"steps": 3, "num_videos": 2}),
+        (2, 2, 41, {"steps": 3, "num_videos": 2}),
+    ]
     for job in jobs:
         settings, _ = merge_settings(chosen, [{}, job.line_values()], model=None)
         assert settings.prompt == job.prompt and settings.seed + job.video - 1 == job.seed

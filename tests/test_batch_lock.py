@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAKE_ARGS, gallery_file, standalone_env as _env
+from tests.conftest import FAKE_ARGS, gallery_file
+from tests.conftest import standalone_env as _env
 from vidgen import locking, ui
 from vidgen.batch import LOCK_NAME, MANIFEST_NAME
 from vidgen.batch.folder import FolderLock
@@ -41,7 +42,9 @@ def _command(fake_model_dir, *args: str) -> list[str]:
 
 def files_in(folder: Path) -> list[str]:
     """Every file below `folder` but the gallery, hidden ones (the lock, temporary files) included."""
-    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file() and not gallery_file(path.relative_to(folder)))
+    return sorted(
+        str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file() and not gallery_file(path.relative_to(folder))
+    )
 
 
 def outputs(out: Path) -> list[str]:
@@ -112,7 +115,7 @@ def test_a_second_batch_is_refused_while_the_first_holds_the_folder(batch, fake_
     first = batch("p.txt")
 
     assert first.exit_code == 0, first.stderr
-    (second, inode_before, inode_after, still_held), = seen
+    ((second, inode_before, inode_after, still_held),) = seen
     assert second.returncode == 2, second.stderr[-3000:]
     assert f"Error: another vidgen batch is writing to out (process {os.getpid()}); wait for it" in second.stderr
     assert inode_after == inode_before and still_held  # the refused one removed nothing
@@ -125,10 +128,14 @@ def test_the_lock_file_of_a_killed_batch_blocks_nothing_and_the_next_batch_remov
     out = Path("out")
     out.mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import time; from pathlib import Path; from vidgen.batch.folder import FolderLock;"
-         "FolderLock(Path('out')).acquire(); print('held', flush=True); time.sleep(600)"],
+        [
+            sys.executable,
+            "-c",
+            "import time; from pathlib import Path; from vidgen.batch.folder import FolderLock;"
+            "FolderLock(Path('out')).acquire(); print('held', flush=True); time.sleep(600)",
+        ],
         stdout=subprocess.PIPE,
-    )  # fmt: skip
+    )
     try:
         assert holder.stdout.readline() == b"held\n"
         refused = batch("p.txt")

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_ARGS, gallery_file, free_port as _free_port, standalone_env as _env
+from tests.conftest import TINY_ARGS, gallery_file
+from tests.conftest import free_port as _free_port
+from tests.conftest import standalone_env as _env
 from vidgen.batch import LOCK_NAME, MANIFEST_NAME, file_sha256
 from vidgen.batch.launch import without_processes_option, worst_exit_code
 from vidgen.media.readback import read_frames
@@ -33,8 +35,11 @@ def _manifest(out: Path) -> list[dict]:
 
 def _files(out: Path) -> list[str]:
     """Every file in DIR, hidden (temporary) ones included, but the manifest, the lock and the gallery."""
-    return sorted(path.name for path in out.rglob("*")
-                  if path.is_file() and path.name not in (MANIFEST_NAME, LOCK_NAME) and not gallery_file(path.relative_to(out)))  # fmt: skip
+    return sorted(
+        path.name
+        for path in out.rglob("*")
+        if path.is_file() and path.name not in (MANIFEST_NAME, LOCK_NAME) and not gallery_file(path.relative_to(out))
+    )
 
 
 def test_worst_exit_code_orders_signal_over_usage_over_failure():
@@ -96,12 +101,35 @@ def test_two_machines_make_every_video_once_into_one_manifest(tiny_wan_dir):
     Path("p.txt").write_text("a red ball\na blue cat\na green dog\n")
     port = str(_free_port())
     machines = [
-        subprocess.Popen([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "2", "--machine_rank", str(rank),
-                          "--num_processes", "2", "--main_process_ip", "127.0.0.1", "--main_process_port", port, "--mixed_precision", "no",
-                          "--dynamo_backend", "no", *_batch(tiny_wan_dir, "p.txt", "-O", "out", "--json")[1:]],
-                         env={**_env(), "ACCELERATE_USE_CPU": "true"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "accelerate.commands.launch",
+                "--multi_gpu",
+                "--num_machines",
+                "2",
+                "--machine_rank",
+                str(rank),
+                "--num_processes",
+                "2",
+                "--main_process_ip",
+                "127.0.0.1",
+                "--main_process_port",
+                port,
+                "--mixed_precision",
+                "no",
+                "--dynamo_backend",
+                "no",
+                *_batch(tiny_wan_dir, "p.txt", "-O", "out", "--json")[1:],
+            ],
+            env={**_env(), "ACCELERATE_USE_CPU": "true"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for rank in (0, 1)
-    ]  # fmt: skip
+    ]
     outputs = [machine.communicate() for machine in machines]
 
     assert [machine.returncode for machine in machines] == [0, 0], outputs[0][1][-3000:] + outputs[1][1][-3000:]

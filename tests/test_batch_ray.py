@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import gallery_file, free_port as _free_port
-
+from tests.conftest import free_port as _free_port
+from tests.conftest import gallery_file
 from vidgen.batch import LOCK_NAME, MANIFEST_NAME, file_sha256
 from vidgen.media.readback import probe_video
 
@@ -32,11 +32,15 @@ pytestmark = pytest.mark.slow
 # the built-in model (default preset), as small as it goes: each video takes about half a second
 ARGS = ["--steps", "2", "--size", "32x32", "--frames", "5", "--seed", "11"]
 PROMPTS = [
-    "a red circle moves left on a black background", "a blue square moves right on a white background",
-    "a green triangle moves up on a gray background", "a yellow circle moves down on a black background",
-    "a red square grows on a white background", "a blue triangle shrinks on a gray background",
-    "a green circle moves right on a white background", "a yellow square moves left on a black background",
-]  # fmt: skip
+    "a red circle moves left on a black background",
+    "a blue square moves right on a white background",
+    "a green triangle moves up on a gray background",
+    "a yellow circle moves down on a black background",
+    "a red square grows on a white background",
+    "a blue triangle shrinks on a gray background",
+    "a green circle moves right on a white background",
+    "a yellow square moves left on a black background",
+]
 
 
 def _env() -> dict[str, str]:
@@ -50,8 +54,23 @@ def ray_head():
     pytest.importorskip("ray")
     port = _free_port()
     temp = tempfile.mkdtemp(prefix="vr", dir="/tmp")  # Ray's socket paths must stay short
-    command = [sys.executable, "-c", "from ray.scripts.scripts import main; main()", "start", "--head", "--block", "--num-cpus", "2",
-               "--include-dashboard", "false", "--disable-usage-stats", "--port", str(port), "--temp-dir", temp]  # fmt: skip
+    command = [
+        sys.executable,
+        "-c",
+        "from ray.scripts.scripts import main; main()",
+        "start",
+        "--head",
+        "--block",
+        "--num-cpus",
+        "2",
+        "--include-dashboard",
+        "false",
+        "--disable-usage-stats",
+        "--port",
+        str(port),
+        "--temp-dir",
+        temp,
+    ]
     head = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     yield head, f"127.0.0.1:{port}"
     # Its own process group (GCS, raylet, agents): killed at once (its own SIGTERM handling
@@ -96,7 +115,9 @@ def _manifest(out: Path) -> list[dict]:
 
 def _files(out: Path) -> list[str]:
     """Every file in DIR, hidden (temporary) ones included, but the manifest and the gallery."""
-    return sorted(path.name for path in out.rglob("*") if path.is_file() and path.name != MANIFEST_NAME and not gallery_file(path.relative_to(out)))
+    return sorted(
+        path.name for path in out.rglob("*") if path.is_file() and path.name != MANIFEST_NAME and not gallery_file(path.relative_to(out))
+    )
 
 
 def _check_whole(out: Path, plain: dict[str, str]) -> list[dict]:
@@ -161,12 +182,16 @@ def test_a_worker_killed_mid_batch_the_batch_still_makes_every_video_as_a_plain_
     done = _check_whole(out, plain_batch)
     assert len({record["worker"] for record in done}) >= 2  # two workers shared the videos
     retried = [record for record in done if record["try"] == 2]
-    assert retried and all(record["worker"] != f"{retried[0]['worker'].split('/')[0]}/{killed[0]}" for record in retried)  # made again, by a new process
+    assert retried and all(
+        record["worker"] != f"{retried[0]['worker'].split('/')[0]}/{killed[0]}" for record in retried
+    )  # made again, by a new process
     assert "8 videos done" in screen.getvalue() and f"ray: {len(retried)} video" in screen.getvalue()
     assert f"8 done, 0 failed, {len(retried)} retried" in screen.getvalue()  # the bar's last state
     assert not (out / LOCK_NAME).exists()
     assert sorted(json.loads(line)["output"] for line in result.stdout.splitlines()) == sorted(plain_batch)  # stdout: the records only
-    assert all(name in (out / "index.html").read_text() for name in plain_batch)  # the driver writes the gallery, as a plain batch's main process
+    assert all(
+        name in (out / "index.html").read_text() for name in plain_batch
+    )  # the driver writes the gallery, as a plain batch's main process
 
 
 @pytest.mark.ray
@@ -186,7 +211,9 @@ def test_the_driver_killed_then_resume_completes_the_batch_nothing_twice(plain_b
 
     assert resumed.exit_code == 0, resumed.stderr[-3000:]
     assert f"{len(before)} already done (--resume)" in resumed.stderr
-    assert sorted(json.loads(line)["output"] for line in resumed.stdout.splitlines()) == sorted(set(plain_batch) - set(before))  # only the rest
+    assert sorted(json.loads(line)["output"] for line in resumed.stdout.splitlines()) == sorted(
+        set(plain_batch) - set(before)
+    )  # only the rest
     _check_whole(out, plain_batch)
 
 
@@ -194,7 +221,9 @@ def test_ray_without_ray_installed_is_one_line_naming_the_extra():
     Path("p.txt").write_text("a red circle\n")
     hide_ray = "import sys; sys.modules['ray'] = None; from vidgen.cli.app import main; main()"  # `import ray` fails as if not installed
 
-    result = subprocess.run([sys.executable, "-c", hide_ray, "batch", "p.txt", "--ray", "-O", "out"], env=_env(), capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", hide_ray, "batch", "p.txt", "--ray", "-O", "out"], env=_env(), capture_output=True, text=True
+    )
 
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines() == ["Error: --ray needs Ray: pip install 'vidgen[ray]'"]

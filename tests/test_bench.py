@@ -21,8 +21,26 @@ def _bench_module():
 def test_bench_cpu_tiny_model_writes_json_and_markdown(tiny_wan_dir, tmp_path, capsys):
     bench = _bench_module()
     out = tmp_path / "bench"
-    bench.main(["--model", str(tiny_wan_dir), "--device", "cpu", "--steps", "2", "--frames", "9",
-                "--width", "32", "--height", "32", "--warmup-steps", "1", "--out", str(out)])  # fmt: skip
+    bench.main(
+        [
+            "--model",
+            str(tiny_wan_dir),
+            "--device",
+            "cpu",
+            "--steps",
+            "2",
+            "--frames",
+            "9",
+            "--width",
+            "32",
+            "--height",
+            "32",
+            "--warmup-steps",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
 
     report = json.loads(out.with_suffix(".json").read_text())
     assert report["device"] == "cpu" and report["device_name"]

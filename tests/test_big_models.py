@@ -9,8 +9,8 @@ import json
 
 import numpy as np
 import pytest
-from tests.tiny_checkpoints import build_checkpoint_pipeline, write_checkpoints
 
+from tests.tiny_checkpoints import build_checkpoint_pipeline, write_checkpoints
 from vidgen.engine import loading as pipeline_module
 from vidgen.media.readback import read_frames, read_recipe
 
@@ -71,8 +71,9 @@ def test_quantize_per_component_reaches_the_text_encoder(run_cli, tiny_wan_dir, 
     assert read_recipe(out)["quantize"] == "transformer=fp8,text_encoder=int8"
 
 
-@pytest.mark.parametrize(("method", "needs"), [("nf4", "needs a CUDA GPU"), ("fp8-dynamic", "needs a CUDA GPU"),
-                                               ("int9", "unknown method 'int9'")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("method", "needs"), [("nf4", "needs a CUDA GPU"), ("fp8-dynamic", "needs a CUDA GPU"), ("int9", "unknown method 'int9'")]
+)
 def test_quantize_the_cpu_cannot_run_is_one_line_before_loading(run_cli, tiny_wan_dir, loaded_pipelines, tmp_path, method, needs):
     result = run_cli("a red circle", "--model", tiny_wan_dir, *TINY, "--quantize", method, "-o", tmp_path / "x.mp4")
     lines = result.stderr.strip().splitlines()
@@ -117,7 +118,9 @@ def test_scaled_fp8_and_a_misfit_file_are_refused_in_one_line(run_cli, wide, loa
 
 def test_a_file_and_quantize_on_the_same_denoiser_is_refused(run_cli, wide, tmp_path):
     folder, files = wide
-    result = run_cli("a red circle", "--model", folder, *TINY, "--transformer", files.paths["Q4_0"], "--quantize", "int8", "-o", tmp_path / "x.mp4")
+    result = run_cli(
+        "a red circle", "--model", folder, *TINY, "--transformer", files.paths["Q4_0"], "--quantize", "int8", "-o", tmp_path / "x.mp4"
+    )
     assert result.exit_code == 2 and "--quantize applies to transformer, which --transformer loads from a file" in result.stderr
 
 
@@ -153,7 +156,9 @@ def test_dry_run_gives_the_files_sizes_and_reads_no_weights(run_cli, tiny_pipeli
 def test_dry_run_counts_quantized_and_single_file_sizes(run_cli, wide):
     folder, files = wide
     plain = json.loads(run_cli("a red circle", "--model", folder, "--dry-run", "--json").stdout)["components"]["transformer"]
-    int8 = json.loads(run_cli("a red circle", "--model", folder, "--dry-run", "--json", "--quantize", "int8").stdout)["components"]["transformer"]
+    int8 = json.loads(run_cli("a red circle", "--model", folder, "--dry-run", "--json", "--quantize", "int8").stdout)["components"][
+        "transformer"
+    ]
     assert int8["quantize"] == "int8" and int8["disk_bytes"] == plain["disk_bytes"]
     assert plain["memory_bytes"] * 0.25 < int8["memory_bytes"] < plain["memory_bytes"] * 0.5  # float32 blocks at one byte a weight
     q4 = json.loads(run_cli("a red circle", "--model", folder, "--dry-run", "--json", "--transformer", files.paths["Q4_0"]).stdout)
@@ -185,8 +190,11 @@ def test_offline_without_hf_hub_offline_is_one_line_and_no_retries(tmp_path):
         pytest.skip("the Hugging Face Hub answers from this machine")
     env = {key: value for key, value in os.environ.items() if key != "HF_HUB_OFFLINE"}
     env["HF_HOME"] = str(tmp_path / "hf")
-    for args in (["a fox", "--preset", "wan2.1-t2v-1.3b", "--no-server", "-o", str(tmp_path / "x.mp4")],
-                 ["pull", "wan2.1-t2v-1.3b"], ["pull", "city96/Wan2.1-T2V-14B-gguf/wan2.1-t2v-14b-Q4_K_M.gguf"]):  # fmt: skip
+    for args in (
+        ["a fox", "--preset", "wan2.1-t2v-1.3b", "--no-server", "-o", str(tmp_path / "x.mp4")],
+        ["pull", "wan2.1-t2v-1.3b"],
+        ["pull", "city96/Wan2.1-T2V-14B-gguf/wan2.1-t2v-14b-Q4_K_M.gguf"],
+    ):
         done = subprocess.run([sys.executable, "-m", "vidgen", *args], env=env, capture_output=True, text=True, cwd=tmp_path)
         errors = [line for line in done.stderr.splitlines() if not line.startswith("downloading ")]
         assert done.returncode == 1 and len(errors) == 1 and "cannot reach the Hugging Face Hub" in errors[0], (args, done.stderr)
@@ -194,19 +202,24 @@ def test_offline_without_hf_hub_offline_is_one_line_and_no_retries(tmp_path):
 
 # 14B in bf16: 36 GB of weights, its denoiser 28 GB; quantized to 8 bits: 22 GB, the largest 14 GB.
 # A step fits when its weights times acceleration.OFFLOAD_HEADROOM (1.5) fit in free memory.
-@pytest.mark.parametrize(("free_gb", "quantized", "offload", "advice"), [
-    (34, False, "none", "--quantize fp8 (or int8)"),  # 22 x 1.5 = 33 fits
-    (30, True, "none", "--offload model"),  # 33 does not fit; the largest, 14 x 1.5 = 21, does
-    (12, False, "none", "--quantize fp8 (or int8) and --offload group"),
-    (12, True, "model", "--offload group"),
-    (12, True, "group", "--offload sequential"),  # already the step that should have fitted: the next one
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("free_gb", "quantized", "offload", "advice"),
+    [
+        (34, False, "none", "--quantize fp8 (or int8)"),  # 22 x 1.5 = 33 fits
+        (30, True, "none", "--offload model"),  # 33 does not fit; the largest, 14 x 1.5 = 21, does
+        (12, False, "none", "--quantize fp8 (or int8) and --offload group"),
+        (12, True, "model", "--offload group"),
+        (12, True, "group", "--offload sequential"),  # already the step that should have fitted: the next one
+    ],
+)
 def test_out_of_memory_names_the_cheapest_next_step_that_fits(free_gb, quantized, offload, advice):
     from vidgen.engine.acceleration import memory_advice
 
     gb = 10**9
     total, largest = (22 * gb, 14 * gb) if quantized else (36 * gb, 28 * gb)
-    got = memory_advice(total_bytes=total, denoiser_bytes=largest, largest_bytes=largest, free_bytes=free_gb * gb, quantized=quantized, offload=offload)
+    got = memory_advice(
+        total_bytes=total, denoiser_bytes=largest, largest_bytes=largest, free_bytes=free_gb * gb, quantized=quantized, offload=offload
+    )
     assert got == advice
 
 
@@ -216,7 +229,9 @@ def test_a_prompts_file_line_may_quantize(run_cli, tiny_wan_dir, loaded_pipeline
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('{"prompt": "a red circle", "quantize": "int8"}\n{"prompt": "a blue square"}\n')
     out = tmp_path / "out"
-    result = run_cli("batch", prompts, "-O", out, "--model", tiny_wan_dir, "--steps", "2", "--size", "32x32", "--frames", "9", "--no-server")
+    result = run_cli(
+        "batch", prompts, "-O", out, "--model", tiny_wan_dir, "--steps", "2", "--size", "32x32", "--frames", "9", "--no-server"
+    )
     assert result.exit_code == 0, result.stderr
     assert [("Int8Tensor" in _linear_weight_classes(loaded.pipe.transformer)) for loaded in loaded_pipelines] == [True, False]
     recipes = sorted((read_recipe(path)["prompt"], read_recipe(path)["quantize"]) for path in out.glob("*.mp4"))

@@ -26,8 +26,7 @@ from diffusers.quantizers.gguf.utils import GGUFLinear
 from safetensors.torch import load_file
 
 from tests.tiny_checkpoints import build_checkpoint_pipeline, write_checkpoints
-from vidgen.engine import checkpoints
-from vidgen.engine import hub
+from vidgen.engine import checkpoints, hub
 from vidgen.errors import ModelNotAvailableError, UsageError
 
 WAN = "WanTransformer3DModel"
@@ -106,8 +105,10 @@ def test_a_missing_tensor_is_refused_and_an_extra_one_reported(tiny):
     assert check(replace(info, tensors=extra)) == ["vace_blocks.0.proj.weight"]
 
 
-@pytest.mark.parametrize("name", ["CogVideoXTransformer3DModel", "HunyuanVideo15Transformer3DModel",
-                                  "Kandinsky5Transformer3DModel", "SanaVideoTransformer3DModel"])
+@pytest.mark.parametrize(
+    "name",
+    ["CogVideoXTransformer3DModel", "HunyuanVideo15Transformer3DModel", "Kandinsky5Transformer3DModel", "SanaVideoTransformer3DModel"],
+)
 def test_a_class_without_single_file_loading_is_refused(tiny, name):
     folder, _, files = tiny
     info = checkpoints.inspect_checkpoint(files.paths["Q8_0"])
@@ -152,7 +153,7 @@ def test_component_sizes_of_a_pipeline_folder(tiny, tmp_path):
     folder, transformer, _ = tiny
     sizes = checkpoints.component_sizes(folder)
     assert set(sizes) == {"text_encoder", "transformer", "vae"}
-    for name, size in sizes.items():
+    for size in sizes.values():
         assert size.bytes == sum(_safetensors_data_bytes(path) for path in size.files)
         assert size.parameters == sum(t.numel() for path in size.files for t in load_file(path).values())
     assert sizes["transformer"].block_linear_parameters == _block_linear_parameters(transformer)
@@ -171,11 +172,13 @@ def test_component_sizes_of_a_pipeline_folder(tiny, tmp_path):
 
 
 def test_bad_specs_are_one_line(tmp_path):
-    for spec, start in [("model.ckpt", "model.ckpt: a single-file checkpoint must be"),
-                        (str(tmp_path / "absent.gguf"), "checkpoint not found: "),
-                        ("./absent.safetensors", "checkpoint not found: "),
-                        ("no-repo.gguf", "checkpoint not found: ")]:
-        assert _one_line_usage_error(lambda: hub.resolve_checkpoint(spec)).startswith(start)
+    for spec, start in [
+        ("model.ckpt", "model.ckpt: a single-file checkpoint must be"),
+        (str(tmp_path / "absent.gguf"), "checkpoint not found: "),
+        ("./absent.safetensors", "checkpoint not found: "),
+        ("no-repo.gguf", "checkpoint not found: "),
+    ]:
+        assert _one_line_usage_error(lambda spec=spec: hub.resolve_checkpoint(spec)).startswith(start)
 
 
 @pytest.fixture

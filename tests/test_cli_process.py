@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -26,7 +24,9 @@ def test_help_and_version_are_fast_paths():
     assert result.returncode == 0 and result.stdout.decode().startswith("vidgen ")
     assert b"generate" in vidgen("--help").stdout
     # cli.py must not import torch at module top (keeps --help fast)
-    probe = subprocess.run([sys.executable, "-c", "import sys, vidgen.cli.app; print('torch' in sys.modules)"], capture_output=True, text=True)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, vidgen.cli.app; print('torch' in sys.modules)"], capture_output=True, text=True
+    )
     assert probe.stdout.strip() == "False"
 
 
@@ -43,8 +43,12 @@ def test_pipe_mp4_bytes_and_prompt_through_real_streams(tiny_wan_dir, tmp_path):
 
 def test_reader_closing_the_pipe_early_stops_quietly():
     # `vidgen presets | head -0`: the reader is gone before vidgen writes its first line.
-    process = subprocess.Popen([sys.executable, "-m", "vidgen", "presets", "show", "wan2.1-t2v-1.3b"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vidgen", "presets", "show", "wan2.1-t2v-1.3b"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=os.environ.copy(),
+    )
     process.stdout.close()
     stderr = process.stderr.read().decode()
     assert process.wait() == 1

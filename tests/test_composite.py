@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from tests.tiny_pipelines import put_in_hub_cache
@@ -37,11 +36,15 @@ def test_framepack_runs_from_its_three_repositories(run_cli, framepack_repositor
     put_in_hub_cache(monkeypatch, tmp_path / "hub", framepack_repositories)
     calls = pipeline_calls(diffusers.HunyuanVideoFramepackPipeline)
     out = tmp_path / "fox.mp4"
-    result = run_cli("generate", PROMPT, "--preset", "framepack-i2v", "--image", _image(tmp_path / "start.png", "red"), *TINY, "-o", out, "--json")
+    result = run_cli(
+        "generate", PROMPT, "--preset", "framepack-i2v", "--image", _image(tmp_path / "start.png", "red"), *TINY, "-o", out, "--json"
+    )
     assert result.exit_code == 0, result.stderr
     pipe = calls[-1].pipe
     assert type(pipe.transformer).__name__ == "HunyuanVideoFramepackTransformer3DModel"
-    assert type(pipe.image_encoder).__name__ == "SiglipVisionModel" and type(pipe.feature_extractor).__name__.startswith("SiglipImageProcessor")
+    assert type(pipe.image_encoder).__name__ == "SiglipVisionModel" and type(pipe.feature_extractor).__name__.startswith(
+        "SiglipImageProcessor"
+    )
     assert type(pipe.text_encoder).__name__ == "LlamaModel"
     saved = load_file(framepack_repositories["lllyasviel/FramePackI2V_HY"] / "diffusion_pytorch_model.safetensors")
     assert torch.equal(pipe.transformer.state_dict()["x_embedder.proj.weight"], saved["x_embedder.proj.weight"])
@@ -71,11 +74,26 @@ def test_framepack_last_image_and_sampling_type(run_cli, framepack_repositories,
     assert np.asarray(calls[-1].kwargs["last_image"])[0, 0].tolist() == [0, 0, 255]
     assert read_recipe(out)["last_image"] == str(last)
 
-    refused = run_cli("generate", PROMPT, "--preset", "framepack-i2v", "--image", first, "--last-image", last, "--extra", "sampling_type=vanilla",
-                      *TINY, "-o", tmp_path / "no")  # fmt: skip
+    refused = run_cli(
+        "generate",
+        PROMPT,
+        "--preset",
+        "framepack-i2v",
+        "--image",
+        first,
+        "--last-image",
+        last,
+        "--extra",
+        "sampling_type=vanilla",
+        *TINY,
+        "-o",
+        tmp_path / "no",
+    )
     assert refused.exit_code == 2
     assert refused.stderr.strip() == "Error: --last-image needs extra sampling_type=inverted_anti_drifting, not vanilla"
-    vanilla = run_cli("generate", PROMPT, "--preset", "framepack-i2v", "--image", first, "--extra", "sampling_type=vanilla", *TINY, "-o", tmp_path / "v")
+    vanilla = run_cli(
+        "generate", PROMPT, "--preset", "framepack-i2v", "--image", first, "--extra", "sampling_type=vanilla", *TINY, "-o", tmp_path / "v"
+    )
     assert vanilla.exit_code == 0, vanilla.stderr
     assert calls[-1].kwargs["sampling_type"] == "vanilla" and "last_image" not in calls[-1].kwargs
 
@@ -83,11 +101,14 @@ def test_framepack_last_image_and_sampling_type(run_cli, framepack_repositories,
 def test_a_missing_component_is_one_line_naming_it_and_its_repository(run_cli, framepack_repositories, monkeypatch, tmp_path):
     without = {repo: folder for repo, folder in framepack_repositories.items() if repo != "lllyasviel/flux_redux_bfl"}
     put_in_hub_cache(monkeypatch, tmp_path / "hub", without)
-    result = run_cli("generate", PROMPT, "--preset", "framepack-i2v", "--image", _image(tmp_path / "start.png", "red"), *TINY, "-o", tmp_path / "x.mp4")
+    result = run_cli(
+        "generate", PROMPT, "--preset", "framepack-i2v", "--image", _image(tmp_path / "start.png", "red"), *TINY, "-o", tmp_path / "x.mp4"
+    )
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1] == (
         "Error: component image_encoder (lllyasviel/flux_redux_bfl (subfolder image_encoder)) is not downloaded and "
-        "HF_HUB_OFFLINE is set; vidgen pull framepack-i2v")
+        "HF_HUB_OFFLINE is set; vidgen pull framepack-i2v"
+    )
 
 
 def test_pull_and_show_name_every_repository(run_cli):
@@ -96,7 +117,12 @@ def test_pull_and_show_name_every_repository(run_cli):
     assert result.stderr.strip().splitlines()[-1] == f"Error: cannot download {', '.join(FRAMEPACK_REPOSITORIES)}: HF_HUB_OFFLINE is set"
     shown = json.loads(run_cli("presets", "show", "framepack-i2v", "--json").stdout)
     assert shown["model"] == FRAMEPACK_REPOSITORIES[0]
-    assert shown["components"]["image_encoder"] == {"model": "lllyasviel/flux_redux_bfl", "subfolder": "image_encoder", "revision": None, "class": None}
+    assert shown["components"]["image_encoder"] == {
+        "model": "lllyasviel/flux_redux_bfl",
+        "subfolder": "image_encoder",
+        "revision": None,
+        "class": None,
+    }
 
 
 def test_pull_downloads_each_repository_once_with_the_subfolders_it_uses(monkeypatch):
@@ -104,8 +130,11 @@ def test_pull_downloads_each_repository_once_with_the_subfolders_it_uses(monkeyp
     from vidgen.settings.presets import load_preset
 
     wanted = [(location.location, folders) for location, _, folders in preset_repositories(load_preset("framepack-i2v"))]
-    assert wanted == [(FRAMEPACK_REPOSITORIES[0], None), (FRAMEPACK_REPOSITORIES[1], None),
-                      (FRAMEPACK_REPOSITORIES[2], ["image_encoder", "feature_extractor"])]  # fmt: skip
+    assert wanted == [
+        (FRAMEPACK_REPOSITORIES[0], None),
+        (FRAMEPACK_REPOSITORIES[1], None),
+        (FRAMEPACK_REPOSITORIES[2], ["image_encoder", "feature_extractor"]),
+    ]
 
 
 def test_the_loading_key_sees_the_components(tmp_path):
@@ -113,10 +142,12 @@ def test_the_loading_key_sees_the_components(tmp_path):
     from dataclasses import replace
 
     from vidgen.engine.generate import prepare_settings
-    from vidgen.settings.locations import resolve_model_location
     from vidgen.engine.runner import loading_key
+    from vidgen.settings.locations import resolve_model_location
 
-    settings, _ = prepare_settings(PROMPT, preset="framepack-i2v", model=None, overrides={"image": str(_image(tmp_path / "x.png", "red")), "device": "cpu"})
+    settings, _ = prepare_settings(
+        PROMPT, preset="framepack-i2v", model=None, overrides={"image": str(_image(tmp_path / "x.png", "red")), "device": "cpu"}
+    )
     other = list(settings.components)
     other[0] = replace(other[0], location=resolve_model_location(str(tmp_path)))
     changed = replace(settings, components=tuple(other))
@@ -159,8 +190,23 @@ def test_a_components_run_prints_no_library_deprecation_lines(framepack_reposito
 
     hub = put_in_hub_cache(monkeypatch, tmp_path / "hub", framepack_repositories)
     out = tmp_path / "fox.mp4"
-    run = subprocess.run([sys.executable, "-m", "vidgen", PROMPT, "--preset", "framepack-i2v", "--image", _image(tmp_path / "start.png", "red"),
-                          *TINY, "-o", out], capture_output=True, env={**os.environ, "HF_HUB_CACHE": str(hub)})  # fmt: skip
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vidgen",
+            PROMPT,
+            "--preset",
+            "framepack-i2v",
+            "--image",
+            _image(tmp_path / "start.png", "red"),
+            *TINY,
+            "-o",
+            out,
+        ],
+        capture_output=True,
+        env={**os.environ, "HF_HUB_CACHE": str(hub)},
+    )
     stderr = run.stderr.decode()
     assert run.returncode == 0, stderr
     assert read_frames(out).shape == (37, 16, 16, 3)
@@ -184,7 +230,7 @@ def test_only_that_deprecation_is_quieted(framepack_repositories, monkeypatch, t
             warnings.simplefilter("always")
             with quiet_hub() if quiet else warnings.catch_warnings():
                 diffusers.HunyuanVideoFramepackTransformer3DModel.load_config("lllyasviel/FramePackI2V_HY", local_files_only=True)
-                warnings.warn("an unrelated warning", UserWarning)
+                warnings.warn("an unrelated warning", UserWarning, stacklevel=1)
         return [str(warning.message).split(".")[0] for warning in caught]
 
     deprecation = "The `local_dir_use_symlinks` argument is deprecated and ignored in `hf_hub_download`"

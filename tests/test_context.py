@@ -8,9 +8,37 @@ import threading
 from pathlib import Path
 
 from vidgen import ui
-from vidgen.context import (EVENTS, PROCESS_CONTEXT, Accepted, BatchAdvance, BatchDescribe, BatchEnd, BatchStart, Bytes, Error, Exit, Info,
-                            Preview, ProgressEnd, ProgressPhase, ProgressStart, ProgressStep, Refused, Result, ResultTable, RunContext,
-                            Status, StatusEnd, Table, Traceback, Warn, Writing, current, decode, running)  # fmt: skip
+from vidgen.context import (
+    EVENTS,
+    PROCESS_CONTEXT,
+    Accepted,
+    BatchAdvance,
+    BatchDescribe,
+    BatchEnd,
+    BatchStart,
+    Bytes,
+    Error,
+    Exit,
+    Info,
+    Preview,
+    ProgressEnd,
+    ProgressPhase,
+    ProgressStart,
+    ProgressStep,
+    Refused,
+    Result,
+    ResultTable,
+    RunContext,
+    Status,
+    StatusEnd,
+    Table,
+    Traceback,
+    Warn,
+    Writing,
+    current,
+    decode,
+    running,
+)
 from vidgen.settings.request import GenerateRequest
 
 HANG = 300  # seconds: only to stop a hung test, never a measure
@@ -89,12 +117,30 @@ def test_a_served_jobs_client_gets_its_notes_while_the_server_is_quiet(tmp_path:
 
 def test_every_event_reads_back_from_its_wire_form():
     samples = [
-        Info("seed 7"), Warn("changed"), Error("failed"), Traceback("Traceback ..."), Result("/out/v.mp4"), Bytes(b"\x00\xffmp4"),
-        Table("failed", ("line", "error"), (("1", "no"),)), ResultTable("presets", ("name",), (("wan",),), ("name",)),
-        ProgressStart(3, "video", 20, True), ProgressPhase(3, "decode"), ProgressStep(3, 5), ProgressEnd(3), BatchStart(4),
-        BatchAdvance(), BatchDescribe("videos: 1 done"), BatchEnd(), Status("loading"), StatusEnd(), Writing("/out/v.mp4"),
-        Preview("/out/p.png", 5, 20), Accepted(1), Exit(130), Refused("stopping"),
-    ]  # fmt: skip
+        Info("seed 7"),
+        Warn("changed"),
+        Error("failed"),
+        Traceback("Traceback ..."),
+        Result("/out/v.mp4"),
+        Bytes(b"\x00\xffmp4"),
+        Table("failed", ("line", "error"), (("1", "no"),)),
+        ResultTable("presets", ("name",), (("wan",),), ("name",)),
+        ProgressStart(3, "video", 20, True),
+        ProgressPhase(3, "decode"),
+        ProgressStep(3, 5),
+        ProgressEnd(3),
+        BatchStart(4),
+        BatchAdvance(),
+        BatchDescribe("videos: 1 done"),
+        BatchEnd(),
+        Status("loading"),
+        StatusEnd(),
+        Writing("/out/v.mp4"),
+        Preview("/out/p.png", 5, 20),
+        Accepted(1),
+        Exit(130),
+        Refused("stopping"),
+    ]
     assert {event.kind for event in samples} == set(EVENTS)  # a new event needs a sample here
     for event in samples:
         wire = json.loads(json.dumps(event.to_json()))

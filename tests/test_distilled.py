@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import torch
 
-from vidgen.settings.presets import load_preset
 from vidgen.media.readback import read_frames, read_recipe
+from vidgen.settings.presets import load_preset
 
 PROMPT = "a red fox running in the snow"
 COMMON = ["--size", "32x32", "--frames", "9", "--seed", "3", "--device", "cpu", "--dtype", "float32", "-q"]
@@ -57,8 +57,9 @@ def write_lightx2v_lora(path: Path, transformer, seed: int) -> dict[str, tuple[t
             up = torch.randn(layer.out_features, RANK, generator=generator) * 0.5
             diff_b = torch.randn(layer.out_features, generator=generator) * 0.5
             key = f"diffusion_model.blocks.{block}.{wan_name}"
-            tensors.update({f"{key}.lora_down.weight": down, f"{key}.lora_up.weight": up, f"{key}.alpha": torch.tensor(ALPHA),
-                            f"{key}.diff_b": diff_b})  # fmt: skip
+            tensors.update(
+                {f"{key}.lora_down.weight": down, f"{key}.lora_up.weight": up, f"{key}.alpha": torch.tensor(ALPHA), f"{key}.diff_b": diff_b}
+            )
             deltas[f"blocks.{block}.{name}"] = (ALPHA / RANK * up @ down, diff_b)
     save_file(tensors, str(path))
     return deltas
@@ -161,7 +162,8 @@ def test_a_lora_for_a_second_expert_the_pipeline_lacks_is_one_line(run_cli, tiny
     result = run_cli("generate", PROMPT, *COMMON, "--preset", preset, "--steps", "2", "-o", tmp_path / "x")
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines()[-1] == (
-        f"Error: LoRA {wan_lora[0]} goes into transformer_2, which WanPipeline here has not (only Wan 2.2 A14B has a second expert)")
+        f"Error: LoRA {wan_lora[0]} goes into transformer_2, which WanPipeline here has not (only Wan 2.2 A14B has a second expert)"
+    )
 
 
 DISTILLED = """
@@ -203,8 +205,10 @@ def test_steps_that_disagree_with_the_sigmas_are_one_line(run_cli, tiny_pipeline
     preset = write_preset(tmp_path / "d.toml", tiny_pipeline_dir("WanPipeline"), DISTILLED.format(stochastic="true"))
     result = run_cli("generate", PROMPT, *COMMON, "--preset", preset, "--steps", "8", "-o", tmp_path / "x")
     assert result.exit_code == 2
-    assert result.stderr.strip() == ("Error: --steps 8: preset d runs a fixed schedule of 4 steps (sigmas 1, 0.75, 0.5, 0.25), "
-                                     "the ones its model was distilled for; leave out --steps")
+    assert result.stderr.strip() == (
+        "Error: --steps 8: preset d runs a fixed schedule of 4 steps (sigmas 1, 0.75, 0.5, 0.25), "
+        "the ones its model was distilled for; leave out --steps"
+    )
     assert not (tmp_path / "x").exists()
 
 
@@ -228,16 +232,22 @@ def test_lora_flag_adds_to_the_presets_loras(run_cli, tiny_pipeline_dir, wan_lor
     assert not np.array_equal(both, only_preset)
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ('[[lora]]\nsource = "x.safetensors"\nscale = 1.0\n', "[[lora]] unknown key(s) scale (allowed: source, weight, into, name)"),
-    ('[[lora]]\nsource = "x.safetensors"\nweight = "high"\n', "[[lora]] weight must be float, got 'high'"),
-    ('[[lora]]\nsource = "x.safetensors"\ninto = "transformer_3"\n', "[[lora]] into must be one of transformer, transformer_2, got 'transformer_3'"),
-    ('[[lora]]\nweight = 1.0\n', "[[lora]] missing key source"),
-    ('lora = "x.safetensors"\n', "lora must be list, got 'x.safetensors'"),
-    ("[defaults]\nsigmas = [1.0, 0.5, 0.75]\n", "[defaults] sigmas must fall from at most 1 to above 0, got [1.0, 0.5, 0.75]"),
-    ('[defaults]\nsigmas = [1.0, "half"]\n', "[defaults] sigmas must be a list of numbers, got [1.0, 'half']"),
-    ("[defaults]\nstochastic_sampling = 1\n", "[defaults] stochastic_sampling must be bool, got 1"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('[[lora]]\nsource = "x.safetensors"\nscale = 1.0\n', "[[lora]] unknown key(s) scale (allowed: source, weight, into, name)"),
+        ('[[lora]]\nsource = "x.safetensors"\nweight = "high"\n', "[[lora]] weight must be float, got 'high'"),
+        (
+            '[[lora]]\nsource = "x.safetensors"\ninto = "transformer_3"\n',
+            "[[lora]] into must be one of transformer, transformer_2, got 'transformer_3'",
+        ),
+        ("[[lora]]\nweight = 1.0\n", "[[lora]] missing key source"),
+        ('lora = "x.safetensors"\n', "lora must be list, got 'x.safetensors'"),
+        ("[defaults]\nsigmas = [1.0, 0.5, 0.75]\n", "[defaults] sigmas must fall from at most 1 to above 0, got [1.0, 0.5, 0.75]"),
+        ('[defaults]\nsigmas = [1.0, "half"]\n', "[defaults] sigmas must be a list of numbers, got [1.0, 'half']"),
+        ("[defaults]\nstochastic_sampling = 1\n", "[defaults] stochastic_sampling must be bool, got 1"),
+    ],
+)
 def test_a_bad_lora_table_or_sigmas_names_the_file_and_key(body, message, run_cli, tmp_path):
     preset = tmp_path / "bad.toml"
     preset.write_text(f'model = "{tmp_path}"\n{body}')
@@ -249,27 +259,49 @@ def test_a_bad_lora_table_or_sigmas_names_the_file_and_key(body, message, run_cl
 def test_a_relative_lora_source_is_from_the_presets_folder(tmp_path):
     (tmp_path / "loras").mkdir()
     (tmp_path / "loras" / "a.safetensors").write_bytes(b"")
-    preset = write_preset(tmp_path / "p.toml", tmp_path, lora_table(Path("loras/a.safetensors")) + lora_table(Path("org/repo/b.safetensors"), 0.5, "transformer_2"))
+    preset = write_preset(
+        tmp_path / "p.toml",
+        tmp_path,
+        lora_table(Path("loras/a.safetensors")) + lora_table(Path("org/repo/b.safetensors"), 0.5, "transformer_2"),
+    )
     loras = load_preset(str(preset)).loras
     assert [(lora.source, lora.scale, lora.into) for lora in loras] == [
-        (str(tmp_path / "loras" / "a.safetensors"), 1.0, None), ("org/repo/b.safetensors", 0.5, "transformer_2")]
+        (str(tmp_path / "loras" / "a.safetensors"), 1.0, None),
+        ("org/repo/b.safetensors", 0.5, "transformer_2"),
+    ]
 
 
 # ---- the shipped presets ----
 
 LIGHTX2V = {
     # preset: (base preset, stochastic sampling, {expert: LoRA file})
-    "wan2.1-t2v-14b-lightx2v": ("wan2.1-t2v-14b", True,
-                                {None: "lightx2v/Wan2.1-Distill-Loras/wan2.1_t2v_14b_lora_rank64_lightx2v_4step.safetensors"}),
-    "wan2.1-i2v-480p-lightx2v": ("wan2.1-i2v-480p", True,
-                                 {None: "lightx2v/Wan2.1-Distill-Loras/wan2.1_i2v_lora_rank64_lightx2v_4step.safetensors"}),
-    "wan2.2-t2v-a14b-lightx2v": ("wan2.2-t2v-a14b", False, {
-        "transformer": "lightx2v/Wan2.2-Distill-Loras/wan2.2_t2v_A14b_high_noise_lora_rank64_lightx2v_4step_1217.safetensors",
-        "transformer_2": "lightx2v/Wan2.2-Distill-Loras/wan2.2_t2v_A14b_low_noise_lora_rank64_lightx2v_4step_1217.safetensors"}),
-    "wan2.2-i2v-a14b-lightx2v": ("wan2.2-i2v-a14b", False, {
-        "transformer": "lightx2v/Wan2.2-Distill-Loras/wan2.2_i2v_A14b_high_noise_lora_rank64_lightx2v_4step_1022.safetensors",
-        "transformer_2": "lightx2v/Wan2.2-Distill-Loras/wan2.2_i2v_A14b_low_noise_lora_rank64_lightx2v_4step_1022.safetensors"}),
-}  # fmt: skip
+    "wan2.1-t2v-14b-lightx2v": (
+        "wan2.1-t2v-14b",
+        True,
+        {None: "lightx2v/Wan2.1-Distill-Loras/wan2.1_t2v_14b_lora_rank64_lightx2v_4step.safetensors"},
+    ),
+    "wan2.1-i2v-480p-lightx2v": (
+        "wan2.1-i2v-480p",
+        True,
+        {None: "lightx2v/Wan2.1-Distill-Loras/wan2.1_i2v_lora_rank64_lightx2v_4step.safetensors"},
+    ),
+    "wan2.2-t2v-a14b-lightx2v": (
+        "wan2.2-t2v-a14b",
+        False,
+        {
+            "transformer": "lightx2v/Wan2.2-Distill-Loras/wan2.2_t2v_A14b_high_noise_lora_rank64_lightx2v_4step_1217.safetensors",
+            "transformer_2": "lightx2v/Wan2.2-Distill-Loras/wan2.2_t2v_A14b_low_noise_lora_rank64_lightx2v_4step_1217.safetensors",
+        },
+    ),
+    "wan2.2-i2v-a14b-lightx2v": (
+        "wan2.2-i2v-a14b",
+        False,
+        {
+            "transformer": "lightx2v/Wan2.2-Distill-Loras/wan2.2_i2v_A14b_high_noise_lora_rank64_lightx2v_4step_1022.safetensors",
+            "transformer_2": "lightx2v/Wan2.2-Distill-Loras/wan2.2_i2v_A14b_low_noise_lora_rank64_lightx2v_4step_1022.safetensors",
+        },
+    ),
+}
 
 
 @pytest.mark.parametrize("name", sorted(LIGHTX2V))
@@ -304,7 +336,6 @@ def test_the_boundary_falls_between_the_second_and_third_step():
         assert [bool(t >= boundary * 1000) for t in scheduler.timesteps] == [True, True, False, False]
 
 
-
 def _in_hub_cache(monkeypatch, root: Path, repo: str, filename: str, source: Path) -> None:
     """`source` as REPO/FILENAME in a Hub cache under `root`, as huggingface_hub lays one out."""
     import huggingface_hub
@@ -318,7 +349,9 @@ def _in_hub_cache(monkeypatch, root: Path, repo: str, filename: str, source: Pat
     target.write_bytes(source.read_bytes())
 
 
-def test_a_lora_named_repo_slash_filename_comes_from_the_hub_cache(run_cli, tiny_pipeline_dir, wan_lora, pipeline_calls, monkeypatch, tmp_path):
+def test_a_lora_named_repo_slash_filename_comes_from_the_hub_cache(
+    run_cli, tiny_pipeline_dir, wan_lora, pipeline_calls, monkeypatch, tmp_path
+):
     """The shipped presets name their LoRAs as REPO/FILENAME (LightX2V's own `lora_configs` paths):
     offline, a downloaded one loads; one not downloaded is one line naming `vidgen pull`."""
     import diffusers
@@ -331,7 +364,8 @@ def test_a_lora_named_repo_slash_filename_comes_from_the_hub_cache(run_cli, tiny
     result = run_cli("generate", PROMPT, *COMMON, "--preset", preset, "--steps", "2", "-o", tmp_path / "missing")
     assert result.exit_code != 0
     assert result.stderr.strip().splitlines()[-1] == (
-        f"Error: {spec} is not downloaded and HF_HUB_OFFLINE is set; download it with network access: vidgen pull {spec}")
+        f"Error: {spec} is not downloaded and HF_HUB_OFFLINE is set; download it with network access: vidgen pull {spec}"
+    )
 
     _in_hub_cache(monkeypatch, tmp_path / "hub", "lightx2v/Wan2.1-Distill-Loras", spec.rsplit("/", 1)[1], wan_lora[0])
     calls = pipeline_calls(diffusers.WanPipeline)

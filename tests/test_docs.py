@@ -60,12 +60,7 @@ def test_the_readme_is_a_front_page():
 
 
 def test_no_title_carries_the_history_of_the_work():
-    found = [
-        f"{path.relative_to(ROOT)}:{number}: {title}"
-        for path in PAGES
-        for number, title in _titles(path)
-        if HISTORY.search(title)
-    ]
+    found = [f"{path.relative_to(ROOT)}:{number}: {title}" for path in PAGES for number, title in _titles(path) if HISTORY.search(title)]
     assert not found, "titles name their subject, not an issue, session, round or target:\n" + "\n".join(found)
 
 

@@ -40,7 +40,10 @@ def test_plain_command_uses_the_built_in_model_offline(tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     result = subprocess.run(
         [sys.executable, "-m", "vidgen", "a red circle moving right on a black background", "--seed", "3", "-o", "clip.mp4"],
-        cwd=tmp_path, capture_output=True, text=True, env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert result.returncode == 0, result.stderr
     path = tmp_path / "clip.mp4"

@@ -72,8 +72,7 @@ def test_captions_name_every_attribute_in_varied_forms():
 
 def test_probe_reads_rendered_ground_truth_perfectly():
     rng = random.Random(11)
-    results = [(spec, probe.judge(shapes.render_clip(spec))) for spec in
-               (shapes.sample_spec(rng, held_out=None) for _ in range(150))]
+    results = [(spec, probe.judge(shapes.render_clip(spec))) for spec in (shapes.sample_spec(rng, held_out=None) for _ in range(150))]
     report = probe.score(results)
     assert report == {"color": 1.0, "background": 1.0, "shape": 1.0, "motion": 1.0, "visible": 1.0}
 

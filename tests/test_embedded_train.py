@@ -19,8 +19,7 @@ pytestmark = pytest.mark.slow
 
 def train_process(stage: str, work: Path, *args: str) -> str:
     """`python -m training.train STAGE ...` in a real process, as `make train-embedded` runs it."""
-    result = subprocess.run([sys.executable, "-m", "training.train", stage, "--work", str(work), *args],
-                            capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "training.train", stage, "--work", str(work), *args], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr + result.stdout
     return result.stdout
 
@@ -72,8 +71,9 @@ def test_every_stage_resumes_and_the_export_generates(tmp_path, run_cli, train, 
     autoencoder, decoder = (AutoencoderKLWan.from_pretrained(work / name / "best") for name in ("vae", "decoder"))
     assert decoder.config.decoder_base_dim == 2 * autoencoder.config.base_dim
     frozen = autoencoder.state_dict()
-    assert all(torch.equal(tensor, frozen[name]) for name, tensor in decoder.state_dict().items()
-               if name.startswith(("encoder.", "quant_conv.")))
+    assert all(
+        torch.equal(tensor, frozen[name]) for name, tensor in decoder.state_dict().items() if name.startswith(("encoder.", "quant_conv."))
+    )
     # Resumed with clips rendered in worker processes (the GPU set-up): the same run goes on.
     spent = torch.load(work / "decoder" / "state.pt", weights_only=False)
     output = train("decoder", work, "--minutes", f"{(spent['seconds'] + 1) / 60:.4f}", "--workers", "2")
@@ -86,8 +86,7 @@ def test_every_stage_resumes_and_the_export_generates(tmp_path, run_cli, train, 
     from training import train_denoiser
 
     sample_scores = train_denoiser.sample_scores
-    monkeypatch.setattr(train_denoiser, "sample_scores",
-                        lambda pipe, count, **options: sample_scores(pipe, min(count, 2), **options))
+    monkeypatch.setattr(train_denoiser, "sample_scores", lambda pipe, count, **options: sample_scores(pipe, min(count, 2), **options))
     train("denoiser", work, "--minutes", "0.03", "--width", "64", "--layers", "1", "--probe-minutes", "0.001")
     scores = [json.loads(line) for line in (work / "denoiser" / "scores.jsonl").read_text().splitlines()]
     assert set(scores[0]["probe"]) == {"color", "background", "shape", "motion", "visible"}
@@ -103,8 +102,19 @@ def test_every_stage_resumes_and_the_export_generates(tmp_path, run_cli, train, 
     vae_config = json.loads((model / "vae" / "config.json").read_text())
     assert torch.allclose(torch.tensor(vae_config["latents_std"]), pool["std"])  # the pipeline un-normalises with these
 
-    result = run_cli("a red circle moving right on a black background", "--model", model, "--preset", "shapes",
-                     "--steps", "2", "--seed", "1", "-o", "clip.mp4")
+    result = run_cli(
+        "a red circle moving right on a black background",
+        "--model",
+        model,
+        "--preset",
+        "shapes",
+        "--steps",
+        "2",
+        "--seed",
+        "1",
+        "-o",
+        "clip.mp4",
+    )
     assert result.exit_code == 0, result.stderr
     info = probe_video(Path("clip.mp4"))
     assert (info.frames, info.width, info.height) == (17, 64, 64)
@@ -147,8 +157,9 @@ def test_corner_masks_hold_the_four_box_corners_inside_the_object_mask():
     first = corners[:, 0, 0]  # latent frame 0 is pixel frame 0 alone: exactly the box's four corner cells
     for spec, cells in zip(specs, first):
         half = spec.start_size / 2
-        expected = {(int((spec.start_center[1] + dy) // 4), int((spec.start_center[0] + dx) // 4))
-                    for dx in (-half, half) for dy in (-half, half)}
+        expected = {
+            (int((spec.start_center[1] + dy) // 4), int((spec.start_center[0] + dx) // 4)) for dx in (-half, half) for dy in (-half, half)
+        }
         assert {tuple(map(int, rc)) for rc in cells.nonzero().tolist()} == expected, spec
 
 
@@ -249,13 +260,15 @@ def test_the_shipped_weights_fit_the_layouts_in_model_py():
     z_dim = model.VAE_CONFIG["z_dim"]
     layouts = {
         "vae": (model.new_vae(decoder_base_dim=model.DECODER_BASE_DIM), AutoencoderKLWan),
-        "transformer": (WanTransformer3DModel(**model.transformer_config(z_dim, model.DENOISER_PATCH,
-                                                                         model.DENOISER_WIDTH, model.DENOISER_LAYERS)),
-                        WanTransformer3DModel),
+        "transformer": (
+            WanTransformer3DModel(**model.transformer_config(z_dim, model.DENOISER_PATCH, model.DENOISER_WIDTH, model.DENOISER_LAYERS)),
+            WanTransformer3DModel,
+        ),
         "text_encoder": (model.new_text_encoder(tokenizer), UMT5EncoderModel),
     }
     for name, (fresh, cls) in layouts.items():
         shipped = cls.from_pretrained(weights / name)
-        assert ({k: tuple(v.shape) for k, v in shipped.state_dict().items()}
-                == {k: tuple(v.shape) for k, v in fresh.state_dict().items()}), name
+        assert {k: tuple(v.shape) for k, v in shipped.state_dict().items()} == {k: tuple(v.shape) for k, v in fresh.state_dict().items()}, (
+            name
+        )
     assert tokenizer.get_vocab() == PreTrainedTokenizerFast.from_pretrained(weights / "tokenizer").get_vocab()

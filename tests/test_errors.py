@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_ARGS
-
 
 def assert_one_error_line(result, code: int, fragment: str) -> None:
     assert result.exit_code == code, (result.stdout, result.stderr)
@@ -103,8 +101,8 @@ def test_pipeline_class_mismatch(generate_tiny, tmp_path):
 def test_same_family_or_subclass_pipeline_class_is_accepted(monkeypatch):
     import diffusers
 
-    from vidgen.errors import UsageError
     from vidgen.engine.loading import check_pipeline_class
+    from vidgen.errors import UsageError
 
     # A specialised pipeline from another package (a plugin's): a subclass, not of the family.
     special = type("SpecialWanPipeline", (diffusers.WanPipeline,), {"__module__": "someplugin.pipelines.special"})
@@ -177,8 +175,8 @@ def test_ctrl_c_during_denoising_exits_130_and_leaves_nothing(generate_fake, mon
 def test_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
     import numpy as np
 
-    from vidgen.media import video
     from vidgen.errors import GenerationError
+    from vidgen.media import video
 
     def broken_ffmpeg(frames, path, *args, **kwargs):  # kwargs: audio=
         path.write_bytes(b"partial")
@@ -204,7 +202,9 @@ def test_a_value_error_before_denoising_is_bad_input(generate_fake):
     result = generate_fake("a ball", "--seed", "1", "--size", "40x40", "-o", "x.mp4")
     assert result.exit_code == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
-    assert len(errors) == 1 and "FakeVideoPipeline refused the input: `height` and `width` have to be divisible by 16" in errors[0], result.stderr
+    assert len(errors) == 1 and "FakeVideoPipeline refused the input: `height` and `width` have to be divisible by 16" in errors[0], (
+        result.stderr
+    )
     assert "Traceback" not in result.stderr and result.stdout == ""
     assert_work_folder_empty()
 

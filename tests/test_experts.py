@@ -48,7 +48,9 @@ def test_lora_at_transformer_2_goes_into_that_expert_only(run_cli, a14b, lora, p
 
     path, deltas = lora
     calls = pipeline_calls(diffusers.WanPipeline)
-    result = run_cli("generate", PROMPT, "--model", a14b, "--steps", "2", *COMMON, "--lora", f"{path}:0.8@transformer_2", "-o", tmp_path / "v")
+    result = run_cli(
+        "generate", PROMPT, "--model", a14b, "--steps", "2", *COMMON, "--lora", f"{path}:0.8@transformer_2", "-o", tmp_path / "v"
+    )
     assert result.exit_code == 0, result.stderr
     pipe = calls[-1].pipe
     assert {name: adapters for name, adapters in pipe.get_list_adapters().items() if adapters} == {"transformer_2": ["lora0"]}
@@ -65,14 +67,22 @@ def test_a_component_the_model_lacks_is_one_line_before_loading(run_cli, tiny_pi
     common = ["generate", PROMPT, "--model", model, "--steps", "2", *COMMON, "-o", tmp_path / "x"]
     result = run_cli(*common, "--lora", f"{path}:0.8@transformer_2")
     assert result.exit_code == 2
-    assert result.stderr.strip() == f"Error: LoRA {path} goes into transformer_2, which WanPipeline here has not (only Wan 2.2 A14B has a second expert)"
+    assert (
+        result.stderr.strip()
+        == f"Error: LoRA {path} goes into transformer_2, which WanPipeline here has not (only Wan 2.2 A14B has a second expert)"
+    )
     result = run_cli(*common, "--lora", f"{path}@vae")
     assert result.exit_code == 2
-    assert result.stderr.strip() == (f"Error: --lora {path}@vae: @vae is no component a LoRA goes into "
-                                     "(@transformer, or @transformer_2: Wan 2.2 A14B's low-noise expert)")  # fmt: skip
+    assert result.stderr.strip() == (
+        f"Error: --lora {path}@vae: @vae is no component a LoRA goes into "
+        "(@transformer, or @transformer_2: Wan 2.2 A14B's low-noise expert)"
+    )
     result = run_cli(*common, "--boundary-ratio", "0.5")
     assert result.exit_code == 2
-    assert result.stderr.strip() == "Error: --boundary-ratio: WanPipeline here has no second expert (transformer_2); only Wan 2.2 A14B switches between two"
+    assert (
+        result.stderr.strip()
+        == "Error: --boundary-ratio: WanPipeline here has no second expert (transformer_2); only Wan 2.2 A14B switches between two"
+    )
     assert not (tmp_path / "x").exists()
 
 
@@ -80,10 +90,12 @@ def test_lora_scale_reweights_the_presets_own_lora(run_cli, a14b, lora, pipeline
     import diffusers
 
     path, deltas = lora
-    body = (lora_table(path, 1.0, "transformer") + 'name = "high_noise"\n' + lora_table(path, 1.0, "transformer_2") + 'name = "low_noise"\n')
+    body = lora_table(path, 1.0, "transformer") + 'name = "high_noise"\n' + lora_table(path, 1.0, "transformer_2") + 'name = "low_noise"\n'
     preset = write_preset(tmp_path / "pair.toml", a14b, body)
     calls = pipeline_calls(diffusers.WanPipeline)
-    result = run_cli("generate", PROMPT, "--preset", preset, "--steps", "2", *COMMON, "--lora-scale", "low_noise=0.25", "-o", tmp_path / "v")
+    result = run_cli(
+        "generate", PROMPT, "--preset", preset, "--steps", "2", *COMMON, "--lora-scale", "low_noise=0.25", "-o", tmp_path / "v"
+    )
     assert result.exit_code == 0, result.stderr
     pipe = calls[-1].pipe
     _layers_compute(pipe.transformer, _transformer(a14b, "transformer"), deltas, 1.0)
@@ -96,8 +108,12 @@ def test_lora_scale_reweights_the_presets_own_lora(run_cli, a14b, lora, pipeline
 
 
 def test_the_shipped_lightx2v_loras_have_names_to_reweight(run_cli):
-    for name, expected in (("wan2.2-i2v-a14b-lightx2v", ["high_noise", "low_noise"]), ("wan2.2-t2v-a14b-lightx2v", ["high_noise", "low_noise"]),
-                           ("wan2.1-i2v-480p-lightx2v", ["lightx2v"]), ("wan2.1-t2v-14b-lightx2v", ["lightx2v"])):  # fmt: skip
+    for name, expected in (
+        ("wan2.2-i2v-a14b-lightx2v", ["high_noise", "low_noise"]),
+        ("wan2.2-t2v-a14b-lightx2v", ["high_noise", "low_noise"]),
+        ("wan2.1-i2v-480p-lightx2v", ["lightx2v"]),
+        ("wan2.1-t2v-14b-lightx2v", ["lightx2v"]),
+    ):
         shown = json.loads(run_cli("presets", "show", name, "--json").stdout)
         assert [entry["name"] for entry in shown["loras"]] == expected, name
 
@@ -110,8 +126,10 @@ def _count_expert_calls(monkeypatch, cls) -> list[dict]:
     @functools.wraps(original)
     def spy(self, *args, **kwargs):
         counts = {"transformer": 0, "transformer_2": 0}
-        hooks = [getattr(self, name).register_forward_pre_hook(lambda module, inputs, name=name: counts.__setitem__(name, counts[name] + 1))
-                 for name in counts]  # fmt: skip
+        hooks = [
+            getattr(self, name).register_forward_pre_hook(lambda module, inputs, name=name: counts.__setitem__(name, counts[name] + 1))
+            for name in counts
+        ]
         try:
             output = original(self, *args, **kwargs)
         finally:
@@ -147,7 +165,12 @@ def test_boundary_ratio_moves_the_switch_between_the_experts(run_cli, a14b, monk
 
 def test_the_a14b_presets_carry_the_makers_boundaries(run_cli):
     """Wan2.2 wan/configs: t2v_A14B.boundary 0.875, i2v_A14B.boundary 0.900."""
-    for name, ratio in (("wan2.2-t2v-a14b", 0.875), ("wan2.2-t2v-a14b-lightx2v", 0.875), ("wan2.2-i2v-a14b", 0.9), ("wan2.2-i2v-a14b-lightx2v", 0.9)):
+    for name, ratio in (
+        ("wan2.2-t2v-a14b", 0.875),
+        ("wan2.2-t2v-a14b-lightx2v", 0.875),
+        ("wan2.2-i2v-a14b", 0.9),
+        ("wan2.2-i2v-a14b-lightx2v", 0.9),
+    ):
         assert json.loads(run_cli("presets", "show", name, "--json").stdout)["defaults"]["boundary_ratio"] == ratio, name
 
 

@@ -14,8 +14,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from vidgen.media import colormatch
 from vidgen.engine import latents
+from vidgen.media import colormatch
 from vidgen.media.readback import read_frames, read_recipe
 
 
@@ -96,7 +96,9 @@ def made_frames(monkeypatch):
             decoded = output.frames
             if kwargs.get("output_type") == "latent":  # the Wan family: vidgen decodes as the pipeline would (vidgen.engine.latents)
                 decoded = latents.decode(self.vae, output.frames, self.video_processor)
-            frames = (np.clip(np.asarray(decoded[0]), 0.0, 1.0) * 255.0).round().astype(np.uint8)  # in the pipeline's float32, as vidgen does
+            frames = (
+                (np.clip(np.asarray(decoded[0]), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+            )  # in the pipeline's float32, as vidgen does
             calls.append(SimpleNamespace(kwargs=kwargs, frames=frames))
             return output
 
@@ -121,8 +123,21 @@ def test_three_vace_windows_join_with_no_repeated_or_missing_frame(run_cli, tiny
     shots, second = tmp_path / "shots.txt", "the fox runs into the forest"
     shots.write_text(f"0.5625s {PROMPT}\n0.5s {second}\n")  # 9 then 8 frames
     out = tmp_path / "long"
-    result = run_cli(shots, "--story", "--preset", "wan2.1-vace-1.3b", "--model", tiny_pipeline_dir("WanVACEPipeline"), *CPU,
-                     "--window", "9", "--seed", "11", "-o", out)  # fmt: skip
+    result = run_cli(
+        shots,
+        "--story",
+        "--preset",
+        "wan2.1-vace-1.3b",
+        "--model",
+        tiny_pipeline_dir("WanVACEPipeline"),
+        *CPU,
+        "--window",
+        "9",
+        "--seed",
+        "11",
+        "-o",
+        out,
+    )
     assert result.exit_code == 0, result.stderr
     assert "3 windows of at most 9 frames, overlap 5" in result.stderr  # said before the work starts
     frames = read_frames(out)
@@ -142,17 +157,25 @@ def test_three_vace_windows_join_with_no_repeated_or_missing_frame(run_cli, tiny
     np.testing.assert_array_equal(frames, expected)
     recipe = read_recipe(out)
     assert [(w["index"], w["seed"], w["prompt"], w["start"], w["new"], w["keep"]) for w in recipe["windows"]] == [
-        (1, 11, PROMPT, 0, 9, 0), (2, 12, second, 9, 4, 5), (3, 13, second, 13, 4, 5)]  # fmt: skip
+        (1, 11, PROMPT, 0, 9, 0),
+        (2, 12, second, 9, 4, 5),
+        (3, 13, second, 13, 4, 5),
+    ]
     assert (recipe["overlap"], recipe["window"], recipe["color_match"], recipe["frames"]) == (5, 9, 1.0, 17)
     shown = run_cli("inspect", out)
     assert "window 3: frames 13-16, continues 5, seed 13: " + second in shown.stdout
 
 
-@pytest.mark.parametrize("pipeline, preset, window, overlap", [
-    ("WanImageToVideoPipeline", "wan2.1-i2v-480p", "9", 1),
-    ("LTXConditionPipeline", None, "17", 9),
-])  # fmt: skip
-def test_extend_keeps_the_input_then_adds_what_was_asked(pipeline, preset, window, overlap, run_cli, tiny_pipeline_dir, made_frames, tmp_path):
+@pytest.mark.parametrize(
+    "pipeline, preset, window, overlap",
+    [
+        ("WanImageToVideoPipeline", "wan2.1-i2v-480p", "9", 1),
+        ("LTXConditionPipeline", None, "17", 9),
+    ],
+)
+def test_extend_keeps_the_input_then_adds_what_was_asked(
+    pipeline, preset, window, overlap, run_cli, tiny_pipeline_dir, made_frames, tmp_path
+):
     """`vidgen extend IN PROMPT --frames 10`: the input's frames first, as they were read, then
     10 new ones: each window's frames after what it continues (I2V: the last frame; LTX
     condition: the last 9 as a video condition)."""
@@ -161,15 +184,35 @@ def test_extend_keeps_the_input_then_adds_what_was_asked(pipeline, preset, windo
     calls = made_frames(getattr(diffusers, pipeline))
     if preset is None:  # the shipped LTX condition preset is two-stage: a one-call preset for the test
         preset = str(tmp_path / "ltx-condition.toml")
-        Path(preset).write_text('name = "ltx-condition"\nmodel = "Lightricks/LTX-Video-0.9.7-dev"\npipeline = "LTXConditionPipeline"\n'
-                                "[defaults]\nframes = 121\nfps = 24\n[constraints]\nframes_step = 8\nframes_offset = 1\n"
-                                "size_multiple = 32\nmin_frames = 9\nmax_frames = 257\n")  # fmt: skip
+        Path(preset).write_text(
+            'name = "ltx-condition"\nmodel = "Lightricks/LTX-Video-0.9.7-dev"\npipeline = "LTXConditionPipeline"\n'
+            "[defaults]\nframes = 121\nfps = 24\n[constraints]\nframes_step = 8\nframes_offset = 1\n"
+            "size_multiple = 32\nmin_frames = 9\nmax_frames = 257\n"
+        )
     source = _write_input(tmp_path / "in.mp4", 12)
     out = tmp_path / "out"
     # wan2.1-i2v-480p's default --size auto continues the 32x32 input at its own size (no --size given).
     size = () if preset == "wan2.1-i2v-480p" else CPU[2:4]
-    result = run_cli("extend", source, PROMPT, "--preset", preset, "--model", tiny_pipeline_dir(pipeline), *CPU[:2], *CPU[4:], *size,
-                     "--window", window, "--frames", "10", "--seed", "4", "-o", out)  # fmt: skip
+    result = run_cli(
+        "extend",
+        source,
+        PROMPT,
+        "--preset",
+        preset,
+        "--model",
+        tiny_pipeline_dir(pipeline),
+        *CPU[:2],
+        *CPU[4:],
+        *size,
+        "--window",
+        window,
+        "--frames",
+        "10",
+        "--seed",
+        "4",
+        "-o",
+        out,
+    )
     assert result.exit_code == 0, result.stderr
     assert ("size auto -> 32x32: the input video's own size" in result.stderr) == (not size)
     frames, before = read_frames(out), read_frames(source)
@@ -220,13 +263,32 @@ def test_a_failed_window_leaves_the_windows_made_for_extend_to_go_on_from(run_cl
     assert so_far.exists()  # it was the input: not removed
 
 
-@pytest.mark.parametrize("frames, args, message", [
-    (12, ("--preset", "wan2.1-t2v-1.3b", "--size", "32x32"), "preset wan2.1-t2v-1.3b (WanPipeline) cannot continue a video"),
-    (3, ("--preset", "wan2.1-vace-1.3b", "--size", "32x32"), "the input video has 3 frames; continuing it needs at least the overlap (5)"),
-    (12, ("--preset", "wan2.1-vace-1.3b", "--size", "32x32", "--window", "9", "--overlap", "9"), "--overlap 9 is not less than a window of 9 frames"),
-    (12, ("--preset", "wan2.1-vace-1.3b"), "the input video is 32x32 and the run would make 832x480: pass --size auto (the input's own size)"),
-    (12, ("--preset", "wan2.1-i2v-480p", "--size", "32x32", "--overlap", "3"), "--overlap 3: WanImageToVideoPipeline continues from one frame"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "frames, args, message",
+    [
+        (12, ("--preset", "wan2.1-t2v-1.3b", "--size", "32x32"), "preset wan2.1-t2v-1.3b (WanPipeline) cannot continue a video"),
+        (
+            3,
+            ("--preset", "wan2.1-vace-1.3b", "--size", "32x32"),
+            "the input video has 3 frames; continuing it needs at least the overlap (5)",
+        ),
+        (
+            12,
+            ("--preset", "wan2.1-vace-1.3b", "--size", "32x32", "--window", "9", "--overlap", "9"),
+            "--overlap 9 is not less than a window of 9 frames",
+        ),
+        (
+            12,
+            ("--preset", "wan2.1-vace-1.3b"),
+            "the input video is 32x32 and the run would make 832x480: pass --size auto (the input's own size)",
+        ),
+        (
+            12,
+            ("--preset", "wan2.1-i2v-480p", "--size", "32x32", "--overlap", "3"),
+            "--overlap 3: WanImageToVideoPipeline continues from one frame",
+        ),
+    ],
+)
 def test_bad_input_to_extend_is_one_line_exit_2_before_loading(frames, args, message, run_cli, tmp_path):
     """Refused before any weights load: the model named does not even exist."""
     source = _write_input(tmp_path / "in.mp4", frames)

@@ -40,8 +40,14 @@ def test_sana_frames_default_is_read_under_its_own_name():
     from vidgen.settings.layers import GenerationSettings
 
     pipe = make_tiny_pipeline("SanaVideoPipeline")
-    loaded = LoadedPipeline(pipe=pipe, class_name="SanaVideoPipeline", device="cpu", dtype="float32", offload="none",
-                            call_parameters=set(inspect.signature(type(pipe).__call__).parameters))  # fmt: skip
+    loaded = LoadedPipeline(
+        pipe=pipe,
+        class_name="SanaVideoPipeline",
+        device="cpu",
+        dtype="float32",
+        offload="none",
+        call_parameters=set(inspect.signature(type(pipe).__call__).parameters),
+    )
     asked = GenerationSettings(prompt=PROMPT, model="unused", preset="custom")
     settings = VideoGenerator(loaded).run_facts(asked).filled_in(asked)
     assert (settings.frames, settings.width, settings.height, settings.guidance) == (81, 832, 480, 6.0)
@@ -51,8 +57,23 @@ def test_hunyuanvideo15_image_to_video_sizes_the_video_from_the_image(run_cli, t
     folder = tiny_pipeline_dir("HunyuanVideo15ImageToVideoPipeline")
     image = _image(tmp_path / "wide.png", "white", size=(64, 16))
     out = tmp_path / "wide"
-    result = run_cli("generate", PROMPT, "--preset", "hunyuanvideo1.5-480p-i2v", "--model", folder, "--image", image,
-                     "--size", "16x16", "--frames", "5", *CPU, "-o", out)  # fmt: skip
+    result = run_cli(
+        "generate",
+        PROMPT,
+        "--preset",
+        "hunyuanvideo1.5-480p-i2v",
+        "--model",
+        folder,
+        "--image",
+        image,
+        "--size",
+        "16x16",
+        "--frames",
+        "5",
+        *CPU,
+        "-o",
+        out,
+    )
     assert result.exit_code == 0, result.stderr
     assert "HunyuanVideo15ImageToVideoPipeline takes no size: the video's size follows the image; --size ignored" in result.stderr
     frames, recipe = read_frames(out), read_recipe(out)
@@ -66,8 +87,23 @@ def test_kandinsky5_image_to_video_takes_at_least_17_frames(run_cli, tiny_pipeli
     than 5 latent frames there are none, and the video is NaN. 9 frames snap up to 17, visibly."""
     folder = tiny_pipeline_dir("Kandinsky5I2VPipeline")
     out = tmp_path / "short"
-    result = run_cli("generate", PROMPT, "--preset", "kandinsky5-i2v-pro", "--model", folder, "--image", _image(tmp_path / "start.png", "white"),
-                     "--size", "16x16", "--frames", "9", *CPU, "-o", out)  # fmt: skip
+    result = run_cli(
+        "generate",
+        PROMPT,
+        "--preset",
+        "kandinsky5-i2v-pro",
+        "--model",
+        folder,
+        "--image",
+        _image(tmp_path / "start.png", "white"),
+        "--size",
+        "16x16",
+        "--frames",
+        "9",
+        *CPU,
+        "-o",
+        out,
+    )
     assert result.exit_code == 0, result.stderr
     assert "frames 9 -> 17" in result.stderr
     assert read_frames(out).shape == (17, 16, 16, 3)
@@ -85,11 +121,30 @@ def test_kandinsky5_processor_without_torchvision_is_one_line(run_cli, tiny_pipe
     (folder / "model_index.json").write_text(json.dumps(index))
     processor = {"processor_class": "Qwen2VLProcessor"}
     (folder / "tokenizer" / "processor_config.json").write_text(json.dumps(processor))
-    (folder / "tokenizer" / "preprocessor_config.json").write_text(json.dumps({**processor, "image_processor_type": "Qwen2VLImageProcessor"}))
-    result = run_cli("generate", PROMPT, "--preset", "kandinsky5-t2v-lite", "--model", folder, "--size", "16x16", "--frames", "5", *CPU, "-o", tmp_path / "x.mp4")
+    (folder / "tokenizer" / "preprocessor_config.json").write_text(
+        json.dumps({**processor, "image_processor_type": "Qwen2VLImageProcessor"})
+    )
+    result = run_cli(
+        "generate",
+        PROMPT,
+        "--preset",
+        "kandinsky5-t2v-lite",
+        "--model",
+        folder,
+        "--size",
+        "16x16",
+        "--frames",
+        "5",
+        *CPU,
+        "-o",
+        tmp_path / "x.mp4",
+    )
     assert result.exit_code == 1, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert lines[-1] == f"Error: cannot load {folder}: Qwen2VLVideoProcessor needs torchvision, which is not installed (pip install torchvision)"
+    assert (
+        lines[-1]
+        == f"Error: cannot load {folder}: Qwen2VLVideoProcessor needs torchvision, which is not installed (pip install torchvision)"
+    )
     assert not any(line.startswith("Error") for line in lines[:-1]) and "Traceback" not in result.stderr
     assert not (tmp_path / "x.mp4").exists()
 
@@ -105,8 +160,14 @@ def test_helios_pyramid_takes_steps_per_stage():
     from vidgen.settings.layers import GenerationSettings
 
     pipe = make_tiny_pipeline("HeliosPyramidPipeline", "helios-distilled")
-    loaded = LoadedPipeline(pipe=pipe, class_name="HeliosPyramidPipeline", device="cpu", dtype="float32", offload="none",
-                            call_parameters=set(inspect.signature(type(pipe).__call__).parameters))  # fmt: skip
+    loaded = LoadedPipeline(
+        pipe=pipe,
+        class_name="HeliosPyramidPipeline",
+        device="cpu",
+        dtype="float32",
+        offload="none",
+        call_parameters=set(inspect.signature(type(pipe).__call__).parameters),
+    )
     assert pipe.scheduler.config.stages == 3
     generator = VideoGenerator(loaded)
     settings = prepare_settings(PROMPT, preset="helios-distilled", model=None, overrides={"steps": 3, "seed": 1})[0]
@@ -155,7 +216,9 @@ def test_cosmos_runs_its_guardrail_on_the_prompt_and_the_frames(run_cli, tiny_pi
     assert guardrail.texts == [PROMPT] and guardrail.videos == [(9, 32, 32, 3)]
 
     refused = tmp_path / "refused.mp4"
-    result = run_cli("generate", "a forbidden scene", "--preset", COSMOS, "--model", folder, "--size", "32x32", "--frames", "9", *CPU, "-o", refused)
+    result = run_cli(
+        "generate", "a forbidden scene", "--preset", COSMOS, "--model", folder, "--size", "32x32", "--frames", "9", *CPU, "-o", refused
+    )
     assert result.exit_code == 2, result.stderr  # the prompt is the bad input
     assert result.stderr.strip().splitlines()[-1].startswith("Error: ") and "Cosmos Guardrail detected unsafe text" in result.stderr
     assert "Traceback" not in result.stderr and not refused.exists()

@@ -60,8 +60,7 @@ def disagreements(pyproject: str, floors_txt: str) -> list[str]:
             elif low != pinned[name]:
                 problems.append(f"{group}: {requirement} declares floor {low}, constraints/floors.txt pins {pinned[name]}")
     every_name = {canonicalize_name(r.name) for requirements in groups.values() for r in requirements}
-    problems += [f"constraints/floors.txt pins {name}, which pyproject.toml does not declare"
-                 for name in sorted(set(pinned) - every_name)]
+    problems += [f"constraints/floors.txt pins {name}, which pyproject.toml does not declare" for name in sorted(set(pinned) - every_name)]
     return problems
 
 
@@ -74,8 +73,9 @@ def test_a_floor_changed_on_one_side_is_reported():
     pyproject = '[project]\ndependencies = ["diffusers>=0.42.1", "rich>=13.8"]\n[project.optional-dependencies]\ntest = ["pytest>=8"]\n'
     assert disagreements(pyproject, "diffusers==0.42.1\nrich==13.8.0\npytest==8\n") == []
     assert disagreements(pyproject, "diffusers==0.40\nrich==13.8.0\npytest==8\n") == [
-        "dependencies: diffusers>=0.42.1 declares floor 0.42.1, constraints/floors.txt pins 0.40"]
-    assert disagreements(pyproject, "diffusers==0.42.1\nrich==13.8.0\n") == [
-        "test: pytest>=8 has no pin in constraints/floors.txt"]
+        "dependencies: diffusers>=0.42.1 declares floor 0.42.1, constraints/floors.txt pins 0.40"
+    ]
+    assert disagreements(pyproject, "diffusers==0.42.1\nrich==13.8.0\n") == ["test: pytest>=8 has no pin in constraints/floors.txt"]
     assert disagreements(pyproject, "diffusers==0.42.1\nrich==13.8.0\npytest==8\nnumpy==1.26\n") == [
-        "constraints/floors.txt pins numpy, which pyproject.toml does not declare"]
+        "constraints/floors.txt pins numpy, which pyproject.toml does not declare"
+    ]

@@ -43,8 +43,12 @@ def batch_dir(tmp_path_factory, fake_model_dir) -> Path:
     env = {"VIDGEN_HOME": str(root / "home"), "HF_HUB_OFFLINE": "1", "VIDGEN_NO_SERVER": "1"}
     from vidgen.cli.app import app
 
-    result = CliRunner().invoke(app, ["batch", str(root / "prompts.jsonl"), "-O", str(root / "out"), "--model", str(fake_model_dir), *FAKE_ARGS],
-                                env=env, prog_name="vidgen")  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        ["batch", str(root / "prompts.jsonl"), "-O", str(root / "out"), "--model", str(fake_model_dir), *FAKE_ARGS],
+        env=env,
+        prog_name="vidgen",
+    )
     assert result.exit_code == 1, result.stderr  # one line failed
     assert "gallery: " in result.stderr
     return root / "out"
@@ -64,7 +68,9 @@ class _Page(HTMLParser):
         if tag == "script":
             self.scripts += 1
         if tag == "figure":
-            self.cards.append({"class": attributes.get("class"), "prompt_attribute": attributes.get("data-prompt"), "media": [], "text": {}, "links": []})
+            self.cards.append(
+                {"class": attributes.get("class"), "prompt_attribute": attributes.get("data-prompt"), "media": [], "text": {}, "links": []}
+            )
         elif self.cards and tag in ("video", "img", "audio"):
             self.cards[-1]["media"].append((tag, attributes))
         elif self.cards and tag == "a":
@@ -95,7 +101,7 @@ def test_a_batch_writes_a_page_of_its_videos_in_line_order(batch_dir):
     assert [card["text"]["prompt"] for card in page.cards] == [line["prompt"] for line in LINES]
     assert HOSTILE.lower() == page.cards[1]["prompt_attribute"]  # the filter's copy, escaped too
     for card, record in zip(page.cards[:3], sorted(records, key=lambda r: r["line"])[:3]):
-        (tag, media), = card["media"]
+        ((tag, media),) = card["media"]
         assert tag == "video" and media["src"] == record["output"] and "muted" in media and "loop" in media
         assert (batch_dir / media["src"]).is_file()
         assert card["links"] == [record["output"]]
@@ -150,8 +156,24 @@ def test_a_soundtrack_stays_on_the_page(run_cli, tiny_pipeline_dir):
     """ltx2 makes sound: an MP4 carries it (the card says so; a click unmutes it), a GIF has
     a WAV beside it, which the card plays on a click."""
     _write_lines(Path("prompts.jsonl"), [{"prompt": "a fox barking", "output": "fox.gif"}, {"prompt": "a dog howling"}])
-    ltx2 = ["--preset", "ltx2", "--model", tiny_pipeline_dir("LTX2Pipeline"), "--steps", "2", "--size", "32x32", "--frames", "9",
-            "--fps", "8", "--device", "cpu", "--dtype", "float32"]  # fmt: skip
+    ltx2 = [
+        "--preset",
+        "ltx2",
+        "--model",
+        tiny_pipeline_dir("LTX2Pipeline"),
+        "--steps",
+        "2",
+        "--size",
+        "32x32",
+        "--frames",
+        "9",
+        "--fps",
+        "8",
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+    ]
 
     result = run_cli("batch", "prompts.jsonl", "-O", "out", *ltx2)
 
@@ -181,9 +203,11 @@ def test_a_manifest_cannot_lead_the_page_out_of_its_folder(run_cli, batch_dir):
     video = next(batch_dir.glob("*.mp4"))
     shutil.copy(video, "outside.mp4")
     shutil.copy(video, "dir/inside.mp4")
-    records = [{"line": 1, "video": 1, "prompt": "up", "seed": 1, "output": "../outside.mp4", "status": "done", "sha256": "0" * 64},
-               {"line": 2, "video": 1, "prompt": "absolute", "seed": 2, "output": str(Path("outside.mp4").resolve()), "status": "done"},
-               {"line": 3, "video": 1, "prompt": "in", "seed": 3, "output": "inside.mp4", "status": "done", "sha256": "../../escaped"}]  # fmt: skip
+    records = [
+        {"line": 1, "video": 1, "prompt": "up", "seed": 1, "output": "../outside.mp4", "status": "done", "sha256": "0" * 64},
+        {"line": 2, "video": 1, "prompt": "absolute", "seed": 2, "output": str(Path("outside.mp4").resolve()), "status": "done"},
+        {"line": 3, "video": 1, "prompt": "in", "seed": 3, "output": "inside.mp4", "status": "done", "sha256": "../../escaped"},
+    ]
     _write_lines(Path("dir") / MANIFEST_NAME, records)
 
     result = run_cli("gallery", "dir")
@@ -193,7 +217,8 @@ def test_a_manifest_cannot_lead_the_page_out_of_its_folder(run_cli, batch_dir):
     assert [card["media"] for card in cards[:2]] == [[], []] and [card["links"] for card in cards] == [[], [], ["inside.mp4"]]
     assert cards[2]["media"][0][1]["poster"].startswith(".posters/") and (Path("dir") / cards[2]["media"][0][1]["poster"]).is_file()
     assert sorted(path.name for path in Path.cwd().rglob("*") if path.is_file()) == sorted(
-        ["outside.mp4", "inside.mp4", MANIFEST_NAME, "index.html", Path(cards[2]["media"][0][1]["poster"]).name])
+        ["outside.mp4", "inside.mp4", MANIFEST_NAME, "index.html", Path(cards[2]["media"][0][1]["poster"]).name]
+    )
 
 
 # ---- in a real browser ----
@@ -238,14 +263,18 @@ def test_the_page_in_headless_chromium(batch_dir, chromium):
     chromium.wait_for("Page.loadEventFired", session)
 
     # the page opened without loading any video: each shows its poster until hovered
-    opened = chromium.evaluate(session, 'Array.from(document.querySelectorAll("video")).map(v => [v.readyState, v.poster.endsWith(".jpg")])')
+    opened = chromium.evaluate(
+        session, 'Array.from(document.querySelectorAll("video")).map(v => [v.readyState, v.poster.endsWith(".jpg")])'
+    )
     assert opened == [[0, True]] * 3
     # 3 videos whose first frame decodes (H.264 MP4 twice, VP9 WebM), muted until clicked
     videos = chromium.evaluate(session, _FIRST_FRAMES)
     assert [video["error"] for video in videos] == [None, None, None]
     assert len(videos) == 3 and all(video["state"] >= 2 and video["muted"] for video in videos), videos
     # the failed line in its place, with its error
-    errors = chromium.evaluate(session, 'Array.from(document.querySelectorAll(".card")).map(c => c.querySelector(".error")?.textContent ?? null)')
+    errors = chromium.evaluate(
+        session, 'Array.from(document.querySelectorAll(".card")).map(c => c.querySelector(".error")?.textContent ?? null)'
+    )
     assert errors == [None, None, None, "--steps must be at least 1, got 0"]
     # the hostile prompt is text: shown as written, nothing of it ran or was made an element
     assert chromium.evaluate(session, 'document.querySelectorAll(".card")[1].querySelector(".prompt").textContent') == HOSTILE

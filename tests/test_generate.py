@@ -128,10 +128,7 @@ def test_webm_gif_and_png_folder(generate_fake):
 
 def test_snapping_says_what_changed(generate_fake, fake_model_dir, tmp_path):
     preset = tmp_path / "wanlike.toml"
-    preset.write_text(
-        f'model = "{fake_model_dir}"\n'
-        "[constraints]\nframes_step = 4\nframes_offset = 1\nsize_multiple = 16\n"
-    )
+    preset.write_text(f'model = "{fake_model_dir}"\n[constraints]\nframes_step = 4\nframes_offset = 1\nsize_multiple = 16\n')
     result = generate_fake("a ball", "--preset", preset, "--frames", "10", "--size", "40x30", "--seed", "1", "--json", "-o", "s.mp4")
 
     assert result.exit_code == 0, result.stderr
@@ -153,8 +150,8 @@ def test_seconds_convert_with_fps_then_snap(generate_fake, fake_model_dir, tmp_p
     # --frames 9 from FAKE_ARGS conflicts with --seconds
     assert result.exit_code == 2 and "not both" in result.stderr
 
-    from vidgen.settings.presets import read_preset
     from vidgen.settings.layers import build_settings, snap_to_constraints
+    from vidgen.settings.presets import read_preset
 
     chosen = read_preset(preset)
     settings = build_settings(chosen, [{"prompt": "x", "seconds": 1, "fps": 8}])
@@ -212,8 +209,7 @@ def test_scheduler_and_flow_shift_from_preset(generate_tiny, tiny_wan_dir, tmp_p
     for name, scheduler, shift in (("euler", FlowMatchEulerDiscreteScheduler, 7.0), ("unipc", UniPCMultistepScheduler, 5.0)):
         preset = tmp_path / f"{name}.toml"
         preset.write_text(
-            f'model = "{tiny_wan_dir}"\npipeline = "WanPipeline"\n'
-            f'[defaults]\nscheduler = "{scheduler.__name__}"\nflow_shift = {shift}\n'
+            f'model = "{tiny_wan_dir}"\npipeline = "WanPipeline"\n[defaults]\nscheduler = "{scheduler.__name__}"\nflow_shift = {shift}\n'
         )
         result = generate_tiny("a ball", "--preset", preset, "--seed", "1", "-o", f"{name}.mp4")
         assert result.exit_code == 0, result.stderr
@@ -234,9 +230,24 @@ def test_cpu_options_offload_tiling_dtype_in_one_run(generate_tiny, pipeline_cal
 
     calls = pipeline_calls(WanPipeline)
     result = generate_tiny(
-        "a ball", "--seed", "2", "--offload", "model", "--vae-tiling",
-        "--dtype", "float32", "--device", "cpu", "--guidance", "1.0", "--negative-prompt", "blurry", "--json", "-o", "o.mp4",
-    )  # fmt: skip
+        "a ball",
+        "--seed",
+        "2",
+        "--offload",
+        "model",
+        "--vae-tiling",
+        "--dtype",
+        "float32",
+        "--device",
+        "cpu",
+        "--guidance",
+        "1.0",
+        "--negative-prompt",
+        "blurry",
+        "--json",
+        "-o",
+        "o.mp4",
+    )
     assert result.exit_code == 0, result.stderr
     assert "--offload model has no effect on the CPU; ignored" in result.stderr
     record = json.loads(result.stdout)
@@ -273,8 +284,8 @@ def test_flow_shift_goes_to_the_right_scheduler_key():
     from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 
     from vidgen.engine.loading import _apply_scheduler
-    from vidgen.settings.presets import Preset
     from vidgen.settings.layers import build_settings
+    from vidgen.settings.presets import Preset
 
     pipe = SimpleNamespace(scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0))
     _apply_scheduler(pipe, build_settings(Preset("p", "a/b", defaults={"flow_shift": 3.0}), [{"prompt": "x"}]))

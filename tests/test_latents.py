@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from tests.test_reliability import one_error_line, run_vidgen
-from vidgen.errors import GenerationError
 from vidgen.engine.latents import read_file
+from vidgen.errors import GenerationError
 from vidgen.media.readback import read_frames, read_recipe
 
 # tiny real Wan pipelines decode here: `model` (make check leaves it out).
@@ -55,7 +55,10 @@ def test_decode_out_of_memory_keeps_the_latents_and_vidgen_decode_makes_the_same
     assert "trying once more with VAE tiling" in failed.stderr
     line = one_error_line(failed.stderr)
     assert "out of memory in the VAE decode" in line
-    assert "the latents are kept in clip.latents.safetensors: finish with `vidgen decode clip.latents.safetensors -o clip.mp4` --vae-tiling" in line
+    assert (
+        "the latents are kept in clip.latents.safetensors: finish with `vidgen decode clip.latents.safetensors -o clip.mp4` --vae-tiling"
+        in line
+    )
     assert not Path("clip.mp4").exists() and Path("clip.latents.safetensors").is_file()
 
     decoded = run_cli("decode", "clip.latents.safetensors", "-o", "clip.mp4")  # memory enough now
@@ -97,7 +100,9 @@ def test_a_file_size_limit_keeps_the_latents_and_vidgen_decode_finishes(tiny_wan
 def test_families_not_covered_are_refused_before_loading(run_cli, flag):
     result = run_cli("a fox", "--preset", "ltx-video", *flag)
     assert result.exit_code == 2
-    assert f"{flag[0]} covers the Wan family (WanPipeline," in one_error_line(result.stderr) and "LTXPipeline is not covered" in result.stderr
+    assert (
+        f"{flag[0]} covers the Wan family (WanPipeline," in one_error_line(result.stderr) and "LTXPipeline is not covered" in result.stderr
+    )
 
 
 def test_decode_refuses_what_is_not_a_finished_runs_latents(run_cli):
@@ -106,9 +111,18 @@ def test_decode_refuses_what_is_not_a_finished_runs_latents(run_cli):
     assert result.exit_code == 2 and "is not a latents file vidgen wrote" in one_error_line(result.stderr)
 
 
-@pytest.mark.parametrize("class_name, variant", [("WanPipeline", None), ("WanPipeline", "wan2.2-ti2v-5b"), ("WanPipeline", "wan2.2-t2v-a14b"),
-                                                 ("WanImageToVideoPipeline", None), ("WanImageToVideoPipeline", "wan2.2-i2v-a14b"),
-                                                 ("WanVideoToVideoPipeline", None), ("SkyReelsV2Pipeline", None)])  # fmt: skip
+@pytest.mark.parametrize(
+    "class_name, variant",
+    [
+        ("WanPipeline", None),
+        ("WanPipeline", "wan2.2-ti2v-5b"),
+        ("WanPipeline", "wan2.2-t2v-a14b"),
+        ("WanImageToVideoPipeline", None),
+        ("WanImageToVideoPipeline", "wan2.2-i2v-a14b"),
+        ("WanVideoToVideoPipeline", None),
+        ("SkyReelsV2Pipeline", None),
+    ],
+)
 def test_the_covered_pipelines_decode_as_their_own_call_does(class_name, variant):
     """vidgen.engine.latents.COVERED: the latents a call returns with output_type="latent", decoded
     by vidgen, are the frames the same call decodes itself."""

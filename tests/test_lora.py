@@ -60,9 +60,26 @@ def render(run_cli, tiny_pipeline_dir, tmp_path):
         out = tmp_path / f"video-{len(list(tmp_path.iterdir()))}"
         arguments = [f for lora in loras for f in ("--lora", lora)]
         result = run_cli(
-            "generate", PROMPT, "--model", tiny_pipeline_dir(pipeline_class), "--steps", "2", "--size", "32x32",
-            "--frames", frames, "--seed", "3", "--device", "cpu", "--dtype", "float32", *arguments, "-o", out,
-        )  # fmt: skip
+            "generate",
+            PROMPT,
+            "--model",
+            tiny_pipeline_dir(pipeline_class),
+            "--steps",
+            "2",
+            "--size",
+            "32x32",
+            "--frames",
+            frames,
+            "--seed",
+            "3",
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+            *arguments,
+            "-o",
+            out,
+        )
         assert result.exit_code == 0, result.stderr
         expected = [(lora.rsplit(":", 1)[0], float(lora.rsplit(":", 1)[1])) if ":" in lora else (lora, 1.0) for lora in loras]
         assert [(entry["source"], entry["scale"]) for entry in read_recipe(out)["loras"]] == expected
@@ -97,11 +114,30 @@ def test_two_loras_stack(family, render, tiny_lora):
 def test_lora_for_another_family_is_one_clear_line(family, lora_family, pipeline_class, run_cli, tiny_pipeline_dir, tiny_lora, tmp_path):
     lora = tiny_lora(lora_family, "a")
     out = tmp_path / "x.mp4"
-    result = run_cli("generate", PROMPT, "--model", tiny_pipeline_dir(pipeline_class), "--steps", "2", "--size", "32x32", "--frames", "9",
-                     "--device", "cpu", "--lora", lora, "-o", out)  # fmt: skip
+    result = run_cli(
+        "generate",
+        PROMPT,
+        "--model",
+        tiny_pipeline_dir(pipeline_class),
+        "--steps",
+        "2",
+        "--size",
+        "32x32",
+        "--frames",
+        "9",
+        "--device",
+        "cpu",
+        "--lora",
+        lora,
+        "-o",
+        out,
+    )
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
-    assert lines[-1] == f"Error: LoRA {lora} does not fit {pipeline_class}: none of its layers are in the model (a LoRA for another model family or size?)"
+    assert (
+        lines[-1]
+        == f"Error: LoRA {lora} does not fit {pipeline_class}: none of its layers are in the model (a LoRA for another model family or size?)"
+    )
     assert len([line for line in lines if not line.startswith(("loaded ", "seed ", "using float32"))]) == 1, result.stderr
     assert not out.exists()
 
@@ -115,16 +151,41 @@ def test_lora_with_no_layers_for_the_pipeline_and_missing_lora_are_clear(run_cli
     unet_lora = tmp_path / "unet-lora"
     unet_lora.mkdir()
     save_file(
-        {"unet.down_blocks.0.attentions.0.to_q.lora_A.weight": torch.ones(4, 8), "unet.down_blocks.0.attentions.0.to_q.lora_B.weight": torch.ones(8, 4)},
+        {
+            "unet.down_blocks.0.attentions.0.to_q.lora_A.weight": torch.ones(4, 8),
+            "unet.down_blocks.0.attentions.0.to_q.lora_B.weight": torch.ones(8, 4),
+        },
         unet_lora / "pytorch_lora_weights.safetensors",
     )
-    common = ["generate", PROMPT, "--model", tiny_pipeline_dir("WanPipeline"), "--steps", "2", "--size", "32x32", "--frames", "9", "--device", "cpu", "-q", "-o", tmp_path / "x.mp4"]
+    common = [
+        "generate",
+        PROMPT,
+        "--model",
+        tiny_pipeline_dir("WanPipeline"),
+        "--steps",
+        "2",
+        "--size",
+        "32x32",
+        "--frames",
+        "9",
+        "--device",
+        "cpu",
+        "-q",
+        "-o",
+        tmp_path / "x.mp4",
+    ]
     result = run_cli(*common, "--lora", unet_lora)
     assert result.exit_code == 2
-    assert result.stderr.strip() == f"Error: LoRA {unet_lora} does not fit WanPipeline: it has no layers for its components (a LoRA for another model family?)"
+    assert (
+        result.stderr.strip()
+        == f"Error: LoRA {unet_lora} does not fit WanPipeline: it has no layers for its components (a LoRA for another model family?)"
+    )
     result = run_cli(*common, "--lora", tmp_path / "no-such-lora.safetensors")
     assert result.exit_code == 2
-    assert result.stderr.strip() == f"Error: LoRA not found: {tmp_path / 'no-such-lora.safetensors'} (not a file, a folder or a Hugging Face Hub id)"
+    assert (
+        result.stderr.strip()
+        == f"Error: LoRA not found: {tmp_path / 'no-such-lora.safetensors'} (not a file, a folder or a Hugging Face Hub id)"
+    )
 
 
 def test_two_loras_print_nothing_else_in_a_fresh_process(tiny_pipeline_dir, tiny_lora, tmp_path):
@@ -137,10 +198,29 @@ def test_two_loras_print_nothing_else_in_a_fresh_process(tiny_pipeline_dir, tiny
 
     repo = Path(__file__).resolve().parent.parent
     command = [
-        sys.executable, "-m", "vidgen", "generate", PROMPT, "--model", str(tiny_pipeline_dir("WanPipeline")), "--steps", "2",
-        "--size", "32x32", "--frames", "9", "--device", "cpu", "-q", "--lora", str(tiny_lora("wan", "a")),
-        "--lora", f"{tiny_lora('wan', 'b')}:0.5", "-o", str(tmp_path / "x.mp4"),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "vidgen",
+        "generate",
+        PROMPT,
+        "--model",
+        str(tiny_pipeline_dir("WanPipeline")),
+        "--steps",
+        "2",
+        "--size",
+        "32x32",
+        "--frames",
+        "9",
+        "--device",
+        "cpu",
+        "-q",
+        "--lora",
+        str(tiny_lora("wan", "a")),
+        "--lora",
+        f"{tiny_lora('wan', 'b')}:0.5",
+        "-o",
+        str(tmp_path / "x.mp4"),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(repo)))
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""

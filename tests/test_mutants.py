@@ -42,8 +42,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -69,7 +70,8 @@ MUTATIONS = [
     Mutation(
         "hypothesis-writes-in-the-checkout",
         "Hypothesis keeps no files in the checkout (conftest.py points it elsewhere)",
-        None, None,
+        None,
+        None,
         ("tests/test_properties.py::test_hypothesis_keeps_no_files_in_the_checkout",),
         setup=lambda: os.environ.pop("HYPOTHESIS_STORAGE_DIRECTORY", None),
         leaves=(".hypothesis",),
@@ -77,193 +79,243 @@ MUTATIONS = [
     Mutation(
         "failed-lines-show-a-traceback",
         "a batch of random prompts prints no traceback, whatever its exit code",
-        "vidgen.batch.executor:Executor.failed", lambda original: _traceback_on_failure(original),
-        ("tests/test_properties.py::test_random_json_lines_as_a_prompts_file",
-         "tests/test_properties.py::test_random_csv_as_a_prompts_file"),
+        "vidgen.batch.executor:Executor.failed",
+        lambda original: _traceback_on_failure(original),
+        (
+            "tests/test_properties.py::test_random_json_lines_as_a_prompts_file",
+            "tests/test_properties.py::test_random_csv_as_a_prompts_file",
+        ),
     ),
     Mutation(
         "every-prompts-file-refused",
         "a prompts file is refused as a whole only when it gives cause",
-        "vidgen.settings.prompts:read_prompt_lines", lambda original: _refuse_every_file,
-        ("tests/test_properties.py::test_random_bytes_as_a_prompts_file",
-         "tests/test_properties.py::test_random_csv_as_a_prompts_file",
-         "tests/test_properties.py::test_random_json_lines_as_a_prompts_file"),
+        "vidgen.settings.prompts:read_prompt_lines",
+        lambda original: _refuse_every_file,
+        (
+            "tests/test_properties.py::test_random_bytes_as_a_prompts_file",
+            "tests/test_properties.py::test_random_csv_as_a_prompts_file",
+            "tests/test_properties.py::test_random_json_lines_as_a_prompts_file",
+        ),
     ),
     Mutation(
         "opus-not-resampled-to-48k",
         "Opus gets a rate it cannot encode as 48 kHz (vidgen's -ar 48000)",
-        "vidgen.media.audio:mux_arguments", lambda original: _without_resampling(original),
+        "vidgen.media.audio:mux_arguments",
+        lambda original: _without_resampling(original),
         ("tests/test_audio.py::test_opus_takes_a_rate_it_cannot_encode_at_48k",),
     ),
     Mutation(
         "audio-rate-misread",
         "the soundtrack is encoded at the model's own rate (16 kHz), as the recipe says",
-        "vidgen.media.audio:sample_rate_of", lambda original: lambda pipe: 48000,
+        "vidgen.media.audio:sample_rate_of",
+        lambda original: lambda pipe: 48000,
         ("tests/test_audio.py::test_webm_carries_opus",),
     ),
     Mutation(
         "scheduler-never-applied",
         "the preset's scheduler class and flow shift reach the pipeline",
-        "vidgen.engine.loading:_apply_scheduler", noop,
-        ("tests/test_generate.py::test_scheduler_and_flow_shift_from_preset",
-         "tests/test_presets_tiny.py::test_preset_generates_video_with_tiny_model[wan2.1-t2v-1.3b]"),
+        "vidgen.engine.loading:_apply_scheduler",
+        noop,
+        (
+            "tests/test_generate.py::test_scheduler_and_flow_shift_from_preset",
+            "tests/test_presets_tiny.py::test_preset_generates_video_with_tiny_model[wan2.1-t2v-1.3b]",
+        ),
     ),
     Mutation(
         "vae-tiling-flag-dropped",
         "--vae-tiling makes the VAE tile",
-        "vidgen.engine.loading:prepare_pipeline", lambda original: _without_vae_tiling(original),
+        "vidgen.engine.loading:prepare_pipeline",
+        lambda original: _without_vae_tiling(original),
         ("tests/test_generate.py::test_cpu_options_offload_tiling_dtype_in_one_run",),
     ),
     Mutation(
         "conv3d-routes-training-too",
         "the oneDNN route leaves training (tensors that need gradients) to PyTorch's own kernels",
-        "vidgen.engine.acceleration:_onednn_conv3d", lambda original: _route_training_too(original),
+        "vidgen.engine.acceleration:_onednn_conv3d",
+        lambda original: _route_training_too(original),
         ("tests/test_acceleration.py::test_routed_conv3d_leaves_training_and_other_dtypes_to_torch",),
     ),
     Mutation(
         "torch-threads-not-set",
         "--threads reaches torch",
-        "vidgen.threads:apply_threads", lambda original: _threads_without_torch(original),
+        "vidgen.threads:apply_threads",
+        lambda original: _threads_without_torch(original),
         ("tests/test_threads.py::test_threads_reach_torch_and_ffmpeg",),
     ),
     Mutation(
         "ffmpeg-threads-not-set",
         "--threads reaches ffmpeg",
-        "vidgen.media.video:_run_ffmpeg", lambda original: _without_threads_option(original),
+        "vidgen.media.video:_run_ffmpeg",
+        lambda original: _without_threads_option(original),
         ("tests/test_threads.py::test_threads_reach_torch_and_ffmpeg",),
     ),
     Mutation(
         "every-cache-is-first-block",
         "each --cache name installs its own cache",
-        "vidgen.engine.acceleration:cache_config", lambda original: lambda name, pipe: original("first-block", pipe),
-        ("tests/test_acceleration.py::test_every_cache_method_installs_on_wan[taylorseer]",
-         "tests/test_acceleration.py::test_every_cache_method_installs_on_wan[pab]"),
+        "vidgen.engine.acceleration:cache_config",
+        lambda original: lambda name, pipe: original("first-block", pipe),
+        (
+            "tests/test_acceleration.py::test_every_cache_method_installs_on_wan[taylorseer]",
+            "tests/test_acceleration.py::test_every_cache_method_installs_on_wan[pab]",
+        ),
     ),
     Mutation(
         "attention-backend-not-set",
         "--attention-backend native sets the denoiser's attention backend",
-        "vidgen.engine.acceleration:set_attention_backend", lambda original: _check_backend_only(original),
+        "vidgen.engine.acceleration:set_attention_backend",
+        lambda original: _check_backend_only(original),
         ("tests/test_acceleration.py::test_native_attention_backend_runs_on_cpu",),
     ),
     Mutation(
         "server-runs-queued-jobs-while-stopping",
         "on SIGTERM the server finishes the job in hand; queued jobs run in their clients",
-        "vidgen.server.serve:Server.__init__", lambda original: _worker_ignores_stopping(original),
+        "vidgen.server.serve:Server.__init__",
+        lambda original: _worker_ignores_stopping(original),
         ("tests/test_server.py::test_sigterm_finishes_the_job_in_hand_and_queued_jobs_run_in_their_clients",),
     ),
     Mutation(
         "purple-read-as-blue",
         "the built-in model's videos follow their prompts, every colour among them",
-        "vidgen.engine.generate:VideoGenerator._call_arguments", lambda original: _purple_as_blue(original),
+        "vidgen.engine.generate:VideoGenerator._call_arguments",
+        lambda original: _purple_as_blue(original),
         ("tests/test_embedded_model.py::test_videos_follow_their_prompts",),
     ),
     Mutation(
         "subclass-pipeline-refused",
         "a model whose class is a subclass of the preset's is accepted",
-        "vidgen.engine.model_check:check_pipeline_class", lambda original: _family_only(original),
+        "vidgen.engine.model_check:check_pipeline_class",
+        lambda original: _family_only(original),
         ("tests/test_errors.py::test_same_family_or_subclass_pipeline_class_is_accepted",),
     ),
     Mutation(
         "any-pipeline-class-accepted",
         "a model of another family than the preset's is refused",
-        "vidgen.engine.model_check:check_pipeline_class", noop,
+        "vidgen.engine.model_check:check_pipeline_class",
+        noop,
         ("tests/test_errors.py::test_same_family_or_subclass_pipeline_class_is_accepted",),
     ),
     Mutation(
         "line-seeds-derived-differently",
         "a line's seed stays what it was (resumed batches and names depend on it)",
-        "vidgen.batch.plan:derive_seed", lambda original: lambda base_seed, line_number: original(base_seed + 1, line_number),
+        "vidgen.batch.plan:derive_seed",
+        lambda original: lambda base_seed, line_number: original(base_seed + 1, line_number),
         ("tests/test_batch.py::test_seeds_are_stable_per_line_and_follow_the_base_seed",),
     ),
     Mutation(
         "server-job-changes-the-working-folder",
         "a server job runs in its client's folder without changing the server process's own",
-        "vidgen.server.jobs:_call", lambda original: _in_the_jobs_folder(original),
+        "vidgen.server.jobs:_call",
+        lambda original: _in_the_jobs_folder(original),
         ("tests/test_server.py::test_a_job_runs_with_its_own_folder_and_standard_input_in_the_worker",),
     ),
     Mutation(
         "one-front-door-makes-its-own-video",
         "the same request through the command line, a server and a batch makes the same record and frames",
-        "vidgen.engine.single:make_video", lambda original: _seed_off_by_one(original),
+        "vidgen.engine.single:make_video",
+        lambda original: _seed_off_by_one(original),
         ("tests/test_server.py::test_one_request_makes_the_same_video_through_every_front_door",),
     ),
     Mutation(
         "no-gallery-when-a-batch-ends",
         "a batch (again after --resume) writes DIR/index.html when it ends",
-        "vidgen.batch.run:write_gallery_page", noop,
+        "vidgen.batch.run:write_gallery_page",
+        noop,
         ("tests/test_gallery.py::test_resume_writes_the_page_again_with_the_new_videos",),
     ),
     Mutation(
         "gallery-text-not-escaped",
         "a hostile prompt is shown on the gallery page as text, never run",
-        "vidgen.batch.gallery:html.escape", lambda original: lambda text, quote=True: text,
-        ("tests/test_gallery.py::test_a_batch_writes_a_page_of_its_videos_in_line_order",
-         "tests/test_gallery.py::test_the_page_in_headless_chromium"),
+        "vidgen.batch.gallery:html.escape",
+        lambda original: lambda text, quote=True: text,
+        (
+            "tests/test_gallery.py::test_a_batch_writes_a_page_of_its_videos_in_line_order",
+            "tests/test_gallery.py::test_the_page_in_headless_chromium",
+        ),
     ),
     Mutation(
         "sheet-takes-the-first-frames",
         "a contact sheet's tiles are the frames at evenly spread times, the last included",
-        "vidgen.media.sheet:frame_indices", lambda original: lambda count, wanted: list(range(min(count, wanted))),
-        ("tests/test_sheet.py::test_sheet_tiles_are_the_frames_at_their_times",
-         "tests/test_sheet.py::test_sheet_defaults_to_eight_frames_in_two_rows"),
+        "vidgen.media.sheet:frame_indices",
+        lambda original: lambda count, wanted: list(range(min(count, wanted))),
+        (
+            "tests/test_sheet.py::test_sheet_tiles_are_the_frames_at_their_times",
+            "tests/test_sheet.py::test_sheet_defaults_to_eight_frames_in_two_rows",
+        ),
     ),
     Mutation(
         "generation-not-post-processed",
         "--interpolate and --upscale on generate and on a batch line change the written file, and the recipe says how",
-        "vidgen.media.post.apply:after_decode", lambda original: lambda frames, settings, recipe, progress: (frames, settings.fps),
-        ("tests/test_post.py::test_generate_interpolates_after_the_decode_with_the_recipe_saying_how",
-         "tests/test_post.py::test_batch_lines_take_interpolate_and_upscale"),
+        "vidgen.media.post.apply:after_decode",
+        lambda original: lambda frames, settings, recipe, progress: (frames, settings.fps),
+        (
+            "tests/test_post.py::test_generate_interpolates_after_the_decode_with_the_recipe_saying_how",
+            "tests/test_post.py::test_batch_lines_take_interpolate_and_upscale",
+        ),
     ),
     Mutation(
         "minterpolate-blends",
         "minterpolate moves the picture halfway instead of mixing its neighbours",
-        "vidgen.media.post.ffmpeg:_FILTERS", lambda original: {**original, "minterpolate": original["blend"]},
+        "vidgen.media.post.ffmpeg:_FILTERS",
+        lambda original: {**original, "minterpolate": original["blend"]},
         ("tests/test_post.py::test_each_method_makes_the_frames_it_says[minterpolate]",),
     ),
     Mutation(
         "interpolation-makes-2n-minus-1",
         "--interpolate N gives N x n frames: the duration and the sound are kept",
-        "vidgen.media.post.ffmpeg:interpolate", lambda original: lambda frames, *args: original(frames, *args)[: -(args[1] - 1)],
-        ("tests/test_post.py::test_each_method_makes_the_frames_it_says",
-         "tests/test_post.py::test_post_doubles_frames_and_fps_keeps_duration_and_sound"),
+        "vidgen.media.post.ffmpeg:interpolate",
+        lambda original: lambda frames, *args: original(frames, *args)[: -(args[1] - 1)],
+        (
+            "tests/test_post.py::test_each_method_makes_the_frames_it_says",
+            "tests/test_post.py::test_post_doubles_frames_and_fps_keeps_duration_and_sound",
+        ),
     ),
     Mutation(
         "post-drops-the-sound",
         "vidgen post keeps the input's sound track",
-        "vidgen.cli.post:_read_sound", lambda original: lambda source: None,
+        "vidgen.cli.post:_read_sound",
+        lambda original: lambda source: None,
         ("tests/test_post.py::test_post_doubles_frames_and_fps_keeps_duration_and_sound",),
     ),
     Mutation(
         "model-hash-not-recorded",
         "the recipe names each model file a step used and its sha256",
-        "vidgen.media.post.weights:record", lambda original: lambda path: {"file": path.name},
-        ("tests/test_post.py::test_rife_from_a_weights_file_is_recorded_with_its_hash",
-         "tests/test_post.py::test_upscaler_spandrel_detects_in_tiles"),
+        "vidgen.media.post.weights:record",
+        lambda original: lambda path: {"file": path.name},
+        (
+            "tests/test_post.py::test_rife_from_a_weights_file_is_recorded_with_its_hash",
+            "tests/test_post.py::test_upscaler_spandrel_detects_in_tiles",
+        ),
     ),
     Mutation(
         "upscaler-tiles-without-context",
         "an upscaler's tiles, each run with its neighbours' pixels around it, stitch into the whole frame's answer",
-        "vidgen.media.post.upscaler:OVERLAP", lambda original: 0,
+        "vidgen.media.post.upscaler:OVERLAP",
+        lambda original: 0,
         ("tests/test_post.py::test_upscaler_spandrel_detects_in_tiles",),
     ),
     Mutation(
         "post-options-unchecked",
         "vidgen post refuses a factor out of range and an unknown method in one line, exit 2, before any work",
-        "vidgen.cli.post:check_values", noop,
-        ("tests/test_post.py::test_bad_input_is_one_line_exit_2_nothing_written[factor-0]",
-         "tests/test_post.py::test_bad_input_is_one_line_exit_2_nothing_written[upscale-16]",
-         "tests/test_post.py::test_bad_input_is_one_line_exit_2_nothing_written[method-unknown]"),
+        "vidgen.cli.post:check_values",
+        noop,
+        (
+            "tests/test_post.py::test_bad_input_is_one_line_exit_2_nothing_written[factor-0]",
+            "tests/test_post.py::test_bad_input_is_one_line_exit_2_nothing_written[upscale-16]",
+            "tests/test_post.py::test_bad_input_is_one_line_exit_2_nothing_written[method-unknown]",
+        ),
     ),
     Mutation(
         "post-overwrites-unasked",
         "vidgen post refuses an output that exists without --overwrite, before any work",
-        "vidgen.cli.post:check_output_path", noop,
+        "vidgen.cli.post:check_output_path",
+        noop,
         ("tests/test_post.py::test_bad_input_is_one_line_exit_2_nothing_written[output-exists]",),
     ),
     Mutation(
         "model-files-not-checked",
         "a model file that is junk is refused in one line, exit 2, before the generation's pipeline loads",
-        "vidgen.media.post.plan:_file_problem", lambda original: lambda flag, value, check: None,
+        "vidgen.media.post.plan:_file_problem",
+        lambda original: lambda flag, value, check: None,
         ("tests/test_post.py::test_generate_refuses_a_bad_model_file_before_loading",),
     ),
 ]
@@ -336,8 +388,15 @@ def _route_training_too(original):
         import torch
 
         if input.device.type == "cpu" and input.dtype == torch.float32 and weight.dtype == torch.float32:
-            return torch.mkldnn_convolution(input.contiguous(memory_format=torch.channels_last_3d), weight, bias,
-                                            module.padding, module.stride, module.dilation, module.groups)  # fmt: skip
+            return torch.mkldnn_convolution(
+                input.contiguous(memory_format=torch.channels_last_3d),
+                weight,
+                bias,
+                module.padding,
+                module.stride,
+                module.dilation,
+                module.groups,
+            )
         return original(module, torch_path, input, weight, bias)
 
     return onednn_conv3d
@@ -408,8 +467,11 @@ def _family_only(original):
         if expected is None or actual == expected:
             return
         actual_class, expected_class = getattr(diffusers, actual, None), getattr(diffusers, expected, None)
-        if actual_class is not None and expected_class is not None \
-                and actual_class.__module__.rsplit(".", 1)[0] == expected_class.__module__.rsplit(".", 1)[0]:
+        if (
+            actual_class is not None
+            and expected_class is not None
+            and actual_class.__module__.rsplit(".", 1)[0] == expected_class.__module__.rsplit(".", 1)[0]
+        ):
             return
         raise UsageError(f"model {model} is a {actual}, but preset {preset} expects a {expected}")
 

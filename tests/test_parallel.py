@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import TINY_ARGS, standalone_env as _env
-from vidgen.settings import grammar
-from vidgen.engine import parallel
+from tests.conftest import TINY_ARGS
+from tests.conftest import standalone_env as _env
 from vidgen.batch import MANIFEST_NAME
+from vidgen.engine import parallel
 from vidgen.errors import UsageError
 from vidgen.media.readback import read_frames
+from vidgen.settings import grammar
 
 # Processes, a server, launchers or Ray: `slow` (make check leaves it out).
 pytestmark = pytest.mark.slow
@@ -144,11 +145,14 @@ def test_a_refusal_in_every_process_is_one_line_and_the_honest_code(tmp_path, ti
     """Ring on a CPU, found by each process after the launch: one line (the first process's), exit 2, nothing written."""
     (tmp_path / "p.txt").write_text("a fox\n")
 
-    result = _vidgen("batch", tmp_path / "p.txt", "-O", tmp_path / "out", "--model", tiny_wan_dir, *TINY_ARGS,
-                     "--processes", "2", "--parallel", "ring")  # fmt: skip
+    result = _vidgen(
+        "batch", tmp_path / "p.txt", "-O", tmp_path / "out", "--model", tiny_wan_dir, *TINY_ARGS, "--processes", "2", "--parallel", "ring"
+    )
 
     assert result.returncode == 2, result.stderr
-    assert _errors(result.stderr) == ["Error: --parallel ring: ring attention needs a GPU (flash or cuDNN attention); on a CPU use --parallel ulysses"]
+    assert _errors(result.stderr) == [
+        "Error: --parallel ring: ring attention needs a GPU (flash or cuDNN attention); on a CPU use --parallel ulysses"
+    ]
     assert not (tmp_path / "out").exists()
 
 
@@ -156,9 +160,22 @@ def test_degrees_that_do_not_match_the_processes_are_refused_before_any_starts(t
     """Refused by the command itself (here, in this process), before it starts the launcher."""
     (tmp_path / "p.txt").write_text("a fox\n")
 
-    result = run_cli("batch", tmp_path / "p.txt", "-O", tmp_path / "out", "--model", tiny_wan_dir, *TINY_ARGS,
-                     "--processes", "2", "--parallel", "ulysses=4")  # fmt: skip
+    result = run_cli(
+        "batch",
+        tmp_path / "p.txt",
+        "-O",
+        tmp_path / "out",
+        "--model",
+        tiny_wan_dir,
+        *TINY_ARGS,
+        "--processes",
+        "2",
+        "--parallel",
+        "ulysses=4",
+    )
 
     assert result.exit_code == 2
-    assert _errors(result.stderr) == ["Error: --parallel ulysses=4 needs 4 processes; this group has 2 (the degrees multiply to the number of processes)"]
+    assert _errors(result.stderr) == [
+        "Error: --parallel ulysses=4 needs 4 processes; this group has 2 (the degrees multiply to the number of processes)"
+    ]
     assert "starting 2 processes" not in result.stderr

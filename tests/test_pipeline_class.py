@@ -58,15 +58,20 @@ def _assert_one_error_line(stderr: str, fragment: str) -> None:
 # Helios: one class serves text and image input, so its image presets load their repository's own
 # class; helios-base-i2v is left out: its tiny random model, called by diffusers directly, moves the
 # output by 3e-6 of full scale between the two images, below one level of 255.
-@pytest.mark.parametrize(("preset", "pipeline", "size", "frames", "difference"), [
-    ("ltx-video-i2v", "LTXImageToVideoPipeline", 32, 9, "clear"),
-    ("wan2.2-ti2v-5b-i2v", "WanImageToVideoPipeline", 32, 5, "clear"),
-    ("sana-video-480p-i2v", "SanaImageToVideoPipeline", 32, 5, "faint"),
-    ("motif-video-2b-i2v", "MotifVideoImage2VideoPipeline", 16, 5, "faint"),
-    ("helios-mid-i2v", "HeliosPyramidPipeline", 128, 33, "faint"),
-    ("helios-distilled-i2v", "HeliosPyramidPipeline", 64, 33, "faint"),
-])  # fmt: skip
-def test_image_preset_on_its_text_to_video_repository_follows_the_image(preset, pipeline, size, frames, difference, run_cli, tiny_pipeline_dir, tmp_path):
+@pytest.mark.parametrize(
+    ("preset", "pipeline", "size", "frames", "difference"),
+    [
+        ("ltx-video-i2v", "LTXImageToVideoPipeline", 32, 9, "clear"),
+        ("wan2.2-ti2v-5b-i2v", "WanImageToVideoPipeline", 32, 5, "clear"),
+        ("sana-video-480p-i2v", "SanaImageToVideoPipeline", 32, 5, "faint"),
+        ("motif-video-2b-i2v", "MotifVideoImage2VideoPipeline", 16, 5, "faint"),
+        ("helios-mid-i2v", "HeliosPyramidPipeline", 128, 33, "faint"),
+        ("helios-distilled-i2v", "HeliosPyramidPipeline", 64, 33, "faint"),
+    ],
+)
+def test_image_preset_on_its_text_to_video_repository_follows_the_image(
+    preset, pipeline, size, frames, difference, run_cli, tiny_pipeline_dir, tmp_path
+):
     repository_class, variant = REPOSITORY_LAYOUT[preset]
     folder = tiny_pipeline_dir(repository_class, variant)
     assert json.loads((folder / "model_index.json").read_text())["_class_name"] == repository_class
@@ -75,9 +80,22 @@ def test_image_preset_on_its_text_to_video_repository_follows_the_image(preset, 
     for colour in ("white", "black"):
         out = tmp_path / colour
         result = run_cli(
-            "generate", PROMPT, "--preset", preset, "--model", folder, "--image", _image(tmp_path / f"{colour}.png", colour, size),
-            "--size", f"{size}x{size}", "--frames", frames, *CPU, "-o", out,
-        )  # fmt: skip
+            "generate",
+            PROMPT,
+            "--preset",
+            preset,
+            "--model",
+            folder,
+            "--image",
+            _image(tmp_path / f"{colour}.png", colour, size),
+            "--size",
+            f"{size}x{size}",
+            "--frames",
+            frames,
+            *CPU,
+            "-o",
+            out,
+        )
         assert result.exit_code == 0, result.stderr
         assert f"loaded {pipeline} from" in result.stderr
         assert read_recipe(out)["pipeline"] == pipeline
@@ -95,14 +113,44 @@ def test_image_preset_on_its_text_to_video_repository_follows_the_image(preset, 
 
 def test_image_to_video_folder_under_a_text_to_video_preset_fails_before_loading(run_cli, tiny_pipeline_dir, tmp_path):
     folder = _without_weights(tiny_pipeline_dir("WanImageToVideoPipeline"), tmp_path / "wan-i2v")
-    result = run_cli("generate", PROMPT, "--preset", "wan2.1-t2v-1.3b", "--model", folder, "--size", "32x32", "--frames", "5", *CPU, "-o", tmp_path / "x.mp4")
+    result = run_cli(
+        "generate",
+        PROMPT,
+        "--preset",
+        "wan2.1-t2v-1.3b",
+        "--model",
+        folder,
+        "--size",
+        "32x32",
+        "--frames",
+        "5",
+        *CPU,
+        "-o",
+        tmp_path / "x.mp4",
+    )
     assert result.exit_code == 2, result.stderr
     _assert_one_error_line(
         result.stderr, "is an image-to-video WanImageToVideoPipeline, but preset wan2.1-t2v-1.3b runs WanPipeline, which takes no image"
     )
     # The same weightless folder under its own preset does reach loading, and fails there.
     image = _image(tmp_path / "start.png", "white")
-    result = run_cli("generate", PROMPT, "--preset", "wan2.1-i2v-480p", "--model", folder, "--image", image, "--size", "32x32", "--frames", "5", *CPU, "-o", tmp_path / "x.mp4")
+    result = run_cli(
+        "generate",
+        PROMPT,
+        "--preset",
+        "wan2.1-i2v-480p",
+        "--model",
+        folder,
+        "--image",
+        image,
+        "--size",
+        "32x32",
+        "--frames",
+        "5",
+        *CPU,
+        "-o",
+        tmp_path / "x.mp4",
+    )
     assert result.exit_code == 1 and "no safetensors weights" in result.stderr
     assert not (tmp_path / "x.mp4").exists()
 
@@ -112,14 +160,40 @@ def test_image_to_video_folder_under_a_text_to_video_preset_fails_before_loading
     [
         # Wan 2.1 and CogVideoX image-to-video concatenate the image latents (and Wan a
         # 4-channel mask) to the noise: a text-to-video transformer cannot take them.
-        ("WanPipeline", "wan2.1-i2v-480p", "has a transformer with 16 input channels; preset wan2.1-i2v-480p's WanImageToVideoPipeline needs 36"),
-        ("CogVideoXPipeline", "cogvideox-5b-i2v", "has a transformer with 4 input channels; preset cogvideox-5b-i2v's CogVideoXImageToVideoPipeline needs 8"),
+        (
+            "WanPipeline",
+            "wan2.1-i2v-480p",
+            "has a transformer with 16 input channels; preset wan2.1-i2v-480p's WanImageToVideoPipeline needs 36",
+        ),
+        (
+            "CogVideoXPipeline",
+            "cogvideox-5b-i2v",
+            "has a transformer with 4 input channels; preset cogvideox-5b-i2v's CogVideoXImageToVideoPipeline needs 8",
+        ),
     ],
 )
-def test_text_to_video_folder_that_cannot_serve_an_image_preset_is_refused(folder_class, preset, fragment, run_cli, tiny_pipeline_dir, tmp_path):
+def test_text_to_video_folder_that_cannot_serve_an_image_preset_is_refused(
+    folder_class, preset, fragment, run_cli, tiny_pipeline_dir, tmp_path
+):
     folder = _without_weights(tiny_pipeline_dir(folder_class), tmp_path / "model")
     image = _image(tmp_path / "start.png", "white")
-    result = run_cli("generate", PROMPT, "--preset", preset, "--model", folder, "--image", image, "--size", "16x16", "--frames", "9", *CPU, "-o", tmp_path / "x.mp4")
+    result = run_cli(
+        "generate",
+        PROMPT,
+        "--preset",
+        preset,
+        "--model",
+        folder,
+        "--image",
+        image,
+        "--size",
+        "16x16",
+        "--frames",
+        "9",
+        *CPU,
+        "-o",
+        tmp_path / "x.mp4",
+    )
     assert result.exit_code == 2, result.stderr
     _assert_one_error_line(result.stderr, fragment)
 
@@ -130,19 +204,52 @@ def test_folder_missing_a_component_the_preset_class_needs_is_refused(run_cli, t
     index["text_encoder"] = [None, None]
     (folder / "model_index.json").write_text(json.dumps(index))
     image = _image(tmp_path / "start.png", "white")
-    result = run_cli("generate", PROMPT, "--preset", "ltx-video-i2v", "--model", folder, "--image", image, "--size", "32x32", "--frames", "9", *CPU, "-o", tmp_path / "x.mp4")
+    result = run_cli(
+        "generate",
+        PROMPT,
+        "--preset",
+        "ltx-video-i2v",
+        "--model",
+        folder,
+        "--image",
+        image,
+        "--size",
+        "32x32",
+        "--frames",
+        "9",
+        *CPU,
+        "-o",
+        tmp_path / "x.mp4",
+    )
     assert result.exit_code == 2, result.stderr
     _assert_one_error_line(result.stderr, "(LTXPipeline) has no text_encoder, which preset ltx-video-i2v's LTXImageToVideoPipeline needs")
 
 
-@pytest.mark.parametrize(("preset", "expected"), [("wan2.1-i2v-480p", "WanImageToVideoPipeline"), ("svd-xt", "StableVideoDiffusionPipeline")])
+@pytest.mark.parametrize(
+    ("preset", "expected"), [("wan2.1-i2v-480p", "WanImageToVideoPipeline"), ("svd-xt", "StableVideoDiffusionPipeline")]
+)
 def test_class_mismatch_is_one_line_in_a_fresh_process(preset, expected, tiny_pipeline_dir, tmp_path):
     """Looking these classes up imports transformers' CLIPImageProcessor, which warns about
     torchvision unless library logging is already quiet. The warning comes once per process,
     so this runs the command in a new one."""
     image = _image(tmp_path / "start.png", "white")
-    command = [sys.executable, "-m", "vidgen", "generate", PROMPT, "--preset", preset, "--model", str(tiny_pipeline_dir("LTXPipeline")), "--image", str(image),
-               "--size", "64x64", "-o", str(tmp_path / "x.mp4")]  # a size of its own: no `size auto` line  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "vidgen",
+        "generate",
+        PROMPT,
+        "--preset",
+        preset,
+        "--model",
+        str(tiny_pipeline_dir("LTXPipeline")),
+        "--image",
+        str(image),
+        "--size",
+        "64x64",
+        "-o",
+        str(tmp_path / "x.mp4"),
+    ]  # a size of its own: no `size auto` line
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert result.returncode == 2
     _assert_one_error_line(result.stderr, f"is a LTXPipeline, but preset {preset} expects a {expected}")
@@ -155,7 +262,25 @@ def test_svd_guidance_reaches_the_pipeline_without_an_ignored_warning(run_cli, t
     videos = {}
     for guidance in ("1.0", "3.0"):
         out = tmp_path / f"guidance-{guidance.replace('.', '-')}"
-        result = run_cli("generate", PROMPT, "--preset", "svd-xt", "--model", folder, "--image", image, "--size", "64x64", "--frames", "3", "--guidance", guidance, *CPU, "-o", out)
+        result = run_cli(
+            "generate",
+            PROMPT,
+            "--preset",
+            "svd-xt",
+            "--model",
+            folder,
+            "--image",
+            image,
+            "--size",
+            "64x64",
+            "--frames",
+            "3",
+            "--guidance",
+            guidance,
+            *CPU,
+            "-o",
+            out,
+        )
         assert result.exit_code == 0, result.stderr
         assert "takes no guidance" not in result.stderr
         assert "StableVideoDiffusionPipeline takes no prompt; ignored" in result.stderr  # true: SVD has no text input

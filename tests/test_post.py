@@ -28,9 +28,31 @@ pytestmark = pytest.mark.model
 
 def _clip_with_sound(path: Path, *, size: str = "64x48", fps: int = 12, seconds: int = 1) -> Path:
     """A test pattern with a 440 Hz tone, made by ffmpeg (not by vidgen: no recipe)."""
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}:duration={seconds}",
-                    "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}:sample_rate=24000", "-c:v", "libx264",
-                    "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path)], check=True)  # fmt: skip
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size={size}:rate={fps}:duration={seconds}",
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=frequency=440:duration={seconds}:sample_rate=24000",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-shortest",
+            str(path),
+        ],
+        check=True,
+    )
     return path
 
 
@@ -77,7 +99,14 @@ def test_post_doubles_frames_and_fps_keeps_duration_and_sound(run_cli, tmp_path)
     assert abs(info.seconds - before.seconds) < 1e-6
     assert abs(describe_audio(out)["seconds"] - describe_audio(clip)["seconds"]) <= 1 / info.fps
     recipe = read_recipe(out)
-    assert recipe["source"] == {"file": "tone.mp4", "sha256": sha256(clip), "frames": before.frames, "fps": before.fps, "width": 64, "height": 48}
+    assert recipe["source"] == {
+        "file": "tone.mp4",
+        "sha256": sha256(clip),
+        "frames": before.frames,
+        "fps": before.fps,
+        "width": 64,
+        "height": 48,
+    }
     steps = [(step["step"], step["method"], step["factor"], step["frames"], step["width"], step["fps"]) for step in recipe["post"]]
     assert steps == [("interpolate", "minterpolate", 2, 24, 64, 24.0), ("upscale", "lanczos", 2, 24, 128, 24.0)]
     assert recipe["audio"]["codec"] == "aac"
@@ -94,14 +123,18 @@ def test_generate_interpolates_after_the_decode_with_the_recipe_saying_how(gener
     assert (info.frames, info.fps, info.width) == (18, 32.0, 32)
     recipe = read_recipe(Path("x.mp4"))
     assert (recipe["frames"], recipe["fps"], recipe["interpolate"], recipe["interpolate_method"]) == (9, 16, 2, "minterpolate")
-    assert recipe["post"] == [{"step": "interpolate", "method": "minterpolate", "factor": 2, "frames": 18, "width": 32, "height": 32, "fps": 32}]
+    assert recipe["post"] == [
+        {"step": "interpolate", "method": "minterpolate", "factor": 2, "frames": 18, "width": 32, "height": 32, "fps": 32}
+    ]
     reported = json.loads(result.stdout)
     assert (reported["frames"], reported["fps"]) == (18, 32)
 
 
 def test_batch_lines_take_interpolate_and_upscale(run_cli, tiny_wan_dir):
-    Path("p.jsonl").write_text('{"prompt": "a red ball", "interpolate": 3, "interpolate_method": "blend", "output": "ball.mp4"}\n'
-                               '{"prompt": "a blue sky", "upscale": 2, "output": "sky.mp4"}\n')  # fmt: skip
+    Path("p.jsonl").write_text(
+        '{"prompt": "a red ball", "interpolate": 3, "interpolate_method": "blend", "output": "ball.mp4"}\n'
+        '{"prompt": "a blue sky", "upscale": 2, "output": "sky.mp4"}\n'
+    )
     result = run_cli("batch", "p.jsonl", "-O", "out", "--model", tiny_wan_dir, *TINY_ARGS, "--fps", "8")
     assert result.exit_code == 0, result.stderr
     ball, sky = probe_video(Path("out/ball.mp4")), probe_video(Path("out/sky.mp4"))
@@ -166,20 +199,33 @@ def _junk(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("source", "args", "message"), [
-    pytest.param("CLIP", ["--interpolate", "0"], "--interpolate must be from 1 to 8, got 0", id="factor-0"),
-    pytest.param("CLIP", ["--upscale", "16"], "--upscale must be from 1 to 8, got 16", id="upscale-16"),
-    pytest.param("CLIP", ["--interpolate", "2.5"], "Invalid value for '--interpolate'", id="factor-2.5"),
-    pytest.param("CLIP", ["--interpolate", "2", "--interpolate-method", "warp"], "--interpolate-method must be one of minterpolate, blend, repeat", id="method-unknown"),
-    pytest.param("CLIP", ["--interpolate", "3", "--interpolate-model", "RIFE"], "RIFE makes midpoints: --interpolate 2, 4 or 8", id="rife-factor-3"),
-    pytest.param("CLIP", ["--interpolate-model", "JUNK"], "junk.pth: cannot read as weights", id="rife-junk"),
-    pytest.param("CLIP", ["--upscale-model", "JUNK"], "junk.pth: cannot read as weights", id="upscaler-junk"),
-    pytest.param("CLIP", ["--upscale-model", "RIFE"], "spandrel does not recognise its architecture", id="upscaler-wrong-kind"),
-    pytest.param("CLIP", ["--interpolate-model", "NOTES"], "not a model file", id="model-not-a-model-file"),
-    pytest.param("NOTES", ["--interpolate", "2"], "notes.txt: not a video", id="input-not-a-video"),
-    pytest.param("CLIP", ["--interpolate", "2", "-o", "TAKEN"], "already exists (pass --overwrite to replace it)", id="output-exists"),
-    pytest.param("CLIP", [], "nothing to do", id="nothing-to-do"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("source", "args", "message"),
+    [
+        pytest.param("CLIP", ["--interpolate", "0"], "--interpolate must be from 1 to 8, got 0", id="factor-0"),
+        pytest.param("CLIP", ["--upscale", "16"], "--upscale must be from 1 to 8, got 16", id="upscale-16"),
+        pytest.param("CLIP", ["--interpolate", "2.5"], "Invalid value for '--interpolate'", id="factor-2.5"),
+        pytest.param(
+            "CLIP",
+            ["--interpolate", "2", "--interpolate-method", "warp"],
+            "--interpolate-method must be one of minterpolate, blend, repeat",
+            id="method-unknown",
+        ),
+        pytest.param(
+            "CLIP",
+            ["--interpolate", "3", "--interpolate-model", "RIFE"],
+            "RIFE makes midpoints: --interpolate 2, 4 or 8",
+            id="rife-factor-3",
+        ),
+        pytest.param("CLIP", ["--interpolate-model", "JUNK"], "junk.pth: cannot read as weights", id="rife-junk"),
+        pytest.param("CLIP", ["--upscale-model", "JUNK"], "junk.pth: cannot read as weights", id="upscaler-junk"),
+        pytest.param("CLIP", ["--upscale-model", "RIFE"], "spandrel does not recognise its architecture", id="upscaler-wrong-kind"),
+        pytest.param("CLIP", ["--interpolate-model", "NOTES"], "not a model file", id="model-not-a-model-file"),
+        pytest.param("NOTES", ["--interpolate", "2"], "notes.txt: not a video", id="input-not-a-video"),
+        pytest.param("CLIP", ["--interpolate", "2", "-o", "TAKEN"], "already exists (pass --overwrite to replace it)", id="output-exists"),
+        pytest.param("CLIP", [], "nothing to do", id="nothing-to-do"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2_nothing_written(run_cli, tmp_path, tiny_rife, source, args, message):
     if "spandrel" in message and importlib.util.find_spec("spandrel") is None:
         pytest.skip("spandrel is not installed")

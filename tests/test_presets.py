@@ -158,7 +158,9 @@ def test_presets_unknown_task_is_one_line(run_cli):
     result = run_cli("presets", "--task", "text-to-speech")
     assert result.exit_code == 2
     assert result.stdout == ""
-    assert result.stderr.strip().splitlines() == ["Error: unknown task 'text-to-speech' (known: text-to-video, image-to-video, video-to-video, audio)"]
+    assert result.stderr.strip().splitlines() == [
+        "Error: unknown task 'text-to-speech' (known: text-to-video, image-to-video, video-to-video, audio)"
+    ]
 
 
 REVISION = "diffusers/base/post-trained"
@@ -212,8 +214,23 @@ def test_revision_reaches_the_hub_downloads_and_from_pretrained(run_cli, tiny_wa
 
     # Another --model under the same preset is another repository: the branch is not its.
     loads.clear()
-    result = run_cli(PROMPT_TEXT, "--preset", "branchy", "--model", tiny_wan_dir, "--steps", "2", "--size", "32x32", "--frames", "9",
-                     "--device", "cpu", "-o", tmp_path / "local")  # fmt: skip
+    result = run_cli(
+        PROMPT_TEXT,
+        "--preset",
+        "branchy",
+        "--model",
+        tiny_wan_dir,
+        "--steps",
+        "2",
+        "--size",
+        "32x32",
+        "--frames",
+        "9",
+        "--device",
+        "cpu",
+        "-o",
+        tmp_path / "local",
+    )
     assert result.exit_code == 0, result.stderr
     assert loads == [(str(tiny_wan_dir.resolve()), None)]
 
@@ -255,7 +272,9 @@ def test_a_user_presets_relative_model_is_loaded_from_the_presets_folder(run_cli
 
     shutil.copytree(tiny_wan_dir, isolated_environment / "presets" / "weights" / "tiny")
     write_preset(isolated_environment / "presets", "mine", 'model = "./weights/tiny"\npipeline = "WanPipeline"\n')
-    result = run_cli("a fox", "--preset", "mine", "--steps", "2", "--size", "32x32", "--frames", "5", "--device", "cpu", "-o", tmp_path / "x.mp4")
+    result = run_cli(
+        "a fox", "--preset", "mine", "--steps", "2", "--size", "32x32", "--frames", "5", "--device", "cpu", "-o", tmp_path / "x.mp4"
+    )
     assert result.exit_code == 0, result.stderr
     assert (tmp_path / "x.mp4").is_file()
 
@@ -265,13 +284,25 @@ def test_a_user_presets_relative_model_is_loaded_from_the_presets_folder(run_cli
 # The makers' values for the rows issue 30 found wrong; each preset's comments name the source
 # (Wan-Video/Wan2.1 generate.py; diffusers' LTX-Video docs; Lightricks/LTX-2 constants.py; zai-org/CogVideo
 # cli_demo.py; Tencent-Hunyuan/HunyuanVideo-1.5 README).
-LTX2_0 = {"spatio_temporal_guidance_blocks": [29], "use_cross_timestep": False, "stg_scale": 1.0, "modality_scale": 3.0,
-          "guidance_rescale": 0.7, "audio_guidance_scale": 7.0}  # fmt: skip
+LTX2_0 = {
+    "spatio_temporal_guidance_blocks": [29],
+    "use_cross_timestep": False,
+    "stg_scale": 1.0,
+    "modality_scale": 3.0,
+    "guidance_rescale": 0.7,
+    "audio_guidance_scale": 7.0,
+}
 MAKERS = {
     "wan2.1-vace-1.3b": {"defaults": {"flow_shift": 16.0, "steps": 50}},
     "ltx-video-0.9.7-two-stage": {"defaults": {"width": 1536, "height": 1024, "guidance": 5.0}, "call": {"guidance_rescale": 0.7}},
-    **{name: {"defaults": {"steps": 40, "guidance": 3.0}, "call": LTX2_0} for name in ("ltx2", "ltx2-i2v", "ltx2-condition", "ltx2-two-stage")},
-    "cogvideox1.5-5b": {"defaults": {"scheduler": "CogVideoXDPMScheduler", "timestep_spacing": "trailing"}, "call": {"use_dynamic_cfg": True}},
+    **{
+        name: {"defaults": {"steps": 40, "guidance": 3.0}, "call": LTX2_0}
+        for name in ("ltx2", "ltx2-i2v", "ltx2-condition", "ltx2-two-stage")
+    },
+    "cogvideox1.5-5b": {
+        "defaults": {"scheduler": "CogVideoXDPMScheduler", "timestep_spacing": "trailing"},
+        "call": {"use_dynamic_cfg": True},
+    },
     "hunyuanvideo1.5-480p": {"model": "hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-480p_t2v"},
     "hunyuanvideo1.5-480p-i2v": {"model": "hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-480p_i2v"},
 }
@@ -309,15 +340,23 @@ def test_presets_page_is_generated_from_the_files():
 def test_a_default_without_a_source_is_a_problem(tmp_path):
     from tools import presets_doc
 
-    path = write_preset(tmp_path, "bare", '# Sources:\n#   [card]  a model card\nmodel = "a/b"\n[defaults]\n'
-                        'steps = 30   # [card]\nguidance = 5.0\nfps = 8   # [cadr] typo\nwidth = 64   # vidgen: small\nheight = 64\n')  # fmt: skip
+    path = write_preset(
+        tmp_path,
+        "bare",
+        '# Sources:\n#   [card]  a model card\nmodel = "a/b"\n[defaults]\n'
+        "steps = 30   # [card]\nguidance = 5.0\nfps = 8   # [cadr] typo\nwidth = 64   # vidgen: small\nheight = 64\n",
+    )
     trace = presets_doc.read(path)
     assert [problem.split(": ", 1)[1] for problem in trace.problems] == [
         "defaults.guidance names no source (`# [tag] ...` or `# vidgen: reason`)",
         "defaults.fps: [cadr] is not among the file's sources",
     ]
-    assert [(entry.where, entry.tags) for entry in trace.entries] == [("steps", ("card",)), ("fps", ("cadr",)), ("width", ("vidgen",)),
-                                                                      ("height", ("vidgen",))]  # fmt: skip
+    assert [(entry.where, entry.tags) for entry in trace.entries] == [
+        ("steps", ("card",)),
+        ("fps", ("cadr",)),
+        ("width", ("vidgen",)),
+        ("height", ("vidgen",)),
+    ]
 
 
 def test_a_preset_file_is_read_once_per_version(tmp_path):

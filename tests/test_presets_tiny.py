@@ -89,7 +89,7 @@ def _cache_tiny_loras(name: str, folder: Path, root: Path, monkeypatch) -> None:
     for index, lora in enumerate(_preset(name).get("lora", [])):
         component = lora.get("into", "transformer")
         repo, filename = lora["source"].split("/", 2)[:2], lora["source"].split("/", 2)[2]
-        transformer = getattr(diffusers, "WanTransformer3DModel").from_pretrained(folder / component)
+        transformer = diffusers.WanTransformer3DModel.from_pretrained(folder / component)
         root.mkdir(exist_ok=True)
         made = root / f"made-{index}.safetensors"
         write_lightx2v_lora(made, transformer, seed=index)
@@ -233,7 +233,7 @@ def test_tiny_pipelines_load_and_run(name, tiny_model_dir, tiny_components, tmp_
     pipe = getattr(diffusers, preset["pipeline"]).from_pretrained(folder, use_safetensors=True, **tiny_components(name))
     assert type(pipe).__name__ == preset["pipeline"]
     helios.mend(pipe)  # as vidgen.engine.loading does: Helios' pyramid noise at the shipped gamma (vidgen.families.helios)
-    for component, (library, class_name) in ((k, v) for k, v in index.items() if isinstance(v, list) and v[1]):
+    for component, (_library, class_name) in ((k, v) for k, v in index.items() if isinstance(v, list) and v[1]):
         if component not in preset.get("components", {}):  # else from its own repository
             assert type(getattr(pipe, component)).__name__ == class_name, component
     pipe.set_progress_bar_config(disable=True)
@@ -279,20 +279,31 @@ def _generate_args(name: str, model: Path, tmp_path: Path) -> tuple[list[str], P
     width, height, frames = _tiny_shape(name)
     out = tmp_path / f"{name}.mp4"
     args = [
-        "generate", PROMPT,
-        "--preset", name,
-        "--model", str(model),
-        "--steps", str(_steps(name)),
-        "--size", f"{width}x{height}",
-        "--frames", str(frames),
-        "--fps", "8",
-        "--dtype", "float32",
-        "--device", "cpu",
-        "-o", str(out),
-        "--seed", "1",
+        "generate",
+        PROMPT,
+        "--preset",
+        name,
+        "--model",
+        str(model),
+        "--steps",
+        str(_steps(name)),
+        "--size",
+        f"{width}x{height}",
+        "--frames",
+        str(frames),
+        "--fps",
+        "8",
+        "--dtype",
+        "float32",
+        "--device",
+        "cpu",
+        "-o",
+        str(out),
+        "--seed",
+        "1",
         "--quiet",
         "--json",
-    ]  # fmt: skip
+    ]
     if preset["task"] == "image-to-video":
         args += ["--image", str(_start_image(tmp_path / "start.png", width, height))]
     if _needs_last_image(model):
@@ -438,8 +449,14 @@ def _loaded(pipe):
     from vidgen.engine.loading import LoadedPipeline
 
     pipe.set_progress_bar_config(disable=True)
-    return LoadedPipeline(pipe=pipe, class_name=type(pipe).__name__, device="cpu", dtype="float32", offload="none",
-                          call_parameters=set(inspect.signature(type(pipe).__call__).parameters))  # fmt: skip
+    return LoadedPipeline(
+        pipe=pipe,
+        class_name=type(pipe).__name__,
+        device="cpu",
+        dtype="float32",
+        offload="none",
+        call_parameters=set(inspect.signature(type(pipe).__call__).parameters),
+    )
 
 
 def _settings(name: str, **values):

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from vidgen.settings.request import BatchRequest
 from vidgen.server.jobs import Job, execute
+from vidgen.settings.request import BatchRequest
 
 # previews of the built-in model's runs, one through a served batch: `model` (make check leaves it out).
 pytestmark = pytest.mark.model
@@ -40,8 +40,18 @@ def test_a_20_step_run_rewrites_the_preview_while_it_runs(run_cli):
     watcher = threading.Thread(target=_watch, args=(Path("p.png"), done, seen))
     watcher.start()
     try:
-        result = run_cli("a red circle moving right on a black background", *SMALL, "--steps", "20", "--preview", "p.png",
-                         "--preview-every", "5", "-o", "v.mp4")  # fmt: skip
+        result = run_cli(
+            "a red circle moving right on a black background",
+            *SMALL,
+            "--steps",
+            "20",
+            "--preview",
+            "p.png",
+            "--preview-every",
+            "5",
+            "-o",
+            "v.mp4",
+        )
     finally:
         done.set()
         watcher.join()

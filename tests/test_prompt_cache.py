@@ -21,7 +21,8 @@ def encoder_runs():
 
     runs = []
     handle = torch.nn.modules.module.register_module_forward_hook(
-        lambda module, args, output: runs.append(1) if isinstance(module, UMT5EncoderModel) else None)  # fmt: skip
+        lambda module, args, output: runs.append(1) if isinstance(module, UMT5EncoderModel) else None
+    )
     yield runs
     handle.remove()
 
@@ -51,15 +52,18 @@ def test_served_jobs_reuse_the_embeddings_and_give_the_text_paths_frames(tiny_wa
     from diffusers import WanPipeline
 
     from vidgen.engine.generate import frames_to_uint8
-    from vidgen.settings.request import GenerateRequest
     from vidgen.engine.runner import PipelineCache
     from vidgen.server.jobs import Job, execute
+    from vidgen.settings.request import GenerateRequest
 
     cache = PipelineCache(keep_alive=-1)
     for seed in (1, 2):
         overrides = {"steps": 2, "size": "32x32", "frames": 9, "seed": seed}
-        job = Job(GenerateRequest(prompt="a red ball", model=str(tiny_wan_dir), overrides=overrides, output=f"s{seed}"), Path.cwd(),
-                  client_pid=None)  # fmt: skip
+        job = Job(
+            GenerateRequest(prompt="a red ball", model=str(tiny_wan_dir), overrides=overrides, output=f"s{seed}"),
+            Path.cwd(),
+            client_pid=None,
+        )
         assert execute(job, cache=cache) == 0
     assert len(encoder_runs) == 2  # the prompt and the (empty) negative prompt, once each for both jobs
 
@@ -67,6 +71,13 @@ def test_served_jobs_reuse_the_embeddings_and_give_the_text_paths_frames(tiny_wa
     pipe.set_progress_bar_config(disable=True)
     for seed in (1, 2):
         with torch.no_grad():
-            output = pipe(prompt="a red ball", num_inference_steps=2, height=32, width=32, num_frames=9, output_type="np",
-                          generator=torch.Generator("cpu").manual_seed(seed))  # fmt: skip
+            output = pipe(
+                prompt="a red ball",
+                num_inference_steps=2,
+                height=32,
+                width=32,
+                num_frames=9,
+                output_type="np",
+                generator=torch.Generator("cpu").manual_seed(seed),
+            )
         assert np.array_equal(read_frames(Path(f"s{seed}")), frames_to_uint8(output.frames[0]))  # a folder of PNG frames: lossless

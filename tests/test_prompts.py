@@ -40,7 +40,11 @@ def manifest(out: Path) -> list[dict]:
         ("p.csv", b"title,seed\na red ball,3\n", "p.csv is not a CSV prompts file: its header (title, seed) has no prompt column"),
         ("p.csv", b"prompt,colour\na red ball,red\n", "p.csv: unknown CSV column(s) colour"),
         ("p.csv", b"prompt,seed,seed\na red ball,1,2\n", "p.csv: CSV column(s) named twice: seed"),
-        ("p.txt", "a red ball\nun caf\u00e9\n".encode("latin-1"), "cannot read prompts file p.txt: not UTF-8 text (line 2: invalid continuation byte"),
+        (
+            "p.txt",
+            "a red ball\nun caf\u00e9\n".encode("latin-1"),
+            "cannot read prompts file p.txt: not UTF-8 text (line 2: invalid continuation byte",
+        ),
         ("p.txt", "a red ball".encode("utf-16"), "not UTF-8 text (line 1"),
         ("p.jsonl", b'"a red ball"\n[1, 2]\n{not json\n', "p.jsonl is not a JSON Lines prompts file: no line is a JSON object"),
         ("p.txt", b"# only a comment\n\n  \n", "no prompts in p.txt"),
@@ -69,7 +73,10 @@ def test_bom_and_crlf_are_read_as_plain_lines(tmp_path):
     assert [(line.number, line.values["prompt"]) for line in read_lines(txt)] == [(1, "a red ball"), (4, "a blue cat")]
     csv_file = tmp_path / "p.csv"
     csv_file.write_bytes(b'\xef\xbb\xbfprompt,seed\r\n"a red ball, twice",4\r\na blue cat,\r\n')
-    assert [(line.number, line.values) for line in read_lines(csv_file)] == [(2, {"prompt": "a red ball, twice", "seed": 4}), (3, {"prompt": "a blue cat"})]
+    assert [(line.number, line.values) for line in read_lines(csv_file)] == [
+        (2, {"prompt": "a red ball, twice", "seed": 4}),
+        (3, {"prompt": "a blue cat"}),
+    ]
     jsonl = tmp_path / "p.jsonl"
     jsonl.write_bytes(b'\xef\xbb\xbf{"prompt": "a red ball"}\r\n')
     assert [line.values for line in read_lines(jsonl)] == [{"prompt": "a red ball"}]

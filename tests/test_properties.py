@@ -23,16 +23,21 @@ from hypothesis import strategies as st
 
 from tests.conftest import gallery_file
 from vidgen.batch import LOCK_NAME, MANIFEST_NAME
-from vidgen.errors import UsageError
 from vidgen.engine.generate import merge_settings
+from vidgen.errors import UsageError
+from vidgen.settings.layers import GenerationSettings, validate
 from vidgen.settings.presets import choose_preset
 from vidgen.settings.prompts import LINE_KEYS
-from vidgen.settings.layers import GenerationSettings, validate
 
 QUICK = settings(max_examples=60, deadline=None, derandomize=True, database=None)
 # Each batch example loads the tiny model and may make a few videos.
-BATCHES = settings(max_examples=12, deadline=None, derandomize=True, database=None,
-                   suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
+BATCHES = settings(
+    max_examples=12,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 BATCH_ARGS = ["--steps", "1", "--size", "16x16", "--frames", "1", "--quiet"]
 
 numbers = st.one_of(
@@ -41,17 +46,34 @@ numbers = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from([0, 1, -1, 2**63, 2**64, 10**400]),
 )
-names = st.one_of(st.none(), st.text(max_size=12), st.sampled_from(["auto", "cpu", "cuda", "cuda:1", "mps", "float16", "bf16", "model", "group", "none", "first-block"]))
+names = st.one_of(
+    st.none(),
+    st.text(max_size=12),
+    st.sampled_from(["auto", "cpu", "cuda", "cuda:1", "mps", "float16", "bf16", "model", "group", "none", "first-block"]),
+)
 options = st.fixed_dictionaries(
     {},
     optional={
-        "seed": numbers, "steps": numbers, "guidance": numbers, "frames": numbers, "seconds": numbers,
-        "fps": numbers, "width": numbers, "height": numbers, "num_videos": numbers, "crf": numbers,
-        "size": st.one_of(st.none(), st.text(max_size=12), st.builds(lambda w, h: f"{w}x{h}", st.integers(-5, 10**6), st.integers(-5, 10**6))),
-        "dtype": names, "device": names, "offload": names, "cache": names,
+        "seed": numbers,
+        "steps": numbers,
+        "guidance": numbers,
+        "frames": numbers,
+        "seconds": numbers,
+        "fps": numbers,
+        "width": numbers,
+        "height": numbers,
+        "num_videos": numbers,
+        "crf": numbers,
+        "size": st.one_of(
+            st.none(), st.text(max_size=12), st.builds(lambda w, h: f"{w}x{h}", st.integers(-5, 10**6), st.integers(-5, 10**6))
+        ),
+        "dtype": names,
+        "device": names,
+        "offload": names,
+        "cache": names,
         "negative_prompt": st.one_of(st.none(), st.text(max_size=20)),
     },
-)  # fmt: skip
+)
 
 
 def _check_merged(preset_name: str | None, model: str | None, prompt: str, values: dict, strict: bool) -> None:
@@ -125,7 +147,10 @@ def _run_batch(run_cli, model: Path, name: str, data: bytes):
         return result, None
     records = [json.loads(line) for line in (out / MANIFEST_NAME).read_text().splitlines() if line.strip()]
     event(f"exit {result.exit_code}, {len(records)} records")
-    made = {path.relative_to(out).as_posix() for path in out.rglob("*") if path.is_file() and not gallery_file(path.relative_to(out))} - {MANIFEST_NAME, LOCK_NAME}
+    made = {path.relative_to(out).as_posix() for path in out.rglob("*") if path.is_file() and not gallery_file(path.relative_to(out))} - {
+        MANIFEST_NAME,
+        LOCK_NAME,
+    }
     assert made == {r["output"] for r in records if r["status"] == "done"}  # every file has its record
     for path in out.rglob("*"):
         assert path.resolve().is_relative_to(out.resolve())
@@ -213,8 +238,12 @@ def test_random_csv_as_a_prompts_file(run_cli, tiny_wan_dir, header, rows):
         expected.append(reader.line_num)
     # Refused as a whole exactly when the file gives cause: a header without a prompt column,
     # with a column vidgen does not know or one named twice, or no data row at all.
-    bad_header = found_header is None or "prompt" not in found_header or not set(found_header) <= set(LINE_KEYS) \
+    bad_header = (
+        found_header is None
+        or "prompt" not in found_header
+        or not set(found_header) <= set(LINE_KEYS)
         or len(set(found_header)) != len(found_header)
+    )
     assert (records is None) == (bad_header or not expected), (data, result.stderr)
     if records is not None:
         assert sorted({r["line"] for r in records}) == expected

@@ -14,8 +14,6 @@ import sys
 import numpy as np
 import pytest
 
-from vidgen.errors import ExitCode, UsageError
-from vidgen.settings.grammar import parse_quantize
 from vidgen.engine.quantize import (
     check_runnable,
     describe,
@@ -25,6 +23,8 @@ from vidgen.engine.quantize import (
     quantized_bytes,
     resolve_components,
 )
+from vidgen.errors import ExitCode, UsageError
+from vidgen.settings.grammar import parse_quantize
 
 WAN_22_A14B_INDEX = {  # Wan-AI/Wan2.2-T2V-A14B-Diffusers' model_index.json, its components
     "_class_name": "WanPipeline",
@@ -111,8 +111,10 @@ def test_parsing_and_the_checks_import_no_torch():
 def test_resolve_components_finds_each_models_denoisers(tiny_wan_dir):
     assert resolve_components({"*": "int8"}, wan_index(tiny_wan_dir)) == {"transformer": "int8"}  # transformer_2: [null, null]
     assert resolve_components({"*": "fp8", "text_encoder": "int8"}, WAN_22_A14B_INDEX) == {
-        "transformer": "fp8", "transformer_2": "fp8", "text_encoder": "int8"
-    }  # fmt: skip
+        "transformer": "fp8",
+        "transformer_2": "fp8",
+        "text_encoder": "int8",
+    }
     assert resolve_components({"*": "int8", "transformer_2": "fp8"}, WAN_22_A14B_INDEX) == {"transformer": "int8", "transformer_2": "fp8"}
     assert resolve_components({"*": "int8"}, SVD_INDEX) == {"unet": "int8"}
     assert resolve_components({}, SVD_INDEX) == {}
@@ -121,14 +123,24 @@ def test_resolve_components_finds_each_models_denoisers(tiny_wan_dir):
 @pytest.mark.parametrize(
     "choice, index, message",
     [
-        ({"transformer_2": "fp8"}, "wan", "--quantize transformer_2=fp8: WanPipeline has no component 'transformer_2' "
-         "(it has: scheduler, text_encoder, tokenizer, transformer, vae)"),
-        ({"tokenizer": "int8"}, "wan", "--quantize tokenizer=int8: tokenizer (T5Tokenizer) is not a model; "
-         "models: text_encoder, transformer, vae"),
-        ({"*": "int8"}, {"_class_name": "X", "vae": ["diffusers", "AutoencoderKL"]}, "--quantize int8: X has no denoiser "
-         "named transformer, transformer_2, unet (its components: vae); name one as COMPONENT=METHOD"),
+        (
+            {"transformer_2": "fp8"},
+            "wan",
+            "--quantize transformer_2=fp8: WanPipeline has no component 'transformer_2' "
+            "(it has: scheduler, text_encoder, tokenizer, transformer, vae)",
+        ),
+        (
+            {"tokenizer": "int8"},
+            "wan",
+            "--quantize tokenizer=int8: tokenizer (T5Tokenizer) is not a model; models: text_encoder, transformer, vae",
+        ),
+        (
+            {"*": "int8"},
+            {"_class_name": "X", "vae": ["diffusers", "AutoencoderKL"]},
+            "--quantize int8: X has no denoiser named transformer, transformer_2, unet (its components: vae); name one as COMPONENT=METHOD",
+        ),
     ],
-)  # fmt: skip
+)
 def test_resolve_components_refuses_in_one_line(choice, index, message, tiny_wan_dir):
     with pytest.raises(UsageError) as caught:
         resolve_components(choice, wan_index(tiny_wan_dir) if index == "wan" else index)
@@ -145,31 +157,54 @@ FP8_DYNAMIC = "--quantize fp8-dynamic needs a CUDA GPU of compute capability 8.9
         ("fp8", dict(device_kind="cuda", capability=(7, 5), torchao="0.18.0"), None),
         ("none", dict(device_kind="cpu"), None),
         ("int8", dict(device_kind="cpu"), "--quantize int8 needs torchao: pip install 'vidgen[quant]'"),
-        ("fp8", dict(device_kind="cuda", capability=(9, 0), torchao="0.17.0"),  # the old int8 weights below 0.18
-         "--quantize fp8 needs torchao 0.18 or newer (installed: 0.17.0): pip install -U 'vidgen[quant]'"),
+        (
+            "fp8",
+            dict(device_kind="cuda", capability=(9, 0), torchao="0.17.0"),  # the old int8 weights below 0.18
+            "--quantize fp8 needs torchao 0.18 or newer (installed: 0.17.0): pip install -U 'vidgen[quant]'",
+        ),
         ("fp8-dynamic", dict(device_kind="cuda", capability=(8, 9), torchao="0.18.0"), None),
         ("fp8-dynamic", dict(device_kind="cuda", capability=(9, 0), torchao="0.18.0"), None),
         ("fp8-dynamic", dict(device_kind="xpu", torchao="0.18.0"), None),
         ("fp8-dynamic", dict(device_kind="rocm", capability="gfx942:sramecc+:xnack-", torchao="0.18.0"), None),
-        ("fp8-dynamic", dict(device_kind="cuda", capability=(8, 0), torchao="0.18.0"),
-         f"{FP8_DYNAMIC} (this one: 8.0); fp8 (weight-only) runs on it"),
-        ("fp8-dynamic", dict(device_kind="cuda", capability=(8, 6), torchao="0.18.0"),
-         f"{FP8_DYNAMIC} (this one: 8.6); fp8 (weight-only) runs on it"),
-        ("fp8-dynamic", dict(device_kind="rocm", capability="gfx90a", torchao="0.18.0"),
-         f"{FP8_DYNAMIC}, or an AMD MI300/MI350 (this one: gfx90a); fp8 (weight-only) runs on it"),
+        (
+            "fp8-dynamic",
+            dict(device_kind="cuda", capability=(8, 0), torchao="0.18.0"),
+            f"{FP8_DYNAMIC} (this one: 8.0); fp8 (weight-only) runs on it",
+        ),
+        (
+            "fp8-dynamic",
+            dict(device_kind="cuda", capability=(8, 6), torchao="0.18.0"),
+            f"{FP8_DYNAMIC} (this one: 8.6); fp8 (weight-only) runs on it",
+        ),
+        (
+            "fp8-dynamic",
+            dict(device_kind="rocm", capability="gfx90a", torchao="0.18.0"),
+            f"{FP8_DYNAMIC}, or an AMD MI300/MI350 (this one: gfx90a); fp8 (weight-only) runs on it",
+        ),
         ("fp8-dynamic", dict(device_kind="cpu", torchao="0.18.0"), f"{FP8_DYNAMIC} (this device: cpu); fp8 (weight-only) runs here"),
         ("fp8-dynamic", dict(device_kind="mps", torchao="0.18.0"), f"{FP8_DYNAMIC} (this device: mps); fp8 (weight-only) runs here"),
         ("fp8-dynamic", dict(device_kind="cuda", capability=(9, 0)), "--quantize fp8-dynamic needs torchao: pip install 'vidgen[quant]'"),
         ("nf4", dict(device_kind="cuda", capability=(8, 6), bitsandbytes="0.45.0"), None),
-        ("nf4", dict(device_kind="cpu", bitsandbytes="0.45.0"), "--quantize nf4 needs a CUDA GPU (bitsandbytes 4-bit, "
-         "which diffusers runs there only; this device: cpu); int8 and fp8 run here"),
-        ("nf4", dict(device_kind="mps", bitsandbytes="0.45.0"), "--quantize nf4 needs a CUDA GPU (bitsandbytes 4-bit, "
-         "which diffusers runs there only; this device: mps); int8 and fp8 run here"),
+        (
+            "nf4",
+            dict(device_kind="cpu", bitsandbytes="0.45.0"),
+            "--quantize nf4 needs a CUDA GPU (bitsandbytes 4-bit, "
+            "which diffusers runs there only; this device: cpu); int8 and fp8 run here",
+        ),
+        (
+            "nf4",
+            dict(device_kind="mps", bitsandbytes="0.45.0"),
+            "--quantize nf4 needs a CUDA GPU (bitsandbytes 4-bit, "
+            "which diffusers runs there only; this device: mps); int8 and fp8 run here",
+        ),
         ("nf4", dict(device_kind="cuda", capability=(8, 6)), "--quantize nf4 needs bitsandbytes: pip install 'vidgen[quant-gpu]'"),
-        ("nf4", dict(device_kind="cuda", capability=(8, 6), bitsandbytes="0.42.0"),
-         "--quantize nf4 needs bitsandbytes 0.43.3 or newer (installed: 0.42.0): pip install -U 'vidgen[quant-gpu]'"),
+        (
+            "nf4",
+            dict(device_kind="cuda", capability=(8, 6), bitsandbytes="0.42.0"),
+            "--quantize nf4 needs bitsandbytes 0.43.3 or newer (installed: 0.42.0): pip install -U 'vidgen[quant-gpu]'",
+        ),
     ],
-)  # fmt: skip
+)
 def test_method_problem(method, facts, problem):
     assert method_problem(method, **facts) == problem
 
@@ -216,7 +251,9 @@ def test_nf4_is_bitsandbytes_from_each_library(tiny_wan_dir):
     import torch
     import transformers
 
-    config = pipeline_quantization_config({"transformer": "nf4", "text_encoder": "nf4"}, wan_index(tiny_wan_dir), compute_dtype=torch.float16)
+    config = pipeline_quantization_config(
+        {"transformer": "nf4", "text_encoder": "nf4"}, wan_index(tiny_wan_dir), compute_dtype=torch.float16
+    )
     for name, library in (("transformer", diffusers), ("text_encoder", transformers)):
         bnb = config.quant_mapping[name]
         assert type(bnb) is library.BitsAndBytesConfig

@@ -17,7 +17,9 @@ def _reference():
 
 
 def test_the_reference_page_is_what_the_code_writes():
-    assert (ROOT / "docs" / "reference.md").read_text() == _reference().render(), "docs/reference.md is stale: run `python tools/reference.py`"
+    assert (ROOT / "docs" / "reference.md").read_text() == _reference().render(), (
+        "docs/reference.md is stale: run `python tools/reference.py`"
+    )
 
 
 def test_every_option_of_generate_and_batch_help_is_in_the_reference(run_cli):

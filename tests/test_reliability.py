@@ -52,8 +52,13 @@ def vidgen_process(*args, limit_file_size: int | None = None, env: dict | None =
             # What a full quota or `ulimit -f` does to every writer in the process tree.
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_size, limit_file_size))
 
-    return subprocess.Popen([sys.executable, "-m", "vidgen", *map(str, args)], env={**os.environ, **(env or {})},
-                            preexec_fn=limit, start_new_session=True, **popen)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "vidgen", *map(str, args)],
+        env={**os.environ, **(env or {})},
+        preexec_fn=limit,
+        start_new_session=True,
+        **popen,
+    )
 
 
 def run_vidgen(*args, **options) -> tuple[int, str, str]:
@@ -70,7 +75,9 @@ def one_error_line(stderr: str) -> str:
 
 def files_in(folder: Path) -> list[str]:
     """Every file below `folder` but a batch's gallery, hidden ones (temporary files) included."""
-    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file() and not gallery_file(path.relative_to(folder)))
+    return sorted(
+        str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file() and not gallery_file(path.relative_to(folder))
+    )
 
 
 def manifest(out: Path) -> list[dict]:
@@ -82,14 +89,16 @@ def slow_ffmpeg(folder: Path) -> tuple[Path, Path]:
     as ffmpeg does: the one way to catch a write in progress on a tiny model."""
     script = folder / "slow-ffmpeg"
     marker = folder / "ffmpeg-started"
-    script.write_text(textwrap.dedent(f"""\
+    script.write_text(
+        textwrap.dedent(f"""\
         #!{sys.executable}
         import os, signal, sys, time
         signal.signal(signal.SIGINT, lambda *_: sys.exit(255))
         with open({str(marker)!r}, "w") as marker:
             marker.write(str(os.getpid()))
         time.sleep(600)
-        """))
+        """)
+    )
     script.chmod(0o755)
     return script, marker
 
@@ -222,13 +231,15 @@ def test_a_file_cut_short_behind_ffmpegs_back_is_caught_before_the_rename(tiny_w
 
     real = imageio_ffmpeg.get_ffmpeg_exe()
     cutting = tmp_path / "ffmpeg"
-    cutting.write_text(textwrap.dedent(f"""\
+    cutting.write_text(
+        textwrap.dedent(f"""\
         #!/bin/sh
         case "$*" in *-progress*) exec {real} "$@";; esac
         {real} "$@" || exit $?
         for last; do :; done
         truncate -s 1500 "$last"
-        """))
+        """)
+    )
     cutting.chmod(0o755)
     monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(cutting))
     result = run_cli("a red ball", "--model", tiny_wan_dir, *BIG_ARGS, "-o", "x.mp4")
@@ -243,8 +254,9 @@ def test_a_file_cut_short_behind_ffmpegs_back_is_caught_before_the_rename(tiny_w
 def test_ctrl_c_while_ffmpeg_writes_exits_130_and_leaves_nothing(tiny_wan_dir, stand_in_ffmpeg, ffmpeg_first):
     """A terminal's Ctrl-C signals vidgen's process group; ffmpeg may get one too."""
     script, marker = stand_in_ffmpeg
-    process = vidgen_process("a red ball", "--model", tiny_wan_dir, *TINY_ARGS, "-o", "x.mp4",
-                             env={"IMAGEIO_FFMPEG_EXE": str(script)}, stderr=subprocess.PIPE)  # fmt: skip
+    process = vidgen_process(
+        "a red ball", "--model", tiny_wan_dir, *TINY_ARGS, "-o", "x.mp4", env={"IMAGEIO_FFMPEG_EXE": str(script)}, stderr=subprocess.PIPE
+    )
     ffmpeg_pid = wait_for(marker)
     if ffmpeg_first:
         os.kill(ffmpeg_pid, signal.SIGINT)
@@ -370,8 +382,9 @@ def test_sigterm_stops_the_batch_after_the_current_video_then_resume_finishes(ti
 def test_second_sigterm_stops_at_once_and_leaves_no_partial_file(tiny_wan_dir, stand_in_ffmpeg):
     script, marker = stand_in_ffmpeg
     Path("p.txt").write_text("a red ball\na blue cat\n")
-    process = vidgen_process("batch", "p.txt", "-O", "out", "--model", tiny_wan_dir, *TINY_ARGS,
-                             env={"IMAGEIO_FFMPEG_EXE": str(script)}, stderr=subprocess.PIPE)  # fmt: skip
+    process = vidgen_process(
+        "batch", "p.txt", "-O", "out", "--model", tiny_wan_dir, *TINY_ARGS, env={"IMAGEIO_FFMPEG_EXE": str(script)}, stderr=subprocess.PIPE
+    )
     wait_for(marker)  # the first video is being written
     process.send_signal(signal.SIGTERM)
     # Signals sent back to back can merge into one: send the second once the first is seen.
@@ -391,8 +404,17 @@ def test_second_sigterm_stops_at_once_and_leaves_no_partial_file(tiny_wan_dir, s
 def test_second_batch_on_the_same_folder_is_refused_and_a_dead_ones_lock_is_not(batch_cli, tiny_wan_dir, stand_in_ffmpeg):
     script, marker = stand_in_ffmpeg
     Path("p.txt").write_text("a red ball\n")
-    first = vidgen_process("batch", "p.txt", "-O", "out", "--model", tiny_wan_dir, *TINY_ARGS,
-                           env={"IMAGEIO_FFMPEG_EXE": str(script)}, stderr=subprocess.DEVNULL)  # fmt: skip
+    first = vidgen_process(
+        "batch",
+        "p.txt",
+        "-O",
+        "out",
+        "--model",
+        tiny_wan_dir,
+        *TINY_ARGS,
+        env={"IMAGEIO_FFMPEG_EXE": str(script)},
+        stderr=subprocess.DEVNULL,
+    )
     ffmpeg_pid = wait_for(marker)  # the first batch holds the folder
     try:
         refused = batch_cli("p.txt")
@@ -445,13 +467,36 @@ def test_under_accelerate_a_locked_folder_stops_every_process(tiny_wan_dir):
         port = probe.getsockname()[1]
     accelerate = Path(sys.executable).with_name("accelerate")
     command = [
-        accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
-        "-m", "vidgen", "batch", "p.txt", "-O", "out", "--model", tiny_wan_dir, *TINY_ARGS,
-    ]  # fmt: skip
+        accelerate,
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(port),
+        "-m",
+        "vidgen",
+        "batch",
+        "p.txt",
+        "-O",
+        "out",
+        "--model",
+        tiny_wan_dir,
+        *TINY_ARGS,
+    ]
     try:
-        result = subprocess.run(list(map(str, command)), env={**os.environ, "ACCELERATE_USE_CPU": "true", "CUDA_VISIBLE_DEVICES": ""},
-                                capture_output=True, text=True)  # fmt: skip
+        result = subprocess.run(
+            list(map(str, command)),
+            env={**os.environ, "ACCELERATE_USE_CPU": "true", "CUDA_VISIBLE_DEVICES": ""},
+            capture_output=True,
+            text=True,
+        )
     finally:
         os.close(holder)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from vidgen.errors import UsageError
-from vidgen.settings.request import BatchRequest, GenerateRequest, from_json, json_schema, with_schema
 from vidgen.server.jobs import Job
+from vidgen.settings.request import BatchRequest, GenerateRequest, from_json, json_schema, with_schema
 
 # What `curl --unix-socket ... -d '...'` sends: written by hand, not by vidgen's client.
 HAND_WRITTEN = """{"version": 1, "command": "generate", "cwd": "/tmp", "prompt": "a red circle moving left",
@@ -19,8 +19,11 @@ HAND_WRITTEN = """{"version": 1, "command": "generate", "cwd": "/tmp", "prompt":
 def test_a_hand_written_job_is_accepted_as_the_request_it_names():
     job = Job.from_request(json.loads(HAND_WRITTEN), client_pid=None)
     assert isinstance(job, Job), job
-    assert job.request == GenerateRequest(prompt="a red circle moving left", output="/tmp/clip.mp4",
-                                          overrides={"seed": 7, "steps": 10, "guidance": 5, "loras": ["/tmp/a.safetensors:0.5"]})
+    assert job.request == GenerateRequest(
+        prompt="a red circle moving left",
+        output="/tmp/clip.mp4",
+        overrides={"seed": 7, "steps": 10, "guidance": 5, "loras": ["/tmp/a.safetensors:0.5"]},
+    )
     assert job.env.folder() == Path("/tmp") and job.command == "generate"
 
 
@@ -48,8 +51,14 @@ def test_an_unknown_or_mistyped_field_is_refused_in_one_line(change, message):
 
 
 def test_a_request_goes_through_json_unchanged_and_cannot_change_after():
-    batch = BatchRequest(prompts_file="p.txt", out_dir="out", preset="shapes", overrides={"seed": 3, "gallery": False, "size": "32x32"},
-                         resume=True, threads=2)
+    batch = BatchRequest(
+        prompts_file="p.txt",
+        out_dir="out",
+        preset="shapes",
+        overrides={"seed": 3, "gallery": False, "size": "32x32"},
+        resume=True,
+        threads=2,
+    )
     assert from_json(json.loads(json.dumps(batch.to_json()))) == batch
     with pytest.raises(TypeError):
         batch.overrides["seed"] = 4  # a read-only view

@@ -40,12 +40,16 @@ def signal_at_step():
         handle.remove()
 
 
-@pytest.mark.parametrize("model, signum, code, scheduler", [
-    ("builtin", signal.SIGTERM, 143, "FlowMatchEulerDiscreteScheduler"),  # the built-in model's
-    ("tiny", signal.SIGINT, 130, "UniPCMultistepScheduler"),  # the Wan presets'
-])  # fmt: skip
-def test_a_stopped_run_resumed_from_its_latents_makes_the_uninterrupted_runs_frames(run_cli, tiny_wan_dir, signal_at_step, model, signum,
-                                                                                   code, scheduler):  # fmt: skip
+@pytest.mark.parametrize(
+    "model, signum, code, scheduler",
+    [
+        ("builtin", signal.SIGTERM, 143, "FlowMatchEulerDiscreteScheduler"),  # the built-in model's
+        ("tiny", signal.SIGINT, 130, "UniPCMultistepScheduler"),  # the Wan presets'
+    ],
+)
+def test_a_stopped_run_resumed_from_its_latents_makes_the_uninterrupted_runs_frames(
+    run_cli, tiny_wan_dir, signal_at_step, model, signum, code, scheduler
+):
     args = ["a red circle moving right on a black background", "--steps", "8", "--size", "32x32", "--frames", "9"]
     if model == "tiny":
         args += ["--model", str(tiny_wan_dir)]

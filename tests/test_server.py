@@ -26,7 +26,12 @@ import numpy as np
 import pytest
 
 from tests.conftest import TINY_ARGS, gallery_file
-from tests.server_fixtures import HANG, ProcessServer, client_env, runtime_dir, serve_process, serve_thread, served, short_runtime_dir, thread_server, vidgen_command  # noqa: F401  fixtures
+from tests.server_fixtures import (
+    HANG,
+    client_env,
+    short_runtime_dir,
+    vidgen_command,
+)  # noqa: F401  fixtures
 from vidgen.batch import file_sha256
 from vidgen.media.readback import read_frames, read_recipe
 
@@ -67,7 +72,9 @@ def test_generate_through_server_matches_in_process(served, tiny_wan_dir: Path, 
     status = served.status()
     # three jobs, one pipeline: the one its first job loaded (or an earlier test's), used three times more
     assert status["jobs_done"] == before["jobs_done"] + 3
-    assert len(status["models"]) == max(1, len(before["models"])) and _model_jobs(status, tiny_wan_dir) == [(_model_jobs(before, tiny_wan_dir) or [0])[0] + 3]
+    assert len(status["models"]) == max(1, len(before["models"])) and _model_jobs(status, tiny_wan_dir) == [
+        (_model_jobs(before, tiny_wan_dir) or [0])[0] + 3
+    ]
 
     # The reference runs in this process (its pipeline loaded afresh: the server's cache is its
     # worker thread's), in sight of the server's socket: --no-server must keep it away from the server.
@@ -100,7 +107,10 @@ def test_one_request_makes_the_same_video_through_every_front_door(served, tiny_
     assert manifest == {key: value for key, value in records["batch"].items() if key != "path"}  # stdout: the record and its path
     batch_own = {"line", "video", "output", "status", "error", "process", "finished_at"}
     assert set(records["batch"]) == set(records["cli"]) | batch_own
-    made = {door: {key: value for key, value in record.items() if key not in {"path", "seconds", *batch_own}} for door, record in records.items()}
+    made = {
+        door: {key: value for key, value in record.items() if key not in {"path", "seconds", *batch_own}}
+        for door, record in records.items()
+    }
     assert made["cli"] == made["server"] == made["batch"], made
     assert (made["cli"]["seed"], made["cli"]["settings"]["seed"], made["cli"]["frames"]) == (5, 5, 9)
     frames = {door: read_frames(Path(record["path"])) for door, record in records.items()}
@@ -127,7 +137,9 @@ def test_client_imports_no_torch(served, tiny_wan_dir: Path):
     # and without a server (a socket folder with none in it), the same script does import them (the check can fail)
     nowhere = short_runtime_dir()
     try:
-        done = subprocess.run([sys.executable, "-c", script.replace("light.mp4", "heavy.mp4")], env=client_env(nowhere), capture_output=True, timeout=HANG)
+        done = subprocess.run(
+            [sys.executable, "-c", script.replace("light.mp4", "heavy.mp4")], env=client_env(nowhere), capture_output=True, timeout=HANG
+        )
     finally:
         shutil.rmtree(nowhere, ignore_errors=True)
     assert done.returncode == 0 and "HEAVY=torch" in done.stderr.decode()
@@ -164,7 +176,9 @@ def test_cancel_one_leaves_the_others_and_status_during_a_job(served, tiny_wan_d
     _, err = slow.communicate(timeout=HANG)
     assert slow.returncode == 130, err.decode()
     # The client waited for the server to cancel the job: the server's own line comes last.
-    assert err.decode().strip().splitlines()[-1] == "Error: interrupted during denoising; nothing was written", served.output() + err.decode()
+    assert err.decode().strip().splitlines()[-1] == "Error: interrupted during denoising; nothing was written", (
+        served.output() + err.decode()
+    )
     for i, other in enumerate(others):
         _, err = other.communicate(timeout=HANG)
         assert other.returncode == 0, err.decode()
@@ -251,8 +265,15 @@ def test_a_hand_written_job_runs_and_bad_requests_get_error_replies(served, tiny
     assert served.status()["jobs_done"] == before
 
     # A job written by hand, as `curl --unix-socket` sends it (docs/api.md): run like a client's.
-    body = {"version": 1, "command": "generate", "cwd": str(Path.cwd()), "prompt": "a red ball", "model": str(tiny_wan_dir),
-            "output": str(Path.cwd() / "by-hand.mp4"), "overrides": {"seed": 5, "steps": 2, "size": "32x32", "frames": 9}}
+    body = {
+        "version": 1,
+        "command": "generate",
+        "cwd": str(Path.cwd()),
+        "prompt": "a red ball",
+        "model": str(tiny_wan_dir),
+        "output": str(Path.cwd() / "by-hand.mp4"),
+        "overrides": {"seed": 5, "steps": 2, "size": "32x32", "frames": 9},
+    }
     events = [json.loads(line) for line in post("/v1/jobs", json.dumps(body).encode()).split(b"\r\n\r\n", 1)[1].splitlines()]
     assert events[0]["event"] == "accepted" and events[-1] == {"event": "exit", "code": 0}, events
     assert read_recipe(Path("by-hand.mp4"))["seed"] == 5 and read_frames(Path("by-hand.mp4")).shape == (9, 32, 32, 3)
@@ -370,8 +391,11 @@ def _manifest(out: Path) -> list[dict]:
 
 def _videos(out: Path) -> list[str]:
     """Every file in DIR but the manifest, the lock and the gallery, hidden (temporary) ones included."""
-    return sorted(path.name for path in out.iterdir()
-                  if path.is_file() and path.name not in ("manifest.jsonl", ".vidgen-batch.lock") and not gallery_file(path.relative_to(out)))  # fmt: skip
+    return sorted(
+        path.name
+        for path in out.iterdir()
+        if path.is_file() and path.name not in ("manifest.jsonl", ".vidgen-batch.lock") and not gallery_file(path.relative_to(out))
+    )
 
 
 def _start_slow_batch(served, model: Path, count: int) -> subprocess.Popen:
@@ -442,8 +466,10 @@ def test_ctrl_c_while_the_server_writes_the_file_leaves_nothing_and_exits_130(se
 
     marker, go = tmp_path / "encoding", tmp_path / "go"
     gate = tmp_path / "ffmpeg"
-    gate.write_text(f'#!/bin/sh\ncase "$*" in *rawvideo*) touch {marker}; while [ ! -e {go} ]; do sleep 0.05; done;; esac\n'
-                    f'exec {imageio_ffmpeg.get_ffmpeg_exe()} "$@"\n')  # fmt: skip
+    gate.write_text(
+        f'#!/bin/sh\ncase "$*" in *rawvideo*) touch {marker}; while [ ! -e {go} ]; do sleep 0.05; done;; esac\n'
+        f'exec {imageio_ffmpeg.get_ffmpeg_exe()} "$@"\n'
+    )
     gate.chmod(0o755)
     monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(gate))  # the server on this process's thread encodes with it
     client = served.client(*_tiny(tiny_wan_dir, "a red ball", "--seed", "1", "-o", "x.mp4"))
@@ -533,7 +559,9 @@ def _write_clip(path: Path, frames: int = 9, size: int = 32) -> Path:
 
 
 @pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="reads the server's working folder from /proc")
-def test_relative_paths_mean_the_clients_folder_and_the_server_never_changes_its_own(served, tiny_pipeline_dir, tiny_wan_dir: Path, tmp_path: Path, monkeypatch):
+def test_relative_paths_mean_the_clients_folder_and_the_server_never_changes_its_own(
+    served, tiny_pipeline_dir, tiny_wan_dir: Path, tmp_path: Path, monkeypatch
+):
     """A server whose process works in another folder: a prompts file on standard input whose
     lines name their input videos relative to the client's folder, and a video named after its
     prompt (no -o), land where they would in-process, while the server's own working folder,
@@ -556,9 +584,32 @@ def test_relative_paths_mean_the_clients_folder_and_the_server_never_changes_its
         return client.stdout.read(), client.stderr.read()
 
     line = {"prompt": "a fox", "video": "clips/in.mp4", "seed": 5, "output": "fox.mp4"}
-    batch = subprocess.Popen(_vidgen("batch", "-", "-O", "out", "--preset", "wan2.1-v2v-1.3b", "--model", tiny_pipeline_dir("WanPipeline"),
-                                     "--steps", "2", "--size", "32x32", "--device", "cpu", "--dtype", "float32", "--json"),
-                             env=served.env, cwd=work, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    batch = subprocess.Popen(
+        _vidgen(
+            "batch",
+            "-",
+            "-O",
+            "out",
+            "--preset",
+            "wan2.1-v2v-1.3b",
+            "--model",
+            tiny_pipeline_dir("WanPipeline"),
+            "--steps",
+            "2",
+            "--size",
+            "32x32",
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+            "--json",
+        ),
+        env=served.env,
+        cwd=work,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     out, err = sample_while(batch, json.dumps(line).encode() + b"\n")
     assert batch.returncode == 0, err.decode() + served.output()
     [record] = [json.loads(text) for text in out.decode().splitlines()]
@@ -578,8 +629,8 @@ def test_a_job_runs_with_its_own_folder_and_standard_input_in_the_worker(tiny_wa
     carries) into a folder relative to the client's. While the prompts are read, this
     process's working folder and sys.stdin are still its own, and so after the job."""
     from vidgen.batch import run as batch_run
-    from vidgen.settings.request import BatchRequest
     from vidgen.server.jobs import Job, execute
+    from vidgen.settings.request import BatchRequest
 
     client = tmp_path / "client"
     client.mkdir()
@@ -593,8 +644,12 @@ def test_a_job_runs_with_its_own_folder_and_standard_input_in_the_worker(tiny_wa
 
     monkeypatch.setattr(batch_run, "open_prompts", watched)
     overrides = {"steps": 2, "size": "32x32", "frames": 9, "seed": 4}
-    job = Job(BatchRequest(prompts_file="-", out_dir="out", model=str(tiny_wan_dir), overrides=overrides), str(client), None,
-              stdin=b"a red ball\n")  # fmt: skip
+    job = Job(
+        BatchRequest(prompts_file="-", out_dir="out", model=str(tiny_wan_dir), overrides=overrides),
+        str(client),
+        None,
+        stdin=b"a red ball\n",
+    )
     code = execute(job)
     events = []
     while not job.events.empty():
@@ -611,8 +666,8 @@ def test_a_batch_refused_after_its_standard_input_was_read_runs_here_on_those_by
     """A server that refuses a `batch -` (it is stopping) once the client has read standard
     input: the batch runs in the client's process on the bytes it read, which are passed in;
     sys.stdin is not replaced with them."""
-    from vidgen.cli import client
     from vidgen.batch import run as batch_run
+    from vidgen.cli import client
 
     stdin_at_submit, stdin_when_read = [], []
     monkeypatch.setattr(client, "find_server", lambda: Path("/nonexistent/vidgen.sock"))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from vidgen.errors import UsageError
-from vidgen.settings.presets import Constraints, Preset
 from vidgen.settings.grammar import LoraSpec
 from vidgen.settings.layers import build_settings, parse_size, snap_to_constraints, validate
+from vidgen.settings.presets import Constraints, Preset
 
 WAN_RULES = Constraints(frames_step=4, frames_offset=1, size_multiple=16, min_frames=5, max_frames=81, max_width=1280, max_height=1280)
 
@@ -99,8 +99,8 @@ def test_dtype_aliases():
 
 
 def test_dtype_explicit_only_when_a_user_layer_sets_it():
-    from vidgen.settings.presets import load_preset
     from vidgen.settings.layers import build_settings
+    from vidgen.settings.presets import load_preset
 
     preset = load_preset("wan2.1-t2v-1.3b")
     from_preset = build_settings(preset, [{"prompt": "a cat", "dtype": None}])
@@ -114,7 +114,9 @@ def test_steps_times_strength_below_one_step_is_refused_in_one_line(run_cli, tmp
     it failed deep inside ("cannot reshape tensor of 0 elements")."""
     video = tmp_path / "in.mp4"
     video.write_bytes(b"not read: the settings are refused first")
-    result = run_cli("a ball", "--preset", "wan2.1-v2v-1.3b", "--video", video, "--steps", "2", "--strength", "0.3", "-o", tmp_path / "x.mp4")
+    result = run_cli(
+        "a ball", "--preset", "wan2.1-v2v-1.3b", "--video", video, "--steps", "2", "--strength", "0.3", "-o", tmp_path / "x.mp4"
+    )
     assert result.exit_code == 2, result.stderr
     assert result.stderr.strip().splitlines() == [
         "Error: --steps 2 with --strength 0.3 runs no denoising step (steps x strength must be at least 1; try --steps 4)"
@@ -131,7 +133,9 @@ def test_command_line_overrides_travel_to_a_server_as_json(tmp_path):
     from vidgen.settings.request import GenerateRequest
 
     (tmp_path / "style.safetensors").write_bytes(b"")
-    overrides = _overrides({"loras": [str(tmp_path / "style.safetensors") + ":0.5"], "extras": ["overlap_history=37"], "steps": 4}, fast=False)
+    overrides = _overrides(
+        {"loras": [str(tmp_path / "style.safetensors") + ":0.5"], "extras": ["overlap_history=37"], "steps": 4}, fast=False
+    )
     assert json.loads(json.dumps(overrides))["loras"] == [str(tmp_path / "style.safetensors") + ":0.5"]
     resolved = resolve_paths(GenerateRequest(prompt="x", overrides=overrides)).overrides
     assert resolved["loras"] == [str(tmp_path / "style.safetensors") + ":0.5"] and resolved["extras"] == {"overlap_history": 37}
@@ -172,8 +176,11 @@ def test_settings_are_frozen_and_each_field_typed_as_its_setting():
     types = {item.name: item.type for item in fields(GenerationSettings)}
     assert not [name for name, kind in types.items() if kind is Any or kind in (list, dict, tuple)], types
     for setting in FIELDS:  # the table's type, Optional where it may be unset; a list is a tuple of its items
-        members = [kind for kind in get_args(types[setting.name]) if kind is not type(None)] \
-            if get_origin(types[setting.name]) is Union else [types[setting.name]]  # fmt: skip
+        members = (
+            [kind for kind in get_args(types[setting.name]) if kind is not type(None)]
+            if get_origin(types[setting.name]) is Union
+            else [types[setting.name]]
+        )
         wanted = {list: tuple, dict: dict}.get(setting.type)
         if wanted:
             assert [get_origin(kind) for kind in members] == [wanted], (setting.name, types[setting.name])
@@ -214,8 +221,8 @@ def test_the_model_location_is_resolved_once_when_the_settings_are_built(tmp_pat
 def test_the_recipe_records_what_ran_beside_what_was_asked():
     """RunFacts holds what ran (dtype, class, the pipeline's defaults); the settings keep what
     was asked, and the recipe is built from both."""
-    from vidgen.settings.runfacts import RunFacts
     from vidgen.engine.runner import build_recipe
+    from vidgen.settings.runfacts import RunFacts
 
     asked = build_settings(Preset(name="custom", model="a/b"), [{"prompt": "x"}])
     facts = RunFacts(device="cpu", dtype="float32", pipeline_class="WanPipeline", defaults=(("steps", 7), ("guidance", 4.5)))

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vidgen.settings.presets import Constraints
 from vidgen.media.readback import read_frames, read_recipe
 from vidgen.settings.layers import size_for_image
+from vidgen.settings.presets import Constraints
 
 REPO = Path(__file__).resolve().parent.parent
 WAN = Constraints(frames_step=4, frames_offset=1, size_multiple=16, min_frames=5, max_frames=81, max_width=1280, max_height=1280)
@@ -33,13 +33,16 @@ def _image(path: Path, width: int, height: int, orientation: int | None = None) 
     return path
 
 
-@pytest.mark.parametrize(("image", "area", "expected"), [
-    ((480, 832), (832, 480), (480, 832)),  # a portrait photo: the Wan 480p area turned upright
-    ((832, 480), (832, 480), (832, 480)),
-    ((1000, 1000), (832, 480), (624, 624)),  # sqrt(832 x 480) = 631.9, down to a multiple of 16
-    ((480, 832), (1280, 720), (720, 1248)),  # Wan's own floor of sqrt(max_area x aspect): 1263.9 -> 1248
-    ((8000, 1000), (832, 480), (1280, 160)),  # wider than the model's largest side: a smaller area
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("image", "area", "expected"),
+    [
+        ((480, 832), (832, 480), (480, 832)),  # a portrait photo: the Wan 480p area turned upright
+        ((832, 480), (832, 480), (832, 480)),
+        ((1000, 1000), (832, 480), (624, 624)),  # sqrt(832 x 480) = 631.9, down to a multiple of 16
+        ((480, 832), (1280, 720), (720, 1248)),  # Wan's own floor of sqrt(max_area x aspect): 1263.9 -> 1248
+        ((8000, 1000), (832, 480), (1280, 160)),  # wider than the model's largest side: a smaller area
+    ],
+)
 def test_size_for_image_keeps_the_area_and_the_aspect_ratio(image, area, expected):
     assert size_for_image(area[0] * area[1], image, WAN) == expected
 
@@ -48,12 +51,27 @@ def test_portrait_image_gives_a_portrait_video_with_a_wan_i2v_preset(run_cli, ti
     """wan2.1-i2v-480p as shipped, but for its area (832x480 / 4 a side: a tiny model's
     positional table is too short for 480x832, and that many pixels take a minute here)."""
     text = (REPO / "presets" / "wan2.1-i2v-480p.toml").read_text()
-    assert 'width = 832 ' in text and 'height = 480\n' in text and 'size = "auto"' in text
+    assert "width = 832 " in text and "height = 480\n" in text and 'size = "auto"' in text
     preset = tmp_path / "wan-i2v-small.toml"
     preset.write_text(text.replace("width = 832 ", "width = 208 ").replace("height = 480\n", "height = 120\n"))
     portrait = _image(tmp_path / "portrait.png", 480, 832)
-    common = ["a cat", "--preset", preset, "--model", tiny_pipeline_dir("WanImageToVideoPipeline"), "--image", portrait,
-              "--steps", "2", "--frames", "5", "--seed", "1", "--device", "cpu"]  # fmt: skip
+    common = [
+        "a cat",
+        "--preset",
+        preset,
+        "--model",
+        tiny_pipeline_dir("WanImageToVideoPipeline"),
+        "--image",
+        portrait,
+        "--steps",
+        "2",
+        "--frames",
+        "5",
+        "--seed",
+        "1",
+        "--device",
+        "cpu",
+    ]
 
     result = run_cli(*common, "-o", tmp_path / "auto.mp4")
     assert result.exit_code == 0, result.stderr
@@ -103,4 +121,7 @@ def test_size_auto_without_an_image_and_where_it_cannot_be(run_cli, tiny_wan_dir
     # A model without a preset has no area to keep.
     result = run_cli("a cat", "--model", tiny_wan_dir, "--size", "auto", "-o", tmp_path / "x.mp4")
     assert result.exit_code == 2
-    assert result.stderr.strip() == "Error: --size auto takes its pixel area from a preset's size, and there is none here: give --size WIDTHxHEIGHT"
+    assert (
+        result.stderr.strip()
+        == "Error: --size auto takes its pixel area from a preset's size, and there is none here: give --size WIDTHxHEIGHT"
+    )

@@ -22,7 +22,11 @@ TINY = ["--steps", "2", "--size", "64x64", "--frames", "9", "--seed", "1", "--de
 @pytest.fixture
 def two_stage(tiny_pipeline_dir, component_repositories, monkeypatch, tmp_path) -> list[str]:
     """The preset's arguments with its model a tiny LTXConditionPipeline and its upsampler in a Hub cache."""
-    put_in_hub_cache(monkeypatch, tmp_path / "hub", {"Lightricks/ltxv-spatial-upscaler-0.9.7": component_repositories["Lightricks/ltxv-spatial-upscaler-0.9.7"]})
+    put_in_hub_cache(
+        monkeypatch,
+        tmp_path / "hub",
+        {"Lightricks/ltxv-spatial-upscaler-0.9.7": component_repositories["Lightricks/ltxv-spatial-upscaler-0.9.7"]},
+    )
     return ["--preset", PRESET, "--model", str(tiny_pipeline_dir("LTXConditionPipeline")), *TINY]
 
 
@@ -35,7 +39,12 @@ def test_two_stages_run_half_size_then_upsampled_then_refined(run_cli, two_stage
     result = run_cli("generate", PROMPT, *two_stage, "-o", out)
     assert result.exit_code == 0, result.stderr
     base, refine = base_calls
-    assert (base.kwargs["width"], base.kwargs["height"], base.kwargs["num_inference_steps"], base.kwargs["output_type"]) == (32, 32, 2, "latent")
+    assert (base.kwargs["width"], base.kwargs["height"], base.kwargs["num_inference_steps"], base.kwargs["output_type"]) == (
+        32,
+        32,
+        2,
+        "latent",
+    )
     assert "latents" not in base.kwargs
     (upsample,) = upsample_calls
     assert tuple(upsample.kwargs["latents"].shape[-2:]) == (8, 8) and upsample.kwargs["output_type"] == "latent"
@@ -46,7 +55,10 @@ def test_two_stages_run_half_size_then_upsampled_then_refined(run_cli, two_stage
     assert read_frames(out).shape == (9, 64, 64, 3)
     recipe = read_recipe(out)
     assert [(stage["name"], stage["width"], stage["height"], stage["steps"]) for stage in recipe["stages"]] == [
-        ("base", 32, 32, 2), ("upsample", 64, 64, None), ("refine", 64, 64, 10)]
+        ("base", 32, 32, 2),
+        ("upsample", 64, 64, None),
+        ("refine", 64, 64, 10),
+    ]
     assert recipe["stages"][2]["call"] == {"denoise_strength": 0.4}
     # diffusers' LTX-Video 0.9.7 example: guidance 5.0 with guidance_rescale 0.7 in both denoising passes
     assert [(call.kwargs["guidance_scale"], call.kwargs["guidance_rescale"]) for call in (base, refine)] == [(5.0, 0.7)] * 2
@@ -68,7 +80,9 @@ def test_the_progress_bar_names_each_stage(two_stage, tiny_pipeline_dir):
         def step(self, completed: int) -> None:
             self.steps.append(completed)
 
-    settings, _ = prepare_settings(PROMPT, preset=PRESET, model=two_stage[3], overrides={"steps": 2, "size": "64x64", "frames": 9, "device": "cpu"})
+    settings, _ = prepare_settings(
+        PROMPT, preset=PRESET, model=two_stage[3], overrides={"steps": 2, "size": "64x64", "frames": 9, "device": "cpu"}
+    )
     recorder = Recorder()
     VideoGenerator(load_pipeline(settings)).generate(settings, seed=1, progress=recorder)
     assert [phase for phase in dict.fromkeys(recorder.phases) if phase.endswith("denoise")] == ["base denoise", "refine denoise"]
@@ -99,12 +113,21 @@ def test_a_stage_size_that_is_not_whole_is_refused_before_loading(run_cli, isola
     assert result.stderr.strip() == "Error: stage small runs at 0.3 of --size 64x64, which is not a whole size (19.2x19.2)"
 
 
-@pytest.mark.parametrize("stages, message", [
-    ('[[stages]]\nname = "only"\n', "[[stages]] must be two or more, each with its own name"),
-    ('[[stages]]\nname = "a"\nscale = 0.5\n[[stages]]\nname = "b"\nscale = 0.5\n', "the last of [[stages]] makes the video: its scale must be 1"),
-    ('[[stages]]\nname = "a"\nsteps = 0\n[[stages]]\nname = "b"\n', "[[stages]] a: steps must be at least 1, got 0"),
-    ('[[stages]]\nname = "a"\nsize = 3\n[[stages]]\nname = "b"\n', "[[stages]] unknown key(s) size (allowed: name, pipeline, scale, steps, guidance, call, lora, scheduler)"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "stages, message",
+    [
+        ('[[stages]]\nname = "only"\n', "[[stages]] must be two or more, each with its own name"),
+        (
+            '[[stages]]\nname = "a"\nscale = 0.5\n[[stages]]\nname = "b"\nscale = 0.5\n',
+            "the last of [[stages]] makes the video: its scale must be 1",
+        ),
+        ('[[stages]]\nname = "a"\nsteps = 0\n[[stages]]\nname = "b"\n', "[[stages]] a: steps must be at least 1, got 0"),
+        (
+            '[[stages]]\nname = "a"\nsize = 3\n[[stages]]\nname = "b"\n',
+            "[[stages]] unknown key(s) size (allowed: name, pipeline, scale, steps, guidance, call, lora, scheduler)",
+        ),
+    ],
+)
 def test_bad_stages_are_one_line(run_cli, isolated_environment, stages, message):
     _write_preset(isolated_environment, "bad", stages)
     result = run_cli("presets", "show", "bad")
@@ -122,8 +145,8 @@ def test_model_folder_stands_in_for_the_presets_own_repository_only_where_it_hol
     """ltx2-two-stage's upsampler and stage LoRA name Lightricks/LTX-2, its own model repository: a
     --model folder holding them replaces it for both; one without them (a fine-tune saved bare) and
     another hub repository leave them to Lightricks/LTX-2."""
-    from vidgen.settings.presets import load_preset
     from vidgen.settings.layers import build_settings
+    from vidgen.settings.presets import load_preset
 
     lora = "ltx-2-19b-distilled-lora-384.safetensors"
     copy, bare = tmp_path / "LTX-2", tmp_path / "finetune"
@@ -151,7 +174,8 @@ def _lora_in_use(pipe) -> list[str]:
 
 
 def test_ltx2_two_stages_carry_the_audio_and_use_the_distilled_lora_in_the_refinement_only(
-        run_cli, tiny_pipeline_dir, component_repositories, monkeypatch, tmp_path):  # fmt: skip
+    run_cli, tiny_pipeline_dir, component_repositories, monkeypatch, tmp_path
+):
     """Stage 1 at half size without the LoRA and with the pipeline's scheduler; stage 2 with the
     stage's LoRA, its fixed sigmas, the scheduler without dynamic shifting, the audio latents of
     stage 1; the file has the soundtrack. `--model` is a local copy of Lightricks/LTX-2 as the real
@@ -193,8 +217,15 @@ def test_ltx2_two_stages_carry_the_audio_and_use_the_distilled_lora_in_the_refin
     assert base_dynamic is True and base_terminal == 0.1  # the model's own scheduler in stage 1
     assert (base["width"], base["num_inference_steps"], base["guidance_scale"], base["output_type"]) == (32, 2, 3.0, "latent")
     # LTX-2.0's guidance (Lightricks/LTX-2 LTX_2_PARAMS) in stage 1; none at all in stage 2, as the makers' refinement
-    assert (base["spatio_temporal_guidance_blocks"], base["use_cross_timestep"], base["stg_scale"], base["audio_guidance_scale"]) == ([29], False, 1.0, 7.0)
-    assert [refine[name] for name in ("stg_scale", "audio_stg_scale", "modality_scale", "audio_modality_scale", "audio_guidance_scale")] == [0.0, 0.0, 1.0, 1.0, 1.0]
+    assert (base["spatio_temporal_guidance_blocks"], base["use_cross_timestep"], base["stg_scale"], base["audio_guidance_scale"]) == (
+        [29],
+        False,
+        1.0,
+        7.0,
+    )
+    assert [
+        refine[name] for name in ("stg_scale", "audio_stg_scale", "modality_scale", "audio_modality_scale", "audio_guidance_scale")
+    ] == [0.0, 0.0, 1.0, 1.0, 1.0]
     assert base_lora == []
     assert refine_lora == ["stage-refine-0"] and dynamic is False and not terminal
     assert (refine["width"], refine["num_inference_steps"], refine["guidance_scale"]) == (64, 3, 1.0)
@@ -204,32 +235,68 @@ def test_ltx2_two_stages_carry_the_audio_and_use_the_distilled_lora_in_the_refin
     assert read_streams(out)["audio"] is not None
     recipe = read_recipe(out)
     assert recipe["stages"][2]["lora"] == [f"{model.resolve()}/ltx-2-19b-distilled-lora-384.safetensors:1"]
-    assert recipe["components"]["latent_upsampler"] == {"model": str(model.resolve()), "subfolder": "latent_upsampler", "revision": None, "class": None}
+    assert recipe["components"]["latent_upsampler"] == {
+        "model": str(model.resolve()),
+        "subfolder": "latent_upsampler",
+        "revision": None,
+        "class": None,
+    }
     assert not any(empty.iterdir())  # nothing looked up in, or written to, the Hub cache
 
 
 from tests.server_fixtures import serve_thread  # noqa: E402,F401  `vidgen serve` on a thread of this process
 
 
-def test_the_server_runs_staged_presets_and_storyboards_like_any_other(serve_thread, tiny_pipeline_dir, component_repositories, monkeypatch, tmp_path):
+def test_the_server_runs_staged_presets_and_storyboards_like_any_other(
+    serve_thread,  # noqa: F811  the fixture imported above
+    tiny_pipeline_dir,
+    component_repositories,
+    monkeypatch,
+    tmp_path,  # noqa: F811  the fixture imported above
+):
     """Through `vidgen serve` (on a thread of this process, which works in another folder; its
     Hub cache from the environment) and real client processes: the two-stage preset with its
     upsampler, and a storyboard named relative to the client's folder; each video as
     in-process, each preset's pipeline kept under its own key."""
-    hub = put_in_hub_cache(monkeypatch, tmp_path / "hub", {"Lightricks/ltxv-spatial-upscaler-0.9.7": component_repositories["Lightricks/ltxv-spatial-upscaler-0.9.7"]})
+    hub = put_in_hub_cache(
+        monkeypatch,
+        tmp_path / "hub",
+        {"Lightricks/ltxv-spatial-upscaler-0.9.7": component_repositories["Lightricks/ltxv-spatial-upscaler-0.9.7"]},
+    )
     monkeypatch.setenv("HF_HUB_CACHE", str(hub))
     work = Path.cwd()
     elsewhere = tmp_path / "server-home"
     elsewhere.mkdir()
     served = serve_thread()
     monkeypatch.chdir(elsewhere)  # the server's process works there; its clients here, in `work`
-    staged = served.run("generate", PROMPT, "--preset", PRESET, "--model", tiny_pipeline_dir("LTXConditionPipeline"), *TINY, "-o", "staged.mp4", cwd=work)
+    staged = served.run(
+        "generate", PROMPT, "--preset", PRESET, "--model", tiny_pipeline_dir("LTXConditionPipeline"), *TINY, "-o", "staged.mp4", cwd=work
+    )
     assert staged.returncode == 0, staged.stderr.decode() + served.output()
     assert read_frames(work / "staged.mp4").shape == (9, 64, 64, 3)
     assert [stage["width"] for stage in read_recipe(work / "staged.mp4")["stages"]] == [32, 64, 64]
     (work / "shots.txt").write_text("1s a fox wakes up\n1s the fox runs\n")
-    story = served.run("shots.txt", "--story", "--preset", "ltx-video-story", "--model", tiny_pipeline_dir("LTXConditionPipeline", "ltx-video-story"),
-                       "--size", "32x32", "--steps", "2", "--fps", "8", "--device", "cpu", "--dtype", "float32", "-o", "film", cwd=work)  # fmt: skip
+    story = served.run(
+        "shots.txt",
+        "--story",
+        "--preset",
+        "ltx-video-story",
+        "--model",
+        tiny_pipeline_dir("LTXConditionPipeline", "ltx-video-story"),
+        "--size",
+        "32x32",
+        "--steps",
+        "2",
+        "--fps",
+        "8",
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "-o",
+        "film",
+        cwd=work,
+    )
     assert story.returncode == 0, story.stderr.decode() + served.output()
     assert read_frames(work / "film").shape == (17, 32, 32, 3)
     assert [shot["prompt"] for shot in read_recipe(work / "film")["story"]] == ["a fox wakes up", "the fox runs"]

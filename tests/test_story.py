@@ -19,8 +19,26 @@ from tests.tiny_pipelines import repository_layout
 from vidgen.media.readback import read_frames, read_recipe
 
 SHOTS = ["a fox wakes up in its den", "the fox runs through the snow", "the fox sleeps under a tree"]
-TINY = ["--preset", "ltx-video-story", "--size", "32x32", "--steps", "2", "--fps", "8", "--seed", "1", "--device", "cpu",
-        "--dtype", "float32", "--extra", "temporal_tile_size=24", "--extra", "temporal_overlap=8"]  # fmt: skip
+TINY = [
+    "--preset",
+    "ltx-video-story",
+    "--size",
+    "32x32",
+    "--steps",
+    "2",
+    "--fps",
+    "8",
+    "--seed",
+    "1",
+    "--device",
+    "cpu",
+    "--dtype",
+    "float32",
+    "--extra",
+    "temporal_tile_size=24",
+    "--extra",
+    "temporal_overlap=8",
+]
 
 
 def _storyboard(path: Path, shots: list[str], seconds: str = "2s") -> Path:
@@ -38,8 +56,7 @@ def story(run_cli, tiny_pipeline_dir, tmp_path):
         out = tmp_path / name
         model = tiny_pipeline_dir(*repository_layout("ltx-video-story", "LTXI2VLongMultiPromptPipeline"))
         assert json.loads((model / "model_index.json").read_text())["_class_name"] == "LTXConditionPipeline"  # the real layout
-        result = run_cli("generate", board, "--story", "--model", model, "--image", image,
-                         *TINY, *args, "-o", out)  # fmt: skip
+        result = run_cli("generate", board, "--story", "--model", model, "--image", image, *TINY, *args, "-o", out)
         assert result.exit_code == 0, result.stderr
         return out
 
@@ -58,7 +75,10 @@ def test_a_storyboard_is_one_video_of_the_summed_length_with_a_prompt_per_shot(s
     assert kwargs["seed"] == 1 and kwargs["cond_image"] is not None and kwargs["num_frames"] == 49
     recipe = read_recipe(out)
     assert [(shot["seconds"], shot["prompt"], shot["frames"]) for shot in recipe["story"]] == [
-        (2.0, SHOTS[0], [0, 16]), (2.0, SHOTS[1], [16, 33]), (2.0, SHOTS[2], [33, 49])]
+        (2.0, SHOTS[0], [0, 16]),
+        (2.0, SHOTS[1], [16, 33]),
+        (2.0, SHOTS[2], [33, 49]),
+    ]
     assert recipe["prompt"] == " | ".join(SHOTS) and recipe["frames"] == 49
 
 
@@ -88,12 +108,21 @@ def test_changing_one_shot_changes_only_the_frames_near_it(story, monkeypatch):
     assert difference[:16].mean() < difference[33:].mean()  # the first shot moves less than the changed one
 
 
-@pytest.mark.parametrize("board, message", [
-    ("# nothing\n\n", "storyboard {path} has no shots (one a line: '4s a fox wakes up in its den')"),
-    ("2s a fox\nthe fox runs\n", "storyboard {path} line 2: a shot is its length then its prompt, e.g. '4s a fox wakes up in its den'; got 'the fox runs'"),
-    ("2s a fox\n0s the fox runs\n", "storyboard {path} line 2: a shot must last more than 0 s, got 0s"),
-    ("30s a fox\n40s the fox runs\n", "the storyboard lasts 70 s (560 frames at 8 fps); this model makes at most 257 frames (32.125 s)"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "board, message",
+    [
+        ("# nothing\n\n", "storyboard {path} has no shots (one a line: '4s a fox wakes up in its den')"),
+        (
+            "2s a fox\nthe fox runs\n",
+            "storyboard {path} line 2: a shot is its length then its prompt, e.g. '4s a fox wakes up in its den'; got 'the fox runs'",
+        ),
+        ("2s a fox\n0s the fox runs\n", "storyboard {path} line 2: a shot must last more than 0 s, got 0s"),
+        (
+            "30s a fox\n40s the fox runs\n",
+            "the storyboard lasts 70 s (560 frames at 8 fps); this model makes at most 257 frames (32.125 s)",
+        ),
+    ],
+)
 def test_a_bad_storyboard_is_refused_whole_in_one_line(run_cli, tmp_path, isolated_environment, board, message):
     path = tmp_path / "shots.txt"
     path.write_text(board)

@@ -83,7 +83,10 @@ def test_inspect_a_file_without_recipe_and_a_missing_file(run_cli, tmp_path):
     import imageio_ffmpeg
 
     plain = tmp_path / "plain.mp4"
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc=size=32x16:rate=4", "-t", "1", str(plain)], check=True)
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc=size=32x16:rate=4", "-t", "1", str(plain)],
+        check=True,
+    )
     result = run_cli("inspect", plain, "--json")
     assert result.exit_code == 0, result.stderr
     import json

@@ -40,9 +40,28 @@ def v2v(run_cli, tiny_pipeline_dir, tmp_path):
     def run(video: Path, *args: str):
         out = tmp_path / f"out-{len(list(tmp_path.glob('out-*')))}"
         result = run_cli(
-            "generate", PROMPT, "--preset", PRESET, "--model", tiny_pipeline_dir("WanPipeline"), "--video", video,
-            "--steps", "4", "--size", "32x32", "--seed", "5", "--device", "cpu", "--dtype", "float32", *args, "-o", out,
-        )  # fmt: skip
+            "generate",
+            PROMPT,
+            "--preset",
+            PRESET,
+            "--model",
+            tiny_pipeline_dir("WanPipeline"),
+            "--video",
+            video,
+            "--steps",
+            "4",
+            "--size",
+            "32x32",
+            "--seed",
+            "5",
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+            *args,
+            "-o",
+            out,
+        )
         return result, out
 
     return run
@@ -93,8 +112,16 @@ def test_frame_count_comes_from_the_video_snapped_down(v2v, tmp_path):
     [
         (lambda tmp: tmp / "missing.mp4", [], "video not found: {video}"),
         (lambda tmp: (tmp / "text.mp4").write_text("not a video") and tmp / "text.mp4", [], "cannot read video {video}: "),
-        (lambda tmp: _write_video(tmp / "short.mp4", 3, brightness=60), [], "the input video has 3 frames; this model needs at least 5 (4k+1, at most 81)"),
-        (lambda tmp: _write_video(tmp / "ok.mp4", 5, brightness=60), ["--strength", "1.5"], "--strength must be above 0 and at most 1, got 1.5"),
+        (
+            lambda tmp: _write_video(tmp / "short.mp4", 3, brightness=60),
+            [],
+            "the input video has 3 frames; this model needs at least 5 (4k+1, at most 81)",
+        ),
+        (
+            lambda tmp: _write_video(tmp / "ok.mp4", 5, brightness=60),
+            ["--strength", "1.5"],
+            "--strength must be above 0 and at most 1, got 1.5",
+        ),
     ],
 )
 def test_bad_video_input_is_one_line_exit_2(make, args, message, v2v, tmp_path):
@@ -113,9 +140,22 @@ def test_video_options_and_presets_must_match(run_cli, tiny_pipeline_dir, tmp_pa
     result = run_cli("generate", PROMPT, "--preset", "wan2.1-t2v-1.3b", "--video", video, "-o", tmp_path / "x.mp4")
     assert result.exit_code == 2 and result.stderr.strip() == "Error: preset wan2.1-t2v-1.3b is text-to-video and takes no --video"
     # An image-to-video folder cannot serve video-to-video: refused before loading.
-    result = run_cli("generate", PROMPT, "--preset", PRESET, "--model", tiny_pipeline_dir("WanImageToVideoPipeline"), "--video", video, "-o", tmp_path / "x.mp4")
+    result = run_cli(
+        "generate",
+        PROMPT,
+        "--preset",
+        PRESET,
+        "--model",
+        tiny_pipeline_dir("WanImageToVideoPipeline"),
+        "--video",
+        video,
+        "-o",
+        tmp_path / "x.mp4",
+    )
     assert result.exit_code == 2
-    assert result.stderr.strip().endswith("is an image-to-video WanImageToVideoPipeline, but preset wan2.1-v2v-1.3b runs WanVideoToVideoPipeline, which takes no image; choose the preset that matches the model (vidgen presets)")
+    assert result.stderr.strip().endswith(
+        "is an image-to-video WanImageToVideoPipeline, but preset wan2.1-v2v-1.3b runs WanVideoToVideoPipeline, which takes no image; choose the preset that matches the model (vidgen presets)"
+    )
 
 
 def test_prompts_file_lines_carry_their_own_video(run_cli, tiny_pipeline_dir, tmp_path):
@@ -133,9 +173,26 @@ def test_prompts_file_lines_carry_their_own_video(run_cli, tiny_pipeline_dir, tm
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps(line) + "\n" for line in lines))
     result = run_cli(
-        "batch", prompts, "-O", tmp_path / "out", "--preset", PRESET, "--model", tiny_pipeline_dir("WanPipeline"),
-        "--steps", "4", "--size", "32x32", "--seed", "5", "--device", "cpu", "--dtype", "float32", "--json",
-    )  # fmt: skip
+        "batch",
+        prompts,
+        "-O",
+        tmp_path / "out",
+        "--preset",
+        PRESET,
+        "--model",
+        tiny_pipeline_dir("WanPipeline"),
+        "--steps",
+        "4",
+        "--size",
+        "32x32",
+        "--seed",
+        "5",
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--json",
+    )
     assert result.exit_code == 1, result.stderr  # not every line succeeded
     names = {1: "dark", 2: "light", 3: "missing", 4: "none"}
     records = {names[record["line"]]: record for record in map(json.loads, result.stdout.splitlines())}

@@ -118,7 +118,9 @@ def test_bad_masks_are_one_line_exit_2(vace, run_cli, tmp_path):
     # Usage mistakes are caught before any model is read (no --model: the hub is offline).
     result = run_cli("generate", PROMPT, "--preset", "wan2.1-vace-1.3b", "--mask", tmp_path / "x.png", "-o", tmp_path / "x.mp4")
     assert "--mask needs --video: the mask marks what to regenerate in that video" in _one_error_line(result)
-    result = run_cli("generate", PROMPT, "--preset", "wan2.1-v2v-1.3b", "--video", video, "--mask", tmp_path / "x.png", "-o", tmp_path / "x.mp4")
+    result = run_cli(
+        "generate", PROMPT, "--preset", "wan2.1-v2v-1.3b", "--video", video, "--mask", tmp_path / "x.png", "-o", tmp_path / "x.mp4"
+    )
     assert _one_error_line(result) == "preset wan2.1-v2v-1.3b takes no --mask (a mask is for Wan VACE presets such as wan2.1-vace-1.3b)"
 
 
@@ -133,8 +135,24 @@ def test_ltx2_condition_follows_the_video_and_keeps_the_sound(run_cli, tiny_pipe
     frames = {}
     for name, video in (("dark", dark), ("light", light)):
         out = tmp_path / f"out-{name}.mp4"
-        result = run_cli("generate", PROMPT, "--preset", "ltx2-condition", "--model", model, "--video", video,
-                         "--frames", "17", "--fps", "8", *CPU, "-o", out, "--json")  # fmt: skip
+        result = run_cli(
+            "generate",
+            PROMPT,
+            "--preset",
+            "ltx2-condition",
+            "--model",
+            model,
+            "--video",
+            video,
+            "--frames",
+            "17",
+            "--fps",
+            "8",
+            *CPU,
+            "-o",
+            out,
+            "--json",
+        )
         assert result.exit_code == 0, result.stderr
         assert "loaded LTX2ConditionPipeline from" in result.stderr
         # The output has --frames frames; the video's first 8k+1 condition its start.
@@ -174,8 +192,19 @@ def test_long_video_is_longer_than_one_window_and_the_extras_reach_the_pipeline(
     assert recipe["extras"] == {"base_num_frames": 9, "overlap_history": 5, "ar_step": 0, "addnoise_condition": 20.0}
 
     # Another overlap makes the windows differently, so the same seed gives another video.
-    result = skyreels("skyreels-v2-df-1.3b", "--frames", "25", "--fps", "8", "--extra", "base_num_frames=9",
-                      "--extra", "overlap_history=1", "-o", tmp_path / "overlap-1.mp4")  # fmt: skip
+    result = skyreels(
+        "skyreels-v2-df-1.3b",
+        "--frames",
+        "25",
+        "--fps",
+        "8",
+        "--extra",
+        "base_num_frames=9",
+        "--extra",
+        "overlap_history=1",
+        "-o",
+        tmp_path / "overlap-1.mp4",
+    )
     assert result.exit_code == 0, result.stderr
     assert read_recipe(tmp_path / "overlap-1.mp4")["extras"]["overlap_history"] == 1
     long, other = read_frames(tmp_path / "long.mp4").astype(int), read_frames(tmp_path / "overlap-1.mp4").astype(int)
@@ -214,7 +243,10 @@ def test_video_extension_puts_the_input_first(skyreels, tmp_path):
         (["addnoise_condition=99"], "extra addnoise_condition must be from 0 to 60 (SkyReels-V2 recommends 20), got 99"),
         (["overlap_history=abc"], "--extra overlap_history must be a whole number, got 'abc'"),
         (["overlap-history"], "--extra must look like NAME=VALUE (for example overlap_history=37), got 'overlap-history'"),
-        (["bogus=1"], "unknown extra 'bogus' (known: overlap_history, base_num_frames, ar_step, causal_block_size, addnoise_condition, sampling_type, temporal_tile_size, temporal_overlap)"),
+        (
+            ["bogus=1"],
+            "unknown extra 'bogus' (known: overlap_history, base_num_frames, ar_step, causal_block_size, addnoise_condition, sampling_type, temporal_tile_size, temporal_overlap)",
+        ),
         (["overlap_history=18", "--strict"], "overlap_history 18 is not valid (this model takes 4k+1 frames; nearest 17) (--strict)"),
     ],
 )
@@ -235,7 +267,9 @@ def test_extras_are_snapped_and_causal_blocks_change_the_frame_rule():
     # Asynchronous mode: latent frames go in blocks of causal_block_size, so counts are whole
     # blocks (20k+17 for 5), the model card's 97 and 17 among them; --seconds 30 at 24 fps
     # (720 frames) becomes 717.
-    settings, notes = merge_settings(preset, [{"prompt": PROMPT, "seconds": 30, "extras": {"ar_step": 5, "causal_block_size": 5}}], model=None)
+    settings, notes = merge_settings(
+        preset, [{"prompt": PROMPT, "seconds": 30, "extras": {"ar_step": 5, "causal_block_size": 5}}], model=None
+    )
     assert (settings.frames, settings.extras["base_num_frames"], settings.extras["overlap_history"]) == (717, 97, 17)
     assert notes == ["frames 720 -> 717: this model takes 20k+17 frames"]
 
@@ -271,17 +305,30 @@ def test_each_window_runs_the_steps_and_the_bar_follows(overlap, windows):
     import inspect
 
     from tests.tiny_pipelines import make_tiny_pipeline
-    from vidgen.settings.extras import windows as count_windows
     from vidgen.engine.generate import VideoGenerator, merge_settings
     from vidgen.engine.loading import LoadedPipeline
+    from vidgen.settings.extras import windows as count_windows
     from vidgen.settings.presets import load_preset
 
     pipe = make_tiny_pipeline("SkyReelsV2DiffusionForcingPipeline")
     pipe.set_progress_bar_config(disable=True)
-    loaded = LoadedPipeline(pipe=pipe, class_name=type(pipe).__name__, device="cpu", dtype="float32", offload="none",
-                            call_parameters=set(inspect.signature(type(pipe).__call__).parameters))  # fmt: skip
-    layer = {"prompt": PROMPT, "frames": 25, "fps": 8, "steps": 2, "width": 32, "height": 32,
-             "extras": {"base_num_frames": 9, "overlap_history": overlap}}  # fmt: skip
+    loaded = LoadedPipeline(
+        pipe=pipe,
+        class_name=type(pipe).__name__,
+        device="cpu",
+        dtype="float32",
+        offload="none",
+        call_parameters=set(inspect.signature(type(pipe).__call__).parameters),
+    )
+    layer = {
+        "prompt": PROMPT,
+        "frames": 25,
+        "fps": 8,
+        "steps": 2,
+        "width": 32,
+        "height": 32,
+        "extras": {"base_num_frames": 9, "overlap_history": overlap},
+    }
     settings, _ = merge_settings(load_preset("skyreels-v2-df-1.3b"), [layer], model=None)
     assert count_windows(settings) == windows
     progress = _RecordedProgress()
@@ -293,8 +340,8 @@ def test_each_window_runs_the_steps_and_the_bar_follows(overlap, windows):
 
 
 def test_an_extra_the_presets_pipeline_does_not_take_is_refused_before_loading():
-    from vidgen.errors import UsageError
     from vidgen.engine.generate import merge_settings
+    from vidgen.errors import UsageError
     from vidgen.settings.presets import load_preset
 
     # wan2.1-t2v-14b runs WanPipeline, which has no ar_step (SkyReels-V2 diffusion forcing's):

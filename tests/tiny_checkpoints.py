@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from tests.tiny_pipelines import _t5_tokenizer, _umt5_encoder, _unipc_flow, _wan_vae, _TEXT_DIM
+from tests.tiny_pipelines import _TEXT_DIM, _t5_tokenizer, _umt5_encoder, _unipc_flow, _wan_vae
 
 __all__ = ["WIDE_WAN", "TinyCheckpoints", "build_checkpoint_pipeline", "original_state_dict", "wide_wan_transformer", "write_checkpoints"]
 

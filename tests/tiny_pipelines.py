@@ -211,9 +211,7 @@ def _wan_vae(wan22_5b: bool = False):
             scale_factor_temporal=4,
             temperal_downsample=[False, True, True],
         ).eval()
-    return AutoencoderKLWan(
-        base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
-    ).eval()
+    return AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]).eval()
 
 
 def _wan_transformer(in_channels: int, out_channels: int, cls_name: str = "WanTransformer3DModel", **extra):
@@ -273,9 +271,7 @@ def _wan(variant: str | None):
             transformer_2=low,
             boundary_ratio=0.875,
         )
-    return WanPipeline(
-        tokenizer=tok, text_encoder=te, vae=_wan_vae(), scheduler=_unipc_flow(3.0), transformer=_wan_transformer(16, 16)
-    )
+    return WanPipeline(tokenizer=tok, text_encoder=te, vae=_wan_vae(), scheduler=_unipc_flow(3.0), transformer=_wan_transformer(16, 16))
 
 
 def _wan_i2v(variant: str | None):
@@ -315,8 +311,13 @@ def _wan_v2v(variant: str | None):
 def _skyreels_v2_components() -> dict:
     """What every SkyReels-V2 class takes: Wan 2.1's components with its own transformer and shift 8."""
     tok = _t5_tokenizer()
-    return dict(tokenizer=tok, text_encoder=_umt5_encoder(tok), vae=_wan_vae(), scheduler=_unipc_flow(8.0),
-                transformer=_wan_transformer(16, 16, cls_name="SkyReelsV2Transformer3DModel"))
+    return dict(
+        tokenizer=tok,
+        text_encoder=_umt5_encoder(tok),
+        vae=_wan_vae(),
+        scheduler=_unipc_flow(8.0),
+        transformer=_wan_transformer(16, 16, cls_name="SkyReelsV2Transformer3DModel"),
+    )
 
 
 def _skyreels_v2(variant: str | None):
@@ -429,7 +430,9 @@ def _ltx_long_multi_prompt(variant: str | None):
     """LTXI2VLongMultiPromptPipeline (ltx-video-story), with the VAE that compresses time 8x."""
     from diffusers import FlowMatchEulerDiscreteScheduler, LTXI2VLongMultiPromptPipeline
 
-    return LTXI2VLongMultiPromptPipeline(**dict(_ltx_components(), vae=_ltx_vae_8x(), scheduler=FlowMatchEulerDiscreteScheduler(shift_terminal=0.1)))
+    return LTXI2VLongMultiPromptPipeline(
+        **dict(_ltx_components(), vae=_ltx_vae_8x(), scheduler=FlowMatchEulerDiscreteScheduler(shift_terminal=0.1))
+    )
 
 
 def _ltx_vae_8x():
@@ -440,11 +443,20 @@ def _ltx_vae_8x():
 
     torch.manual_seed(0)
     vae = AutoencoderKLLTXVideo(
-        latent_channels=8, block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
-        spatio_temporal_scaling=(True, True, True, False), decoder_spatio_temporal_scaling=(True, True, True, False),
-        decoder_inject_noise=(False,) * 5, layers_per_block=(1,) * 5, decoder_layers_per_block=(1,) * 5, patch_size=1,
-        patch_size_t=1, encoder_causal=True, decoder_causal=False, timestep_conditioning=True,
-    ).eval()  # fmt: skip
+        latent_channels=8,
+        block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        spatio_temporal_scaling=(True, True, True, False),
+        decoder_spatio_temporal_scaling=(True, True, True, False),
+        decoder_inject_noise=(False,) * 5,
+        layers_per_block=(1,) * 5,
+        decoder_layers_per_block=(1,) * 5,
+        patch_size=1,
+        patch_size_t=1,
+        encoder_causal=True,
+        decoder_causal=False,
+        timestep_conditioning=True,
+    ).eval()
     vae.use_framewise_encoding = False
     vae.use_framewise_decoding = False
     return vae
@@ -460,9 +472,18 @@ def build_ltx_upsampler_repository(folder: Path) -> Path:
 
     torch.manual_seed(0)
     LTXLatentUpsamplerModel(in_channels=8, mid_channels=32, num_blocks_per_stage=1).eval().save_pretrained(
-        folder / "latent_upsampler", safe_serialization=True)  # fmt: skip
-    (folder / "model_index.json").write_text(json.dumps({"_class_name": "LTXLatentUpsamplePipeline", "_diffusers_version": "0.34.0",
-                                                         "latent_upsampler": ["diffusers", "LTXLatentUpsamplerModel"], "vae": [None, None]}))  # fmt: skip
+        folder / "latent_upsampler", safe_serialization=True
+    )
+    (folder / "model_index.json").write_text(
+        json.dumps(
+            {
+                "_class_name": "LTXLatentUpsamplePipeline",
+                "_diffusers_version": "0.34.0",
+                "latent_upsampler": ["diffusers", "LTXLatentUpsamplerModel"],
+                "vae": [None, None],
+            }
+        )
+    )
     return folder
 
 
@@ -479,11 +500,20 @@ def _gemma3_encoder(tokenizer):
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration
 
     config = Gemma3Config(
-        text_config=dict(vocab_size=len(tokenizer), hidden_size=_GEMMA_DIM, intermediate_size=32, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=1, head_dim=8, max_position_embeddings=256, sliding_window=64),
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=_GEMMA_DIM,
+            intermediate_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=1,
+            head_dim=8,
+            max_position_embeddings=256,
+            sliding_window=64,
+        ),
         vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8),
         mm_tokens_per_image=4,
-    )  # fmt: skip
+    )
     torch.manual_seed(0)
     return Gemma3ForConditionalGeneration(config).eval()
 
@@ -506,48 +536,109 @@ def _ltx2_components(encoder_compresses_time: bool = False):
     layers = text_encoder.config.text_config.num_hidden_layers
     torch.manual_seed(0)
     transformer = LTX2VideoTransformer3DModel(
-        in_channels=4, out_channels=4, patch_size=1, patch_size_t=1, num_attention_heads=2, attention_head_dim=8,
-        cross_attention_dim=16, audio_in_channels=4, audio_out_channels=4, audio_num_attention_heads=2,
-        audio_attention_head_dim=4, audio_cross_attention_dim=8, num_layers=2, qk_norm="rms_norm_across_heads",
-        caption_channels=_GEMMA_DIM, rope_double_precision=False, rope_type="split",
-    ).eval()  # fmt: skip
+        in_channels=4,
+        out_channels=4,
+        patch_size=1,
+        patch_size_t=1,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        cross_attention_dim=16,
+        audio_in_channels=4,
+        audio_out_channels=4,
+        audio_num_attention_heads=2,
+        audio_attention_head_dim=4,
+        audio_cross_attention_dim=8,
+        num_layers=2,
+        qk_norm="rms_norm_across_heads",
+        caption_channels=_GEMMA_DIM,
+        rope_double_precision=False,
+        rope_type="split",
+    ).eval()
     torch.manual_seed(0)
     connectors = LTX2TextConnectors(
-        caption_channels=_GEMMA_DIM, text_proj_in_factor=layers + 1,
-        video_connector_num_attention_heads=4, video_connector_attention_head_dim=8, video_connector_num_layers=1,
-        video_connector_num_learnable_registers=None, audio_connector_num_attention_heads=4,
-        audio_connector_attention_head_dim=8, audio_connector_num_layers=1, audio_connector_num_learnable_registers=None,
-        connector_rope_base_seq_len=32, rope_theta=10000.0, rope_double_precision=False,
-        causal_temporal_positioning=False, rope_type="split",
-    ).eval()  # fmt: skip
+        caption_channels=_GEMMA_DIM,
+        text_proj_in_factor=layers + 1,
+        video_connector_num_attention_heads=4,
+        video_connector_attention_head_dim=8,
+        video_connector_num_layers=1,
+        video_connector_num_learnable_registers=None,
+        audio_connector_num_attention_heads=4,
+        audio_connector_attention_head_dim=8,
+        audio_connector_num_layers=1,
+        audio_connector_num_learnable_registers=None,
+        connector_rope_base_seq_len=32,
+        rope_theta=10000.0,
+        rope_double_precision=False,
+        causal_temporal_positioning=False,
+        rope_type="split",
+    ).eval()
     torch.manual_seed(0)
     vae = AutoencoderKLLTX2Video(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8,), decoder_block_out_channels=(8,),
-        layers_per_block=(1,), decoder_layers_per_block=(1, 1), spatio_temporal_scaling=(True,),
-        decoder_spatio_temporal_scaling=(True,), decoder_inject_noise=(False, False),
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(8,),
+        decoder_block_out_channels=(8,),
+        layers_per_block=(1,),
+        decoder_layers_per_block=(1, 1),
+        spatio_temporal_scaling=(True,),
+        decoder_spatio_temporal_scaling=(True,),
+        decoder_inject_noise=(False, False),
         downsample_type=("spatiotemporal" if encoder_compresses_time else "spatial",),
-        upsample_residual=(False,), upsample_factor=(1,), timestep_conditioning=False, patch_size=1, patch_size_t=1,
-        encoder_causal=True, decoder_causal=False,
-    ).eval()  # fmt: skip
+        upsample_residual=(False,),
+        upsample_factor=(1,),
+        timestep_conditioning=False,
+        patch_size=1,
+        patch_size_t=1,
+        encoder_causal=True,
+        decoder_causal=False,
+    ).eval()
     vae.use_framewise_encoding = False
     vae.use_framewise_decoding = False
     torch.manual_seed(0)
     audio_vae = AutoencoderKLLTX2Audio(
-        base_channels=4, output_channels=2, ch_mult=(1,), num_res_blocks=1, attn_resolutions=None, in_channels=2,
-        resolution=32, latent_channels=2, norm_type="pixel", causality_axis="height", dropout=0.0,
-        mid_block_add_attention=False, sample_rate=16000, mel_hop_length=160, is_causal=True, mel_bins=8,
-    ).eval()  # fmt: skip
+        base_channels=4,
+        output_channels=2,
+        ch_mult=(1,),
+        num_res_blocks=1,
+        attn_resolutions=None,
+        in_channels=2,
+        resolution=32,
+        latent_channels=2,
+        norm_type="pixel",
+        causality_axis="height",
+        dropout=0.0,
+        mid_block_add_attention=False,
+        sample_rate=16000,
+        mel_hop_length=160,
+        is_causal=True,
+        mel_bins=8,
+    ).eval()
     torch.manual_seed(0)
     vocoder = LTX2Vocoder(
-        in_channels=2 * 8, hidden_channels=32, out_channels=2, upsample_kernel_sizes=[16, 10, 8],
-        upsample_factors=[8, 5, 4], resnet_kernel_sizes=[3], resnet_dilations=[[1, 3, 5]],
-        leaky_relu_negative_slope=0.1, output_sampling_rate=16000,
-    ).eval()  # fmt: skip
+        in_channels=2 * 8,
+        hidden_channels=32,
+        out_channels=2,
+        upsample_kernel_sizes=[16, 10, 8],
+        upsample_factors=[8, 5, 4],
+        resnet_kernel_sizes=[3],
+        resnet_dilations=[[1, 3, 5]],
+        leaky_relu_negative_slope=0.1,
+        output_sampling_rate=16000,
+    ).eval()
     return dict(
-        scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, audio_vae=audio_vae, text_encoder=text_encoder,
-        tokenizer=tokenizer, connectors=connectors, transformer=transformer, vocoder=vocoder,
-        processor=None, prompt_enhancer=None, duration_head=None,
-    )  # fmt: skip
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=vae,
+        audio_vae=audio_vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        connectors=connectors,
+        transformer=transformer,
+        vocoder=vocoder,
+        processor=None,
+        prompt_enhancer=None,
+        duration_head=None,
+    )
 
 
 def _ltx2(variant: str | None):
@@ -568,12 +659,14 @@ def build_ltx2_stage_files(folder: Path) -> Path:
 
     torch.manual_seed(0)
     LTX2LatentUpsamplerModel(in_channels=4, mid_channels=32, num_blocks_per_stage=1).eval().save_pretrained(
-        folder / "latent_upsampler", safe_serialization=True)  # fmt: skip
+        folder / "latent_upsampler", safe_serialization=True
+    )
     transformer = _ltx2_components()["transformer"]
     torch.manual_seed(1)
     transformer.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "to_k"], init_lora_weights=False))
-    LTX2Pipeline.save_lora_weights(folder, transformer_lora_layers=get_peft_model_state_dict(transformer),
-                                   weight_name="ltx-2-19b-distilled-lora-384.safetensors")  # fmt: skip
+    LTX2Pipeline.save_lora_weights(
+        folder, transformer_lora_layers=get_peft_model_state_dict(transformer), weight_name="ltx-2-19b-distilled-lora-384.safetensors"
+    )
     return folder
 
 
@@ -766,10 +859,23 @@ def _framepack_transformer():
 
     torch.manual_seed(0)
     return HunyuanVideoFramepackTransformer3DModel(
-        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=10, num_layers=1, num_single_layers=1,
-        num_refiner_layers=1, patch_size=2, patch_size_t=1, guidance_embeds=True, text_embed_dim=16, pooled_projection_dim=8,
-        rope_axes_dim=(2, 4, 4), has_image_proj=True, image_proj_dim=8, has_clean_x_embedder=True,
-    ).eval()  # fmt: skip
+        in_channels=4,
+        out_channels=4,
+        num_attention_heads=2,
+        attention_head_dim=10,
+        num_layers=1,
+        num_single_layers=1,
+        num_refiner_layers=1,
+        patch_size=2,
+        patch_size_t=1,
+        guidance_embeds=True,
+        text_embed_dim=16,
+        pooled_projection_dim=8,
+        rope_axes_dim=(2, 4, 4),
+        has_image_proj=True,
+        image_proj_dim=8,
+        has_clean_x_embedder=True,
+    ).eval()
 
 
 def _siglip():
@@ -777,7 +883,9 @@ def _siglip():
     from transformers import SiglipImageProcessor, SiglipVisionConfig, SiglipVisionModel
 
     torch.manual_seed(0)
-    config = SiglipVisionConfig(hidden_size=8, intermediate_size=16, num_attention_heads=2, num_hidden_layers=1, image_size=32, patch_size=8)
+    config = SiglipVisionConfig(
+        hidden_size=8, intermediate_size=16, num_attention_heads=2, num_hidden_layers=1, image_size=32, patch_size=8
+    )
     return SiglipVisionModel(config).eval(), SiglipImageProcessor(size={"height": 32, "width": 32})
 
 
@@ -799,20 +907,52 @@ def _hunyuanvideo_i2v(variant: str | None):
 
     tok = _llama_tokenizer()
     tok.add_special_tokens({"additional_special_tokens": ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<image>"]})
-    vision = CLIPVisionConfig(hidden_size=8, intermediate_size=16, num_attention_heads=2, num_hidden_layers=2, image_size=336, patch_size=14, projection_dim=8)
-    text = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_attention_heads=2, num_key_value_heads=2, num_hidden_layers=3,
-                       bos_token_id=1, eos_token_id=2, pad_token_id=3)  # fmt: skip
+    vision = CLIPVisionConfig(
+        hidden_size=8, intermediate_size=16, num_attention_heads=2, num_hidden_layers=2, image_size=336, patch_size=14, projection_dim=8
+    )
+    text = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=16,
+        intermediate_size=32,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        num_hidden_layers=3,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=3,
+    )
     torch.manual_seed(0)
-    text_encoder = LlavaForConditionalGeneration(LlavaConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
-                                                             pad_token_id=3, vision_feature_select_strategy="default", vision_feature_layer=-2)).eval()  # fmt: skip
+    text_encoder = LlavaForConditionalGeneration(
+        LlavaConfig(
+            vision_config=vision,
+            text_config=text,
+            image_token_index=tok.convert_tokens_to_ids("<image>"),
+            pad_token_id=3,
+            vision_feature_select_strategy="default",
+            vision_feature_layer=-2,
+        )
+    ).eval()
     torch.manual_seed(0)
     transformer = HunyuanVideoTransformer3DModel(
-        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=10, num_layers=1, num_single_layers=1, num_refiner_layers=1,
-        patch_size=1, patch_size_t=1, guidance_embeds=True, text_embed_dim=16, pooled_projection_dim=8, rope_axes_dim=(2, 4, 4),
+        in_channels=4,
+        out_channels=4,
+        num_attention_heads=2,
+        attention_head_dim=10,
+        num_layers=1,
+        num_single_layers=1,
+        num_refiner_layers=1,
+        patch_size=1,
+        patch_size_t=1,
+        guidance_embeds=True,
+        text_embed_dim=16,
+        pooled_projection_dim=8,
+        rope_axes_dim=(2, 4, 4),
         image_condition_type="token_replace",
-    ).eval()  # fmt: skip
+    ).eval()
     components = dict(_hunyuanvideo(None).components, transformer=transformer, text_encoder=text_encoder, tokenizer=tok)
-    return HunyuanVideoImageToVideoPipeline(**components, image_processor=CLIPImageProcessor(crop_size={"height": 336, "width": 336}, size={"shortest_edge": 336}))
+    return HunyuanVideoImageToVideoPipeline(
+        **components, image_processor=CLIPImageProcessor(crop_size={"height": 336, "width": 336}, size={"shortest_edge": 336})
+    )
 
 
 def build_framepack_repositories(root: Path) -> dict[str, Path]:
@@ -825,8 +965,11 @@ def build_framepack_repositories(root: Path) -> dict[str, Path]:
     image_encoder, feature_extractor = _siglip()
     image_encoder.save_pretrained(root / "flux_redux_bfl" / "image_encoder", safe_serialization=True)
     feature_extractor.save_pretrained(root / "flux_redux_bfl" / "feature_extractor")
-    return {"hunyuanvideo-community/HunyuanVideo": base, "lllyasviel/FramePackI2V_HY": root / "FramePackI2V_HY",
-            "lllyasviel/flux_redux_bfl": root / "flux_redux_bfl"}  # fmt: skip
+    return {
+        "hunyuanvideo-community/HunyuanVideo": base,
+        "lllyasviel/FramePackI2V_HY": root / "FramePackI2V_HY",
+        "lllyasviel/flux_redux_bfl": root / "flux_redux_bfl",
+    }
 
 
 def _hunyuanvideo15(variant: str | None):
@@ -1014,7 +1157,18 @@ def _qwen2_5_vl_processor(processor_class: str = "Qwen2VLProcessor"):
     wraps stands in: the pipelines call it with text only (`images=None, videos=None`), which
     both take."""
     tok = _qwen2_tokenizer()
-    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]})
+    tok.add_special_tokens(
+        {
+            "additional_special_tokens": [
+                "<|im_start|>",
+                "<|im_end|>",
+                "<|vision_start|>",
+                "<|vision_end|>",
+                "<|image_pad|>",
+                "<|video_pad|>",
+            ]
+        }
+    )
     try:
         import transformers
 
@@ -1029,16 +1183,30 @@ def _qwen2_5_vl_encoder(tokenizer, hidden: int = 16):
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     tok = getattr(tokenizer, "tokenizer", tokenizer)
-    ids = {name: tok.convert_tokens_to_ids(token) for name, token in (
-        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"),
-        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"))}  # fmt: skip
+    ids = {
+        name: tok.convert_tokens_to_ids(token)
+        for name, token in (
+            ("vision_start_token_id", "<|vision_start|>"),
+            ("vision_end_token_id", "<|vision_end|>"),
+            ("image_token_id", "<|image_pad|>"),
+            ("video_token_id", "<|video_pad|>"),
+        )
+    }
     config = Qwen2_5_VLConfig(
-        text_config=dict(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024, rope_theta=1000000.0,
-                         rope_scaling={"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"}),
+        text_config=dict(
+            vocab_size=len(tok),
+            hidden_size=hidden,
+            intermediate_size=hidden,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=1024,
+            rope_theta=1000000.0,
+            rope_scaling={"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"},
+        ),
         vision_config=dict(depth=1, hidden_size=16, intermediate_size=16, num_heads=2, out_hidden_size=hidden),
         **ids,
-    )  # fmt: skip
+    )
     torch.manual_seed(0)
     return Qwen2_5_VLForConditionalGeneration(config).eval()
 
@@ -1048,10 +1216,19 @@ def _clip_text_encoder(tokenizer, hidden: int = 8):
 
     torch.manual_seed(0)
     return CLIPTextModel(
-        CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=16, num_attention_heads=2,
-                       num_hidden_layers=1, projection_dim=hidden, max_position_embeddings=77, bos_token_id=0,
-                       eos_token_id=1, pad_token_id=1)
-    ).eval()  # fmt: skip
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=hidden,
+            intermediate_size=16,
+            num_attention_heads=2,
+            num_hidden_layers=1,
+            projection_dim=hidden,
+            max_position_embeddings=77,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )
+    ).eval()
 
 
 def _hunyuan_video_vae_small():
@@ -1060,11 +1237,20 @@ def _hunyuan_video_vae_small():
 
     torch.manual_seed(0)
     return AutoencoderKLHunyuanVideo(
-        in_channels=3, out_channels=3, latent_channels=4, down_block_types=("HunyuanVideoDownBlock3D",) * 4,
-        up_block_types=("HunyuanVideoUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8), layers_per_block=1,
-        act_fn="silu", norm_num_groups=4, scaling_factor=0.476986, spatial_compression_ratio=8,
-        temporal_compression_ratio=4, mid_block_add_attention=False,
-    ).eval()  # fmt: skip
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        down_block_types=("HunyuanVideoDownBlock3D",) * 4,
+        up_block_types=("HunyuanVideoUpBlock3D",) * 4,
+        block_out_channels=(8, 8, 8, 8),
+        layers_per_block=1,
+        act_fn="silu",
+        norm_num_groups=4,
+        scaling_factor=0.476986,
+        spatial_compression_ratio=8,
+        temporal_compression_ratio=4,
+        mid_block_add_attention=False,
+    ).eval()
 
 
 def _kandinsky5(variant: str | None, i2v: bool = False):
@@ -1076,16 +1262,30 @@ def _kandinsky5(variant: str | None, i2v: bool = False):
     tokenizer_2 = _clip_tokenizer()
     torch.manual_seed(0)
     transformer = Kandinsky5Transformer3DModel(
-        in_visual_dim=4, out_visual_dim=4, in_text_dim=16, in_text_dim2=8, time_dim=16, patch_size=(1, 2, 2),
-        model_dim=16, ff_dim=32, num_text_blocks=1, num_visual_blocks=2, axes_dims=(2, 2, 4), visual_cond=True,
+        in_visual_dim=4,
+        out_visual_dim=4,
+        in_text_dim=16,
+        in_text_dim2=8,
+        time_dim=16,
+        patch_size=(1, 2, 2),
+        model_dim=16,
+        ff_dim=32,
+        num_text_blocks=1,
+        num_visual_blocks=2,
+        axes_dims=(2, 2, 4),
+        visual_cond=True,
         attention_type="regular",
-    ).eval()  # fmt: skip
+    ).eval()
     cls = Kandinsky5I2VPipeline if i2v else Kandinsky5T2VPipeline
     return cls(
-        transformer=transformer, vae=_hunyuan_video_vae_small(), text_encoder=_qwen2_5_vl_encoder(tokenizer),
-        tokenizer=tokenizer, text_encoder_2=_clip_text_encoder(tokenizer_2), tokenizer_2=tokenizer_2,
+        transformer=transformer,
+        vae=_hunyuan_video_vae_small(),
+        text_encoder=_qwen2_5_vl_encoder(tokenizer),
+        tokenizer=tokenizer,
+        text_encoder_2=_clip_text_encoder(tokenizer_2),
+        tokenizer_2=tokenizer_2,
         scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0),
-    )  # fmt: skip
+    )
 
 
 def _gemma2_encoder(tokenizer, hidden: int = 8):
@@ -1093,10 +1293,20 @@ def _gemma2_encoder(tokenizer, hidden: int = 8):
 
     torch.manual_seed(0)
     return Gemma2Model(
-        Gemma2Config(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=16, num_hidden_layers=1,
-                     num_attention_heads=2, num_key_value_heads=2, head_dim=8, max_position_embeddings=2048,
-                     pad_token_id=0, eos_token_id=1, bos_token_id=2)
-    ).eval()  # fmt: skip
+        Gemma2Config(
+            vocab_size=len(tokenizer),
+            hidden_size=hidden,
+            intermediate_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            head_dim=8,
+            max_position_embeddings=2048,
+            pad_token_id=0,
+            eos_token_id=1,
+            bos_token_id=2,
+        )
+    ).eval()
 
 
 def _sana_video(variant: str | None, i2v: bool = False):
@@ -1108,15 +1318,29 @@ def _sana_video(variant: str | None, i2v: bool = False):
     tokenizer = _gemma_tokenizer()
     torch.manual_seed(0)
     transformer = SanaVideoTransformer3DModel(
-        in_channels=16, out_channels=16, num_attention_heads=2, attention_head_dim=8, num_layers=1,
-        num_cross_attention_heads=2, cross_attention_head_dim=8, cross_attention_dim=16, caption_channels=8,
-        mlp_ratio=2.0, sample_size=30, patch_size=(1, 2, 2), qk_norm="rms_norm_across_heads", rope_max_seq_len=64,
-    ).eval()  # fmt: skip
+        in_channels=16,
+        out_channels=16,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        num_layers=1,
+        num_cross_attention_heads=2,
+        cross_attention_head_dim=8,
+        cross_attention_dim=16,
+        caption_channels=8,
+        mlp_ratio=2.0,
+        sample_size=30,
+        patch_size=(1, 2, 2),
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=64,
+    ).eval()
     cls = SanaImageToVideoPipeline if i2v else SanaVideoPipeline
     return cls(
-        tokenizer=tokenizer, text_encoder=_gemma2_encoder(tokenizer), vae=_wan_vae(), transformer=transformer,
+        tokenizer=tokenizer,
+        text_encoder=_gemma2_encoder(tokenizer),
+        vae=_wan_vae(),
+        transformer=transformer,
         scheduler=FlowMatchEulerDiscreteScheduler(shift=8.0),
-    )  # fmt: skip
+    )
 
 
 def _hunyuanvideo15_i2v(variant: str | None):
@@ -1128,9 +1352,10 @@ def _hunyuanvideo15_i2v(variant: str | None):
     image_dim = components["transformer"].config.image_embed_dim
     torch.manual_seed(0)
     image_encoder = SiglipVisionModel(
-        SiglipVisionConfig(hidden_size=image_dim, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=32, patch_size=8)
-    ).eval()  # fmt: skip
+        SiglipVisionConfig(
+            hidden_size=image_dim, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8
+        )
+    ).eval()
     feature_extractor = SiglipImageProcessor(size={"height": 32, "width": 32})
     return HunyuanVideo15ImageToVideoPipeline(**components, image_encoder=image_encoder, feature_extractor=feature_extractor)
 
@@ -1145,9 +1370,16 @@ def _wan22_i2v_a14b():
     torch.manual_seed(1)
     low = _wan_transformer(36, 16)
     return WanImageToVideoPipeline(
-        tokenizer=tok, text_encoder=_umt5_encoder(tok), vae=_wan_vae(), scheduler=_unipc_flow(5.0),
-        image_processor=None, image_encoder=None, transformer=high, transformer_2=low, boundary_ratio=0.9,
-    )  # fmt: skip
+        tokenizer=tok,
+        text_encoder=_umt5_encoder(tok),
+        vae=_wan_vae(),
+        scheduler=_unipc_flow(5.0),
+        image_processor=None,
+        image_encoder=None,
+        transformer=high,
+        transformer_2=low,
+        boundary_ratio=0.9,
+    )
 
 
 def _helios(variant: str | None):
@@ -1158,15 +1390,30 @@ def _helios(variant: str | None):
     tok = _t5_tokenizer()
     torch.manual_seed(0)
     transformer = HeliosTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16,
-        text_dim=_TEXT_DIM, freq_dim=32, ffn_dim=32, num_layers=1, cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads", rope_dim=(4, 4, 4), has_multi_term_memory_patch=True,
-        guidance_cross_attn=True, zero_history_timestep=True, is_amplify_history=False,
-    ).eval()  # fmt: skip
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=12,
+        in_channels=16,
+        out_channels=16,
+        text_dim=_TEXT_DIM,
+        freq_dim=32,
+        ffn_dim=32,
+        num_layers=1,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        rope_dim=(4, 4, 4),
+        has_multi_term_memory_patch=True,
+        guidance_cross_attn=True,
+        zero_history_timestep=True,
+        is_amplify_history=False,
+    ).eval()
     return HeliosPipeline(
-        tokenizer=tok, text_encoder=_umt5_encoder(tok), vae=_wan_vae(), transformer=transformer,
+        tokenizer=tok,
+        text_encoder=_umt5_encoder(tok),
+        vae=_wan_vae(),
+        transformer=transformer,
         scheduler=HeliosScheduler(stage_range=[0, 1], stages=1, use_dynamic_shifting=True),
-    )  # fmt: skip
+    )
 
 
 def _helios_pyramid(variant: str | None):
@@ -1194,34 +1441,63 @@ def _motif_video(variant: str | None, i2v: bool = False):
     components: a T5Gemma 2 encoder with its vision tower (image-to-video encodes the image
     with it), a SigLIP image processor, and a transformer taking noise + image latents + mask
     (33 channels) and image features."""
-    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, MotifVideoImage2VideoPipeline, MotifVideoPipeline, MotifVideoTransformer3DModel
+    from diffusers import (
+        AutoencoderKLWan,
+        FlowMatchEulerDiscreteScheduler,
+        MotifVideoImage2VideoPipeline,
+        MotifVideoPipeline,
+        MotifVideoTransformer3DModel,
+    )
     from diffusers.guiders import AdaptiveProjectedGuidance
     from transformers import SiglipImageProcessor, T5Gemma2Encoder, T5Gemma2EncoderConfig
 
     tokenizer = _gemma_tokenizer()
     config = T5Gemma2EncoderConfig(
-        text_config=dict(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=32, max_position_embeddings=1024, head_dim=8, num_key_value_heads=2,
-                         dropout_rate=0.0),
-        vision_config=dict(hidden_size=4, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
-                           image_size=16, patch_size=4, num_channels=3),
-    )  # fmt: skip
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=1024,
+            head_dim=8,
+            num_key_value_heads=2,
+            dropout_rate=0.0,
+        ),
+        vision_config=dict(
+            hidden_size=4, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16, image_size=16, patch_size=4, num_channels=3
+        ),
+    )
     torch.manual_seed(0)
     text_encoder = T5Gemma2Encoder(config).eval()
     torch.manual_seed(0)
     transformer = MotifVideoTransformer3DModel(
-        in_channels=33, out_channels=16, num_attention_heads=2, attention_head_dim=12, num_layers=1,
-        num_single_layers=1, mlp_ratio=2.0, patch_size=1, patch_size_t=1, qk_norm="rms_norm", text_embed_dim=16,
-        image_embed_dim=4, rope_axes_dim=(4, 4, 4),
-    ).eval()  # fmt: skip
+        in_channels=33,
+        out_channels=16,
+        num_attention_heads=2,
+        attention_head_dim=12,
+        num_layers=1,
+        num_single_layers=1,
+        mlp_ratio=2.0,
+        patch_size=1,
+        patch_size_t=1,
+        qk_norm="rms_norm",
+        text_embed_dim=16,
+        image_embed_dim=4,
+        rope_axes_dim=(4, 4, 4),
+    ).eval()
     torch.manual_seed(0)
     vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]).eval()
     cls = MotifVideoImage2VideoPipeline if i2v else MotifVideoPipeline
     return cls(
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0), vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-        transformer=transformer, guider=AdaptiveProjectedGuidance(),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        transformer=transformer,
+        guider=AdaptiveProjectedGuidance(),
         feature_extractor=SiglipImageProcessor(image_mean=[0.5] * 3, image_std=[0.5] * 3, size={"height": 16, "width": 16}),
-    )  # fmt: skip
+    )
 
 
 def _kandinsky6(variant: str | None):
@@ -1234,21 +1510,53 @@ def _kandinsky6(variant: str | None):
     tokenizer_2 = _clip_tokenizer()
     torch.manual_seed(0)
     transformer = Kandinsky6Transformer3DModel(
-        in_visual_dim=4, out_visual_dim=4, in_text_dim=16, in_text_dim2=8, time_dim=16, patch_size=(1, 2, 2),
-        model_dim=12, ff_dim=24, num_text_blocks=1, num_visual_blocks=2, axes_dims=(2, 1, 1), visual_cond=True,
-        in_audio_dim=4, out_audio_dim=4, visual_token_type_num_embeddings=2,
-    ).eval()  # fmt: skip
+        in_visual_dim=4,
+        out_visual_dim=4,
+        in_text_dim=16,
+        in_text_dim2=8,
+        time_dim=16,
+        patch_size=(1, 2, 2),
+        model_dim=12,
+        ff_dim=24,
+        num_text_blocks=1,
+        num_visual_blocks=2,
+        axes_dims=(2, 1, 1),
+        visual_cond=True,
+        in_audio_dim=4,
+        out_audio_dim=4,
+        visual_token_type_num_embeddings=2,
+    ).eval()
     torch.manual_seed(0)
-    audio_vae = MMAudioVAE(mel_bins=8, latent_channels=4, hidden_channels=8, channel_multipliers=(1, 2), layers_per_block=1,
-                           sample_rate=16000, n_fft=512, hop_length=256).eval()  # fmt: skip
+    audio_vae = MMAudioVAE(
+        mel_bins=8,
+        latent_channels=4,
+        hidden_channels=8,
+        channel_multipliers=(1, 2),
+        layers_per_block=1,
+        sample_rate=16000,
+        n_fft=512,
+        hop_length=256,
+    ).eval()
     torch.manual_seed(0)
-    vocoder = MMAudioVocoder(num_mels=8, upsample_initial_channel=8, upsample_rates=(8, 8, 4), upsample_kernel_sizes=(16, 16, 8),
-                             resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 3),)).eval()  # fmt: skip
+    vocoder = MMAudioVocoder(
+        num_mels=8,
+        upsample_initial_channel=8,
+        upsample_rates=(8, 8, 4),
+        upsample_kernel_sizes=(16, 16, 8),
+        resblock_kernel_sizes=(3,),
+        resblock_dilation_sizes=((1, 3),),
+    ).eval()
     return Kandinsky6TI2VAPipeline(
-        transformer=transformer, vae=_hunyuan_video_vae_small(), text_encoder=_qwen2_5_vl_encoder(tokenizer),
-        tokenizer=tokenizer, text_encoder_2=_clip_text_encoder(tokenizer_2), tokenizer_2=tokenizer_2,
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0), audio_vae=audio_vae, vocoder=vocoder,
-    )  # fmt: skip
+        transformer=transformer,
+        vae=_hunyuan_video_vae_small(),
+        text_encoder=_qwen2_5_vl_encoder(tokenizer),
+        tokenizer=tokenizer,
+        text_encoder_2=_clip_text_encoder(tokenizer_2),
+        tokenizer_2=tokenizer_2,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0),
+        audio_vae=audio_vae,
+        vocoder=vocoder,
+    )
 
 
 class GuardrailStandIn(torch.nn.Module):
@@ -1307,17 +1615,30 @@ def _cosmos2_5(variant: str | None):
     tokenizer = _qwen2_5_vl_processor("Qwen2_5_VLProcessor")
     torch.manual_seed(0)
     transformer = CosmosTransformer3DModel(
-        in_channels=16 + 1, out_channels=16, num_attention_heads=2, attention_head_dim=16, num_layers=1, mlp_ratio=2,
-        text_embed_dim=16, adaln_lora_dim=4, max_size=(4, 32, 32), patch_size=(1, 2, 2), rope_scale=(2.0, 1.0, 1.0),
-        concat_padding_mask=False, extra_pos_embed_type="learnable",
-    ).eval()  # fmt: skip
+        in_channels=16 + 1,
+        out_channels=16,
+        num_attention_heads=2,
+        attention_head_dim=16,
+        num_layers=1,
+        mlp_ratio=2,
+        text_embed_dim=16,
+        adaln_lora_dim=4,
+        max_size=(4, 32, 32),
+        patch_size=(1, 2, 2),
+        rope_scale=(2.0, 1.0, 1.0),
+        concat_padding_mask=False,
+        extra_pos_embed_type="learnable",
+    ).eval()
     torch.manual_seed(0)
     vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]).eval()
     pipe = Cosmos2_5_PredictBasePipeline(
-        text_encoder=_qwen2_5_vl_encoder(tokenizer), tokenizer=tokenizer, transformer=transformer, vae=vae,
+        text_encoder=_qwen2_5_vl_encoder(tokenizer),
+        tokenizer=tokenizer,
+        transformer=transformer,
+        vae=vae,
         scheduler=UniPCMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=1.0),
         safety_checker=GuardrailStandIn(),
-    )  # fmt: skip
+    )
     pipe.safety_checker = None  # saved as (null, null): loading builds the checker
     return pipe
 

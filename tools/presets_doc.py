@@ -153,8 +153,11 @@ def read(path: Path) -> Trace:
         if not table:  # a top-level key's comment is optional; the page shows model's and float16's
             if source:
                 trace.top[key] = source
-                trace.problems += [f"{place}: {key}: [{tag}] is not among the file's sources" for tag in source[0]
-                                   if tag != "vidgen" and tag not in trace.sources]  # fmt: skip
+                trace.problems += [
+                    f"{place}: {key}: [{tag}] is not among the file's sources"
+                    for tag in source[0]
+                    if tag != "vidgen" and tag not in trace.sources
+                ]
             continue
         grouped = table in GROUPED or table.startswith("components.")
         if grouped and group_source is None:
@@ -233,17 +236,31 @@ def _summary_row(trace: Trace) -> str:
     if defaults.get("size") == "auto":  # --size auto: that area at the image's aspect ratio
         size = f"auto ({size} area)"
     task = data.get("task", "text-to-video") + ("+audio" if data.get("audio") else "")
-    cells = [f"[`{data['name']}`](#{data['name'].replace('.', '')})", f"`{data['model']}`", data.get("pipeline", ""), task, size,
-             str(defaults.get("frames", "the input's")), str(defaults.get("fps", "")), str(defaults.get("steps", "")),
-             _guidance(data), _rule(data)]  # fmt: skip
+    cells = [
+        f"[`{data['name']}`](#{data['name'].replace('.', '')})",
+        f"`{data['model']}`",
+        data.get("pipeline", ""),
+        task,
+        size,
+        str(defaults.get("frames", "the input's")),
+        str(defaults.get("fps", "")),
+        str(defaults.get("steps", "")),
+        _guidance(data),
+        _rule(data),
+    ]
     return "| " + " | ".join(cells) + " |"
 
 
 def _section(trace: Trace) -> list[str]:
     data = trace.data
     model = f"`{data['model']}`" + (f" at `{data['revision']}`" if data.get("revision") else "")
-    out = [f"### {data['name']}", "", f"{data.get('description', '')}. {model}, {data.get('pipeline', '')}, "
-           f"{data.get('task', 'text-to-video')}. VRAM: {data.get('vram', 'not stated')}.", ""]  # fmt: skip
+    out = [
+        f"### {data['name']}",
+        "",
+        f"{data.get('description', '')}. {model}, {data.get('pipeline', '')}, "
+        f"{data.get('task', 'text-to-video')}. VRAM: {data.get('vram', 'not stated')}.",
+        "",
+    ]
     for key, label in (("model", "Repository id"), ("float16", "Not run in float16 by `--dtype auto`")):
         if key in trace.top and (key != "float16" or data.get("float16") is False):
             tags, note = trace.top[key]
@@ -266,9 +283,14 @@ def traces() -> list[Trace]:
 
 def generated(found: list[Trace]) -> str:
     """The page's generated part, markers included."""
-    out = [START, "", "## At a glance", "",
-           "| preset | model | pipeline | task | size | frames | fps | steps | guidance | frame rule, size multiple |",
-           "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    out = [
+        START,
+        "",
+        "## At a glance",
+        "",
+        "| preset | model | pipeline | task | size | frames | fps | steps | guidance | frame rule, size multiple |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     out += [_summary_row(trace) for trace in found]
     out += ["", "## Each preset's defaults and their sources", ""]
     for trace in found:

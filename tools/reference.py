@@ -20,8 +20,9 @@ sys.path.insert(0, str(ROOT))  # this checkout's vidgen, whatever is installed
 from vidgen.cli.app import app  # noqa: E402
 from vidgen.environment import VARIABLES  # noqa: E402
 from vidgen.errors import EXIT_MEANINGS  # noqa: E402
-from vidgen.settings.table import NUMBER, SETTINGS  # noqa: E402
 from vidgen.settings.prompts import LINE_KEYS  # noqa: E402
+from vidgen.settings.setting import NUMBER  # noqa: E402
+from vidgen.settings.table import SETTINGS  # noqa: E402
 
 PAGE = ROOT / "docs" / "reference.md"
 

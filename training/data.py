@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from training import shapes
 
-FRAMES = shapes.NUM_FRAMES        # 17 frames of 64x64 -> 5 latent frames of 16x16
+FRAMES = shapes.NUM_FRAMES  # 17 frames of 64x64 -> 5 latent frames of 16x16
 SIZE = shapes.FRAME_SIZE
 # Objects cover a few percent of the frame; without extra weight the autoencoder drops them.
 OBJECT_WEIGHT = 10.0
@@ -42,39 +42,40 @@ def box_corner_pixels(spec: shapes.ClipSpec, reach: float = 3.0) -> np.ndarray:
     """bool (frames, H, W): pixels within `reach` of a corner of the object's bounding box in each frame, as
     render_clip moves and scales it. Square, circle and triangle differ most there."""
     a = np.linspace(0, 1, FRAMES)[:, None, None]
-    side = np.sqrt((1 - a) * spec.start_size ** 2 + a * spec.end_size ** 2)
+    side = np.sqrt((1 - a) * spec.start_size**2 + a * spec.end_size**2)
     cx = (1 - a) * spec.start_center[0] + a * spec.end_center[0]
     cy = (1 - a) * spec.start_center[1] + a * spec.end_center[1]
     grid = np.arange(SIZE) + 0.5
     near = np.zeros((FRAMES, SIZE, SIZE), dtype=bool)
     for dx in (-0.5, 0.5):
         for dy in (-0.5, 0.5):
-            near |= ((np.abs(grid[None, None, :] - (cx + dx * side)) <= reach)
-                     & (np.abs(grid[None, :, None] - (cy + dy * side)) <= reach))
+            near |= (np.abs(grid[None, None, :] - (cx + dx * side)) <= reach) & (np.abs(grid[None, :, None] - (cy + dy * side)) <= reach)
     return near
 
 
-def random_clips(rng: random.Random, count: int, crop: int = SIZE, edge_weight: float = 0.0,
-                 corner_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+def random_clips(
+    rng: random.Random, count: int, crop: int = SIZE, edge_weight: float = 0.0, corner_weight: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Clips in [-1, 1] (one random crop each) and a per-pixel loss weight: OBJECT_WEIGHT on the object and
     one pixel around it, 1 on the background, plus edge_weight on a two-pixel band around the outline and
     corner_weight near the corners of its bounding box."""
     return clips_and_weights([shapes.sample_spec(rng) for _ in range(count)], rng, crop, edge_weight, corner_weight)
 
 
-def clips_and_weights(specs: list[shapes.ClipSpec], rng: random.Random, crop: int = SIZE, edge_weight: float = 0.0,
-                      corner_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+def clips_and_weights(
+    specs: list[shapes.ClipSpec], rng: random.Random, crop: int = SIZE, edge_weight: float = 0.0, corner_weight: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """random_clips for given specs."""
     clips, masks, corners = [], [], []
     for spec in specs:
         clip = shapes.render_clip(spec)
         top, left = rng.randrange(SIZE - crop + 1), rng.randrange(SIZE - crop + 1)
-        clip = clip[:, top:top + crop, left:left + crop]
+        clip = clip[:, top : top + crop, left : left + crop]
         background = np.array(shapes.BACKGROUND_COLORS[spec.background], dtype=np.int16)
         masks.append(np.abs(clip.astype(np.int16) - background).sum(-1) > 0)
         clips.append(clip)
         if corner_weight:
-            corners.append(box_corner_pixels(spec)[:, top:top + crop, left:left + crop])
+            corners.append(box_corner_pixels(spec)[:, top : top + crop, left : left + crop])
     mask = torch.from_numpy(np.stack(masks)).float().unsqueeze(1)
     weights = 1 + (OBJECT_WEIGHT - 1) * _dilate(mask, 1)
     if edge_weight:
@@ -117,17 +118,26 @@ def latent_object_masks(specs: list[shapes.ClipSpec], cell: int = 4, corners: bo
     0 holds pixel frame 0 and latent frame k frames 4k-3..4k (the VAE's causal 4x in time).
     corners: only the cells that hold the bounding box's corners, where square, circle and triangle differ."""
     a = torch.linspace(0, 1, FRAMES)[None, :]
-    column = lambda name: torch.tensor([getattr(s, name) for s in specs], dtype=torch.float32)[:, None]
+
+    def column(name):
+        return torch.tensor([getattr(s, name) for s in specs], dtype=torch.float32)[:, None]
+
     side = ((1 - a) * column("start_size") ** 2 + a * column("end_size") ** 2).sqrt()
-    centre = [(1 - a) * torch.tensor([s.start_center[i] for s in specs])[:, None]
-              + a * torch.tensor([s.end_center[i] for s in specs])[:, None] for i in (0, 1)]
+    centre = [
+        (1 - a) * torch.tensor([s.start_center[i] for s in specs])[:, None] + a * torch.tensor([s.end_center[i] for s in specs])[:, None]
+        for i in (0, 1)
+    ]
     edges = torch.arange(SIZE // cell, dtype=torch.float32) * cell  # each cell's first pixel
     if corners:
-        holds = lambda v: (edges <= v[..., None]) & (v[..., None] < edges + cell)
+
+        def holds(v):
+            return (edges <= v[..., None]) & (v[..., None] < edges + cell)
+
         x, y = [(holds(c - side / 2) | holds(c + side / 2)).float() for c in centre]
     else:
-        x, y = [((edges < (c + side / 2)[..., None]) & (edges + cell > (c - side / 2)[..., None])).float()
-                for c in centre]  # (N, frames, cells)
+        x, y = [
+            ((edges < (c + side / 2)[..., None]) & (edges + cell > (c - side / 2)[..., None])).float() for c in centre
+        ]  # (N, frames, cells)
     mask = (y[..., :, None] * x[..., None, :])[:, None]  # (N, 1, frames, rows, columns)
     mask = torch.cat([mask[:, :, :1], F.max_pool3d(mask[:, :, 1:], (4, 1, 1))], dim=2)
     return mask.bool() if corners else _dilate(mask, 1).bool()

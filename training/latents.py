@@ -26,12 +26,11 @@ from training.model import MAX_TEXT_TOKENS
 from training.stage import autocast, log
 
 LATENT_POOL = 4000
-CANONICAL_LAYOUT = True           # the pool's clips in shapes.py's canonical layout (why: shapes.CANONICAL_NOTE)
+CANONICAL_LAYOUT = True  # the pool's clips in shapes.py's canonical layout (why: shapes.CANONICAL_NOTE)
 
 
 @torch.no_grad()
-def encode_latents(work: Path, count: int = LATENT_POOL, canonical: bool = CANONICAL_LAYOUT, device: str = "cpu",
-                   workers: int = 1) -> None:
+def encode_latents(work: Path, count: int = LATENT_POOL, canonical: bool = CANONICAL_LAYOUT, device: str = "cpu", workers: int = 1) -> None:
     """Posterior means, not samples: with a KL weight this small a sample is mostly noise.
     workers > 1 renders the clips in that many processes (rendering, not encoding, is the slow part
     beside a GPU); the pool is the same clips either way."""
@@ -77,7 +76,7 @@ def encode_swapped(work: Path, count: int) -> None:
     specs = torch.load(work / "latents.pt")["specs"][:count]
     latents = []
     for start in range(0, len(specs), 16):
-        batch = [spec_from_saved(spec) for spec in specs[start:start + 16]]
+        batch = [spec_from_saved(spec) for spec in specs[start : start + 16]]
         others = [replace(spec, shape=shape) for spec in batch for shape in shapes.SHAPES if shape != spec.shape]
         with autocast("cpu"):
             encoded = vae.encode(to_pixels(np.stack([shapes.render_clip(o) for o in others]))).latent_dist.mode().float()
@@ -113,8 +112,7 @@ def sample_pairs(work: Path, model: Path, count: int, *, lowest: float = 0.5, hi
         first = int((scheduler.sigmas[:-1] > rng.uniform(lowest, highest)).sum())
         sigma = scheduler.sigmas[first]
         x = (1 - sigma) * clean + sigma * torch.randn(clean.shape, generator=generator)
-        text, empty = pipe.encode_prompt([shapes.caption(s, rng) for s in batch], [""] * len(batch),
-                                         max_sequence_length=MAX_TEXT_TOKENS)
+        text, empty = pipe.encode_prompt([shapes.caption(s, rng) for s in batch], [""] * len(batch), max_sequence_length=MAX_TEXT_TOKENS)
         for t in scheduler.timesteps[first:]:
             timestep = t.expand(len(batch))
             conditional = transformer(hidden_states=x, timestep=timestep, encoder_hidden_states=text, return_dict=False)[0]

@@ -13,8 +13,8 @@ import numpy as np
 
 from training import shapes
 
-MIN_OBJECT_PIXELS = 12          # a frame with fewer object pixels than this has no visible object
-OBJECT_DISTANCE = 60.0          # RGB distance from the background colour that counts as object
+MIN_OBJECT_PIXELS = 12  # a frame with fewer object pixels than this has no visible object
+OBJECT_DISTANCE = 60.0  # RGB distance from the background colour that counts as object
 # Fill of the bounding box: square 1.0, circle pi/4 = 0.785, triangle 0.5; cut halfway between.
 TRIANGLE_BELOW, SQUARE_ABOVE = 0.64, 0.89
 # Ground truth moves at least a third of the frame and changes area at least 2.25x; cut at half of that.

@@ -75,8 +75,9 @@ def sample_attributes(rng: random.Random, *, held_out: bool | None = False) -> d
             return attributes
 
 
-def sample_spec(rng: random.Random, *, size: int = FRAME_SIZE, held_out: bool | None = False, canonical: bool = False,
-                **fixed: str) -> ClipSpec:
+def sample_spec(
+    rng: random.Random, *, size: int = FRAME_SIZE, held_out: bool | None = False, canonical: bool = False, **fixed: str
+) -> ClipSpec:
     """A random clip. Keyword arguments (shape=, color=, background=, motion=) pin attributes.
 
     canonical=True draws each motion in one layout with a few pixels of jitter (centred, large, the full
@@ -104,8 +105,7 @@ def sample_spec(rng: random.Random, *, size: int = FRAME_SIZE, held_out: bool | 
         side = rng.uniform(0.2, 0.45) * size
         centre = (rng.uniform(side / 2 + 1, size - side / 2 - 1), rng.uniform(side / 2 + 1, size - side / 2 - 1))
         start, end, start_size, end_size = centre, centre, side, side
-    return ClipSpec(attributes["shape"], attributes["color"], attributes["background"], motion,
-                    start_size, end_size, start, end)
+    return ClipSpec(attributes["shape"], attributes["color"], attributes["background"], motion, start_size, end_size, start, end)
 
 
 def _travel_ends(motion: str, low: float, high: float, across: float) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -145,8 +145,7 @@ def _canonical_spec(rng: random.Random, attributes: dict[str, str], size: int) -
         side = rng.uniform(0.36, 0.44) * size
         start = end = (middle + jitter(), middle + jitter())
         start_size = end_size = side
-    return ClipSpec(attributes["shape"], attributes["color"], attributes["background"], motion,
-                    start_size, end_size, start, end)
+    return ClipSpec(attributes["shape"], attributes["color"], attributes["background"], motion, start_size, end_size, start, end)
 
 
 def _coverage(shape: str, side: float, center: tuple[float, float], size: int) -> np.ndarray:
@@ -220,8 +219,11 @@ def caption(spec: ClipSpec, rng: random.Random) -> str:
     """One of several surface forms, so the text encoder learns words rather than a single template."""
     template = rng.choice(_TEMPLATES)
     return template.format(
-        color=spec.color, shape=spec.shape, background=spec.background,
-        phrase=rng.choice(_MOTION_PHRASES[spec.motion]), verb=rng.choice(_MOTION_VERBS[spec.motion]),
+        color=spec.color,
+        shape=spec.shape,
+        background=spec.background,
+        phrase=rng.choice(_MOTION_PHRASES[spec.motion]),
+        verb=rng.choice(_MOTION_VERBS[spec.motion]),
     )
 
 

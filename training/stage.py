@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-CHECKPOINT_SECONDS = 180          # a stage writes its state.pt this often, and once more when it ends
+CHECKPOINT_SECONDS = 180  # a stage writes its state.pt this often, and once more when it ends
 
 
 def log(message: str) -> None:

@@ -19,19 +19,27 @@ import torch
 from diffusers import AutoencoderKLWan
 
 from training import probe, shapes
-from training.data import (RenderedBatches, clips_and_weights, probe_specs, random_clips, spec_from_saved,
-                                  to_pixels, to_uint8)
+from training.data import RenderedBatches, clips_and_weights, probe_specs, random_clips, spec_from_saved, to_pixels, to_uint8
 from training.model import new_vae
-from training.stage import (CHECKPOINT_SECONDS, Stage, autocast, ema_update, format_scores, learning_rate_factor,
-                                   log, random_state, restore_random_state)
+from training.stage import (
+    CHECKPOINT_SECONDS,
+    Stage,
+    autocast,
+    ema_update,
+    format_scores,
+    learning_rate_factor,
+    log,
+    random_state,
+    restore_random_state,
+)
 
 VAE_BATCH = 8
-VAE_CROP = 32                     # convolutional: a 32x32 crop of all 17 frames teaches 64x64 at a third of the cost
-VAE_LR = 1e-3                     # the decoder stage takes half
+VAE_CROP = 32  # convolutional: a 32x32 crop of all 17 frames teaches 64x64 at a third of the cost
+VAE_LR = 1e-3  # the decoder stage takes half
 VAE_KL_WEIGHT = 1e-6
 # The decoder stage adds weight on a band around the outline: corners and tips decide the probe's shape.
 EDGE_WEIGHT = 10.0
-DECODER_CORNER_WEIGHT = 20.0      # extra weight within 3 pixels of the object's bounding-box corners
+DECODER_CORNER_WEIGHT = 20.0  # extra weight within 3 pixels of the object's bounding-box corners
 # The decoder stage can decode noisy latents into the clean clip: noise of up to this many of each
 # channel's standard deviations, drawn per clip (0 for a quarter of them). Why: the denoiser's samples
 # are near the encoder's latents but not on them, and a decoder trained only on exact latents turns
@@ -50,7 +58,7 @@ def reconstruction_scores(vae, specs: list[shapes.ClipSpec], device: str = "cpu"
     """The probe on autoencoder round trips of rendered clips: the ceiling for any denoiser on top."""
     results = []
     for start in range(0, len(specs), 8):
-        batch = specs[start:start + 8]
+        batch = specs[start : start + 8]
         clips = to_pixels(np.stack([shapes.render_clip(s) for s in batch])).to(device)
         with autocast(device):
             decoded = vae.decode(vae.encode(clips).latent_dist.mode()).sample
@@ -71,10 +79,21 @@ def noisy_latents(latents: torch.Tensor, most: float, generator: torch.Generator
     return latents + (share.view(-1, 1, 1, 1, 1) * scale * noise).to(latents.dtype)
 
 
-def train_autoencoder(work: Path, minutes: float, *, decoder_only: bool, z_dim: int, decoder_base_dim: int | None,
-                      corner_weight: float = DECODER_CORNER_WEIGHT, latent_noise: float = DECODER_LATENT_NOISE,
-                      sampled: int = 0, device: str = "cpu", batch: int = VAE_BATCH, crop: int = VAE_CROP,
-                      workers: int = 1) -> None:
+def train_autoencoder(
+    work: Path,
+    minutes: float,
+    *,
+    decoder_only: bool,
+    z_dim: int,
+    decoder_base_dim: int | None,
+    corner_weight: float = DECODER_CORNER_WEIGHT,
+    latent_noise: float = DECODER_LATENT_NOISE,
+    sampled: int = 0,
+    device: str = "cpu",
+    batch: int = VAE_BATCH,
+    crop: int = VAE_CROP,
+    workers: int = 1,
+) -> None:
     """The whole autoencoder, or (decoder_only) its decoder under the frozen encoder of stage `vae`,
     on the encoder's posterior means: the latents the denoiser learns stay exactly the same. A decoder
     stage with decoder_base_dim starts a wider decoder from scratch under that encoder.
@@ -87,8 +106,7 @@ def train_autoencoder(work: Path, minutes: float, *, decoder_only: bool, z_dim: 
             frozen = vae.state_dict()
             config = state["config"] if state is not None else {**vae.config, "decoder_base_dim": decoder_base_dim}
             vae = AutoencoderKLWan.from_config(config)
-            vae.load_state_dict({k: v for k, v in frozen.items() if k.startswith(("encoder.", "quant_conv."))},
-                                strict=False)
+            vae.load_state_dict({k: v for k, v in frozen.items() if k.startswith(("encoder.", "quant_conv."))}, strict=False)
         encoder = copy.deepcopy(vae).eval().requires_grad_(False)
         for module in (vae.encoder, vae.quant_conv):
             module.requires_grad_(False)
@@ -116,10 +134,12 @@ def train_autoencoder(work: Path, minutes: float, *, decoder_only: bool, z_dim: 
     validation, validation_weights = (t.to(device) for t in random_clips(random.Random(12345), 8))
     batches = None
     if workers > 1:
-        data = RenderedBatches(rng.randrange(2**31), batch, crop, EDGE_WEIGHT if decoder_only else 0.0,
-                               corner_weight if decoder_only else 0.0)
-        batches = iter(torch.utils.data.DataLoader(data, batch_size=None, num_workers=workers, prefetch_factor=4,
-                                                   pin_memory=device != "cpu"))
+        data = RenderedBatches(
+            rng.randrange(2**31), batch, crop, EDGE_WEIGHT if decoder_only else 0.0, corner_weight if decoder_only else 0.0
+        )
+        batches = iter(
+            torch.utils.data.DataLoader(data, batch_size=None, num_workers=workers, prefetch_factor=4, pin_memory=device != "cpu")
+        )
     specs = probe_specs(24)
     pairs = None
     if decoder_only and sampled:
@@ -127,9 +147,18 @@ def train_autoencoder(work: Path, minutes: float, *, decoder_only: bool, z_dim: 
         pairs["specs"] = [spec_from_saved(s) for s in pairs["specs"]]
 
     def checkpoint() -> None:
-        stage.save({"config": dict(vae.config), "model": vae.state_dict(), "ema": ema.state_dict(),
-                    "optimizer": optimizer.state_dict(), "random": random_state(rng, generator),
-                    "step": step, "seconds": spent, "best": best})
+        stage.save(
+            {
+                "config": dict(vae.config),
+                "model": vae.state_dict(),
+                "ema": ema.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "random": random_state(rng, generator),
+                "step": step,
+                "seconds": spent,
+                "best": best,
+            }
+        )
 
     resumed_at, last_checkpoint, running = time.time() - spent, time.time(), None
     while spent < minutes * 60:
@@ -138,8 +167,9 @@ def train_autoencoder(work: Path, minutes: float, *, decoder_only: bool, z_dim: 
         if batches is not None:
             clips, weights = (t.to(device, non_blocking=True) for t in next(batches))
         else:
-            clips, weights = random_clips(rng, batch, crop, edge_weight=EDGE_WEIGHT if decoder_only else 0.0,
-                                          corner_weight=corner_weight if decoder_only else 0.0)
+            clips, weights = random_clips(
+                rng, batch, crop, edge_weight=EDGE_WEIGHT if decoder_only else 0.0, corner_weight=corner_weight if decoder_only else 0.0
+            )
             clips, weights = clips.to(device), weights.to(device)
         with autocast(device):
             if decoder_only:
@@ -152,8 +182,9 @@ def train_autoencoder(work: Path, minutes: float, *, decoder_only: bool, z_dim: 
         loss = reconstruction_loss(reconstruction, clips, weights) + VAE_KL_WEIGHT * kl
         if pairs is not None:  # whole clips from the denoiser's own latents (sample_pairs)
             index = torch.randint(len(pairs["specs"]), (sampled,), generator=generator)
-            targets, target_weights = clips_and_weights([pairs["specs"][i] for i in index.tolist()], rng,
-                                                        edge_weight=EDGE_WEIGHT, corner_weight=corner_weight)
+            targets, target_weights = clips_and_weights(
+                [pairs["specs"][i] for i in index.tolist()], rng, edge_weight=EDGE_WEIGHT, corner_weight=corner_weight
+            )
             targets, target_weights = targets.to(device), target_weights.to(device)
             with autocast(device):
                 decoded = vae.decode(pairs["latents"][index].to(device)).sample
@@ -168,8 +199,9 @@ def train_autoencoder(work: Path, minutes: float, *, decoder_only: bool, z_dim: 
         running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
         if step % (100 if device == "cpu" else 500) == 0:
             with torch.no_grad(), autocast(device):
-                val = reconstruction_loss(ema.decode(ema.encode(validation).latent_dist.mode()).sample, validation,
-                                          validation_weights).item()
+                val = reconstruction_loss(
+                    ema.decode(ema.encode(validation).latent_dist.mode()).sample, validation, validation_weights
+                ).item()
             scores = reconstruction_scores(ema, specs, device)
             log(f"{stage.folder.name} step {step} loss {running:.4f} val {val:.4f} probe {format_scores(scores)}")
             stage.record({"step": step, "minutes": round(spent / 60, 2), "loss": running, "val": val, "probe": scores})

@@ -22,16 +22,32 @@ from transformers import UMT5Config, UMT5EncoderModel
 
 from training import probe, shapes
 from training.data import FRAMES, SIZE, latent_object_masks, spec_from_saved
-from training.model import (FLOW_SHIFT, MAX_TEXT_TOKENS, assemble_pipeline, build_tokenizer, encode_text,
-                                   new_text_encoder, transformer_config)
-from training.stage import (CHECKPOINT_SECONDS, Stage, autocast, ema_update, format_scores, learning_rate_factor,
-                                   log, random_state, restore_random_state)
+from training.model import (
+    FLOW_SHIFT,
+    MAX_TEXT_TOKENS,
+    assemble_pipeline,
+    build_tokenizer,
+    encode_text,
+    new_text_encoder,
+    transformer_config,
+)
+from training.stage import (
+    CHECKPOINT_SECONDS,
+    Stage,
+    autocast,
+    ema_update,
+    format_scores,
+    learning_rate_factor,
+    log,
+    random_state,
+    restore_random_state,
+)
 
-DENOISER_BATCH = 32               # on this CPU; the shipped run took 256 a step on a GPU (--batch, --lr 1e-3)
+DENOISER_BATCH = 32  # on this CPU; the shipped run took 256 a step on a GPU (--batch, --lr 1e-3)
 DENOISER_LR = 8e-4
-EMPTY_CAPTION_SHARE = 0.1         # trains the unconditional branch that classifier-free guidance needs
-DENOISER_OBJECT_WEIGHT = 1.0      # loss weight on latent cells the object touches (1 on the background)
-DENOISER_CORNER_WEIGHT = 16.0     # extra weight on the cells holding the object's bounding-box corners
+EMPTY_CAPTION_SHARE = 0.1  # trains the unconditional branch that classifier-free guidance needs
+DENOISER_OBJECT_WEIGHT = 1.0  # loss weight on latent cells the object touches (1 on the background)
+DENOISER_CORNER_WEIGHT = 16.0  # extra weight on the cells holding the object's bounding-box corners
 # Shape swaps: the share of training clips whose noisy input is made from the same clip drawn with another
 # shape, while caption and target stay the true ones (noise levels SWAP_SIGMAS only). Why: in training
 # the noisy input always shows the right shape at middle noise levels, so the denoiser learns to keep the
@@ -57,18 +73,38 @@ def sample_scores(pipe, count: int, seed: int = 0, held_out: bool = False) -> di
     results = []
     for _ in range(count):
         spec = shapes.sample_spec(rng, held_out=held_out)
-        output = pipe(prompt=shapes.caption(spec, rng), negative_prompt="", height=SIZE, width=SIZE,
-                      num_frames=FRAMES, num_inference_steps=10, guidance_scale=4.0, max_sequence_length=MAX_TEXT_TOKENS,
-                      generator=torch.Generator().manual_seed(rng.randrange(2**31)), output_type="np")
+        output = pipe(
+            prompt=shapes.caption(spec, rng),
+            negative_prompt="",
+            height=SIZE,
+            width=SIZE,
+            num_frames=FRAMES,
+            num_inference_steps=10,
+            guidance_scale=4.0,
+            max_sequence_length=MAX_TEXT_TOKENS,
+            generator=torch.Generator().manual_seed(rng.randrange(2**31)),
+            output_type="np",
+        )
         frames = (np.clip(output.frames[0], 0, 1) * 255).round().astype(np.uint8)
         results.append((spec, probe.judge(frames)))
     return probe.score(results)
 
 
-def train_denoiser(work: Path, minutes: float, *, patch: int, width: int, layers: int, probe_minutes: float,
-                   object_weight: float = DENOISER_OBJECT_WEIGHT, corner_weight: float = DENOISER_CORNER_WEIGHT,
-                   device: str = "cpu", batch: int = DENOISER_BATCH, shape_swap: float = DENOISER_SHAPE_SWAP,
-                   lr: float = DENOISER_LR) -> None:
+def train_denoiser(
+    work: Path,
+    minutes: float,
+    *,
+    patch: int,
+    width: int,
+    layers: int,
+    probe_minutes: float,
+    object_weight: float = DENOISER_OBJECT_WEIGHT,
+    corner_weight: float = DENOISER_CORNER_WEIGHT,
+    device: str = "cpu",
+    batch: int = DENOISER_BATCH,
+    shape_swap: float = DENOISER_SHAPE_SWAP,
+    lr: float = DENOISER_LR,
+) -> None:
     stage = Stage(work, "denoiser")
     state = stage.load()
     data = torch.load(work / "latents.pt")
@@ -124,12 +160,23 @@ def train_denoiser(work: Path, minutes: float, *, patch: int, width: int, layers
     vae = AutoencoderKLWan.from_pretrained(work / "vae" / "best").eval()
 
     def checkpoint() -> None:
-        stage.save({"transformer_config": dict(transformer.config), "text_config": text_encoder.config.to_dict(),
-                    "transformer": transformer.state_dict(), "text_encoder": text_encoder.state_dict(),
-                    "ema_transformer": ema_transformer.state_dict(), "ema_text_encoder": ema_text.state_dict(),
-                    "optimizer": optimizer.state_dict(), "random": random_state(rng, generator),
-                    "step": step, "seconds": spent, "latent_stats": stats, "batch": batch,
-                    **({} if on_cpu else {"noise_random": noise_generator.get_state()})})
+        stage.save(
+            {
+                "transformer_config": dict(transformer.config),
+                "text_config": text_encoder.config.to_dict(),
+                "transformer": transformer.state_dict(),
+                "text_encoder": text_encoder.state_dict(),
+                "ema_transformer": ema_transformer.state_dict(),
+                "ema_text_encoder": ema_text.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "random": random_state(rng, generator),
+                "step": step,
+                "seconds": spent,
+                "latent_stats": stats,
+                "batch": batch,
+                **({} if on_cpu else {"noise_random": noise_generator.get_state()}),
+            }
+        )
 
     resumed_at, last_checkpoint, last_probe, running = time.time() - spent, time.time(), time.time(), None
     while spent < minutes * 60:
@@ -144,8 +191,13 @@ def train_denoiser(work: Path, minutes: float, *, patch: int, width: int, layers
         if swapped is not None:  # the same clip with another shape under the noise; caption and target stay
             draw, which = torch.rand(len(index), generator=generator), torch.randint(2, (len(index),), generator=generator)
             flat = sigma.flatten().cpu()
-            swap = ((draw < shape_swap) & (index < len(swapped)) & (flat >= SWAP_SIGMAS[0]) & (flat <= SWAP_SIGMAS[1])
-                    & torch.tensor([bool(c) for c in captions]))
+            swap = (
+                (draw < shape_swap)
+                & (index < len(swapped))
+                & (flat >= SWAP_SIGMAS[0])
+                & (flat <= SWAP_SIGMAS[1])
+                & torch.tensor([bool(c) for c in captions])
+            )
             if swap.any():
                 source = x0.clone()
                 rows = swap.nonzero().flatten()
@@ -154,9 +206,12 @@ def train_denoiser(work: Path, minutes: float, *, patch: int, width: int, layers
         # bfloat16 on a GPU (tensor cores; the shipped denoiser was trained so); the CPU path keeps the float32
         # it was measured with.
         with autocast(device, enabled=not on_cpu):
-            prediction = transformer(hidden_states=x_t, timestep=sigma.flatten() * 1000,
-                                     encoder_hidden_states=encode_text(text_encoder, tokenizer, captions, device),
-                                     return_dict=False)[0].float()
+            prediction = transformer(
+                hidden_states=x_t,
+                timestep=sigma.flatten() * 1000,
+                encoder_hidden_states=encode_text(text_encoder, tokenizer, captions, device),
+                return_dict=False,
+            )[0].float()
         # Flow matching: the velocity from data towards noise, that is the one whose step lands on x0 from x_t
         # ((x_t - x0) / sigma, which is noise - x0 unless the input was a shape swap).
         velocity = noise - x0 if source is x0 else (x_t - x0) / sigma

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import base64
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, ClassVar, Iterator, Protocol
+from typing import Any, ClassVar, Protocol
 
 from vidgen.environment import PROCESS, Environment
 from vidgen.errors import SECOND_SIGTERM, ExitCode, Interrupted
@@ -43,7 +44,7 @@ class Event:
         return {"event": self.kind, **{item.name: getattr(self, item.name) for item in fields(self)}}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Event":
+    def from_json(cls, data: dict[str, Any]) -> Event:
         return cls(**{item.name: data[item.name] for item in fields(cls)})
 
 
@@ -95,7 +96,7 @@ class Bytes(Event):
         return {"event": self.kind, "data": base64.b64encode(self.data).decode("ascii")}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Bytes":
+    def from_json(cls, data: dict[str, Any]) -> Bytes:
         return cls(base64.b64decode(data["data"]))
 
 
@@ -112,7 +113,7 @@ class Table(Event):
         return {"event": self.kind, "title": self.title, "columns": list(self.columns), "rows": [list(row) for row in self.rows]}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Table":
+    def from_json(cls, data: dict[str, Any]) -> Table:
         return cls(data["title"], tuple(data["columns"]), tuple(tuple(row) for row in data["rows"]))
 
 
@@ -132,7 +133,7 @@ class ResultTable(Event):
         return {"event": self.kind, "title": self.title, "columns": list(self.columns), "rows": rows, "wrap": list(self.wrap)}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "ResultTable":
+    def from_json(cls, data: dict[str, Any]) -> ResultTable:
         rows = tuple(tuple(row) for row in data["rows"])
         return cls(data["title"], tuple(data["columns"]), rows, tuple(data.get("wrap", ())))
 

@@ -8,6 +8,7 @@ place both the command line (cli._guarded) and a `vidgen serve` job use.
 
 from __future__ import annotations
 
+import errno
 from enum import IntEnum
 from typing import NamedTuple
 
@@ -111,3 +112,13 @@ def outcome(error: BaseException, *, debug: bool) -> Outcome:
         return Outcome(ExitCode.FAILURE, None, False)
     hint = "" if debug else " (run with --debug for the traceback)"  # a bug: one line
     return Outcome(ExitCode.FAILURE, f"unexpected {type(error).__name__}: {error}{hint}", debug)
+
+
+def describe_os_error(error: OSError) -> str:
+    """A file system error in words: the system's own, with the usual cause named."""
+    text = error.strerror or str(error)
+    if error.errno == errno.EFBIG:
+        return f"{text} (a file-size limit: ulimit -f)"
+    if error.errno == errno.ENOSPC:
+        return f"{text} (free some space or choose another folder)"
+    return text

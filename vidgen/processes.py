@@ -48,7 +48,11 @@ class Processes:
             return
         from accelerate.utils import gather_object  # here, not at the top: only processes that accelerate launched import it
 
-        found = [(rank, *item) for rank, item in enumerate(gather_object([None if error is None else (error.message, int(error.exit_code))])) if item]
+        found = [
+            (rank, *item)
+            for rank, item in enumerate(gather_object([None if error is None else (error.message, int(error.exit_code))]))
+            if item
+        ]
         if not found:
             return
         rank, message, code = found[0]
@@ -84,4 +88,3 @@ def current_processes() -> Processes:
     device = "cpu" if state.device.type == "cpu" else str(state.device)
     local_count = int(os.environ.get("LOCAL_WORLD_SIZE") or state.num_processes)
     return Processes(state.process_index, state.num_processes, device, state, max(1, local_count))
-

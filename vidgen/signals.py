@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from vidgen import ui
 from vidgen.errors import SECOND_SIGTERM, ExitCode, Interrupted
@@ -33,7 +33,7 @@ class StopRequest:
         self.requested = False
         self._previous = None
 
-    def __enter__(self) -> "StopRequest":
+    def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(self.signum, self._handle)
         return self
@@ -55,7 +55,9 @@ class StopRequest:
 
 def after_current_video(*, second: Callable[[], None], first: Callable[[], None] | None = None) -> StopRequest:
     """SIGTERM to a batch: a first stops it after the current video, a second at once."""
-    return StopRequest(signal.SIGTERM, notice="SIGTERM: stopping after the current video (send it again to stop now)", first=first, second=second)
+    return StopRequest(
+        signal.SIGTERM, notice="SIGTERM: stopping after the current video (send it again to stop now)", first=first, second=second
+    )
 
 
 def after_current_step(*, second: Callable[[], None], first: Callable[[], None] | None = None) -> StopRequest:

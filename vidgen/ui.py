@@ -20,17 +20,40 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.progress import Progress as RichProgress
 from rich.table import Table as RichTable
 
-from vidgen.context import (BatchAdvance, BatchDescribe, BatchEnd, BatchStart, Bytes, Error, Event, Info, Preview, ProgressEnd,
-                            ProgressPhase, ProgressStart, ProgressStep, Result, ResultTable, Status, StatusEnd, Table, Traceback, Warn,
-                            Writing, current, quieted)  # fmt: skip
+from vidgen.context import (
+    BatchAdvance,
+    BatchDescribe,
+    BatchEnd,
+    BatchStart,
+    Bytes,
+    Error,
+    Event,
+    Info,
+    Preview,
+    ProgressEnd,
+    ProgressPhase,
+    ProgressStart,
+    ProgressStep,
+    Result,
+    ResultTable,
+    Status,
+    StatusEnd,
+    Table,
+    Traceback,
+    Warn,
+    Writing,
+    current,
+    quieted,
+)
 
 # Process state, not a run's: this process's standard error (Console(stderr=True) looks up
 # sys.stderr on every write, so test runners that swap the streams capture it too), and its
@@ -174,7 +197,7 @@ class Progress:
         self._show: Callable[[Event], None] = show if visible else (lambda event: None)
         self._in_batch = in_batch
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         self._show(ProgressStart(self._id, self.label, self.total_steps, self._in_batch))
         return self
 
@@ -198,7 +221,7 @@ class BatchProgress:
     def __init__(self, total_videos: int):
         self.total_videos = total_videos
 
-    def __enter__(self) -> "BatchProgress":
+    def __enter__(self) -> BatchProgress:
         show(BatchStart(self.total_videos))
         return self
 

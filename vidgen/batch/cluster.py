@@ -37,16 +37,16 @@ from pathlib import Path
 from typing import Any
 
 from vidgen import ui
-from vidgen.threads import apply_threads
+from vidgen.batch.executor import Executor, Lines
 from vidgen.batch.folder import FolderLock, folder_identity, remove_stale_temp_files
 from vidgen.batch.plan import Job
-from vidgen.processes import Processes, launched_by_accelerate
-from vidgen.batch.executor import Executor, Lines
 from vidgen.batch.run import Prepared, flags_and_base_seed, outcomes, prepare, publish, report, stop_on_sigterm, write_gallery_page
 from vidgen.environment import PROCESS, Environment
 from vidgen.errors import ExitCode, UsageError, VidgenError
+from vidgen.processes import Processes, launched_by_accelerate
 from vidgen.settings.presets import choose_preset
 from vidgen.settings.request import BatchRequest
+from vidgen.threads import apply_threads
 
 try:  # an extra: `pip install 'vidgen[ray]'`; this module is imported only for --ray
     import ray
@@ -85,10 +85,14 @@ class _VideoWorker:
             shared = (folder / probe[0]).read_text() == probe[1]
         except OSError:
             shared = False
-        self.problem = None if shared else (
-            f"the output folder {out_dir} is not shared with the Ray node {self.where.split('/')[0]}: --ray needs a folder "
-            "every node can write under the same path (a shared filesystem)"
-        )  # fmt: skip
+        self.problem = (
+            None
+            if shared
+            else (
+                f"the output folder {out_dir} is not shared with the Ray node {self.where.split('/')[0]}: --ray needs a folder "
+                "every node can write under the same path (a shared filesystem)"
+            )
+        )
         identity = folder_identity(folder) if shared else (0, 0)  # this node's view: st_dev differs between NFS clients
         self.executor = Executor(folder, identity, lines, Environment(cwd=Path(cwd)), Processes(), debug)
 
@@ -132,7 +136,9 @@ def _connect(address: str, debug: bool) -> None:
         else:
             ray.init(address=address, logging_level=quiet, log_to_driver=debug)
     except (ConnectionError, ValueError, RuntimeError) as error:
-        raise UsageError(f"cannot reach a Ray cluster at {address}: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+        raise UsageError(
+            f"cannot reach a Ray cluster at {address}: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+        ) from None
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -165,8 +171,20 @@ def run_on_ray(address: str, request: BatchRequest, *, workers: int | None = Non
     lock = FolderLock(env.path(request.out_dir))
     try:
         chosen = choose_preset(request.preset, model)
-        prepared = prepare(request.prompts_file, request.out_dir, Processes(), lock, chosen=chosen, model=model, flags=flags, base_seed=base_seed,
-                            strict=strict, resume=request.resume, overwrite=request.overwrite, env=env)  # fmt: skip
+        prepared = prepare(
+            request.prompts_file,
+            request.out_dir,
+            Processes(),
+            lock,
+            chosen=chosen,
+            model=model,
+            flags=flags,
+            base_seed=base_seed,
+            strict=strict,
+            resume=request.resume,
+            overwrite=request.overwrite,
+            env=env,
+        )
         if prepared.skipped:
             ui.info(f"resuming: {len(prepared.skipped)} of {len(prepared.jobs)} videos already done")
         lines = Lines(chosen, model, flags, strict)
@@ -195,8 +213,13 @@ def run_on_ray(address: str, request: BatchRequest, *, workers: int | None = Non
 def _make_videos(prepared: Prepared, pending: list[Job], settings: dict[str, Any], *, workers: int | None, as_json: bool) -> ExitCode:
     """The Ray Data job: records stream back and are written here, one per video."""
     count, each = _worker_resources(workers, settings["threads"], len(pending))
-    ui.info(f"ray: {count} worker{'s' if count != 1 else ''} ({'a GPU' if 'num_gpus' in each else str(each['num_cpus']) + ' CPU'} each) for {len(pending)} videos")
-    probe = (f".vidgen-probe-{secrets.token_hex(4)}", secrets.token_hex(16))  # a temp-file name: a killed driver's is removed by the next run
+    ui.info(
+        f"ray: {count} worker{'s' if count != 1 else ''} ({'a GPU' if 'num_gpus' in each else str(each['num_cpus']) + ' CPU'} each) for {len(pending)} videos"
+    )
+    probe = (
+        f".vidgen-probe-{secrets.token_hex(4)}",
+        secrets.token_hex(16),
+    )  # a temp-file name: a killed driver's is removed by the next run
     (prepared.out_dir / probe[0]).write_text(probe[1])
     tries = ray.remote(num_cpus=0)(_Tries).remote()
     items = [{"job": json.dumps(asdict(job))} for job in pending]
@@ -206,7 +229,12 @@ def _make_videos(prepared: Prepared, pending: list[Job], settings: dict[str, Any
     # relied on: a dead actor restarts, its task runs again.
     pool = ray.data.ActorPoolStrategy(size=count, max_tasks_in_flight_per_actor=1)
     dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-        _VideoWorker, batch_size=1, compute=pool, fn_constructor_kwargs=dict(out_dir=str(prepared.out_dir), probe=probe, tries=tries, **settings), **each)
+        _VideoWorker,
+        batch_size=1,
+        compute=pool,
+        fn_constructor_kwargs=dict(out_dir=str(prepared.out_dir), probe=probe, tries=tries, **settings),
+        **each,
+    )
     seen: set[tuple[int, int]] = set()
     done = failed = 0
     try:

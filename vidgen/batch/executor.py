@@ -17,28 +17,28 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from vidgen.engine import parallel
 from vidgen import ui
 from vidgen.batch.folder import folder_identity
 from vidgen.batch.plan import Job, inside
-from vidgen.media.conditioning import load_conditioning_image, load_input_video
-from vidgen.environment import PROCESS, Environment
-from vidgen.errors import ExitCode, GenerationError, VidgenError
+from vidgen.engine import parallel
 from vidgen.engine.generate import VideoGenerator, merge_settings
 from vidgen.engine.making import Inputs, MakeContext, VideoJob, VideoResult, make_video
-from vidgen.settings.table import GenerationSettings
-from vidgen.processes import Processes
-from vidgen.settings.runfacts import RunFacts
 from vidgen.engine.runner import loading_key, obtain_pipeline
+from vidgen.environment import PROCESS, Environment
+from vidgen.errors import ExitCode, GenerationError, VidgenError
+from vidgen.media.conditioning import load_conditioning_image, load_input_video
+from vidgen.processes import Processes
 from vidgen.settings.layers import fit_frames_to_video
+from vidgen.settings.runfacts import RunFacts
+from vidgen.settings.table import GenerationSettings
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,9 @@ class Executor:
         except OSError:
             same = False
         if not same:
-            raise GenerationError(f"output folder {self.out_dir} was removed or replaced during the batch; stopped (make it again and run with --resume)")
+            raise GenerationError(
+                f"output folder {self.out_dir} was removed or replaced during the batch; stopped (make it again and run with --resume)"
+            )
 
     def make(self, job: Job, progress: ui.BatchProgress) -> dict[str, Any] | None:
         """Make `job`'s video; its record (`done` or `failed`), or None where this process
@@ -120,12 +122,23 @@ class Executor:
             target.parent.mkdir(parents=True, exist_ok=True)
             settings, inputs = self._inputs(job, settings)
             if settings.parallel:  # this line's size and frames must divide among the group
-                parallel.check_sequence(generator.loaded.pipe, settings.parallel, self.processes.count, frames=settings.frames, height=settings.height,
-                                        width=settings.width)  # fmt: skip
+                parallel.check_sequence(
+                    generator.loaded.pipe,
+                    settings.parallel,
+                    self.processes.count,
+                    frames=settings.frames,
+                    height=settings.height,
+                    width=settings.width,
+                )
             # Overwriting is decided before the run (--resume, --overwrite); the
             # temp-then-rename in write_video keeps a killed run from truncating.
-            context = MakeContext(progress.video, f"line {job.line} video {job.video}", write=self.speaks, parallel=generator.loaded.parallel,
-                                  processes=self.processes.count)  # fmt: skip
+            context = MakeContext(
+                progress.video,
+                f"line {job.line} video {job.video}",
+                write=self.speaks,
+                parallel=generator.loaded.parallel,
+                processes=self.processes.count,
+            )
             result = make_video(VideoJob(settings, job.seed, target, inputs, overwrite=True), generator, context)
         except VidgenError as error:
             if error.exit_code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
@@ -134,11 +147,18 @@ class Executor:
             return self.failed(job, error.message, settings=recorded(settings, facts), seconds=time.monotonic() - started)
         except OSError as error:  # making a subfolder for the line's output
             self.check_folder()
-            return self.failed(job, f"cannot write {job.output}: {error.strerror or error}", settings=recorded(settings, facts), seconds=time.monotonic() - started)
+            return self.failed(
+                job,
+                f"cannot write {job.output}: {error.strerror or error}",
+                settings=recorded(settings, facts),
+                seconds=time.monotonic() - started,
+            )
         except Exception as error:  # a pipeline's own failure: this video fails, the batch goes on
             if self.debug:
                 ui.print_traceback()
-            return self.failed(job, f"unexpected {type(error).__name__}: {error}", settings=recorded(settings, facts), seconds=time.monotonic() - started)
+            return self.failed(
+                job, f"unexpected {type(error).__name__}: {error}", settings=recorded(settings, facts), seconds=time.monotonic() - started
+            )
         return None if result is None else self.done(job, result)
 
     def _inputs(self, job: Job, settings: GenerationSettings) -> tuple[GenerationSettings, Inputs]:
@@ -161,17 +181,36 @@ class Executor:
     def done(self, job: Job, result: VideoResult) -> dict[str, Any]:
         """The record of a video made: its VideoResult (less `path`) and the batch's fields."""
         made = {key: value for key, value in result.to_json().items() if key != "path"}
-        return {"line": job.line, "video": job.video, **made, "output": job.output, "status": "done", "error": None,
-                "process": self.processes.index, "finished_at": _now()}  # fmt: skip
+        return {
+            "line": job.line,
+            "video": job.video,
+            **made,
+            "output": job.output,
+            "status": "done",
+            "error": None,
+            "process": self.processes.index,
+            "finished_at": _now(),
+        }
 
     def failed(self, job: Job, error: str, *, settings: dict[str, Any] | None = None, seconds: float = 0.0) -> dict[str, Any] | None:
         """The record of a video not made (None where this process does not record): its
         settings (`recorded`), when the line got that far."""
         if not self.speaks:
             return None
-        return {"line": job.line, "video": job.video, "prompt": job.prompt, "seed": job.seed, "sha256": None, "seconds": round(seconds, 3),
-                "settings": settings, "output": job.output, "status": "failed", "error": error,
-                "process": self.processes.index, "finished_at": _now()}  # fmt: skip
+        return {
+            "line": job.line,
+            "video": job.video,
+            "prompt": job.prompt,
+            "seed": job.seed,
+            "sha256": None,
+            "seconds": round(seconds, 3),
+            "settings": settings,
+            "output": job.output,
+            "status": "failed",
+            "error": error,
+            "process": self.processes.index,
+            "finished_at": _now(),
+        }
 
 
 def recorded(settings: GenerationSettings, facts: RunFacts) -> dict[str, Any]:

@@ -7,14 +7,14 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from vidgen import locking
 from vidgen.batch.plan import Job
-from vidgen.errors import GenerationError, UsageError
+from vidgen.errors import GenerationError, UsageError, describe_os_error
 from vidgen.media.readback import file_sha256
-from vidgen.media.video import describe_os_error
 
 MANIFEST_NAME = "manifest.jsonl"
 LOCK_NAME = ".vidgen-batch.lock"  # hidden, not a temp-file name; removed by its holder when the batch ends
@@ -175,4 +175,3 @@ class FolderLock:
 def folder_identity(out_dir: Path) -> tuple[int, int]:
     status = out_dir.stat()
     return (status.st_dev, status.st_ino)
-

@@ -36,9 +36,9 @@ from urllib.parse import quote
 from PIL import Image
 
 from vidgen import __version__
-from vidgen.media.audio import wav_beside
 from vidgen.batch.folder import MANIFEST_NAME, Manifest, file_sha256
 from vidgen.errors import UsageError, VidgenError
+from vidgen.media.audio import wav_beside
 from vidgen.media.readback import read_frames_at
 
 INDEX_NAME = "index.html"
@@ -90,8 +90,11 @@ def _latest_records(manifest: Manifest, out_dir: Path) -> list[_Card]:
             by_output[output] = record
     shown = list(by_slot.values())
     current = {record.get("output") for record in shown}
-    shown += [record for output, record in by_output.items()
-              if output not in current and record.get("status") == "done" and (out_dir / output).is_file()]  # fmt: skip
+    shown += [
+        record
+        for output, record in by_output.items()
+        if output not in current and record.get("status") == "done" and (out_dir / output).is_file()
+    ]
 
     def order(record: dict[str, Any]) -> tuple[int, int]:
         line, video = record.get("line"), record.get("video")
@@ -174,7 +177,9 @@ def _card_html(out_dir: Path, card: _Card, batch: dict[str, Any]) -> tuple[str, 
     record, settings = card.record, card.settings
     prompt = str(record.get("prompt") or "")
     width, height = settings.get("width"), settings.get("height")
-    ratio = f' style="--ratio: {width} / {height}"' if isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0 else ""
+    ratio = (
+        f' style="--ratio: {width} / {height}"' if isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0 else ""
+    )
     meta = [f"seed {record['seed']}" if record.get("seed") is not None else None]
     if isinstance(record.get("seconds"), (int, float)) and record.get("seconds"):
         meta.append(f"{record['seconds']:.1f} s")
@@ -212,8 +217,10 @@ def _card_html(out_dir: Path, card: _Card, batch: dict[str, Any]) -> tuple[str, 
     if card.done and card.output:
         caption.append(f'<a href="{_href(card.output)}">{html.escape(card.output)}</a>')
     classes = "card" if card.done else "card failed"
-    return (f'<figure class="{classes}" data-prompt="{html.escape(prompt.lower())}"{ratio}>{"".join(parts)}'
-            f'<figcaption>{"".join(caption)}</figcaption></figure>'), poster  # fmt: skip
+    return (
+        f'<figure class="{classes}" data-prompt="{html.escape(prompt.lower())}"{ratio}>{"".join(parts)}'
+        f"<figcaption>{''.join(caption)}</figcaption></figure>"
+    ), poster
 
 
 def _remove_old_posters(out_dir: Path, used: set[str]) -> None:

@@ -24,19 +24,19 @@ import os
 import signal
 import socket
 import subprocess
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Iterable, Iterator
 
 import torch
 from accelerate.commands.launch import launch_command, launch_command_parser
 from torch.distributed.elastic.multiprocessing import SignalException
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-from vidgen.engine import parallel
 from vidgen import ui
-from vidgen.processes import launched_by_accelerate
 from vidgen.batch.run import check_batch
+from vidgen.engine import parallel
 from vidgen.errors import ExitCode, UsageError
+from vidgen.processes import launched_by_accelerate
 from vidgen.settings.request import BatchRequest
 
 PROCESSES_OPTION = "--processes"
@@ -109,10 +109,21 @@ def launch(args: list[str], processes: int) -> int:
     if gpus and processes > gpus:
         raise UsageError(f"--processes {processes}: this machine has {gpus} GPU{'s' if gpus != 1 else ''} (one process per GPU)")
     launch_args = [
-        "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-        "-m", "vidgen", *args,
-    ]  # fmt: skip
+        "--multi_gpu",
+        "--num_processes",
+        str(processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+        "-m",
+        "vidgen",
+        *args,
+    ]
     # Without GPUs, accelerate starts several CPU processes only through torchrun with
     # ACCELERATE_USE_CPU (`--cpu` alone starts one); vidgen then forms a gloo group.
     environment = {"ACCELERATE_USE_CPU": "true", "CUDA_VISIBLE_DEVICES": ""} if not gpus else {}

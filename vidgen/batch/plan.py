@@ -8,16 +8,17 @@ line's `output`, always inside DIR. A line that cannot run becomes one failed jo
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from vidgen import ui
+from vidgen.engine.generate import merge_settings
 from vidgen.environment import PROCESS, Environment
 from vidgen.errors import UsageError, VidgenError
-from vidgen.engine.generate import merge_settings
-from vidgen.settings.prompts import PromptLine
 from vidgen.media.video import prompt_slug
+from vidgen.settings.prompts import PromptLine
 
 DEFAULT_BASE_SEED = 0  # without --seed, reruns of the same file repeat the same videos
 BATCH_SUFFIXES = (".mp4", ".webm", ".gif")  # files, so each has one SHA-256
@@ -92,8 +93,19 @@ def safe_output(text: str, out_dir: Path) -> str:
     return path.as_posix()
 
 
-def plan_jobs(lines: Iterable[PromptLine], *, chosen, model: str | None, flags: dict[str, Any], base_seed: int, out_dir: Path, strict: bool, shown_notes: set[str],
-              warn: Callable[[str], None] | None = ui.warn, env: Environment = PROCESS) -> list[Job]:  # fmt: skip
+def plan_jobs(
+    lines: Iterable[PromptLine],
+    *,
+    chosen,
+    model: str | None,
+    flags: dict[str, Any],
+    base_seed: int,
+    out_dir: Path,
+    strict: bool,
+    shown_notes: set[str],
+    warn: Callable[[str], None] | None = ui.warn,
+    env: Environment = PROCESS,
+) -> list[Job]:
     """Every video of every line, in file order; a line that cannot run is one failed job.
     Reads `lines` to the end, so a file refused as a whole is refused before any work.
     Each line's notes go to `warn` (None: not shown). A line's image is in `env`'s folder
@@ -119,7 +131,11 @@ def plan_jobs(lines: Iterable[PromptLine], *, chosen, model: str | None, flags: 
                 names = [f"{line.number:04d}-{slug}-s{seed}.mp4" for seed in seeds]
             else:
                 base = PurePosixPath(safe_output(output, out_dir))
-                names = [str(base)] if len(seeds) == 1 else [str(base.with_name(f"{base.stem}-{i + 1}{base.suffix}")) for i in range(len(seeds))]
+                names = (
+                    [str(base)]
+                    if len(seeds) == 1
+                    else [str(base.with_name(f"{base.stem}-{i + 1}{base.suffix}")) for i in range(len(seeds))]
+                )
             for name in names:
                 if name in claimed:
                     raise UsageError(f"output {name} is also line {claimed[name]}'s")
@@ -131,4 +147,3 @@ def plan_jobs(lines: Iterable[PromptLine], *, chosen, model: str | None, flags: 
         own = {key: value for key, value in values.items() if key not in ("prompt", "seed")} or None
         jobs.extend(Job(line.number, index + 1, settings.prompt, seed, name, own) for index, (seed, name) in enumerate(zip(seeds, names)))
     return jobs
-

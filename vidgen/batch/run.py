@@ -8,27 +8,28 @@ a client's under `vidgen serve`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from vidgen.engine import latents, parallel
 from vidgen import signals, ui
-from vidgen.threads import apply_threads
 from vidgen.batch.executor import Executor, Lines
 from vidgen.batch.folder import FolderLock, Manifest, finished_jobs, folder_identity, prepare_out_dir, remove_stale_temp_files
 from vidgen.batch.gallery import write_gallery
 from vidgen.batch.plan import DEFAULT_BASE_SEED, Job, plan_jobs
 from vidgen.context import current
-from vidgen.processes import Processes, current_processes
-from vidgen.errors import SECOND_SIGTERM, ExitCode, GenerationError, Interrupted, UsageError, VidgenError
-from vidgen.environment import PROCESS, Environment
+from vidgen.engine import latents, parallel
 from vidgen.engine.generate import merge_settings
 from vidgen.engine.loading import check_parallel
+from vidgen.environment import PROCESS, Environment
+from vidgen.errors import SECOND_SIGTERM, ExitCode, GenerationError, Interrupted, UsageError, VidgenError
+from vidgen.media.video import check_encoder
+from vidgen.processes import Processes, current_processes
 from vidgen.settings.presets import choose_preset
 from vidgen.settings.prompts import detect_format, open_prompts, read_prompt_lines
 from vidgen.settings.request import BatchRequest
-from vidgen.media.video import check_encoder
+from vidgen.threads import apply_threads
 
 
 def _terminated_now():
@@ -70,7 +71,9 @@ class Prepared:
     identity: tuple[int, int]
 
 
-def _read_plan(prompts_file: str, out_dir: Path, env: Environment, *, chosen, model, flags, base_seed, strict, flag_notes: bool, line_notes: bool) -> list[Job]:
+def _read_plan(
+    prompts_file: str, out_dir: Path, env: Environment, *, chosen, model, flags, base_seed, strict, flag_notes: bool, line_notes: bool
+) -> list[Job]:
     """Steps 1-2: check the flags, read the whole file and plan; nothing is created.
     The command line's notes and each line's are shown if asked for."""
     # Bad flags fail the whole command now (exit 2), not every line one by one. The
@@ -91,8 +94,18 @@ def _read_plan(prompts_file: str, out_dir: Path, env: Environment, *, chosen, mo
     file, name = open_prompts(prompts_file, env)
     with file:
         lines = read_prompt_lines(file, name, detect_format(file, name))
-        jobs = plan_jobs(lines, chosen=chosen, model=model, flags=flags, base_seed=base_seed, out_dir=out_dir, strict=strict,
-                         shown_notes=set(notes), warn=ui.warn if line_notes else None, env=env)  # fmt: skip
+        jobs = plan_jobs(
+            lines,
+            chosen=chosen,
+            model=model,
+            flags=flags,
+            base_seed=base_seed,
+            out_dir=out_dir,
+            strict=strict,
+            shown_notes=set(notes),
+            warn=ui.warn if line_notes else None,
+            env=env,
+        )
     if not jobs:
         raise UsageError(f"no prompts in {name}")
     return jobs
@@ -104,8 +117,18 @@ def check_batch(request: BatchRequest, env: Environment = PROCESS) -> int:
     the number of jobs planned; a bad input raises its VidgenError."""
     flags, base_seed = flags_and_base_seed(request.overrides)
     chosen = choose_preset(request.preset, request.model)
-    jobs = _read_plan(request.prompts_file, env.path(request.out_dir), env, chosen=chosen, model=request.model, flags=flags, base_seed=base_seed,
-                      strict=request.strict, flag_notes=False, line_notes=False)  # fmt: skip
+    jobs = _read_plan(
+        request.prompts_file,
+        env.path(request.out_dir),
+        env,
+        chosen=chosen,
+        model=request.model,
+        flags=flags,
+        base_seed=base_seed,
+        strict=request.strict,
+        flag_notes=False,
+        line_notes=False,
+    )
     return len(jobs)
 
 
@@ -117,11 +140,34 @@ def flags_and_base_seed(overrides: Mapping[str, Any]) -> tuple[dict[str, Any], i
     return flags, DEFAULT_BASE_SEED if base_seed is None else base_seed
 
 
-def prepare(prompts_file: str, out_dir_text: str, processes: Processes, lock: FolderLock, *, chosen, model, flags, base_seed, strict, resume,
-             overwrite, env: Environment = PROCESS) -> Prepared:  # fmt: skip
+def prepare(
+    prompts_file: str,
+    out_dir_text: str,
+    processes: Processes,
+    lock: FolderLock,
+    *,
+    chosen,
+    model,
+    flags,
+    base_seed,
+    strict,
+    resume,
+    overwrite,
+    env: Environment = PROCESS,
+) -> Prepared:
     """Steps 1-3: read and plan (nothing created yet), then the folder."""
-    jobs = _read_plan(prompts_file, env.path(out_dir_text), env, chosen=chosen, model=model, flags=flags, base_seed=base_seed, strict=strict,
-                      flag_notes=processes.is_main, line_notes=True)  # fmt: skip
+    jobs = _read_plan(
+        prompts_file,
+        env.path(out_dir_text),
+        env,
+        chosen=chosen,
+        model=model,
+        flags=flags,
+        base_seed=base_seed,
+        strict=strict,
+        flag_notes=processes.is_main,
+        line_notes=True,
+    )
     if flags.get("parallel"):
         # Every job's loading settings are the batch's (parallel is no line key), so the first job's stand for all.
         settings, _ = merge_settings(chosen, [flags, jobs[0].line_values()], model=model, strict=strict, env=env)
@@ -170,12 +216,26 @@ def run_batch(request: BatchRequest, env: Environment = PROCESS) -> ExitCode:
         error: VidgenError | None = None
         try:
             chosen = choose_preset(request.preset, model)
-            prepared = prepare(request.prompts_file, request.out_dir, processes, lock, chosen=chosen, model=model, flags=flags,
-                                base_seed=base_seed, strict=strict, resume=request.resume, overwrite=request.overwrite, env=env)  # fmt: skip
+            prepared = prepare(
+                request.prompts_file,
+                request.out_dir,
+                processes,
+                lock,
+                chosen=chosen,
+                model=model,
+                flags=flags,
+                base_seed=base_seed,
+                strict=strict,
+                resume=request.resume,
+                overwrite=request.overwrite,
+                env=env,
+            )
         except VidgenError as failure:
             error = failure
         processes.agree(error, one_voice=True)  # also the barrier: this run's records follow run_start
-        code = _run(prepared, processes, env, chosen=chosen, model=model, flags=flags, strict=strict, as_json=request.as_json, debug=request.debug)
+        code = _run(
+            prepared, processes, env, chosen=chosen, model=model, flags=flags, strict=strict, as_json=request.as_json, debug=request.debug
+        )
         if processes.is_main and request.overrides.get("gallery") is not False:
             write_gallery_page(prepared.out_dir)  # once, by the main process, after the others are done, under DIR's lock
         return code
@@ -231,7 +291,9 @@ def outcomes(manifest: Manifest, start: int) -> dict[tuple[Any, Any], tuple[Any,
     return {(record.get("line"), record.get("video")): (record.get("status"), record.get("error")) for record in manifest.records(start)}
 
 
-def report(jobs: list[Job], skipped: set[tuple[int, int]], outcomes: dict[tuple[Any, Any], tuple[Any, Any]], *, stopped: bool = False) -> ExitCode:
+def report(
+    jobs: list[Job], skipped: set[tuple[int, int]], outcomes: dict[tuple[Any, Any], tuple[Any, Any]], *, stopped: bool = False
+) -> ExitCode:
     """The summary on stderr: totals, and a table of what failed."""
     done = failed = not_run = 0
     rows: list[list[str]] = []

@@ -33,15 +33,29 @@ from pathlib import Path
 from typing import Any
 
 from vidgen import signals, ui
-from vidgen.threads import cpu_thread_count
-from vidgen.context import Accepted, BatchEnd, BatchStart, Event, Exit, ProgressEnd, ProgressStart, Refused, Status, StatusEnd, Writing, decode
+from vidgen.context import (
+    Accepted,
+    BatchEnd,
+    BatchStart,
+    Event,
+    Exit,
+    ProgressEnd,
+    ProgressStart,
+    Refused,
+    Status,
+    StatusEnd,
+    Writing,
+    decode,
+)
 from vidgen.environment import Environment, variable
 from vidgen.errors import ExitCode, UsageError
-from vidgen.settings.grammar import LoraSpec
-from vidgen.settings.table import SETTINGS
-from vidgen.settings.request import BatchRequest, GenerateRequest, Request
-from vidgen.server.address import find_server, request
 from vidgen.media.video import check_output_path, output_format
+from vidgen.server.address import find_server, request
+from vidgen.settings.grammar import LoraSpec
+from vidgen.settings.request import BatchRequest, GenerateRequest, Request
+from vidgen.settings.table import SETTINGS
+from vidgen.threads import cpu_thread_count
+
 
 def _local(text: str | None) -> str | None:
     """An existing local path as an absolute one; anything else (hub id, URL) as is."""
@@ -144,9 +158,11 @@ class _Signals:
         self.path, self.sock, self.replay = path, sock, replay
         self.pending: bool | None = None  # a stop asked for before the job's number came
         self.ctrl_c = signals.after_current_step(first=self._shut_down_sending, second=self._leave)
-        self.sigterm = signals.after_current_video(first=lambda: self.stop(now=False), second=lambda: self.stop(now=True)) if batch else None
+        self.sigterm = (
+            signals.after_current_video(first=lambda: self.stop(now=False), second=lambda: self.stop(now=True)) if batch else None
+        )
 
-    def __enter__(self) -> "_Signals":
+    def __enter__(self) -> _Signals:
         self.ctrl_c.__enter__()
         if self.sigterm is not None:
             self.sigterm.__enter__()
@@ -232,7 +248,9 @@ def submit(job: Request, stdin: bytes | None = None) -> int | None:
     if replay.code is None:
         for written in replay.writing:
             _remove_partial(written)
-        ui.error("the vidgen server stopped before finishing this job; nothing was written (run it again: without a server it runs in-process)")
+        ui.error(
+            "the vidgen server stopped before finishing this job; nothing was written (run it again: without a server it runs in-process)"
+        )
         return int(ExitCode.FAILURE)
     return replay.code
 

@@ -7,17 +7,22 @@ from typing import Annotated
 
 import typer
 
-from vidgen.threads import apply_threads
+from vidgen.cli.guard import DebugOption, guarded
 from vidgen.cli.options import QuietOption, ThreadsOption
 from vidgen.context import RunContext
-from vidgen.cli.guard import DebugOption, guarded
+from vidgen.threads import apply_threads
 
 
 def decode_latents(
-    latents_file: Annotated[str, typer.Argument(metavar="LATENTS", help="A NAME.latents.safetensors file a run kept (a failed decode or write, or --save-latents).")],
+    latents_file: Annotated[
+        str,
+        typer.Argument(metavar="LATENTS", help="A NAME.latents.safetensors file a run kept (a failed decode or write, or --save-latents)."),
+    ],
     output: Annotated[str, typer.Option("-o", "--output", help="FILE.mp4|.webm|.gif or a folder for PNG frames.")],
     vae_tiling: Annotated[bool, typer.Option("--vae-tiling", help="Decode in tiles to save memory.")] = False,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps or xpu (the run's device gives the run's frames).")] = "auto",
+    device: Annotated[
+        str, typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps or xpu (the run's device gives the run's frames).")
+    ] = "auto",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     threads: ThreadsOption = None,
@@ -25,6 +30,7 @@ def decode_latents(
     debug: DebugOption = False,
 ) -> None:
     """Write the video a run would have written from the latents it kept (loads only the VAE)."""
+
     def action() -> None:
         from vidgen.engine import decode  # here, not at the top: keeps `vidgen --help` light (torch, diffusers)
 

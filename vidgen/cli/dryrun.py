@@ -15,18 +15,21 @@ from typing import Any
 import torch
 
 from vidgen.engine import acceleration, checkpoints, quantize, windows
-from vidgen.errors import ModelNotAvailableError
+from vidgen.engine.devices import resolve_device, run_dtype
 from vidgen.engine.generate import prepare_settings
 from vidgen.engine.hub import cached_folder, read_model_index, resolve_checkpoint
+from vidgen.engine.loading import check_last_image
 from vidgen.engine.lora import check_targets
 from vidgen.engine.model_check import class_to_load
-from vidgen.settings.table import SETTINGS
+from vidgen.errors import ModelNotAvailableError
 from vidgen.settings.grammar import TRANSFORMERS, parse_quantize
-from vidgen.engine.loading import check_last_image, resolve_device, run_dtype
 from vidgen.settings.request import GenerateRequest
+from vidgen.settings.table import SETTINGS
 
 
-def _component(size: checkpoints.WeightSize, *, source: str, item_bytes: int, method: str | None, stays_quantized: bool = False) -> dict[str, Any]:
+def _component(
+    size: checkpoints.WeightSize, *, source: str, item_bytes: int, method: str | None, stays_quantized: bool = False
+) -> dict[str, Any]:
     """One component's figures: stored bytes, and bytes in memory at the run's dtype (a GGUF
     file's Linear weights stay quantized; --quantize shrinks the block Linear weights)."""
     memory = size.bytes if stays_quantized else size.parameters * item_bytes
@@ -48,10 +51,16 @@ def _file_size(spec: str) -> tuple[checkpoints.CheckpointInfo | None, str]:
 def plan(request: GenerateRequest) -> dict[str, Any]:
     """What `vidgen generate` would do with this request, as one JSON-ready object."""
     given = request.settings_given()
-    windowed = (windows.prepare(request.prompt, preset=request.preset, model=request.model, overrides=given, strict=request.strict)
-                if windows.wanted(request.preset, request.model, given) else None)  # fmt: skip
-    settings, chosen = (windowed.settings, windowed.chosen) if windowed else prepare_settings(
-        request.prompt, preset=request.preset, model=request.model, overrides=given, strict=request.strict)
+    windowed = (
+        windows.prepare(request.prompt, preset=request.preset, model=request.model, overrides=given, strict=request.strict)
+        if windows.wanted(request.preset, request.model, given)
+        else None
+    )
+    settings, chosen = (
+        (windowed.settings, windowed.chosen)
+        if windowed
+        else prepare_settings(request.prompt, preset=request.preset, model=request.model, overrides=given, strict=request.strict)
+    )
     check_last_image(settings)  # a run would refuse it before loading too
     location = settings.location
     device = resolve_device(settings.device)
@@ -130,8 +139,10 @@ def lines(report: dict[str, Any]) -> list[str]:
     out += [f"settings.{key}: {value}" for key, value in report["settings"].items() if value not in (None, [], {})]
     for name, component in (report["components"] or {}).items():
         quantized = f", quantized {component['quantize']}" if component["quantize"] else ""
-        out.append(f"component {name}: {component['parameters']:,} parameters, {_gigabytes(component['disk_bytes'])} on disk, "
-                   f"{_gigabytes(component['memory_bytes'])} in memory{quantized}")  # fmt: skip
+        out.append(
+            f"component {name}: {component['parameters']:,} parameters, {_gigabytes(component['disk_bytes'])} on disk, "
+            f"{_gigabytes(component['memory_bytes'])} in memory{quantized}"
+        )
     out.append(f"memory: {_gigabytes(report['memory_bytes'])} of weights")
     if report["offload_auto"] is not None:
         out.append(f"offload auto: {report['offload_auto']}")

@@ -6,7 +6,8 @@ Its own module so that cli.py, near its line limit, keeps to parsing and calling
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Callable
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 

@@ -6,7 +6,8 @@ as settings overrides (`overrides`). Out of cli.py for its line limit; light, as
 from __future__ import annotations
 
 import inspect
-from typing import Annotated, Any, Callable, Optional
+from collections.abc import Callable
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -26,13 +27,29 @@ def cache_choice(cache: str | None, fast: bool) -> str | None:
 
 # Options of the generating commands that are not settings (the settings' options come from
 # the table in vidgen.settings.table, added by with_setting_options).
-PresetOption = Annotated[Optional[str], typer.Option("--preset", "-p", help="Preset name or FILE.toml (default: VIDGEN_PRESET, else `preset` in $VIDGEN_HOME/config.toml, else shapes).")]
-ModelOption = Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id or local diffusers folder; overrides the preset's model.")]
+PresetOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--preset", "-p", help="Preset name or FILE.toml (default: VIDGEN_PRESET, else `preset` in $VIDGEN_HOME/config.toml, else shapes)."
+    ),
+]
+ModelOption = Annotated[
+    Optional[str], typer.Option("--model", "-m", help="Hub id or local diffusers folder; overrides the preset's model.")
+]
 FastOption = Annotated[bool, typer.Option("--fast", help="Fast mode: the default step cache (first-block).")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr.")]
 StrictOption = Annotated[bool, typer.Option("--strict", help="Refuse sizes and frame counts the model cannot take instead of snapping.")]
-NoServerOption = Annotated[bool, typer.Option("--no-server", help="Run in this process even when `vidgen serve` is running (also VIDGEN_NO_SERVER=1).")]
-ThreadsOption = Annotated[Optional[int], typer.Option("--threads", help="CPU threads for torch and ffmpeg (also VIDGEN_THREADS); default: one per core, or the cores shared among processes under accelerate.", show_default=False)]
+NoServerOption = Annotated[
+    bool, typer.Option("--no-server", help="Run in this process even when `vidgen serve` is running (also VIDGEN_NO_SERVER=1).")
+]
+ThreadsOption = Annotated[
+    Optional[int],
+    typer.Option(
+        "--threads",
+        help="CPU threads for torch and ffmpeg (also VIDGEN_THREADS); default: one per core, or the cores shared among processes under accelerate.",
+        show_default=False,
+    ),
+]
 
 
 def with_setting_options(command: str, after_option: str = "model") -> Callable:
@@ -45,13 +62,25 @@ def with_setting_options(command: str, after_option: str = "model") -> Callable:
         own = [parameter for parameter in signature.parameters.values() if parameter.kind is not parameter.VAR_KEYWORD]
         after = [parameter.name for parameter in own].index(after_option) + 1
         derived = [
-            inspect.Parameter(setting.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=Annotated[
-                setting.option_type(),
-                typer.Option(*setting.flags, help=EXTEND_HELP.get(setting.name, setting.help) if command == "extend" else
-                             setting.batch_help if command == "batch" and setting.batch_help else setting.help, show_default=False),
-            ])
+            inspect.Parameter(
+                setting.name,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=None,
+                annotation=Annotated[
+                    setting.option_type(),
+                    typer.Option(
+                        *setting.flags,
+                        help=EXTEND_HELP.get(setting.name, setting.help)
+                        if command == "extend"
+                        else setting.batch_help
+                        if command == "batch" and setting.batch_help
+                        else setting.help,
+                        show_default=False,
+                    ),
+                ],
+            )
             for setting in option_settings(command)
-        ]  # fmt: skip
+        ]
         function.__signature__ = signature.replace(parameters=own[:after] + derived + own[after:])
         return function
 

@@ -15,16 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from vidgen import __version__, ui
-from vidgen.media.audio import Audio, fit_to_video, read_audio, wav_beside
+from vidgen.engine.runner import audio_record
 from vidgen.environment import PROCESS, Environment
 from vidgen.errors import UsageError
-from vidgen.settings.table import BY_NAME, MAX_SIDE
+from vidgen.media.audio import Audio, fit_to_video, read_audio, wav_beside
 from vidgen.media.post import weights
 from vidgen.media.post.apply import apply
 from vidgen.media.post.plan import PostPlan, plan_problem
 from vidgen.media.readback import probe_video, read_frames, read_recipe
-from vidgen.engine.runner import audio_record
 from vidgen.media.video import check_output_path, ffmpeg_exe, output_format, write_video
+from vidgen.settings.setting import MAX_SIDE
+from vidgen.settings.table import BY_NAME
 
 
 def check_values(values: dict[str, Any]) -> None:
@@ -81,8 +82,9 @@ class _Bars:
             self.label, self.bar = None, None
 
 
-def run_post(file: str, output: str | None, values: dict[str, Any], *, overwrite: bool = False, as_json: bool = False,
-             env: Environment = PROCESS) -> dict[str, Any]:  # fmt: skip
+def run_post(
+    file: str, output: str | None, values: dict[str, Any], *, overwrite: bool = False, as_json: bool = False, env: Environment = PROCESS
+) -> dict[str, Any]:
     """Process `file` into `output` (default: beside it, named -post); report the path or JSON."""
     source = env.path(file)
     if not source.exists():
@@ -121,8 +123,17 @@ def run_post(file: str, output: str | None, values: dict[str, Any], *, overwrite
         bars.close()
     # 5. The recipe: the input's, with the steps added.
     if recipe is None:
-        recipe = {"vidgen_version": __version__, "source": {"file": source.name, **({"sha256": weights.sha256(source)} if source.is_file() else {}),
-                  "frames": info.frames, "fps": info.fps, "width": info.width, "height": info.height}}  # fmt: skip
+        recipe = {
+            "vidgen_version": __version__,
+            "source": {
+                "file": source.name,
+                **({"sha256": weights.sha256(source)} if source.is_file() else {}),
+                "frames": info.frames,
+                "fps": info.fps,
+                "width": info.width,
+                "height": info.height,
+            },
+        }
     recipe["post"] = [*(recipe.get("post") or []), *steps]
     fmt = output_format(target)
     if sound is not None:
@@ -130,10 +141,20 @@ def run_post(file: str, output: str | None, values: dict[str, Any], *, overwrite
     recipe["audio"] = audio_record(sound, fmt)
     # 6. The file.
     ui.writing(target)
-    write_video(frames, target, fps=fps, crf=crf if crf is not None else BY_NAME["crf"].default, recipe=recipe, overwrite=overwrite, audio=sound)
+    write_video(
+        frames, target, fps=fps, crf=crf if crf is not None else BY_NAME["crf"].default, recipe=recipe, overwrite=overwrite, audio=sound
+    )
     count, height, width = frames.shape[:3]
-    result = {"path": str(target.resolve()), "frames": count, "fps": round(fps, 6), "width": width, "height": height,
-              "audio": sound is not None, "steps": steps, "seconds": round(time.monotonic() - started, 3)}  # fmt: skip
+    result = {
+        "path": str(target.resolve()),
+        "frames": count,
+        "fps": round(fps, 6),
+        "width": width,
+        "height": height,
+        "audio": sound is not None,
+        "steps": steps,
+        "seconds": round(time.monotonic() - started, 3),
+    }
     if sound is not None and fmt in ("gif", "png"):
         ui.warn(f"{'a GIF carries' if fmt == 'gif' else 'PNG frames carry'} no sound: the audio is in {wav_beside(target)}")
     if as_json:

@@ -11,11 +11,11 @@ from typing import Annotated, Optional
 import typer
 
 from vidgen import ui
-from vidgen.errors import UsageError
 from vidgen.cli.guard import DebugOption
 from vidgen.cli.guard import guarded as _guarded
-from vidgen.settings.table import builtin_defaults
+from vidgen.errors import UsageError
 from vidgen.settings.presets import DEFAULT_KEYS, TASK_FILTERS, list_presets, load_preset
+from vidgen.settings.table import builtin_defaults
 
 presets_app = typer.Typer(help="List and show model presets.", no_args_is_help=False, pretty_exceptions_enable=False)
 
@@ -23,7 +23,12 @@ presets_app = typer.Typer(help="List and show model presets.", no_args_is_help=F
 @presets_app.callback(invoke_without_command=True)
 def presets_list(
     ctx: typer.Context,
-    task: Annotated[Optional[str], typer.Option("--task", help="Only presets for this task: text-to-video, image-to-video, video-to-video, or audio (models with sound).")] = None,
+    task: Annotated[
+        Optional[str],
+        typer.Option(
+            "--task", help="Only presets for this task: text-to-video, image-to-video, video-to-video, or audio (models with sound)."
+        ),
+    ] = None,
     debug: DebugOption = False,
 ) -> None:
     """List presets (a table on a terminal, tab-separated lines in a pipe)."""
@@ -62,8 +67,11 @@ def presets_show(
     def action() -> None:
         resolved = load_preset(name).as_dict()
         # The preset's own defaults first, then the built-in ones of what a preset may set.
-        builtin = {key: value for key, value in builtin_defaults().items()
-                   if value is not None and key in DEFAULT_KEYS and key not in resolved["defaults"]}  # fmt: skip
+        builtin = {
+            key: value
+            for key, value in builtin_defaults().items()
+            if value is not None and key in DEFAULT_KEYS and key not in resolved["defaults"]
+        }
         resolved["defaults"] = {**resolved["defaults"], **builtin}
         if as_json:
             ui.emit_result(json.dumps(resolved, indent=2, ensure_ascii=False))

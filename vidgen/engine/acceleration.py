@@ -99,8 +99,9 @@ def apply_cache(pipe: Any, name: str) -> None:
 # ---- compilation ----
 
 
-def should_compile(requested: bool | None, *, device: str, steps: int | None, cache: str, offload: str,
-                   denoiser_parameters: int | None = None) -> bool:
+def should_compile(
+    requested: bool | None, *, device: str, steps: int | None, cache: str, offload: str, denoiser_parameters: int | None = None
+) -> bool:
     """--compile/--no-compile win; by default compile on CUDA when the run is long enough
     and the denoiser large enough to pay back the warm-up, without step caches or
     group/sequential offloading (whose hooks would break a full graph). An unknown size
@@ -158,7 +159,9 @@ def compile_denoiser(pipe: Any, *, fullgraph: bool = True) -> bool:
 
 
 def attention_backends() -> list[str]:
-    from diffusers.models.attention_dispatch import AttentionBackendName  # here, not at the top: vidgen --help imports this module (diffusers takes seconds)
+    from diffusers.models.attention_dispatch import (
+        AttentionBackendName,
+    )  # here, not at the top: vidgen --help imports this module (diffusers takes seconds)
 
     return [backend.value for backend in AttentionBackendName]
 
@@ -197,8 +200,13 @@ def use_onednn_conv3d(pipe: Any) -> int:
         if not isinstance(component, torch.nn.Module):
             continue
         for module in component.modules():
-            if isinstance(module, torch.nn.Conv3d) and not module.transposed and module.padding_mode == "zeros" \
-                    and isinstance(module.padding, tuple) and "_conv_forward" not in vars(module):
+            if (
+                isinstance(module, torch.nn.Conv3d)
+                and not module.transposed
+                and module.padding_mode == "zeros"
+                and isinstance(module.padding, tuple)
+                and "_conv_forward" not in vars(module)
+            ):
                 module._conv_forward = functools.partial(_onednn_conv3d, module, module._conv_forward)
                 routed += 1
     return routed
@@ -207,12 +215,24 @@ def use_onednn_conv3d(pipe: Any) -> int:
 def _onednn_conv3d(module: Any, torch_path: Any, input: Any, weight: Any, bias: Any) -> Any:
     import torch  # here, not at the top: vidgen --help imports this module (torch takes seconds)
 
-    if input.device.type != "cpu" or input.dtype != torch.float32 or weight.dtype != torch.float32 \
-            or not torch.backends.mkldnn.enabled or (torch.is_grad_enabled() and (input.requires_grad or weight.requires_grad)):
+    if (
+        input.device.type != "cpu"
+        or input.dtype != torch.float32
+        or weight.dtype != torch.float32
+        or not torch.backends.mkldnn.enabled
+        or (torch.is_grad_enabled() and (input.requires_grad or weight.requires_grad))
+    ):
         return torch_path(input, weight, bias)
     try:
-        return torch.mkldnn_convolution(input.contiguous(memory_format=torch.channels_last_3d), weight, bias,
-                                        module.padding, module.stride, module.dilation, module.groups)
+        return torch.mkldnn_convolution(
+            input.contiguous(memory_format=torch.channels_last_3d),
+            weight,
+            bias,
+            module.padding,
+            module.stride,
+            module.dilation,
+            module.groups,
+        )
     except RuntimeError:
         # Measured on x86 only: where this oneDNN build cannot run the convolution, this
         # module goes back to PyTorch's own path for good.
@@ -237,8 +257,9 @@ def choose_offload(total_weight_bytes: int, largest_component_bytes: int, free_b
     return "sequential"
 
 
-def dtype_without_bfloat16(*, float16_safe: bool, float32_bytes: int | None, largest_float32_bytes: int | None, free_bytes: int,
-                           offload: str, preset: str) -> str:
+def dtype_without_bfloat16(
+    *, float16_safe: bool, float32_bytes: int | None, largest_float32_bytes: int | None, free_bytes: int, offload: str, preset: str
+) -> str:
     """`--dtype auto` on a CUDA card that does not compute in bfloat16, from numbers alone (tested without
     a GPU): float16; but a model its preset marks `float16 = false` gives black or NaN frames in float16,
     seen only after the whole run (CogVideo #559, HunyuanVideo #60), so float32 when its float32 weights
@@ -248,14 +269,15 @@ def dtype_without_bfloat16(*, float16_safe: bool, float32_bytes: int | None, lar
         return "float16"
     why = f"{preset} gives black or NaN frames in float16 and this card has no bfloat16"
     if float32_bytes is None or largest_float32_bytes is None:
-        raise UsageError(f"{why}; float32 may fit, but the model's size is unknown until `vidgen pull {preset}` "
-                         "(or pass --dtype float32)")  # fmt: skip
+        raise UsageError(f"{why}; float32 may fit, but the model's size is unknown until `vidgen pull {preset}` (or pass --dtype float32)")
     needed = {"none": float32_bytes, "model": largest_float32_bytes}.get(offload, 0)
     if needed * OFFLOAD_HEADROOM <= free_bytes:
         return "float32"
     fits = "model" if offload == "none" and largest_float32_bytes * OFFLOAD_HEADROOM <= free_bytes else "group"
-    raise UsageError(f"{why}, and in float32 it needs {needed / 1e9:.1f} GB with --offload {offload} ({free_bytes / 1e9:.1f} GB "
-                     f"free): use --offload {fits}, or --dtype float16 to try anyway")  # fmt: skip
+    raise UsageError(
+        f"{why}, and in float32 it needs {needed / 1e9:.1f} GB with --offload {offload} ({free_bytes / 1e9:.1f} GB "
+        f"free): use --offload {fits}, or --dtype float16 to try anyway"
+    )
 
 
 def memory_advice(*, total_bytes: int, denoiser_bytes: int, largest_bytes: int, free_bytes: int, quantized: bool, offload: str) -> str:

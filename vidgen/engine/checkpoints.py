@@ -22,9 +22,10 @@ import json
 import math
 import re
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import diffusers
 import torch
@@ -32,13 +33,20 @@ from accelerate import init_empty_weights
 from diffusers.loaders.single_file_model import SINGLE_FILE_LOADABLE_CLASSES
 
 from vidgen import ui
-from vidgen.errors import GenerationError, UsageError, first_line
 from vidgen.engine.hub import FORMATS, resolve_checkpoint
 from vidgen.engine.model_check import check_safetensors
+from vidgen.errors import GenerationError, UsageError, first_line
 
 __all__ = [
-    "CheckpointInfo", "TensorInfo", "WeightSize", "check_checkpoint", "component_sizes", "dtype_keyword",
-    "inspect_checkpoint", "load_transformer", "model_size",
+    "CheckpointInfo",
+    "TensorInfo",
+    "WeightSize",
+    "check_checkpoint",
+    "component_sizes",
+    "dtype_keyword",
+    "inspect_checkpoint",
+    "load_transformer",
+    "model_size",
 ]
 
 COMFY_PREFIX = "model.diffusion_model."  # ComfyUI's whole-checkpoint prefix; diffusers strips it
@@ -222,7 +230,9 @@ def _transformer_class(name: str) -> type:
     if not isinstance(cls, type):
         raise UsageError(f"unknown transformer class {name!r} (a diffusers model class)")
     if not hasattr(cls, "from_single_file") or _single_file_mapping(cls) is None:
-        raise UsageError(f"{name} cannot be loaded from a single file (diffusers has no from_single_file for it); use the model's diffusers folder")
+        raise UsageError(
+            f"{name} cannot be loaded from a single file (diffusers has no from_single_file for it); use the model's diffusers folder"
+        )
     return cls
 
 
@@ -230,8 +240,9 @@ def _shape(shape: tuple[int, ...]) -> str:
     return "x".join(map(str, shape)) if shape else "a scalar"
 
 
-def check_checkpoint(info: CheckpointInfo, *, transformer_class: str, config_folder: str | Path,
-                     subfolder: str = "transformer") -> list[str]:
+def check_checkpoint(
+    info: CheckpointInfo, *, transformer_class: str, config_folder: str | Path, subfolder: str = "transformer"
+) -> list[str]:
     """Refuse in one line (UsageError) what diffusers would load wrong or fail on: a class
     without from_single_file, a scaled fp8 file, a file whose tensors do not fit the
     transformer that `config_folder/subfolder/config.json` describes (the first missing or
@@ -242,7 +253,7 @@ def check_checkpoint(info: CheckpointInfo, *, transformer_class: str, config_fol
     cls = _transformer_class(transformer_class)
     if info.scaled_fp8:
         raise UsageError(
-            f"{info.path.name} is a \"scaled fp8\" file ({info.scaled_keys[0]}): diffusers ignores its scales and the "
+            f'{info.path.name} is a "scaled fp8" file ({info.scaled_keys[0]}): diffusers ignores its scales and the '
             "frames come out NaN; use an unscaled fp8_e4m3fn, bf16 or GGUF file of the same model"
         )
     config_file = Path(config_folder) / subfolder / "config.json"
@@ -288,8 +299,9 @@ def dtype_keyword() -> str:
     return "dtype"
 
 
-def load_transformer(spec: str | Path, *, transformer_class: str, config_folder: str | Path,
-                     subfolder: str = "transformer", dtype: torch.dtype) -> torch.nn.Module:
+def load_transformer(
+    spec: str | Path, *, transformer_class: str, config_folder: str | Path, subfolder: str = "transformer", dtype: torch.dtype
+) -> torch.nn.Module:
     """Resolve, inspect, check and load a single-file denoiser with `from_single_file`,
     always against the preset's config (without it diffusers guesses a Hub repository
     from the shapes and goes online). GGUF files keep their quantized Linear weights

@@ -23,9 +23,9 @@ from huggingface_hub.errors import LocalEntryNotFoundError
 
 from vidgen import ui
 from vidgen.engine.checkpoints import dtype_keyword
-from vidgen.errors import GenerationError, ModelNotAvailableError, UsageError, first_line
 from vidgen.engine.hub import is_offline, local_only, quiet_hub, refusals
 from vidgen.engine.model_check import check_safetensors
+from vidgen.errors import GenerationError, ModelNotAvailableError, UsageError, first_line
 from vidgen.settings.locations import ComponentSpec
 
 
@@ -42,8 +42,10 @@ def component_class(spec: ComponentSpec, pipeline_classes: list[str | None]) -> 
         hint = typing.get_type_hints(pipeline.__init__).get(spec.name) if pipeline is not None else None
         if isinstance(hint, type):
             return hint
-    raise UsageError(f"component {spec.name}: {' or '.join(filter(None, pipeline_classes)) or 'the pipeline'} has no component of that "
-                     f"name to take its class from; give its class (class = \"...\" in [components.{spec.name}])")
+    raise UsageError(
+        f"component {spec.name}: {' or '.join(filter(None, pipeline_classes)) or 'the pipeline'} has no component of that "
+        f'name to take its class from; give its class (class = "..." in [components.{spec.name}])'
+    )
 
 
 def _local_folder(spec: ComponentSpec) -> Path:
@@ -66,8 +68,12 @@ def check_available(components: tuple[ComponentSpec, ...], pull_hint: str) -> No
             continue  # the Hub answers: from_pretrained downloads what is missing
         try:
             with quiet_hub():
-                huggingface_hub.snapshot_download(spec.location.location, revision=spec.revision, local_files_only=True,
-                                                  allow_patterns=[f"{spec.subfolder}/*"] if spec.subfolder else None)  # fmt: skip
+                huggingface_hub.snapshot_download(
+                    spec.location.location,
+                    revision=spec.revision,
+                    local_files_only=True,
+                    allow_patterns=[f"{spec.subfolder}/*"] if spec.subfolder else None,
+                )
         except (LocalEntryNotFoundError, OSError, ValueError):
             why = "HF_HUB_OFFLINE is set" if is_offline() else "the Hugging Face Hub is out of reach"
             raise ModelNotAvailableError(f"component {spec.name} ({spec.where}) is not downloaded and {why}; {pull_hint}") from None
@@ -95,7 +101,11 @@ def load_components(components: tuple[ComponentSpec, ...], pipeline_classes: lis
         if keyword := _dtype_keyword(cls):
             options.update({keyword: dtype, "use_safetensors": True})
         try:
-            with ui.status(f"loading {spec.name} from {spec.where}"), quiet_hub(), refusals(f"component {spec.name}'s repository {spec.location.location}", spec.revision):
+            with (
+                ui.status(f"loading {spec.name} from {spec.where}"),
+                quiet_hub(),
+                refusals(f"component {spec.name}'s repository {spec.location.location}", spec.revision),
+            ):
                 loaded[spec.name] = cls.from_pretrained(source, **options)
         except (OSError, ValueError, json.JSONDecodeError) as error:
             raise GenerationError(f"cannot load component {spec.name} ({cls.__name__}) from {spec.where}: {first_line(error)}") from error

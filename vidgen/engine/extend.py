@@ -60,8 +60,10 @@ def refuse_unless_continuable(preset_name: str, pipeline_class: str | None) -> M
     mode = mode_for(pipeline_class)
     if mode is None:
         known = ", ".join(MODES)
-        raise UsageError(f"preset {preset_name} ({pipeline_class or 'any pipeline'}) cannot continue a video; "
-                         f"windows need a pipeline that takes frames ({known}), e.g. --preset wan2.1-vace-1.3b")  # fmt: skip
+        raise UsageError(
+            f"preset {preset_name} ({pipeline_class or 'any pipeline'}) cannot continue a video; "
+            f"windows need a pipeline that takes frames ({known}), e.g. --preset wan2.1-vace-1.3b"
+        )
     return mode
 
 
@@ -71,8 +73,7 @@ def choose_overlap(mode: Mode, pipeline_class: str, asked: int | None) -> int:
     if mode.kind == "image" and overlap != 1:
         raise UsageError(f"--overlap {overlap}: {pipeline_class} {mode.why}; leave out --overlap")
     if overlap < 1 or (overlap - mode.overlap_offset) % mode.overlap_step:
-        raise UsageError(f"--overlap {overlap}: {pipeline_class} {mode.why or 'needs at least 1 frame'} "
-                         f"(e.g. {mode.overlap})")  # fmt: skip
+        raise UsageError(f"--overlap {overlap}: {pipeline_class} {mode.why or 'needs at least 1 frame'} (e.g. {mode.overlap})")
     return overlap
 
 
@@ -96,14 +97,16 @@ def valid_length(frames: int, step: int, offset: int, minimum: int) -> int:
     return offset + step * max(0, math.ceil((wanted - offset) / step))
 
 
-def plan_windows(*, before: int, add: int, window: int, overlap: int, rule, seed: int, prompts: list[str],
-                 first_from_prompt: bool = False) -> list[Window]:  # fmt: skip
+def plan_windows(
+    *, before: int, add: int, window: int, overlap: int, rule, seed: int, prompts: list[str], first_from_prompt: bool = False
+) -> list[Window]:
     """Windows that add `add` frames after `before` frames: full windows, then a last one only
     as long as the rule needs (its extra frames trimmed). With `first_from_prompt` the first
     window makes the video's start (no overlap). `prompts`: one per window or one for all."""
     if overlap >= window:
-        raise UsageError(f"--overlap {overlap} is not less than a window of {window} frames: a window would add nothing "
-                         f"(at most {window - 1})")  # fmt: skip
+        raise UsageError(
+            f"--overlap {overlap} is not less than a window of {window} frames: a window would add nothing (at most {window - 1})"
+        )
     windows: list[Window] = []
     made, position = 0, before
     while made < add:
@@ -135,15 +138,19 @@ def window_prompts(prompts: list[str], windows: list[Window], shots: list[tuple[
 def check_input(frames: int, overlap: int, size: tuple[int, int], wanted: tuple[int, int], preset_name: str, multiple: int) -> None:
     """The input video against the run: long enough for the overlap, and the size the model makes."""
     if frames < overlap:
-        raise UsageError(f"the input video has {frames} frame{'s' if frames != 1 else ''}; continuing it needs at least "
-                         f"the overlap ({overlap})")  # fmt: skip
+        raise UsageError(
+            f"the input video has {frames} frame{'s' if frames != 1 else ''}; continuing it needs at least the overlap ({overlap})"
+        )
     if size != wanted:
         width, height = size
         if width % multiple or height % multiple:
-            raise UsageError(f"the input video is {width}x{height}; {preset_name} makes sides divisible by {multiple}: "
-                             f"resize the video first (the input's frames are kept as they are)")  # fmt: skip
-        raise UsageError(f"the input video is {width}x{height} and the run would make {wanted[0]}x{wanted[1]}: "
-                         f"pass --size auto (the input's own size)")
+            raise UsageError(
+                f"the input video is {width}x{height}; {preset_name} makes sides divisible by {multiple}: "
+                f"resize the video first (the input's frames are kept as they are)"
+            )
+        raise UsageError(
+            f"the input video is {width}x{height} and the run would make {wanted[0]}x{wanted[1]}: pass --size auto (the input's own size)"
+        )
 
 
 def describe(windows: list[Window], *, before: int, fps: float) -> list[str]:
@@ -153,8 +160,10 @@ def describe(windows: list[Window], *, before: int, fps: float) -> list[str]:
         end = window.start + window.new
         source = f"continues {window.keep} frame{'s' if window.keep != 1 else ''}" if window.keep else "from the prompt"
         trimmed = window.frames - window.keep - window.new
-        lines.append(f"window {window.index}/{len(windows)}: {window.frames} frames ({source}), adds frames {window.start}-{end - 1} "
-                     f"({window.new / fps:.2f} s){f', {trimmed} trimmed' if trimmed else ''}, seed {window.seed}: {window.prompt}")  # fmt: skip
+        lines.append(
+            f"window {window.index}/{len(windows)}: {window.frames} frames ({source}), adds frames {window.start}-{end - 1} "
+            f"({window.new / fps:.2f} s){f', {trimmed} trimmed' if trimmed else ''}, seed {window.seed}: {window.prompt}"
+        )
     total = before + sum(window.new for window in windows)
     lines.append(f"{total} frames in all ({total / fps:.2f} s at {fps:g} fps)" + (f", the first {before} from the input" if before else ""))
     return lines
@@ -162,5 +171,8 @@ def describe(windows: list[Window], *, before: int, fps: float) -> list[str]:
 
 def window_lines(recipe: dict[str, Any]) -> list[str]:
     """`vidgen inspect`: a line per window a video's recipe names."""
-    return [f"window {window['index']}: frames {window['start']}-{window['start'] + window['new'] - 1}, continues {window['keep']}, "
-            f"seed {window['seed']}: {window['prompt']}" for window in recipe.get("windows") or []]  # fmt: skip
+    return [
+        f"window {window['index']}: frames {window['start']}-{window['start'] + window['new'] - 1}, continues {window['keep']}, "
+        f"seed {window['seed']}: {window['prompt']}"
+        for window in recipe.get("windows") or []
+    ]

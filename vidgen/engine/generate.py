@@ -20,30 +20,32 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vidgen.engine import acceleration, latents, preview, prompt_cache, resume, stages
 from vidgen import signals, ui
-from vidgen.settings import story
 from vidgen.context import current
+from vidgen.engine import acceleration, latents, preview, prompt_cache, resume, stages
+from vidgen.engine.model_check import LAST_IMAGE_PRESETS, check_extras_taken, last_image_problem
 from vidgen.environment import PROCESS, Environment
-from vidgen.media.audio import Audio, audio_from_output, fit_to_video
-from vidgen.media.conditioning import image_size
 from vidgen.errors import ExitCode, GenerationError, Interrupted, UsageError, first_line
-from vidgen.settings.extras import fit_extras, windows
+from vidgen.families import ARGUMENT_ALIASES, argument_name
 from vidgen.families.framepack import framepack_sections, framepack_window
 from vidgen.families.helios import PYRAMID_STEPS, pyramid_stages, takes_pyramid_steps
 from vidgen.families.ltx import start_condition
-from vidgen.engine.model_check import LAST_IMAGE_PRESETS, check_extras_taken, last_image_problem
-from vidgen.settings.table import ARGUMENT_ALIASES, SETTINGS, GenerationSettings, argument_name
+from vidgen.media.audio import Audio, audio_from_output, fit_to_video
+from vidgen.media.conditioning import image_size
+from vidgen.settings import story
+from vidgen.settings.extras import fit_extras, windows
+from vidgen.settings.layers import AUTO_SIZE, build_settings, draw_seed, fit_size_to_image, snap_to_constraints, validate
 from vidgen.settings.presets import Preset, choose_preset
 from vidgen.settings.runfacts import RunFacts
-from vidgen.settings.layers import AUTO_SIZE, build_settings, draw_seed, fit_size_to_image, snap_to_constraints, validate
+from vidgen.settings.table import SETTINGS, GenerationSettings
 
 # The settings the pipeline call receives, by the table's `call` (setting -> argument).
 CALL_ARGUMENTS = {setting.name: setting.call for setting in SETTINGS if setting.call}
 
 
-def merge_settings(chosen: Preset, layers: list[dict[str, Any]], *, model: str | None, strict: bool = False,
-                   env: Environment | None = None) -> tuple[GenerationSettings, list[str]]:  # fmt: skip
+def merge_settings(
+    chosen: Preset, layers: list[dict[str, Any]], *, model: str | None, strict: bool = False, env: Environment | None = None
+) -> tuple[GenerationSettings, list[str]]:
     """Merge `layers` (later wins) over the preset, validate and snap. Returns the
     snapping notes for the caller to show (batch prefixes them with the line). --size auto
     reads the start image's size in `env`'s folder; without `env` (a batch checking its
@@ -61,14 +63,17 @@ def merge_settings(chosen: Preset, layers: list[dict[str, Any]], *, model: str |
     changes += notes
     if settings.guidance is not None and settings.guidance <= 1 and any(layer.get("negative_prompt") for layer in layers):
         # diffusers guides by the negative prompt only in classifier-free guidance, which runs above 1.
-        changes.append(f"--negative-prompt does nothing at guidance {settings.guidance:g}: there is no unconditional pass for it "
-                       "to steer (a guidance above 1 uses it; distilled presets run at 1)")  # fmt: skip
+        changes.append(
+            f"--negative-prompt does nothing at guidance {settings.guidance:g}: there is no unconditional pass for it "
+            "to steer (a guidance above 1 uses it; distilled presets run at 1)"
+        )
     stages.plan(settings)  # a staged preset's stage sizes come out whole: refused before any weights load
     return settings, changes
 
 
-def prepare_settings(prompt: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], strict: bool = False,
-                     env: Environment = PROCESS) -> tuple[GenerationSettings, Preset]:  # fmt: skip
+def prepare_settings(
+    prompt: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], strict: bool = False, env: Environment = PROCESS
+) -> tuple[GenerationSettings, Preset]:
     """Merge, validate and snap; every bad input fails here, before any weights load. With
     --story the prompt names a storyboard file (in `env`'s folder), read here."""
     chosen = choose_preset(preset, model)
@@ -237,18 +242,40 @@ class VideoGenerator:
         denoiser = acceleration.denoiser_of(self.loaded.pipe)
         free_bytes, _ = torch.cuda.mem_get_info(torch.device(self.loaded.device))
         return acceleration.memory_advice(
-            total_bytes=sum(sizes), denoiser_bytes=acceleration.parameter_bytes(denoiser), largest_bytes=max(sizes, default=0),
-            free_bytes=free_bytes, quantized=bool(settings.quantize and settings.quantize != "none"), offload=self.loaded.offload,
-        )  # fmt: skip
+            total_bytes=sum(sizes),
+            denoiser_bytes=acceleration.parameter_bytes(denoiser),
+            largest_bytes=max(sizes, default=0),
+            free_bytes=free_bytes,
+            quantized=bool(settings.quantize and settings.quantize != "none"),
+            offload=self.loaded.offload,
+        )
 
-    def generate(self, settings: GenerationSettings, seed: int, *, image: Any = None, video: np.ndarray | None = None, mask: np.ndarray | None = None,
-                 progress: ui.Progress | None = None) -> np.ndarray:  # fmt: skip
+    def generate(
+        self,
+        settings: GenerationSettings,
+        seed: int,
+        *,
+        image: Any = None,
+        video: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+        progress: ui.Progress | None = None,
+    ) -> np.ndarray:
         """One video as uint8 frames (T, H, W, 3)."""
         return self.generate_with_audio(settings, seed, image=image, video=video, mask=mask, progress=progress)[0]
 
-    def generate_with_audio(self, settings: GenerationSettings, seed: int, *, image: Any = None, video: np.ndarray | None = None, mask: np.ndarray | None = None,
-                            progress: ui.Progress | None = None, last_image: Any = None, keeper: latents.Keeper | None = None,
-                            resumed: latents.Kept | None = None) -> tuple[np.ndarray, Audio | None]:  # fmt: skip
+    def generate_with_audio(
+        self,
+        settings: GenerationSettings,
+        seed: int,
+        *,
+        image: Any = None,
+        video: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+        progress: ui.Progress | None = None,
+        last_image: Any = None,
+        keeper: latents.Keeper | None = None,
+        resumed: latents.Kept | None = None,
+    ) -> tuple[np.ndarray, Audio | None]:
         """One video as uint8 frames (T, H, W, 3), and the soundtrack the pipeline made
         with it (LTX-2), fitted to the frames' length; None for a silent model.
 
@@ -261,8 +288,13 @@ class VideoGenerator:
         # Checked before loading where the model's files were at hand (pipeline.check_last_image); again here,
         # from the loaded pipeline, for a pipeline the server kept and for a batch line's own --last-image.
         transformer = getattr(pipe, "transformer", None)
-        problem = last_image_problem(self.loaded.class_name, given=last_image is not None, model=f"model {settings.model}",
-                                     model_index=dict(getattr(pipe, "config", {})), transformer=dict(getattr(transformer, "config", {})))  # fmt: skip
+        problem = last_image_problem(
+            self.loaded.class_name,
+            given=last_image is not None,
+            model=f"model {settings.model}",
+            model_index=dict(getattr(pipe, "config", {})),
+            transformer=dict(getattr(transformer, "config", {})),
+        )
         if problem:
             raise UsageError(problem)
         latents.check_covered(self.loaded.class_name, settings)  # an ad-hoc --model is known only now
@@ -273,11 +305,12 @@ class VideoGenerator:
         continuing = contextlib.nullcontext()
         if resumed is not None:
             arguments["latents"], start = resumed.latents, resumed.step
-            continuing = resume.continuing(pipe.scheduler, resumed.step, resumed.scheduler_tensors, resumed.info.get("scheduler_state") or {})
+            continuing = resume.continuing(
+                pipe.scheduler, resumed.step, resumed.scheduler_tensors, resumed.info.get("scheduler_state") or {}
+            )
         previewer = None
         if settings.preview:
-            previewer = preview.Previewer(pipe, settings.preview, every=settings.preview_every, steps=settings.steps or 0,
-                                          fps=settings.fps)  # fmt: skip
+            previewer = preview.Previewer(pipe, settings.preview, every=settings.preview_every, steps=settings.steps or 0, fps=settings.fps)
         if last_image is not None:
             if "last_image" not in self.loaded.call_parameters:  # a pipeline of custom code
                 raise UsageError(f"{self.loaded.class_name} takes no last image; --last-image is for {LAST_IMAGE_PRESETS}")
@@ -311,10 +344,14 @@ class VideoGenerator:
                 if previewer is not None and "latents" in callback_kwargs:
                     previewer.after_step(callback_kwargs["latents"], done)
                 terminated = terminate is not None and terminate.requested
-                if cancel.requested or terminated or current().cancel.cancelled():  # Ctrl-C, SIGTERM, or a served job's client gone or stopped
+                if (
+                    cancel.requested or terminated or current().cancel.cancelled()
+                ):  # Ctrl-C, SIGTERM, or a served job's client gone or stopped
                     message = "interrupted during denoising; nothing was written"
                     if keeper is not None and "latents" in callback_kwargs:
-                        message += keeper.interrupted(pipeline, callback_kwargs["latents"], done, resume.scheduler_state(pipeline.scheduler))
+                        message += keeper.interrupted(
+                            pipeline, callback_kwargs["latents"], done, resume.scheduler_state(pipeline.scheduler)
+                        )
                     remote = current().cancel.interruption(message)
                     raise remote or Interrupted(message, ExitCode.TERMINATED if terminated else None)
                 return callback_kwargs
@@ -352,8 +389,10 @@ class VideoGenerator:
                         with continuing:
                             output = pipe(**arguments)
             except torch.OutOfMemoryError as error:
-                raise GenerationError(f"out of memory on {self.loaded.device}: try {self._memory_advice(settings)}, "
-                                      "--vae-tiling, a smaller --size or fewer --frames") from error
+                raise GenerationError(
+                    f"out of memory on {self.loaded.device}: try {self._memory_advice(settings)}, "
+                    "--vae-tiling, a smaller --size or fewer --frames"
+                ) from error
             except ValueError as error:
                 if denoising or calls:  # the decode, a scheduler, a model's own check mid-run: not the user's input
                     raise GenerationError(f"generation failed after denoising began: {first_line(error)}") from error
@@ -372,5 +411,3 @@ class VideoGenerator:
         except ValueError as error:
             raise GenerationError(f"{error}; nothing was written") from error
         return frames, None if audio is None else fit_to_video(audio, len(frames), settings.fps)
-
-

@@ -16,13 +16,13 @@ import re
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import huggingface_hub
 from huggingface_hub import constants
-from huggingface_hub.utils import logging as hub_logging
 from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
@@ -30,6 +30,7 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.utils import logging as hub_logging
 
 from vidgen.errors import GenerationError, ModelNotAvailableError, UsageError, first_line
 from vidgen.settings.locations import ModelLocation
@@ -108,7 +109,9 @@ def refusals(what: str, revision: str | None = None) -> Iterator[None]:
         raise UsageError(f"{what} has no revision {revision!r} on the Hugging Face Hub") from error
 
 
-def fetch_hub_file(repo_id: str, filename: str, *, revision: str | None = None, timeout: float = HUB_TIMEOUT, download: bool = True) -> Path:
+def fetch_hub_file(
+    repo_id: str, filename: str, *, revision: str | None = None, timeout: float = HUB_TIMEOUT, download: bool = True
+) -> Path:
     """One file of a Hub repository: the cached copy if there is one (no network), else
     downloaded when the Hub answers (and `download`), else one line within `timeout` seconds."""
     spec = f"{repo_id}/{filename}"
@@ -201,13 +204,15 @@ def read_model_index(location: ModelLocation, pull_hint: str, revision: str | No
     else:
         try:
             with quiet_hub(), refusals(f"model {location.location}", revision):
-                index_file = Path(huggingface_hub.hf_hub_download(location.location, "model_index.json", local_files_only=local_only(),
-                                                                  **revision_argument(location, revision)))  # fmt: skip
+                index_file = Path(
+                    huggingface_hub.hf_hub_download(
+                        location.location, "model_index.json", local_files_only=local_only(), **revision_argument(location, revision)
+                    )
+                )
         except LocalEntryNotFoundError as error:
             if is_offline():
                 raise ModelNotAvailableError(
-                    f"model {location.location} is not downloaded and HF_HUB_OFFLINE is set; "
-                    f"download it with network access: {pull_hint}"
+                    f"model {location.location} is not downloaded and HF_HUB_OFFLINE is set; download it with network access: {pull_hint}"
                 ) from error
             raise ModelNotAvailableError(
                 f"cannot reach the Hugging Face Hub to download {location.location}; {pull_hint} once online"
@@ -229,8 +234,14 @@ def component_config(location: ModelLocation, component: str, revision: str | No
             path = Path(location.location) / component / "config.json"
         else:
             with quiet_hub():
-                path = Path(huggingface_hub.hf_hub_download(location.location, f"{component}/config.json", local_files_only=local_only(),
-                                            **revision_argument(location, revision)))  # fmt: skip
+                path = Path(
+                    huggingface_hub.hf_hub_download(
+                        location.location,
+                        f"{component}/config.json",
+                        local_files_only=local_only(),
+                        **revision_argument(location, revision),
+                    )
+                )
         return json.loads(path.read_text())
     except Exception:  # absent, offline, unreadable: not this check's business
         return None
@@ -243,11 +254,14 @@ def config_folder(location: ModelLocation, component: str, revision: str | None 
         return Path(location.location)
     try:
         with quiet_hub():
-            path = huggingface_hub.hf_hub_download(location.location, f"{component}/config.json", local_files_only=local_only(),
-                                   **revision_argument(location, revision))  # fmt: skip
+            path = huggingface_hub.hf_hub_download(
+                location.location, f"{component}/config.json", local_files_only=local_only(), **revision_argument(location, revision)
+            )
     except LocalEntryNotFoundError as error:
-        raise ModelNotAvailableError(f"the config of {location.location}'s {component} is not downloaded and the Hugging Face Hub "
-                                     f"is out of reach; vidgen pull {location.location} once online") from error
+        raise ModelNotAvailableError(
+            f"the config of {location.location}'s {component} is not downloaded and the Hugging Face Hub "
+            f"is out of reach; vidgen pull {location.location} once online"
+        ) from error
     return Path(path).parent.parent
 
 
@@ -255,7 +269,9 @@ def cached_folder(location: ModelLocation, revision: str | None = None) -> Path 
     """The Hub cache's folder of a model (what has been downloaded of it), or None: no network."""
     try:
         with quiet_hub():
-            return Path(huggingface_hub.snapshot_download(location.location, local_files_only=True, **revision_argument(location, revision)))
+            return Path(
+                huggingface_hub.snapshot_download(location.location, local_files_only=True, **revision_argument(location, revision))
+            )
     except (LocalEntryNotFoundError, OSError, ValueError):
         return None
 
@@ -274,7 +290,9 @@ def download_model(location: ModelLocation, revision: str | None = None, subfold
     only = {"allow_patterns": [f"{folder}/*" for folder in subfolders]} if subfolders else {}
     try:
         with quiet_hub(), refusals(f"model {model}", revision):
-            return huggingface_hub.snapshot_download(model, ignore_patterns=NON_SAFETENSORS_WEIGHTS, **only, **revision_argument(location, revision))
+            return huggingface_hub.snapshot_download(
+                model, ignore_patterns=NON_SAFETENSORS_WEIGHTS, **only, **revision_argument(location, revision)
+            )
     except OSError as error:
         raise ModelNotAvailableError(f"cannot download {model}: {error}") from error
 
@@ -284,7 +302,8 @@ def preset_repositories(preset: Preset) -> list[tuple[ModelLocation, str | None,
     or None for all): its model, then its [components] (FramePack: three repositories)."""
     wanted: dict[tuple[str, str | None], tuple[ModelLocation, list[str] | None]] = {}
     for location, revision, subfolder in [(preset.model_location(), preset.revision, None)] + [
-            (spec.location, spec.revision, spec.subfolder) for spec in preset.components.values()]:  # fmt: skip
+        (spec.location, spec.revision, spec.subfolder) for spec in preset.components.values()
+    ]:
         key = (location.location, revision)
         known = wanted.get(key)
         folders = None if subfolder is None or (known and known[1] is None) else [*(known[1] if known else []), subfolder]

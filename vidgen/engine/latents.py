@@ -43,8 +43,8 @@ from vidgen.errors import (
     VidgenError,
     first_line,
 )
-from vidgen.settings.table import GenerationSettings
 from vidgen.settings.presets import vidgen_home
+from vidgen.settings.table import GenerationSettings
 
 # The pipelines whose tail after the denoising loop is WanPipeline's (diffusers 0.42.1, read in
 # each file): with output_type="latent" they return the latents that their decode would
@@ -66,8 +66,15 @@ def check_covered(class_name: str | None, settings: GenerationSettings) -> None:
     """--preview, --save-latents and --resume-latents need a covered pipeline, one call (no
     [[stages]]) and one prompt: refused in one line otherwise. `class_name` None: not known
     yet (an ad-hoc --model before loading)."""
-    asked = [flag for flag, value in (("--preview", settings.preview), ("--save-latents", settings.save_latents),
-                                      ("--resume-latents", settings.resume_latents)) if value]  # fmt: skip
+    asked = [
+        flag
+        for flag, value in (
+            ("--preview", settings.preview),
+            ("--save-latents", settings.save_latents),
+            ("--resume-latents", settings.resume_latents),
+        )
+        if value
+    ]
     if not asked:
         return
     if settings.stages or settings.shots:
@@ -81,7 +88,9 @@ def check_one_call(overrides: dict[str, Any]) -> None:
     latents to preview, keep or resume: refused in one line."""
     for name in ("preview", "save_latents", "resume_latents"):
         if overrides.get(name):
-            raise UsageError(f"--{name.replace('_', '-')} covers videos made in one pipeline call; this one is made in windows (vidgen extend)")
+            raise UsageError(
+                f"--{name.replace('_', '-')} covers videos made in one pipeline call; this one is made in windows (vidgen extend)"
+            )
 
 
 # ---- the decode ----
@@ -168,8 +177,13 @@ def write_file(path: Path, kept: Kept) -> Path:
     """Atomically: a temporary file in the same folder, synced, then renamed."""
     tensors = {"latents": kept.latents.detach().to("cpu").contiguous()}
     tensors.update({f"scheduler.{name}": value.detach().to("cpu").contiguous() for name, value in kept.scheduler_tensors.items()})
-    metadata = {"format": FORMAT, "recipe": json.dumps(kept.recipe, sort_keys=True), "step": str(kept.step), "steps": str(kept.steps),
-                "info": json.dumps(kept.info, sort_keys=True)}  # fmt: skip
+    metadata = {
+        "format": FORMAT,
+        "recipe": json.dumps(kept.recipe, sort_keys=True),
+        "step": str(kept.step),
+        "steps": str(kept.steps),
+        "info": json.dumps(kept.info, sort_keys=True),
+    }
     temporary = _temporary_sibling(path)
     try:
         with open(temporary, "xb") as file:  # Python's open: the user's umask (safetensors' own writer makes 0600 files)
@@ -196,8 +210,14 @@ def read_file(path: Path) -> Kept:
     if metadata.get("format") != FORMAT or "latents" not in tensors:
         raise UsageError(f"{path} is not a latents file vidgen wrote (no {FORMAT} header)")
     schedulers = {name.removeprefix("scheduler."): value for name, value in tensors.items() if name.startswith("scheduler.")}
-    return Kept(tensors["latents"], json.loads(metadata["recipe"]), int(metadata["step"]), int(metadata["steps"]),
-                json.loads(metadata["info"]), schedulers)  # fmt: skip
+    return Kept(
+        tensors["latents"],
+        json.loads(metadata["recipe"]),
+        int(metadata["step"]),
+        int(metadata["steps"]),
+        json.loads(metadata["info"]),
+        schedulers,
+    )
 
 
 def _stem(target: Path | None) -> str:
@@ -229,8 +249,13 @@ class Keeper:
         self.path: Path | None = None  # the final latents, once written
 
     def _info(self, pipe: Any) -> dict[str, Any]:
-        return {"pipeline": type(pipe).__name__, "model": self.settings.model, "crf": self.settings.crf, "scheduler": type(pipe.scheduler).__name__,
-                "target": None if self.target is None else str(self.target)}  # fmt: skip
+        return {
+            "pipeline": type(pipe).__name__,
+            "model": self.settings.model,
+            "crf": self.settings.crf,
+            "scheduler": type(pipe.scheduler).__name__,
+            "target": None if self.target is None else str(self.target),
+        }
 
     def _write(self, kept: Kept) -> Path | None:
         """Beside the target, else under $VIDGEN_HOME; None (and a warning) when neither takes it."""
@@ -262,8 +287,14 @@ class Keeper:
             return ""
         tensors, values = scheduler_state or ({}, {})
         frames, height, width = _video_shape(pipe, latents)
-        kept = Kept(latents, self.recipe_for(frames, height, width), step, self.settings.steps or 0,
-                    {**self._info(pipe), "scheduler_state": values, "resumable": scheduler_state is not None}, tensors)  # fmt: skip
+        kept = Kept(
+            latents,
+            self.recipe_for(frames, height, width),
+            step,
+            self.settings.steps or 0,
+            {**self._info(pipe), "scheduler_state": values, "resumable": scheduler_state is not None},
+            tensors,
+        )
         path = self._write(kept)
         if path is None:
             return ""
@@ -283,7 +314,9 @@ class Keeper:
         """The error to raise for `error` after the latents were written: its line, and how to finish."""
         if self.path is None:
             return error
-        stopped = isinstance(error, KeyboardInterrupt) or (isinstance(error, VidgenError) and error.exit_code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED))
+        stopped = isinstance(error, KeyboardInterrupt) or (
+            isinstance(error, VidgenError) and error.exit_code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED)
+        )
         if stopped and not self.settings.save_latents:  # the user stopped it: nothing left behind, as before the decode
             self.path.unlink(missing_ok=True)
             return error

@@ -19,19 +19,29 @@ import torch
 import transformers
 from diffusers.hooks import apply_group_offloading
 
-from vidgen.engine import acceleration, checkpoints, parallel, quantize, sampling
 from vidgen import ui
+from vidgen.engine import acceleration, checkpoints, parallel, quantize, sampling
+from vidgen.engine import components as other_repositories
+from vidgen.engine.devices import resolve_device, resolve_dtype, run_dtype
+from vidgen.engine.hub import component_config, config_folder, local_only, read_model_index, revision_argument
+from vidgen.engine.lora import apply_loras, check_targets
+from vidgen.engine.model_check import (
+    LAST_IMAGE_RULES,
+    check_components_serve,
+    check_extras_taken,
+    check_model_folder,
+    check_pipeline_class,
+    class_to_load,
+    last_image_problem,
+    missing_library,
+)
+from vidgen.errors import GenerationError, UsageError, VidgenError, first_line
 from vidgen.families import helios
 from vidgen.settings.grammar import TRANSFORMERS, parse_quantize
-from vidgen.engine import components as other_repositories
-from vidgen.errors import GenerationError, UsageError, VidgenError, first_line
-from vidgen.engine.hub import cached_folder, component_config, config_folder, local_only, read_model_index, revision_argument
-from vidgen.engine.lora import apply_loras, check_targets
-from vidgen.engine.model_check import (LAST_IMAGE_RULES, missing_library, check_components_serve, check_extras_taken, check_model_folder, check_pipeline_class,
-                                 class_to_load, last_image_problem)
-from vidgen.settings.table import GenerationSettings
 from vidgen.settings.locations import resolve_model_location
 from vidgen.settings.presets import vidgen_home
+from vidgen.settings.table import GenerationSettings
+
 
 @dataclass
 class LoadedPipeline:
@@ -53,9 +63,7 @@ class LoadedPipeline:
         """The pipeline's own defaults for the values an ad-hoc --model leaves open."""
         signature = inspect.signature(type(self.pipe).__call__)
         return {
-            name: parameter.default
-            for name, parameter in signature.parameters.items()
-            if parameter.default is not inspect.Parameter.empty
+            name: parameter.default for name, parameter in signature.parameters.items() if parameter.default is not inspect.Parameter.empty
         }
 
 
@@ -67,64 +75,16 @@ def _quiet_library_logging() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def resolve_device(name: str) -> str:
-    """`auto` is CUDA, else Apple MPS, else XPU, else CPU; an absent backend is bad input."""
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return "mps"
-        if hasattr(torch, "xpu") and torch.xpu.is_available():
-            return "xpu"
-        return "cpu"
-    backend = name.split(":")[0]
-    available = {
-        "cpu": True,
-        "cuda": torch.cuda.is_available(),
-        "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
-        "xpu": hasattr(torch, "xpu") and torch.xpu.is_available(),
-    }
-    if not available.get(backend, False):
-        raise UsageError(f"device {name!r} is not available on this machine (torch {torch.__version__})")
-    return name
-
-
-def has_bfloat16() -> bool:
-    """Whether the CUDA card computes in bfloat16 itself (Ampere and later, ROCm); emulation does not count."""
-    try:
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    except TypeError:  # torch before 2.3 has no emulation to leave out
-        return torch.cuda.is_bf16_supported()
-
-
-def resolve_dtype(name: str, device: str):
-    """`auto`: float32 on CPU (fast and exact there), bfloat16 on GPUs that have it, else float16
-    (run_dtype makes that float32 for a model that gives black frames in float16)."""
-
-    if name == "auto":
-        if device.startswith("cpu"):
-            return torch.float32
-        if device.startswith("cuda") and not has_bfloat16():
-            return torch.float16
-        return torch.bfloat16
-    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
-
-
-def _float32_sizes(settings: GenerationSettings) -> tuple[int | None, int | None]:
-    """(all weights, the largest component) at float32, from the model folder's headers (as --dry-run);
-    (None, None) when the weights are not on disk."""
-    location = settings.location
-    folder = Path(location.location) if location.is_local else cached_folder(location, settings.revision)
-    sizes = [size.parameters * 4 for size in checkpoints.component_sizes(folder).values()] if folder else []
-    return (sum(sizes), max(sizes)) if sizes else (None, None)
-
-
 def _apply_scheduler(pipe: Any, settings: GenerationSettings) -> None:
     """Swap the scheduler class and/or set the flow shift, keeping the model's config; a
     preset's fixed sigmas and stochastic sampling (a distilled model's sampler: vidgen.engine.sampling)."""
-    if (settings.scheduler is None and settings.flow_shift is None and not settings.sigmas and settings.stochastic_sampling is None
-            and settings.timestep_spacing is None):  # fmt: skip
+    if (
+        settings.scheduler is None
+        and settings.flow_shift is None
+        and not settings.sigmas
+        and settings.stochastic_sampling is None
+        and settings.timestep_spacing is None
+    ):
         return
 
     scheduler_class = type(pipe.scheduler)
@@ -187,7 +147,6 @@ def _place(pipe: Any, device: str, offload: str) -> str:
     elif offload == "sequential":
         pipe.enable_sequential_cpu_offload(device=device)
     elif offload == "group":
-
         options = dict(
             onload_device=torch.device(device),
             offload_device=torch.device("cpu"),
@@ -197,42 +156,32 @@ def _place(pipe: Any, device: str, offload: str) -> str:
         if hasattr(pipe, "enable_group_offload"):
             pipe.enable_group_offload(**options)
         else:  # older diffusers: the same hook, one component at a time
-
             for component in pipe.components.values():
                 if isinstance(component, torch.nn.Module):
                     apply_group_offloading(component, **options)
     return offload
 
 
-def run_dtype(settings: GenerationSettings, device: str):
-    """The dtype a run loads in: --dtype's, except that on a CPU a preset's bf16/fp16 gives way
-    to float32 (slow there, no fast kernels, and fp16 can fail) unless the user asked for it."""
-    if settings.dtype == "auto" and device.startswith("cuda") and not has_bfloat16() and not settings.float16_safe:
-        total, largest = _float32_sizes(settings)
-        free_bytes = torch.cuda.mem_get_info(torch.device(device))[0]
-        return getattr(torch, acceleration.dtype_without_bfloat16(float16_safe=False, float32_bytes=total, largest_float32_bytes=largest,
-                                                                  free_bytes=free_bytes, offload=settings.offload, preset=settings.preset))  # fmt: skip
-    dtype = resolve_dtype(settings.dtype, device)
-    if device.startswith("cpu") and dtype != torch.float32 and not settings.dtype_explicit:
-        return torch.float32
-    return dtype
-
-
-def _check_files_and_quantization(files: dict[str, str], quantization: dict[str, str], model_index: dict[str, Any],
-                                  elsewhere: dict[str, Any] | None = None) -> None:  # fmt: skip
+def _check_files_and_quantization(
+    files: dict[str, str], quantization: dict[str, str], model_index: dict[str, Any], elsewhere: dict[str, Any] | None = None
+) -> None:
     """Before loading: each file replaces a denoiser the model has, and is not also quantized;
     a component of the preset's [components] is neither (it comes whole from its repository)."""
     for name in sorted((set(files) | set(quantization)) & set(elsewhere or {})):
         flag = f"--{name.replace('_', '-')}" if name in files else "--quantize"
-        raise UsageError(f"{flag} applies to {name}, which this preset loads whole from {elsewhere[name].where} ([components]); "
-                         "name other components, or use a preset of one repository")
+        raise UsageError(
+            f"{flag} applies to {name}, which this preset loads whole from {elsewhere[name].where} ([components]); "
+            "name other components, or use a preset of one repository"
+        )
     for name in files:
         if not (isinstance(model_index.get(name), list) and model_index[name][-1]):
             flag = "--" + name.replace("_", "-")
             raise UsageError(f"{flag}: {model_index.get('_class_name')} has no {name} (only Wan 2.2 A14B has a second expert)")
         if name in quantization:
-            raise UsageError(f"--quantize applies to {name}, which --{name.replace('_', '-')} loads from a file: quantize the file "
-                             f"itself (a GGUF file is quantized already) or name other components (e.g. --quantize text_encoder=int8)")
+            raise UsageError(
+                f"--quantize applies to {name}, which --{name.replace('_', '-')} loads from a file: quantize the file "
+                f"itself (a GGUF file is quantized already) or name other components (e.g. --quantize text_encoder=int8)"
+            )
 
 
 def _single_file_component(name: str, spec: str, location, model_index: dict[str, Any], revision: str | None, dtype: Any) -> Any:
@@ -252,11 +201,20 @@ def check_parallel(settings: GenerationSettings, processes: int) -> None:
         raise UsageError(f"--parallel does not run presets with [[stages]] or [components] yet ({settings.preset})")
     location = settings.location
     model_index = read_model_index(location, f"vidgen pull {location.location}", settings.revision)
-    denoisers = {name: entry[1] for name in TRANSFORMERS
-                 if isinstance(entry := model_index.get(name), list) and len(entry) == 2 and entry[1]}  # fmt: skip
+    denoisers = {
+        name: entry[1] for name in TRANSFORMERS if isinstance(entry := model_index.get(name), list) and len(entry) == 2 and entry[1]
+    }
     heads = {name: (component_config(location, name, settings.revision) or {}).get("num_attention_heads") for name in denoisers}
-    parallel.check_model(settings.parallel, ulysses, ring, pipeline_class=str(model_index.get("_class_name")), denoisers=denoisers,
-                         heads=heads, device=resolve_device(settings.device), settings_cache=settings.cache)  # fmt: skip
+    parallel.check_model(
+        settings.parallel,
+        ulysses,
+        ring,
+        pipeline_class=str(model_index.get("_class_name")),
+        denoisers=denoisers,
+        heads=heads,
+        device=resolve_device(settings.device),
+        settings_cache=settings.cache,
+    )
 
 
 def check_last_image(settings: GenerationSettings) -> None:
@@ -273,9 +231,13 @@ def check_last_image(settings: GenerationSettings) -> None:
     _quiet_library_logging()  # before the class lookups, as in load_pipeline
     actual = model_index.get("_class_name")
     actual = str(actual[-1] if isinstance(actual, list) else actual)
-    problem = last_image_problem(class_to_load(actual, settings.pipeline_class) or actual, given=bool(settings.last_image),
-                                 model=f"model {location.location}", model_index=model_index,
-                                 transformer=component_config(location, "transformer", settings.revision))  # fmt: skip
+    problem = last_image_problem(
+        class_to_load(actual, settings.pipeline_class) or actual,
+        given=bool(settings.last_image),
+        model=f"model {location.location}",
+        model_index=model_index,
+        transformer=component_config(location, "transformer", settings.revision),
+    )
     if problem:
         raise UsageError(problem)
 
@@ -303,7 +265,9 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
     files = {name: getattr(settings, name) for name in TRANSFORMERS if getattr(settings, name)}
     _check_files_and_quantization(files, quantization, model_index, elsewhere)
     check_targets(settings.loras, model_index)
-    if settings.boundary_ratio is not None and not (isinstance(model_index.get("transformer_2"), list) and model_index["transformer_2"][-1]):
+    if settings.boundary_ratio is not None and not (
+        isinstance(model_index.get("transformer_2"), list) and model_index["transformer_2"][-1]
+    ):
         raise UsageError(_NO_SECOND_EXPERT.format(class_name))
 
     device = resolve_device(settings.device)
@@ -313,8 +277,7 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
     elif dtype != resolve_dtype(settings.dtype, device):
         ui.info(f"using float32: {settings.preset} gives black or NaN frames in float16, and this card has no bfloat16")
     quantize.check_runnable(quantization, device)  # before any weights are read
-    components = {name: _single_file_component(name, spec, location, model_index, settings.revision, dtype)
-                  for name, spec in files.items()}  # fmt: skip
+    components = {name: _single_file_component(name, spec, location, model_index, settings.revision, dtype) for name, spec in files.items()}
     classes = [settings.pipeline_class, *(stage.pipeline for stage in settings.stages if stage.pipeline)]
     elsewhere_loaded = other_repositories.load_components(settings.components, classes, dtype)
     # A [components] entry the pipeline's class does not take is for a stage's pipeline (the latent upsampler).
@@ -349,17 +312,16 @@ def load_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None)
         # Qwen2VLProcessor needs torchvision in transformers 5. transformers' own message
         # spans several lines; the class and the library are what the user needs.
         raise GenerationError(f"cannot load {location.location}: {missing_library(error)}") from error
-    except (OSError, ValueError, EnvironmentError) as error:
+    except (OSError, ValueError) as error:
         if "safetensors" in str(error).lower():
-            raise GenerationError(
-                f"cannot load {location.location}: no safetensors weights (vidgen loads only safetensors)"
-            ) from error
+            raise GenerationError(f"cannot load {location.location}: no safetensors weights (vidgen loads only safetensors)") from error
         if "trust_remote_code" in str(error):
             raise UsageError(f"{location.location} needs its own code to run: pass --trust-remote-code if you trust it") from error
         raise GenerationError(f"cannot load {location.location}: {first_line(error)}") from error
     loaded = prepare_pipeline(pipe, settings, device=device, dtype=dtype, placed=straight_to_device)
-    loaded.extra_components = {name: component.to(device) if isinstance(component, torch.nn.Module) else component
-                               for name, component in extra.items()}  # fmt: skip
+    loaded.extra_components = {
+        name: component.to(device) if isinstance(component, torch.nn.Module) else component for name, component in extra.items()
+    }
     return loaded
 
 
@@ -389,8 +351,14 @@ def prepare_pipeline(pipe: Any, settings: GenerationSettings, *, device: str, dt
     acceleration.apply_cache(pipe, settings.cache)
     compiled = False
     denoiser_parameters = acceleration.parameter_count(acceleration.denoiser_of(pipe))
-    if acceleration.should_compile(settings.compile, device=device, steps=settings.steps, cache=settings.cache, offload=offload,
-                                   denoiser_parameters=denoiser_parameters):
+    if acceleration.should_compile(
+        settings.compile,
+        device=device,
+        steps=settings.steps,
+        cache=settings.cache,
+        offload=offload,
+        denoiser_parameters=denoiser_parameters,
+    ):
         acceleration.use_persistent_compile_cache(vidgen_home() / "compile-cache")
         # Step-cache hooks run outside the graph (torch.compiler.disable), so with a cache
         # the blocks are compiled with graph breaks allowed.
@@ -423,8 +391,14 @@ def load_vae(model: str, *, revision: str | None, dtype_name: str, device_name: 
     device = resolve_device(device_name)
     _quiet_library_logging()
     try:
-        vae = vae_class.from_pretrained(location.location, subfolder="vae", **{checkpoints.dtype_keyword(): resolve_dtype(dtype_name, device)}, use_safetensors=True,
-                                        local_files_only=local_only(), **revision_argument(location, revision))  # fmt: skip
+        vae = vae_class.from_pretrained(
+            location.location,
+            subfolder="vae",
+            **{checkpoints.dtype_keyword(): resolve_dtype(dtype_name, device)},
+            use_safetensors=True,
+            local_files_only=local_only(),
+            **revision_argument(location, revision),
+        )
     except (OSError, ValueError) as error:
         raise GenerationError(f"cannot load the VAE of {location.location}: {first_line(error)}") from error
     vae.to(device).eval()

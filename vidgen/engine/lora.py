@@ -23,11 +23,11 @@ import diffusers
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import LocalEntryNotFoundError
 
-from vidgen.errors import UsageError, first_line
 from vidgen.engine.hub import fetch_hub_file, local_only
+from vidgen.engine.stages import adapter_name
+from vidgen.errors import UsageError, first_line
 from vidgen.settings.grammar import LoraSpec
 from vidgen.settings.table import GenerationSettings
-from vidgen.engine.stages import adapter_name
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 _HUB_FILE = re.compile(r"^([\w.-]+/[\w.-]+)/((?:[\w.-]+/)*[\w.-]+\.safetensors)$")  # org/name/sub/dir/file.safetensors
@@ -49,7 +49,9 @@ def _lora_location(source: str) -> str:
     try:
         return snapshot_download(source, allow_patterns=["*.safetensors", "*.json"], local_files_only=True)
     except LocalEntryNotFoundError as error:
-        raise UsageError(f"cannot load LoRA {source}: not downloaded, and the Hugging Face Hub is out of reach (HF_HUB_OFFLINE, or offline)") from error
+        raise UsageError(
+            f"cannot load LoRA {source}: not downloaded, and the Hugging Face Hub is out of reach (HF_HUB_OFFLINE, or offline)"
+        ) from error
 
 
 def _lora_misfit(error: BaseException) -> str | None:
@@ -69,15 +71,20 @@ def check_targets(loras: list[LoraSpec], model_index: dict[str, Any]) -> None:
     for lora in loras:
         entry = model_index.get(lora.into) if lora.into else None
         if lora.into and not (isinstance(entry, list) and entry[-1]):
-            raise UsageError(f"LoRA {lora.source} goes into {lora.into}, which {model_index.get('_class_name')} here has not"
-                             + (" (only Wan 2.2 A14B has a second expert)" if lora.into == "transformer_2" else ""))
+            raise UsageError(
+                f"LoRA {lora.source} goes into {lora.into}, which {model_index.get('_class_name')} here has not"
+                + (" (only Wan 2.2 A14B has a second expert)" if lora.into == "transformer_2" else "")
+            )
 
 
 def apply_loras(pipe: Any, settings: GenerationSettings) -> None:
     """The run's LoRAs (the preset's [[lora]], then --lora) active, and the LoRAs of its
     [[stages]] loaded too, each active only in its stage (vidgen.engine.stages)."""
-    stage_loras = [(adapter_name(stage, index), LoraSpec(source, weight))
-                   for stage in settings.stages for index, (source, weight) in enumerate(stage.loras)]  # fmt: skip
+    stage_loras = [
+        (adapter_name(stage, index), LoraSpec(source, weight))
+        for stage in settings.stages
+        for index, (source, weight) in enumerate(stage.loras)
+    ]
     if not settings.loras and not stage_loras:
         return
     class_name = type(pipe).__name__
@@ -91,7 +98,9 @@ def apply_loras(pipe: Any, settings: GenerationSettings) -> None:
         # The file's location, never a state dict read once: each load reads it afresh (see above).
         target = {"load_into_transformer_2": True} if lora.into == "transformer_2" else {}
         if target and getattr(pipe, "transformer_2", None) is None:
-            raise UsageError(f"LoRA {lora.source} goes into transformer_2, which {class_name} here has not (only Wan 2.2 A14B has a second expert)")
+            raise UsageError(
+                f"LoRA {lora.source} goes into transformer_2, which {class_name} here has not (only Wan 2.2 A14B has a second expert)"
+            )
         # diffusers logs a failed load as an error before raising it, and peft warns that a
         # second adapter joins the first (intended here): the user gets one line, below.
         verbosity = diffusers.utils.logging.get_verbosity()
@@ -103,13 +112,17 @@ def apply_loras(pipe: Any, settings: GenerationSettings) -> None:
         except Exception as error:  # diffusers raises many kinds; the message is what helps
             misfit = _lora_misfit(error)
             if misfit:
-                raise UsageError(f"LoRA {lora.source} does not fit {class_name}: {misfit} (a LoRA for another model family or size?)") from error
+                raise UsageError(
+                    f"LoRA {lora.source} does not fit {class_name}: {misfit} (a LoRA for another model family or size?)"
+                ) from error
             raise UsageError(f"cannot load LoRA {lora.source}: {first_line(error)}") from error
         finally:
             diffusers.utils.logging.set_verbosity(verbosity)
         # A file whose keys name no component of this pipeline loads as nothing, silently.
         if not any(name in adapters for adapters in pipe.get_list_adapters().values()):
-            raise UsageError(f"LoRA {lora.source} does not fit {class_name}: it has no layers for its components (a LoRA for another model family?)")
+            raise UsageError(
+                f"LoRA {lora.source} does not fit {class_name}: it has no layers for its components (a LoRA for another model family?)"
+            )
         names.append(name)
     if settings.loras:  # a stage's own are switched on and off around its call (vidgen.engine.stages)
         pipe.set_adapters(names[: len(settings.loras)], adapter_weights=[lora.scale for lora in settings.loras])

@@ -15,19 +15,20 @@ appends the record to its manifest).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from vidgen import ui
+from vidgen.engine.runner import render
 from vidgen.media.audio import wav_beside
-from vidgen.settings.table import GenerationSettings
 from vidgen.media.post.plan import file_fields
 from vidgen.media.readback import file_sha256
-from vidgen.engine.runner import render
 from vidgen.media.video import output_format
+from vidgen.settings.table import GenerationSettings
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,9 @@ class VideoJob:
 class MakeContext:
     """Where a video's progress goes and whether this process writes it."""
 
-    bar: Callable[[str, int], ui.Progress] | None = None  # (label, steps) -> a step bar; None: ui.progress; a batch's: a row under its overall bar
+    bar: Callable[[str, int], ui.Progress] | None = (
+        None  # (label, steps) -> a step bar; None: ui.progress; a batch's: a row under its overall bar
+    )
     label: str = "video"
     write: bool = True  # False: a process of a `--parallel` group other than the first, which writes for the group
     parallel: str | None = None  # the denoiser's split as the loaded pipeline holds it (--parallel), recorded
@@ -96,9 +99,17 @@ class VideoResult:
 
     def to_json(self) -> dict[str, Any]:
         record = {
-            "path": self.path, "prompt": self.prompt, "seed": self.seed, "frames": self.frames, "fps": self.fps, "width": self.width,
-            "height": self.height, "model": self.model, "preset": self.preset, "quantize": self.quantize,
-        }  # fmt: skip
+            "path": self.path,
+            "prompt": self.prompt,
+            "seed": self.seed,
+            "frames": self.frames,
+            "fps": self.fps,
+            "width": self.width,
+            "height": self.height,
+            "model": self.model,
+            "preset": self.preset,
+            "quantize": self.quantize,
+        }
         if self.parallel is not None:
             record.update(parallel=self.parallel, processes=self.processes)
         if self.windows is not None:
@@ -107,16 +118,37 @@ class VideoResult:
         return record
 
 
-def result_of(settings: GenerationSettings, seed: int, path: Path | None, recipe: dict[str, Any], *, seconds: float, data: bytes | None = None,
-              parallel: str | None = None, processes: int = 1, windows: int | None = None) -> VideoResult:  # fmt: skip
+def result_of(
+    settings: GenerationSettings,
+    seed: int,
+    path: Path | None,
+    recipe: dict[str, Any],
+    *,
+    seconds: float,
+    data: bytes | None = None,
+    parallel: str | None = None,
+    processes: int = 1,
+    windows: int | None = None,
+) -> VideoResult:
     """The record of a written video from its recipe (also vidgen.engine.windows', whose videos are many calls)."""
     written = path is not None and path.is_file()
     return VideoResult(
-        path="-" if path is None else str(path.resolve()), prompt=settings.prompt, seed=seed, **file_fields(recipe, settings.fps),
-        model=recipe["model"], preset=settings.preset, quantize=settings.quantize, audio=bool(recipe["audio"]), seconds=round(seconds, 3),
-        sha256=file_sha256(path) if written else None, settings=recipe, parallel=parallel, processes=processes if parallel else None,
-        windows=windows, data=data,
-    )  # fmt: skip
+        path="-" if path is None else str(path.resolve()),
+        prompt=settings.prompt,
+        seed=seed,
+        **file_fields(recipe, settings.fps),
+        model=recipe["model"],
+        preset=settings.preset,
+        quantize=settings.quantize,
+        audio=bool(recipe["audio"]),
+        seconds=round(seconds, 3),
+        sha256=file_sha256(path) if written else None,
+        settings=recipe,
+        parallel=parallel,
+        processes=processes if parallel else None,
+        windows=windows,
+        data=data,
+    )
 
 
 def make_video(job: VideoJob, generator, context: MakeContext = MakeContext()) -> VideoResult | None:
@@ -128,13 +160,33 @@ def make_video(job: VideoJob, generator, context: MakeContext = MakeContext()) -
     ui.info(f"seed {job.seed}")
     started = time.monotonic()
     with (context.bar or ui.progress)(context.label, settings.steps or 0) as bar:
-        recipe, data = render(generator, settings, job.seed, facts=facts, path=job.path, image=job.inputs.image, video=job.inputs.video, mask=job.inputs.mask,
-                              progress=bar, overwrite=job.overwrite, last_image=job.inputs.last_image, write=context.write)  # fmt: skip
+        recipe, data = render(
+            generator,
+            settings,
+            job.seed,
+            facts=facts,
+            path=job.path,
+            image=job.inputs.image,
+            video=job.inputs.video,
+            mask=job.inputs.mask,
+            progress=bar,
+            overwrite=job.overwrite,
+            last_image=job.inputs.last_image,
+            write=context.write,
+        )
     if not context.write:
         return None
     path = job.path
     if recipe["audio"] and path is not None and output_format(path) in ("gif", "png"):
         kind = "a GIF carries" if output_format(path) == "gif" else "PNG frames carry"
         ui.warn(f"{kind} no sound: the audio is in {wav_beside(path)}")
-    return result_of(settings, job.seed, path, recipe, seconds=time.monotonic() - started, data=data, parallel=context.parallel,
-                     processes=context.processes)  # fmt: skip
+    return result_of(
+        settings,
+        job.seed,
+        path,
+        recipe,
+        seconds=time.monotonic() - started,
+        data=data,
+        parallel=context.parallel,
+        processes=context.processes,
+    )

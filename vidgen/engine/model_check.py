@@ -30,9 +30,9 @@ from typing import Any
 import diffusers
 import transformers
 
-from vidgen.errors import UsageError
 from vidgen.engine.hub import component_config
-from vidgen.settings.table import argument_name
+from vidgen.errors import UsageError
+from vidgen.families import argument_name
 from vidgen.settings.locations import ModelLocation
 
 _MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors format's own limit
@@ -49,7 +49,9 @@ def check_model_folder(folder: Path, model_index: dict[str, Any]) -> None:
             continue  # an optional component left out on purpose
         where = folder / component
         if not where.is_dir():
-            raise UsageError(f"model folder {folder} is incomplete: component {component!r} ({class_name}) is listed in model_index.json but {where} is missing")
+            raise UsageError(
+                f"model folder {folder} is incomplete: component {component!r} ({class_name}) is listed in model_index.json but {where} is missing"
+            )
         _check_class(folder, component, library, class_name)
         for config in (where / "config.json", where / "scheduler_config.json"):
             if config.is_file():
@@ -65,7 +67,9 @@ def _check_class(folder: Path, component: str, library: str, class_name: str) ->
         return  # custom code: loading it is --trust-remote-code's business
     module = importlib.import_module(library)
     if getattr(module, class_name, None) is None:
-        raise UsageError(f"model folder {folder}: component {component!r} names class {class_name}, which {library} does not have (a typo in model_index.json, or a newer {library} is needed)")
+        raise UsageError(
+            f"model folder {folder}: component {component!r} names class {class_name}, which {library} does not have (a typo in model_index.json, or a newer {library} is needed)"
+        )
 
 
 def _check_json(path: Path, folder: Path) -> None:
@@ -82,7 +86,9 @@ def _check_shards(index: Path, folder: Path) -> None:
         raise UsageError(f"model folder {folder}: {index.relative_to(folder)} is not a valid shard index ({error})") from None
     for shard in sorted(set(weight_map.values()) if isinstance(weight_map, dict) else ()):
         if not (index.parent / str(shard)).is_file():
-            raise UsageError(f"model folder {folder}: shard {index.parent.relative_to(folder) / str(shard)} named by {index.name} is missing")
+            raise UsageError(
+                f"model folder {folder}: shard {index.parent.relative_to(folder) / str(shard)} named by {index.name} is missing"
+            )
 
 
 def check_safetensors(path: Path, folder: Path | None = None) -> None:
@@ -97,7 +103,9 @@ def check_safetensors(path: Path, folder: Path | None = None) -> None:
                 raise UsageError(f"{damaged}: {size} bytes, too short for a safetensors file (truncated?)")
             (header_length,) = struct.unpack("<Q", prefix)
             if header_length > _MAX_HEADER_BYTES or 8 + header_length > size:
-                raise UsageError(f"{damaged}: its header claims {header_length} bytes but the file has {size} (truncated or not safetensors)")
+                raise UsageError(
+                    f"{damaged}: its header claims {header_length} bytes but the file has {size} (truncated or not safetensors)"
+                )
             header_bytes = file.read(header_length)
     except OSError as error:
         raise UsageError(f"{damaged}: cannot read it ({error.strerror or error})") from None
@@ -127,8 +135,7 @@ def check_pipeline_class(actual: str, expected: str | None, model: str, preset: 
         if actual_class.__module__.rsplit(".", 1)[0] == expected_class.__module__.rsplit(".", 1)[0]:
             return
     raise UsageError(
-        f"model {model} is a {actual}, but preset {preset} expects a {expected}; "
-        "choose the preset that matches the model (vidgen presets)"
+        f"model {model} is a {actual}, but preset {preset} expects a {expected}; choose the preset that matches the model (vidgen presets)"
     )
 
 
@@ -208,7 +215,9 @@ def _wan_last_image(model: str, model_index: dict[str, Any], transformer: dict[s
     if not given:
         return None
     if model_index.get("expand_timesteps"):
-        return f"{model} (Wan 2.2 TI2V-5B) takes its first frame only (a last one would be dropped): --last-image needs {LAST_IMAGE_PRESETS}"
+        return (
+            f"{model} (Wan 2.2 TI2V-5B) takes its first frame only (a last one would be dropped): --last-image needs {LAST_IMAGE_PRESETS}"
+        )
     if transformer.get("image_dim") and not transformer.get("pos_embed_seq_len"):
         return f"{model} (Wan 2.1 image-to-video) reads one image, not a first and a last: --last-image needs {LAST_IMAGE_PRESETS}"
     return None
@@ -218,8 +227,14 @@ def _wan_last_image(model: str, model_index: dict[str, Any], transformer: dict[s
 LAST_IMAGE_RULES = {"WanImageToVideoPipeline": _wan_last_image}
 
 
-def last_image_problem(class_name: str | None, *, given: bool, model: str = "this model", model_index: dict[str, Any] | None = None,
-                       transformer: dict[str, Any] | None = None) -> str | None:  # fmt: skip
+def last_image_problem(
+    class_name: str | None,
+    *,
+    given: bool,
+    model: str = "this model",
+    model_index: dict[str, Any] | None = None,
+    transformer: dict[str, Any] | None = None,
+) -> str | None:
     """Why --last-image cannot go (or must go) to this pipeline, from its class's signature and,
     where given, the model's model_index.json and transformer config (no weights read); None: fine."""
     if given and takes_argument(class_name, "last_image") is False:
@@ -243,9 +258,14 @@ _DENOISER_INPUTS = {
 }
 
 
-
-def check_components_serve(model_index: dict[str, Any], location: ModelLocation, expected: str | None, preset: str,
-                           revision: str | None = None, provided: set[str] = frozenset()) -> None:
+def check_components_serve(
+    model_index: dict[str, Any],
+    location: ModelLocation,
+    expected: str | None,
+    preset: str,
+    revision: str | None = None,
+    provided: set[str] = frozenset(),
+) -> None:
     """Refuse, before any weights are read, a folder whose components cannot run the
     preset's class: a required component missing, an image-to-video folder under a
     text-to-video preset, or a denoiser with the wrong number of input channels. `provided`:
@@ -267,7 +287,9 @@ def check_components_serve(model_index: dict[str, Any], location: ModelLocation,
         for name, parameter in signature.items()
         if name != "self" and parameter.default is inspect.Parameter.empty and name not in expected_class._optional_components
     ]
-    missing = [name for name in required if name not in provided and not (isinstance(model_index.get(name), list) and model_index[name][-1])]
+    missing = [
+        name for name in required if name not in provided and not (isinstance(model_index.get(name), list) and model_index[name][-1])
+    ]
     if missing:
         raise UsageError(f"model {model} ({actual}) has no {', '.join(missing)}, which preset {preset}'s {expected} needs; {hint}")
     rule = _DENOISER_INPUTS.get(expected)

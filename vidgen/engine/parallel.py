@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from vidgen.errors import UsageError
 from vidgen.settings.grammar import TRANSFORMERS
@@ -51,8 +52,10 @@ def degrees(text: str, processes: int) -> tuple[int, int]:
         parts[missing[0]] = processes // fixed
     ulysses, ring = parts.get("ulysses") or 1, parts.get("ring") or 1
     if ulysses * ring != processes:
-        raise UsageError(f"--parallel {text} needs {ulysses * ring} processes; this group has {processes} "
-                         "(the degrees multiply to the number of processes)")  # fmt: skip
+        raise UsageError(
+            f"--parallel {text} needs {ulysses * ring} processes; this group has {processes} "
+            "(the degrees multiply to the number of processes)"
+        )
     if ulysses * ring == 1:
         raise UsageError(f"--parallel {text}: a degree of 1 shares nothing; give 2 or more")
     return ulysses, ring
@@ -63,17 +66,30 @@ def check_group(spec: str | None, processes: int, *, command: str = "generate") 
     one video needs a spec (else every process would write the same file)."""
     if spec is None:
         if processes > 1 and command == "generate":
-            raise UsageError(f"{processes} processes would each make the same video: pass --parallel ulysses to make it "
-                             "together, or use vidgen batch for many videos")  # fmt: skip
+            raise UsageError(
+                f"{processes} processes would each make the same video: pass --parallel ulysses to make it "
+                "together, or use vidgen batch for many videos"
+            )
         return None
     if processes < 2:
-        raise UsageError(f"--parallel needs a group of processes, one per GPU: {LAUNCH_HINT}"
-                         + (" (or vidgen batch --processes N)" if command == "batch" else ""))  # fmt: skip
+        raise UsageError(
+            f"--parallel needs a group of processes, one per GPU: {LAUNCH_HINT}"
+            + (" (or vidgen batch --processes N)" if command == "batch" else "")
+        )
     return degrees(spec, processes)
 
 
-def check_model(spec: str, ulysses: int, ring: int, *, pipeline_class: str, denoisers: dict[str, str], heads: dict[str, int | None],
-                device: str, settings_cache: str) -> None:  # fmt: skip
+def check_model(
+    spec: str,
+    ulysses: int,
+    ring: int,
+    *,
+    pipeline_class: str,
+    denoisers: dict[str, str],
+    heads: dict[str, int | None],
+    device: str,
+    settings_cache: str,
+) -> None:
     """Before loading (vidgen.engine.loading.check_parallel reads what this needs): no step cache;
     ring needs a GPU kernel; every denoiser needs a plan and heads the Ulysses degree
     divides. `denoisers` maps component -> class name, `heads` -> its config's attention
@@ -87,16 +103,20 @@ def check_model(spec: str, ulysses: int, ring: int, *, pipeline_class: str, deno
     if settings_cache != "none":
         # A step cache decides per process whether to skip a step, from its own share of the
         # tokens: processes could decide differently and then wait for each other forever.
-        raise UsageError(f"--parallel and --cache {settings_cache} do not go together (each process would decide alone "
-                         "which steps to skip); leave out --cache or --fast")  # fmt: skip
+        raise UsageError(
+            f"--parallel and --cache {settings_cache} do not go together (each process would decide alone "
+            "which steps to skip); leave out --cache or --fast"
+        )
     if not denoisers:
         raise UsageError(f"--parallel: {pipeline_class} has no transformer denoiser to split (it has one for {HAS_PLAN})")
 
     for component, class_name in denoisers.items():
         model_class = getattr(diffusers, class_name, None)
         if model_class is None or not getattr(model_class, "_cp_plan", None):
-            raise UsageError(f"--parallel: the denoiser {class_name} has no context-parallel plan in diffusers "
-                             f"{diffusers.__version__} (it has one for {HAS_PLAN})")  # fmt: skip
+            raise UsageError(
+                f"--parallel: the denoiser {class_name} has no context-parallel plan in diffusers "
+                f"{diffusers.__version__} (it has one for {HAS_PLAN})"
+            )
         count = heads.get(component)
         if count and count % ulysses:
             raise UsageError(f"--parallel {spec}: the denoiser's {count} attention heads do not divide among {ulysses} processes")
@@ -171,8 +191,10 @@ def check_sequence(pipe: Any, spec: str, processes: int, *, frames: int, height:
     elsewhere the first step's own check is turned into the same message."""
     tokens = sequence_length(pipe, frames=frames, height=height, width=width)
     if tokens is not None and tokens % processes:
-        raise UsageError(f"--parallel {spec}: {width}x{height} with {frames} frames makes {tokens} latent tokens, "
-                         f"which do not divide among {processes} processes; change --size or --frames")  # fmt: skip
+        raise UsageError(
+            f"--parallel {spec}: {width}x{height} with {frames} frames makes {tokens} latent tokens, "
+            f"which do not divide among {processes} processes; change --size or --frames"
+        )
 
 
 def sequence_length(pipe: Any, *, frames: int, height: int, width: int) -> int | None:

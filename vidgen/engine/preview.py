@@ -82,7 +82,9 @@ def fit_projection(vae: Any) -> tuple[torch.Tensor, torch.Tensor]:
         for batch in clips.split(4):
             encoded = vae.encode(batch.to(device, vae.dtype)).latent_dist.mode()
             decoded = vae.decode(encoded, return_dict=False)[0].float().cpu().clamp(-1, 1)
-            shown = decoded[:, :, [min(j * temporal, decoded.shape[2] - 1) for j in range(encoded.shape[2])]]  # latent frame j: frame j x temporal
+            shown = decoded[
+                :, :, [min(j * temporal, decoded.shape[2] - 1) for j in range(encoded.shape[2])]
+            ]  # latent frame j: frame j x temporal
             colours.append(torch.nn.functional.avg_pool3d(shown, (1, spatial, spatial)))
             latents.append((encoded.float().cpu() - mean) / std)
     latents, colours = torch.cat(latents), torch.cat(colours)  # (count, channels or 3, latent frames, side, side)

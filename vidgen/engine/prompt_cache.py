@@ -40,8 +40,9 @@ def _embeddings(pipe: Any, text: str, length: int, device: Any) -> Any:
     if key in cache:
         cache.move_to_end(key)
         return cache[key]
-    cache[key] = pipe.encode_prompt(prompt=text, do_classifier_free_guidance=False, num_videos_per_prompt=1, max_sequence_length=length,
-                                    device=device)[0]  # fmt: skip
+    cache[key] = pipe.encode_prompt(
+        prompt=text, do_classifier_free_guidance=False, num_videos_per_prompt=1, max_sequence_length=length, device=device
+    )[0]
     while len(cache) > LIMIT:
         cache.popitem(last=False)
     return cache[key]

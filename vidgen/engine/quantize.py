@@ -24,7 +24,8 @@ import importlib
 import importlib.metadata
 import math
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from vidgen.errors import UsageError
 from vidgen.settings.grammar import DENOISERS, DENOISERS_KEY, METHODS  # a choice's grammar is the table's
@@ -42,6 +43,7 @@ BITSANDBYTES_MIN = "0.43.3"  # diffusers' 4-bit floor
 FP8_MIN_CAPABILITY = (8, 9)  # torchao asserts it for fp8-dynamic (Ada, Hopper, Blackwell)
 FP8_ROCM_ARCHES = ("gfx94", "gfx95")  # MI300 (gfx940-942), MI350 (gfx950): torchao's other fp8 devices
 NF4_BLOCK = 64  # bitsandbytes' 4-bit block: one float32 absmax per 64 weights (no double quantization)
+
 
 def describe(mapping: Mapping[str, str]) -> str:
     """The choice as one stable string for the recipe, the JSON and the server's cache key: `none`,
@@ -283,7 +285,9 @@ def quantizable_linear_shapes(model: Any) -> list[tuple[int, int]]:
     import torch  # here, not at the top: vidgen --help imports this module (through options.py)
 
     if hasattr(model, "all_tied_weights_keys"):  # transformers 5 PreTrainedModel
-        from transformers.quantizers.base import get_keys_to_not_convert  # here, not at the top: vidgen --help imports this module (through options.py)
+        from transformers.quantizers.base import (
+            get_keys_to_not_convert,
+        )  # here, not at the top: vidgen --help imports this module (through options.py)
 
         keep = list(getattr(model, "_keep_in_fp32_modules", None) or [])
         library, skip = "transformers", get_keys_to_not_convert(model) + keep

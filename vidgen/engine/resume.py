@@ -64,8 +64,11 @@ def scheduler_state(scheduler: Any) -> tuple[dict[str, torch.Tensor], dict[str, 
 def _put_back(scheduler: Any, tensors: dict[str, torch.Tensor], values: dict[str, Any], device: torch.device) -> None:
     for name in STATE[type(scheduler).__name__]:
         if name in values and isinstance(getattr(scheduler, name, None), list):
-            setattr(scheduler, name, [tensors[f"{name}.{index}"].to(device) if f"{name}.{index}" in tensors else None
-                                      for index in range(values[name])])  # fmt: skip
+            setattr(
+                scheduler,
+                name,
+                [tensors[f"{name}.{index}"].to(device) if f"{name}.{index}" in tensors else None for index in range(values[name])],
+            )
         elif name in tensors:
             setattr(scheduler, name, tensors[name].to(device))
         else:
@@ -124,9 +127,13 @@ def check_matches(saved: dict[str, Any], now: dict[str, Any], *, known_only: boo
 def check_before_loading(kept: Any, settings: Any, recipe_now: dict[str, Any]) -> None:
     """What a resumed run must be, known before any weights load."""
     if kept.finished:
-        raise UsageError(f"{settings.resume_latents} holds a finished run's latents: `vidgen decode {settings.resume_latents} -o clip.mp4` makes its video")
+        raise UsageError(
+            f"{settings.resume_latents} holds a finished run's latents: `vidgen decode {settings.resume_latents} -o clip.mp4` makes its video"
+        )
     if not kept.info.get("resumable"):
-        raise UsageError(f"--resume-latents: {settings.resume_latents} was saved with {kept.info.get('scheduler')}, which vidgen cannot resume")
+        raise UsageError(
+            f"--resume-latents: {settings.resume_latents} was saved with {kept.info.get('scheduler')}, which vidgen cannot resume"
+        )
     if settings.num_videos != 1:
         raise UsageError("--resume-latents goes on with one video; leave out --num-videos")
     if settings.cache not in (None, "none"):

@@ -15,24 +15,25 @@ from __future__ import annotations
 import gc
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from vidgen import __version__, ui
-from vidgen.engine import stages
-from vidgen.settings import story
-from vidgen.engine.acceleration import should_compile
-from vidgen.media.audio import CODECS, Audio
 from vidgen.context import current
+from vidgen.engine import stages
+from vidgen.engine.acceleration import should_compile
 from vidgen.errors import UsageError
-from vidgen.settings.grammar import LoraSpec
-from vidgen.settings.table import SETTINGS, GenerationSettings
+from vidgen.media.audio import CODECS, Audio
 from vidgen.media.post.apply import after_decode
-from vidgen.settings.runfacts import RunFacts
 from vidgen.media.video import encode_mp4_bytes, output_format, write_video
+from vidgen.settings import story
+from vidgen.settings.grammar import LoraSpec
+from vidgen.settings.runfacts import RunFacts
+from vidgen.settings.table import SETTINGS, GenerationSettings
 
 # ---- keep-alive ----
 
@@ -88,18 +89,28 @@ def _hashable(value: Any) -> Any:
 def loading_key(settings: GenerationSettings) -> LoadingKey:
     """The LoadingKey of a job's settings: the device and compilation as they resolve on
     this machine ("auto" and None name different things on different machines)."""
-    from vidgen.engine.loading import resolve_device  # here, not at the top: `vidgen serve` imports this module and listens before torch loads
+    from vidgen.engine.devices import (
+        resolve_device,
+    )  # here, not at the top: `vidgen serve` imports this module and listens before torch loads
 
     device = resolve_device(settings.device)
     resolved = {
         "device": device,
         "compile": should_compile(settings.compile, device=device, steps=settings.steps, cache=settings.cache, offload=settings.offload),
     }
-    values = tuple((setting.name, _hashable(resolved.get(setting.name, getattr(settings, setting.name))))
-                   for setting in SETTINGS if setting.loads)  # fmt: skip
-    return LoadingKey(settings.location.location, settings.revision, settings.pipeline_class,
-                      settings.dtype_explicit, device, values, tuple(settings.components),
-                      tuple(settings.stages))  # fmt: skip
+    values = tuple(
+        (setting.name, _hashable(resolved.get(setting.name, getattr(settings, setting.name)))) for setting in SETTINGS if setting.loads
+    )
+    return LoadingKey(
+        settings.location.location,
+        settings.revision,
+        settings.pipeline_class,
+        settings.dtype_explicit,
+        device,
+        values,
+        tuple(settings.components),
+        tuple(settings.stages),
+    )
 
 
 @dataclass
@@ -137,7 +148,9 @@ class PipelineCache:
 
     def get(self, settings: GenerationSettings, pull_hint: str | None) -> tuple[Any, bool]:
         """(loaded pipeline, True if it was already loaded)."""
-        from vidgen.engine import loading as pipeline_loader  # here, not at the top: `vidgen serve` imports this module and listens before torch loads
+        from vidgen.engine import (
+            loading as pipeline_loader,
+        )  # here, not at the top: `vidgen serve` imports this module and listens before torch loads
 
         key = loading_key(settings)
         with self._lock:
@@ -223,25 +236,29 @@ class PipelineCache:
         for entry in entries:
             loaded = entry.loaded
             idle = now - entry.last_used
-            rows.append({
-                "model": entry.model,
-                "pipeline": loaded.class_name,
-                "device": loaded.device,
-                "dtype": loaded.dtype,
-                "offload": loaded.offload,
-                "cache": loaded.cache,
-                "compiled": loaded.compiled,
-                "loras": [f"{source}:{scale:g}" + (f"@{into}" if into else "") for source, scale, into in entry.key.value("loras")],
-                "jobs": entry.jobs,
-                "idle_seconds": round(idle, 1),
-                "unloads_in_seconds": None if self.keep_alive == KEEP_FOREVER else round(max(0.0, self.keep_alive - idle), 1),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "model": entry.model,
+                    "pipeline": loaded.class_name,
+                    "device": loaded.device,
+                    "dtype": loaded.dtype,
+                    "offload": loaded.offload,
+                    "cache": loaded.cache,
+                    "compiled": loaded.compiled,
+                    "loras": [f"{source}:{scale:g}" + (f"@{into}" if into else "") for source, scale, into in entry.key.value("loras")],
+                    "jobs": entry.jobs,
+                    "idle_seconds": round(idle, 1),
+                    "unloads_in_seconds": None if self.keep_alive == KEEP_FOREVER else round(max(0.0, self.keep_alive - idle), 1),
+                }
+            )
         return rows
 
 
 def obtain_pipeline(settings: GenerationSettings, *, pull_hint: str | None = None):
     """The pipeline for `settings`: from the run's cache (a served job's), else loaded now."""
-    from vidgen.engine import loading as pipeline_loader  # here, not at the top: `vidgen serve` imports this module and listens before torch loads
+    from vidgen.engine import (
+        loading as pipeline_loader,
+    )  # here, not at the top: `vidgen serve` imports this module and listens before torch loads
 
     location = settings.location
     started = time.monotonic()
@@ -256,14 +273,18 @@ def obtain_pipeline(settings: GenerationSettings, *, pull_hint: str | None = Non
     if hit:
         ui.info(f"using {loaded.class_name} from {location.location} on {loaded.device} ({loaded.dtype}), kept loaded by vidgen serve")
     else:
-        ui.info(f"loaded {loaded.class_name} from {location.location} on {loaded.device} ({loaded.dtype}) in {time.monotonic() - started:.1f}s")
+        ui.info(
+            f"loaded {loaded.class_name} from {location.location} on {loaded.device} ({loaded.dtype}) in {time.monotonic() - started:.1f}s"
+        )
     return loaded
 
 
 # ---- one video ----
 
 
-def build_recipe(settings: GenerationSettings, seed: int, frames: np.ndarray | tuple[int, int, int], facts: RunFacts | None = None) -> dict[str, Any]:
+def build_recipe(
+    settings: GenerationSettings, seed: int, frames: np.ndarray | tuple[int, int, int], facts: RunFacts | None = None
+) -> dict[str, Any]:
     """What went into a video, stored inside it: every setting the table marks `recipe`,
     with the seed this video used and the sizes read from the real frames (or, for latents
     kept before the decode, the (frames, height, width) they decode to). With `facts`
@@ -282,8 +303,15 @@ def build_recipe(settings: GenerationSettings, seed: int, frames: np.ndarray | t
             value = ran.get(setting.name, getattr(settings, setting.name))
             recipe[setting.name] = list(value) if isinstance(value, tuple) else value  # JSON's list, as read back
     recipe.update(seed=seed, width=width, height=height, frames=count, call=settings.call_kwargs)
-    recipe["loras"] = [{"source": lora.source, "scale": lora.scale, **({"into": lora.into} if lora.into else {}),
-                        **({"name": lora.name} if lora.name else {})} for lora in settings.loras]  # fmt: skip
+    recipe["loras"] = [
+        {
+            "source": lora.source,
+            "scale": lora.scale,
+            **({"into": lora.into} if lora.into else {}),
+            **({"name": lora.name} if lora.name else {}),
+        }
+        for lora in settings.loras
+    ]
     if settings.components:  # a composite preset: where each component came from
         recipe["components"] = {spec.name: spec.as_dict() for spec in settings.components}
     if settings.shots:  # a storyboard: each shot's length, prompt and frames
@@ -301,9 +329,21 @@ def audio_record(audio: Audio | None, fmt: str) -> dict[str, Any] | bool:
     return {"codec": codec, "sample_rate": audio.rate, "channels": audio.channels}
 
 
-def render(generator, settings: GenerationSettings, seed: int, *, facts: RunFacts, path: Path | None, image: Any = None, video: np.ndarray | None = None,
-           mask: np.ndarray | None = None, progress: ui.Progress | None = None, overwrite: bool = False,
-           last_image: Any = None, write: bool = True) -> tuple[dict[str, Any], bytes | None]:  # fmt: skip
+def render(
+    generator,
+    settings: GenerationSettings,
+    seed: int,
+    *,
+    facts: RunFacts,
+    path: Path | None,
+    image: Any = None,
+    video: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+    progress: ui.Progress | None = None,
+    overwrite: bool = False,
+    last_image: Any = None,
+    write: bool = True,
+) -> tuple[dict[str, Any], bytes | None]:
     """Generate one video and write it to `path` atomically (None: return the MP4 bytes).
     Returns (recipe, bytes or None). `write=False`: generate only (a process of a
     `--parallel` group other than the first, which writes). `facts`: what ran, for the recipe
@@ -325,8 +365,9 @@ def render(generator, settings: GenerationSettings, seed: int, *, facts: RunFact
         resumed = latents.read_file(Path(settings.resume_latents))
         resume.check_matches(resumed.recipe, recipe_for(settings.frames, settings.height, settings.width))
     try:
-        frames, audio = generator.generate_with_audio(settings, seed, image=image, video=video, mask=mask, progress=progress,
-                                                      last_image=last_image, keeper=keeper, resumed=resumed)  # fmt: skip
+        frames, audio = generator.generate_with_audio(
+            settings, seed, image=image, video=video, mask=mask, progress=progress, last_image=last_image, keeper=keeper, resumed=resumed
+        )
         audio = audio if settings.audio else None  # --no-audio
         if interruption := current().cancel.interruption("interrupted; nothing was written"):
             raise interruption  # a served job's client went away during the last step

@@ -40,8 +40,10 @@ def _set_fixed_timesteps(self, num_inference_steps=None, device=None, sigmas=Non
 def fix_sigmas(scheduler: Any, sigmas: list[float]) -> None:
     """Make `scheduler` run `sigmas` (before its shift) whatever step count it is given."""
     if "sigmas" not in inspect.signature(type(scheduler).set_timesteps).parameters:
-        raise UsageError(f"a fixed sigma schedule needs a scheduler that takes sigmas (FlowMatchEulerDiscreteScheduler); "
-                         f"{type(scheduler).__name__} does not")
+        raise UsageError(
+            f"a fixed sigma schedule needs a scheduler that takes sigmas (FlowMatchEulerDiscreteScheduler); "
+            f"{type(scheduler).__name__} does not"
+        )
     scheduler.vidgen_sigmas = tuple(float(sigma) for sigma in sigmas)
     scheduler.set_timesteps = types.MethodType(_set_fixed_timesteps, scheduler)
 
@@ -68,6 +70,7 @@ def stochastic_overrides(scheduler_class: type, stochastic: bool | None) -> dict
     if stochastic is None:
         return {}
     if "stochastic_sampling" not in inspect.signature(scheduler_class.__init__).parameters:
-        raise UsageError(f"stochastic_sampling needs a scheduler that has it (FlowMatchEulerDiscreteScheduler); "
-                         f"{scheduler_class.__name__} does not")
+        raise UsageError(
+            f"stochastic_sampling needs a scheduler that has it (FlowMatchEulerDiscreteScheduler); {scheduler_class.__name__} does not"
+        )
     return {"stochastic_sampling": stochastic}

@@ -12,21 +12,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from vidgen.engine import latents, parallel, resume, windows
 from vidgen import ui
-from vidgen.media.audio import wav_beside
-from vidgen.media.conditioning import fit_mask, load_conditioning_image, load_input_mask, load_input_video
+from vidgen.engine import latents, parallel, resume, windows
+from vidgen.engine.generate import VideoGenerator, prepare_settings
+from vidgen.engine.loading import check_last_image, check_parallel  # torch and diffusers: this module runs only to generate
+from vidgen.engine.making import Inputs, MakeContext, VideoJob, VideoResult, make_video
+from vidgen.engine.runner import build_recipe, obtain_pipeline
 from vidgen.environment import PROCESS, Environment
 from vidgen.errors import UsageError, VidgenError
-from vidgen.engine.generate import VideoGenerator, prepare_settings
-from vidgen.engine.making import Inputs, MakeContext, VideoJob, VideoResult, make_video
-from vidgen.settings.table import GenerationSettings
-from vidgen.engine.loading import check_last_image, check_parallel  # torch and diffusers: this module runs only to generate
-from vidgen.processes import Processes, current_processes
-from vidgen.settings.request import GenerateRequest
-from vidgen.engine.runner import build_recipe, obtain_pipeline
-from vidgen.settings.layers import fit_frames_to_video
+from vidgen.media.audio import wav_beside
+from vidgen.media.conditioning import fit_mask, load_conditioning_image, load_input_mask, load_input_video
 from vidgen.media.video import check_encoder, check_output_path, output_format, prompt_slug
+from vidgen.processes import Processes, current_processes
+from vidgen.settings.layers import fit_frames_to_video
+from vidgen.settings.request import GenerateRequest
+from vidgen.settings.table import GenerationSettings
 
 
 def plan_output_paths(settings: GenerationSettings, options: GenerateRequest, env: Environment = PROCESS) -> list[Path | None]:
@@ -83,12 +83,16 @@ def _plan(request: GenerateRequest, env: Environment, group: Processes) -> _Plan
         overrides["resume_latents"] = str(env.path(overrides["resume_latents"]))
         kept = latents.read_file(Path(overrides["resume_latents"]))
         overrides["seed"] = kept.recipe.get("seed") if overrides.get("seed") is None else overrides["seed"]
-    settings, chosen = prepare_settings(request.prompt, preset=request.preset, model=request.model, overrides=overrides, strict=strict, env=env)
+    settings, chosen = prepare_settings(
+        request.prompt, preset=request.preset, model=request.model, overrides=overrides, strict=strict, env=env
+    )
     if settings.preview:
         settings = replace(settings, preview=str(env.path(settings.preview)))
     latents.check_covered(settings.pipeline_class, settings)
     if kept is not None:
-        resume.check_before_loading(kept, settings, build_recipe(settings, settings.seed, (settings.frames, settings.height, settings.width)))
+        resume.check_before_loading(
+            kept, settings, build_recipe(settings, settings.seed, (settings.frames, settings.height, settings.width))
+        )
     if parallel.check_group(settings.parallel, group.count) is not None:
         settings = replace(settings, seed=group.share(settings.seed))  # a drawn seed: the first process's, in every one
         if group.device and settings.device == "auto":
@@ -118,9 +122,19 @@ def run(request: GenerateRequest, env: Environment = PROCESS) -> list[VideoResul
     options = request
     if windows.wanted(request.preset, request.model, request.settings_given()):  # longer than one window of a preset that continues videos
         latents.check_one_call(request.settings_given())
-        return [windows.run_windows(request.prompt, preset=request.preset, model=request.model, overrides=request.settings_given(),
-                                    strict=request.strict, output=request.output, overwrite=request.overwrite, as_json=request.as_json,
-                                    env=env)]  # fmt: skip
+        return [
+            windows.run_windows(
+                request.prompt,
+                preset=request.preset,
+                model=request.model,
+                overrides=request.settings_given(),
+                strict=request.strict,
+                output=request.output,
+                overwrite=request.overwrite,
+                as_json=request.as_json,
+                env=env,
+            )
+        ]
     group = current_processes()
     if not group.is_main:
         ui.configure(quiet=True)  # one voice: the first process's
@@ -137,7 +151,9 @@ def run(request: GenerateRequest, env: Environment = PROCESS) -> list[VideoResul
     try:
         loaded = obtain_pipeline(settings, pull_hint=f"vidgen pull {chosen.name if chosen.source else location.location}")
         if settings.parallel:
-            parallel.check_sequence(loaded.pipe, settings.parallel, group.count, frames=settings.frames, height=settings.height, width=settings.width)
+            parallel.check_sequence(
+                loaded.pipe, settings.parallel, group.count, frames=settings.frames, height=settings.height, width=settings.width
+            )
     except VidgenError as failure:
         error = failure
     group.agree(error, one_voice=True)

@@ -13,7 +13,8 @@ the preset's share of it, which must come out whole and within the model's size 
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from vidgen.errors import UsageError
 from vidgen.settings.preset_tables import unfrozen
@@ -48,20 +49,24 @@ def plan(settings) -> list[dict[str, Any]]:
         if width is not None and height is not None and stage.scale != 1.0:
             width, height = width * stage.scale, height * stage.scale
             if not (width.is_integer() and height.is_integer()):
-                raise UsageError(f"stage {stage.name} runs at {stage.scale:g} of --size {settings.width}x{settings.height}, "
-                                 f"which is not a whole size ({width:g}x{height:g})")  # fmt: skip
+                raise UsageError(
+                    f"stage {stage.name} runs at {stage.scale:g} of --size {settings.width}x{settings.height}, "
+                    f"which is not a whole size ({width:g}x{height:g})"
+                )
             width, height = int(width), int(height)
-        stages.append({
-            "name": stage.name,
-            "pipeline": stage.pipeline or settings.pipeline_class,
-            "width": width,
-            "height": height,
-            "steps": None if stage.pipeline else stage.steps or settings.steps,  # another class (the upsampler) does not denoise
-            "guidance": None if stage.pipeline else stage.guidance if stage.guidance is not None else settings.guidance,
-            "call": unfrozen(stage.call),
-            **({"lora": [f"{source}:{weight:g}" for source, weight in stage.loras]} if stage.loras else {}),
-            **({"scheduler": unfrozen(stage.scheduler)} if stage.scheduler else {}),
-        })  # fmt: skip
+        stages.append(
+            {
+                "name": stage.name,
+                "pipeline": stage.pipeline or settings.pipeline_class,
+                "width": width,
+                "height": height,
+                "steps": None if stage.pipeline else stage.steps or settings.steps,  # another class (the upsampler) does not denoise
+                "guidance": None if stage.pipeline else stage.guidance if stage.guidance is not None else settings.guidance,
+                "call": unfrozen(stage.call),
+                **({"lora": [f"{source}:{weight:g}" for source, weight in stage.loras]} if stage.loras else {}),
+                **({"scheduler": unfrozen(stage.scheduler)} if stage.scheduler else {}),
+            }
+        )
     return stages
 
 

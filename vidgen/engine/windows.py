@@ -21,23 +21,33 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vidgen.media import colormatch
-from vidgen.settings import story
 from vidgen import ui
-from vidgen.media.conditioning import load_conditioning_image, load_input_video
-from vidgen.environment import PROCESS, Environment
-from vidgen.errors import GenerationError, UsageError
-from vidgen.engine.extend import Mode, Window, check_input, choose_overlap, describe, mode_for, plan_windows, refuse_unless_continuable, window_prompts
+from vidgen.engine.extend import (
+    Mode,
+    Window,
+    check_input,
+    choose_overlap,
+    describe,
+    mode_for,
+    plan_windows,
+    refuse_unless_continuable,
+    window_prompts,
+)
 from vidgen.engine.generate import VideoGenerator, merge_settings
 from vidgen.engine.making import VideoResult, result_of
-from vidgen.settings.table import BY_NAME, GenerationSettings
-from vidgen.media.post.apply import after_decode
-from vidgen.settings.presets import Preset, choose_preset
-from vidgen.media.readback import probe_video
-from vidgen.settings.runfacts import RunFacts
 from vidgen.engine.runner import build_recipe, obtain_pipeline
-from vidgen.settings.layers import AUTO_SIZE, build_settings, draw_seed, frames_rule_text, nearest_valid_frames
+from vidgen.environment import PROCESS, Environment
+from vidgen.errors import GenerationError, UsageError
+from vidgen.media import colormatch
+from vidgen.media.conditioning import load_conditioning_image, load_input_video
+from vidgen.media.post.apply import after_decode
+from vidgen.media.readback import probe_video
 from vidgen.media.video import check_encoder, check_output_path, encode_mp4_bytes, output_format, prompt_slug, write_video
+from vidgen.settings import story
+from vidgen.settings.layers import AUTO_SIZE, build_settings, draw_seed, frames_rule_text, nearest_valid_frames
+from vidgen.settings.presets import Preset, choose_preset
+from vidgen.settings.runfacts import RunFacts
+from vidgen.settings.table import BY_NAME, GenerationSettings
 
 GREY = 128  # the frames VACE makes, under a white mask (diffusers' WanVACEPipeline example fills them with 128)
 SO_FAR = ".so-far.mp4"
@@ -83,8 +93,16 @@ class WindowedRun:
         return (0 if self.before is None else len(self.before)) + sum(window.new for window in self.windows)
 
 
-def prepare(prompt: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], strict: bool = False,
-            env: Environment = PROCESS, source: str | None = None) -> WindowedRun:  # fmt: skip
+def prepare(
+    prompt: str,
+    *,
+    preset: str | None,
+    model: str | None,
+    overrides: dict[str, Any],
+    strict: bool = False,
+    env: Environment = PROCESS,
+    source: str | None = None,
+) -> WindowedRun:
     """Settings, windows and inputs, every bad input refused before anything loads. `source`:
     the video to continue (vidgen extend); --frames and --seconds then say how much to add."""
     chosen = choose_preset(preset, model)
@@ -133,11 +151,14 @@ def prepare(prompt: str, *, preset: str | None, model: str | None, overrides: di
     if before is not None:
         check_input(len(before), overlap, (info.width, info.height), (settings.width, settings.height), chosen.name, rule.size_multiple)
         add = asked.frames if given else snapped - overlap
-        windows = plan_windows(before=len(before), add=add, window=snapped, overlap=overlap, rule=rule, seed=settings.seed, prompts=[prompt])
+        windows = plan_windows(
+            before=len(before), add=add, window=snapped, overlap=overlap, rule=rule, seed=settings.seed, prompts=[prompt]
+        )
     else:
         total = asked.frames if given else snapped
-        windows = plan_windows(before=0, add=total, window=snapped, overlap=overlap, rule=rule, seed=settings.seed, prompts=[prompt],
-                               first_from_prompt=True)  # fmt: skip
+        windows = plan_windows(
+            before=0, add=total, window=snapped, overlap=overlap, rule=rule, seed=settings.seed, prompts=[prompt], first_from_prompt=True
+        )
     if settings.shots:  # a storyboard: each window its shot's prompt
         bounds, elapsed, length = [], 0.0, sum(seconds for seconds, _ in settings.shots)
         total = sum(window.new for window in windows)
@@ -163,12 +184,22 @@ def show_plan(run: WindowedRun) -> list[str]:
 def dry_run_report(run: WindowedRun) -> dict[str, Any]:
     settings = run.settings
     return {
-        "prompt": settings.prompt, "preset": settings.preset, "model": settings.location.location,
-        "pipeline": settings.pipeline_class, "input": run.source, "input_frames": None if run.before is None else len(run.before),
-        "width": settings.width, "height": settings.height, "fps": settings.fps, "window": settings.window, "overlap": settings.overlap,
-        "color_match": settings.color_match, "frames": run.frames, "windows": [window.record() for window in run.windows],
+        "prompt": settings.prompt,
+        "preset": settings.preset,
+        "model": settings.location.location,
+        "pipeline": settings.pipeline_class,
+        "input": run.source,
+        "input_frames": None if run.before is None else len(run.before),
+        "width": settings.width,
+        "height": settings.height,
+        "fps": settings.fps,
+        "window": settings.window,
+        "overlap": settings.overlap,
+        "color_match": settings.color_match,
+        "frames": run.frames,
+        "windows": [window.record() for window in run.windows],
         "lines": show_plan(run),
-    }  # fmt: skip
+    }
 
 
 # ---- making them ----
@@ -232,7 +263,9 @@ def _join(run: WindowedRun, window: Window, made: np.ndarray, video: np.ndarray 
     return new if video is None else np.concatenate([video, new])
 
 
-def make(run: WindowedRun, *, path: Path | None, overwrite: bool, env: Environment = PROCESS) -> tuple[np.ndarray, float, dict[str, Any], bytes | None]:
+def make(
+    run: WindowedRun, *, path: Path | None, overwrite: bool, env: Environment = PROCESS
+) -> tuple[np.ndarray, float, dict[str, Any], bytes | None]:
     """Every window in order; the video written to `path` (None: returned as MP4 bytes): its frames and fps as written."""
     location = run.settings.location
     loaded = obtain_pipeline(run.settings, pull_hint=f"vidgen pull {run.chosen.name if run.chosen.source else location.location}")
@@ -258,8 +291,10 @@ def make(run: WindowedRun, *, path: Path | None, overwrite: bool, env: Environme
     except (Exception, KeyboardInterrupt):
         if done and keep_at.exists():
             remaining = run.frames - len(video)
-            ui.warn(f"windows 1-{len(done)} of {len(run.windows)} are in {keep_at} ({len(video)} frames); go on with: vidgen extend "
-                    f"{keep_at} PROMPT --preset {run.chosen.name} --frames {remaining} -o OUTPUT")  # fmt: skip
+            ui.warn(
+                f"windows 1-{len(done)} of {len(run.windows)} are in {keep_at} ({len(video)} frames); go on with: vidgen extend "
+                f"{keep_at} PROMPT --preset {run.chosen.name} --frames {remaining} -o OUTPUT"
+            )
         raise
     recipe = _recipe(run, video, done, facts)
     with ui.progress("video", 100) as bar:
@@ -275,9 +310,19 @@ def make(run: WindowedRun, *, path: Path | None, overwrite: bool, env: Environme
     return frames, fps, recipe, data
 
 
-def run_windows(prompt: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], strict: bool = False,
-                output: str | None = None, overwrite: bool = False, as_json: bool = False, env: Environment = PROCESS,
-                source: str | None = None) -> VideoResult:  # fmt: skip
+def run_windows(
+    prompt: str,
+    *,
+    preset: str | None,
+    model: str | None,
+    overrides: dict[str, Any],
+    strict: bool = False,
+    output: str | None = None,
+    overwrite: bool = False,
+    as_json: bool = False,
+    env: Environment = PROCESS,
+    source: str | None = None,
+) -> VideoResult:
     """`vidgen extend` (with `source`) or a windowed `vidgen generate`: plan, say the plan, make, report."""
     run = prepare(prompt, preset=preset, model=model, overrides=overrides, strict=strict, env=env, source=source)
     path = _output_path(run, output, overwrite, as_json, env)
@@ -285,8 +330,9 @@ def run_windows(prompt: str, *, preset: str | None, model: str | None, overrides
         ui.info(line)
     started = time.monotonic()
     _, _, recipe, data = make(run, path=path, overwrite=overwrite, env=env)
-    result = result_of(run.settings, run.settings.seed, path, recipe, seconds=time.monotonic() - started, data=data,
-                       windows=len(run.windows))  # frames, fps, width, height: after --interpolate/--upscale
+    result = result_of(
+        run.settings, run.settings.seed, path, recipe, seconds=time.monotonic() - started, data=data, windows=len(run.windows)
+    )  # frames, fps, width, height: after --interpolate/--upscale
     if path is None:
         ui.emit_bytes(data)
     elif as_json:

@@ -18,8 +18,8 @@ mends its own. pipeline.py calls it on every pipeline it loads; it touches only 
 
 from __future__ import annotations
 
-import types
 import inspect
+import types
 from typing import Any
 
 import torch

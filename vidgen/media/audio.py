@@ -140,11 +140,26 @@ def read_audio(path: Path, exe: str) -> Audio | None:
         return None
     channels = stream["channels"] or 2  # a layout probe_audio does not name: down to stereo
     decoded = subprocess.run(
-        [exe, "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-ac", str(channels), "-ar", str(stream["sample_rate"]),
-         "-f", "f32le", "-"],
+        [
+            exe,
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-map",
+            "0:a:0",
+            "-ac",
+            str(channels),
+            "-ar",
+            str(stream["sample_rate"]),
+            "-f",
+            "f32le",
+            "-",
+        ],
         capture_output=True,
         check=False,
-    )  # fmt: skip
+    )
     if decoded.returncode != 0:
         raise ValueError(f"the audio stream of {path} does not decode")
     samples = np.frombuffer(decoded.stdout, dtype="<f4")

@@ -98,5 +98,7 @@ def fit_mask(mask: tuple[np.ndarray, bool], path: str, video_frames: int) -> np.
     if single_image:
         return frames.repeat(video_frames, axis=0)
     if len(frames) < video_frames:
-        raise UsageError(f"mask {path} has {len(frames)} frames; the video uses {video_frames} (give one mask frame per video frame, or a single image)")
+        raise UsageError(
+            f"mask {path} has {len(frames)} frames; the video uses {video_frames} (give one mask frame per video frame, or a single image)"
+        )
     return frames[:video_frames]

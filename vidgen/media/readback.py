@@ -24,8 +24,8 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image, ImageSequence
 
-from vidgen.media.audio import probe_audio, wav_beside
 from vidgen.errors import UsageError
+from vidgen.media.audio import probe_audio, wav_beside
 from vidgen.media.post.plan import file_fields
 from vidgen.media.video import PNG_RECIPE_KEY, RECIPE_FILE, ffmpeg_exe
 

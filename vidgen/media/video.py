@@ -19,7 +19,6 @@ Pillow and imageio-ffmpeg are imported inside the functions that write.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
@@ -38,10 +37,10 @@ if TYPE_CHECKING:
 
     from vidgen.media.audio import Audio
 
-from vidgen.threads import configured_threads
 from vidgen.context import current
 from vidgen.environment import variable
-from vidgen.errors import GenerationError, Interrupted, UsageError, VidgenError
+from vidgen.errors import GenerationError, Interrupted, UsageError, VidgenError, describe_os_error
+from vidgen.threads import configured_threads
 
 VIDEO_SUFFIXES = {".mp4": "mp4", ".webm": "webm", ".gif": "gif"}
 RECIPE_FILE = "recipe.json"  # beside the frames in a PNG folder
@@ -211,7 +210,9 @@ def _run_ffmpeg(command: list[str], frames: np.ndarray | None, path: Path, exe: 
     return stdout
 
 
-def _write_with_ffmpeg(frames: np.ndarray, path: Path, fps: float, fmt: str, crf: int, comment: str, shown: Path | None = None, audio: Audio | None = None) -> None:
+def _write_with_ffmpeg(
+    frames: np.ndarray, path: Path, fps: float, fmt: str, crf: int, comment: str, shown: Path | None = None, audio: Audio | None = None
+) -> None:
     """Encode to `path` (the temporary file); messages name `shown`, the final name.
     A soundtrack is muxed from a temporary WAV beside it (vidgen.media.audio)."""
     exe = ffmpeg_exe()
@@ -219,7 +220,10 @@ def _write_with_ffmpeg(frames: np.ndarray, path: Path, fps: float, fmt: str, crf
     codec, output_params = _ffmpeg_codec(fmt, crf)
     audio_input, audio_params, wav = [], ["-an"], None
     if audio is not None:
-        from vidgen.media.audio import mux_arguments, write_wav  # here, not at the top: vidgen.media.audio imports numpy (the server's client)
+        from vidgen.media.audio import (
+            mux_arguments,
+            write_wav,
+        )  # here, not at the top: vidgen.media.audio imports numpy (the server's client)
 
         # A temporary name of the usual pattern, so a killed run's leftover is known as one.
         wav = _temporary_sibling((shown or path).with_suffix(".wav"))
@@ -231,10 +235,34 @@ def _write_with_ffmpeg(frames: np.ndarray, path: Path, fps: float, fmt: str, crf
     output_params += encoder_thread_options()
     rate = str(Fraction(fps).limit_denominator())  # a rational, so 23.976 is not rounded
     command = [
-        exe, "-nostdin", "-y", "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{width}x{height}",
-        "-pix_fmt", "rgb24", "-r", rate, "-i", "-", *audio_input, *audio_params, "-vcodec", codec, "-pix_fmt", "yuv420p",
-        "-v", "error", *output_params, "-f", fmt, str(path),
-    ]  # fmt: skip
+        exe,
+        "-nostdin",
+        "-y",
+        "-f",
+        "rawvideo",
+        "-vcodec",
+        "rawvideo",
+        "-s",
+        f"{width}x{height}",
+        "-pix_fmt",
+        "rgb24",
+        "-r",
+        rate,
+        "-i",
+        "-",
+        *audio_input,
+        *audio_params,
+        "-vcodec",
+        codec,
+        "-pix_fmt",
+        "yuv420p",
+        "-v",
+        "error",
+        *output_params,
+        "-f",
+        fmt,
+        str(path),
+    ]
     try:
         _run_ffmpeg(command, frames, shown or path, exe)
     finally:
@@ -266,7 +294,9 @@ def _verify_video(path: Path, expected_frames: int, exe: str, shown: Path) -> No
     counts = [line.partition("=")[2] for line in stdout.splitlines() if line.startswith("frame=")]
     decoded = int(counts[-1]) if counts and counts[-1].strip().isdigit() else -1
     if decoded != expected_frames:
-        raise GenerationError(f"cannot write {shown}: the encoded file holds {max(decoded, 0)} of {expected_frames} frames; nothing was written")
+        raise GenerationError(
+            f"cannot write {shown}: the encoded file holds {max(decoded, 0)} of {expected_frames} frames; nothing was written"
+        )
 
 
 def encoder_thread_options() -> list[str]:
@@ -304,7 +334,16 @@ def _write_png_folder(frames: np.ndarray, folder: Path, recipe_json: str) -> Non
     (folder / RECIPE_FILE).write_text(recipe_json + "\n")
 
 
-def write_video(frames: np.ndarray, path: Path, *, fps: float, crf: int = 18, recipe: dict[str, Any], overwrite: bool = False, audio: Audio | None = None) -> Path:
+def write_video(
+    frames: np.ndarray,
+    path: Path,
+    *,
+    fps: float,
+    crf: int = 18,
+    recipe: dict[str, Any],
+    overwrite: bool = False,
+    audio: Audio | None = None,
+) -> Path:
     """Write `frames` (uint8, T H W 3) to `path` atomically; return the final path.
 
     `audio` (fitted to the video's length) goes into an MP4 or WebM; a GIF or PNG folder
@@ -361,16 +400,6 @@ def write_video(frames: np.ndarray, path: Path, *, fps: float, crf: int = 18, re
             raise GenerationError(f"cannot write {path}: {error}") from error
         raise
     return path
-
-
-def describe_os_error(error: OSError) -> str:
-    """A file system error in words: the system's own, with the usual cause named."""
-    text = error.strerror or str(error)
-    if error.errno == errno.EFBIG:
-        return f"{text} (a file-size limit: ulimit -f)"
-    if error.errno == errno.ENOSPC:
-        return f"{text} (free some space or choose another folder)"
-    return text
 
 
 def _sync(path: Path) -> None:

@@ -17,7 +17,6 @@ from vidgen import ui
 from vidgen.environment import variable
 from vidgen.settings.presets import vidgen_home
 
-
 API = "v1"
 SOCKET_NAME = "vidgen.sock"
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, with its NUL

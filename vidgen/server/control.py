@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 
 from vidgen import locking, ui
-from vidgen.server.address import get_json, socket_path
-from vidgen.errors import ExitCode
 from vidgen.engine.runner import KEEP_FOREVER
+from vidgen.errors import ExitCode
+from vidgen.server.address import get_json, socket_path
 
 LOCK_NAME = "server.lock"  # flock held while a server runs: one server per socket
 
@@ -42,8 +42,10 @@ def print_status(as_json: bool) -> int:
         ui.emit_json({"running": True, **status})
         return ExitCode.SUCCESS
     rss = status["memory"].get("rss_bytes")
-    ui.emit_result(f"vidgen server: pid {status['pid']}, up {_format_seconds(status['uptime_seconds'])}, keep-alive "
-                   f"{describe_keep_alive(status['keep_alive_seconds'])}{', stopping' if status.get('stopping') else ''}")  # fmt: skip
+    ui.emit_result(
+        f"vidgen server: pid {status['pid']}, up {_format_seconds(status['uptime_seconds'])}, keep-alive "
+        f"{describe_keep_alive(status['keep_alive_seconds'])}{', stopping' if status.get('stopping') else ''}"
+    )
     ui.emit_result(f"socket: {status['socket']}")
     memory = f"memory: {rss / 2**20:.0f} MiB resident" if rss else "memory: unknown"
     for device, allocated in (status["memory"].get("cuda_allocated_bytes") or {}).items():
@@ -51,8 +53,10 @@ def print_status(as_json: bool) -> int:
     ui.emit_result(memory)
     running = status.get("running")
     if running:
-        ui.emit_result(f"running: job {running['job']} {running['command']} {json.dumps(running['what'], ensure_ascii=False)} for "
-                       f"{_format_seconds(running['running_seconds'] or 0)} (client pid {running['client_pid']})")  # fmt: skip
+        ui.emit_result(
+            f"running: job {running['job']} {running['command']} {json.dumps(running['what'], ensure_ascii=False)} for "
+            f"{_format_seconds(running['running_seconds'] or 0)} (client pid {running['client_pid']})"
+        )
     else:
         ui.emit_result("running: nothing")
     ui.emit_result(f"queued: {len(status['queued'])} job{'s' if len(status['queued']) != 1 else ''}, {status['jobs_done']} done")
@@ -63,8 +67,10 @@ def print_status(as_json: bool) -> int:
         extras = "".join(f", {name} {model[name]}" for name in ("offload", "cache") if model[name] != "none")
         extras += ", compiled" if model["compiled"] else ""
         extras += "".join(f", lora {lora}" for lora in model["loras"])
-        ui.emit_result(f"model: {model['model']} ({model['pipeline']} on {model['device']}, {model['dtype']}{extras}); "
-                       f"{model['jobs']} jobs, idle {_format_seconds(model['idle_seconds'])}, {unloads}")  # fmt: skip
+        ui.emit_result(
+            f"model: {model['model']} ({model['pipeline']} on {model['device']}, {model['dtype']}{extras}); "
+            f"{model['jobs']} jobs, idle {_format_seconds(model['idle_seconds'])}, {unloads}"
+        )
     return ExitCode.SUCCESS
 
 

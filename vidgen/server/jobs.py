@@ -17,14 +17,16 @@ import binascii
 import os
 import queue
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from vidgen import ui
 from vidgen.context import CancelToken, Event, PipelineSource, RunContext, running
 from vidgen.environment import Environment
 from vidgen.errors import ExitCode, UsageError, outcome
 from vidgen.settings.request import BatchRequest, GenerateRequest, from_json
+
 
 class Job:
     """One client's request, from the queue to its exit event."""
@@ -43,7 +45,7 @@ class Job:
         self.started_at: float | None = None
 
     @classmethod
-    def from_request(cls, body: dict[str, Any], client_pid: int | None) -> "Job | str":
+    def from_request(cls, body: dict[str, Any], client_pid: int | None) -> Job | str:
         """The job a `POST /v1/jobs` body asks for, or why it cannot be one: the request's
         JSON (vidgen.settings.request, docs/api.md) with the client's folder, `cwd`, and for
         `batch -` its standard input, `stdin` (base64)."""

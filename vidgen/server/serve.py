@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 
 from vidgen import locking, ui
-from vidgen.server.address import private_dir_problem, socket_dir
 from vidgen.errors import ExitCode, GenerationError, UsageError
+from vidgen.server.address import private_dir_problem, socket_dir
 from vidgen.server.control import LOCK_NAME, describe_keep_alive, print_status, stop_server
 from vidgen.server.transport import bind
 from vidgen.server.worker import Server
@@ -54,7 +54,9 @@ def _take_lock(folder: Path) -> int:
         return locking.take(folder / LOCK_NAME, mode=0o600)
     except locking.LockHeld as held:
         who = f" (pid {held.holder})" if held.holder else ""
-        raise GenerationError(f"a vidgen server is already running on {folder / 'vidgen.sock'}{who}; `vidgen serve --stop` stops it") from None
+        raise GenerationError(
+            f"a vidgen server is already running on {folder / 'vidgen.sock'}{who}; `vidgen serve --stop` stops it"
+        ) from None
     except locking.CannotLock as error:
         raise GenerationError(f"cannot lock {folder / LOCK_NAME}: {error.reason}") from None
 

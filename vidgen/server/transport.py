@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from vidgen import ui
-from vidgen.server.address import API, MAX_SOCKET_PATH
 from vidgen.context import Accepted
 from vidgen.errors import ExitCode, GenerationError, UsageError
+from vidgen.server.address import API, MAX_SOCKET_PATH
 from vidgen.server.jobs import Job
 
 MAX_REQUEST_BYTES = 64 << 20  # a prompts file from standard input travels in the request

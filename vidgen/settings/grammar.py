@@ -84,13 +84,15 @@ class LoraSpec:
         return f"{self.source}:{self.scale!r}" + (f"@{self.into}" if self.into else "")
 
     @classmethod
-    def parse(cls, text: str) -> "LoraSpec":
+    def parse(cls, text: str) -> LoraSpec:
         into = None
         body, at, component = text.rpartition("@")
         if at and body and re.fullmatch(r"[A-Za-z_]\w*", component):  # a file name's `@v2.safetensors` is no component
             if component not in TRANSFORMERS:
-                raise UsageError(f"--lora {text}: @{component} is no component a LoRA goes into (@transformer, or "
-                                 "@transformer_2: Wan 2.2 A14B's low-noise expert)")
+                raise UsageError(
+                    f"--lora {text}: @{component} is no component a LoRA goes into (@transformer, or "
+                    "@transformer_2: Wan 2.2 A14B's low-noise expert)"
+                )
             text, into = body, component
         source, sep, scale_text = text.rpartition(":")
         if sep and source and re.fullmatch(r"-?\d+(\.\d*)?", scale_text):

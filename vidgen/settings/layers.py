@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from vidgen.errors import UsageError
-from vidgen.settings.grammar import LoraSpec
-from vidgen.settings.table import DTYPE_ALIASES, FIELDS, MAX_FPS, MAX_FRAMES, SETTINGS, GenerationSettings, builtin_defaults
 from vidgen.media.post.plan import plan_problem as post_plan_problem
+from vidgen.settings.grammar import LoraSpec
 from vidgen.settings.locations import ModelLocation, resolve_model_location
 from vidgen.settings.presets import Constraints, Preset
+from vidgen.settings.setting import DTYPE_ALIASES, MAX_FPS, MAX_FRAMES
+from vidgen.settings.table import FIELDS, SETTINGS, GenerationSettings, builtin_defaults
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|(cuda|xpu|npu)(:\d+)?)$")
 # Keys a layer (flags, batch line) may set that are not settings of their own (size, seconds).
@@ -33,6 +34,7 @@ def _finite(value) -> bool:
         return math.isfinite(value)
     except (OverflowError, TypeError):
         return False
+
 
 def parse_size(text: str) -> tuple[int, int]:
     """`832x480` -> (832, 480)."""
@@ -62,14 +64,17 @@ def from_model_folder(preset: Preset, given: ModelLocation | None) -> Preset:
 
     def moved(source: str) -> str:  # a LoRA: REPO/FILENAME (or a path) in DIR where DIR has that file
         if source == own or source.startswith(own + "/"):
-            candidate = folder / source[len(own):].lstrip("/")
+            candidate = folder / source[len(own) :].lstrip("/")
             if candidate.exists():
                 return str(candidate)
         return source
 
-    components = {name: replace(spec, location=given, revision=None)
-                  if spec.location.location == own and (folder / (spec.subfolder or "")).is_dir() else spec
-                  for name, spec in preset.components.items()}  # fmt: skip
+    components = {
+        name: replace(spec, location=given, revision=None)
+        if spec.location.location == own and (folder / (spec.subfolder or "")).is_dir()
+        else spec
+        for name, spec in preset.components.items()
+    }
     loras = [replace(lora, source=moved(lora.source)) for lora in preset.loras]
     stages = [replace(stage, loras=tuple((moved(source), weight) for source, weight in stage.loras)) for stage in preset.stages]
     return replace(preset, components=components, loras=loras, stages=stages)
@@ -142,15 +147,19 @@ def build_settings(preset: Preset, layers: list[dict[str, Any]], *, model: str |
     if isinstance(merged.get("fps"), float) and merged["fps"].is_integer():
         merged["fps"] = int(merged["fps"])  # 16, not 16.0, in names and JSON
     # The preset's [[lora]] first, then --lora (a batch line's too) on top of them.
-    merged["loras"] = _reweighted(preset, lora_scales) + [lora if isinstance(lora, LoraSpec) else LoraSpec.parse(lora) for lora in merged.get("loras") or []]
+    merged["loras"] = _reweighted(preset, lora_scales) + [
+        lora if isinstance(lora, LoraSpec) else LoraSpec.parse(lora) for lora in merged.get("loras") or []
+    ]
     if merged.get("sigmas"):  # a fixed schedule (a distilled model's) is one step per sigma
         count = len(merged["sigmas"])
         if merged.get("steps") is None:
             merged["steps"] = count
         elif merged["steps"] != count:
             listed = ", ".join(f"{sigma:g}" for sigma in merged["sigmas"])
-            raise UsageError(f"--steps {merged['steps']}: preset {preset.name} runs a fixed schedule of {count} steps "
-                             f"(sigmas {listed}), the ones its model was distilled for; leave out --steps")
+            raise UsageError(
+                f"--steps {merged['steps']}: preset {preset.name} runs a fixed schedule of {count} steps "
+                f"(sigmas {listed}), the ones its model was distilled for; leave out --steps"
+            )
 
     return GenerationSettings(
         model=model or _preset_model(preset),
@@ -221,7 +230,13 @@ def validate(settings: GenerationSettings) -> None:
         problems.append(f"unknown device {settings.device!r} (use auto, cpu, cuda, cuda:N, mps or xpu)")
     if settings.task == "image-to-video" and not settings.image:
         problems.append(f"preset {settings.preset} is image-to-video: pass --image PATH")
-    if settings.task != "image-to-video" and settings.image and settings.pipeline_class and not settings.takes_reference_image and not settings.shots:  # a storyboard may start from an image
+    if (
+        settings.task != "image-to-video"
+        and settings.image
+        and settings.pipeline_class
+        and not settings.takes_reference_image
+        and not settings.shots
+    ):  # a storyboard may start from an image
         problems.append(f"preset {settings.preset} is {settings.task} and takes no --image")
     if settings.last_image and not settings.image:
         problems.append("--last-image needs --image: the video goes from the first image to the last")
@@ -237,8 +252,10 @@ def validate(settings: GenerationSettings) -> None:
         problems.append(f"--strength must be above 0 and at most 1, got {settings.strength:g}")
     elif settings.strength is not None and settings.steps is not None and int(settings.steps * settings.strength) < 1:
         # The pipeline runs int(steps x strength) of the steps: none, and diffusers fails deep inside.
-        problems.append(f"--steps {settings.steps} with --strength {settings.strength:g} runs no denoising step "
-                        f"(steps x strength must be at least 1; try --steps {math.ceil(1 / settings.strength)})")
+        problems.append(
+            f"--steps {settings.steps} with --strength {settings.strength:g} runs no denoising step "
+            f"(steps x strength must be at least 1; try --steps {math.ceil(1 / settings.strength)})"
+        )
     if problem := post_plan_problem(settings):  # --interpolate with --interpolate-model (vidgen/post)
         problems.append(problem)
     if problems:
@@ -287,7 +304,9 @@ def frames_rule_text(rule: Constraints) -> str:
     return ", ".join(limits)
 
 
-def fit_frames_to_video(settings: GenerationSettings, rule: Constraints, available: int, *, strict: bool) -> tuple[GenerationSettings, list[str]]:
+def fit_frames_to_video(
+    settings: GenerationSettings, rule: Constraints, available: int, *, strict: bool
+) -> tuple[GenerationSettings, list[str]]:
     """Video-to-video: the frame count is the input video's, or --frames if fewer, snapped
     down to the model's rule so that every frame exists. Returns the settings with the
     frames fitted (input_frames: how many of the video's go in) and the note for a change;
@@ -302,7 +321,9 @@ def fit_frames_to_video(settings: GenerationSettings, rule: Constraints, availab
             raise UsageError(f"the input video has {available} frames; extending it needs at least overlap_history ({overlap})")
         if overlap is not None and settings.frames is not None and settings.frames <= overlap:
             # The new frames' first overlap_history re-render the input's last ones.
-            raise UsageError(f"--frames {settings.frames} adds nothing: extending starts with the input's last overlap_history ({overlap}) frames; ask for more")
+            raise UsageError(
+                f"--frames {settings.frames} adds nothing: extending starts with the input's last overlap_history ({overlap}) frames; ask for more"
+            )
         return settings, []
     wanted = settings.frames if settings.frames is not None else available
     limit = min(wanted, available, rule.max_frames or available)
@@ -328,11 +349,15 @@ def _fit_condition_video(settings: GenerationSettings, rule: Constraints, availa
     step, offset = rule.frames_step, rule.frames_offset
     used = offset + step * math.floor((limit - offset) / step) if limit >= offset else 0
     if used < 1:
-        raise UsageError(f"the input video has {available} frames; this model needs at least {max(offset, 1)} to condition on ({frames_rule_text(rule)})")
+        raise UsageError(
+            f"the input video has {available} frames; this model needs at least {max(offset, 1)} to condition on ({frames_rule_text(rule)})"
+        )
     settings = replace(settings, input_frames=used)
     if used == available:
         return settings, []
-    why = f"this model takes {frames_rule_text(replace(rule, max_frames=None))} frames" + (f" and the output has {settings.frames}" if settings.frames and available > settings.frames else "")
+    why = f"this model takes {frames_rule_text(replace(rule, max_frames=None))} frames" + (
+        f" and the output has {settings.frames}" if settings.frames and available > settings.frames else ""
+    )
     return settings, [f"input video frames {available} -> {used}: the first {used} condition the start ({why})"]
 
 
@@ -351,7 +376,9 @@ def size_for_image(area: float, image_size: tuple[int, int], rule: Constraints) 
     return tuple(max(multiple, math.floor(side * shrink / multiple + 1e-6) * multiple) for side in (width, height))
 
 
-def fit_size_to_image(settings: GenerationSettings, rule: Constraints, image_size: tuple[int, int] | None) -> tuple[GenerationSettings, list[str]]:
+def fit_size_to_image(
+    settings: GenerationSettings, rule: Constraints, image_size: tuple[int, int] | None
+) -> tuple[GenerationSettings, list[str]]:
     """--size auto: the preset's pixel area (its width x height) at the start image's aspect
     ratio, as the makers' image-to-video code sizes its video (Wan's generate.py: max_area and
     the image's aspect; HunyuanVideo-I2V's and FramePack's buckets of about one area). Without
@@ -364,8 +391,10 @@ def fit_size_to_image(settings: GenerationSettings, rule: Constraints, image_siz
     if image_size is None:
         return settings, [f"size auto -> {asked}: no --image to take the aspect ratio from, so the preset's own size"]
     width, height = size_for_image(settings.width * settings.height, image_size, rule)
-    note = (f"size auto -> {width}x{height}: the preset's {asked} area at the image's {image_size[0]}x{image_size[1]} aspect "
-            f"ratio, sides divisible by {rule.size_multiple}")
+    note = (
+        f"size auto -> {width}x{height}: the preset's {asked} area at the image's {image_size[0]}x{image_size[1]} aspect "
+        f"ratio, sides divisible by {rule.size_multiple}"
+    )
     return replace(settings, width=width, height=height), [note]
 
 

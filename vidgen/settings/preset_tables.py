@@ -36,9 +36,16 @@ class StageSpec:
     scheduler: tuple = ()  # (config key, value) pairs
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "pipeline": self.pipeline, "scale": self.scale, "steps": self.steps, "guidance": self.guidance,
-                "call": unfrozen(self.call), "lora": [{"source": source, "weight": weight} for source, weight in self.loras],
-                "scheduler": unfrozen(self.scheduler)}  # fmt: skip
+        return {
+            "name": self.name,
+            "pipeline": self.pipeline,
+            "scale": self.scale,
+            "steps": self.steps,
+            "guidance": self.guidance,
+            "call": unfrozen(self.call),
+            "lora": [{"source": source, "weight": weight} for source, weight in self.loras],
+            "scheduler": unfrozen(self.scheduler),
+        }
 
 
 def _frozen(table: dict[str, Any]) -> tuple:
@@ -86,8 +93,18 @@ def read_stages(path: Path, tables: list[Any]) -> list[StageSpec]:
             local = path.parent / Path(lora["source"]).expanduser()  # relative to the preset, as [[lora]]
             source = str(local.resolve()) if lora["source"].startswith((".", "~")) or local.exists() else lora["source"]
             loras.append((source, lora.get("weight", 1.0)))
-        stages.append(StageSpec(name, entry.get("pipeline"), entry.get("scale", 1.0), entry.get("steps"), entry.get("guidance"),
-                                _frozen(entry.get("call", {})), tuple(loras), _frozen(entry.get("scheduler", {}))))  # fmt: skip
+        stages.append(
+            StageSpec(
+                name,
+                entry.get("pipeline"),
+                entry.get("scale", 1.0),
+                entry.get("steps"),
+                entry.get("guidance"),
+                _frozen(entry.get("call", {})),
+                tuple(loras),
+                _frozen(entry.get("scheduler", {})),
+            )
+        )
     if len(stages) == 1 or len({stage.name for stage in stages}) != len(stages):
         raise UsageError(f"{path}: [[stages]] must be two or more, each with its own name")
     if stages and stages[-1].scale != 1.0:

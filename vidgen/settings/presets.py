@@ -20,11 +20,14 @@ from typing import Any
 
 from vidgen.environment import variable
 from vidgen.errors import UsageError
+from vidgen.settings.grammar import EXTRA_TYPES, TRANSFORMERS, LoraSpec
+
 # Model locations live below the table of settings (a run's settings hold one resolved); still named here for their users.
 from vidgen.settings.locations import ComponentSpec, ModelLocation, resolve_model_location
-from vidgen.settings.grammar import EXTRA_TYPES, TRANSFORMERS, LoraSpec
+from vidgen.settings.preset_tables import StageSpec
+from vidgen.settings.preset_tables import check_table as _check_table
+from vidgen.settings.preset_tables import read_stages as _read_stages
 from vidgen.settings.table import preset_keys
-from vidgen.settings.preset_tables import StageSpec, check_table as _check_table, read_stages as _read_stages
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # vidgen/
 FALLBACK_PRESET = "shapes"  # the embedded model: works offline out of the box
@@ -177,7 +180,7 @@ class Preset:
         return resolve_model_location(self.model, base_dir)
 
     @classmethod
-    def for_model(cls, model: str) -> "Preset":
+    def for_model(cls, model: str) -> Preset:
         """The preset used for `--model X` when no preset names X: the pipeline's own defaults."""
         return cls(name="custom", model=model, description=f"ad-hoc preset for {model}")
 

@@ -23,13 +23,15 @@ import json
 import math
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 from vidgen.environment import PROCESS, Environment
 from vidgen.errors import UsageError
-from vidgen.settings.table import NUMBER, line_keys
+from vidgen.settings.setting import NUMBER
+from vidgen.settings.table import line_keys
 
 # What a .jsonl object or a .csv header may name, and the type each value must have:
 # the settings the table (vidgen.settings.table) lets a line set, and the line's own file name.
@@ -111,7 +113,9 @@ def _text_lines(file: IO[bytes], name: str) -> Iterator[str | _Overlong]:
         try:
             yield raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise UsageError(f"cannot read prompts file {name}: not UTF-8 text (line {number}: {error.reason} at byte {error.start + 1})") from None
+            raise UsageError(
+                f"cannot read prompts file {name}: not UTF-8 text (line {number}: {error.reason} at byte {error.start + 1})"
+            ) from None
 
 
 def _meaningful(line: str) -> bool:
@@ -220,7 +224,7 @@ def _plain_lines(file: IO[bytes], name: str, fmt: str) -> Iterator[PromptLine]:
             continue
         yield _line(number, lambda stripped=stripped: _parse_json(stripped, objects))
     if fmt == "jsonl" and seen and not objects[0]:
-        raise UsageError(f"{name} is not a JSON Lines prompts file: no line is a JSON object like {{\"prompt\": \"...\"}}")
+        raise UsageError(f'{name} is not a JSON Lines prompts file: no line is a JSON object like {{"prompt": "..."}}')
 
 
 def _csv_lines(file: IO[bytes], name: str) -> Iterator[PromptLine]:
@@ -261,7 +265,7 @@ def _csv_lines(file: IO[bytes], name: str) -> Iterator[PromptLine]:
         if len(row) > len(header):
             yield PromptLine(reader.line_num, {"prompt": ""}, f"{len(row)} cells but the header names {len(header)}")
             continue
-        yield _line(reader.line_num, lambda row=row: check_values(dict(zip(header, row)), from_text=True))
+        yield _line(reader.line_num, lambda row=row, header=header: check_values(dict(zip(header, row)), from_text=True))
 
 
 def _check_header(header: list[str], name: str) -> None:

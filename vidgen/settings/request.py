@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import collections.abc
 import types
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
-from typing import Any, Mapping, Optional, Union, get_args, get_origin, get_type_hints
+from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
 
 from vidgen.errors import UsageError
-from vidgen.settings.table import NUMBER, option_settings
+from vidgen.settings.setting import NUMBER
+from vidgen.settings.table import option_settings
 
 API_VERSION = 1  # a change a version-1 server would misread raises it
 
@@ -53,7 +55,7 @@ class Request:
         """The overrides as a fresh dict, for the layers a run merges."""
         return dict(self.overrides)
 
-    def but(self, **changes: Any) -> "Request":
+    def but(self, **changes: Any) -> Request:
         """A copy with some fields changed (the client's absolute paths)."""
         return replace(self, **changes)
 
@@ -215,15 +217,24 @@ def json_schema() -> dict[str, Any]:
                 required.append(item.name)
         # What only a served job carries besides the request (server/jobs.py): the client's folder, and
         # for `batch -` its standard input.
-        properties["cwd"] = {"type": "string", "description": "The client's folder, absolute: relative paths only the job reads are from it."}
+        properties["cwd"] = {
+            "type": "string",
+            "description": "The client's folder, absolute: relative paths only the job reads are from it.",
+        }
         required.append("cwd")
         if command == "batch":
-            properties["stdin"] = {"type": ["string", "null"], "description": "With prompts_file \"-\": the prompts, base64."}
-        variants.append({"title": cls.__name__, "description": (cls.__doc__ or "").strip(), "type": "object",
-                         "additionalProperties": False, "required": required, "properties": properties})
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "vidgen request", "version": API_VERSION,
-            "oneOf": variants}
-
+            properties["stdin"] = {"type": ["string", "null"], "description": 'With prompts_file "-": the prompts, base64.'}
+        variants.append(
+            {
+                "title": cls.__name__,
+                "description": (cls.__doc__ or "").strip(),
+                "type": "object",
+                "additionalProperties": False,
+                "required": required,
+                "properties": properties,
+            }
+        )
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "vidgen request", "version": API_VERSION, "oneOf": variants}
 
 
 # ---- docs/api.md holds the schema between these lines; `python -m vidgen.settings.request docs/api.md` rewrites it ----

@@ -42,7 +42,9 @@ def read_storyboard(path: str, env: Environment = PROCESS) -> tuple[tuple[float,
             continue
         found = _SHOT.match(line)
         if not found:
-            raise UsageError(f"storyboard {path} line {number}: a shot is its length then its prompt, e.g. '4s a fox wakes up in its den'; got {line!r}")
+            raise UsageError(
+                f"storyboard {path} line {number}: a shot is its length then its prompt, e.g. '4s a fox wakes up in its den'; got {line!r}"
+            )
         seconds = float(found.group(1))
         if not seconds > 0:
             raise UsageError(f"storyboard {path} line {number}: a shot must last more than 0 s, got {found.group(1)}s")
@@ -71,8 +73,10 @@ def check_length(settings, rule) -> None:
         wanted = round(sum(seconds for seconds, _ in settings.shots) * settings.fps)
         if wanted > rule.max_frames:
             limit = rule.max_frames / settings.fps
-            raise UsageError(f"the storyboard lasts {wanted / settings.fps:g} s ({wanted} frames at {settings.fps:g} fps); "
-                             f"this model makes at most {rule.max_frames} frames ({limit:g} s)")  # fmt: skip
+            raise UsageError(
+                f"the storyboard lasts {wanted / settings.fps:g} s ({wanted} frames at {settings.fps:g} fps); "
+                f"this model makes at most {rule.max_frames} frames ({limit:g} s)"
+            )
 
 
 def shot_frames(settings) -> list[tuple[int, int]]:
@@ -106,4 +110,7 @@ def segments(pipe: Any, settings, arguments: dict[str, Any]) -> list[dict[str, A
 
 def record(settings) -> list[dict[str, Any]]:
     """The recipe's `story`: each shot's length, prompt and frames."""
-    return [{"seconds": seconds, "prompt": text, "frames": list(frames)} for (seconds, text), frames in zip(settings.shots, shot_frames(settings))]
+    return [
+        {"seconds": seconds, "prompt": text, "frames": list(frames)}
+        for (seconds, text), frames in zip(settings.shots, shot_frames(settings))
+    ]

@@ -8,8 +8,9 @@ frame rate after it. Loaded models are kept for the next video of a batch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -68,7 +69,12 @@ def _upscale(frames: np.ndarray, step: Step, progress, record: dict[str, Any]) -
         return ffmpeg.scale(frames, width * step.factor, height * step.factor, progress)
     path = Path(step.model)
     upscaler = _loaded("upscaler", path)
-    record["model"] = {**weights.record(path), "architecture": upscaler.architecture, "scale": upscaler.scale, "device": str(upscaler.device)}
+    record["model"] = {
+        **weights.record(path),
+        "architecture": upscaler.architecture,
+        "scale": upscaler.scale,
+        "device": str(upscaler.device),
+    }
     frames = upscaler.upscale(frames, progress)
     factor = step.factor or upscaler.scale
     record["factor"] = factor

@@ -19,14 +19,14 @@ from __future__ import annotations
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from fractions import Fraction
-from typing import Callable
 
 import numpy as np
 
-from vidgen.threads import configured_threads
 from vidgen.errors import GenerationError
 from vidgen.media.video import ffmpeg_exe
+from vidgen.threads import configured_threads
 
 Report = Callable[[int, int], None]  # (frames done, frames in all)
 
@@ -60,12 +60,26 @@ def interpolate(frames: np.ndarray, fps: float, factor: int, method: str, report
 
 def scale(frames: np.ndarray, width: int, height: int, report: Report) -> np.ndarray:
     """Every frame resized to width x height with a Lanczos filter."""
-    return run_filter(frames, 1, f"scale={width}:{height}:flags=lanczos+accurate_rnd+full_chroma_int", size=(width, height),
-                      report=report, expected=len(frames))  # fmt: skip
+    return run_filter(
+        frames,
+        1,
+        f"scale={width}:{height}:flags=lanczos+accurate_rnd+full_chroma_int",
+        size=(width, height),
+        report=report,
+        expected=len(frames),
+    )
 
 
-def run_filter(frames: np.ndarray, fps: float, graph: str, *, report: Report, size: tuple[int, int] | None = None,
-               limit: int | None = None, expected: int | None = None) -> np.ndarray:  # fmt: skip
+def run_filter(
+    frames: np.ndarray,
+    fps: float,
+    graph: str,
+    *,
+    report: Report,
+    size: tuple[int, int] | None = None,
+    limit: int | None = None,
+    expected: int | None = None,
+) -> np.ndarray:
     """`frames` through the filter graph `graph`; the frames it gives back (at most `limit`),
     each `size` (width, height; default the input's)."""
     exe = ffmpeg_exe()
@@ -73,9 +87,29 @@ def run_filter(frames: np.ndarray, fps: float, graph: str, *, report: Report, si
     out_width, out_height = size or (width, height)
     rate = str(Fraction(fps).limit_denominator())
     command = [
-        exe, "-nostdin", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", rate, "-i", "-",
-        "-vf", graph, *_thread_options(), "-f", "rawvideo", "-pix_fmt", "rgb24", "-",
-    ]  # fmt: skip
+        exe,
+        "-nostdin",
+        "-v",
+        "error",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-s",
+        f"{width}x{height}",
+        "-r",
+        rate,
+        "-i",
+        "-",
+        "-vf",
+        graph,
+        *_thread_options(),
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-",
+    ]
     frame_bytes = out_width * out_height * 3
     total = expected or limit or count
     made: list[np.ndarray] = []

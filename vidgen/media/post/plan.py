@@ -39,7 +39,7 @@ class PostPlan:
     steps: tuple[Step, ...] = ()
 
     @classmethod
-    def of(cls, values: Any) -> "PostPlan":
+    def of(cls, values: Any) -> PostPlan:
         """The plan of a settings object or a dict with the table's names (interpolate,
         interpolate_method, interpolate_model, upscale, upscale_model); absent means none.
 
@@ -125,8 +125,10 @@ def describe_steps(recipe: dict[str, Any] | None) -> list[str]:
             continue
         model = step.get("model") or {}
         using = f" ({model.get('file')}, sha256 {str(model.get('sha256'))[:12]}...)" if model else ""
-        lines.append(f"post {index}: {step.get('step')} x{step.get('factor')} by {step.get('method')}{using} -> "
-                     f"{step.get('frames')} frames, {step.get('width')}x{step.get('height')}, {step.get('fps')} fps")  # fmt: skip
+        lines.append(
+            f"post {index}: {step.get('step')} x{step.get('factor')} by {step.get('method')}{using} -> "
+            f"{step.get('frames')} frames, {step.get('width')}x{step.get('height')}, {step.get('fps')} fps"
+        )
     return lines
 
 

@@ -16,8 +16,8 @@ safetensors; a file that is not this network is refused before any frame is made
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch

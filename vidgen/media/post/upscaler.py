@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import sys
 import types
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -82,7 +83,9 @@ def _descriptor(path: Path):
     except spandrel.UnsupportedModelError:
         raise UsageError(f"{path}: spandrel does not recognise its architecture (not an upscaler it knows)") from None
     except Exception as error:  # an architecture recognised whose tensors do not fit it
-        raise UsageError(f"{path}: spandrel cannot build it ({type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''})") from None
+        raise UsageError(
+            f"{path}: spandrel cannot build it ({type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''})"
+        ) from None
     name = model.architecture.name
     if not isinstance(model, spandrel.ImageModelDescriptor) or model.purpose != "SR" or model.scale < 2:
         raise UsageError(f"{path} is a {name} {model.purpose} model of scale {model.scale}, not an upscaler")
