@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -300,5 +301,5 @@ def test_run_dtype_asks_the_decision_with_the_models_float32_size(tiny_wan_dir, 
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (float32_bytes, 4 * float32_bytes))
     with pytest.raises(UsageError, match="gives black or NaN frames in float16"):
         pipeline.run_dtype(settings, "cuda")
-    settings.float16_safe = True  # an unmarked preset keeps float16 there
+    settings = dataclasses.replace(settings, float16_safe=True)  # an unmarked preset keeps float16 there
     assert pipeline.run_dtype(settings, "cuda") == torch.float16

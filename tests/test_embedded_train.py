@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from vidgen.media.readback import probe_video, read_frames
+from vidgen.settings.locations import BUILTIN_WEIGHTS_DIR  # the shipped weights, beside the package's code
 
 # Each training stage runs in a subprocess: `slow` (make check leaves it out).
 pytestmark = pytest.mark.slow
@@ -203,9 +204,9 @@ def test_sampled_pairs_keep_each_clip_s_layout_and_attributes(tmp_path):
     own latent noised part way: decoded, they must show that clip's colour, background and motion."""
     from diffusers import AutoencoderKLWan
 
-    from training import data, latents, probe, shapes
+    from training import data, latents, probe
 
-    weights = Path(shapes.__file__).parent / "weights" / "shapes"
+    weights = BUILTIN_WEIGHTS_DIR / "shapes"
     latents.sample_pairs(tmp_path, weights, 4)
     pairs = torch.load(tmp_path / "sampled.pt")
     assert pairs["latents"].shape == (4, 8, 5, 16, 16) and len(pairs["specs"]) == 4
@@ -227,7 +228,7 @@ def test_swapped_latents_are_the_same_clip_with_each_other_shape(tmp_path):
 
     from training import data, latents, probe, shapes
 
-    weights = Path(shapes.__file__).parent / "weights" / "shapes"
+    weights = BUILTIN_WEIGHTS_DIR / "shapes"
     (tmp_path / "vae").mkdir()
     shutil.copytree(weights / "vae", tmp_path / "vae" / "best")
     rng = random.Random(3)
@@ -255,7 +256,7 @@ def test_the_shipped_weights_fit_the_layouts_in_model_py():
 
     from training import model
 
-    weights = Path(model.__file__).parent / "weights" / "shapes"
+    weights = BUILTIN_WEIGHTS_DIR / "shapes"
     tokenizer = model.build_tokenizer()
     z_dim = model.VAE_CONFIG["z_dim"]
     layouts = {

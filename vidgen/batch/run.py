@@ -266,13 +266,11 @@ def _run(prepared: Prepared, processes: Processes, env: Environment, *, chosen, 
         for job in mine:
             if stop.requested or current().cancel.stop_requested():  # SIGTERM here, or to a server's client
                 break
-            if job.error is not None:
-                record = executor.failed(job, job.error)
-            else:
-                record = executor.make(job, progress)
-                progress.video_finished()
-            if record is not None:
+            record = executor.failed(job, job.error) if job.error is not None else executor.make(job, progress)
+            if record is not None:  # in the manifest before the bar moves on: what it counts is recorded
                 publish(record, manifest, prepared.out_dir, as_json=as_json)
+            if job.error is None:
+                progress.video_finished()
     if stop.requested or current().cancel.stop_requested():
         # Stopped on purpose: no waiting for the other processes (they got the signal
         # too from the launcher, or will finish their share on their own).
