@@ -214,3 +214,8 @@ def pipeline_calls(monkeypatch):
         return calls
 
     return watch
+
+
+# `vidgen serve` on a thread of the test process, or as a real process (tests/server_fixtures.py),
+# for every test module that names one of them.
+from tests.server_fixtures import runtime_dir, serve_process, serve_thread, served, thread_server  # noqa: E402, F401

@@ -26,12 +26,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import TINY_ARGS, gallery_file
-from tests.server_fixtures import (
-    HANG,
-    client_env,
-    short_runtime_dir,
-    vidgen_command,
-)  # noqa: F401  fixtures
+from tests.server_fixtures import HANG, client_env, short_runtime_dir, vidgen_command
 from vidgen.batch import file_sha256
 from vidgen.media.readback import read_frames, read_recipe
 

@@ -244,11 +244,8 @@ def test_ltx2_two_stages_carry_the_audio_and_use_the_distilled_lora_in_the_refin
     assert not any(empty.iterdir())  # nothing looked up in, or written to, the Hub cache
 
 
-from tests.server_fixtures import serve_thread  # noqa: E402,F401  `vidgen serve` on a thread of this process
-
-
 def test_the_server_runs_staged_presets_and_storyboards_like_any_other(
-    serve_thread,  # noqa: F811  the fixture imported above
+    serve_thread,
     tiny_pipeline_dir,
     component_repositories,
     monkeypatch,
