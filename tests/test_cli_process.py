@@ -23,7 +23,7 @@ def test_help_and_version_are_fast_paths():
     result = vidgen("--version")
     assert result.returncode == 0 and result.stdout.decode().startswith("vidgen ")
     assert b"generate" in vidgen("--help").stdout
-    # cli.py must not import torch at module top (keeps --help fast)
+    # cli/app.py must not import torch at module top (keeps --help fast)
     probe = subprocess.run(
         [sys.executable, "-c", "import sys, vidgen.cli.app; print('torch' in sys.modules)"], capture_output=True, text=True
     )

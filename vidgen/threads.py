@@ -11,7 +11,7 @@ import os
 from vidgen.environment import variable
 from vidgen.errors import UsageError
 
-# What apply_threads gave torch; video.py and post/ffmpeg.py pass it to ffmpeg as -threads.
+# What apply_threads gave torch; media/video.py and media/post/ffmpeg.py pass it to ffmpeg as -threads.
 # Process state, not a run's: torch's CPU thread pool is one per process (a server sets it
 # for each job before running it, vidgen.server.worker), and this records what it was set to.
 _configured_threads: int | None = None

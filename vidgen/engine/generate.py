@@ -285,7 +285,7 @@ class VideoGenerator:
         progress = progress or ui.Progress("", 0, visible=False)
         pipe = self.loaded.pipe
         arguments = self._call_arguments(settings, seed, image)
-        # Checked before loading where the model's files were at hand (pipeline.check_last_image); again here,
+        # Checked before loading where the model's files were at hand (loading.check_last_image); again here,
         # from the loaded pipeline, for a pipeline the server kept and for a batch line's own --last-image.
         transformer = getattr(pipe, "transformer", None)
         problem = last_image_problem(

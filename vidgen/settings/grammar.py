@@ -167,7 +167,7 @@ def parse_quantize(text: str, *, source: str = "--quantize") -> dict[str, str]:
 
 
 def quantize_problem(text: str | None) -> str | None:
-    """What is wrong with a --quantize value, as settings.validate() reports it; None: nothing."""
+    """What is wrong with a --quantize value, as layers.validate() reports it; None: nothing."""
     if text is None:
         return None
     try:

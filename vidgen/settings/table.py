@@ -4,7 +4,7 @@ A `Setting` says what one setting is (name, type, built-in default, help, limits
 where it may come from and go to:
 
 - `flag`: its command-line option, on `generate` and `batch` (`commands` narrows that);
-  cli.py derives the Typer options from the table, so `--help` is the table's help;
+  cli/options.py derives the Typer options from the table, so `--help` is the table's help;
 - `preset`: a preset's `[defaults]` may set it (presets.DEFAULT_KEYS is derived);
 - `line`: a prompts-file line may set it (prompts.LINE_KEYS is derived);
 - `loads`: it changes how the pipeline is loaded, so the server's cache keys on it
@@ -12,12 +12,12 @@ where it may come from and go to:
 - `recipe`: it is recorded in the recipe stored inside every video (and the JSON);
 - `call`: the pipeline argument that receives it (generate.VideoGenerator);
   `pipeline_default`: an ad-hoc --model takes the pipeline's own default for it;
-- `minimum`/`maximum`, `choices` and `check`: what settings.validate() refuses;
+- `minimum`/`maximum`, `choices` and `check`: what layers.validate() refuses;
 - `path`: it names a local file, which the server's client resolves in its own folder.
 
 `GenerationSettings`, the object a run carries, is built from the table too (frozen, each field
 typed as its setting): a new setting is one `Setting(...)` line here plus the code that uses it.
-Limits and choices are checked by settings.validate(), which reads them from the table.
+Limits and choices are checked by layers.validate(), which reads them from the table.
 
 This module is imported by `vidgen --help` and the server's client: no torch here.
 """
