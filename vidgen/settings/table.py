@@ -16,7 +16,7 @@ where it may come from and go to:
 - `path`: it names a local file, which the server's client resolves in its own folder.
 
 `GenerationSettings`, the object a run carries, is built from the table too (frozen, each field
-typed as its setting): a new setting is one `Setting(...)` line here plus the code that uses it.
+typed as its setting): a new setting is one `Setting(...)` line here or in run_table.py, plus the code that uses it.
 Limits and choices are checked by layers.validate(), which reads them from the table.
 
 This module is imported by `vidgen --help` and the server's client: no torch here.
