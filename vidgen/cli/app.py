@@ -22,7 +22,17 @@ from vidgen.cli.client import run_generate
 from vidgen.cli.decode import decode_latents
 from vidgen.cli.guard import DebugOption
 from vidgen.cli.guard import guarded as _guarded  # an error: one line and its exit code
-from vidgen.cli.options import FastOption, ModelOption, NoServerOption, PresetOption, QuietOption, StrictOption, ThreadsOption
+from vidgen.cli.options import (
+    FastOption,
+    ModelOption,
+    NoServerOption,
+    OverwriteOption,
+    PresetOption,
+    QuietOption,
+    StrictOption,
+    ThreadsOption,
+    VideoOutputOption,
+)
 from vidgen.cli.options import overrides as _overrides  # the setting options given, as settings
 from vidgen.cli.options import with_setting_options as _with_setting_options  # the table's options on a command
 from vidgen.cli.presets import presets_app
@@ -108,20 +118,13 @@ def _main_options(
 @_with_setting_options("generate")
 def generate(
     prompt: Annotated[str, typer.Argument(help="What the video shows; - reads it from standard input.")],
-    output: Annotated[
-        Optional[str],
-        typer.Option(
-            "-o",
-            "--output",
-            help="FILE.mp4|.webm|.gif, a folder for PNG frames, or - for MP4 on stdout. Default: named after the prompt and seed.",
-        ),
-    ] = None,
+    output: VideoOutputOption = None,
     preset: PresetOption = None,
     model: ModelOption = None,
     fast: FastOption = False,
     quiet: QuietOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per video on stdout.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    overwrite: OverwriteOption = False,
     strict: StrictOption = False,
     dry_run: Annotated[
         bool,
@@ -270,20 +273,13 @@ def extend(
         ),
     ],
     prompt: Annotated[str, typer.Argument(help="What happens next.")],
-    output: Annotated[
-        Optional[str],
-        typer.Option(
-            "-o",
-            "--output",
-            help="FILE.mp4|.webm|.gif, a folder for PNG frames, or - for MP4 on stdout. Default: named after the prompt and seed.",
-        ),
-    ] = None,
+    output: VideoOutputOption = None,
     preset: PresetOption = None,
     model: ModelOption = None,
     fast: FastOption = False,
     quiet: QuietOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    overwrite: OverwriteOption = False,
     strict: StrictOption = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say the windows and their frames; nothing loaded or written.")] = False,
     threads: ThreadsOption = None,

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from vidgen.cli.guard import DebugOption, guarded
-from vidgen.cli.options import QuietOption, ThreadsOption
+from vidgen.cli.options import OverwriteOption, QuietOption, ThreadsOption
 from vidgen.context import RunContext
 from vidgen.threads import apply_threads
 
@@ -23,7 +23,7 @@ def decode_latents(
     device: Annotated[
         str, typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps or xpu (the run's device gives the run's frames).")
     ] = "auto",
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    overwrite: OverwriteOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     threads: ThreadsOption = None,
     quiet: QuietOption = False,

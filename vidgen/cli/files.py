@@ -12,7 +12,7 @@ import typer
 
 from vidgen import ui
 from vidgen.cli.guard import DebugOption, guarded
-from vidgen.cli.options import QuietOption, ThreadsOption, with_setting_options
+from vidgen.cli.options import OverwriteOption, QuietOption, ThreadsOption, with_setting_options
 from vidgen.context import RunContext
 from vidgen.errors import UsageError
 from vidgen.media.post.plan import describe_steps
@@ -86,7 +86,7 @@ def post(
     output: Annotated[
         Optional[str], typer.Option("-o", "--output", help="FILE.mp4|.webm|.gif or a folder for PNG frames. Default: IN's name with -post.")
     ] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    overwrite: OverwriteOption = False,
     quiet: QuietOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     threads: ThreadsOption = None,

@@ -37,6 +37,16 @@ ModelOption = Annotated[
     Optional[str], typer.Option("--model", "-m", help="Hub id or local diffusers folder; overrides the preset's model.")
 ]
 FastOption = Annotated[bool, typer.Option("--fast", help="Fast mode: the default step cache (first-block).")]
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
+# The -o of the commands that make a new video (generate, extend).
+VideoOutputOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "-o",
+        "--output",
+        help="FILE.mp4|.webm|.gif, a folder for PNG frames, or - for MP4 on stdout. Default: named after the prompt and seed.",
+    ),
+]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr.")]
 StrictOption = Annotated[bool, typer.Option("--strict", help="Refuse sizes and frame counts the model cannot take instead of snapping.")]
 NoServerOption = Annotated[
