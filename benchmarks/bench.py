@@ -237,7 +237,7 @@ def _vidgen_call(state: dict[str, Any], settings, seed: int) -> Callable[[int, T
 
 
 def vidgen_settings(args, *, cache: str, preset: str | None, model: str | None):
-    from vidgen.engine.generate import prepare_settings
+    from vidgen.engine.prepare import prepare_settings
 
     overrides = {
         "steps": args.steps,

@@ -38,8 +38,9 @@ def main() -> None:
     import torch
 
     from vidgen.engine import acceleration
-    from vidgen.engine.generate import VideoGenerator, prepare_settings
+    from vidgen.engine.generate import VideoGenerator
     from vidgen.engine.loading import load_pipeline
+    from vidgen.engine.prepare import prepare_settings
     from vidgen.engine.runner import render
     from vidgen.media.readback import read_frames
 

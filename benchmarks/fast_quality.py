@@ -29,7 +29,8 @@ if str(REPO) not in sys.path:
 from benchmarks.bench import psnr  # noqa: E402
 from training import probe, shapes  # noqa: E402
 from vidgen.engine import loading as pipeline_loader  # noqa: E402
-from vidgen.engine.generate import VideoGenerator, prepare_settings  # noqa: E402
+from vidgen.engine.generate import VideoGenerator  # noqa: E402
+from vidgen.engine.prepare import prepare_settings  # noqa: E402
 
 TARGET_PSNR_DB = 28.0
 

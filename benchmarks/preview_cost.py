@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from vidgen.engine import preview
-from vidgen.engine.generate import VideoGenerator, prepare_settings
+from vidgen.engine.generate import VideoGenerator
+from vidgen.engine.prepare import prepare_settings
 from vidgen.engine.runner import obtain_pipeline
 
 

@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout:
 
 from training import probe, shapes
 from vidgen.engine import loading as pipeline_loader
-from vidgen.engine.generate import VideoGenerator, prepare_settings
+from vidgen.engine.generate import VideoGenerator
+from vidgen.engine.prepare import prepare_settings
 
 
 def swap_decoder(pipe, folder: str) -> None:

@@ -209,7 +209,7 @@ def part_load(run: Part, device: str, dry: bool, scratch: Path) -> None:
     from diffusers import DiffusionPipeline
 
     from vidgen.engine import loading as loader
-    from vidgen.engine.generate import prepare_settings
+    from vidgen.engine.prepare import prepare_settings
 
     folder = scratch / "wan2.1-t2v-1.3b-random"
     wan = wan_parts.Wan(wan_parts.config_folder("wan2.1-t2v-1.3b", scratch, dry), device)

@@ -140,7 +140,7 @@ class Wan:
     def settings(self, **overrides: Any):
         """vidgen's settings for the workload's preset. Steps are the real count (50), so that vidgen decides
         compilation as for a user's run; each call sets its own steps."""
-        from vidgen.engine.generate import prepare_settings
+        from vidgen.engine.prepare import prepare_settings
 
         w = self.workload
         values = {

@@ -330,7 +330,7 @@ def test_a_plain_line_is_planned_without_a_dict_of_its_own(tmp_path):
     no values dict (a third of a 100,000-line plan, docs/reliability.md), and a line that does
     keeps only its own values, from which the settings merge again to the planned ones."""
     from vidgen.batch.plan import plan_jobs
-    from vidgen.engine.generate import merge_settings
+    from vidgen.engine.prepare import merge_settings
     from vidgen.settings.presets import choose_preset
     from vidgen.settings.prompts import PromptLine
 

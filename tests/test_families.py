@@ -155,8 +155,9 @@ def test_helios_pyramid_takes_steps_per_stage():
     an ad-hoc --model takes the pipeline's own steps per stage (10)."""
     import inspect
 
-    from vidgen.engine.generate import VideoGenerator, prepare_settings
+    from vidgen.engine.generate import VideoGenerator
     from vidgen.engine.loading import LoadedPipeline
+    from vidgen.engine.prepare import prepare_settings
     from vidgen.settings.layers import GenerationSettings
 
     pipe = make_tiny_pipeline("HeliosPyramidPipeline", "helios-distilled")

@@ -130,3 +130,32 @@ def test_the_floor_check_sees_an_import_that_runs_up():
     assert any(
         violation.startswith("vidgen.errors (floor 0) imports vidgen.engine.runner") for violation in floor_violations(graph, floors)
     )
+
+
+# Settings are prepared before any weights load, and a batch's plan and `--dry-run`'s settings run
+# in processes that may never load a model: neither may import torch or diffusers (seconds each).
+_PREPARE_WITHOUT_TORCH = """
+import sys
+from PIL import Image
+from vidgen.engine.prepare import prepare_settings
+from vidgen.batch import plan
+
+Image.new("RGB", (48, 80)).save("portrait.png")
+for preset, overrides in [
+    ("wan2.1-t2v-1.3b", {"frames": 30}),
+    ("wan2.1-i2v-480p", {"image": "portrait.png"}),  # --size auto reads the image's header
+    ("ltx-video-0.9.7-two-stage", {}),  # a staged preset's stage sizes
+]:
+    prepare_settings("a fox", preset=preset, model=None, overrides=overrides)
+loaded = sorted({"torch", "diffusers", "transformers"} & set(sys.modules))
+print("loaded:", loaded)
+"""
+
+
+def test_settings_are_prepared_without_torch(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", _PREPARE_WITHOUT_TORCH], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "loaded: []", result.stderr

@@ -77,8 +77,8 @@ def test_parallel_without_a_launcher_is_one_line_before_loading(run_cli, tiny_wa
 
 
 def test_denoisers_without_a_plan_and_heads_that_do_not_divide_are_refused_before_loading(tiny_pipeline_dir, tiny_wan_dir):
-    from vidgen.engine.generate import prepare_settings
     from vidgen.engine.loading import check_parallel
+    from vidgen.engine.prepare import prepare_settings
 
     def check(model: Path, spec: str, processes: int, **overrides) -> str:
         settings, _ = prepare_settings("a fox", preset=None, model=str(model), overrides={"parallel": spec, **overrides})

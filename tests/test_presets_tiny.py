@@ -460,7 +460,7 @@ def _loaded(pipe):
 
 
 def _settings(name: str, **values):
-    from vidgen.engine.generate import prepare_settings
+    from vidgen.engine.prepare import prepare_settings
 
     width, height, frames = _tiny_shape(name)
     overrides = {"steps": 2, "width": width, "height": height, "frames": frames, "seed": 1, **values}

@@ -80,4 +80,9 @@ def test_served_jobs_reuse_the_embeddings_and_give_the_text_paths_frames(tiny_wa
                 output_type="np",
                 generator=torch.Generator("cpu").manual_seed(seed),
             )
-        assert np.array_equal(read_frames(Path(f"s{seed}")), frames_to_uint8(output.frames[0]))  # a folder of PNG frames: lossless
+        # A folder of PNG frames is lossless, but vidgen runs the VAE's 3D convolutions on oneDNN
+        # (acceleration.use_onednn_conv3d), whose sums round apart from torch's own: a value may
+        # land one code apart (seen: 1 of 27648, seed 2, torch 2.13.0+cpu). Other text moves them all.
+        made, plain = read_frames(Path(f"s{seed}")).astype(int), frames_to_uint8(output.frames[0]).astype(int)
+        assert made.shape == plain.shape
+        assert np.abs(made - plain).max() <= 1 and (made != plain).mean() < 0.001

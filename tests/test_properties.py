@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import gallery_file
 from vidgen.batch import LOCK_NAME, MANIFEST_NAME
-from vidgen.engine.generate import merge_settings
+from vidgen.engine.prepare import merge_settings
 from vidgen.errors import UsageError
 from vidgen.settings.layers import GenerationSettings, validate
 from vidgen.settings.presets import choose_preset

@@ -511,7 +511,7 @@ def test_least_recently_used_pipelines_make_room_on_a_full_gpu(tiny_wan_dir: Pat
     and a simulated card that holds two of them: a third unloads only the least recently used.
     (No GPU here: free memory is what the loaded folders leave of the card, not a CUDA reading.)"""
     from vidgen.engine import loading as pipeline_loader
-    from vidgen.engine.generate import prepare_settings
+    from vidgen.engine.prepare import prepare_settings
     from vidgen.engine.runner import CachedPipeline, LoadingKey, PipelineCache, _model_bytes
 
     folders = []

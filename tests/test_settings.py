@@ -151,7 +151,7 @@ def test_command_line_overrides_travel_to_a_server_as_json(tmp_path):
     ],
 )
 def test_negative_prompt_that_does_nothing_says_so(preset, overrides, warned):
-    from vidgen.engine.generate import merge_settings
+    from vidgen.engine.prepare import merge_settings
     from vidgen.settings.presets import load_preset
 
     _, notes = merge_settings(load_preset(preset), [{"prompt": "x", **overrides}], model=None)

@@ -67,8 +67,9 @@ def test_two_stages_run_half_size_then_upsampled_then_refined(run_cli, two_stage
 
 def test_the_progress_bar_names_each_stage(two_stage, tiny_pipeline_dir):
     """The bar's phases say which stage runs, and it fills over every stage's steps."""
-    from vidgen.engine.generate import VideoGenerator, prepare_settings
+    from vidgen.engine.generate import VideoGenerator
     from vidgen.engine.loading import load_pipeline
+    from vidgen.engine.prepare import prepare_settings
 
     class Recorder:
         phases: list[str] = []

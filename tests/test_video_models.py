@@ -257,7 +257,7 @@ def test_bad_extras_are_one_line_exit_2(extras, message, run_cli, tmp_path):
 
 
 def test_extras_are_snapped_and_causal_blocks_change_the_frame_rule():
-    from vidgen.engine.generate import merge_settings
+    from vidgen.engine.prepare import merge_settings
     from vidgen.settings.presets import load_preset
 
     preset = load_preset("skyreels-v2-df-1.3b")
@@ -305,8 +305,9 @@ def test_each_window_runs_the_steps_and_the_bar_follows(overlap, windows):
     import inspect
 
     from tests.tiny_pipelines import make_tiny_pipeline
-    from vidgen.engine.generate import VideoGenerator, merge_settings
+    from vidgen.engine.generate import VideoGenerator
     from vidgen.engine.loading import LoadedPipeline
+    from vidgen.engine.prepare import merge_settings
     from vidgen.settings.extras import windows as count_windows
     from vidgen.settings.presets import load_preset
 
@@ -340,7 +341,7 @@ def test_each_window_runs_the_steps_and_the_bar_follows(overlap, windows):
 
 
 def test_an_extra_the_presets_pipeline_does_not_take_is_refused_before_loading():
-    from vidgen.engine.generate import merge_settings
+    from vidgen.engine.prepare import merge_settings
     from vidgen.errors import UsageError
     from vidgen.settings.presets import load_preset
 

@@ -33,6 +33,14 @@ vidgen.processes holds the processes' places and their barriers (also `vidgen ge
 
 from vidgen.batch.folder import LOCK_NAME, MANIFEST_NAME, file_sha256
 from vidgen.batch.plan import derive_seed, short_slug
-from vidgen.batch.run import run_batch
 
 __all__ = ["LOCK_NAME", "MANIFEST_NAME", "derive_seed", "file_sha256", "run_batch", "short_slug"]
+
+
+def __getattr__(name: str):
+    # run_batch on first use: it brings the engine (torch), and the plan (step 2) must not need it.
+    if name == "run_batch":
+        from vidgen.batch.run import run_batch
+
+        return run_batch
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

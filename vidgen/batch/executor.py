@@ -25,8 +25,9 @@ from vidgen import ui
 from vidgen.batch.folder import folder_identity
 from vidgen.batch.plan import Job, inside
 from vidgen.engine import parallel
-from vidgen.engine.generate import VideoGenerator, merge_settings
+from vidgen.engine.generate import VideoGenerator
 from vidgen.engine.making import Inputs, MakeContext, VideoJob, VideoResult, make_video
+from vidgen.engine.prepare import merge_settings
 from vidgen.engine.runner import loading_key, obtain_pipeline
 from vidgen.environment import PROCESS, Environment
 from vidgen.errors import ExitCode, GenerationError, VidgenError

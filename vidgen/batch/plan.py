@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from vidgen import ui
-from vidgen.engine.generate import merge_settings
+from vidgen.engine.prepare import merge_settings
 from vidgen.environment import PROCESS, Environment
 from vidgen.errors import UsageError, VidgenError
 from vidgen.media.video import prompt_slug

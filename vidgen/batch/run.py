@@ -20,8 +20,8 @@ from vidgen.batch.gallery import write_gallery
 from vidgen.batch.plan import DEFAULT_BASE_SEED, Job, plan_jobs
 from vidgen.context import current
 from vidgen.engine import latents, parallel
-from vidgen.engine.generate import merge_settings
 from vidgen.engine.loading import check_parallel
+from vidgen.engine.prepare import merge_settings
 from vidgen.environment import PROCESS, Environment
 from vidgen.errors import SECOND_SIGTERM, ExitCode, GenerationError, Interrupted, UsageError, VidgenError
 from vidgen.media.video import check_encoder

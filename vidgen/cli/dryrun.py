@@ -16,11 +16,11 @@ import torch
 
 from vidgen.engine import acceleration, checkpoints, quantize, windows
 from vidgen.engine.devices import resolve_device, run_dtype
-from vidgen.engine.generate import prepare_settings
 from vidgen.engine.hub import cached_folder, read_model_index, resolve_checkpoint
 from vidgen.engine.loading import check_last_image
 from vidgen.engine.lora import check_targets
 from vidgen.engine.model_check import class_to_load
+from vidgen.engine.prepare import prepare_settings
 from vidgen.errors import ModelNotAvailableError
 from vidgen.settings.grammar import TRANSFORMERS, parse_quantize
 from vidgen.settings.request import GenerateRequest

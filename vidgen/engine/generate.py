@@ -1,9 +1,8 @@
 """Settings + a loaded pipeline -> frames: the core under every command.
 
-- `prepare_settings()` merges preset and flags, validates, snaps, draws the seed
-  (`merge_settings()` is the same for one line of a batch);
-- `VideoGenerator(loaded).generate(settings, seed)` runs one pipeline call and returns
-  uint8 frames; the pipeline is loaded once (runner.obtain_pipeline) and reused.
+`VideoGenerator(loaded).generate(settings, seed)` runs one pipeline call and returns uint8
+frames; the pipeline is loaded once (runner.obtain_pipeline) and reused. The settings come
+checked from vidgen.engine.prepare.
 
 The commands above it (single.py for `vidgen generate`, vidgen.batch) plan outputs and
 write files through vidgen.engine.runner; nothing here writes a file or reads an input file, but
@@ -13,7 +12,6 @@ for the start image's header (its size, for --size auto).
 from __future__ import annotations
 
 import contextlib
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -23,68 +21,21 @@ from PIL import Image
 from vidgen import signals, ui
 from vidgen.context import current
 from vidgen.engine import acceleration, latents, preview, prompt_cache, resume, stages
-from vidgen.engine.model_check import LAST_IMAGE_PRESETS, check_extras_taken, last_image_problem
-from vidgen.environment import PROCESS, Environment
+from vidgen.engine.model_check import LAST_IMAGE_PRESETS, last_image_problem
 from vidgen.errors import ExitCode, GenerationError, Interrupted, UsageError, first_line
 from vidgen.families import ARGUMENT_ALIASES, argument_name
 from vidgen.families.framepack import framepack_sections, framepack_window
+from vidgen.families.guiders import guider_scale, set_guider_scale
 from vidgen.families.helios import PYRAMID_STEPS, pyramid_stages, takes_pyramid_steps
-from vidgen.families.ltx import start_condition
+from vidgen.families.ltx import callback_tensor_inputs, start_condition
 from vidgen.media.audio import Audio, audio_from_output, fit_to_video
-from vidgen.media.conditioning import image_size
 from vidgen.settings import story
-from vidgen.settings.extras import fit_extras, windows
-from vidgen.settings.layers import AUTO_SIZE, build_settings, draw_seed, fit_size_to_image, snap_to_constraints, validate
-from vidgen.settings.presets import Preset, choose_preset
+from vidgen.settings.extras import windows
 from vidgen.settings.runfacts import RunFacts
 from vidgen.settings.table import SETTINGS, GenerationSettings
 
 # The settings the pipeline call receives, by the table's `call` (setting -> argument).
 CALL_ARGUMENTS = {setting.name: setting.call for setting in SETTINGS if setting.call}
-
-
-def merge_settings(
-    chosen: Preset, layers: list[dict[str, Any]], *, model: str | None, strict: bool = False, env: Environment | None = None
-) -> tuple[GenerationSettings, list[str]]:
-    """Merge `layers` (later wins) over the preset, validate and snap. Returns the
-    snapping notes for the caller to show (batch prefixes them with the line). --size auto
-    reads the start image's size in `env`'s folder; without `env` (a batch checking its
-    flags, before the lines bring their images) it is left to each line."""
-    settings = build_settings(chosen, layers, model=model)
-    validate(settings)
-    settings, rule, changes = fit_extras(settings, chosen.constraints, strict=strict)  # extras may change the frame rule
-    check_extras_taken(settings.pipeline_class, settings.extras)  # the preset's class; an ad-hoc --model's: when loading
-    if settings.last_image and (problem := last_image_problem(settings.pipeline_class, given=True)):
-        raise UsageError(f"preset {settings.preset}: {problem}")  # from the class's signature: before anything loads
-    if settings.size == AUTO_SIZE and not (settings.image and env is None):
-        settings, notes = fit_size_to_image(settings, rule, image_size(settings.image, env) if settings.image else None)
-        changes += notes
-    settings, notes = snap_to_constraints(settings, rule, strict=strict)
-    changes += notes
-    if settings.guidance is not None and settings.guidance <= 1 and any(layer.get("negative_prompt") for layer in layers):
-        # diffusers guides by the negative prompt only in classifier-free guidance, which runs above 1.
-        changes.append(
-            f"--negative-prompt does nothing at guidance {settings.guidance:g}: there is no unconditional pass for it "
-            "to steer (a guidance above 1 uses it; distilled presets run at 1)"
-        )
-    stages.plan(settings)  # a staged preset's stage sizes come out whole: refused before any weights load
-    return settings, changes
-
-
-def prepare_settings(
-    prompt: str, *, preset: str | None, model: str | None, overrides: dict[str, Any], strict: bool = False, env: Environment = PROCESS
-) -> tuple[GenerationSettings, Preset]:
-    """Merge, validate and snap; every bad input fails here, before any weights load. With
-    --story the prompt names a storyboard file (in `env`'s folder), read here."""
-    chosen = choose_preset(preset, model)
-    prompt, overrides = story.expand(prompt, overrides, env)
-    settings, changes = merge_settings(chosen, [{"prompt": prompt, **overrides}], model=model, strict=strict, env=env)
-    story.check_length(settings, chosen.constraints)
-    for change in changes:
-        ui.warn(change)
-    if settings.seed is None:
-        settings = replace(settings, seed=draw_seed())
-    return settings, chosen
 
 
 # ---- one pipeline call ----
@@ -150,21 +101,9 @@ class VideoGenerator:
         boundary = getattr(self.loaded.pipe, "config", {}).get("boundary_ratio")
         if settings.boundary_ratio is None and boundary is not None:  # Wan 2.2 A14B's own switch between its experts, recorded
             filled["boundary_ratio"] = boundary
-        guider = getattr(self.loaded.pipe, "guider", None)
-        if settings.guidance is None and "guidance" not in filled and "guidance_scale" in getattr(guider, "config", {}):
-            filled["guidance"] = guider.config["guidance_scale"]  # recorded in the recipe
+        if settings.guidance is None and "guidance" not in filled and (scale := guider_scale(self.loaded.pipe)) is not None:
+            filled["guidance"] = scale  # recorded in the recipe
         return RunFacts(self.loaded.device, self.loaded.dtype, self.loaded.class_name, tuple(filled.items()))
-
-    def _set_guider_scale(self, guidance: float | None) -> bool:
-        """Pipelines built on diffusers' guiders (HunyuanVideo 1.5) take no guidance_scale
-        argument: the scale lives in `pipe.guider`, replaced here by a copy with the new
-        scale. True when the guidance was applied that way."""
-        guider = getattr(self.loaded.pipe, "guider", None)
-        if guidance is None or guider is None or "guidance_scale" not in getattr(guider, "config", {}):
-            return False
-        if guider.config["guidance_scale"] != guidance:
-            self.loaded.pipe.guider = guider.new(guidance_scale=guidance)
-        return True
 
     def _call_arguments(self, settings: GenerationSettings, seed: int, image: Any) -> dict[str, Any]:
         parameters = self.loaded.call_parameters
@@ -183,7 +122,7 @@ class VideoGenerator:
             wanted["fps"] = round(settings.fps)  # SVD conditions on the frame rate
         if "frame_rate" in parameters:
             wanted["frame_rate"] = settings.fps  # LTX: enters the positional encoding of time
-        if "guidance_scale" not in parameters and self._set_guider_scale(settings.guidance):
+        if "guidance_scale" not in parameters and set_guider_scale(self.loaded.pipe, settings.guidance):
             wanted.pop("guidance_scale")
         for name in ("prompt", "negative_prompt", "guidance_scale"):
             if wanted.get(name) and name not in parameters and name not in self._warned:
@@ -358,11 +297,8 @@ class VideoGenerator:
 
             if "callback_on_step_end" in self.loaded.call_parameters:
                 arguments["callback_on_step_end"] = on_step_end
-                if "prompt_segments" in self.loaded.call_parameters:
-                    # LTXI2VLongMultiPromptPipeline (diffusers 0.42.1) hands the callback its unpacked `latents`
-                    # and takes them back as the packed ones, which breaks the next step: ask for no tensors
-                    # (vidgen reads none).
-                    arguments["callback_on_step_end_tensor_inputs"] = []
+                if (tensors := callback_tensor_inputs(self.loaded.call_parameters)) is not None:
+                    arguments["callback_on_step_end_tensor_inputs"] = tensors
             denoiser = acceleration.denoiser_of(pipe)
             hook = None
             denoising = False  # whether the denoiser has run: a ValueError before it is bad input, after it a failure

@@ -27,9 +27,6 @@ import struct
 from pathlib import Path
 from typing import Any
 
-import diffusers
-import transformers
-
 from vidgen.engine.hub import component_config
 from vidgen.errors import UsageError
 from vidgen.families import argument_name
@@ -127,8 +124,7 @@ def check_pipeline_class(actual: str, expected: str | None, model: str, preset: 
     (same diffusers pipelines package, for example Wan's)."""
     if expected is None or actual == expected:
         return
-    actual_class = getattr(diffusers, actual, None)
-    expected_class = getattr(diffusers, expected, None)
+    actual_class, expected_class = diffusers_class(actual), diffusers_class(expected)
     if actual_class is not None and expected_class is not None:
         if issubclass(actual_class, expected_class):
             return
@@ -150,8 +146,7 @@ def class_to_load(actual: str, expected: str | None) -> str | None:
     """
     if expected is None or actual == expected:
         return None
-    actual_class = getattr(diffusers, actual, None)
-    expected_class = getattr(diffusers, expected, None)
+    actual_class, expected_class = diffusers_class(actual), diffusers_class(expected)
     if actual_class is not None and expected_class is not None and issubclass(actual_class, expected_class):
         return None
     return expected
@@ -162,6 +157,9 @@ def diffusers_class(class_name: str | None) -> Any:
     (CLIPImageProcessor without torchvision) before the command's own lines: quiet while it is looked up."""
     if not class_name:
         return None
+    import diffusers  # here, not at the top: preparing settings (vidgen.engine.prepare) runs without torch
+    import transformers
+
     verbosity = transformers.utils.logging.get_verbosity()
     transformers.utils.logging.set_verbosity_error()
     try:
@@ -273,8 +271,7 @@ def check_components_serve(
     actual = model_index.get("_class_name")
     if expected is None or not isinstance(actual, str) or class_to_load(actual, expected) is None:
         return
-    expected_class = getattr(diffusers, expected, None)
-    actual_class = getattr(diffusers, actual, None)
+    expected_class, actual_class = diffusers_class(expected), diffusers_class(actual)
     if expected_class is None or actual_class is None:
         return
     model = location.location

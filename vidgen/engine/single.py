@@ -1,6 +1,6 @@
 """`vidgen generate`: one prompt to one or more files.
 
-The flow of one command: settings prepared (generate.prepare_settings), outputs planned and
+The flow of one command: settings prepared (prepare.prepare_settings), outputs planned and
 checked, inputs read (conditioning), the pipeline obtained and each video rendered and
 written (runner), each result reported on stdout as it is written. `vidgen batch` is the
 same flow for a prompts file (vidgen.batch).
@@ -14,9 +14,10 @@ from typing import Any
 
 from vidgen import ui
 from vidgen.engine import latents, parallel, resume, windows
-from vidgen.engine.generate import VideoGenerator, prepare_settings
+from vidgen.engine.generate import VideoGenerator
 from vidgen.engine.loading import check_last_image, check_parallel  # torch and diffusers: this module runs only to generate
 from vidgen.engine.making import Inputs, MakeContext, VideoJob, VideoResult, make_video
+from vidgen.engine.prepare import prepare_settings
 from vidgen.engine.runner import build_recipe, obtain_pipeline
 from vidgen.environment import PROCESS, Environment
 from vidgen.errors import UsageError, VidgenError

@@ -33,8 +33,9 @@ from vidgen.engine.extend import (
     refuse_unless_continuable,
     window_prompts,
 )
-from vidgen.engine.generate import VideoGenerator, merge_settings
+from vidgen.engine.generate import VideoGenerator
 from vidgen.engine.making import VideoResult, result_of
+from vidgen.engine.prepare import merge_settings
 from vidgen.engine.runner import build_recipe, obtain_pipeline
 from vidgen.environment import PROCESS, Environment
 from vidgen.errors import GenerationError, UsageError
@@ -44,7 +45,7 @@ from vidgen.media.post.apply import after_decode
 from vidgen.media.readback import probe_video
 from vidgen.media.video import check_encoder, check_output_path, encode_mp4_bytes, output_format, prompt_slug, write_video
 from vidgen.settings import story
-from vidgen.settings.layers import AUTO_SIZE, build_settings, draw_seed, frames_rule_text, nearest_valid_frames
+from vidgen.settings.layers import build_settings, draw_seed, frames_rule_text, nearest_valid_frames
 from vidgen.settings.presets import Preset, choose_preset
 from vidgen.settings.runfacts import RunFacts
 from vidgen.settings.table import BY_NAME, GenerationSettings
@@ -136,13 +137,16 @@ def prepare(
     if snapped != window:
         ui.warn(f"window {window} -> {snapped}: this model takes {frames_rule_text(rule)} frames")
     rest = {key: value for key, value in overrides.items() if key not in ("frames", "seconds")}
-    sized = rest.get("width") is not None or rest.get("height") is not None
-    if info is not None and (rest.get("size") or chosen.defaults.get("size")) == AUTO_SIZE and not sized:
-        # --size auto (the image-to-video presets' default) continues a video at its own size: its frames
-        # are kept as they are, so the new ones must match them (check_input still wants the model's multiple).
-        rest["size"] = f"{info.width}x{info.height}"
-        ui.warn(f"size auto -> {info.width}x{info.height}: the input video's own size")
-    settings, changes = merge_settings(layered, [{"prompt": prompt, **rest, "frames": snapped}], model=model, strict=strict, env=env)
+    # --size auto (the image-to-video presets' default) continues a video at its own size (check_input
+    # still wants the model's multiple).
+    settings, changes = merge_settings(
+        layered,
+        [{"prompt": prompt, **rest, "frames": snapped}],
+        model=model,
+        strict=strict,
+        env=env,
+        video_size=None if info is None else (info.width, info.height),
+    )
     for change in changes:
         ui.warn(change)
     overlap = choose_overlap(mode, chosen.pipeline, settings.overlap)

@@ -84,7 +84,7 @@ AUTO_SIZE = "auto"
 
 
 def _size_values(size: str) -> dict[str, Any]:
-    """A layer's size: `auto` as asked (fit_size_to_image resolves it), WIDTHxHEIGHT as width and height."""
+    """A layer's size: `auto` as asked (resolve_auto_size resolves it), WIDTHxHEIGHT as width and height."""
     if str(size).strip().lower() == AUTO_SIZE:
         return {"size": AUTO_SIZE}
     width, height = parse_size(size)
@@ -376,15 +376,24 @@ def size_for_image(area: float, image_size: tuple[int, int], rule: Constraints) 
     return tuple(max(multiple, math.floor(side * shrink / multiple + 1e-6) * multiple) for side in (width, height))
 
 
-def fit_size_to_image(
-    settings: GenerationSettings, rule: Constraints, image_size: tuple[int, int] | None
+def resolve_auto_size(
+    settings: GenerationSettings,
+    rule: Constraints,
+    *,
+    image_size: tuple[int, int] | None = None,
+    video_size: tuple[int, int] | None = None,
 ) -> tuple[GenerationSettings, list[str]]:
-    """--size auto: the preset's pixel area (its width x height) at the start image's aspect
-    ratio, as the makers' image-to-video code sizes its video (Wan's generate.py: max_area and
-    the image's aspect; HunyuanVideo-I2V's and FramePack's buckets of about one area). Without
-    an image the preset's own size stays. Returns the settings sized and the line that says what it chose."""
+    """--size auto, the one place it is decided. A video being continued (`video_size`, vidgen
+    extend) keeps its own size: its frames stay as they are, so the new ones must match them.
+    Otherwise the preset's pixel area (its width x height) at the start image's aspect ratio, as
+    the makers' image-to-video code sizes its video (Wan's generate.py: max_area and the image's
+    aspect; HunyuanVideo-I2V's and FramePack's buckets of about one area). Without either the
+    preset's own size stays. Returns the settings sized and the line that says what it chose."""
     if settings.size != AUTO_SIZE:
         return settings, []
+    if video_size is not None:
+        width, height = video_size
+        return replace(settings, width=width, height=height), [f"size auto -> {width}x{height}: the input video's own size"]
     if settings.width is None or settings.height is None:
         raise UsageError("--size auto takes its pixel area from a preset's size, and there is none here: give --size WIDTHxHEIGHT")
     asked = f"{settings.width}x{settings.height}"

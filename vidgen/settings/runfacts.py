@@ -1,7 +1,7 @@
 """What ran, beside what was asked: `RunFacts`.
 
 `GenerationSettings` is the request, frozen once built (settings.build_settings, snapped by
-generate.merge_settings). Loading the pipeline decides the rest: the device and the dtype it
+prepare.merge_settings). Loading the pipeline decides the rest: the device and the dtype it
 runs in ("auto" resolved), its class (an ad-hoc --model's is known only then), and the
 pipeline's own values for what the request left unset (an ad-hoc --model's steps, guidance,
 frames and size, Wan 2.2 A14B's boundary ratio, a guider's scale). They are recorded here,

@@ -81,8 +81,7 @@ _checked: dict[tuple, str | None] = {}  # (flag, path, size, mtime) -> problem: 
 
 
 def _file_problem(flag: str, value: Any, check) -> str | None:
-    if value is None:
-        return None
+    """`check` is called with the file only (and imported only then: torch, for RIFE and spandrel)."""
     try:
         path = Path(os.path.expanduser(str(value)))
         found = path.is_file()
@@ -102,13 +101,17 @@ def _file_problem(flag: str, value: Any, check) -> str | None:
 
 def interpolate_model_problem(value: Any) -> str | None:
     """What is wrong with a RIFE weights file, or None (the file is read, not run)."""
-    from vidgen.media.post.rife import weights_problem  # here, not at the top: torch (the table is imported by `vidgen --help`)
+    if value is None:
+        return None
+    from vidgen.media.post.rife import weights_problem  # here, not at the top: torch (settings are checked without it)
 
     return _file_problem("--interpolate-model", value, weights_problem)
 
 
 def upscale_model_problem(value: Any) -> str | None:
     """What is wrong with an upscaler file (spandrel does not know it, not an upscaler), or None."""
+    if value is None:
+        return None
     from vidgen.media.post.upscaler import model_problem  # here, not at the top: torch and spandrel (as above)
 
     return _file_problem("--upscale-model", value, model_problem)
