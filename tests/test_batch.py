@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FAKE_ARGS, gallery_file
-from tests.conftest import free_port as _free_port
 from vidgen.batch import LOCK_NAME, MANIFEST_NAME, derive_seed, file_sha256, short_slug
 from vidgen.media.readback import probe_video, read_recipe
 
@@ -274,55 +273,6 @@ def test_sigkill_mid_batch_then_resume_leaves_every_video_exactly_once(fake_mode
     for name in expected:
         assert latest[name]["sha256"] == file_sha256(out / name)
         assert probe_video(out / name).frames == 9
-
-
-@pytest.mark.slow
-def test_accelerate_two_processes_share_the_lines(fake_model_dir):
-    Path("p.txt").write_text("a red ball\na blue cat\na green dog\n")
-    accelerate = Path(sys.executable).with_name("accelerate")
-    # `--cpu` alone starts one process (accelerate forks CPU workers only through MPI);
-    # `--multi_gpu` starts them with torchrun, and vidgen forms a gloo group on the CPU.
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "CUDA_VISIBLE_DEVICES": ""}
-    command = [
-        accelerate,
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        str(_free_port()),
-        "-m",
-        "vidgen",
-        "batch",
-        "p.txt",
-        "-O",
-        "out",
-        "--model",
-        fake_model_dir,
-        *FAKE_ARGS,
-        "--json",
-    ]
-
-    result = subprocess.run(list(map(str, command)), env=env, capture_output=True, text=True)
-
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = Path("out")
-    records = manifest(out)
-    assert sorted(r["line"] for r in records) == [1, 2, 3]  # each line once, by one process
-    assert {r["process"] for r in records} == {0, 1}
-    assert videos_in(out) == sorted(r["output"] for r in records)
-    assert sorted(json.loads(line)["line"] for line in result.stdout.splitlines()) == [1, 2, 3]
-    for record in records:
-        assert record["sha256"] == file_sha256(out / record["output"])
-    assert "3 videos done" in result.stderr
-    # the gallery page, written by the main process once both are done: every line on it
-    assert (out / "index.html").read_text(encoding="utf-8").count('<figure class="card"') == 3
 
 
 def test_a_plain_line_is_planned_without_a_dict_of_its_own(tmp_path):

@@ -222,17 +222,3 @@ def test_the_lock_file_is_removed_while_still_held(batch, monkeypatch):
     assert result.exit_code == 0, result.stderr
     assert held_when_removed == [True]
     assert LOCK_NAME not in files_in(Path("out"))
-
-
-@pytest.mark.slow
-def test_two_processes_leave_no_lock_file(fake_model_dir):
-    """Under accelerate only the main process takes the lock; it removes it after the
-    other has finished its share."""
-    Path("p.txt").write_text("a red ball\na blue cat\n")
-
-    result = subprocess.run(_command(fake_model_dir, "p.txt", "-O", "out", "--processes", "2"), env=_env(), capture_output=True, text=True)
-
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = Path("out")
-    assert len(outputs(out)) == 2
-    assert files_in(out) == sorted([MANIFEST_NAME, *outputs(out)])
