@@ -11,8 +11,9 @@
 Each mutation names a target, `module:attribute.path`, a way to break it (`breaks` gets the
 original and returns what replaces it: a no-op, a constant, a wrong answer), and the tests
 that claim the behaviour: with the target broken, every one of them must fail. Each
-mutation runs in its own pytest process (the tests named only), with this file loaded as a
-plugin: the target is replaced right after its module is imported, before any other module
+mutation runs in its own pytest process (the tests named only; a child forked from the runner,
+which has imported torch, diffusers and transformers once but never vidgen), with this file
+loaded as a plugin: the target is replaced right after its module is imported, before any other module
 can bind the name, in pytest's process and in every Python process it starts (through a
 sitecustomize.py on PYTHONPATH: `vidgen serve`, `python -m vidgen`; not one started with
 a PYTHONPATH of its own). No file is edited.
@@ -22,8 +23,8 @@ passed (that test cannot see the break it claims to see), `MISSING` when its tar
 of its tests no longer exists (renamed or moved: update the list), `ERROR` when pytest
 could not run them. Anything but `caught` exits 1.
 
-Every mutation takes 5 to 50 s (a pytest process that imports torch, then the tests); all
-of them took 300 s on a 2-core VM, too long for the suite. So run this script by hand, or
+Every mutation takes 1 to 45 s (its tests); all of them take about 3 minutes two at a time on
+a 2-core VM, too long for the suite. So run this script by hand, or
 in CI as a job of its own (`make mutants`), after changing a test or what it tests. The
 suite runs only the cheap part, the tests at the end of this file: every target and test
 of the list still exists (`--check`), and the runner catches one mutation and reports a
@@ -44,6 +45,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -628,21 +630,79 @@ def _matches(nodeid: str, wanted: str) -> bool:
     return nodeid == wanted or ("[" not in wanted and nodeid.startswith(wanted + "["))
 
 
-def run_one(mutation: Mutation, root: str, hook_dir: str, report_dir: str) -> tuple[str, str, float]:
-    """(status, detail, seconds) for one mutation."""
-    import subprocess
+# What every mutation's pytest imports from outside vidgen, imported once by the runner: each
+# mutation then runs in a child forked from it, which imports vidgen and the tests anew with its
+# mutation in place (vidgen is never imported here), and skips the 3 to 4 s a fresh interpreter
+# spent on these. HF_HUB_OFFLINE as conftest.py sets it, before huggingface_hub reads it.
+_PRELOAD = ("numpy", "PIL.Image", "torch", "transformers", "diffusers", "imageio", "typer", "rich.console", "pytest")
 
+
+def _preload() -> None:
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    for name in _PRELOAD:
+        importlib.import_module(name)
+    import diffusers
+
+    for name in ("WanPipeline", "AutoencoderKLWan", "FlowMatchEulerDiscreteScheduler", "UniPCMultistepScheduler"):
+        getattr(diffusers, name)  # diffusers imports its classes on first use
+
+
+@dataclass
+class _Running:
+    mutation: Mutation
+    pid: int
+    started: float
+    output: str  # the child's stdout and stderr, one file each
+    errors: str
+    report: str
+    left_before: set[str]
+
+
+def start_one(mutation: Mutation, root: str, hook_dir: str, report_dir: str) -> _Running:
+    """Fork a child that runs the mutation's tests in pytest with this file as a plugin."""
     report = os.path.join(report_dir, f"{mutation.name}.jsonl")
-    env = dict(os.environ, **{ENV_NAME: mutation.name, ENV_REPORT: report})
-    env["PYTHONPATH"] = os.pathsep.join([hook_dir, root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    env.setdefault("OMP_NUM_THREADS", "1")
-    env["COLUMNS"] = "400"  # whole lines in the -ra summary that --show prints
+    output, errors = (os.path.join(report_dir, f"{mutation.name}.{kind}") for kind in ("out", "err"))
     left_before = {path for path in mutation.leaves if os.path.lexists(os.path.join(root, path))}
     started = time.monotonic()
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "tests.test_mutants", "-p", "no:cacheprovider", "-W", "ignore", *mutation.tests]
-    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
-    seconds = time.monotonic() - started
-    for path in set(mutation.leaves) - left_before:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: as `python -m pytest ...` in `root` would start, this file's plugin first
+        code = 3
+        try:
+            os.environ.update({ENV_NAME: mutation.name, ENV_REPORT: report, "COLUMNS": "400"})  # whole lines in the -ra summary
+            # Python processes the tests start (vidgen serve, python -m vidgen) get the mutation too.
+            os.environ["PYTHONPATH"] = os.pathsep.join(
+                [hook_dir, root] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
+            )
+            os.chdir(root)
+            sys.path[:] = [root] + [entry for entry in sys.path if entry not in ("", os.path.dirname(os.path.abspath(__file__)))]
+            for fd, path in ((1, output), (2, errors)):
+                handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                os.dup2(handle, fd)
+                os.close(handle)
+            import pytest
+
+            arguments = ["-q", "-p", "tests.test_mutants", "-p", "no:cacheprovider", "-W", "ignore", *mutation.tests]
+            code = int(pytest.main(arguments))
+        except BaseException:  # noqa: B036 (the child must end here, whatever happened)
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    return _Running(mutation, pid, started, output, errors, report, left_before)
+
+
+def finish_one(running: _Running, returncode: int, root: str) -> tuple[str, str, float]:
+    """(status, detail, seconds) for a mutation whose child has ended."""
+    mutation, report = running.mutation, running.report
+    seconds = time.monotonic() - running.started
+    done = SimpleNamespace(returncode=returncode, stdout=_read(running.output), stderr=_read(running.errors))
+    for path in set(mutation.leaves) - running.left_before:
         import shutil
 
         shutil.rmtree(os.path.join(root, path), ignore_errors=True)
@@ -672,10 +732,34 @@ def run_one(mutation: Mutation, root: str, hook_dir: str, report_dir: str) -> tu
     return "caught", "\n".join([f"{len(outcomes)} test(s) failed"] + why), seconds
 
 
+def _read(path: str) -> str:
+    try:
+        with open(path, errors="replace") as handle:
+            return handle.read()
+    except OSError:
+        return ""
+
+
+def run_all(chosen: list[Mutation], root: str, hook_dir: str, scratch: str, jobs: int):
+    """(mutation, (status, detail, seconds)) in the list's order, `jobs` children at a time."""
+    _preload()
+    pending, running, results = list(chosen), {}, {}
+    following = 0
+    while pending or running:
+        while pending and len(running) < max(1, jobs):
+            child = start_one(pending.pop(0), root, hook_dir, scratch)
+            running[child.pid] = child
+        pid, status = os.wait()
+        child = running.pop(pid)
+        results[child.mutation.name] = finish_one(child, os.waitstatus_to_exitcode(status), root)
+        while following < len(chosen) and chosen[following].name in results:  # in order, as soon as known
+            yield chosen[following], results[chosen[following].name]
+            following += 1
+
+
 def main(argv: list[str]) -> int:
     import argparse
     import tempfile
-    from concurrent.futures import ThreadPoolExecutor
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="mutations to run (default: all)")
@@ -726,15 +810,11 @@ def main(argv: list[str]) -> int:
         started = time.monotonic()
         failures = 0
 
-        def one(mutation: Mutation):
-            return mutation, run_one(mutation, root, hook_dir, scratch)
-
-        with ThreadPoolExecutor(max(1, options.jobs)) as pool:
-            for mutation, (status, detail, seconds) in pool.map(one, chosen):
-                print(f"{status:9} {mutation.name:42} {seconds:6.1f} s  {detail.splitlines()[0] if detail else ''}", flush=True)
-                failures += status != "caught"
-                if "\n" in detail and (status != "caught" or options.show):
-                    print("          " + "\n          ".join(detail.splitlines()[1:]), flush=True)
+        for mutation, (status, detail, seconds) in run_all(chosen, root, hook_dir, scratch, options.jobs):
+            print(f"{status:9} {mutation.name:42} {seconds:6.1f} s  {detail.splitlines()[0] if detail else ''}", flush=True)
+            failures += status != "caught"
+            if "\n" in detail and (status != "caught" or options.show):
+                print("          " + "\n          ".join(detail.splitlines()[1:]), flush=True)
         print(f"{len(chosen) - failures} of {len(chosen)} mutations caught in {time.monotonic() - started:.0f} s")
     return 1 if failures else 0
 
