@@ -176,6 +176,17 @@ class CliResult:
 
 
 @pytest.fixture
+def batch(run_cli, fake_model_dir):
+    """`batch(FILE, ARGS..., out="out", input=None)`: `vidgen batch FILE -O out` in-process on the fake
+    pipeline (tiny sizes), for the tests where the folder's bookkeeping is the point, not the model."""
+
+    def invoke(prompts_file, *args: str, out="out", input: str | None = None):
+        return run_cli("batch", prompts_file, "-O", out, "--model", fake_model_dir, *FAKE_ARGS, *args, input=input)
+
+    return invoke
+
+
+@pytest.fixture
 def run_cli():
     """Run `vidgen ARGS` in-process; stdout and stderr are kept apart."""
     from vidgen.cli.app import app

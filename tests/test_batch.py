@@ -17,16 +17,6 @@ from vidgen.batch import LOCK_NAME, MANIFEST_NAME, derive_seed, file_sha256, sho
 from vidgen.media.readback import probe_video, read_recipe
 
 
-@pytest.fixture
-def batch(run_cli, fake_model_dir):
-    """`vidgen batch FILE -O out --model TINY --steps 2 --size 32x32 --frames 9 ARGS...`."""
-
-    def invoke(prompts_file: str | Path, *args: str, out: str | Path = "out", input: str | None = None):
-        return run_cli("batch", prompts_file, "-O", out, "--model", fake_model_dir, *FAKE_ARGS, *args, input=input)
-
-    return invoke
-
-
 def manifest(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / MANIFEST_NAME).read_text().splitlines() if line.strip()]
 

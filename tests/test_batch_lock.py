@@ -26,16 +26,6 @@ from vidgen.batch.folder import FolderLock
 from vidgen.errors import UsageError
 
 
-@pytest.fixture
-def batch(run_cli, fake_model_dir):
-    """`vidgen batch FILE -O out --model TINY --steps 2 --size 32x32 --frames 9 ARGS...`, in-process."""
-
-    def invoke(prompts_file: str, *args: str, out: str = "out"):
-        return run_cli("batch", prompts_file, "-O", out, "--model", fake_model_dir, *FAKE_ARGS, *args)
-
-    return invoke
-
-
 def _command(fake_model_dir, *args: str) -> list[str]:
     return [sys.executable, "-m", "vidgen", "batch", *args, "--model", str(fake_model_dir), *FAKE_ARGS]
 

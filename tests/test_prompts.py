@@ -11,17 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAKE_ARGS
 from vidgen.batch import MANIFEST_NAME
 from vidgen.settings.prompts import MAX_LINE_BYTES, detect_format, open_prompts, read_prompt_lines
-
-
-@pytest.fixture
-def batch(run_cli, fake_model_dir):
-    def invoke(prompts_file, *args, out="out", input=None):
-        return run_cli("batch", prompts_file, "-O", out, "--model", fake_model_dir, *FAKE_ARGS, *args, input=input)
-
-    return invoke
 
 
 def read_lines(path: Path) -> list:

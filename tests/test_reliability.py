@@ -165,7 +165,7 @@ def test_batch_under_a_file_size_limit_records_failures_and_resume_completes(tin
         assert probe_video(out / record["output"]).frames == 9
 
 
-def test_disk_full_on_the_manifest_stops_the_batch_and_resume_completes(fake_batch_cli, monkeypatch):
+def test_disk_full_on_the_manifest_stops_the_batch_and_resume_completes(batch, monkeypatch):
     """/dev/full answers every write with ENOSPC: the manifest is pointed at it after the
     first video, as a disk that fills up would."""
     from vidgen import ui
@@ -181,7 +181,7 @@ def test_disk_full_on_the_manifest_stops_the_batch_and_resume_completes(fake_bat
             (out / MANIFEST_NAME).symlink_to("/dev/full")
 
     monkeypatch.setattr(ui.BatchProgress, "video_finished", fill_the_disk)
-    result = fake_batch_cli("p.txt")
+    result = batch("p.txt")
 
     assert result.exit_code == 1
     line = one_error_line(result.stderr)
@@ -191,7 +191,7 @@ def test_disk_full_on_the_manifest_stops_the_batch_and_resume_completes(fake_bat
     assert not [name for name in files_in(out) if ".part" in name]
     monkeypatch.setattr(ui.BatchProgress, "video_finished", original)
 
-    resumed = fake_batch_cli("p.txt", "--resume")
+    resumed = batch("p.txt", "--resume")
 
     assert resumed.exit_code == 0, resumed.stderr
     latest = {r["line"]: r for r in manifest(out)}
@@ -273,7 +273,7 @@ def test_ctrl_c_while_ffmpeg_writes_exits_130_and_leaves_nothing(tiny_wan_dir, s
 # ---- folders ----
 
 
-def test_read_only_output_folder_is_refused_before_any_work(fake_batch_cli, tmp_path):
+def test_read_only_output_folder_is_refused_before_any_work(batch, tmp_path):
     Path("p.txt").write_text("a red ball\n")
     if os.geteuid() == 0:
         folder = Path("/sys")  # permission bits do not stop root; sysfs does
@@ -283,13 +283,13 @@ def test_read_only_output_folder_is_refused_before_any_work(fake_batch_cli, tmp_
         folder = tmp_path / "read-only"
         folder.mkdir()
         folder.chmod(0o555)
-    result = fake_batch_cli("p.txt", out=folder)
+    result = batch("p.txt", out=folder)
     assert result.exit_code == 2
     assert f"cannot write to output folder {folder}" in one_error_line(result.stderr)
     assert not (folder / MANIFEST_NAME).exists()
 
 
-def test_output_folder_removed_during_a_batch_stops_it(fake_batch_cli, monkeypatch):
+def test_output_folder_removed_during_a_batch_stops_it(batch, monkeypatch):
     from vidgen import ui
 
     Path("p.txt").write_text("a red ball\na blue cat\na green dog\n")
@@ -301,7 +301,7 @@ def test_output_folder_removed_during_a_batch_stops_it(fake_batch_cli, monkeypat
         shutil.rmtree(out, ignore_errors=True)
 
     monkeypatch.setattr(ui.BatchProgress, "video_finished", remove_folder)
-    result = fake_batch_cli("p.txt")
+    result = batch("p.txt")
 
     assert result.exit_code == 1
     assert "was removed or replaced during the batch" in one_error_line(result.stderr)
@@ -436,15 +436,5 @@ def test_second_batch_on_the_same_folder_is_refused_and_a_dead_ones_lock_is_not(
 def batch_cli(run_cli, tiny_wan_dir):
     def invoke(prompts_file, *args, out="out"):
         return run_cli("batch", prompts_file, "-O", out, "--model", tiny_wan_dir, *TINY_ARGS, *args)
-
-    return invoke
-
-
-@pytest.fixture
-def fake_batch_cli(run_cli, fake_model_dir):
-    """batch_cli on the fake pipeline (tests/fake_pipeline.py): where the folder's bookkeeping is the point."""
-
-    def invoke(prompts_file, *args, out="out"):
-        return run_cli("batch", prompts_file, "-O", out, "--model", fake_model_dir, *FAKE_ARGS, *args)
 
     return invoke
