@@ -76,7 +76,8 @@ probe-embedded:
 	$(VENV)/bin/python benchmarks/probe_shapes.py --count 100 --ceiling --canonical --json docs/probe-shapes-ceiling-canonical.json
 
 # Break what each listed test claims and check that the test then fails (tests/test_mutants.py;
-# two at a time, about 4 minutes on 2 cores: docs/benchmarks.md; CI runs it after the tests). `make test` runs only its cheap check.
+# two at a time, each in a child forked from a runner that imported torch once: about 70 s on 2 cores,
+# docs/benchmarks.md; CI runs it after the tests). `make test` runs only its cheap check.
 mutants: $(VENV_READY)
 	$(VENV)/bin/python tests/test_mutants.py --jobs 2
 

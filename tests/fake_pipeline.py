@@ -6,14 +6,17 @@ guidance_scale, generator, output_type, callback_on_step_end ... and returns `.f
 has no weights:
 its frames are drawn in a few milliseconds and depend only on the prompt, the negative
 prompt, the guidance, the size and the seed (the generator), so two runs with the same
-settings give the same video and a changed prompt or seed a different one.
+settings give the same video and a changed prompt or seed a different one. Where a test
+needs a video still in the making (a signal between two videos), FAKE_PIPELINE_STEP_SECONDS=S
+in the environment makes each step sleep S seconds: a video that takes a while without a core's
+work (the environment reaches every process a launcher starts).
 
 How vidgen reaches it: `build_fake_model(folder)` writes a model folder in diffusers' own
 custom-pipeline layout, a model_index.json whose `_class_name` is `[module, class]` and
 that module's file beside it (this file, copied). diffusers loads a local folder's own
 pipeline code only with `trust_remote_code=True`, so the tests pass `--trust-remote-code`
 (FAKE_ARGS in conftest.py) and the model goes through vidgen's real path
-(runner.obtain_pipeline -> pipeline.load_pipeline -> DiffusionPipeline.from_pretrained), as
+(runner.obtain_pipeline -> engine/loading.load_pipeline -> DiffusionPipeline.from_pretrained), as
 any repository with its own pipeline code would. Nothing in vidgen knows this class.
 
 This module imports only numpy, torch and diffusers: diffusers copies it into its modules
@@ -23,7 +26,9 @@ cache and imports it there, outside the tests package.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +41,7 @@ from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 
 MODULE = "fake_video_pipeline"  # the file's name in the model folder (diffusers imports it by that name)
 CLASS = "FakeVideoPipeline"
+STEP_SECONDS = "FAKE_PIPELINE_STEP_SECONDS"
 
 
 @dataclass
@@ -88,8 +94,10 @@ class FakeVideoPipeline(DiffusionPipeline):
         phase = np.array([_text_number(prompt), _text_number(negative_prompt), (guidance_scale or 0) / 20.0]) + drawn
         latents = torch.zeros(1, 4, num_frames, height // 8, width // 8)
         self.scheduler.set_timesteps(num_inference_steps)
+        step_seconds = float(os.environ.get(STEP_SECONDS, "0"))
         for step, timestep in enumerate(self.scheduler.timesteps):  # the step callback every step, for progress and Ctrl-C
             latents = self.transformer(latents)
+            time.sleep(step_seconds)
             if callback_on_step_end is not None:
                 names = ["latents"] if callback_on_step_end_tensor_inputs is None else callback_on_step_end_tensor_inputs
                 given = {name: latents for name in names if name == "latents"}

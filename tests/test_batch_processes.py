@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAKE_ARGS, TINY_ARGS, gallery_file
+from tests.conftest import FAKE_ARGS, gallery_file
 from tests.conftest import free_port as _free_port
 from tests.conftest import standalone_env as _env
+from tests.fake_pipeline import STEP_SECONDS
 from vidgen.batch import LOCK_NAME, MANIFEST_NAME, file_sha256
 from vidgen.batch.launch import without_processes_option, worst_exit_code
 from vidgen.media.readback import read_frames
@@ -25,8 +26,10 @@ from vidgen.media.readback import read_frames
 pytestmark = pytest.mark.slow
 
 
-def _batch(tiny_wan_dir, *args: str) -> list[str]:
-    return [sys.executable, "-m", "vidgen", "batch", *map(str, args), "--model", str(tiny_wan_dir), *TINY_ARGS]
+def _batch(fake_model_dir, *args: str) -> list[str]:
+    """`vidgen batch ARGS` on the fake pipeline (tests/fake_pipeline.py): launching, sharding and
+    exit codes are the point here, not the model (tests/test_parallel.py launches real ones)."""
+    return [sys.executable, "-m", "vidgen", "batch", *map(str, args), "--model", str(fake_model_dir), *FAKE_ARGS]
 
 
 def _manifest(out: Path) -> list[dict]:
@@ -58,11 +61,11 @@ def test_without_processes_option_keeps_everything_else():
     assert without_processes_option(["batch", "p.txt", "--processes=4", "--seed", "3"]) == ["batch", "p.txt", "--seed", "3"]
 
 
-def test_a_bad_prompts_file_exits_2_before_any_process_starts(tiny_wan_dir, run_cli):
+def test_a_bad_prompts_file_exits_2_before_any_process_starts(fake_model_dir, run_cli):
     """Refused by the command itself (here, in this process), before it starts the launcher."""
     Path("p.csv").write_text("title,seed\nx,1\n")
 
-    result = run_cli(*_batch(tiny_wan_dir, "p.csv", "-O", "out", "--processes", "2")[3:])
+    result = run_cli(*_batch(fake_model_dir, "p.csv", "-O", "out", "--processes", "2")[3:])
 
     assert result.exit_code == 2, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
@@ -71,7 +74,7 @@ def test_a_bad_prompts_file_exits_2_before_any_process_starts(tiny_wan_dir, run_
     assert not Path("out").exists()
 
 
-def test_a_usage_error_found_by_the_processes_reaches_the_shell_as_2(tiny_wan_dir):
+def test_a_usage_error_found_by_the_processes_reaches_the_shell_as_2(fake_model_dir):
     """A folder another batch holds is found only by the launched processes (only the main one
     takes the lock): their exit 2 comes out as 2, where `accelerate launch` says 1."""
     import fcntl
@@ -82,7 +85,9 @@ def test_a_usage_error_found_by_the_processes_reaches_the_shell_as_2(tiny_wan_di
     holder = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT)
     fcntl.flock(holder, fcntl.LOCK_EX)  # as a running batch would
     try:
-        result = subprocess.run(_batch(tiny_wan_dir, "p.txt", "-O", "out", "--processes", "2"), env=_env(), capture_output=True, text=True)
+        result = subprocess.run(
+            _batch(fake_model_dir, "p.txt", "-O", "out", "--processes", "2"), env=_env(), capture_output=True, text=True
+        )
     finally:
         os.close(holder)
 
@@ -94,7 +99,7 @@ def test_a_usage_error_found_by_the_processes_reaches_the_shell_as_2(tiny_wan_di
     assert _files(out) == []
 
 
-def test_two_machines_make_every_video_once_into_one_manifest(tiny_wan_dir):
+def test_two_machines_make_every_video_once_into_one_manifest(fake_model_dir):
     """`accelerate launch --num_machines 2` (issue 20): two launchers as two machines (ranks 0
     and 1, the first's address 127.0.0.1) writing one shared folder: every video once, both
     machines did a share, one manifest whose every line is whole. (This replaces the test of
@@ -123,7 +128,7 @@ def test_two_machines_make_every_video_once_into_one_manifest(tiny_wan_dir):
                 "no",
                 "--dynamo_backend",
                 "no",
-                *_batch(tiny_wan_dir, "p.txt", "-O", "out", "--json")[1:],
+                *_batch(fake_model_dir, "p.txt", "-O", "out", "--json")[1:],
             ],
             env={**_env(), "ACCELERATE_USE_CPU": "true"},
             stdout=subprocess.PIPE,
@@ -156,9 +161,10 @@ def test_two_processes_share_the_lines_a_failed_line_exits_1_and_no_lock_is_left
     other has finished its share."""
     lines = ['{"prompt": "a red ball"}', '{"prompt": "a blue cat"}', '{"prompt": "a green dog"}', '{"prompt": "a cat", "steps": 0}']
     Path("p.jsonl").write_text("\n".join(lines) + "\n")
-    command = [sys.executable, "-m", "vidgen", "batch", "p.jsonl", "-O", "out", "--processes", "2", "--json"]
 
-    result = subprocess.run([*command, "--model", str(fake_model_dir), *FAKE_ARGS], env=_env(), capture_output=True, text=True)
+    result = subprocess.run(
+        _batch(fake_model_dir, "p.jsonl", "-O", "out", "--processes", "2", "--json"), env=_env(), capture_output=True, text=True
+    )
 
     assert result.returncode == 1, result.stderr[-3000:]
     out = Path("out")
@@ -175,12 +181,13 @@ def test_two_processes_share_the_lines_a_failed_line_exits_1_and_no_lock_is_left
     assert (out / "index.html").read_text(encoding="utf-8").count('<figure class="card"') >= 3  # the gallery: every video
 
 
-def test_sigterm_to_the_launcher_stops_after_the_current_videos_exits_143_and_resume_finishes(tiny_wan_dir):
-    prompts = [f"a red ball number {index}" for index in range(8)]
+def test_sigterm_to_the_launcher_stops_after_the_current_videos_exits_143_and_resume_finishes(fake_model_dir):
+    prompts = [f"a red ball number {index}" for index in range(6)]
     Path("p.txt").write_text("\n".join(prompts) + "\n")
     out = Path("out")
-    command = _batch(tiny_wan_dir, "p.txt", "-O", "out", "--processes", "2", "--steps", "20")
-    launcher = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = _batch(fake_model_dir, "p.txt", "-O", "out", "--processes", "2")
+    env = {**_env(), STEP_SECONDS: "0.4"}  # each of the fake's 2 steps a sleep: a video is in the making when the signal comes
+    launcher = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     while not ((out / MANIFEST_NAME).exists() and _manifest(out)):  # a first video is done
         assert launcher.poll() is None, launcher.communicate()[1][-3000:]
         time.sleep(0.2)
@@ -196,7 +203,7 @@ def test_sigterm_to_the_launcher_stops_after_the_current_videos_exits_143_and_re
     for record in done:
         assert record["sha256"] == file_sha256(out / record["output"])
 
-    resumed = subprocess.run([*command, "--resume"], env=_env(), capture_output=True, text=True)
+    resumed = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True)
 
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     finished = {record["line"] for record in _manifest(out) if record["status"] == "done"}

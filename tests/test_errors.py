@@ -145,7 +145,7 @@ def test_non_finite_frames_are_an_error_and_nothing_is_written(generate_tiny, mo
 
     from vidgen.engine.generate import VideoGenerator
 
-    original = VideoGenerator._call_arguments
+    original = VideoGenerator.call_arguments
 
     def with_nan_latents(self, settings, seed, image):
         arguments = original(self, settings, seed, image)
@@ -153,7 +153,7 @@ def test_non_finite_frames_are_an_error_and_nothing_is_written(generate_tiny, mo
         arguments["latents"] = torch.full((1, 16, latent_frames, settings.height // 8, settings.width // 8), float("nan"))
         return arguments
 
-    monkeypatch.setattr(VideoGenerator, "_call_arguments", with_nan_latents)
+    monkeypatch.setattr(VideoGenerator, "call_arguments", with_nan_latents)
     result = generate_tiny("a ball", "--seed", "1", "-o", "nan.mp4")
     assert result.exit_code == 1
     assert "Error: the model produced non-finite values" in result.stderr

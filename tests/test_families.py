@@ -172,7 +172,7 @@ def test_helios_pyramid_takes_steps_per_stage():
     assert pipe.scheduler.config.stages == 3
     generator = VideoGenerator(loaded)
     settings = prepare_settings(PROMPT, preset="helios-distilled", model=None, overrides={"steps": 3, "seed": 1})[0]
-    arguments = generator._call_arguments(settings, seed=1, image=None)
+    arguments = generator.call_arguments(settings, seed=1, image=None)
     assert arguments["pyramid_num_inference_steps_list"] == [3, 3, 3]
     assert "num_inference_steps" not in arguments
     assert arguments["is_amplify_first_chunk"] is True and arguments["guidance_scale"] == 1.0

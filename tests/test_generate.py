@@ -283,16 +283,16 @@ def test_flow_shift_goes_to_the_right_scheduler_key():
 
     from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 
-    from vidgen.engine.loading import _apply_scheduler
+    from vidgen.engine.loading import apply_scheduler
     from vidgen.settings.layers import build_settings
     from vidgen.settings.presets import Preset
 
     pipe = SimpleNamespace(scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0))
-    _apply_scheduler(pipe, build_settings(Preset("p", "a/b", defaults={"flow_shift": 3.0}), [{"prompt": "x"}]))
+    apply_scheduler(pipe, build_settings(Preset("p", "a/b", defaults={"flow_shift": 3.0}), [{"prompt": "x"}]))
     assert isinstance(pipe.scheduler, FlowMatchEulerDiscreteScheduler) and pipe.scheduler.config.shift == 3.0
 
     settings = build_settings(Preset("p", "a/b", defaults={"scheduler": "UniPCMultistepScheduler", "flow_shift": 5.0}), [{"prompt": "x"}])
-    _apply_scheduler(pipe, settings)
+    apply_scheduler(pipe, settings)
     assert isinstance(pipe.scheduler, UniPCMultistepScheduler)
     assert pipe.scheduler.config.flow_shift == 5.0 and pipe.scheduler.config.use_flow_sigmas
 

@@ -133,7 +133,8 @@ def test_the_floor_check_sees_an_import_that_runs_up():
 
 
 # Settings are prepared before any weights load, and a batch's plan and `--dry-run`'s settings run
-# in processes that may never load a model: neither may import torch or diffusers (seconds each).
+# in processes that may never load a model: neither may import torch or diffusers (seconds each);
+# nor may a batch's checks import diffusers (`--processes`' launcher: accelerate brings torch).
 _PREPARE_WITHOUT_TORCH = """
 import sys
 from PIL import Image
@@ -149,6 +150,14 @@ for preset, overrides in [
     prepare_settings("a fox", preset=preset, model=None, overrides=overrides)
 loaded = sorted({"torch", "diffusers", "transformers"} & set(sys.modules))
 print("loaded:", loaded)
+
+# A batch's checks (`--processes`' launcher runs them before any process starts): torch, but no diffusers.
+from vidgen.batch.check import check_batch
+from vidgen.settings.request import BatchRequest
+
+open("p.txt", "w").write("a fox\\na red ball\\n")
+assert check_batch(BatchRequest(prompts_file="p.txt", out_dir="out", preset="wan2.1-t2v-1.3b")) == 2
+print("batch checks loaded:", sorted({"diffusers", "transformers", "peft"} & set(sys.modules)))
 """
 
 
@@ -158,4 +167,4 @@ def test_settings_are_prepared_without_torch(tmp_path):
 
     result = subprocess.run([sys.executable, "-c", _PREPARE_WITHOUT_TORCH], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "loaded: []", result.stderr
+    assert result.stdout.splitlines() == ["loaded: []", "batch checks loaded: []"], result.stderr

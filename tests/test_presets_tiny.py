@@ -473,7 +473,7 @@ def test_ltx_gets_the_frame_rate():
     from vidgen.engine.generate import VideoGenerator
 
     generator = VideoGenerator(_loaded(PIPELINE_CLASSES["LTXPipeline"](None)))
-    arguments = generator._call_arguments(_settings("ltx-video", fps=12), seed=1, image=None)
+    arguments = generator.call_arguments(_settings("ltx-video", fps=12), seed=1, image=None)
     assert arguments["frame_rate"] == 12
 
 
@@ -485,7 +485,7 @@ def test_hunyuanvideo15_guidance_goes_to_its_guider(capsys):
     pipe = PIPELINE_CLASSES["HunyuanVideo15Pipeline"](None)
     generator = VideoGenerator(_loaded(pipe))
     settings = _settings("hunyuanvideo1.5-480p", guidance=3.0)
-    arguments = generator._call_arguments(settings, seed=1, image=None)
+    arguments = generator.call_arguments(settings, seed=1, image=None)
     assert "guidance_scale" not in arguments
     assert pipe.guider.config["guidance_scale"] == 3.0
     frames = generator.generate(settings, seed=1)  # the replaced guider runs

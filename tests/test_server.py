@@ -623,7 +623,7 @@ def test_a_job_runs_with_its_own_folder_and_standard_input_in_the_worker(tiny_wa
     """The worker's function, in this process: a batch from standard input (bytes the job
     carries) into a folder relative to the client's. While the prompts are read, this
     process's working folder and sys.stdin are still its own, and so after the job."""
-    from vidgen.batch import run as batch_run
+    from vidgen.batch import check as batch_check
     from vidgen.server.jobs import Job, execute
     from vidgen.settings.request import BatchRequest
 
@@ -631,13 +631,13 @@ def test_a_job_runs_with_its_own_folder_and_standard_input_in_the_worker(tiny_wa
     client.mkdir()
     home, stdin = os.getcwd(), sys.stdin
     during = []
-    original = batch_run.open_prompts
+    original = batch_check.open_prompts
 
     def watched(*args, **kwargs):
         during.append((os.getcwd(), sys.stdin))
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(batch_run, "open_prompts", watched)
+    monkeypatch.setattr(batch_check, "open_prompts", watched)
     overrides = {"steps": 2, "size": "32x32", "frames": 9, "seed": 4}
     job = Job(
         BatchRequest(prompts_file="-", out_dir="out", model=str(tiny_wan_dir), overrides=overrides),
@@ -661,19 +661,19 @@ def test_a_batch_refused_after_its_standard_input_was_read_runs_here_on_those_by
     """A server that refuses a `batch -` (it is stopping) once the client has read standard
     input: the batch runs in the client's process on the bytes it read, which are passed in;
     sys.stdin is not replaced with them."""
-    from vidgen.batch import run as batch_run
+    from vidgen.batch import check as batch_check
     from vidgen.cli import client
 
     stdin_at_submit, stdin_when_read = [], []
     monkeypatch.setattr(client, "find_server", lambda: Path("/nonexistent/vidgen.sock"))
     monkeypatch.setattr(client, "submit", lambda job, stdin=None: stdin_at_submit.append(sys.stdin))  # None: not taken
-    original = batch_run.open_prompts
+    original = batch_check.open_prompts
 
     def watched(*args, **kwargs):
         stdin_when_read.append(sys.stdin)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(batch_run, "open_prompts", watched)
+    monkeypatch.setattr(batch_check, "open_prompts", watched)
     done = run_cli("batch", "-", "-O", "out", "--model", tiny_wan_dir, *TINY_ARGS, "--seed", "4", input=b"a red ball\n")
     assert done.exit_code == 0, done.stderr
     assert len(stdin_at_submit) == 1 and stdin_when_read == stdin_at_submit

@@ -23,7 +23,7 @@ splits the work only at step 4, so they all agree on the plan without talking:
 5. the main process waits for the others, reads this run's records and reports;
 6. and writes DIR/index.html, the gallery page of the whole manifest (not with --no-gallery).
 
-Modules: plan (steps 1-2), folder (step 3: manifest, lock, temp files, resume),
+Modules: plan (step 2), check (steps 1-2 and the checks before anything is created), folder (step 3: manifest, lock, temp files, resume),
 executor (step 4, one video: the public interface run and cluster share), run (the whole run
 and report), launch (`--processes N`), cluster (`--ray`: step 4 as a
 Ray Data job, the driver writing the manifest), gallery (step 6, and `vidgen gallery DIR`);

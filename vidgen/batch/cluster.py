@@ -37,10 +37,11 @@ from pathlib import Path
 from typing import Any
 
 from vidgen import ui
+from vidgen.batch.check import flags_and_base_seed
 from vidgen.batch.executor import Executor, Lines
 from vidgen.batch.folder import FolderLock, folder_identity, remove_stale_temp_files
 from vidgen.batch.plan import Job
-from vidgen.batch.run import Prepared, flags_and_base_seed, outcomes, prepare, publish, report, stop_on_sigterm, write_gallery_page
+from vidgen.batch.run import Prepared, outcomes, prepare, publish, report, stop_on_sigterm, write_gallery_page
 from vidgen.environment import PROCESS, Environment
 from vidgen.errors import ExitCode, UsageError, VidgenError
 from vidgen.processes import Processes, launched_by_accelerate

@@ -33,7 +33,7 @@ from torch.distributed.elastic.multiprocessing import SignalException
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
 from vidgen import ui
-from vidgen.batch.run import check_batch
+from vidgen.batch.check import check_batch
 from vidgen.engine import parallel
 from vidgen.errors import ExitCode, UsageError
 from vidgen.processes import launched_by_accelerate

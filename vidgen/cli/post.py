@@ -53,7 +53,7 @@ def default_output(source: Path) -> Path:
     return source.with_name(f"{source.stem}-post{source.suffix}")
 
 
-def _read_sound(source: Path) -> Audio | None:
+def read_sound(source: Path) -> Audio | None:
     """The input's soundtrack: its own stream, or the WAV beside a GIF or PNG folder."""
     where = wav_beside(source) if source.is_dir() or source.suffix.lower() == ".gif" else source
     if not where.is_file():
@@ -112,7 +112,7 @@ def run_post(
         raise UsageError(f"{info.width}x{info.height} upscaled {upscale}x is wider than {MAX_SIDE} pixels, the encoders' limit")
     frames = read_frames(source)
     recipe = read_recipe(source)
-    sound = _read_sound(source)
+    sound = read_sound(source)
 
     # 4. The steps.
     started = time.monotonic()

@@ -207,12 +207,12 @@ def use_onednn_conv3d(pipe: Any) -> int:
                 and isinstance(module.padding, tuple)
                 and "_conv_forward" not in vars(module)
             ):
-                module._conv_forward = functools.partial(_onednn_conv3d, module, module._conv_forward)
+                module._conv_forward = functools.partial(onednn_conv3d, module, module._conv_forward)
                 routed += 1
     return routed
 
 
-def _onednn_conv3d(module: Any, torch_path: Any, input: Any, weight: Any, bias: Any) -> Any:
+def onednn_conv3d(module: Any, torch_path: Any, input: Any, weight: Any, bias: Any) -> Any:
     import torch  # here, not at the top: vidgen --help imports this module (torch takes seconds)
 
     if (

@@ -105,7 +105,7 @@ class VideoGenerator:
             filled["guidance"] = scale  # recorded in the recipe
         return RunFacts(self.loaded.device, self.loaded.dtype, self.loaded.class_name, tuple(filled.items()))
 
-    def _call_arguments(self, settings: GenerationSettings, seed: int, image: Any) -> dict[str, Any]:
+    def call_arguments(self, settings: GenerationSettings, seed: int, image: Any) -> dict[str, Any]:
         parameters = self.loaded.call_parameters
         # A CPU generator draws the same starting noise on every device, so a seed
         # means the same video on a laptop and a GPU server (up to kernel differences).
@@ -223,7 +223,7 @@ class VideoGenerator:
         the last finished step's); `resumed` goes on from a stopped run's latents."""
         progress = progress or ui.Progress("", 0, visible=False)
         pipe = self.loaded.pipe
-        arguments = self._call_arguments(settings, seed, image)
+        arguments = self.call_arguments(settings, seed, image)
         # Checked before loading where the model's files were at hand (loading.check_last_image); again here,
         # from the loaded pipeline, for a pipeline the server kept and for a batch line's own --last-image.
         transformer = getattr(pipe, "transformer", None)

@@ -29,8 +29,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from diffusers.utils.torch_utils import get_module_execution_device
-from diffusers.video_processor import VideoProcessor
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
@@ -56,6 +54,14 @@ from vidgen.settings.table import GenerationSettings
 COVERED = ("WanPipeline", "WanImageToVideoPipeline", "WanVideoToVideoPipeline", "SkyReelsV2Pipeline")
 FORMAT = "vidgen-latents/1"
 SUFFIX = ".latents.safetensors"
+
+
+def _device_of(module: Any) -> torch.device:
+    # diffusers here, not at the top: a batch's checks (check_covered) run before any model is
+    # needed, in `--processes`' launcher too, which then never imports diffusers.
+    from diffusers.utils.torch_utils import get_module_execution_device
+
+    return get_module_execution_device(module)
 
 
 def covered(class_name: str | None) -> bool:
@@ -97,7 +103,7 @@ def check_one_call(overrides: dict[str, Any]) -> None:
 
 
 def _decode_once(vae: Any, latents: torch.Tensor, processor: Any) -> np.ndarray:
-    latents = latents.to(get_module_execution_device(vae), dtype=vae.dtype)
+    latents = latents.to(_device_of(vae), dtype=vae.dtype)
     shape = (1, vae.config.z_dim, 1, 1, 1)
     latents_mean = torch.tensor(vae.config.latents_mean).view(shape).to(latents.device, latents.dtype)
     latents_std = 1.0 / torch.tensor(vae.config.latents_std).view(shape).to(latents.device, latents.dtype)
@@ -116,7 +122,10 @@ def decode(vae: Any, latents: torch.Tensor, processor: Any = None) -> np.ndarray
     """Frames (batch, T, H, W, 3) as floats in [0, 1], as the pipeline's own decode gives
     them. A CUDA out-of-memory retries once with VAE tiling (said on stderr); the second
     one propagates (torch.OutOfMemoryError)."""
-    processor = processor or VideoProcessor(vae_scale_factor=vae.config.scale_factor_spatial)
+    if processor is None:
+        from diffusers.video_processor import VideoProcessor  # as in _device_of
+
+        processor = VideoProcessor(vae_scale_factor=vae.config.scale_factor_spatial)
     with torch.inference_mode():
         try:
             return _decode_once(vae, latents, processor)
@@ -124,7 +133,7 @@ def decode(vae: Any, latents: torch.Tensor, processor: Any = None) -> np.ndarray
             if not hasattr(vae, "enable_tiling") or getattr(vae, "use_tiling", False):
                 raise
         # Outside the handler: the exception's frames hold the failed decode's tensors.
-        _free_device_memory(get_module_execution_device(vae))
+        _free_device_memory(_device_of(vae))
         ui.warn("out of memory in the VAE decode; trying once more with VAE tiling")
         vae.enable_tiling()
         try:
@@ -138,7 +147,7 @@ def decode_denoised(pipe: Any, final: torch.Tensor, keeper: Keeper | None) -> np
     makes them; `keeper` writes the latents first."""
     if keeper is not None:
         keeper.denoised(pipe, final)
-    device = get_module_execution_device(pipe.vae)
+    device = _device_of(pipe.vae)
     try:
         return decode(pipe.vae, final, getattr(pipe, "video_processor", None))
     except torch.OutOfMemoryError as error:

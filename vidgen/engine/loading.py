@@ -75,7 +75,7 @@ def _quiet_library_logging() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def _apply_scheduler(pipe: Any, settings: GenerationSettings) -> None:
+def apply_scheduler(pipe: Any, settings: GenerationSettings) -> None:
     """Swap the scheduler class and/or set the flow shift, keeping the model's config; a
     preset's fixed sigmas and stochastic sampling (a distilled model's sampler: vidgen.engine.sampling)."""
     if (
@@ -331,7 +331,7 @@ def prepare_pipeline(pipe: Any, settings: GenerationSettings, *, device: str, dt
     built from configs, so what it times is exactly vidgen's path."""
     pipe.set_progress_bar_config(disable=True)
 
-    _apply_scheduler(pipe, settings)
+    apply_scheduler(pipe, settings)
     helios.mend(pipe)  # Helios' pyramid noise at the shipped gamma: a float64 factor (vidgen.families.helios)
     _set_boundary(pipe, settings.boundary_ratio)
     apply_loras(pipe, settings)

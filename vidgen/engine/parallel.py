@@ -98,7 +98,7 @@ def check_model(
         # Ring attention merges partial results by their log-sum-exp, which only the flash
         # and cuDNN kernels return; PyTorch's CPU attention does not.
         raise UsageError(f"--parallel {spec}: ring attention needs a GPU (flash or cuDNN attention); on a CPU use --parallel ulysses")
-    import diffusers  # here, not at the top: options.py imports this module for the syntax check, and --help stays light
+    import diffusers  # here, not at the top: importing this module stays light (diffusers only when a group is set up)
 
     if settings_cache != "none":
         # A step cache decides per process whether to skip a step, from its own share of the

@@ -71,7 +71,7 @@ def _is_model(library: str, class_name: str) -> bool:
     """Whether a component class is a torch module (tokenizers, schedulers and guiders are not). Imports the
     library (at load or --dry-run time, never for --help); a class that cannot be found is left to diffusers."""
     try:
-        import torch  # here, not at the top: vidgen --help imports this module (through options.py)
+        import torch  # here, not at the top: importing this module stays light (torch only where a method needs it)
 
         component_class = getattr(importlib.import_module(library), class_name)
     except (ImportError, AttributeError):
@@ -168,7 +168,7 @@ def _device_facts(device: str) -> tuple[str, tuple[int, int] | str | None]:
     kind = device.split(":")[0]
     if kind != "cuda":
         return kind, None
-    import torch  # here, not at the top: vidgen --help imports this module (through options.py); a CUDA device was resolved, so torch is loaded already
+    import torch  # here, not at the top: importing this module stays light; a CUDA device was resolved, so torch is loaded already
 
     index = int(device.split(":")[1]) if ":" in device else torch.cuda.current_device()
     if torch.version.hip:
@@ -200,14 +200,14 @@ def component_config(method: str, library: str, *, compute_dtype: Any = None) ->
         raise UsageError(f"--quantize {method}: cannot quantize a component from {library!r} (only diffusers and transformers models)")
     configs = importlib.import_module(library)  # heavy: at load time only
     if method == "nf4":
-        import torch  # here, not at the top: vidgen --help imports this module (through options.py)
+        import torch  # here, not at the top: importing this module stays light (torch only where a method needs it)
 
         return configs.BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype or torch.bfloat16
         )
     if method not in TORCHAO_CONFIGS:
         raise UsageError(f"unknown --quantize method {method!r} (known: {', '.join(METHODS)})")
-    import torchao.quantization  # here, not at the top: vidgen --help imports this module (through options.py); torchao is also noisy on stderr
+    import torchao.quantization  # here, not at the top: torchao is slow to import and noisy on stderr, wanted only when quantizing with it
 
     return configs.TorchAoConfig(getattr(torchao.quantization, TORCHAO_CONFIGS[method])())
 
@@ -221,7 +221,7 @@ def pipeline_quantization_config(mapping: Mapping[str, str], model_index: Mappin
         return None
     if DENOISERS_KEY in mapping:
         raise ValueError("resolve_components() first: the mapping still names 'the denoisers'")
-    import diffusers  # here, not at the top: vidgen --help imports this module (through options.py)
+    import diffusers  # here, not at the top: importing this module stays light (torch only where a method needs it)
 
     components = _components(model_index)
     quant_mapping = {}
@@ -282,12 +282,12 @@ def quantizable_linear_shapes(model: Any) -> list[tuple[int, int]]:
     """(out, in) of each Linear weight that loading with a torchao or bitsandbytes config quantizes, for a model
     built with its real weights or on the meta device (no weights read): a diffusers model's
     `_keep_in_fp32_modules` stay; a transformers model's tied and output embeddings and last layer stay."""
-    import torch  # here, not at the top: vidgen --help imports this module (through options.py)
+    import torch  # here, not at the top: importing this module stays light (torch only where a method needs it)
 
     if hasattr(model, "all_tied_weights_keys"):  # transformers 5 PreTrainedModel
         from transformers.quantizers.base import (
             get_keys_to_not_convert,
-        )  # here, not at the top: vidgen --help imports this module (through options.py)
+        )  # here, not at the top: importing this module stays light (torch only where a method needs it)
 
         keep = list(getattr(model, "_keep_in_fp32_modules", None) or [])
         library, skip = "transformers", get_keys_to_not_convert(model) + keep

@@ -12,7 +12,7 @@ from collections.abc import Container
 ARGUMENT_ALIASES = {
     "num_frames": "frames",  # SANA-Video (SanaVideoPipeline, SanaImageToVideoPipeline)
     # Stable Video Diffusion: the guidance goes in as its ramp's top value, so it is not one
-    # the pipeline "takes no" of (the warning in generate's _call_arguments).
+    # the pipeline "takes no" of (the warning in generate's call_arguments).
     "guidance_scale": "max_guidance_scale",
     "image": "cond_image",  # LTXI2VLongMultiPromptPipeline (ltx-video-story): a storyboard's start image
 }

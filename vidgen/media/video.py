@@ -155,7 +155,7 @@ def _last_line(stderr: bytes) -> str:
     return lines[-1] if lines else "no message"
 
 
-def _run_ffmpeg(command: list[str], frames: np.ndarray | None, path: Path, exe: str) -> bytes:
+def run_ffmpeg(command: list[str], frames: np.ndarray | None, path: Path, exe: str) -> bytes:
     """Run ffmpeg, feeding `frames` as raw RGB on its standard input; return its stdout.
 
     ffmpeg runs in its own session, so a Ctrl-C at the terminal reaches only vidgen,
@@ -264,7 +264,7 @@ def _write_with_ffmpeg(
         str(path),
     ]
     try:
-        _run_ffmpeg(command, frames, shown or path, exe)
+        run_ffmpeg(command, frames, shown or path, exe)
     finally:
         if wav is not None:
             wav.unlink(missing_ok=True)
@@ -290,7 +290,7 @@ def _verify_video(path: Path, expected_frames: int, exe: str, shown: Path) -> No
     """Decode the finished file before it gets its name: a file cut short by a full disk
     or a file-size limit that ffmpeg did not notice must not be reported as a video."""
     command = [exe, "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0", "-f", "null", "-progress", "pipe:1", "-"]
-    stdout = _run_ffmpeg(command, None, shown, exe).decode("utf-8", errors="replace")
+    stdout = run_ffmpeg(command, None, shown, exe).decode("utf-8", errors="replace")
     counts = [line.partition("=")[2] for line in stdout.splitlines() if line.startswith("frame=")]
     decoded = int(counts[-1]) if counts and counts[-1].strip().isdigit() else -1
     if decoded != expected_frames:

@@ -116,7 +116,7 @@ def execute(job: Job, prepare: Callable[[], None] | None = None, *, cache: Pipel
         try:
             if prepare is not None:
                 prepare()
-            return _call(job)
+            return run_request(job)
         except (KeyboardInterrupt, Exception) as error:
             ending = outcome(error, debug=job.request.debug)
             if ending.traceback:
@@ -126,7 +126,7 @@ def execute(job: Job, prepare: Callable[[], None] | None = None, *, cache: Pipel
             return ending.code
 
 
-def _call(job: Job) -> int:
+def run_request(job: Job) -> int:
     """The same library function the command runs in-process, with the job's environment."""
     if isinstance(job.request, GenerateRequest):
         # Imported here, not at the top: `vidgen serve --status` and `--stop` import this

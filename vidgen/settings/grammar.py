@@ -1,5 +1,5 @@
 """The grammar of the settings whose values are small languages, for the table's checks
-(options.py) and for the code that acts on them: `--quantize` choices, `--parallel` specs,
+(settings/table.py) and for the code that acts on them: `--quantize` choices, `--parallel` specs,
 `--lora PATH[:SCALE][@COMPONENT]`, `--lora-scale NAME=SCALE`, `--extra NAME=VALUE`, the
 step-cache names, `--preview`'s formats, and the names diffusers gives denoisers. Light: the
 table is read for `vidgen --help`.

@@ -30,7 +30,7 @@ from vidgen.threads import configured_threads
 
 Report = Callable[[int, int], None]  # (frames done, frames in all)
 
-_FILTERS = {
+FILTERS = {
     "blend": "framerate=fps={rate}",
     "minterpolate": "minterpolate=fps={rate}:mi_mode=mci:mc_mode=aobmc:me_mode=bidir:vsbmc=1",
 }
@@ -47,7 +47,7 @@ def interpolate(frames: np.ndarray, fps: float, factor: int, method: str, report
     # (each filter drops its last interval otherwise); between equal frames it makes copies.
     padded = np.concatenate([frames, frames[-1:], frames[-1:]])
     wanted = factor * (count - 1) + 1
-    made = run_filter(padded, fps, f"format=yuv444p,{_FILTERS[method].format(rate=rate)}", report=report, limit=wanted, expected=wanted)
+    made = run_filter(padded, fps, f"format=yuv444p,{FILTERS[method].format(rate=rate)}", report=report, limit=wanted, expected=wanted)
     if len(made) < wanted:
         raise GenerationError(f"ffmpeg's {method} made {len(made)} of {wanted} frames")
     out = np.repeat(frames, factor, axis=0)  # the input frames in place, the last one held

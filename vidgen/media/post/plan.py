@@ -80,7 +80,7 @@ def plan_problem(values: Any) -> str | None:
 _checked: dict[tuple, str | None] = {}  # (flag, path, size, mtime) -> problem: a batch checks each line
 
 
-def _file_problem(flag: str, value: Any, check) -> str | None:
+def file_problem(flag: str, value: Any, check) -> str | None:
     """`check` is called with the file only (and imported only then: torch, for RIFE and spandrel)."""
     try:
         path = Path(os.path.expanduser(str(value)))
@@ -105,7 +105,7 @@ def interpolate_model_problem(value: Any) -> str | None:
         return None
     from vidgen.media.post.rife import weights_problem  # here, not at the top: torch (settings are checked without it)
 
-    return _file_problem("--interpolate-model", value, weights_problem)
+    return file_problem("--interpolate-model", value, weights_problem)
 
 
 def upscale_model_problem(value: Any) -> str | None:
@@ -114,7 +114,7 @@ def upscale_model_problem(value: Any) -> str | None:
         return None
     from vidgen.media.post.upscaler import model_problem  # here, not at the top: torch and spandrel (as above)
 
-    return _file_problem("--upscale-model", value, model_problem)
+    return file_problem("--upscale-model", value, model_problem)
 
 
 # ---- what the recipe says ----
