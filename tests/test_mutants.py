@@ -747,7 +747,8 @@ def _read(path: str) -> str:
 
 def run_all(chosen: list[Mutation], root: str, hook_dir: str, scratch: str, jobs: int):
     """(mutation, (status, detail, seconds)) in the list's order, `jobs` children at a time."""
-    _preload()
+    if len(chosen) > 1:  # one mutation's child would import them itself: no time saved
+        _preload()
     pending, running, results = list(chosen), {}, {}
     following = 0
     while pending or running:
