@@ -1,6 +1,6 @@
 """Every GPU figure of a round in one run: one command, one folder of results.
 
-    python benchmarks/gpu_suite.py OUTDIR                 # issue 21's round on a CUDA machine, about 7.5 minutes on an H200
+    python benchmarks/gpu_suite.py OUTDIR                 # issue 21's round (and 36's preview) on a CUDA machine, about 8.7 minutes on an H200
     python benchmarks/gpu_suite.py OUTDIR --dry-run       # the same parts, tiny sizes, on a CPU
     python benchmarks/gpu_suite.py OUTDIR --round 12      # issue 12's round (below), about 7 minutes
     python benchmarks/gpu_suite.py OUTDIR --only load-1.3b,cli-cuda --limit load-1.3b=60
@@ -15,12 +15,13 @@ Issue 21 (the default round; benchmarks/round21.py has each part's plan, estimat
   1. 14b-quantized: Wan 2.1 14B on one card, bf16 / fp8-dynamic / --offload model / int8 / fp8, the 4-step video;
   2. fast-probe: the built-in model's probe on CUDA for each fast mode; fast-wan-1.3b: the same modes on Wan 1.3B;
   3. lossless-backends: attention backends and compile modes on Wan 1.3B against plain diffusers;
-  4. load-1.3b: load time of a saved 1.3B folder; cli-cuda: the built-in model's whole command on CUDA, 3 runs.
+  4. load-1.3b: load time of a saved 1.3B folder; cli-cuda: the built-in model's whole command on CUDA, 3 runs;
+  5. preview-wan-1.3b (issue 36): --preview's cost on Wan 1.3B at 480p, in one process.
 
 On the H200 machine (no network; diffusers and torchao missing there), after `bash benchmarks/gpu_wheels.sh`
 here filled .whl/ (an ignored folder, carried with `carry: [".whl"]`), one command:
 
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD && if [ -f .whl/ffmpeg.xz ]; then python3 -c "import lzma,shutil; shutil.copyfileobj(lzma.open('.whl/ffmpeg.xz'), open('/tmp/ffmpeg','wb'))" && chmod +x /tmp/ffmpeg && export IMAGEIO_FFMPEG_EXE=/tmp/ffmpeg; fi; PYTHONUNBUFFERED=1 python3 benchmarks/gpu_suite.py $OUT/r21 --deadline 450
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD && if [ -f .whl/ffmpeg.xz ]; then python3 -c "import lzma,shutil; shutil.copyfileobj(lzma.open('.whl/ffmpeg.xz'), open('/tmp/ffmpeg','wb'))" && chmod +x /tmp/ffmpeg && export IMAGEIO_FFMPEG_EXE=/tmp/ffmpeg; fi; PYTHONUNBUFFERED=1 python3 benchmarks/gpu_suite.py $OUT/r21 --deadline 520
 
 Issue 12 (`--round 12`):
   1. plain diffusers, the step caches (`--fast` = first-block, taylorseer, pab) and vidgen's
@@ -65,7 +66,7 @@ ROUND_12 = [
     ("load", "load", 90),
 ]
 # Issue 21: (name, round21.py part or "cli", time limit in seconds), in the issue's order; the limits sum
-# to 450 s, the default deadline (round21.py's docstring: the estimate behind each).
+# to 520 s, the default deadline (round21.py's docstring: the estimate behind each).
 ROUND_21 = [
     ("14b-quantized", "big", 165),
     ("fast-probe", "probe", 55),
@@ -73,6 +74,7 @@ ROUND_21 = [
     ("lossless-backends", "lossless", 75),
     ("load-1.3b", "load", 30),
     ("cli-cuda", "cli", 45),
+    ("preview-wan-1.3b", "preview", 70),  # issue 36: what --preview costs on Wan 1.3B (round21_preview.py)
 ]
 ROUNDS = {"12": ROUND_12, "21": ROUND_21}
 # Seconds a round21.py part keeps back from its limit for writing and exiting (its own budget is the rest).
@@ -303,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--round", choices=sorted(ROUNDS), default="21", help="issue 21's parts (default) or issue 12's")
     parser.add_argument("--only", help="comma-separated part names (default: all of the round)")
     parser.add_argument("--limit", action="append", default=[], metavar="PART=SECONDS", help="another time limit for a part")
-    parser.add_argument("--deadline", type=float, default=450, help="seconds; parts that would start after it are skipped")
+    parser.add_argument("--deadline", type=float, default=520, help="seconds; parts that would start after it are skipped")
     args = parser.parse_args(argv)
     parts = ROUNDS[args.round]
     limits = {name: float(seconds) for name, _, seconds in (item.partition("=") for item in args.limit)}

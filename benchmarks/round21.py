@@ -1,7 +1,7 @@
 """Issue 21, "GPU figures, second round": one part of the round in this process. gpu_suite.py runs the parts
 in the issue's order, each in its own process with its own limit, and merges what each one wrote:
 
-    python benchmarks/gpu_suite.py OUTDIR                       # the round, on a CUDA card (at most 7.5 min: --deadline 450)
+    python benchmarks/gpu_suite.py OUTDIR                       # the round, on a CUDA card (at most 8.7 min: --deadline 520)
     python benchmarks/gpu_suite.py OUTDIR --dry-run             # the same parts at tiny sizes on a CPU
     python benchmarks/round21.py PART --out FILE.json [--budget SECONDS] [--dry-run]   # one part alone
 
@@ -41,8 +41,11 @@ whole command on its CPU took 16.9 s). Not measured: every figure below is an es
                       plain from_pretrained(...).to(device), alternating, twice each: imports 10 s, writing 6 s,
                       four loads ~10 s.
   6. cli (45 s)       (gpu_suite.py itself) the built-in model's whole command on CUDA, three runs, ~13 s each.
-The limits sum to 450 s, gpu_suite.py's default deadline: with the wheels' install (~10 s) the call takes
-about 7.8 minutes; the machine's start (a minute or two) comes on top, and the rest of the 15 minutes is for
+  7. preview (issue 36's addition, 70 s; the round's deadline 520 s) Wan 1.3B at 480p, 10 steps a video,
+                      with and without --preview (round21_preview.py): a compile warm-up ~15 s, then about
+                      14 s a pair (10 steps ~10.7 s, the decode 2-3 s), two pairs, imports 10 s.
+The limits sum to 520 s, gpu_suite.py's default deadline: with the wheels' install (~10 s) the call takes
+about 9 minutes (under the device's 10-minute limit a call); the machine's start (a minute or two) comes on top, and the rest of the 15 minutes is for
 one rerun of a failed part (`--only PART`).
 
 What the issue asks and this round cuts, to fit: warm-up of 1 step (not 2) for the 14B variants (eager, so
@@ -75,7 +78,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks import round21_big, round21_small  # noqa: E402
+from benchmarks import round21_big, round21_preview, round21_small  # noqa: E402
 from benchmarks import round21_wan as wan_parts  # noqa: E402
 
 BUILTIN = REPO / "vidgen" / "embedded" / "weights" / "shapes"
@@ -336,7 +339,7 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-PARTS = ("big", "probe", "modes", "lossless", "load")
+PARTS = ("big", "probe", "modes", "lossless", "load", "preview")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -364,7 +367,12 @@ def main(argv: list[str] | None = None) -> int:
             name = "wan2.1-t2v-14b" if args.part == "big" else "wan2.1-t2v-1.3b"
             wan = wan_parts.Wan(wan_parts.config_folder(name, scratch, args.dry_run), device)
             run.data["workload"] = wan.workload
-            {"big": round21_big.part_big, "modes": round21_small.part_modes, "lossless": round21_small.part_lossless}[args.part](run, wan)
+            if args.part == "preview":
+                round21_preview.part_preview(run, wan, pairs=1 if args.dry_run else 2)
+            else:
+                {"big": round21_big.part_big, "modes": round21_small.part_modes, "lossless": round21_small.part_lossless}[args.part](
+                    run, wan
+                )
     finally:
         run.save()
         shutil.rmtree(scratch, ignore_errors=True)
