@@ -22,8 +22,8 @@ import torch
 
 from vidgen.engine import preview
 from vidgen.engine.generate import VideoGenerator
+from vidgen.engine.pipeline_cache import obtain_pipeline
 from vidgen.engine.prepare import prepare_settings
-from vidgen.engine.runner import obtain_pipeline
 
 
 def compare(generator: VideoGenerator, plain, with_preview, pairs: int) -> dict:

@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout:
 from training import probe, shapes
 from vidgen.engine import preview
 from vidgen.engine.generate import VideoGenerator
+from vidgen.engine.pipeline_cache import obtain_pipeline
 from vidgen.engine.prepare import prepare_settings
-from vidgen.engine.runner import obtain_pipeline
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

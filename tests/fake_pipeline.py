@@ -16,7 +16,7 @@ custom-pipeline layout, a model_index.json whose `_class_name` is `[module, clas
 that module's file beside it (this file, copied). diffusers loads a local folder's own
 pipeline code only with `trust_remote_code=True`, so the tests pass `--trust-remote-code`
 (FAKE_ARGS in conftest.py) and the model goes through vidgen's real path
-(runner.obtain_pipeline -> engine/loading.load_pipeline -> DiffusionPipeline.from_pretrained), as
+(engine/pipeline_cache.obtain_pipeline -> engine/loading.load_pipeline -> DiffusionPipeline.from_pretrained), as
 any repository with its own pipeline code would. Nothing in vidgen knows this class.
 
 This module imports only numpy, torch and diffusers: diffusers copies it into its modules

@@ -141,8 +141,8 @@ def test_the_loading_key_sees_the_components(tmp_path):
     """The server keeps a pipeline per loading key: another component source is another pipeline."""
     from dataclasses import replace
 
+    from vidgen.engine.pipeline_cache import loading_key
     from vidgen.engine.prepare import prepare_settings
-    from vidgen.engine.runner import loading_key
     from vidgen.settings.locations import resolve_model_location
 
     settings, _ = prepare_settings(

@@ -52,7 +52,7 @@ def test_served_jobs_reuse_the_embeddings_and_give_the_text_paths_frames(tiny_wa
     from diffusers import WanPipeline
 
     from vidgen.engine.generate import frames_to_uint8
-    from vidgen.engine.runner import PipelineCache
+    from vidgen.engine.pipeline_cache import PipelineCache
     from vidgen.server.jobs import Job, execute
     from vidgen.settings.request import GenerateRequest
 

@@ -294,7 +294,7 @@ def test_status_and_stop_without_a_server(runtime_dir: Path, run_cli, monkeypatc
 
 @pytest.mark.parametrize(("text", "seconds"), [("5m", 300), ("30s", 30), ("1h", 3600), ("90", 90), ("0", 0), ("-1", -1)])
 def test_keep_alive_durations(text: str, seconds: float):
-    from vidgen.engine.runner import parse_keep_alive
+    from vidgen.engine.pipeline_cache import parse_keep_alive
 
     assert parse_keep_alive(text) == seconds
 
@@ -511,8 +511,8 @@ def test_least_recently_used_pipelines_make_room_on_a_full_gpu(tiny_wan_dir: Pat
     and a simulated card that holds two of them: a third unloads only the least recently used.
     (No GPU here: free memory is what the loaded folders leave of the card, not a CUDA reading.)"""
     from vidgen.engine import loading as pipeline_loader
+    from vidgen.engine.pipeline_cache import CachedPipeline, LoadingKey, PipelineCache, _model_bytes
     from vidgen.engine.prepare import prepare_settings
-    from vidgen.engine.runner import CachedPipeline, LoadingKey, PipelineCache, _model_bytes
 
     folders = []
     for name in ("a", "b", "c"):

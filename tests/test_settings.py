@@ -200,7 +200,8 @@ def test_the_model_location_is_resolved_once_when_the_settings_are_built(tmp_pat
     """--model ./w is the folder it named where the settings were built, whatever the current
     folder later (the loading key and the recipe read the resolved location); a preset's own
     relative model is from the preset's folder."""
-    from vidgen.engine.runner import build_recipe, loading_key
+    from vidgen.engine.pipeline_cache import loading_key
+    from vidgen.engine.runner import build_recipe
 
     here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
     (here / "w").mkdir(parents=True)

@@ -341,7 +341,7 @@ NOT_CANCELLED = _NeverCancelled()
 
 
 class PipelineSource(Protocol):
-    """vidgen.engine.runner.PipelineCache (the server's): (the loaded pipeline, whether it was kept)."""
+    """vidgen.engine.pipeline_cache.PipelineCache (the server's): (the loaded pipeline, whether it was kept)."""
 
     def get(self, settings: Any, pull_hint: str | None) -> tuple[Any, bool]: ...
 

@@ -27,8 +27,8 @@ from vidgen.batch.plan import Job, inside
 from vidgen.engine import parallel
 from vidgen.engine.generate import VideoGenerator
 from vidgen.engine.making import Inputs, MakeContext, VideoJob, VideoResult, make_video
+from vidgen.engine.pipeline_cache import loading_key, obtain_pipeline
 from vidgen.engine.prepare import merge_settings
-from vidgen.engine.runner import loading_key, obtain_pipeline
 from vidgen.environment import PROCESS, Environment
 from vidgen.errors import ExitCode, GenerationError, VidgenError
 from vidgen.media.conditioning import load_conditioning_image, load_input_video
@@ -68,7 +68,7 @@ class Executor:
     processes: Processes = field(default_factory=Processes)
     debug: bool = False  # a pipeline's own failure shows its traceback
     generator: Any = None
-    loaded_key: Any = None  # runner.loading_key of the pipeline in hand
+    loaded_key: Any = None  # pipeline_cache.loading_key of the pipeline in hand
     images: dict[str, Any] = field(default_factory=dict)
     input_video: tuple[str, Any] | None = None  # the last input video read: (path, frames); lines often share one
 

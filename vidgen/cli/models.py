@@ -40,7 +40,7 @@ def serve(
 
     def action() -> int:
         # here, not at the top: keeps `vidgen --help` light (the server's modules load numpy; its worker, torch)
-        from vidgen.engine.runner import parse_keep_alive
+        from vidgen.engine.pipeline_cache import parse_keep_alive
         from vidgen.server import serve as server
 
         if status and stop:

@@ -1,7 +1,7 @@
 """Settings + a loaded pipeline -> frames: the core under every command.
 
 `VideoGenerator(loaded).generate(settings, seed)` runs one pipeline call and returns uint8
-frames; the pipeline is loaded once (runner.obtain_pipeline) and reused. The settings come
+frames; the pipeline is loaded once (pipeline_cache.obtain_pipeline) and reused. The settings come
 checked from vidgen.engine.prepare.
 
 The commands above it (single.py for `vidgen generate`, vidgen.batch) plan outputs and

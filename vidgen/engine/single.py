@@ -17,8 +17,9 @@ from vidgen.engine import latents, parallel, resume, windows
 from vidgen.engine.generate import VideoGenerator
 from vidgen.engine.loading import check_last_image, check_parallel  # torch and diffusers: this module runs only to generate
 from vidgen.engine.making import Inputs, MakeContext, VideoJob, VideoResult, make_video
+from vidgen.engine.pipeline_cache import obtain_pipeline
 from vidgen.engine.prepare import prepare_settings
-from vidgen.engine.runner import build_recipe, obtain_pipeline
+from vidgen.engine.runner import build_recipe
 from vidgen.environment import PROCESS, Environment
 from vidgen.errors import UsageError, VidgenError
 from vidgen.media.audio import wav_beside

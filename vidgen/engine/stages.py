@@ -80,7 +80,7 @@ def stage_pipeline(loaded, class_name: str) -> Any:
     """Another pipeline class built from the loaded one's components and the preset's extra ones
     (LTXLatentUpsamplePipeline from the VAE and `latent_upsampler`), kept for the next video."""
     if class_name not in loaded.stage_pipelines:
-        import diffusers  # here, not at the top: runner imports this module for the recipe, and `vidgen serve` imports runner before torch loads
+        import diffusers  # here, not at the top: runner imports this module for the recipe, and `vidgen serve` listens before torch loads
 
         cls = getattr(diffusers, class_name, None)
         if cls is None:

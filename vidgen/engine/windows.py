@@ -35,8 +35,9 @@ from vidgen.engine.extend import (
 )
 from vidgen.engine.generate import VideoGenerator
 from vidgen.engine.making import VideoResult, result_of
+from vidgen.engine.pipeline_cache import obtain_pipeline
 from vidgen.engine.prepare import merge_settings
-from vidgen.engine.runner import build_recipe, obtain_pipeline
+from vidgen.engine.runner import build_recipe
 from vidgen.environment import PROCESS, Environment
 from vidgen.errors import GenerationError, UsageError
 from vidgen.media import colormatch

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from vidgen import locking, ui
-from vidgen.engine.runner import KEEP_FOREVER
+from vidgen.engine.pipeline_cache import KEEP_FOREVER
 from vidgen.errors import ExitCode
 from vidgen.server.address import get_json, socket_path
 

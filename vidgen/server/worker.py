@@ -22,7 +22,7 @@ from typing import Any
 from vidgen import threads as threads_module
 from vidgen import ui
 from vidgen.context import Error, Exit, Refused, RunContext, current, running
-from vidgen.engine.runner import PipelineCache
+from vidgen.engine.pipeline_cache import PipelineCache
 from vidgen.server.address import API
 from vidgen.server.control import describe_keep_alive
 from vidgen.server.jobs import Job, execute

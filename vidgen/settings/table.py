@@ -8,7 +8,7 @@ where it may come from and go to:
 - `preset`: a preset's `[defaults]` may set it (presets.DEFAULT_KEYS is derived);
 - `line`: a prompts-file line may set it (prompts.LINE_KEYS is derived);
 - `loads`: it changes how the pipeline is loaded, so the server's cache keys on it
-  (runner.loading_key); the others change only the call;
+  (engine/pipeline_cache.loading_key); the others change only the call;
 - `recipe`: it is recorded in the recipe stored inside every video (and the JSON);
 - `call`: the pipeline argument that receives it (generate.VideoGenerator);
   `pipeline_default`: an ad-hoc --model takes the pipeline's own default for it;
