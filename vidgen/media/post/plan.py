@@ -81,7 +81,9 @@ _checked: dict[tuple, str | None] = {}  # (flag, path, size, mtime) -> problem: 
 
 
 def file_problem(flag: str, value: Any, check) -> str | None:
-    """`check` is called with the file only (and imported only then: torch, for RIFE and spandrel)."""
+    """What is wrong with `value` as `flag`'s model file, or None; `check(path)` reads a file that is there."""
+    if value is None:
+        return None
     try:
         path = Path(os.path.expanduser(str(value)))
         found = path.is_file()
@@ -101,20 +103,24 @@ def file_problem(flag: str, value: Any, check) -> str | None:
 
 def interpolate_model_problem(value: Any) -> str | None:
     """What is wrong with a RIFE weights file, or None (the file is read, not run)."""
-    if value is None:
-        return None
-    from vidgen.media.post.rife import weights_problem  # here, not at the top: torch (settings are checked without it)
 
-    return file_problem("--interpolate-model", value, weights_problem)
+    def check(path: Path) -> str | None:
+        from vidgen.media.post.rife import weights_problem  # here, not at the top: torch, only for a file given
+
+        return weights_problem(path)
+
+    return file_problem("--interpolate-model", value, check)
 
 
 def upscale_model_problem(value: Any) -> str | None:
     """What is wrong with an upscaler file (spandrel does not know it, not an upscaler), or None."""
-    if value is None:
-        return None
-    from vidgen.media.post.upscaler import model_problem  # here, not at the top: torch and spandrel (as above)
 
-    return file_problem("--upscale-model", value, model_problem)
+    def check(path: Path) -> str | None:
+        from vidgen.media.post.upscaler import model_problem  # here, not at the top: torch and spandrel (as above)
+
+        return model_problem(path)
+
+    return file_problem("--upscale-model", value, check)
 
 
 # ---- what the recipe says ----
